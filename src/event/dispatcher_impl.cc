@@ -1,0 +1,232 @@
+#include "event/dispatcher_impl.h"
+
+#include <event2/thread.h>
+
+#include "common/assert.h"
+#include "common/logger.h"
+
+namespace sluice::event {
+
+namespace libevent {
+void global() {
+  static const bool done = [] {
+    evthread_use_pthreads();
+    return true;
+  }();
+  (void)done;
+}
+}  // namespace libevent
+
+namespace {
+
+uint32_t toReadyMask(short what) {
+  uint32_t events = 0;
+  if (what & EV_READ) events |= FileReadyType::Read;
+  if (what & EV_WRITE) events |= FileReadyType::Write;
+  if (what & EV_CLOSED) events |= FileReadyType::Closed;
+  return events;
+}
+
+short toLibeventFlags(uint32_t events, FileTriggerType trigger) {
+  short flags = EV_PERSIST;
+  if (trigger == FileTriggerType::Edge) flags |= EV_ET;
+  if (events & FileReadyType::Read) flags |= EV_READ;
+  if (events & FileReadyType::Write) flags |= EV_WRITE;
+  if (events & FileReadyType::Closed) flags |= EV_CLOSED;
+  return flags;
+}
+
+class FileEventImpl : public FileEvent {
+ public:
+  FileEventImpl(DispatcherImpl& dispatcher, int fd, FileReadyCb cb, FileTriggerType trigger,
+                uint32_t events)
+      : dispatcher_(dispatcher), fd_(fd), cb_(std::move(cb)), trigger_(trigger) {
+    assign(events);
+  }
+
+  void activate(uint32_t events) override {
+    SLUICE_ASSERT(dispatcher_.isThreadSafe(), "activate() off the dispatcher's thread");
+    short what = 0;
+    if (events & FileReadyType::Read) what |= EV_READ;
+    if (events & FileReadyType::Write) what |= EV_WRITE;
+    if (events & FileReadyType::Closed) what |= EV_CLOSED;
+    event_active(ev_.get(), what, 0);
+  }
+
+  void setEnabled(uint32_t events) override {
+    SLUICE_ASSERT(dispatcher_.isThreadSafe(), "setEnabled() off the dispatcher's thread");
+    assign(events);
+  }
+
+ private:
+  void assign(uint32_t events) {
+    if (ev_) {
+      event_del(ev_.get());
+      event_assign(ev_.get(), dispatcher_.base(), fd_, toLibeventFlags(events, trigger_),
+                   &FileEventImpl::onEvent, this);
+    } else {
+      ev_.reset(event_new(dispatcher_.base(), fd_, toLibeventFlags(events, trigger_),
+                          &FileEventImpl::onEvent, this));
+    }
+    if (events != 0) event_add(ev_.get(), nullptr);
+  }
+
+  static void onEvent(evutil_socket_t, short what, void* arg) {
+    auto* self = static_cast<FileEventImpl*>(arg);
+    self->dispatcher_.updateApproximateMonotonicTime();
+    self->cb_(toReadyMask(what));
+  }
+
+  DispatcherImpl& dispatcher_;
+  const int fd_;
+  FileReadyCb cb_;
+  const FileTriggerType trigger_;
+  libevent::EventPtr ev_;
+};
+
+class SignalEventImpl : public SignalEvent {
+ public:
+  SignalEventImpl(event_base* base, int signum, SignalCb cb) : cb_(std::move(cb)) {
+    ev_.reset(evsignal_new(base, signum, &SignalEventImpl::onSignal, this));
+    evsignal_add(ev_.get(), nullptr);
+  }
+
+ private:
+  static void onSignal(evutil_socket_t, short, void* arg) {
+    static_cast<SignalEventImpl*>(arg)->cb_();
+  }
+  SignalCb cb_;
+  libevent::EventPtr ev_;
+};
+
+}  // namespace
+
+DispatcherImpl::DispatcherImpl(std::string name, TimeSystem& time_system)
+    : name_(std::move(name)), time_system_(time_system), current_to_delete_(&to_delete_1_) {
+  libevent::global();
+  event_config* cfg = event_config_new();
+  // EV_CLOSED (peer half-close) needs the early-close feature: epoll has it.
+  event_config_require_features(cfg, EV_FEATURE_EARLY_CLOSE);
+  base_.reset(event_base_new_with_config(cfg));
+  event_config_free(cfg);
+  if (!base_) base_.reset(event_base_new());
+  SLUICE_RELEASE_ASSERT(base_ != nullptr, "libevent could not create an event base");
+  post_event_.reset(event_new(base_.get(), -1, 0, &DispatcherImpl::onPost, this));
+  deferred_delete_event_.reset(
+      event_new(base_.get(), -1, 0, &DispatcherImpl::onDeferredDelete, this));
+  updateApproximateMonotonicTime();
+}
+
+DispatcherImpl::~DispatcherImpl() {
+  // Objects still waiting for deferred deletion are destroyed now; posted callbacks that
+  // never ran are dropped (destroyed without running).
+  clearDeferredDeleteList();
+  clearDeferredDeleteList();
+  post_event_.reset();
+  deferred_delete_event_.reset();
+}
+
+FileEventPtr DispatcherImpl::createFileEvent(int fd, FileReadyCb cb, FileTriggerType trigger,
+                                             uint32_t events) {
+  SLUICE_ASSERT(isThreadSafe(), "createFileEvent() off the dispatcher's thread");
+  return std::make_unique<FileEventImpl>(*this, fd, std::move(cb), trigger, events);
+}
+
+TimerPtr DispatcherImpl::createTimer(TimerCb cb) {
+  SLUICE_ASSERT(isThreadSafe(), "createTimer() off the dispatcher's thread");
+  return time_system_.createTimer(base_.get(), [this, cb = std::move(cb)] {
+    updateApproximateMonotonicTime();
+    cb();
+  });
+}
+
+SignalEventPtr DispatcherImpl::listenForSignal(int signal_num, SignalCb cb) {
+  SLUICE_ASSERT(isThreadSafe(), "listenForSignal() off the dispatcher's thread");
+  return std::make_unique<SignalEventImpl>(base_.get(), signal_num, std::move(cb));
+}
+
+void DispatcherImpl::post(PostCb cb) {
+  bool was_empty;
+  {
+    std::lock_guard lock(post_lock_);
+    was_empty = post_callbacks_.empty();
+    post_callbacks_.push_back(std::move(cb));
+  }
+  // Thread-safe: with evthread on, activating from another thread wakes the loop.
+  if (was_empty) event_active(post_event_.get(), EV_TIMEOUT, 0);
+}
+
+void DispatcherImpl::onPost(evutil_socket_t, short, void* arg) {
+  static_cast<DispatcherImpl*>(arg)->runPostCallbacks();
+}
+
+void DispatcherImpl::runPostCallbacks() {
+  std::vector<PostCb> callbacks;
+  {
+    std::lock_guard lock(post_lock_);
+    callbacks.swap(post_callbacks_);
+  }
+  updateApproximateMonotonicTime();
+  for (auto& cb : callbacks) {
+    cb();
+    // A callback may hold the last reference to something it captured: release it here,
+    // on this thread, in order.
+    cb = nullptr;
+  }
+}
+
+void DispatcherImpl::deferredDelete(DeferredDeletablePtr&& to_delete) {
+  SLUICE_ASSERT(isThreadSafe(), "deferredDelete() off the dispatcher's thread");
+  if (!to_delete) return;
+  to_delete->deleteIsPending();
+  current_to_delete_->push_back(std::move(to_delete));
+  if (current_to_delete_->size() == 1) {
+    event_active(deferred_delete_event_.get(), EV_TIMEOUT, 0);
+  }
+}
+
+void DispatcherImpl::onDeferredDelete(evutil_socket_t, short, void* arg) {
+  static_cast<DispatcherImpl*>(arg)->clearDeferredDeleteList();
+}
+
+void DispatcherImpl::clearDeferredDeleteList() {
+  SLUICE_ASSERT(isThreadSafe(), "clearDeferredDeleteList() off the dispatcher's thread");
+  if (deferred_deleting_ || current_to_delete_->empty()) return;
+  std::vector<DeferredDeletablePtr>* draining = current_to_delete_;
+  current_to_delete_ = draining == &to_delete_1_ ? &to_delete_2_ : &to_delete_1_;
+  deferred_deleting_ = true;
+  // FIFO: destroy in the order they were deferred. Destructors may defer more objects;
+  // those land in the other list, which schedules its own pass.
+  for (auto& obj : *draining) obj.reset();
+  draining->clear();
+  deferred_deleting_ = false;
+}
+
+void DispatcherImpl::run(RunType type) {
+  run_tid_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  updateApproximateMonotonicTime();
+  int flags = 0;
+  switch (type) {
+    case RunType::Block: flags = 0; break;
+    case RunType::NonBlock:
+      // What is ready now, and what those callbacks activate; then return (a level-triggered
+      // fd that stays ready does not keep the loop going).
+      flags = EVLOOP_NONBLOCK | EVLOOP_ONCE;
+      break;
+    case RunType::RunUntilExit: flags = EVLOOP_NO_EXIT_ON_EMPTY; break;
+  }
+  event_base_loop(base_.get(), flags);
+}
+
+void DispatcherImpl::exit() { event_base_loopexit(base_.get(), nullptr); }
+
+bool DispatcherImpl::isThreadSafe() const {
+  const std::thread::id tid = run_tid_.load(std::memory_order_relaxed);
+  return tid == std::thread::id() || tid == std::this_thread::get_id();
+}
+
+void DispatcherImpl::updateApproximateMonotonicTime() {
+  approximate_now_ = time_system_.monotonicTime();
+}
+
+}  // namespace sluice::event

@@ -1,0 +1,62 @@
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "event/dispatcher.h"
+#include "event/libevent.h"
+
+namespace sluice::event {
+
+// The libevent Dispatcher. Construct it on any thread; from the first run() on, it belongs
+// to the thread that runs it. Destroy it on that thread (or after run() returned for good),
+// after every event, timer and connection made from it.
+class DispatcherImpl : public Dispatcher {
+ public:
+  DispatcherImpl(std::string name, TimeSystem& time_system);
+  ~DispatcherImpl() override;
+
+  const std::string& name() const override { return name_; }
+  TimeSource& timeSource() override { return time_system_; }
+  FileEventPtr createFileEvent(int fd, FileReadyCb cb, FileTriggerType trigger,
+                               uint32_t events) override;
+  TimerPtr createTimer(TimerCb cb) override;
+  SignalEventPtr listenForSignal(int signal_num, SignalCb cb) override;
+  void post(PostCb cb) override;
+  void deferredDelete(DeferredDeletablePtr&& to_delete) override;
+  void clearDeferredDeleteList() override;
+  void run(RunType type) override;
+  void exit() override;
+  bool isThreadSafe() const override;
+  MonotonicTime approximateMonotonicTime() const override { return approximate_now_; }
+  void updateApproximateMonotonicTime() override;
+
+  event_base* base() { return base_.get(); }
+
+ private:
+  static void onPost(evutil_socket_t, short, void* arg);
+  static void onDeferredDelete(evutil_socket_t, short, void* arg);
+  void runPostCallbacks();
+
+  const std::string name_;
+  TimeSystem& time_system_;
+  libevent::BasePtr base_;
+  std::atomic<std::thread::id> run_tid_{};
+
+  std::mutex post_lock_;
+  std::vector<PostCb> post_callbacks_;  // guarded by post_lock_
+  libevent::EventPtr post_event_;
+
+  // Two lists: objects deferred while one is being drained go to the other.
+  std::vector<DeferredDeletablePtr> to_delete_1_;
+  std::vector<DeferredDeletablePtr> to_delete_2_;
+  std::vector<DeferredDeletablePtr>* current_to_delete_;
+  bool deferred_deleting_{false};
+  libevent::EventPtr deferred_delete_event_;
+
+  MonotonicTime approximate_now_;
+};
+
+}  // namespace sluice::event

@@ -1,0 +1,15 @@
+#pragma once
+
+#include "event/time.h"
+
+namespace sluice::event {
+
+// Wall-clock and steady time from the OS; timers are libevent timers.
+class RealTimeSystem : public TimeSystem {
+ public:
+  SystemTime systemTime() override { return std::chrono::system_clock::now(); }
+  MonotonicTime monotonicTime() override { return std::chrono::steady_clock::now(); }
+  TimerPtr createTimer(event_base* base, TimerCb cb) override;
+};
+
+}  // namespace sluice::event

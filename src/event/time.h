@@ -1,0 +1,46 @@
+#pragma once
+
+// Time for everything that waits: timeouts, retries, health checks, the watchdog. Code asks a
+// TimeSource, never the clock, so that tests can run on simulated time.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+struct event_base;
+
+namespace sluice::event {
+
+using MonotonicTime = std::chrono::steady_clock::time_point;
+using SystemTime = std::chrono::system_clock::time_point;
+
+class TimeSource {
+ public:
+  virtual ~TimeSource() = default;
+  virtual SystemTime systemTime() = 0;
+  virtual MonotonicTime monotonicTime() = 0;
+};
+
+using TimerCb = std::function<void()>;
+
+// A one-shot timer owned by its creator and bound to one dispatcher: it fires on that
+// dispatcher's thread. Destroying it cancels it.
+class Timer {
+ public:
+  virtual ~Timer() = default;
+  // Arms (or re-arms) the timer; a zero duration fires on the next loop iteration.
+  virtual void enableTimer(std::chrono::milliseconds d) = 0;
+  virtual void enableHRTimer(std::chrono::microseconds d) = 0;
+  virtual void disableTimer() = 0;
+  virtual bool enabled() = 0;
+};
+using TimerPtr = std::unique_ptr<Timer>;
+
+// A TimeSource that can also make timers for a libevent base. The real one uses libevent's
+// clock; the simulated one keeps its own clock that tests move forward.
+class TimeSystem : public TimeSource {
+ public:
+  virtual TimerPtr createTimer(event_base* base, TimerCb cb) = 0;
+};
+
+}  // namespace sluice::event

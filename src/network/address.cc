@@ -1,0 +1,335 @@
+#include "network/address.h"
+
+#include <arpa/inet.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+#include "network/io_socket.h"
+
+namespace sluice::network {
+namespace {
+
+constexpr size_t kSunPathOffset = offsetof(sockaddr_un, sun_path);
+constexpr size_t kSunPathSize = sizeof(sockaddr_un::sun_path);
+
+// Returns nullptr after setting *error to "invalid address '<text>': <reason>".
+AddressConstSharedPtr fail(std::string* error, std::string_view what, std::string_view text,
+                           std::string_view reason) {
+  if (error != nullptr) {
+    error->clear();
+    error->append(what).append(" '").append(text).append("': ").append(reason);
+  }
+  return nullptr;
+}
+
+AddressConstSharedPtr invalidAddress(std::string* error, std::string_view text,
+                                     std::string_view reason) {
+  return fail(error, "invalid address", text, reason);
+}
+
+// Parses a decimal port; false when it is not all digits. *out may exceed 65535.
+bool parsePort(std::string_view text, uint64_t* out) {
+  if (text.empty() || text.size() > 10) {
+    return false;
+  }
+  uint64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') {
+      return false;
+    }
+    value = value * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = value;
+  return true;
+}
+
+// Builds an IP address from a bracket-free IP and a port already checked to fit 16 bits.
+// `text` is what the caller was given, for the error message.
+AddressConstSharedPtr makeIp(std::string_view ip, uint16_t port, std::string_view text,
+                             std::string* error) {
+  // inet_pton needs a NUL-terminated string; the longest valid IPv6 text is 45 characters.
+  char buf[INET6_ADDRSTRLEN + 1];
+  if (ip.empty() || ip.size() >= sizeof(buf)) {
+    return invalidAddress(error, text, "not an IP address");
+  }
+  std::memcpy(buf, ip.data(), ip.size());
+  buf[ip.size()] = '\0';
+
+  sockaddr_storage storage{};
+  if (ip.find(':') == std::string_view::npos) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&storage);
+    if (inet_pton(AF_INET, buf, &sin->sin_addr) != 1) {
+      return invalidAddress(error, text, "not an IPv4 address");
+    }
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    return fromSockAddr(storage, sizeof(sockaddr_in));
+  }
+  auto* sin6 = reinterpret_cast<sockaddr_in6*>(&storage);
+  if (inet_pton(AF_INET6, buf, &sin6->sin6_addr) != 1) {
+    return invalidAddress(error, text, "not an IPv6 address");
+  }
+  sin6->sin6_family = AF_INET6;
+  sin6->sin6_port = htons(port);
+  return fromSockAddr(storage, sizeof(sockaddr_in6));
+}
+
+AddressConstSharedPtr sockName(int fd, bool peer, std::string* error) {
+  sockaddr_storage storage{};
+  socklen_t len = sizeof(storage);
+  int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &len)
+                : ::getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &len);
+  if (rc != 0) {
+    if (error != nullptr) {
+      *error = std::string(peer ? "getpeername" : "getsockname") + " failed on fd " +
+               std::to_string(fd) + ": " + errorString(errno);
+    }
+    return nullptr;
+  }
+  AddressConstSharedPtr address = fromSockAddr(storage, len);
+  if (address == nullptr && error != nullptr) {
+    *error = "fd " + std::to_string(fd) + " has an unsupported address family " +
+             std::to_string(storage.ss_family);
+  }
+  return address;
+}
+
+}  // namespace
+
+Address::Address(const sockaddr_storage& storage, socklen_t len, Type type)
+    : storage_(storage), len_(len), type_(type) {
+  switch (type_) {
+    case Type::Ipv4: {
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(&storage_);
+      char buf[INET_ADDRSTRLEN];
+      ::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
+      ip_ = buf;
+      port_ = ntohs(sin->sin_port);
+      as_string_ = ip_ + ":" + std::to_string(port_);
+      break;
+    }
+    case Type::Ipv6: {
+      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
+      char buf[INET6_ADDRSTRLEN];
+      ::inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
+      ip_ = buf;
+      port_ = ntohs(sin6->sin6_port);
+      as_string_ = "[" + ip_ + "]:" + std::to_string(port_);
+      break;
+    }
+    case Type::Pipe: {
+      const auto* sun = reinterpret_cast<const sockaddr_un*>(&storage_);
+      size_t path_len = len_ - kSunPathOffset;
+      if (path_len > 0 && sun->sun_path[0] == '\0') {
+        abstract_ = true;
+        path_.reserve(path_len);
+        path_.push_back('@');
+        path_.append(sun->sun_path + 1, path_len - 1);
+      } else {
+        path_.assign(sun->sun_path, ::strnlen(sun->sun_path, path_len));
+      }
+      as_string_ = path_;
+      break;
+    }
+  }
+}
+
+bool Address::isAnyAddress() const {
+  switch (type_) {
+    case Type::Ipv4:
+      return reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr == htonl(INADDR_ANY);
+    case Type::Ipv6:
+      return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr);
+    case Type::Pipe:
+      return false;
+  }
+  return false;
+}
+
+bool Address::isLoopback() const {
+  switch (type_) {
+    case Type::Ipv4:
+      return (ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr) >> 24) == 127;
+    case Type::Ipv6: {
+      const in6_addr& addr = reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr;
+      return IN6_IS_ADDR_LOOPBACK(&addr) ||
+             (IN6_IS_ADDR_V4MAPPED(&addr) && addr.s6_addr[12] == 127);
+    }
+    case Type::Pipe:
+      return false;
+  }
+  return false;
+}
+
+bool Address::operator==(const Address& other) const {
+  if (type_ != other.type_) {
+    return false;
+  }
+  switch (type_) {
+    case Type::Ipv4: {
+      const auto* a = reinterpret_cast<const sockaddr_in*>(&storage_);
+      const auto* b = reinterpret_cast<const sockaddr_in*>(&other.storage_);
+      return a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
+    }
+    case Type::Ipv6: {
+      const auto* a = reinterpret_cast<const sockaddr_in6*>(&storage_);
+      const auto* b = reinterpret_cast<const sockaddr_in6*>(&other.storage_);
+      return IN6_ARE_ADDR_EQUAL(&a->sin6_addr, &b->sin6_addr) && a->sin6_port == b->sin6_port &&
+             a->sin6_scope_id == b->sin6_scope_id;
+    }
+    case Type::Pipe:
+      return abstract_ == other.abstract_ && path_ == other.path_;
+  }
+  return false;
+}
+
+AddressConstSharedPtr fromSockAddr(const sockaddr_storage& storage, socklen_t len) {
+  if (len > sizeof(sockaddr_storage)) {
+    return nullptr;
+  }
+  Address::Type type;
+  switch (storage.ss_family) {
+    case AF_INET:
+      if (len < sizeof(sockaddr_in)) {
+        return nullptr;
+      }
+      type = Address::Type::Ipv4;
+      len = sizeof(sockaddr_in);
+      break;
+    case AF_INET6:
+      if (len < sizeof(sockaddr_in6)) {
+        return nullptr;
+      }
+      type = Address::Type::Ipv6;
+      len = sizeof(sockaddr_in6);
+      break;
+    case AF_UNIX:
+      if (len < kSunPathOffset || len > sizeof(sockaddr_un)) {
+        return nullptr;
+      }
+      type = Address::Type::Pipe;
+      break;
+    default:
+      return nullptr;
+  }
+  return AddressConstSharedPtr(new Address(storage, len, type));
+}
+
+AddressConstSharedPtr parseIpAndPort(std::string_view text, std::string* error) {
+  if (text.empty()) {
+    return invalidAddress(error, text, "empty");
+  }
+  std::string_view ip;
+  std::string_view port_text;
+  if (text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) {
+      return invalidAddress(error, text, "missing ']' after IPv6 address");
+    }
+    ip = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (rest.empty()) {
+      return invalidAddress(error, text, "missing port");
+    }
+    if (rest.front() != ':') {
+      return invalidAddress(error, text, "expected ':' and a port after ']'");
+    }
+    port_text = rest.substr(1);
+    if (ip.find(':') == std::string_view::npos) {
+      return invalidAddress(error, text, "brackets are only for IPv6 addresses");
+    }
+  } else {
+    size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+      return invalidAddress(error, text, "missing port");
+    }
+    ip = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    if (ip.find(':') != std::string_view::npos) {
+      return invalidAddress(error, text, "an IPv6 address must be in brackets, as in [::1]:80");
+    }
+  }
+  if (port_text.empty()) {
+    return invalidAddress(error, text, "missing port");
+  }
+  uint64_t port = 0;
+  if (!parsePort(port_text, &port)) {
+    if (!port_text.empty() && port_text.find_first_not_of("0123456789") == std::string_view::npos) {
+      return invalidAddress(error, text, "port out of range");  // too many digits
+    }
+    return invalidAddress(error, text, "port is not a number");
+  }
+  if (port > 65535) {
+    return invalidAddress(error, text, "port out of range");
+  }
+  return makeIp(ip, static_cast<uint16_t>(port), text, error);
+}
+
+AddressConstSharedPtr fromIp(std::string_view ip, uint32_t port, std::string* error) {
+  if (port > 65535) {
+    std::string text = ip.find(':') == std::string_view::npos
+                           ? std::string(ip) + ":" + std::to_string(port)
+                           : "[" + std::string(ip) + "]:" + std::to_string(port);
+    return invalidAddress(error, text, "port out of range");
+  }
+  return makeIp(ip, static_cast<uint16_t>(port), ip, error);
+}
+
+AddressConstSharedPtr fromPipe(std::string_view path, std::string* error) {
+  constexpr std::string_view kWhat = "invalid pipe address";
+  if (path.empty()) {
+    return fail(error, kWhat, path, "empty path");
+  }
+  if (path.find('\0') != std::string_view::npos) {
+    return fail(error, kWhat, path, "path contains a NUL byte");
+  }
+  sockaddr_storage storage{};
+  auto* sun = reinterpret_cast<sockaddr_un*>(&storage);
+  sun->sun_family = AF_UNIX;
+  socklen_t len;
+  if (path.front() == '@') {
+    std::string_view name = path.substr(1);
+    if (name.empty()) {
+      return fail(error, kWhat, path, "empty abstract socket name");
+    }
+    if (name.size() > kSunPathSize - 1) {
+      return fail(error, kWhat, path,
+                  "abstract name longer than " + std::to_string(kSunPathSize - 1) + " bytes");
+    }
+    sun->sun_path[0] = '\0';
+    std::memcpy(sun->sun_path + 1, name.data(), name.size());
+    len = static_cast<socklen_t>(kSunPathOffset + 1 + name.size());
+  } else {
+    if (path.size() > kSunPathSize - 1) {
+      return fail(error, kWhat, path,
+                  "path longer than " + std::to_string(kSunPathSize - 1) + " bytes");
+    }
+    std::memcpy(sun->sun_path, path.data(), path.size());
+    sun->sun_path[path.size()] = '\0';
+    len = static_cast<socklen_t>(kSunPathOffset + path.size() + 1);
+  }
+  return fromSockAddr(storage, len);
+}
+
+AddressConstSharedPtr localAddress(int fd, std::string* error) {
+  return sockName(fd, /*peer=*/false, error);
+}
+
+AddressConstSharedPtr peerAddress(int fd, std::string* error) {
+  return sockName(fd, /*peer=*/true, error);
+}
+
+AddressConstSharedPtr parseAddress(std::string_view text, std::string* error) {
+  constexpr std::string_view kUnix = "unix:";
+  if (text.starts_with(kUnix)) {
+    return fromPipe(text.substr(kUnix.size()), error);
+  }
+  if (!text.empty() && (text.front() == '/' || text.front() == '@')) {
+    return fromPipe(text, error);
+  }
+  return parseIpAndPort(text, error);
+}
+
+}  // namespace sluice::network

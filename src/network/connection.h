@@ -1,0 +1,139 @@
+#pragma once
+
+// A connection: one socket on one dispatcher, read and written through buffers, with a chain
+// of read filters that see the bytes that arrive. Server connections come from a listener,
+// client connections connect out. A connection is destroyed through the dispatcher's
+// deferredDelete() once it is closed, never inside one of its own callbacks.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "event/dispatcher.h"
+#include "network/address.h"
+
+namespace sluice::buffer {
+class Buffer;
+}
+
+namespace sluice::stats {
+class Counter;
+class Gauge;
+}  // namespace sluice::stats
+
+namespace sluice::network {
+
+enum class ConnectionEvent { RemoteClose, LocalClose, Connected };
+
+enum class ConnectionCloseType {
+  FlushWrite,          // write what is buffered, then close
+  NoFlush,             // close now, dropping what is buffered
+  FlushWriteAndDelay,  // write what is buffered, then wait (delayed close timeout) for the peer
+};
+
+class ConnectionCallbacks {
+ public:
+  virtual ~ConnectionCallbacks() = default;
+  virtual void onEvent(ConnectionEvent event) = 0;
+  // The write buffer went above its high watermark / back below its low watermark.
+  virtual void onAboveWriteBufferHighWatermark() {}
+  virtual void onBelowWriteBufferLowWatermark() {}
+};
+
+enum class FilterStatus { Continue, StopIteration };
+
+class Connection;
+
+class ReadFilterCallbacks {
+ public:
+  virtual ~ReadFilterCallbacks() = default;
+  virtual Connection& connection() = 0;
+  // Resumes iteration at the next filter after one that returned StopIteration.
+  virtual void continueReading() = 0;
+};
+
+// A network filter on the read path (the HTTP connection manager is one).
+class ReadFilter {
+ public:
+  virtual ~ReadFilter() = default;
+  virtual void initializeReadFilterCallbacks(ReadFilterCallbacks& callbacks) = 0;
+  // Called once, when the connection is established (server side: at accept).
+  virtual FilterStatus onNewConnection() { return FilterStatus::Continue; }
+  // New bytes are in `data` (all unconsumed bytes, not only the new ones); a filter drains
+  // what it consumes. end_stream: the peer half-closed.
+  virtual FilterStatus onData(buffer::Buffer& data, bool end_stream) = 0;
+};
+using ReadFilterSharedPtr = std::shared_ptr<ReadFilter>;
+
+// Counters a connection updates as it works; any may be null.
+struct ConnectionStats {
+  stats::Counter* rx_total{nullptr};
+  stats::Counter* tx_total{nullptr};
+  stats::Gauge* rx_buffered{nullptr};
+  stats::Gauge* tx_buffered{nullptr};
+};
+
+class Connection : public event::DeferredDeletable {
+ public:
+  enum class State { Open, Closing, Closed };
+
+  ~Connection() override = default;
+
+  virtual uint64_t id() const = 0;
+  virtual event::Dispatcher& dispatcher() = 0;
+  virtual State state() const = 0;
+
+  virtual void addConnectionCallbacks(ConnectionCallbacks& cb) = 0;
+  virtual void removeConnectionCallbacks(ConnectionCallbacks& cb) = 0;
+  virtual void addReadFilter(ReadFilterSharedPtr filter) = 0;
+  // Runs onNewConnection() of each read filter; false if one closed the connection.
+  virtual bool initializeReadFilters() = 0;
+
+  // Moves `data` into the write buffer (leaving it empty); end_stream half-closes the write
+  // side after the data (with half-close enabled) or ends the connection.
+  virtual void write(buffer::Buffer& data, bool end_stream) = 0;
+  virtual void close(ConnectionCloseType type) = 0;
+
+  // Counted: every readDisable(true) needs a readDisable(false) before reading resumes.
+  virtual void readDisable(bool disable) = 0;
+  virtual bool readEnabled() const = 0;
+  // With half-close enabled, a peer's end of stream reaches the filters and the write side
+  // stays open until this side writes end_stream.
+  virtual void enableHalfClose(bool enabled) = 0;
+
+  // The per-connection buffer limit: the write buffer's high watermark (low: half of it),
+  // and the most the read buffer holds before reading pauses. 0: no limit.
+  virtual void setBufferLimits(uint32_t limit) = 0;
+  virtual uint32_t bufferLimit() const = 0;
+  virtual bool aboveHighWatermark() const = 0;
+  // How long FlushWriteAndDelay waits, and how long FlushWrite waits for a stalled peer.
+  virtual void setDelayedCloseTimeout(std::chrono::milliseconds timeout) = 0;
+
+  virtual void noDelay(bool enable) = 0;
+  virtual void setConnectionStats(const ConnectionStats& stats) = 0;
+
+  virtual const AddressConstSharedPtr& localAddress() const = 0;
+  virtual const AddressConstSharedPtr& remoteAddress() const = 0;
+  // Why the connection closed or failed, when it was not a plain close ("connect timeout",
+  // "Connection refused", ...); empty otherwise.
+  virtual std::string_view transportFailureReason() const = 0;
+
+  virtual uint64_t bytesReceived() const = 0;
+  virtual uint64_t bytesSent() const = 0;
+  // Bytes waiting in the write buffer.
+  virtual size_t bufferedWriteBytes() const = 0;
+  virtual std::string_view transportProtocol() const = 0;
+};
+using ConnectionPtr = std::unique_ptr<Connection>;
+
+class ClientConnection : public Connection {
+ public:
+  // Starts a non-blocking connect. Connected or RemoteClose (failure) is raised later, never
+  // from inside connect(). A positive timeout closes the attempt after that long.
+  virtual void connect(std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) = 0;
+};
+using ClientConnectionPtr = std::unique_ptr<ClientConnection>;
+
+}  // namespace sluice::network

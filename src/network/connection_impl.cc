@@ -1,0 +1,351 @@
+#include "network/connection_impl.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "common/assert.h"
+#include "common/logger.h"
+#include "stats/stats.h"
+
+namespace sluice::network {
+
+namespace {
+std::atomic<uint64_t> next_connection_id{0};
+}
+
+struct ConnectionImpl::ActiveReadFilter : public ReadFilterCallbacks {
+  ActiveReadFilter(ConnectionImpl& parent, ReadFilterSharedPtr filter, size_t index)
+      : parent_(parent), filter_(std::move(filter)), index_(index) {}
+  Connection& connection() override { return parent_; }
+  void continueReading() override { parent_.iterateReadFilters(index_ + 1); }
+
+  ConnectionImpl& parent_;
+  ReadFilterSharedPtr filter_;
+  const size_t index_;
+  bool initialized_{false};
+};
+
+ConnectionImpl::ConnectionImpl(event::Dispatcher& dispatcher, SocketFd&& socket,
+                               TransportSocketPtr transport, AddressConstSharedPtr local,
+                               AddressConstSharedPtr remote, bool connected)
+    : id_(next_connection_id++),
+      dispatcher_(dispatcher),
+      socket_(std::move(socket)),
+      transport_(std::move(transport)),
+      local_(std::move(local)),
+      remote_(std::move(remote)),
+      read_buffer_([this] { readDisable(false); }, [this] { readDisable(true); }),
+      write_buffer_(
+          [this] {
+            for (auto* cb : callbacks_) cb->onBelowWriteBufferLowWatermark();
+          },
+          [this] {
+            for (auto* cb : callbacks_) cb->onAboveWriteBufferHighWatermark();
+          }),
+      connecting_(!connected) {
+  transport_->setTransportSocketCallbacks(*this);
+  // Edge-triggered: each readiness is reported once, and we read/write until EAGAIN.
+  file_event_ = dispatcher_.createFileEvent(
+      socket_.fd(), [this](uint32_t events) { onFileEvent(events); },
+      event::FileTriggerType::Edge, event::FileReadyType::Read | event::FileReadyType::Write);
+  SLUICE_LOG(debug, connection, "[C{}] new connection {} -> {}", id_,
+             remote_ ? remote_->asString() : "?", local_ ? local_->asString() : "?");
+}
+
+ConnectionImpl::~ConnectionImpl() {
+  SLUICE_ASSERT(state_ == State::Closed || !socket_.isOpen(),
+                "a connection must be closed before it is destroyed");
+  // Destroying an open connection (e.g. at shutdown) closes it without callbacks.
+  file_event_.reset();
+  socket_.close();
+}
+
+void ConnectionImpl::removeConnectionCallbacks(ConnectionCallbacks& cb) {
+  callbacks_.erase(std::remove(callbacks_.begin(), callbacks_.end(), &cb), callbacks_.end());
+}
+
+void ConnectionImpl::addReadFilter(ReadFilterSharedPtr filter) {
+  filters_.push_back(std::make_unique<ActiveReadFilter>(*this, std::move(filter), filters_.size()));
+  filters_.back()->filter_->initializeReadFilterCallbacks(*filters_.back());
+}
+
+bool ConnectionImpl::initializeReadFilters() {
+  for (auto& f : filters_) {
+    if (f->initialized_) continue;
+    f->initialized_ = true;
+    if (f->filter_->onNewConnection() == FilterStatus::StopIteration || state_ != State::Open) {
+      break;
+    }
+  }
+  return state_ == State::Open;
+}
+
+void ConnectionImpl::write(buffer::Buffer& data, bool end_stream) {
+  SLUICE_ASSERT(dispatcher_.isThreadSafe(), "write() off the connection's thread");
+  SLUICE_ASSERT(!write_end_stream_, "write() after end_stream");
+  if (state_ != State::Open || write_end_stream_) {
+    data.drain(data.length());
+    return;
+  }
+  write_end_stream_ = end_stream;
+  write_buffer_.move(data);
+  if (stats_.tx_buffered) stats_.tx_buffered->set(write_buffer_.length());
+  // Write on the next pass of the loop, so that several writes in one callback become one
+  // writev.
+  if (!connecting_) file_event_->activate(event::FileReadyType::Write);
+}
+
+void ConnectionImpl::setBufferLimits(uint32_t limit) {
+  buffer_limit_ = limit;
+  write_buffer_.setWatermarks(limit);
+  read_buffer_.setWatermarks(limit);
+}
+
+void ConnectionImpl::noDelay(bool enable) {
+  if (remote_ && remote_->isIp()) setSocketOption(socket_, IPPROTO_TCP, TCP_NODELAY, enable ? 1 : 0);
+}
+
+void ConnectionImpl::connect(std::chrono::milliseconds timeout) {
+  SLUICE_ASSERT(connecting_, "connect() on a connected socket");
+  SysResult r = connectSocket(socket_, *remote_);
+  if (!r.ok() && r.err != EINPROGRESS) {
+    // Raised from the loop, never from inside connect().
+    connect_error_ = r.err;
+    file_event_->activate(event::FileReadyType::Write);
+    return;
+  }
+  if (timeout.count() > 0) {
+    connect_timer_ = dispatcher_.createTimer([this] {
+      SLUICE_LOG(debug, connection, "[C{}] connect timeout", id_);
+      failure_reason_ = "connect timeout";
+      closeSocket(ConnectionEvent::LocalClose);
+    });
+    connect_timer_->enableTimer(timeout);
+  }
+}
+
+void ConnectionImpl::readDisable(bool disable) {
+  if (state_ != State::Open) return;
+  if (disable) {
+    if (++read_disable_count_ == 1) updateInterest();
+    return;
+  }
+  SLUICE_ASSERT(read_disable_count_ > 0, "readDisable(false) without readDisable(true)");
+  if (read_disable_count_ == 0) return;
+  if (--read_disable_count_ == 0) {
+    updateInterest();
+    // Bytes may wait in the read buffer or in the socket without a new edge: look again.
+    file_event_->activate(event::FileReadyType::Read);
+  }
+}
+
+void ConnectionImpl::updateInterest() {
+  if (!file_event_) return;
+  uint32_t events = event::FileReadyType::Write;
+  if (read_disable_count_ == 0) {
+    events |= event::FileReadyType::Read;
+  } else if (!half_close_enabled_) {
+    // Not reading, but a peer that goes away should still be noticed.
+    events |= event::FileReadyType::Closed;
+  }
+  file_event_->setEnabled(events);
+}
+
+void ConnectionImpl::setTransportSocketIsReadable() {
+  file_event_->activate(event::FileReadyType::Read);
+}
+
+void ConnectionImpl::raiseEvent(ConnectionEvent event) {
+  // A callback may remove itself (or others): walk a copy.
+  std::vector<ConnectionCallbacks*> callbacks = callbacks_;
+  for (auto* cb : callbacks) {
+    if (std::find(callbacks_.begin(), callbacks_.end(), cb) != callbacks_.end()) cb->onEvent(event);
+  }
+}
+
+void ConnectionImpl::onFileEvent(uint32_t events) {
+  if (state_ == State::Closed) return;
+  if (connect_error_ != 0) {
+    failure_reason_ = errorString(connect_error_);
+    closeSocket(ConnectionEvent::RemoteClose);
+    return;
+  }
+  if ((events & event::FileReadyType::Closed) && read_disable_count_ > 0) {
+    // The peer went away while we were not reading.
+    closeSocket(ConnectionEvent::RemoteClose);
+    return;
+  }
+  if (events & event::FileReadyType::Write) onWriteReady();
+  if (state_ != State::Closed && (events & event::FileReadyType::Read)) onReadReady();
+}
+
+void ConnectionImpl::onConnectResult() {
+  SysResult err = socketError(socket_);
+  if (!err.ok()) {
+    failure_reason_ = errorString(err.err);
+    SLUICE_LOG(debug, connection, "[C{}] connect to {} failed: {}", id_, remote_->asString(),
+               failure_reason_);
+    closeSocket(ConnectionEvent::RemoteClose);
+    return;
+  }
+  connecting_ = false;
+  connect_timer_.reset();
+  local_ = network::localAddress(socket_.fd());
+  SLUICE_LOG(debug, connection, "[C{}] connected to {}", id_, remote_->asString());
+  transport_->onConnected();
+}
+
+void ConnectionImpl::onWriteReady() {
+  if (connecting_) {
+    onConnectResult();
+    if (state_ == State::Closed) return;
+  }
+  const TransportIoResult r = transport_->doWrite(write_buffer_, write_end_stream_);
+  bytes_sent_ += r.bytes;
+  if (stats_.tx_total && r.bytes) stats_.tx_total->inc(r.bytes);
+  if (stats_.tx_buffered) stats_.tx_buffered->set(write_buffer_.length());
+  if (r.action == PostIoAction::Close) {
+    failure_reason_ = errorString(r.err);
+    closeSocket(ConnectionEvent::RemoteClose);
+    return;
+  }
+  if (state_ == State::Closing) {
+    if (!write_buffer_.empty()) {
+      // Progress resets the stall guard.
+      if (delayed_close_timer_ && r.bytes > 0) delayed_close_timer_->enableTimer(delayed_close_timeout_);
+      return;
+    }
+    if (pending_close_ == ConnectionCloseType::FlushWriteAndDelay &&
+        delayed_close_timeout_.count() > 0) {
+      if (!in_delayed_close_wait_) {
+        in_delayed_close_wait_ = true;
+        delayed_close_timer_->enableTimer(delayed_close_timeout_);
+      }
+      return;
+    }
+    closeSocket(ConnectionEvent::LocalClose);
+    return;
+  }
+  if (bothSidesHalfClosed()) closeSocket(ConnectionEvent::RemoteClose);
+}
+
+void ConnectionImpl::onReadReady() {
+  if (state_ == State::Closing) {
+    // Waiting to close: a peer that closes ends the wait; its bytes are not processed.
+    buffer::Buffer discard;
+    TransportIoResult r = transport_->doRead(discard);
+    if (r.end_stream_read || r.action == PostIoAction::Close) closeSocket(ConnectionEvent::RemoteClose);
+    return;
+  }
+  if (read_disable_count_ > 0 || read_end_stream_) return;
+  TransportIoResult r = transport_->doRead(read_buffer_);
+  bytes_received_ += r.bytes;
+  if (stats_.rx_total && r.bytes) stats_.rx_total->inc(r.bytes);
+  if (stats_.rx_buffered) stats_.rx_buffered->set(read_buffer_.length());
+  if (r.action == PostIoAction::Close) failure_reason_ = errorString(r.err);
+  if (r.end_stream_read && !half_close_enabled_) {
+    // Without half-close semantics, the peer's end of stream ends the connection, after the
+    // filters have seen what came with it.
+    r.end_stream_read = false;
+    r.action = PostIoAction::Close;
+  }
+  read_end_stream_ |= r.end_stream_read;
+  if (r.bytes > 0 || r.end_stream_read) onRead();
+  if (state_ == State::Closed) return;
+  if (r.action == PostIoAction::Close || bothSidesHalfClosed()) {
+    closeSocket(ConnectionEvent::RemoteClose);
+  }
+}
+
+void ConnectionImpl::onRead() { iterateReadFilters(0); }
+
+void ConnectionImpl::iterateReadFilters(size_t start) {
+  for (size_t i = start; i < filters_.size() && state_ != State::Closed; ++i) {
+    ActiveReadFilter& f = *filters_[i];
+    if (!f.initialized_) {
+      f.initialized_ = true;
+      if (f.filter_->onNewConnection() == FilterStatus::StopIteration) return;
+      if (state_ == State::Closed) return;
+    }
+    if (read_buffer_.empty() && !read_end_stream_) return;
+    if (f.filter_->onData(read_buffer_, read_end_stream_) == FilterStatus::StopIteration) return;
+  }
+}
+
+void ConnectionImpl::close(ConnectionCloseType type) {
+  if (state_ == State::Closed) return;
+  if (state_ == State::Closing) {
+    if (type == ConnectionCloseType::NoFlush) closeSocket(ConnectionEvent::LocalClose);
+    return;
+  }
+  const bool nothing_to_write = write_buffer_.empty();
+  if (type == ConnectionCloseType::NoFlush || connecting_ ||
+      (nothing_to_write && (type == ConnectionCloseType::FlushWrite ||
+                            delayed_close_timeout_.count() == 0))) {
+    closeSocket(ConnectionEvent::LocalClose);
+    return;
+  }
+  state_ = State::Closing;
+  pending_close_ = type;
+  if (delayed_close_timeout_.count() > 0) {
+    delayed_close_timer_ = dispatcher_.createTimer([this] { onDelayedCloseTimeout(); });
+    delayed_close_timer_->enableTimer(delayed_close_timeout_);
+  }
+  if (nothing_to_write) {
+    // FlushWriteAndDelay with nothing left to write: just wait for the peer or the timer.
+    in_delayed_close_wait_ = true;
+  } else {
+    file_event_->activate(event::FileReadyType::Write);
+  }
+  // Keep watching for the peer's close, but stop handing bytes to the filters.
+  file_event_->setEnabled(event::FileReadyType::Read | event::FileReadyType::Write);
+}
+
+void ConnectionImpl::onDelayedCloseTimeout() {
+  SLUICE_LOG(debug, connection, "[C{}] delayed close timeout ({} bytes unwritten)", id_,
+             write_buffer_.length());
+  if (!write_buffer_.empty()) failure_reason_ = "delayed close timeout";
+  closeSocket(ConnectionEvent::LocalClose);
+}
+
+void ConnectionImpl::closeSocket(ConnectionEvent event) {
+  if (state_ == State::Closed) return;
+  SLUICE_LOG(debug, connection, "[C{}] closing socket ({})", id_,
+             event == ConnectionEvent::RemoteClose ? "remote" : "local");
+  state_ = State::Closed;
+  file_event_.reset();
+  delayed_close_timer_.reset();
+  connect_timer_.reset();
+  transport_->closeSocket(event);
+  socket_.close();
+  write_buffer_.drain(write_buffer_.length());
+  if (stats_.tx_buffered) stats_.tx_buffered->set(0);
+  if (stats_.rx_buffered) stats_.rx_buffered->set(0);
+  raiseEvent(event);
+}
+
+ConnectionPtr createServerConnection(event::Dispatcher& dispatcher, SocketFd&& socket,
+                                     TransportSocketPtr transport) {
+  AddressConstSharedPtr local = localAddress(socket.fd());
+  AddressConstSharedPtr remote = peerAddress(socket.fd());
+  return std::make_unique<ConnectionImpl>(dispatcher, std::move(socket), std::move(transport),
+                                          std::move(local), std::move(remote), true);
+}
+
+ClientConnectionPtr createClientConnection(event::Dispatcher& dispatcher,
+                                           AddressConstSharedPtr remote,
+                                           TransportSocketPtr transport, std::string* error) {
+  int err = 0;
+  SocketFd socket = createSocket(remote->type(), SOCK_STREAM, &err);
+  if (!socket.isOpen()) {
+    if (error) *error = "cannot create a socket for " + remote->asString() + ": " + errorString(err);
+    return nullptr;
+  }
+  return std::make_unique<ConnectionImpl>(dispatcher, std::move(socket), std::move(transport),
+                                          nullptr, std::move(remote), false);
+}
+
+}  // namespace sluice::network

@@ -1,0 +1,117 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "buffer/watermark_buffer.h"
+#include "network/connection.h"
+#include "network/io_socket.h"
+#include "network/transport_socket.h"
+
+namespace sluice::network {
+
+// Server connections (from accept) and client connections (connect()) share this class.
+class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks {
+ public:
+  ConnectionImpl(event::Dispatcher& dispatcher, SocketFd&& socket, TransportSocketPtr transport,
+                 AddressConstSharedPtr local, AddressConstSharedPtr remote, bool connected);
+  ~ConnectionImpl() override;
+
+  // Connection
+  uint64_t id() const override { return id_; }
+  event::Dispatcher& dispatcher() override { return dispatcher_; }
+  State state() const override { return state_; }
+  void addConnectionCallbacks(ConnectionCallbacks& cb) override { callbacks_.push_back(&cb); }
+  void removeConnectionCallbacks(ConnectionCallbacks& cb) override;
+  void addReadFilter(ReadFilterSharedPtr filter) override;
+  bool initializeReadFilters() override;
+  void write(buffer::Buffer& data, bool end_stream) override;
+  void close(ConnectionCloseType type) override;
+  void readDisable(bool disable) override;
+  bool readEnabled() const override { return read_disable_count_ == 0; }
+  void enableHalfClose(bool enabled) override { half_close_enabled_ = enabled; }
+  void setBufferLimits(uint32_t limit) override;
+  uint32_t bufferLimit() const override { return buffer_limit_; }
+  bool aboveHighWatermark() const override { return write_buffer_.highWatermarkTriggered(); }
+  void setDelayedCloseTimeout(std::chrono::milliseconds timeout) override {
+    delayed_close_timeout_ = timeout;
+  }
+  void noDelay(bool enable) override;
+  void setConnectionStats(const ConnectionStats& stats) override { stats_ = stats; }
+  const AddressConstSharedPtr& localAddress() const override { return local_; }
+  const AddressConstSharedPtr& remoteAddress() const override { return remote_; }
+  std::string_view transportFailureReason() const override { return failure_reason_; }
+  uint64_t bytesReceived() const override { return bytes_received_; }
+  uint64_t bytesSent() const override { return bytes_sent_; }
+  size_t bufferedWriteBytes() const override { return write_buffer_.length(); }
+  std::string_view transportProtocol() const override { return transport_->protocol(); }
+
+  // ClientConnection
+  void connect(std::chrono::milliseconds timeout) override;
+
+  // TransportSocketCallbacks
+  int fd() const override { return socket_.fd(); }
+  Connection& connection() override { return *this; }
+  bool shouldDrainReadBuffer() override {
+    return buffer_limit_ > 0 && read_buffer_.length() >= buffer_limit_;
+  }
+  void setTransportSocketIsReadable() override;
+  void raiseEvent(ConnectionEvent event) override;
+
+ private:
+  struct ActiveReadFilter;
+
+  void onFileEvent(uint32_t events);
+  void onReadReady();
+  void onWriteReady();
+  void onConnectResult();
+  void onRead();
+  void iterateReadFilters(size_t start);
+  void closeSocket(ConnectionEvent event);
+  void onDelayedCloseTimeout();
+  void updateInterest();
+  bool bothSidesHalfClosed() const {
+    return read_end_stream_ && write_end_stream_ && write_buffer_.empty();
+  }
+
+  const uint64_t id_;
+  event::Dispatcher& dispatcher_;
+  SocketFd socket_;
+  TransportSocketPtr transport_;
+  AddressConstSharedPtr local_;
+  AddressConstSharedPtr remote_;
+  buffer::WatermarkBuffer read_buffer_;
+  buffer::WatermarkBuffer write_buffer_;
+  event::FileEventPtr file_event_;
+  event::TimerPtr delayed_close_timer_;
+  event::TimerPtr connect_timer_;
+  std::vector<ConnectionCallbacks*> callbacks_;
+  std::vector<std::unique_ptr<ActiveReadFilter>> filters_;
+  ConnectionStats stats_;
+  std::string failure_reason_;
+  std::chrono::milliseconds delayed_close_timeout_{0};
+  uint64_t bytes_received_{0};
+  uint64_t bytes_sent_{0};
+  uint32_t buffer_limit_{0};
+  uint32_t read_disable_count_{0};
+  int connect_error_{0};  // an immediate connect() failure, raised from the loop
+  State state_{State::Open};
+  ConnectionCloseType pending_close_{ConnectionCloseType::FlushWrite};
+  bool connecting_{false};
+  bool half_close_enabled_{false};
+  bool read_end_stream_{false};
+  bool write_end_stream_{false};
+  bool in_delayed_close_wait_{false};  // flushed, waiting for the peer or the timer
+};
+
+// A connection for an accepted socket.
+ConnectionPtr createServerConnection(event::Dispatcher& dispatcher, SocketFd&& socket,
+                                     TransportSocketPtr transport);
+// A connection that will connect to `remote` (call connect()). Null with `error` set when no
+// socket could be made.
+ClientConnectionPtr createClientConnection(event::Dispatcher& dispatcher,
+                                           AddressConstSharedPtr remote,
+                                           TransportSocketPtr transport, std::string* error);
+
+}  // namespace sluice::network

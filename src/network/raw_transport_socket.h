@@ -1,0 +1,24 @@
+#pragma once
+
+#include "network/transport_socket.h"
+
+namespace sluice::network {
+
+// Plain TCP (or Unix stream) bytes.
+class RawTransportSocket : public TransportSocket {
+ public:
+  void setTransportSocketCallbacks(TransportSocketCallbacks& callbacks) override {
+    callbacks_ = &callbacks;
+  }
+  std::string_view protocol() const override { return ""; }
+  TransportIoResult doRead(buffer::Buffer& buffer) override;
+  TransportIoResult doWrite(buffer::Buffer& buffer, bool end_stream) override;
+  void onConnected() override;
+  void closeSocket(ConnectionEvent) override {}
+
+ private:
+  TransportSocketCallbacks* callbacks_{nullptr};
+  bool shutdown_{false};
+};
+
+}  // namespace sluice::network

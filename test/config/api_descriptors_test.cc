@@ -1,0 +1,77 @@
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+
+#include "config/api_descriptors.h"
+#include "envoy/config/bootstrap/v3/bootstrap.pb.h"
+
+namespace sluice::config {
+namespace {
+
+TEST(ApiDescriptorsTest, TheWholeV3ApiIsEmbedded) {
+  const auto& pool = envoyApiPool();
+  EXPECT_GT(envoyApiFileCount(), 340);
+  // Types that have generated C++ and types that exist only as descriptors.
+  for (const char* name : {
+           "envoy.config.bootstrap.v3.Bootstrap",
+           "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+           "envoy.extensions.filters.http.router.v3.Router",
+           "envoy.extensions.filters.http.lua.v3.Lua",
+           "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+           "envoy.service.discovery.v3.DiscoveryRequest",
+       }) {
+    EXPECT_NE(pool.FindMessageTypeByName(name), nullptr) << name;
+  }
+}
+
+TEST(ApiDescriptorsTest, ValidateProtoHasTheAddedIgnoreEmptyField) {
+  const auto* rules = envoyApiPool().FindMessageTypeByName("validate.StringRules");
+  ASSERT_NE(rules, nullptr);
+  EXPECT_NE(rules->FindFieldByName("ignore_empty"), nullptr);
+}
+
+TEST(ApiDescriptorsTest, JsonWithAnyTypedConfigParsesIntoTheGeneratedBootstrap) {
+  // An HTTP connection manager (no C++ class generated for it) inside an Any: the resolver
+  // over the embedded pool turns the JSON into wire format, and the generated Bootstrap
+  // class reads that.
+  const std::string json = R"({
+    "node": {"id": "n1", "cluster": "c1"},
+    "staticResources": {"listeners": [{
+      "name": "l0",
+      "address": {"socketAddress": {"address": "127.0.0.1", "portValue": 10000}},
+      "filterChains": [{"filters": [{
+        "name": "envoy.filters.network.http_connection_manager",
+        "typedConfig": {
+          "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+          "statPrefix": "ingress_http"
+        }}]}]
+    }]}
+  })";
+  std::string binary;
+  auto status = google::protobuf::util::JsonToBinaryString(
+      &envoyApiTypeResolver(), "type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap", json,
+      &binary);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  envoy::config::bootstrap::v3::Bootstrap bootstrap;
+  ASSERT_TRUE(bootstrap.ParseFromString(binary));
+  EXPECT_EQ(bootstrap.node().id(), "n1");
+  ASSERT_EQ(bootstrap.static_resources().listeners_size(), 1);
+  const auto& listener = bootstrap.static_resources().listeners(0);
+  EXPECT_EQ(listener.address().socket_address().port_value(), 10000u);
+  EXPECT_EQ(listener.filter_chains(0).filters(0).typed_config().type_url(),
+            "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+            "HttpConnectionManager");
+}
+
+TEST(ApiDescriptorsTest, UnknownFieldIsAnErrorThatNamesIt) {
+  std::string binary;
+  auto status = google::protobuf::util::JsonToBinaryString(
+      &envoyApiTypeResolver(), "type.googleapis.com/envoy.config.bootstrap.v3.Bootstrap",
+      R"({"staticResourcez": {}})", &binary);
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(std::string(status.message()).find("staticResourcez"), std::string::npos)
+      << status.ToString();
+}
+
+}  // namespace
+}  // namespace sluice::config
