@@ -44,7 +44,7 @@ add_custom_command(
   COMMAND ${CMAKE_COMMAND} -E make_directory ${API_GEN}
   COMMAND ${PROTOC} ${protoc_includes} --cpp_out=${API_GEN} ${api_rel}
   DEPENDS ${api_protos} ${API_DIR}/stamp
-  COMMENT "protoc: C++ for ${CMAKE_MATCH_COUNT}the Envoy API files the code reads"
+  COMMENT "protoc: C++ for the Envoy API files the code reads"
   VERBATIM)
 
 set(API_DESCRIPTORS ${API_DIR}/envoy_api.pb)

@@ -118,6 +118,9 @@ DispatcherImpl::DispatcherImpl(std::string name, TimeSystem& time_system)
 }
 
 DispatcherImpl::~DispatcherImpl() {
+  // Destruction comes after the last run() returned, possibly on another thread: from here
+  // on this thread owns the loop.
+  run_tid_.store(std::thread::id(), std::memory_order_relaxed);
   // Objects still waiting for deferred deletion are destroyed now; posted callbacks that
   // never ran are dropped (destroyed without running).
   clearDeferredDeleteList();

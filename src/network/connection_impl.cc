@@ -137,7 +137,9 @@ void ConnectionImpl::readDisable(bool disable) {
   if (read_disable_count_ == 0) return;
   if (--read_disable_count_ == 0) {
     updateInterest();
-    // Bytes may wait in the read buffer or in the socket without a new edge: look again.
+    // Bytes may wait in the read buffer or in the socket without a new edge: look again,
+    // and hand what is buffered to the filters even if the socket has nothing new.
+    dispatch_buffered_data_ = !read_buffer_.empty();
     file_event_->activate(event::FileReadyType::Read);
   }
 }
@@ -253,7 +255,9 @@ void ConnectionImpl::onReadReady() {
     r.action = PostIoAction::Close;
   }
   read_end_stream_ |= r.end_stream_read;
-  if (r.bytes > 0 || r.end_stream_read) onRead();
+  const bool redispatch = dispatch_buffered_data_ && !read_buffer_.empty();
+  dispatch_buffered_data_ = false;
+  if (r.bytes > 0 || r.end_stream_read || redispatch) onRead();
   if (state_ == State::Closed) return;
   if (r.action == PostIoAction::Close || bothSidesHalfClosed()) {
     closeSocket(ConnectionEvent::RemoteClose);

@@ -102,7 +102,8 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   bool half_close_enabled_{false};
   bool read_end_stream_{false};
   bool write_end_stream_{false};
-  bool in_delayed_close_wait_{false};  // flushed, waiting for the peer or the timer
+  bool in_delayed_close_wait_{false};   // flushed; waiting for the peer or the timer
+  bool dispatch_buffered_data_{false};  // reading resumed with bytes already buffered
 };
 
 // A connection for an accepted socket.

@@ -1,1 +1,441 @@
-// placeholder: written in this change
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "buffer/buffer.h"
+#include "event/dispatcher_impl.h"
+#include "event/real_time_system.h"
+#include "event/simulated_time_system.h"
+#include "network/connection_impl.h"
+#include "network/listener_impl.h"
+#include "network/raw_transport_socket.h"
+#include "stats/stats.h"
+
+namespace sluice::network {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Collects what a connection reads and the events it raises.
+class Recorder : public ReadFilter, public ConnectionCallbacks {
+ public:
+  void initializeReadFilterCallbacks(ReadFilterCallbacks& cb) override {
+    connection = &cb.connection();
+  }
+  FilterStatus onData(buffer::Buffer& data, bool end_stream) override {
+    received += data.toString();
+    data.drain(data.length());
+    if (end_stream) got_end_stream = true;
+    return FilterStatus::Continue;
+  }
+  void onEvent(ConnectionEvent e) override { events.push_back(e); }
+  void onAboveWriteBufferHighWatermark() override { ++above_high; }
+  void onBelowWriteBufferLowWatermark() override { ++below_low; }
+
+  bool closed() const {
+    for (auto e : events) {
+      if (e != ConnectionEvent::Connected) return true;
+    }
+    return false;
+  }
+  bool connected() const {
+    for (auto e : events) {
+      if (e == ConnectionEvent::Connected) return true;
+    }
+    return false;
+  }
+
+  Connection* connection{nullptr};
+  std::string received;
+  bool got_end_stream{false};
+  std::vector<ConnectionEvent> events;
+  int above_high{0};
+  int below_low{0};
+};
+
+// Echoes, pausing reads while its write buffer is above the high watermark, and records
+// how large that buffer ever got.
+class Echo : public ReadFilter, public ConnectionCallbacks {
+ public:
+  void initializeReadFilterCallbacks(ReadFilterCallbacks& cb) override {
+    connection = &cb.connection();
+    connection->addConnectionCallbacks(*this);
+  }
+  FilterStatus onData(buffer::Buffer& data, bool end_stream) override {
+    connection->write(data, end_stream);
+    max_buffered = std::max(max_buffered, connection->bufferedWriteBytes());
+    return FilterStatus::StopIteration;
+  }
+  void onEvent(ConnectionEvent e) override { events.push_back(e); }
+  void onAboveWriteBufferHighWatermark() override {
+    ++paused;
+    connection->readDisable(true);
+  }
+  void onBelowWriteBufferLowWatermark() override { connection->readDisable(false); }
+
+  Connection* connection{nullptr};
+  size_t max_buffered{0};
+  int paused{0};
+  std::vector<ConnectionEvent> events;
+};
+
+template <class TimeSystemT>
+class ConnectionTestBase : public ::testing::Test, public ListenerCallbacks {
+ protected:
+  ConnectionTestBase() {
+    std::string error;
+    auto any = fromIp("127.0.0.1", 0, &error);
+    listen_socket_ = createListenSocket(*any, false, 128, &error);
+    EXPECT_TRUE(listen_socket_.isOpen()) << error;
+    address_ = localAddress(listen_socket_.fd());
+    listener_ = std::make_unique<TcpListenerImpl>(dispatcher_, listen_socket_, *this);
+  }
+  ~ConnectionTestBase() override {
+    for (auto& c : server_connections_) c->close(ConnectionCloseType::NoFlush);
+    if (client_) client_->close(ConnectionCloseType::NoFlush);
+    server_connections_.clear();
+    client_.reset();
+    listener_.reset();
+    dispatcher_.clearDeferredDeleteList();
+  }
+
+  void onAccept(SocketFd&& socket) override {
+    auto conn = createServerConnection(dispatcher_, std::move(socket),
+                                       std::make_unique<RawTransportSocket>());
+    if (on_server_connection_) on_server_connection_(*conn);
+    conn->initializeReadFilters();
+    server_connections_.push_back(std::move(conn));
+  }
+
+  ClientConnection& connectClient(Recorder& recorder) {
+    std::string error;
+    client_ = createClientConnection(dispatcher_, address_, std::make_unique<RawTransportSocket>(),
+                                     &error);
+    EXPECT_NE(client_, nullptr) << error;
+    client_->addConnectionCallbacks(recorder);
+    client_->addReadFilter(std::shared_ptr<ReadFilter>(&recorder, [](ReadFilter*) {}));
+    client_->connect();
+    return *client_;
+  }
+
+  // Runs the loop until `done` holds; false after 20 s of real time (a hang, not a wait).
+  bool runUntil(const std::function<bool()>& done) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+    }
+    return true;
+  }
+
+  TimeSystemT time_;
+  event::DispatcherImpl dispatcher_{"test", time_};
+  SocketFd listen_socket_;
+  AddressConstSharedPtr address_;
+  std::unique_ptr<TcpListenerImpl> listener_;
+  std::vector<ConnectionPtr> server_connections_;
+  std::function<void(Connection&)> on_server_connection_;
+  ClientConnectionPtr client_;
+};
+
+using ConnectionTest = ConnectionTestBase<event::RealTimeSystem>;
+using SimulatedConnectionTest = ConnectionTestBase<event::SimulatedTimeSystem>;
+
+std::string pattern(size_t size) {
+  std::string s(size, '\0');
+  for (size_t i = 0; i < size; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  return s;
+}
+
+TEST_F(ConnectionTest, EchoRoundTripThroughLoopback) {
+  auto echo = std::make_shared<Echo>();
+  stats::Store store;
+  on_server_connection_ = [&](Connection& c) {
+    c.addReadFilter(echo);
+    c.setConnectionStats({&store.counter("rx"), &store.counter("tx"), nullptr, nullptr});
+  };
+  Recorder client;
+  ClientConnection& conn = connectClient(client);
+  ASSERT_TRUE(runUntil([&] { return client.connected(); }));
+  EXPECT_NE(conn.localAddress(), nullptr);
+  buffer::Buffer data;
+  data.add("hello, sluice");
+  conn.write(data, false);
+  EXPECT_EQ(data.length(), 0u);  // moved into the connection
+  ASSERT_TRUE(runUntil([&] { return client.received.size() == 13; }));
+  EXPECT_EQ(client.received, "hello, sluice");
+  EXPECT_EQ(conn.bytesSent(), 13u);
+  EXPECT_EQ(conn.bytesReceived(), 13u);
+  EXPECT_EQ(store.counter("rx").value(), 13u);
+  EXPECT_EQ(store.counter("tx").value(), 13u);
+  ASSERT_EQ(server_connections_.size(), 1u);
+  EXPECT_EQ(server_connections_[0]->remoteAddress()->port(), conn.localAddress()->port());
+}
+
+TEST_F(ConnectionTest, SlowReaderBoundsTheWritersMemory) {
+  constexpr uint32_t kLimit = 64 * 1024;
+  constexpr size_t kTotal = 32 * 1024 * 1024;
+  auto echo = std::make_shared<Echo>();
+  on_server_connection_ = [&](Connection& c) {
+    c.setBufferLimits(kLimit);
+    c.addReadFilter(echo);
+  };
+  Recorder client;
+  ClientConnection& conn = connectClient(client);
+  ASSERT_TRUE(runUntil([&] { return client.connected(); }));
+  // The client does not read: the echo backs up into the server.
+  conn.readDisable(true);
+  const std::string sent = pattern(kTotal);
+  buffer::Buffer data;
+  data.add(sent);
+  conn.write(data, false);
+  ASSERT_TRUE(runUntil([&] { return echo->paused > 0 && !echo->connection->readEnabled(); }));
+  // Let the loop run a while longer with the reader stalled: the server must stay paused.
+  for (int i = 0; i < 200; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+  EXPECT_FALSE(echo->connection->readEnabled());
+  const size_t stalled_at = echo->max_buffered;
+  EXPECT_LT(stalled_at, 4u * kLimit) << "the server buffered without bound";
+
+  conn.readDisable(false);
+  ASSERT_TRUE(runUntil([&] { return client.received.size() == kTotal; }));
+  EXPECT_TRUE(client.received == sent) << "the echo came back altered";
+  EXPECT_LT(echo->max_buffered, 4u * kLimit);
+  EXPECT_GT(echo->paused, 1) << "back-pressure should have paused the server repeatedly";
+}
+
+TEST_F(ConnectionTest, HalfCloseDeliversEndOfStreamAndFinishesTheEcho) {
+  auto echo = std::make_shared<Echo>();
+  on_server_connection_ = [&](Connection& c) {
+    c.enableHalfClose(true);
+    c.addReadFilter(echo);
+  };
+  Recorder client;
+  ClientConnection& conn = connectClient(client);
+  conn.enableHalfClose(true);
+  ASSERT_TRUE(runUntil([&] { return client.connected(); }));
+  buffer::Buffer data;
+  data.add("last words");
+  conn.write(data, true);  // data, then FIN
+  ASSERT_TRUE(runUntil([&] { return client.got_end_stream; }));
+  EXPECT_EQ(client.received, "last words");
+  // Both directions ended: both sides close.
+  ASSERT_TRUE(runUntil([&] { return client.closed() && !echo->events.empty(); }));
+  EXPECT_EQ(echo->events.back(), ConnectionEvent::RemoteClose);
+}
+
+TEST_F(ConnectionTest, WithoutHalfCloseTheDataArrivesThenTheConnectionCloses) {
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) {
+    c.addReadFilter(server);
+    c.addConnectionCallbacks(*server);
+  };
+  Recorder client;
+  ClientConnection& conn = connectClient(client);
+  conn.enableHalfClose(true);
+  ASSERT_TRUE(runUntil([&] { return client.connected(); }));
+  buffer::Buffer data;
+  data.add("bye");
+  conn.write(data, true);
+  ASSERT_TRUE(runUntil([&] { return server->closed(); }));
+  EXPECT_EQ(server->received, "bye");
+  EXPECT_EQ(server->events.back(), ConnectionEvent::RemoteClose);
+}
+
+TEST_F(ConnectionTest, PeerResetClosesTheConnection) {
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) {
+    c.addReadFilter(server);
+    c.addConnectionCallbacks(*server);
+  };
+  // A raw client that resets (RST) instead of closing.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
+  ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1; }));
+  ASSERT_EQ(3, ::write(fd, "abc", 3));
+  ASSERT_TRUE(runUntil([&] { return server->received == "abc"; }));
+  linger lg{1, 0};
+  ASSERT_EQ(0, ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
+  ::close(fd);
+  ASSERT_TRUE(runUntil([&] { return server->closed(); }));
+  EXPECT_EQ(server->events.back(), ConnectionEvent::RemoteClose);
+  EXPECT_EQ(server_connections_[0]->transportFailureReason(), "Connection reset by peer");
+}
+
+TEST_F(ConnectionTest, CloseFlushWriteDeliversEverythingFirst) {
+  const std::string big = pattern(4 * 1024 * 1024);
+  on_server_connection_ = [&](Connection& c) {
+    buffer::Buffer data;
+    data.add(big);
+    c.write(data, false);
+    c.close(ConnectionCloseType::FlushWrite);
+    EXPECT_EQ(c.state(), Connection::State::Closing);
+  };
+  Recorder client;
+  connectClient(client);
+  ASSERT_TRUE(runUntil([&] { return client.closed(); }));
+  EXPECT_EQ(client.received.size(), big.size());
+  EXPECT_TRUE(client.received == big);
+  EXPECT_EQ(server_connections_[0]->state(), Connection::State::Closed);
+}
+
+TEST_F(ConnectionTest, ReadDisableIsCounted) {
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) {
+    c.addReadFilter(server);
+    c.readDisable(true);
+    c.readDisable(true);
+  };
+  Recorder client;
+  ClientConnection& conn = connectClient(client);
+  ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1 && client.connected(); }));
+  buffer::Buffer data;
+  data.add("queued");
+  conn.write(data, false);
+  for (int i = 0; i < 50; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(server->received, "");
+  server_connections_[0]->readDisable(false);
+  for (int i = 0; i < 50; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(server->received, "") << "one readDisable(true) is still in force";
+  server_connections_[0]->readDisable(false);
+  ASSERT_TRUE(runUntil([&] { return server->received == "queued"; }));
+}
+
+TEST_F(ConnectionTest, ConnectionRefusedIsAFailureWithAReason) {
+  // A port nobody listens on: bind one, read it back, close it.
+  std::string error;
+  SocketFd s = createListenSocket(*fromIp("127.0.0.1", 0, &error), false, 1, &error);
+  auto dead = localAddress(s.fd());
+  s.close();
+  Recorder client;
+  client_ = createClientConnection(dispatcher_, dead, std::make_unique<RawTransportSocket>(),
+                                   &error);
+  client_->addConnectionCallbacks(client);
+  client_->connect();
+  EXPECT_TRUE(client.events.empty()) << "connect() must not raise events from inside itself";
+  ASSERT_TRUE(runUntil([&] { return client.closed(); }));
+  EXPECT_FALSE(client.connected());
+  EXPECT_EQ(client.events.back(), ConnectionEvent::RemoteClose);
+  EXPECT_EQ(client_->transportFailureReason(), "Connection refused");
+}
+
+TEST_F(SimulatedConnectionTest, ConnectTimeoutClosesTheAttempt) {
+  // A listener that never accepts, with its accept queue full: the next SYN goes unanswered.
+  std::string error;
+  SocketFd full = createListenSocket(*fromIp("127.0.0.1", 0, &error), false, 0, &error);
+  auto addr = localAddress(full.fd());
+  std::vector<int> fillers;
+  for (int i = 0; i < 8; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    ::connect(fd, addr->sockAddr(), addr->sockAddrLen());
+    fillers.push_back(fd);
+  }
+  Recorder client;
+  client_ = createClientConnection(dispatcher_, addr, std::make_unique<RawTransportSocket>(),
+                                   &error);
+  client_->addConnectionCallbacks(client);
+  client_->connect(250ms);
+  time_.advanceTimeAndRun(249ms, dispatcher_);
+  EXPECT_TRUE(client.events.empty());
+  time_.advanceTimeAndRun(1ms, dispatcher_);
+  ASSERT_EQ(client.events.size(), 1u);
+  EXPECT_EQ(client.events[0], ConnectionEvent::LocalClose);
+  EXPECT_EQ(client_->transportFailureReason(), "connect timeout");
+  for (int fd : fillers) ::close(fd);
+}
+
+TEST_F(SimulatedConnectionTest, FlushWriteAndDelayWaitsForThePeerThenTheTimer) {
+  on_server_connection_ = [&](Connection& c) {
+    c.setDelayedCloseTimeout(1000ms);
+    buffer::Buffer data;
+    data.add("response");
+    c.write(data, false);
+    c.close(ConnectionCloseType::FlushWriteAndDelay);
+  };
+  Recorder client;
+  connectClient(client);
+  ASSERT_TRUE(runUntil([&] { return client.received == "response"; }));
+  // The client keeps its side open: the server waits for the delayed-close timeout.
+  time_.advanceTimeAndRun(999ms, dispatcher_);
+  EXPECT_EQ(server_connections_[0]->state(), Connection::State::Closing);
+  EXPECT_FALSE(client.closed());
+  time_.advanceTimeAndRun(1ms, dispatcher_);
+  EXPECT_EQ(server_connections_[0]->state(), Connection::State::Closed);
+  ASSERT_TRUE(runUntil([&] { return client.closed(); }));
+}
+
+TEST_F(SimulatedConnectionTest, FlushWriteAndDelayEndsEarlyWhenThePeerCloses) {
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) {
+    c.addConnectionCallbacks(*server);
+    c.setDelayedCloseTimeout(1000ms);
+    buffer::Buffer data;
+    data.add("response");
+    c.write(data, false);
+    c.close(ConnectionCloseType::FlushWriteAndDelay);
+  };
+  Recorder client;
+  connectClient(client);
+  ASSERT_TRUE(runUntil([&] { return client.received == "response"; }));
+  client_->close(ConnectionCloseType::NoFlush);
+  ASSERT_TRUE(runUntil([&] { return server->closed(); }));
+  EXPECT_EQ(server->events.back(), ConnectionEvent::RemoteClose);
+}
+
+TEST_F(SimulatedConnectionTest, ListenerPausesOnFdExhaustionInsteadOfSpinning) {
+  stats::Store store;
+  // A second listener with a counter, on its own socket.
+  std::string error;
+  SocketFd sock = createListenSocket(*fromIp("127.0.0.1", 0, &error), false, 128, &error);
+  auto addr = localAddress(sock.fd());
+  int accepted = 0;
+  struct Cb : ListenerCallbacks {
+    explicit Cb(int& n) : n(n) {}
+    void onAccept(SocketFd&&) override { ++n; }
+    int& n;
+  } cb(accepted);
+  ListenerConfig config;
+  config.accept_errors = &store.counter("accept_errors");
+  config.fd_exhaustion_backoff = 100ms;
+  TcpListenerImpl listener(dispatcher_, sock, cb, config);
+
+  // Two clients wait in the accept queue.
+  std::vector<int> clients;
+  for (int i = 0; i < 2; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(0, ::connect(fd, addr->sockAddr(), addr->sockAddrLen()));
+    clients.push_back(fd);
+  }
+  // No fd left for accept().
+  rlimit old;
+  ASSERT_EQ(0, ::getrlimit(RLIMIT_NOFILE, &old));
+  int probe = ::dup(0);
+  ASSERT_GE(probe, 0);
+  ::close(probe);
+  rlimit low = old;
+  low.rlim_cur = probe;  // every fd below `probe` is in use
+  ASSERT_EQ(0, ::setrlimit(RLIMIT_NOFILE, &low));
+  for (int i = 0; i < 100; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+  const uint64_t errors = store.counter("accept_errors").value();
+  EXPECT_EQ(errors, 1u) << "one failure, then a pause: not a spin";
+  time_.advanceTimeAndRun(100ms, dispatcher_);
+  EXPECT_EQ(store.counter("accept_errors").value(), 2u) << "tried again after the back-off";
+  EXPECT_EQ(accepted, 0);
+  ASSERT_EQ(0, ::setrlimit(RLIMIT_NOFILE, &old));
+  time_.advanceTimeAndRun(100ms, dispatcher_);
+  ASSERT_TRUE(runUntil([&] { return accepted == 2; }));
+  EXPECT_EQ(store.counter("accept_errors").value(), 2u);
+  for (int fd : clients) ::close(fd);
+}
+
+}  // namespace
+}  // namespace sluice::network
