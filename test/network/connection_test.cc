@@ -137,8 +137,15 @@ class ConnectionTestBase : public ::testing::Test, public ListenerCallbacks {
     return true;
   }
 
+  // Callbacks that connections may still call while the fixture closes them.
+  Recorder& newRecorder() {
+    recorders_.push_back(std::make_unique<Recorder>());
+    return *recorders_.back();
+  }
+
   TimeSystemT time_;
   event::DispatcherImpl dispatcher_{"test", time_};
+  std::vector<std::unique_ptr<Recorder>> recorders_;
   SocketFd listen_socket_;
   AddressConstSharedPtr address_;
   std::unique_ptr<TcpListenerImpl> listener_;
@@ -163,7 +170,7 @@ TEST_F(ConnectionTest, EchoRoundTripThroughLoopback) {
     c.addReadFilter(echo);
     c.setConnectionStats({&store.counter("rx"), &store.counter("tx"), nullptr, nullptr});
   };
-  Recorder client;
+  Recorder& client = newRecorder();
   ClientConnection& conn = connectClient(client);
   ASSERT_TRUE(runUntil([&] { return client.connected(); }));
   EXPECT_NE(conn.localAddress(), nullptr);
@@ -189,7 +196,7 @@ TEST_F(ConnectionTest, SlowReaderBoundsTheWritersMemory) {
     c.setBufferLimits(kLimit);
     c.addReadFilter(echo);
   };
-  Recorder client;
+  Recorder& client = newRecorder();
   ClientConnection& conn = connectClient(client);
   ASSERT_TRUE(runUntil([&] { return client.connected(); }));
   // The client does not read: the echo backs up into the server.
@@ -218,7 +225,7 @@ TEST_F(ConnectionTest, HalfCloseDeliversEndOfStreamAndFinishesTheEcho) {
     c.enableHalfClose(true);
     c.addReadFilter(echo);
   };
-  Recorder client;
+  Recorder& client = newRecorder();
   ClientConnection& conn = connectClient(client);
   conn.enableHalfClose(true);
   ASSERT_TRUE(runUntil([&] { return client.connected(); }));
@@ -238,7 +245,7 @@ TEST_F(ConnectionTest, WithoutHalfCloseTheDataArrivesThenTheConnectionCloses) {
     c.addReadFilter(server);
     c.addConnectionCallbacks(*server);
   };
-  Recorder client;
+  Recorder& client = newRecorder();
   ClientConnection& conn = connectClient(client);
   conn.enableHalfClose(true);
   ASSERT_TRUE(runUntil([&] { return client.connected(); }));
@@ -280,7 +287,7 @@ TEST_F(ConnectionTest, CloseFlushWriteDeliversEverythingFirst) {
     c.close(ConnectionCloseType::FlushWrite);
     EXPECT_EQ(c.state(), Connection::State::Closing);
   };
-  Recorder client;
+  Recorder& client = newRecorder();
   connectClient(client);
   ASSERT_TRUE(runUntil([&] { return client.closed(); }));
   EXPECT_EQ(client.received.size(), big.size());
@@ -295,7 +302,7 @@ TEST_F(ConnectionTest, ReadDisableIsCounted) {
     c.readDisable(true);
     c.readDisable(true);
   };
-  Recorder client;
+  Recorder& client = newRecorder();
   ClientConnection& conn = connectClient(client);
   ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1 && client.connected(); }));
   buffer::Buffer data;
@@ -316,7 +323,7 @@ TEST_F(ConnectionTest, ConnectionRefusedIsAFailureWithAReason) {
   SocketFd s = createListenSocket(*fromIp("127.0.0.1", 0, &error), false, 1, &error);
   auto dead = localAddress(s.fd());
   s.close();
-  Recorder client;
+  Recorder& client = newRecorder();
   client_ = createClientConnection(dispatcher_, dead, std::make_unique<RawTransportSocket>(),
                                    &error);
   client_->addConnectionCallbacks(client);
@@ -339,7 +346,7 @@ TEST_F(SimulatedConnectionTest, ConnectTimeoutClosesTheAttempt) {
     ::connect(fd, addr->sockAddr(), addr->sockAddrLen());
     fillers.push_back(fd);
   }
-  Recorder client;
+  Recorder& client = newRecorder();
   client_ = createClientConnection(dispatcher_, addr, std::make_unique<RawTransportSocket>(),
                                    &error);
   client_->addConnectionCallbacks(client);
@@ -361,7 +368,7 @@ TEST_F(SimulatedConnectionTest, FlushWriteAndDelayWaitsForThePeerThenTheTimer) {
     c.write(data, false);
     c.close(ConnectionCloseType::FlushWriteAndDelay);
   };
-  Recorder client;
+  Recorder& client = newRecorder();
   connectClient(client);
   ASSERT_TRUE(runUntil([&] { return client.received == "response"; }));
   // The client keeps its side open: the server waits for the delayed-close timeout.
@@ -383,7 +390,7 @@ TEST_F(SimulatedConnectionTest, FlushWriteAndDelayEndsEarlyWhenThePeerCloses) {
     c.write(data, false);
     c.close(ConnectionCloseType::FlushWriteAndDelay);
   };
-  Recorder client;
+  Recorder& client = newRecorder();
   connectClient(client);
   ASSERT_TRUE(runUntil([&] { return client.received == "response"; }));
   client_->close(ConnectionCloseType::NoFlush);
