@@ -4,6 +4,7 @@
 // returns the function that runs it (the process exit code).
 
 #include <functional>
+#include <string>
 
 namespace CLI {
 class App;
@@ -16,5 +17,9 @@ using Run = std::function<int()>;
 // `sluice echo`: a TCP echo server on the Dispatcher and the network core (a demo and a
 // smoke test of the foundation).
 Run addEchoCommand(CLI::App& app);
+
+// `sluice proxy`: the data plane (Envoy v3 bootstrap). `command_line` is shown by
+// /server_info.
+Run addProxyCommand(CLI::App& app, const std::string& command_line);
 
 }  // namespace sluice::cli

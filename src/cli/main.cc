@@ -62,9 +62,16 @@ int main(int argc, char** argv) {
                  "Per-component levels, e.g. upstream:debug,connection:trace");
   app.footer("Run 'sluice <command> --help' for a command's options.");
 
+  std::string command_line;
+  for (int i = 0; i < argc; ++i) command_line += (i ? " " : "") + std::string(argv[i]);
   sluice::cli::Run run;
+  CLI::App* proxy = app.add_subcommand(
+      "proxy", "Run the data-plane proxy from an Envoy v3 bootstrap config (-c FILE)");
+  proxy->fallthrough();
+  sluice::cli::Run proxy_run = sluice::cli::addProxyCommand(*proxy, command_line);
   CLI::App* echo = app.add_subcommand("echo", "Run a TCP echo server (a demo of the event loop "
                                               "and network core)");
+  echo->fallthrough();
   sluice::cli::Run echo_run = sluice::cli::addEchoCommand(*echo);
 
   try {
@@ -74,5 +81,6 @@ int main(int argc, char** argv) {
   }
   if (!applyLogLevels(log_level, component_levels)) return 1;
   if (echo->parsed()) run = echo_run;
+  if (proxy->parsed()) run = proxy_run;
   return run();
 }

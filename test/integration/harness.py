@@ -28,28 +28,39 @@ class Process:
 
     def __init__(self, *args):
         self.proc = subprocess.Popen([SLUICE, *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, bufsize=0)
         self.lines = []
+        self._partial = b""
+
+    def _take_lines(self):
+        while b"\n" in self._partial:
+            raw, self._partial = self._partial.split(b"\n", 1)
+            self.lines.append(raw.decode(errors="replace") + "\n")
 
     def wait_for_line(self, pattern, timeout=20):
-        """Reads stderr until a line matches; returns the match."""
+        """Reads stderr until a line matches; returns the match. Lines already read count."""
         rx = re.compile(pattern)
-        for line in self.lines:
-            m = rx.search(line)
-            if m:
-                return m
+        seen = 0
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stderr], [], [], deadline - time.monotonic())
+        fd = self.proc.stderr.fileno()
+        while True:
+            self._take_lines()
+            for line in self.lines[seen:]:
+                m = rx.search(line)
+                if m:
+                    return m
+            seen = len(self.lines)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            # Raw reads: a buffered reader would hide lines that select() cannot see.
+            ready, _, _ = select.select([fd], [], [], remaining)
             if not ready:
                 break
-            line = self.proc.stderr.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            self.lines.append(line)
-            m = rx.search(line)
-            if m:
-                return m
+            self._partial += chunk
         raise AssertionError("no line matching %r; output so far:\n%s" % (pattern, "".join(self.lines)))
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
@@ -61,7 +72,8 @@ class Process:
             self.proc.kill()
             out, err = self.proc.communicate()
             raise AssertionError("sluice did not exit after %s" % sig)
-        self.lines.append(err)
+        self.lines.append((self._partial + err).decode(errors="replace"))
+        self._partial = b""
         return self.proc.returncode
 
     def __enter__(self):
@@ -75,3 +87,89 @@ class Process:
 
 def run(*args, timeout=30):
     return subprocess.run([SLUICE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+import http.client
+import json
+import os
+import tempfile
+
+
+def cluster(name, *ports, **extra):
+    c = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+                for p in ports]}],
+        },
+    }
+    c.update(extra)
+    return c
+
+
+def hcm(routes, **extra):
+    """An HTTP connection manager over one virtual host (domains ["*"]) with these routes."""
+    cfg = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress_http",
+        "route_config": {"name": "local_route", "virtual_hosts": [
+            {"name": "backend", "domains": ["*"], "routes": routes}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def bootstrap(hcm_config, clusters, listener_extra=None):
+    listener = {
+        "name": "listener_0",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                        "typed_config": hcm_config}]}],
+    }
+    if listener_extra:
+        listener.update(listener_extra)
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {"listeners": [listener], "clusters": clusters},
+    }
+
+
+class Proxy(Process):
+    """`sluice proxy` on a config given as a dict; knows its listener and admin ports."""
+
+    def __init__(self, config, *args, concurrency=1):
+        self.dir = tempfile.mkdtemp(prefix="sluice-test-")
+        self.config_path = os.path.join(self.dir, "envoy.json")
+        with open(self.config_path, "w") as f:
+            json.dump(config, f)
+        super().__init__("proxy", "-c", self.config_path, "--concurrency", str(concurrency), *args)
+        m = self.wait_for_line(r"listener 'listener_0' listening on 127\.0\.0\.1:(\d+)")
+        self.port = int(m.group(1))
+        m = self.wait_for_line(r"admin address: 127\.0\.0\.1:(\d+)")
+        self.admin_port = int(m.group(1))
+        self.wait_for_line(r"worker\(s\) serving")
+
+    def request(self, method, path, headers=None, body=None, port=None):
+        c = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
+
+    def admin(self, path, method="GET"):
+        return self.request(method, path, port=self.admin_port)
+
+    def stat(self, name):
+        r, data = self.admin("/stats?filter=^" + name.replace(".", "\\.") + "$")
+        for line in data.decode().splitlines():
+            k, _, v = line.partition(": ")
+            if k == name:
+                return int(v)
+        return None

@@ -1,0 +1,365 @@
+#include "config/proxy_config.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <nlohmann/json.hpp>
+
+#include "access_log/file_sink.h"
+#include "access_log/formatter.h"
+#include "envoy/extensions/access_loggers/file/v3/file.pb.h"
+#include "envoy/extensions/access_loggers/stream/v3/stream.pb.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
+#include "router/config_impl.h"
+#include "router/router.h"
+#include "stats/stats.h"
+
+namespace sluice::config {
+
+namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
+
+namespace {
+
+std::chrono::milliseconds toMs(const google::protobuf::Duration& d) {
+  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+}
+
+// One access log line per stream, formatted once per config, written to a shared sink.
+class FileAccessLog : public http::AccessLog {
+ public:
+  FileAccessLog(access_log::FormatterPtr formatter, std::shared_ptr<access_log::FileSink> sink)
+      : formatter_(std::move(formatter)), sink_(std::move(sink)) {}
+  void log(const http::RequestHeaderMap* request, const http::ResponseHeaderMap* response,
+           const http::ResponseTrailerMap* trailers, const http::StreamInfo& info) override {
+    std::string line;
+    formatter_->format(access_log::FormatContext{request, response, trailers, info}, line);
+    if (line.empty() || line.back() != '\n') line.push_back('\n');
+    sink_->write(line);
+  }
+
+ private:
+  access_log::FormatterPtr formatter_;
+  std::shared_ptr<access_log::FileSink> sink_;
+};
+
+// The format of an access logger's log_format (SubstitutionFormatString), or Envoy's default.
+access_log::FormatterPtr makeFormatter(
+    const envoy::config::core::v3::SubstitutionFormatString* fmt, const std::string& path,
+    std::string* error) {
+  if (!fmt) return access_log::createTextFormatter(access_log::defaultFormat(), error);
+  if (fmt->has_json_format()) {
+    std::string json;
+    google::protobuf::util::MessageToJsonString(fmt->json_format(), &json);
+    return access_log::createJsonFormatter(nlohmann::json::parse(json), error);
+  }
+  if (fmt->has_text_format_source()) {
+    const auto& src = fmt->text_format_source();
+    return access_log::createTextFormatter(
+        src.has_inline_string() ? src.inline_string() : src.inline_bytes(), error);
+  }
+  // text_format is deprecated in the API but still accepted by Envoy.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  if (!fmt->text_format().empty()) return access_log::createTextFormatter(fmt->text_format(), error);
+#pragma GCC diagnostic pop
+  return access_log::createTextFormatter(access_log::defaultFormat(), error);
+}
+
+bool buildAccessLogs(
+    const google::protobuf::RepeatedPtrField<envoy::config::accesslog::v3::AccessLog>& logs,
+    const std::string& path, access_log::FileSinkManager& sinks,
+    std::vector<http::AccessLogSharedPtr>& out, std::vector<std::string>& errors) {
+  for (int i = 0; i < logs.size(); ++i) {
+    const auto& log = logs[i];
+    const std::string p = path + "[" + std::to_string(i) + "]";
+    const auto& any = log.typed_config();
+    std::string file_path;
+    const envoy::config::core::v3::SubstitutionFormatString* fmt = nullptr;
+    envoy::extensions::access_loggers::file::v3::FileAccessLog file;
+    envoy::extensions::access_loggers::stream::v3::StdoutAccessLog out_log;
+    envoy::extensions::access_loggers::stream::v3::StderrAccessLog err_log;
+    if (any.UnpackTo(&file)) {
+      file_path = file.path();
+      if (file.has_log_format()) fmt = &file.log_format();
+    } else if (any.UnpackTo(&out_log)) {
+      file_path = "/dev/stdout";
+      if (out_log.has_log_format()) fmt = &out_log.log_format();
+    } else if (any.UnpackTo(&err_log)) {
+      file_path = "/dev/stderr";
+      if (err_log.has_log_format()) fmt = &err_log.log_format();
+    } else {
+      errors.push_back(p + ": access logger '" + log.name() + "' is not supported");
+      return false;
+    }
+    std::string error;
+    auto formatter = makeFormatter(fmt, p, &error);
+    if (!formatter) {
+      errors.push_back(p + ".typed_config.log_format: " + error);
+      return false;
+    }
+    auto sink = sinks.get(file_path, access_log::FileSink::kDefaultFlushInterval, &error);
+    if (!sink) {
+      errors.push_back(p + ".typed_config.path: " + error);
+      return false;
+    }
+    out.push_back(std::make_shared<FileAccessLog>(std::move(formatter), std::move(sink)));
+  }
+  return true;
+}
+
+network::AddressConstSharedPtr socketAddress(const envoy::config::core::v3::Address& a,
+                                             const std::string& path,
+                                             std::vector<std::string>& errors) {
+  std::string error;
+  auto addr = network::fromIp(a.socket_address().address(), a.socket_address().port_value(), &error);
+  if (!addr) errors.push_back(path + ".socket_address: " + error);
+  return addr;
+}
+
+bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& path,
+              stats::Store& store, access_log::FileSinkManager& sinks,
+              http::ConnectionManagerConfigConstSharedPtr& out, std::vector<std::string>& errors) {
+  auto cfg = std::make_shared<http::ConnectionManagerConfig>();
+  cfg->stat_prefix = proto.stat_prefix();
+  cfg->stats = std::make_shared<http::ConnectionManagerStats>(
+      http::ConnectionManagerStats::create(store, cfg->stat_prefix));
+  std::string error;
+  auto table = router::RouteTableImpl::create(proto.route_config(), &error);
+  if (!table) {
+    errors.push_back(path + ".route_config." + error);
+    return false;
+  }
+  cfg->route_table = table;
+  if (!proto.server_name().empty()) cfg->server_name = proto.server_name();
+  switch (proto.server_header_transformation()) {
+    case hcm_v3::HttpConnectionManager::APPEND_IF_ABSENT:
+      cfg->server_header_transformation = http::ServerHeaderTransformation::AppendIfAbsent;
+      break;
+    case hcm_v3::HttpConnectionManager::PASS_THROUGH:
+      cfg->server_header_transformation = http::ServerHeaderTransformation::PassThrough;
+      break;
+    default: break;
+  }
+  cfg->use_remote_address = proto.has_use_remote_address() && proto.use_remote_address().value();
+  cfg->xff_num_trusted_hops = proto.xff_num_trusted_hops();
+  if (proto.has_generate_request_id()) cfg->generate_request_id = proto.generate_request_id().value();
+  cfg->preserve_external_request_id = proto.preserve_external_request_id();
+  if (proto.has_stream_idle_timeout()) cfg->stream_idle_timeout = toMs(proto.stream_idle_timeout());
+  if (proto.has_request_timeout()) cfg->request_timeout = toMs(proto.request_timeout());
+  if (proto.has_request_headers_timeout()) {
+    cfg->request_headers_timeout = toMs(proto.request_headers_timeout());
+  }
+  if (proto.has_delayed_close_timeout()) cfg->delayed_close_timeout = toMs(proto.delayed_close_timeout());
+  if (proto.has_drain_timeout()) cfg->drain_timeout = toMs(proto.drain_timeout());
+  const auto& common = proto.common_http_protocol_options();
+  if (common.has_idle_timeout()) cfg->idle_timeout = toMs(common.idle_timeout());
+  if (common.has_max_stream_duration()) cfg->max_stream_duration = toMs(common.max_stream_duration());
+  if (common.has_max_headers_count()) {
+    cfg->http1_settings.max_headers_count = common.max_headers_count().value();
+  }
+  switch (common.headers_with_underscores_action()) {
+    case envoy::config::core::v3::HttpProtocolOptions::REJECT_REQUEST:
+      cfg->http1_settings.headers_with_underscores =
+          http::http1::CodecSettings::UnderscoreAction::RejectRequest;
+      break;
+    case envoy::config::core::v3::HttpProtocolOptions::DROP_HEADER:
+      cfg->http1_settings.headers_with_underscores =
+          http::http1::CodecSettings::UnderscoreAction::DropHeader;
+      break;
+    default: break;
+  }
+  if (proto.has_max_request_headers_kb()) {
+    cfg->http1_settings.max_request_headers_kb = proto.max_request_headers_kb().value();
+  }
+  if (proto.has_http_protocol_options()) {
+    cfg->http1_settings.accept_http_10 = proto.http_protocol_options().accept_http_10();
+    cfg->http1_settings.default_host_for_http_10 =
+        proto.http_protocol_options().default_host_for_http_10();
+  }
+  cfg->normalize_path = proto.has_normalize_path() && proto.normalize_path().value();
+  cfg->merge_slashes = proto.merge_slashes();
+  for (const auto& u : proto.upgrade_configs()) {
+    const bool enabled = !u.has_enabled() || u.enabled().value();
+    std::string type = u.upgrade_type();
+    for (auto& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (type == "websocket") cfg->allow_websocket = enabled;
+  }
+  cfg->via = proto.via();
+  if (!buildAccessLogs(proto.access_log(), path + ".access_log", sinks, cfg->access_logs, errors)) {
+    return false;
+  }
+  // The filters: the router is the only one (and last), as checkSupported guarantees.
+  cfg->filter_factories.push_back(
+      router::routerFilterFactory(std::make_shared<router::RouterConfig>()));
+  out = cfg;
+  return true;
+}
+
+bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
+                  stats::Store& store, upstream::ClusterConfig& out,
+                  std::vector<std::string>& errors) {
+  auto info = std::make_shared<upstream::ClusterInfo>(proto.name(), store);
+  if (proto.has_connect_timeout()) info->connect_timeout = toMs(proto.connect_timeout());
+  if (proto.has_per_connection_buffer_limit_bytes()) {
+    info->per_connection_buffer_limit_bytes = proto.per_connection_buffer_limit_bytes().value();
+  }
+  const auto& opts = proto.typed_extension_protocol_options();
+  auto it = opts.find("envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
+  if (it != opts.end()) {
+    envoy::extensions::upstreams::http::v3::HttpProtocolOptions http;
+    if (!it->second.UnpackTo(&http)) {
+      errors.push_back(path + ".typed_extension_protocol_options: cannot read HttpProtocolOptions");
+      return false;
+    }
+    const auto& common = http.common_http_protocol_options();
+    if (common.has_idle_timeout()) info->idle_timeout = toMs(common.idle_timeout());
+    if (common.has_max_requests_per_connection()) {
+      info->max_requests_per_connection = common.max_requests_per_connection().value();
+    }
+  }
+  out.info = info;
+  switch (proto.type()) {
+    case envoy::config::cluster::v3::Cluster::STRICT_DNS:
+      out.type = upstream::DiscoveryType::StrictDns;
+      break;
+    case envoy::config::cluster::v3::Cluster::LOGICAL_DNS:
+      out.type = upstream::DiscoveryType::LogicalDns;
+      break;
+    default: out.type = upstream::DiscoveryType::Static;
+  }
+  if (proto.has_dns_refresh_rate()) out.dns_refresh_rate = toMs(proto.dns_refresh_rate());
+  switch (proto.dns_lookup_family()) {
+    case envoy::config::cluster::v3::Cluster::V4_ONLY:
+      out.dns_lookup_family = upstream::DnsLookupFamily::V4Only;
+      break;
+    case envoy::config::cluster::v3::Cluster::V6_ONLY:
+      out.dns_lookup_family = upstream::DnsLookupFamily::V6Only;
+      break;
+    case envoy::config::cluster::v3::Cluster::V4_PREFERRED:
+      out.dns_lookup_family = upstream::DnsLookupFamily::V4Preferred;
+      break;
+    case envoy::config::cluster::v3::Cluster::ALL:
+      out.dns_lookup_family = upstream::DnsLookupFamily::All;
+      break;
+    default: out.dns_lookup_family = upstream::DnsLookupFamily::Auto;
+  }
+  const auto& la = proto.load_assignment();
+  for (int i = 0; i < la.endpoints_size(); ++i) {
+    const auto& lle = la.endpoints(i);
+    upstream::Locality locality{lle.locality().region(), lle.locality().zone(),
+                                lle.locality().sub_zone()};
+    for (int j = 0; j < lle.lb_endpoints_size(); ++j) {
+      const auto& lbe = lle.lb_endpoints(j);
+      const std::string p = path + ".load_assignment.endpoints[" + std::to_string(i) +
+                            "].lb_endpoints[" + std::to_string(j) + "].endpoint.address";
+      const auto& sa = lbe.endpoint().address().socket_address();
+      upstream::EndpointConfig e;
+      e.port = sa.port_value();
+      e.weight = lbe.has_load_balancing_weight() ? lbe.load_balancing_weight().value() : 1;
+      e.priority = lle.priority();
+      e.locality = locality;
+      if (out.type == upstream::DiscoveryType::Static) {
+        e.address = socketAddress(lbe.endpoint().address(), p, errors);
+        if (!e.address) return false;
+      } else {
+        e.hostname = sa.address();
+      }
+      out.endpoints.push_back(std::move(e));
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+const FilterChainConfig* ListenerConfig::chainFor(uint32_t port) const {
+  const FilterChainConfig* fallback = nullptr;
+  for (const auto& c : chains) {
+    if (c.destination_port && *c.destination_port == port) return &c;
+    if (!c.destination_port && !fallback) fallback = &c;
+  }
+  return fallback;
+}
+
+std::string statAddress(const network::Address& address) {
+  std::string s = address.isIp() ? address.ip() + "_" + std::to_string(address.port())
+                                 : address.asString();
+  for (auto& c : s) {
+    if (c == ':') c = '_';
+  }
+  return s;
+}
+
+bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
+                      stats::Store& store, access_log::FileSinkManager& sinks, ProxyConfig& out,
+                      std::vector<std::string>& errors) {
+  const auto& sr = bootstrap.static_resources();
+  for (int i = 0; i < sr.clusters_size(); ++i) {
+    upstream::ClusterConfig c;
+    if (!buildCluster(sr.clusters(i), "static_resources.clusters[" + std::to_string(i) + "]",
+                      store, c, errors)) {
+      return false;
+    }
+    for (const auto& existing : out.clusters) {
+      if (existing.info->name() == c.info->name()) {
+        errors.push_back("static_resources.clusters[" + std::to_string(i) + "].name: duplicate cluster '" +
+                         c.info->name() + "'");
+        return false;
+      }
+    }
+    out.clusters.push_back(std::move(c));
+  }
+  for (int i = 0; i < sr.listeners_size(); ++i) {
+    const auto& l = sr.listeners(i);
+    const std::string lp = "static_resources.listeners[" + std::to_string(i) + "]";
+    ListenerConfig lc;
+    lc.name = l.name().empty() ? lp : l.name();
+    lc.address = socketAddress(l.address(), lp + ".address", errors);
+    if (!lc.address) return false;
+    if (l.has_enable_reuse_port()) lc.reuse_port = l.enable_reuse_port().value();
+    if (l.has_per_connection_buffer_limit_bytes()) {
+      lc.buffer_limit = l.per_connection_buffer_limit_bytes().value();
+    }
+    for (int j = 0; j < l.filter_chains_size(); ++j) {
+      const auto& fc = l.filter_chains(j);
+      const std::string fp = lp + ".filter_chains[" + std::to_string(j) + "]";
+      FilterChainConfig chain;
+      if (fc.filter_chain_match().has_destination_port()) {
+        chain.destination_port = fc.filter_chain_match().destination_port().value();
+      }
+      for (int k = 0; k < fc.filters_size(); ++k) {
+        hcm_v3::HttpConnectionManager hcm;
+        if (!fc.filters(k).typed_config().UnpackTo(&hcm)) {
+          errors.push_back(fp + ".filters[" + std::to_string(k) + "]: not an HttpConnectionManager");
+          return false;
+        }
+        if (!buildHcm(hcm, fp + ".filters[" + std::to_string(k) + "].typed_config", store, sinks,
+                      chain.hcm, errors)) {
+          return false;
+        }
+      }
+      if (!chain.hcm) {
+        errors.push_back(fp + ".filters: a filter chain needs envoy.filters.network.http_connection_manager");
+        return false;
+      }
+      lc.chains.push_back(std::move(chain));
+    }
+    if (lc.chains.empty()) {
+      errors.push_back(lp + ".filter_chains: at least one filter chain is required");
+      return false;
+    }
+    out.listeners.push_back(std::move(lc));
+  }
+  if (bootstrap.has_admin() && bootstrap.admin().has_address()) {
+    AdminConfig admin;
+    admin.address = socketAddress(bootstrap.admin().address(), "admin.address", errors);
+    if (!admin.address) return false;
+    if (!buildAccessLogs(bootstrap.admin().access_log(), "admin.access_log", sinks,
+                         admin.access_logs, errors)) {
+      return false;
+    }
+    out.admin = std::move(admin);
+  }
+  return true;
+}
+
+}  // namespace sluice::config

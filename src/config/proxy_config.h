@@ -1,0 +1,60 @@
+#pragma once
+
+// Turns a loaded, checked Bootstrap into the proxy's runtime objects: listeners with their
+// connection manager configs (routes, filters, access logs), clusters, and the admin
+// listener. Built once per config; immutable afterwards.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "envoy/config/bootstrap/v3/bootstrap.pb.h"
+#include "http/conn_manager_config.h"
+#include "network/address.h"
+#include "upstream/cluster_manager.h"
+
+namespace sluice::stats {
+class Store;
+}
+namespace sluice::access_log {
+class FileSinkManager;
+}
+
+namespace sluice::config {
+
+struct FilterChainConfig {
+  std::optional<uint32_t> destination_port;
+  http::ConnectionManagerConfigConstSharedPtr hcm;
+};
+
+struct ListenerConfig {
+  std::string name;
+  network::AddressConstSharedPtr address;
+  bool reuse_port{true};
+  uint32_t buffer_limit{1024 * 1024};
+  std::vector<FilterChainConfig> chains;
+  // The chain for a connection to `port`, or null.
+  const FilterChainConfig* chainFor(uint32_t port) const;
+};
+
+struct AdminConfig {
+  network::AddressConstSharedPtr address;
+  std::vector<http::AccessLogSharedPtr> access_logs;
+};
+
+struct ProxyConfig {
+  std::vector<ListenerConfig> listeners;
+  std::vector<upstream::ClusterConfig> clusters;
+  std::optional<AdminConfig> admin;
+};
+
+// Builds the runtime config; false with errors ("path: message").
+bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
+                      stats::Store& store, access_log::FileSinkManager& sinks, ProxyConfig& out,
+                      std::vector<std::string>& errors);
+
+// "127.0.0.1_10000", the form Envoy's listener stats use.
+std::string statAddress(const network::Address& address);
+
+}  // namespace sluice::config

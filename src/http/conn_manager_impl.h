@@ -1,0 +1,66 @@
+#pragma once
+
+// The HTTP connection manager: the network filter that turns a connection into HTTP streams.
+// It owns the codec, runs each request through the HTTP filter chain (decoder filters in
+// order, encoder filters in reverse), applies the connection-level HTTP behaviour Envoy
+// users rely on (x-forwarded-for, x-request-id, server and via headers, keep-alive and
+// "connection: close", 100-continue, WebSocket upgrades, path normalisation, timeouts,
+// drain), sends local replies, and writes the access log when a stream ends.
+
+#include <list>
+#include <memory>
+
+#include "http/codec.h"
+#include "http/conn_manager_config.h"
+#include "network/connection.h"
+
+namespace sluice::http {
+
+class ConnectionManagerImpl : public network::ReadFilter,
+                              public network::ConnectionCallbacks,
+                              public ServerConnectionCallbacks {
+ public:
+  explicit ConnectionManagerImpl(ConnectionManagerConfigConstSharedPtr config);
+  ~ConnectionManagerImpl() override;
+
+  // network::ReadFilter
+  void initializeReadFilterCallbacks(network::ReadFilterCallbacks& callbacks) override;
+  network::FilterStatus onNewConnection() override;
+  network::FilterStatus onData(buffer::Buffer& data, bool end_stream) override;
+
+  // network::ConnectionCallbacks
+  void onEvent(network::ConnectionEvent event) override;
+  void onAboveWriteBufferHighWatermark() override;
+  void onBelowWriteBufferLowWatermark() override;
+
+  // ServerConnectionCallbacks
+  RequestDecoder& newStream(ResponseEncoder& encoder) override;
+
+  // Graceful drain: the next response carries "connection: close"; an idle connection
+  // closes now.
+  void startDrain();
+  size_t activeStreams() const { return streams_.size(); }
+
+ private:
+  struct ActiveStream;
+  friend struct ActiveStream;
+
+  void doEndStream(ActiveStream& stream);
+  void checkForDeferredClose();
+  void resetAllStreams(StreamResetReason reason);
+  void onIdleTimeout();
+  void closeConnection(network::ConnectionCloseType type);
+
+  ConnectionManagerConfigConstSharedPtr config_;
+  ConnectionManagerStats& stats_;
+  network::ReadFilterCallbacks* read_callbacks_{nullptr};
+  network::Connection* connection_{nullptr};
+  ServerCodecPtr codec_;
+  std::list<std::unique_ptr<ActiveStream>> streams_;
+  event::TimerPtr idle_timer_;
+  bool draining_{false};
+  bool close_after_stream_{false};  // a response carried "connection: close"
+  bool closed_{false};
+};
+
+}  // namespace sluice::http

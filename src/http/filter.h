@@ -1,0 +1,137 @@
+#pragma once
+
+// The HTTP filter API. Each request runs through a chain of decoder filters (request side,
+// in order) and encoder filters (response side, in reverse order); the router is the last
+// decoder filter. A filter that returns StopIteration resumes the chain later with
+// continueDecoding()/continueEncoding(). Any filter can answer the request itself with
+// sendLocalReply().
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "http/codec.h"
+#include "http/header_map.h"
+#include "http/route.h"
+#include "http/stream_info.h"
+
+namespace sluice::buffer {
+class Buffer;
+}
+namespace sluice::event {
+class Dispatcher;
+}
+namespace sluice::network {
+class Connection;
+}
+
+namespace sluice::http {
+
+enum class FilterHeadersStatus { Continue, StopIteration };
+enum class FilterDataStatus {
+  Continue,
+  StopIterationAndBuffer,  // keep the data (bounded by the buffer limit) and wait
+  StopIterationNoBuffer,   // the filter took the data itself
+};
+enum class FilterTrailersStatus { Continue, StopIteration };
+
+// Downstream back-pressure reaches the router (and from it the upstream) through these.
+class DownstreamWatermarkCallbacks {
+ public:
+  virtual ~DownstreamWatermarkCallbacks() = default;
+  virtual void onAboveWriteBufferHighWatermark() = 0;
+  virtual void onBelowWriteBufferLowWatermark() = 0;
+};
+
+class StreamFilterCallbacks {
+ public:
+  virtual ~StreamFilterCallbacks() = default;
+  virtual const network::Connection* connection() = 0;
+  virtual event::Dispatcher& dispatcher() = 0;
+  // Resets the downstream stream; the filter chain is destroyed.
+  virtual void resetStream() = 0;
+  // The route for this request (resolved once, cached until clearRouteCache()).
+  virtual RouteConstSharedPtr route() = 0;
+  virtual void clearRouteCache() = 0;
+  virtual StreamInfo& streamInfo() = 0;
+  virtual uint64_t streamId() const = 0;
+};
+
+using ModifyHeadersCb = std::function<void(ResponseHeaderMap&)>;
+
+class StreamDecoderFilterCallbacks : public StreamFilterCallbacks {
+ public:
+  virtual void continueDecoding() = 0;
+  // What StopIterationAndBuffer kept (null when nothing).
+  virtual const buffer::Buffer* decodingBuffer() = 0;
+  // Answers the request from here: the response runs through the encoder filters of the
+  // filters before this one. `details` is the response code details.
+  virtual void sendLocalReply(uint32_t code, std::string_view body,
+                              const ModifyHeadersCb& modify_headers,
+                              std::string_view details) = 0;
+  // The response, from the upstream (the router uses these).
+  virtual void encode1xxHeaders(HeaderMapPtr&& headers) = 0;
+  virtual void encodeHeaders(HeaderMapPtr&& headers, bool end_stream,
+                             std::string_view details) = 0;
+  virtual void encodeData(buffer::Buffer& data, bool end_stream) = 0;
+  virtual void encodeTrailers(HeaderMapPtr&& trailers) = 0;
+  // The upstream is slow to take the request body: stop reading downstream, and resume.
+  virtual void onDecoderFilterAboveWriteBufferHighWatermark() = 0;
+  virtual void onDecoderFilterBelowWriteBufferLowWatermark() = 0;
+  virtual void addDownstreamWatermarkCallbacks(DownstreamWatermarkCallbacks& cb) = 0;
+  virtual void removeDownstreamWatermarkCallbacks(DownstreamWatermarkCallbacks& cb) = 0;
+  virtual uint32_t decoderBufferLimit() = 0;
+  // The request headers (valid for the life of the stream once decoded).
+  virtual const RequestHeaderMap* requestHeaders() = 0;
+};
+
+class StreamEncoderFilterCallbacks : public StreamFilterCallbacks {
+ public:
+  virtual void continueEncoding() = 0;
+  virtual const buffer::Buffer* encodingBuffer() = 0;
+};
+
+class StreamDecoderFilter {
+ public:
+  virtual ~StreamDecoderFilter() = default;
+  virtual void setDecoderFilterCallbacks(StreamDecoderFilterCallbacks& callbacks) = 0;
+  virtual FilterHeadersStatus decodeHeaders(RequestHeaderMap& headers, bool end_stream) = 0;
+  virtual FilterDataStatus decodeData(buffer::Buffer& data, bool end_stream) = 0;
+  virtual FilterTrailersStatus decodeTrailers(RequestTrailerMap& trailers) = 0;
+  // The stream is going away (complete or reset): cancel timers and upstream work.
+  virtual void onDestroy() {}
+};
+using StreamDecoderFilterSharedPtr = std::shared_ptr<StreamDecoderFilter>;
+
+class StreamEncoderFilter {
+ public:
+  virtual ~StreamEncoderFilter() = default;
+  virtual void setEncoderFilterCallbacks(StreamEncoderFilterCallbacks& callbacks) = 0;
+  virtual FilterHeadersStatus encodeHeaders(ResponseHeaderMap& headers, bool end_stream) = 0;
+  virtual FilterDataStatus encodeData(buffer::Buffer& data, bool end_stream) = 0;
+  virtual FilterTrailersStatus encodeTrailers(ResponseTrailerMap& trailers) = 0;
+  virtual void onDestroy() {}
+};
+using StreamEncoderFilterSharedPtr = std::shared_ptr<StreamEncoderFilter>;
+
+// A filter that sees both directions.
+class StreamFilter : public StreamDecoderFilter, public StreamEncoderFilter {
+ public:
+  void onDestroy() override {}
+};
+using StreamFilterSharedPtr = std::shared_ptr<StreamFilter>;
+
+// Adds one stream's filters, in order; built per stream from an immutable per-config
+// factory list.
+class FilterChainFactoryCallbacks {
+ public:
+  virtual ~FilterChainFactoryCallbacks() = default;
+  virtual void addStreamDecoderFilter(StreamDecoderFilterSharedPtr filter) = 0;
+  virtual void addStreamEncoderFilter(StreamEncoderFilterSharedPtr filter) = 0;
+  virtual void addStreamFilter(StreamFilterSharedPtr filter) = 0;
+};
+using FilterFactoryCb = std::function<void(FilterChainFactoryCallbacks&)>;
+
+}  // namespace sluice::http

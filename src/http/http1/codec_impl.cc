@@ -1,0 +1,1241 @@
+#include "http/http1/codec_impl.h"
+
+#include <llhttp.h>
+
+#include <array>
+#include <charconv>
+#include <string_view>
+#include <vector>
+
+#include "buffer/buffer.h"
+#include "common/assert.h"
+#include "common/logger.h"
+#include "stats/stats.h"
+
+namespace sluice::http::http1 {
+namespace {
+
+using buffer::Buffer;
+
+constexpr std::string_view kCodecError = "http1.codec_error";
+constexpr std::string_view kHeadersTooLarge = "http1.headers_too_large";
+constexpr std::string_view kTooManyHeaders = "http1.too_many_headers";
+
+// RFC 9110 tchar: the characters of a header name.
+constexpr std::array<bool, 256> makeTokenTable() {
+  std::array<bool, 256> table{};
+  for (int c = '0'; c <= '9'; ++c) table[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) table[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) table[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] = true;
+  return table;
+}
+constexpr std::array<bool, 256> kTokenChars = makeTokenTable();
+
+bool isToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (!kTokenChars[static_cast<unsigned char>(c)]) return false;
+  }
+  return true;
+}
+
+std::string_view trimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+char lowerAscii(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lowerAscii(a[i]) != lowerAscii(b[i])) return false;
+  }
+  return true;
+}
+
+// True when the comma-separated list `value` holds `token` (case-insensitive).
+bool hasToken(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    const size_t comma = value.find(',');
+    if (equalsIgnoreCase(trimOws(value.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+std::string_view reasonPhrase(uint32_t code) {
+  switch (code) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 102:
+      return "Processing";
+    case 103:
+      return "Early Hints";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 203:
+      return "Non-Authoritative Information";
+    case 204:
+      return "No Content";
+    case 205:
+      return "Reset Content";
+    case 206:
+      return "Partial Content";
+    case 207:
+      return "Multi-Status";
+    case 208:
+      return "Already Reported";
+    case 226:
+      return "IM Used";
+    case 300:
+      return "Multiple Choices";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 305:
+      return "Use Proxy";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 402:
+      return "Payment Required";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 406:
+      return "Not Acceptable";
+    case 407:
+      return "Proxy Authentication Required";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 413:
+      return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
+    case 415:
+      return "Unsupported Media Type";
+    case 416:
+      return "Range Not Satisfiable";
+    case 417:
+      return "Expectation Failed";
+    case 421:
+      return "Misdirected Request";
+    case 422:
+      return "Unprocessable Entity";
+    case 423:
+      return "Locked";
+    case 424:
+      return "Failed Dependency";
+    case 425:
+      return "Too Early";
+    case 426:
+      return "Upgrade Required";
+    case 428:
+      return "Precondition Required";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 451:
+      return "Unavailable For Legal Reasons";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    case 506:
+      return "Variant Also Negotiates";
+    case 507:
+      return "Insufficient Storage";
+    case 508:
+      return "Loop Detected";
+    case 510:
+      return "Not Extended";
+    case 511:
+      return "Network Authentication Required";
+    default:
+      return "Unknown";
+  }
+}
+
+void addNumber(Buffer& out, uint64_t value, int base) {
+  char digits[24];
+  const auto result = std::to_chars(digits, digits + sizeof(digits), value, base);
+  out.add(digits, static_cast<size_t>(result.ptr - digits));
+}
+
+void addHeaderLine(Buffer& out, std::string_view key, std::string_view value) {
+  out.add(key);
+  out.add(": ", 2);
+  out.add(value);
+  out.add("\r\n", 2);
+}
+
+// Appends `data` (moved) as one chunk; nothing for empty data (an empty chunk would end the
+// body).
+void addChunk(Buffer& out, Buffer& data) {
+  if (data.empty()) return;
+  addNumber(out, data.length(), 16);
+  out.add("\r\n", 2);
+  out.move(data);
+  out.add("\r\n", 2);
+}
+
+// The last chunk, with trailers when given.
+void addLastChunk(Buffer& out, const HeaderMap* trailers) {
+  out.add("0\r\n", 3);
+  if (trailers != nullptr) {
+    for (const HeaderEntry& e : *trailers) {
+      if (!e.key.empty() && e.key[0] != ':') addHeaderLine(out, e.key, e.value);
+    }
+  }
+  out.add("\r\n", 2);
+}
+
+// How an outgoing body is framed once its headers went out.
+enum class Framing {
+  None,     // no body may follow (HEAD, 204, 304, or the headers ended the message)
+  Raw,      // the bytes as they are: content-length, close-delimited, or a tunnel
+  Chunked,  // transfer-encoding: chunked, written by the codec
+};
+
+class CodecBase;
+
+// The stream of an HTTP/1 connection. HTTP/1 has one stream at a time, so each codec owns one
+// and reuses it from request to request.
+class StreamImpl : public Stream {
+ public:
+  explicit StreamImpl(CodecBase& codec) : codec_(codec) {}
+
+  void addCallbacks(StreamCallbacks& callbacks) override { callbacks_.push_back(&callbacks); }
+  void removeCallbacks(StreamCallbacks& callbacks) override {
+    for (auto& cb : callbacks_) {
+      if (cb == &callbacks) cb = nullptr;
+    }
+  }
+  void resetStream(StreamResetReason reason) override;
+  void readDisable(bool disable) override;
+  uint32_t bufferLimit() const override;
+
+  void clearCallbacks() { callbacks_.clear(); }
+  // Runs (and forgets) every callback's onResetStream.
+  void runResetCallbacks(StreamResetReason reason) {
+    std::vector<StreamCallbacks*> callbacks;
+    callbacks.swap(callbacks_);
+    for (StreamCallbacks* cb : callbacks) {
+      if (cb != nullptr) cb->onResetStream(reason, "");
+    }
+  }
+  void runHighWatermarkCallbacks() {
+    for (size_t i = 0; i < callbacks_.size(); ++i) {
+      if (callbacks_[i] != nullptr) callbacks_[i]->onAboveWriteBufferHighWatermark();
+    }
+  }
+  void runLowWatermarkCallbacks() {
+    for (size_t i = 0; i < callbacks_.size(); ++i) {
+      if (callbacks_[i] != nullptr) callbacks_[i]->onBelowWriteBufferLowWatermark();
+    }
+  }
+
+ private:
+  CodecBase& codec_;
+  // Removed entries become null, so that removal from inside a callback is safe.
+  std::vector<StreamCallbacks*> callbacks_;
+};
+
+// What the server and client codecs share: the llhttp parser and its callbacks, the header
+// checks, the body spans, and the dispatch loop.
+class CodecBase {
+ public:
+  CodecBase(network::Connection& connection, const CodecSettings& settings, llhttp_type_t type)
+      : connection_(connection),
+        settings_(settings),
+        max_header_bytes_(static_cast<uint64_t>(settings.max_request_headers_kb) * 1024),
+        server_(type == HTTP_REQUEST) {
+    llhttp_init(&parser_, type, &kParserSettings);
+    parser_.data = this;
+  }
+  virtual ~CodecBase() = default;
+  CodecBase(const CodecBase&) = delete;
+  CodecBase& operator=(const CodecBase&) = delete;
+
+  network::Connection& connection() { return connection_; }
+
+  // The stream's resetStream(): its callbacks hear `reason`, then the connection closes.
+  void resetStreamLocal(StreamResetReason reason) {
+    if (!active_) return;
+    resetActiveStream(reason);
+    connection_.close(network::ConnectionCloseType::NoFlush);
+  }
+
+ protected:
+  // Parses `data`, draining what was consumed, until it is empty, the parser pauses (the
+  // server waits for a response), an error happens or the connection stops being open.
+  CodecStatus dispatchBytes(Buffer& data) {
+    while (status_.ok() && !data.empty()) {
+      if (connection_.state() != network::Connection::State::Open) {
+        data.drain(data.length());
+        break;
+      }
+      if (upgraded_) {
+        onUpgradeData(data);
+        data.drain(data.length());
+        break;
+      }
+      if (parser_paused_) break;
+      const buffer::RawSlice slice = data.frontSlice();
+      slice_base_ = static_cast<const char*>(slice.mem);
+      spans_.clear();
+      const llhttp_errno_t err = llhttp_execute(&parser_, slice_base_, slice.len);
+      if (connection_.state() != network::Connection::State::Open) {
+        // A callback reset the stream or closed the connection: nothing more to parse.
+        data.drain(data.length());
+        break;
+      }
+      size_t consumed = slice.len;
+      if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - slice_base_);
+      } else if (err != HPE_OK) {
+        if (status_.ok()) {
+          status_ = CodecStatus::protocolError(errorStatus(400), std::string(kCodecError));
+        }
+        SLUICE_LOG(debug, http, "[C{}] HTTP/1 parse error: {} ({}): {}", connection_.id(),
+                   llhttp_errno_name(err), llhttp_get_error_reason(&parser_), status_.details);
+        data.drain(data.length());
+        onParseError();
+        break;
+      }
+      Buffer body;
+      takeBody(data, consumed, body);
+      if (err == HPE_OK) {
+        if (!body.empty()) onBody(body);
+      } else if (err == HPE_PAUSED_UPGRADE) {
+        if (!body.empty()) onBody(body);
+        upgraded_ = true;
+      } else {
+        // Paused by on_message_complete: the message ends here.
+        parser_paused_ = true;
+        message_complete_ = false;
+        onMessageEnd(body);
+      }
+    }
+    return status_;
+  }
+
+  // Ends the active stream abruptly: its callbacks hear `reason`.
+  void resetActiveStream(StreamResetReason reason) {
+    active_ = false;
+    onStreamDeactivated();
+    stream_.runResetCallbacks(reason);
+  }
+
+  // The status to report for a server-side error; a client reports 0.
+  uint32_t errorStatus(uint32_t server_status) const { return server_ ? server_status : 0; }
+  // Records an error from inside a callback; the return value makes llhttp stop.
+  int fail(uint32_t server_status, std::string_view details) {
+    status_ = CodecStatus::protocolError(errorStatus(server_status), std::string(details));
+    return -1;
+  }
+
+  // Hooks called from llhttp's callbacks, inside llhttp_execute().
+  virtual int onMessageBegin() = 0;
+  virtual int onUrlComplete() { return 0; }
+  // A complete header (or trailer, when in_trailers_): a lower-case token name and a value
+  // without surrounding whitespace.
+  virtual int onHeader(std::string_view name, std::string_view value) = 0;
+  // Returns what on_headers_complete returns to llhttp (0, or 1: the message has no body).
+  virtual int onHeadersComplete() = 0;
+
+  // Hooks called after llhttp_execute() returned, in the order of the bytes.
+  // Body bytes of the current message, which goes on.
+  virtual void onBody(Buffer& body) = 0;
+  // The current message ended; `body` holds its last body bytes. The parser is paused
+  // (parser_paused_); the hook resumes it when the next message may be parsed.
+  virtual void onMessageEnd(Buffer& body) = 0;
+  // Bytes after an upgrade: the parser has no say over them any more.
+  virtual void onUpgradeData(Buffer& data) = 0;
+  // dispatch failed with status_.
+  virtual void onParseError() {}
+  // The stream ended (reset or finished): forget its decoder.
+  virtual void onStreamDeactivated() = 0;
+
+  void resumeParser() {
+    if (parser_paused_) {
+      llhttp_resume(&parser_);
+      parser_paused_ = false;
+    }
+  }
+
+  network::Connection& connection_;
+  const CodecSettings settings_;
+  const uint64_t max_header_bytes_;
+  const bool server_;
+  llhttp_t parser_;
+  CodecStatus status_;
+  StreamImpl stream_{*this};
+  HeaderMapPtr headers_;
+  HeaderMapPtr trailers_;
+  std::string url_;
+  bool active_{false};            // a stream exists (started and neither finished nor reset)
+  bool in_trailers_{false};       // the header callbacks are parsing chunked trailers
+  bool parser_paused_{false};     // llhttp is paused at the end of a message
+  bool upgraded_{false};          // the parser is done: the connection carries a tunnel
+  bool message_complete_{false};  // on_message_complete ran (llhttp_finish on the client)
+
+ private:
+  struct BodySpan {
+    size_t offset;  // from slice_base_
+    size_t length;
+  };
+
+  static CodecBase& self(llhttp_t* parser) { return *static_cast<CodecBase*>(parser->data); }
+
+  static llhttp_settings_t makeParserSettings() {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = [](llhttp_t* p) { return self(p).onMessageBeginBase(); };
+    s.on_url = [](llhttp_t* p, const char* at, size_t length) {
+      return self(p).onUrlData(at, length);
+    };
+    s.on_url_complete = [](llhttp_t* p) { return self(p).onUrlComplete(); };
+    s.on_status = [](llhttp_t* p, const char*, size_t length) {
+      return self(p).countHeaderBytes(length);
+    };
+    s.on_header_field = [](llhttp_t* p, const char* at, size_t length) {
+      return self(p).onHeaderFieldData(at, length);
+    };
+    s.on_header_value = [](llhttp_t* p, const char* at, size_t length) {
+      return self(p).onHeaderValueData(at, length);
+    };
+    s.on_header_value_complete = [](llhttp_t* p) { return self(p).onHeaderValueComplete(); };
+    s.on_headers_complete = [](llhttp_t* p) { return self(p).onHeadersComplete(); };
+    s.on_chunk_header = [](llhttp_t* p) { return self(p).onChunkHeader(); };
+    s.on_body = [](llhttp_t* p, const char* at, size_t length) {
+      return self(p).onBodyData(at, length);
+    };
+    s.on_message_complete = [](llhttp_t* p) { return self(p).onMessageCompleteBase(); };
+    return s;
+  }
+  static const llhttp_settings_t kParserSettings;
+
+  int onMessageBeginBase() {
+    header_bytes_ = 0;
+    header_count_ = 0;
+    in_trailers_ = false;
+    field_.clear();
+    value_.clear();
+    url_.clear();
+    headers_ = std::make_unique<HeaderMap>();
+    trailers_.reset();
+    return onMessageBegin();
+  }
+
+  int countHeaderBytes(size_t length) {
+    header_bytes_ += length;
+    if (header_bytes_ > max_header_bytes_) return fail(431, kHeadersTooLarge);
+    return 0;
+  }
+
+  int onUrlData(const char* at, size_t length) {
+    if (countHeaderBytes(length) != 0) return -1;
+    url_.append(at, length);
+    return 0;
+  }
+
+  int onHeaderFieldData(const char* at, size_t length) {
+    if (countHeaderBytes(length) != 0) return -1;
+    field_.append(at, length);
+    return 0;
+  }
+
+  int onHeaderValueData(const char* at, size_t length) {
+    if (countHeaderBytes(length) != 0) return -1;
+    value_.append(at, length);
+    return 0;
+  }
+
+  int onHeaderValueComplete() {
+    // llhttp lets a name hold any non-separator byte ("Bad Header"); a name is a token.
+    if (!isToken(field_)) return fail(400, kCodecError);
+    toLowerInPlace(field_);
+    const std::string_view value = trimOws(value_);
+    // llhttp rejects these already; they must never reach a header map.
+    for (char c : value) {
+      if (c == '\0' || c == '\r' || c == '\n') return fail(400, kCodecError);
+    }
+    if (++header_count_ > settings_.max_headers_count) return fail(431, kTooManyHeaders);
+    const int rc = onHeader(field_, value);
+    field_.clear();
+    value_.clear();
+    return rc;
+  }
+
+  int onChunkHeader() {
+    if (parser_.content_length == 0) {
+      // The last chunk: what follows are trailers, with limits of their own.
+      in_trailers_ = true;
+      header_bytes_ = 0;
+      header_count_ = 0;
+    }
+    return 0;
+  }
+
+  int onBodyData(const char* at, size_t length) {
+    const size_t offset = static_cast<size_t>(at - slice_base_);
+    if (!spans_.empty() && spans_.back().offset + spans_.back().length == offset) {
+      spans_.back().length += length;
+    } else {
+      spans_.push_back(BodySpan{offset, length});
+    }
+    return 0;
+  }
+
+  int onMessageCompleteBase() {
+    message_complete_ = true;
+    return onMessageComplete();
+  }
+  // Returns HPE_PAUSED to end the message after llhttp returns, 0 to go on (1xx, upgrade).
+  virtual int onMessageComplete() = 0;
+
+  // Moves the body spans of the bytes llhttp consumed from `data` into `body` (whole slices
+  // change hands where the spans allow), and drains the framing around them.
+  void takeBody(Buffer& data, size_t consumed, Buffer& body) {
+    size_t cursor = 0;
+    for (const BodySpan& span : spans_) {
+      data.drain(span.offset - cursor);
+      body.move(data, span.length);
+      cursor = span.offset + span.length;
+    }
+    data.drain(consumed - cursor);
+    spans_.clear();
+  }
+
+  std::string field_;
+  std::string value_;
+  uint64_t header_bytes_{0};
+  uint32_t header_count_{0};
+  const char* slice_base_{nullptr};
+  std::vector<BodySpan> spans_;
+};
+
+const llhttp_settings_t CodecBase::kParserSettings = CodecBase::makeParserSettings();
+
+void StreamImpl::resetStream(StreamResetReason reason) {
+  codec_.resetStreamLocal(reason);
+}
+void StreamImpl::readDisable(bool disable) {
+  codec_.connection().readDisable(disable);
+}
+uint32_t StreamImpl::bufferLimit() const {
+  return codec_.connection().bufferLimit();
+}
+
+// ------------------------------------------------------------------------------------------
+// Server
+
+class ServerCodecImpl final : public Http1ServerCodec, public CodecBase {
+ public:
+  ServerCodecImpl(network::Connection& connection, ServerConnectionCallbacks& callbacks,
+                  const CodecSettings& settings, CodecStats stats)
+      : CodecBase(connection, settings, HTTP_REQUEST), callbacks_(callbacks), stats_(stats) {}
+
+  // CodecConnection
+  CodecStatus dispatch(Buffer& data) override { return dispatchBytes(data); }
+  Protocol protocol() const override { return protocol_; }
+  void goAway() override { close_after_response_ = true; }
+  void onConnectionClosed() override {
+    closed_ = true;
+    codec_read_disabled_ = false;
+    if (active_) resetActiveStream(StreamResetReason::ConnectionTermination);
+  }
+  void onUnderlyingConnectionAboveWriteBufferHighWatermark() override {
+    if (active_) stream_.runHighWatermarkCallbacks();
+  }
+  void onUnderlyingConnectionBelowWriteBufferLowWatermark() override {
+    if (active_) stream_.runLowWatermarkCallbacks();
+  }
+
+  // Http1ServerCodec
+  void onReadEndStream() override {
+    if (!active_ || !upgraded_ || request_complete_) return;
+    request_complete_ = true;
+    if (decoder_ != nullptr) {
+      Buffer empty;
+      decoder_->decodeData(empty, true);
+    }
+    maybeFinishStream();
+  }
+
+ private:
+  class ResponseEncoderImpl : public ResponseEncoder {
+   public:
+    explicit ResponseEncoderImpl(ServerCodecImpl& parent) : parent_(parent) {}
+    void encode1xxHeaders(const ResponseHeaderMap& headers) override {
+      parent_.encode1xxHeaders(headers);
+    }
+    void encodeHeaders(const ResponseHeaderMap& headers, bool end_stream) override {
+      parent_.encodeHeaders(headers, end_stream);
+    }
+    void encodeData(Buffer& data, bool end_stream) override {
+      parent_.encodeData(data, end_stream);
+    }
+    void encodeTrailers(const ResponseTrailerMap& trailers) override {
+      parent_.encodeTrailers(trailers);
+    }
+    Stream& getStream() override { return parent_.stream_; }
+
+   private:
+    ServerCodecImpl& parent_;
+  };
+
+  bool canEncode() const { return active_ && !closed_ && !response_complete_; }
+
+  void encode1xxHeaders(const HeaderMap& headers) {
+    // An HTTP/1.0 client knows no informational responses.
+    if (!canEncode() || response_started_ || protocol_ == Protocol::Http10) return;
+    Buffer out;
+    const uint32_t status = headers.status();
+    writeStatusLine(out, status);
+    for (const HeaderEntry& e : headers) {
+      if (!e.key.empty() && e.key[0] != ':') addHeaderLine(out, e.key, e.value);
+    }
+    out.add("\r\n", 2);
+    connection_.write(out, false);
+  }
+
+  void encodeHeaders(const HeaderMap& headers, bool end_stream) {
+    if (!canEncode() || response_started_) return;
+    response_started_ = true;
+    const uint32_t status = headers.status();
+    Buffer out;
+    writeStatusLine(out, status);
+    bool saw_content_length = false;
+    bool saw_transfer_encoding = false;
+    bool saw_connection = false;
+    for (const HeaderEntry& e : headers) {
+      if (e.key.empty() || e.key[0] == ':') continue;
+      if (e.key == headers::kContentLength) {
+        saw_content_length = true;
+      } else if (e.key == headers::kTransferEncoding) {
+        saw_transfer_encoding = true;
+        // An HTTP/1.0 client knows no chunking: its body is close-delimited instead.
+        if (protocol_ == Protocol::Http10) continue;
+      } else if (e.key == headers::kConnection) {
+        saw_connection = true;
+        if (hasToken(e.value, "close")) close_after_response_ = true;
+      }
+      addHeaderLine(out, e.key, e.value);
+    }
+
+    const bool tunnel =
+        upgrade_request_ && (status == 101 || (is_connect_ && status >= 200 && status < 300));
+    // A refused upgrade leaves the connection in an unknown state: it ends with the response.
+    if (upgrade_request_ && !tunnel) close_after_response_ = true;
+    const bool body_allowed =
+        !is_head_ && status != 204 && status != 304 && (status >= 200 || tunnel);
+    if (tunnel) {
+      framing_ = Framing::Raw;
+      tunnel_response_ = true;
+    } else if (end_stream || !body_allowed) {
+      framing_ = Framing::None;
+      if (end_stream && body_allowed && !saw_content_length && !saw_transfer_encoding) {
+        addHeaderLine(out, headers::kContentLength, "0");
+      }
+    } else if (saw_content_length) {
+      framing_ = Framing::Raw;
+    } else if (protocol_ == Protocol::Http10) {
+      // Close-delimited.
+      framing_ = Framing::Raw;
+      close_after_response_ = true;
+    } else {
+      framing_ = Framing::Chunked;
+      if (!saw_transfer_encoding) addHeaderLine(out, headers::kTransferEncoding, "chunked");
+    }
+    if (!saw_connection && !tunnel) {
+      if (close_after_response_) {
+        addHeaderLine(out, headers::kConnection, "close");
+      } else if (protocol_ == Protocol::Http10) {
+        addHeaderLine(out, headers::kConnection, "keep-alive");
+      }
+    }
+    out.add("\r\n", 2);
+    connection_.write(out, false);
+    if (end_stream) onResponseComplete();
+  }
+
+  void encodeData(Buffer& data, bool end_stream) {
+    if (!canEncode() || !response_started_) {
+      data.drain(data.length());
+      return;
+    }
+    Buffer out;
+    switch (framing_) {
+      case Framing::None:
+        data.drain(data.length());
+        break;
+      case Framing::Raw:
+        out.move(data);
+        break;
+      case Framing::Chunked:
+        addChunk(out, data);
+        if (end_stream) addLastChunk(out, nullptr);
+        break;
+    }
+    const bool end_tunnel = end_stream && tunnel_response_;
+    if (!out.empty() || end_tunnel) connection_.write(out, end_tunnel);
+    if (end_stream) onResponseComplete();
+  }
+
+  void encodeTrailers(const HeaderMap& trailers) {
+    if (!canEncode() || !response_started_) return;
+    if (framing_ == Framing::Chunked) {
+      Buffer out;
+      addLastChunk(out, settings_.enable_trailers ? &trailers : nullptr);
+      connection_.write(out, false);
+    }
+    onResponseComplete();
+  }
+
+  static void writeStatusLine(Buffer& out, uint32_t status) {
+    out.add("HTTP/1.1 ", 9);
+    addNumber(out, status, 10);
+    out.add(" ", 1);
+    out.add(reasonPhrase(status));
+    out.add("\r\n", 2);
+  }
+
+  void onResponseComplete() {
+    response_complete_ = true;
+    // A response that ends before its request ends the request's delivery too (the caller
+    // resets or closes); the codec still parses the rest of the request to keep in step.
+    if (!request_complete_ && !tunnel_response_) decoder_ = nullptr;
+    if (close_after_response_) {
+      active_ = false;
+      onStreamDeactivated();
+      stream_.clearCallbacks();
+      connection_.close(network::ConnectionCloseType::FlushWriteAndDelay);
+      return;
+    }
+    maybeFinishStream();
+  }
+
+  // Ends the stream when both its request and its response are complete, and lets the next
+  // pipelined request in.
+  void maybeFinishStream() {
+    if (!active_ || !request_complete_ || !response_complete_) return;
+    active_ = false;
+    onStreamDeactivated();
+    stream_.clearCallbacks();
+    resumeParser();
+    if (codec_read_disabled_) {
+      codec_read_disabled_ = false;
+      connection_.readDisable(false);
+    }
+  }
+
+  void startStream() {
+    SLUICE_ASSERT(!active_, "an HTTP/1 request began while the previous one is active");
+    active_ = true;
+    protocol_ = Protocol::Http11;
+    host_.clear();
+    url_authority_ = {};
+    host_seen_ = false;
+    has_url_authority_ = false;
+    request_complete_ = false;
+    end_stream_delivered_ = false;
+    response_started_ = false;
+    response_complete_ = false;
+    is_head_ = false;
+    is_connect_ = false;
+    upgrade_request_ = false;
+    tunnel_response_ = false;
+    framing_ = Framing::None;
+    decoder_ = &callbacks_.newStream(encoder_);
+  }
+
+  // CodecBase
+  int onMessageBegin() override {
+    startStream();
+    return 0;
+  }
+
+  int onUrlComplete() override {
+    const auto method = static_cast<llhttp_method_t>(parser_.method);
+    headers_->add(headers::kMethod, llhttp_method_name(method));
+    is_head_ = method == HTTP_HEAD;
+    is_connect_ = method == HTTP_CONNECT;
+    const std::string_view url = url_;
+    if (is_connect_) {
+      // Authority-form: "CONNECT host:port".
+      url_authority_ = url;
+      has_url_authority_ = true;
+      return 0;
+    }
+    const size_t scheme_end = url.find("://");
+    if (url.empty() || url[0] == '/' || url == "*" || scheme_end == std::string_view::npos ||
+        scheme_end == 0) {
+      headers_->add(headers::kPath, url);
+      return 0;
+    }
+    // Absolute-form: "http://host:port/path?query".
+    std::string scheme(url.substr(0, scheme_end));
+    toLowerInPlace(scheme);
+    headers_->add(headers::kScheme, scheme);
+    const std::string_view rest = url.substr(scheme_end + 3);
+    const size_t authority_end = rest.find_first_of("/?");
+    url_authority_ = rest.substr(0, authority_end);
+    has_url_authority_ = true;
+    if (authority_end == std::string_view::npos) {
+      headers_->add(headers::kPath, "/");
+    } else if (rest[authority_end] == '?') {
+      std::string path("/");
+      path.append(rest.substr(authority_end));
+      headers_->add(headers::kPath, path);
+    } else {
+      headers_->add(headers::kPath, rest.substr(authority_end));
+    }
+    return 0;
+  }
+
+  int onHeader(std::string_view name, std::string_view value) override {
+    if (settings_.headers_with_underscores != CodecSettings::UnderscoreAction::Allow &&
+        name.find('_') != std::string_view::npos) {
+      if (settings_.headers_with_underscores == CodecSettings::UnderscoreAction::DropHeader) {
+        if (stats_.dropped_headers_with_underscores) stats_.dropped_headers_with_underscores->inc();
+        return 0;
+      }
+      if (stats_.requests_rejected_with_underscores_in_headers) {
+        stats_.requests_rejected_with_underscores_in_headers->inc();
+      }
+      return fail(400, "http1.unexpected_underscore");
+    }
+    if (in_trailers_) {
+      if (settings_.enable_trailers) {
+        if (!trailers_) trailers_ = std::make_unique<HeaderMap>();
+        trailers_->add(name, value);
+      }
+      return 0;
+    }
+    if (name == headers::kHost) {
+      // RFC 9112 3.2: more than one Host is a bad request.
+      if (host_seen_) return fail(400, kCodecError);
+      host_seen_ = true;
+      host_.assign(value);
+      return 0;
+    }
+    headers_->add(name, value);
+    return 0;
+  }
+
+  int onHeadersComplete() override {
+    if (parser_.http_major == 1 && parser_.http_minor == 1) {
+      protocol_ = Protocol::Http11;
+    } else if (parser_.http_major == 1 && parser_.http_minor == 0) {
+      protocol_ = Protocol::Http10;
+      if (!settings_.accept_http_10) return fail(426, "http1.http_10_not_supported");
+    } else {
+      return fail(400, kCodecError);
+    }
+    if (has_url_authority_ && !url_authority_.empty()) {
+      headers_->add(headers::kAuthority, url_authority_);
+    } else if (host_seen_) {
+      headers_->add(headers::kAuthority, host_);
+    } else if (protocol_ == Protocol::Http10) {
+      if (!settings_.default_host_for_http_10.empty()) {
+        headers_->add(headers::kAuthority, settings_.default_host_for_http_10);
+      }
+    } else {
+      return fail(400, "missing_host_header");
+    }
+    // "Connection: close", or HTTP/1.0 without keep-alive: the response ends the connection.
+    if (llhttp_should_keep_alive(&parser_) == 0) close_after_response_ = true;
+    upgrade_request_ = parser_.upgrade != 0;
+    const bool has_body = (parser_.flags & F_CHUNKED) != 0 || parser_.content_length > 0;
+    const bool end_stream = !has_body && !upgrade_request_;
+    end_stream_delivered_ = end_stream;
+    if (decoder_ != nullptr) decoder_->decodeHeaders(std::move(headers_), end_stream);
+    return 0;
+  }
+
+  int onMessageComplete() override {
+    // An upgrade goes on as a tunnel: llhttp returns HPE_PAUSED_UPGRADE right after this.
+    return parser_.upgrade ? 0 : HPE_PAUSED;
+  }
+
+  void onBody(Buffer& body) override {
+    if (decoder_ != nullptr) decoder_->decodeData(body, false);
+  }
+
+  void onMessageEnd(Buffer& body) override {
+    request_complete_ = true;
+    if (decoder_ != nullptr && !end_stream_delivered_) {
+      end_stream_delivered_ = true;
+      if (trailers_) {
+        if (!body.empty()) decoder_->decodeData(body, false);
+        if (decoder_ != nullptr) decoder_->decodeTrailers(std::move(trailers_));
+      } else {
+        decoder_->decodeData(body, true);
+      }
+    }
+    maybeFinishStream();
+    if (parser_paused_ && !codec_read_disabled_ &&
+        connection_.state() == network::Connection::State::Open) {
+      // The response is still going out: the next request waits, and so does the socket.
+      codec_read_disabled_ = true;
+      connection_.readDisable(true);
+    }
+  }
+
+  void onUpgradeData(Buffer& data) override {
+    if (decoder_ != nullptr && !request_complete_) decoder_->decodeData(data, false);
+  }
+
+  void onParseError() override {
+    // The caller replies on the failed request's stream: make sure it exists.
+    if (!active_ && !closed_) startStream();
+    decoder_ = nullptr;
+    close_after_response_ = true;
+  }
+
+  void onStreamDeactivated() override { decoder_ = nullptr; }
+
+  ServerConnectionCallbacks& callbacks_;
+  const CodecStats stats_;
+  ResponseEncoderImpl encoder_{*this};
+  RequestDecoder* decoder_{nullptr};
+  Protocol protocol_{Protocol::Http11};
+  std::string host_;
+  std::string_view url_authority_;  // into url_
+  Framing framing_{Framing::None};
+  bool host_seen_{false};
+  bool has_url_authority_{false};
+  bool request_complete_{false};
+  bool end_stream_delivered_{false};
+  bool response_started_{false};
+  bool response_complete_{false};
+  bool is_head_{false};
+  bool is_connect_{false};
+  bool upgrade_request_{false};
+  bool tunnel_response_{false};
+  bool close_after_response_{false};  // sticky: the connection ends with this response
+  bool codec_read_disabled_{false};   // our readDisable(true) awaits its readDisable(false)
+  bool closed_{false};
+};
+
+// ------------------------------------------------------------------------------------------
+// Client
+
+class ClientCodecImpl final : public ClientCodec, public CodecBase {
+ public:
+  ClientCodecImpl(network::Connection& connection, ConnectionCallbacks& callbacks,
+                  const CodecSettings& settings)
+      : CodecBase(connection, settings, HTTP_RESPONSE), callbacks_(callbacks) {}
+
+  // ClientCodec
+  RequestEncoder& newStream(ResponseDecoder& decoder) override {
+    SLUICE_ASSERT(!active_, "an HTTP/1 client codec carries one request at a time");
+    active_ = true;
+    decoder_ = &decoder;
+    request_started_ = false;
+    request_complete_ = false;
+    response_headers_done_ = false;
+    response_complete_ = false;
+    end_stream_delivered_ = false;
+    is_head_ = false;
+    is_1xx_ = false;
+    framing_ = Framing::None;
+    return encoder_;
+  }
+  size_t activeStreams() const override { return active_ ? 1 : 0; }
+
+  // CodecConnection
+  CodecStatus dispatch(Buffer& data) override { return dispatchBytes(data); }
+  Protocol protocol() const override { return Protocol::Http11; }
+  void goAway() override {}
+  void onConnectionClosed() override {
+    if (closed_) return;
+    closed_ = true;
+    if (!active_) return;
+    if (response_headers_done_ && !response_complete_ && !upgraded_ && status_.ok() &&
+        llhttp_message_needs_eof(&parser_)) {
+      // A close-delimited body ends here.
+      message_complete_ = false;
+      llhttp_finish(&parser_);
+      if (message_complete_) {
+        message_complete_ = false;
+        Buffer empty;
+        onMessageEnd(empty);
+      }
+    }
+    if (active_) resetActiveStream(StreamResetReason::ConnectionTermination);
+  }
+  void onUnderlyingConnectionAboveWriteBufferHighWatermark() override {
+    if (active_) stream_.runHighWatermarkCallbacks();
+  }
+  void onUnderlyingConnectionBelowWriteBufferLowWatermark() override {
+    if (active_) stream_.runLowWatermarkCallbacks();
+  }
+
+ private:
+  class RequestEncoderImpl : public RequestEncoder {
+   public:
+    explicit RequestEncoderImpl(ClientCodecImpl& parent) : parent_(parent) {}
+    void encodeHeaders(const RequestHeaderMap& headers, bool end_stream) override {
+      parent_.encodeHeaders(headers, end_stream);
+    }
+    void encodeData(Buffer& data, bool end_stream) override {
+      parent_.encodeData(data, end_stream);
+    }
+    void encodeTrailers(const RequestTrailerMap& trailers) override {
+      parent_.encodeTrailers(trailers);
+    }
+    Stream& getStream() override { return parent_.stream_; }
+
+   private:
+    ClientCodecImpl& parent_;
+  };
+
+  bool canEncode() const { return active_ && !closed_ && !request_complete_; }
+
+  void encodeHeaders(const HeaderMap& headers, bool end_stream) {
+    if (!canEncode() || request_started_) return;
+    request_started_ = true;
+    const std::string_view method = headers.method();
+    const std::string_view authority = headers.authority();
+    is_head_ = method == "HEAD";
+    const bool is_connect = method == "CONNECT";
+    Buffer out;
+    out.add(method);
+    out.add(" ", 1);
+    if (is_connect) {
+      out.add(authority);
+    } else {
+      const std::string_view path = headers.path();
+      out.add(path.empty() ? std::string_view("/") : path);
+    }
+    out.add(" HTTP/1.1\r\n", 11);
+    if (!authority.empty()) addHeaderLine(out, headers::kHost, authority);
+    bool saw_content_length = false;
+    bool saw_transfer_encoding = false;
+    bool upgrade = is_connect;
+    for (const HeaderEntry& e : headers) {
+      if (e.key.empty() || e.key[0] == ':') continue;
+      if (e.key == headers::kHost && !authority.empty()) continue;
+      if (e.key == headers::kContentLength) {
+        saw_content_length = true;
+      } else if (e.key == headers::kTransferEncoding) {
+        saw_transfer_encoding = true;
+      } else if (e.key == headers::kUpgrade) {
+        upgrade = true;
+      }
+      addHeaderLine(out, e.key, e.value);
+    }
+    if (end_stream) {
+      framing_ = Framing::None;
+      if (!saw_content_length && !saw_transfer_encoding &&
+          (method == "POST" || method == "PUT" || method == "PATCH")) {
+        addHeaderLine(out, headers::kContentLength, "0");
+      }
+    } else if (saw_content_length || upgrade) {
+      framing_ = Framing::Raw;
+    } else {
+      framing_ = Framing::Chunked;
+      if (!saw_transfer_encoding) addHeaderLine(out, headers::kTransferEncoding, "chunked");
+    }
+    out.add("\r\n", 2);
+    connection_.write(out, false);
+    if (end_stream) onRequestComplete();
+  }
+
+  void encodeData(Buffer& data, bool end_stream) {
+    if (!canEncode() || !request_started_) {
+      data.drain(data.length());
+      return;
+    }
+    Buffer out;
+    switch (framing_) {
+      case Framing::None:
+        data.drain(data.length());
+        break;
+      case Framing::Raw:
+        out.move(data);
+        break;
+      case Framing::Chunked:
+        addChunk(out, data);
+        if (end_stream) addLastChunk(out, nullptr);
+        break;
+    }
+    if (!out.empty()) connection_.write(out, false);
+    if (end_stream) onRequestComplete();
+  }
+
+  void encodeTrailers(const HeaderMap& trailers) {
+    if (!canEncode() || !request_started_) return;
+    if (framing_ == Framing::Chunked) {
+      Buffer out;
+      addLastChunk(out, settings_.enable_trailers ? &trailers : nullptr);
+      connection_.write(out, false);
+    }
+    onRequestComplete();
+  }
+
+  void onRequestComplete() {
+    request_complete_ = true;
+    maybeFinishStream();
+  }
+
+  void maybeFinishStream() {
+    if (!active_ || !request_complete_ || !response_complete_) return;
+    active_ = false;
+    onStreamDeactivated();
+    stream_.clearCallbacks();
+  }
+
+  // CodecBase
+  int onMessageBegin() override {
+    if (!active_ || response_complete_) {
+      status_ = CodecStatus{CodecStatus::Code::PrematureResponse, 0,
+                            std::string("http1.response_without_request")};
+      return -1;
+    }
+    return 0;
+  }
+
+  int onHeader(std::string_view name, std::string_view value) override {
+    if (in_trailers_) {
+      if (settings_.enable_trailers) {
+        if (!trailers_) trailers_ = std::make_unique<HeaderMap>();
+        trailers_->add(name, value);
+      }
+      return 0;
+    }
+    headers_->add(name, value);
+    return 0;
+  }
+
+  int onHeadersComplete() override {
+    const uint32_t status = parser_.status_code;
+    char digits[8];
+    const auto result = std::to_chars(digits, digits + sizeof(digits), status);
+    headers_->add(headers::kStatus,
+                  std::string_view(digits, static_cast<size_t>(result.ptr - digits)));
+    if (status >= 100 && status < 200 && status != 101) {
+      // Informational: the final response follows.
+      is_1xx_ = true;
+      if (decoder_ != nullptr) decoder_->decode1xxHeaders(std::move(headers_));
+      return 1;
+    }
+    if (llhttp_should_keep_alive(&parser_) == 0) callbacks_.onGoAway();
+    const bool no_body = is_head_ || status == 204 || status == 304 ||
+                         ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length == 0 &&
+                          (parser_.flags & F_CHUNKED) == 0);
+    const bool end_stream = no_body && !parser_.upgrade;
+    end_stream_delivered_ = end_stream;
+    response_headers_done_ = true;
+    if (decoder_ != nullptr) decoder_->decodeHeaders(std::move(headers_), end_stream);
+    // These have no body whatever their headers say (llhttp would read a 304's
+    // content-length).
+    return no_body ? 1 : 0;
+  }
+
+  int onMessageComplete() override {
+    if (is_1xx_) {
+      is_1xx_ = false;
+      return 0;
+    }
+    return parser_.upgrade ? 0 : HPE_PAUSED;
+  }
+
+  void onBody(Buffer& body) override {
+    if (decoder_ != nullptr) decoder_->decodeData(body, false);
+  }
+
+  void onMessageEnd(Buffer& body) override {
+    response_complete_ = true;
+    if (decoder_ != nullptr && !end_stream_delivered_) {
+      end_stream_delivered_ = true;
+      if (trailers_) {
+        if (!body.empty()) decoder_->decodeData(body, false);
+        if (decoder_ != nullptr) decoder_->decodeTrailers(std::move(trailers_));
+      } else {
+        decoder_->decodeData(body, true);
+      }
+    }
+    resumeParser();
+    maybeFinishStream();
+  }
+
+  void onUpgradeData(Buffer& data) override {
+    if (decoder_ != nullptr) decoder_->decodeData(data, false);
+  }
+
+  void onStreamDeactivated() override { decoder_ = nullptr; }
+
+  ConnectionCallbacks& callbacks_;
+  RequestEncoderImpl encoder_{*this};
+  ResponseDecoder* decoder_{nullptr};
+  Framing framing_{Framing::None};
+  bool request_started_{false};
+  bool request_complete_{false};
+  bool response_headers_done_{false};
+  bool response_complete_{false};
+  bool end_stream_delivered_{false};
+  bool is_head_{false};
+  bool is_1xx_{false};
+  bool closed_{false};
+};
+
+}  // namespace
+
+ServerCodecPtr createServerCodec(network::Connection& connection,
+                                 ServerConnectionCallbacks& callbacks,
+                                 const CodecSettings& settings, CodecStats stats) {
+  return std::make_unique<ServerCodecImpl>(connection, callbacks, settings, stats);
+}
+
+ClientCodecPtr createClientCodec(network::Connection& connection, ConnectionCallbacks& callbacks,
+                                 const CodecSettings& settings) {
+  return std::make_unique<ClientCodecImpl>(connection, callbacks, settings);
+}
+
+}  // namespace sluice::http::http1

@@ -1,0 +1,68 @@
+#pragma once
+
+// The HTTP/1.1 codec on llhttp, server and client side. It turns a connection's bytes into
+// the stream events of http/codec.h and back; llhttp parses strictly (no lenient flags), and
+// the codec adds the checks llhttp leaves to its user (header name tokens, sizes, counts,
+// Host). One stream at a time: the server parses a pipelined request only after the previous
+// response went out; the client has one request in flight.
+//
+// The owner (the connection manager, or a connection pool) calls dispatch() from its
+// ReadFilter::onData() and onConnectionClosed() when the connection closes. Each encode call
+// makes one connection write.
+
+#include <cstdint>
+#include <string>
+
+#include "http/codec.h"
+#include "network/connection.h"
+
+namespace sluice::stats {
+class Counter;
+}
+
+namespace sluice::http::http1 {
+
+struct CodecSettings {
+  // Envoy's default: bytes of the request line, header names and values over this -> 431.
+  uint32_t max_request_headers_kb = 60;
+  // More headers than this -> 431.
+  uint32_t max_headers_count = 100;
+  enum class UnderscoreAction { Allow, RejectRequest, DropHeader };
+  UnderscoreAction headers_with_underscores = UnderscoreAction::Allow;
+  // Envoy's Http1ProtocolOptions default: an HTTP/1.0 request gets 426 unless enabled.
+  bool accept_http_10 = false;
+  // :authority for an HTTP/1.0 request without Host (none when empty).
+  std::string default_host_for_http_10;
+  // Envoy's default: chunked trailers are parsed and dropped, and not encoded.
+  bool enable_trailers = false;
+};
+
+// Envoy's http1.* counters; each may be null.
+struct CodecStats {
+  stats::Counter* dropped_headers_with_underscores = nullptr;
+  stats::Counter* requests_rejected_with_underscores_in_headers = nullptr;
+};
+
+// What the HTTP/1 server codec offers beyond ServerCodec. createServerCodec() returns one of
+// these; a caller that knows it made an HTTP/1 codec may static_cast to it.
+class Http1ServerCodec : public ServerCodec {
+ public:
+  // The peer half-closed its side (ReadFilter::onData's end_stream, with half-close enabled
+  // on the connection). On an upgraded stream (WebSocket, CONNECT) the request side of the
+  // tunnel ends: the decoder gets decodeData(empty, true). Otherwise it does nothing (the
+  // connection's close resets an unfinished request).
+  virtual void onReadEndStream() = 0;
+};
+
+// A server codec for `connection`. Errors come back from dispatch() as
+// CodecStatus::protocolError(http_status, details); the stream of the failed request exists
+// (newStream() is called when a request begins), so the caller can send the local reply on it.
+ServerCodecPtr createServerCodec(network::Connection& connection,
+                                 ServerConnectionCallbacks& callbacks,
+                                 const CodecSettings& settings, CodecStats stats = {});
+
+// A client codec for `connection`: one request at a time.
+ClientCodecPtr createClientCodec(network::Connection& connection, ConnectionCallbacks& callbacks,
+                                 const CodecSettings& settings);
+
+}  // namespace sluice::http::http1

@@ -1,0 +1,31 @@
+#pragma once
+
+// What the connection manager and filters know of routing: an opaque route chosen for a
+// request, from a route table that is an immutable snapshot. The router (src/router)
+// implements both; nothing in src/http looks inside.
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "http/header_map.h"
+
+namespace sluice::http {
+
+class Route {
+ public:
+  virtual ~Route() = default;
+  virtual std::string_view name() const = 0;
+};
+using RouteConstSharedPtr = std::shared_ptr<const Route>;
+
+class RouteTable {
+ public:
+  virtual ~RouteTable() = default;
+  // The route for these request headers, or null (404, flag NR). `random` picks among
+  // weighted choices.
+  virtual RouteConstSharedPtr route(const RequestHeaderMap& headers, uint64_t random) const = 0;
+};
+using RouteTableConstSharedPtr = std::shared_ptr<const RouteTable>;
+
+}  // namespace sluice::http

@@ -1,0 +1,412 @@
+#include "router/router.h"
+
+#include <charconv>
+
+#include "common/logger.h"
+#include "event/dispatcher.h"
+#include "http/utility.h"
+#include "router/config_impl.h"
+#include "stats/stats.h"
+
+namespace sluice::router {
+
+namespace {
+
+// The most request body kept for a retry after a keep-alive race.
+constexpr size_t kRetryBufferLimit = 64 * 1024;
+
+std::optional<uint64_t> parseMs(std::string_view v) {
+  uint64_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size()) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
+RouterFilter::~RouterFilter() = default;
+
+http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& headers,
+                                                      bool end_stream) {
+  http::StreamInfo& info = callbacks_->streamInfo();
+  request_headers_ = &headers;
+  request_complete_ = end_stream;
+  route_ = callbacks_->route();
+  if (!route_) {
+    info.setResponseFlag(http::ResponseFlag::NoRouteFound);
+    callbacks_->sendLocalReply(404, "", nullptr, "route_not_found");
+    return http::FilterHeadersStatus::StopIteration;
+  }
+  entry_ = static_cast<const RouteEntry*>(route_.get());
+
+  if (entry_->kind() == RouteEntry::Kind::DirectResponse) {
+    callbacks_->sendLocalReply(
+        entry_->directResponseCode(), entry_->directResponseBody(),
+        [this, &info](http::ResponseHeaderMap& h) {
+          entry_->finalizeResponseHeaders(h, info, request_headers_);
+        },
+        "direct_response");
+    return http::FilterHeadersStatus::StopIteration;
+  }
+  if (entry_->kind() == RouteEntry::Kind::Redirect) {
+    const std::string location = entry_->redirectLocation(headers);
+    callbacks_->sendLocalReply(
+        entry_->redirectResponseCode(), "",
+        [this, &info, &location](http::ResponseHeaderMap& h) {
+          h.set(http::headers::kLocation, location);
+          entry_->finalizeResponseHeaders(h, info, request_headers_);
+        },
+        "via_redirect");
+    return http::FilterHeadersStatus::StopIteration;
+  }
+
+  const uint64_t random = callbacks_->streamId();
+  const std::string* cluster_name;
+  if (!entry_->weightedClusters().empty()) {
+    chosen_ = entry_->weightedCluster(random);
+    cluster_name = chosen_ ? &chosen_->name : nullptr;
+    if (chosen_ && !chosen_->cluster_header.empty()) {
+      const std::string* v = headers.get(chosen_->cluster_header);
+      cluster_name = (v && !v->empty()) ? v : nullptr;
+    }
+  } else {
+    cluster_name = entry_->clusterName(headers, random);
+  }
+  auto* tlcm = upstream::ThreadLocalClusterManager::current();
+  cluster_ = (cluster_name && tlcm) ? tlcm->get(*cluster_name) : nullptr;
+  if (!cluster_) {
+    info.setResponseFlag(http::ResponseFlag::NoClusterFound);
+    callbacks_->sendLocalReply(503, "", nullptr, "cluster_not_found");
+    return http::FilterHeadersStatus::StopIteration;
+  }
+  info.upstream_cluster = cluster_->info().name();
+
+  // The timeout: the route's, unless the request asks for another (Envoy's header).
+  timeout_ = entry_->timeout();
+  if (auto v = headers.get("x-envoy-upstream-rq-timeout-ms")) {
+    if (auto ms = parseMs(*v)) timeout_ = std::chrono::milliseconds(*ms);
+    headers.remove("x-envoy-upstream-rq-timeout-ms");
+  }
+
+  host_ = cluster_->chooseHost();
+  if (!host_) {
+    cluster_->info().stats().upstream_cx_none_healthy.inc();
+    info.setResponseFlag(http::ResponseFlag::NoHealthyUpstream);
+    callbacks_->sendLocalReply(503, "no healthy upstream", nullptr, "no_healthy_upstream");
+    return http::FilterHeadersStatus::StopIteration;
+  }
+
+  entry_->rewritePathAndHost(headers, !config_->suppress_envoy_headers);
+  if (entry_->autoHostRewrite() && !host_->hostname().empty()) {
+    headers.set(http::headers::kAuthority, host_->hostname());
+  }
+  entry_->finalizeRequestHeaders(headers, info, chosen_);
+  if (!config_->suppress_envoy_headers && timeout_.count() > 0) {
+    headers.set(http::headers::kXEnvoyExpectedRqTimeoutMs, std::to_string(timeout_.count()));
+  }
+
+  if (timeout_.count() > 0) {
+    timeout_timer_ = callbacks_->dispatcher().createTimer([this] { onTimeout(); });
+    timeout_timer_->enableTimer(timeout_);
+  }
+  startUpstream(false);
+  return http::FilterHeadersStatus::StopIteration;
+}
+
+void RouterFilter::startUpstream(bool new_connection) {
+  callbacks_->streamInfo().upstream_host = host_->address();
+  ++callbacks_->streamInfo().attempt_count;
+  upstream::Http1ConnPool& pool = cluster_->connPool(host_);
+  // The pool may call back right away (onPoolReady or onPoolFailure).
+  pending_ = pool.newStream(upstream_, *this, new_connection);
+}
+
+void RouterFilter::onPoolReady(http::RequestEncoder& encoder, const upstream::HostSharedPtr& host,
+                               bool reused, const network::AddressConstSharedPtr& local_address) {
+  pending_ = nullptr;
+  upstream_encoder_ = &encoder;
+  reused_connection_ = reused;
+  http::StreamInfo& info = callbacks_->streamInfo();
+  info.upstream_local_address = local_address;
+  encoder.getStream().addCallbacks(upstream_);
+  if (!watermarks_registered_) {
+    callbacks_->addDownstreamWatermarkCallbacks(watermarks_);
+    watermarks_registered_ = true;
+  }
+  request_sent_ = callbacks_->dispatcher().timeSource().monotonicTime();
+  info.first_upstream_tx_byte = request_sent_ - info.start_monotonic;
+  upstream_request_sent_ = true;
+
+  const bool resend = retried_ && !retry_body_.empty();
+  const bool body_pending = !buffered_body_.empty();
+  const bool headers_only = request_complete_ && !body_pending && !resend && !request_trailers_;
+  encoder.encodeHeaders(*request_headers_, headers_only);
+  if (upstream_encoder_ == nullptr) return;  // reset while encoding
+  const bool body_ends = request_complete_ && !request_trailers_;
+  if (resend) {
+    buffer::Buffer copy;
+    copy.add(retry_body_);
+    encoder.encodeData(copy, body_ends);
+  } else if (body_pending) {
+    if (reused && buffered_body_.length() <= kRetryBufferLimit) {
+      retry_body_.add(buffered_body_);
+    } else if (reused) {
+      retry_possible_ = false;
+    }
+    encoder.encodeData(buffered_body_, body_ends);
+  }
+  if (upstream_encoder_ && request_complete_ && request_trailers_) {
+    encoder.encodeTrailers(*request_trailers_);
+  }
+  if (request_complete_) info.last_upstream_tx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+}
+
+void RouterFilter::onPoolFailure(upstream::PoolFailureReason reason,
+                                 std::string_view transport_failure_reason,
+                                 const upstream::HostSharedPtr& host) {
+  pending_ = nullptr;
+  const char* why = reason == upstream::PoolFailureReason::Timeout ? "connection timeout"
+                    : reason == upstream::PoolFailureReason::Overflow ? "overflow"
+                                                                      : "connection failure";
+  sendUpstreamFailure(503,
+                      reason == upstream::PoolFailureReason::Overflow
+                          ? http::ResponseFlag::UpstreamOverflow
+                          : http::ResponseFlag::UpstreamConnectionFailure,
+                      why, transport_failure_reason);
+}
+
+http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_stream) {
+  request_complete_ = end_stream;
+  if (!upstream_encoder_) {
+    buffered_body_.move(data);
+    if (buffered_body_.length() > callbacks_->decoderBufferLimit()) {
+      // Waiting for a connection with more body than we hold: push back on the client.
+      callbacks_->onDecoderFilterAboveWriteBufferHighWatermark();
+    }
+    return http::FilterDataStatus::StopIterationNoBuffer;
+  }
+  // Keep a copy for a retry after a keep-alive race, as long as it stays small.
+  if (reused_connection_ && retry_possible_ && !response_started_) {
+    if (retry_body_.length() + data.length() <= kRetryBufferLimit) {
+      retry_body_.add(data);
+    } else {
+      retry_possible_ = false;
+      retry_body_.drain(retry_body_.length());
+    }
+  }
+  upstream_encoder_->encodeData(data, end_stream);
+  if (end_stream) {
+    auto& info = callbacks_->streamInfo();
+    info.last_upstream_tx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+  }
+  return http::FilterDataStatus::StopIterationNoBuffer;
+}
+
+http::FilterTrailersStatus RouterFilter::decodeTrailers(http::RequestTrailerMap& trailers) {
+  request_complete_ = true;
+  request_trailers_ = &trailers;
+  if (upstream_encoder_) upstream_encoder_->encodeTrailers(trailers);
+  return http::FilterTrailersStatus::StopIteration;
+}
+
+std::chrono::milliseconds RouterFilter::sinceRequestSent() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+      callbacks_->dispatcher().timeSource().monotonicTime() - request_sent_);
+}
+
+void RouterFilter::onUpstream1xxHeaders(http::HeaderMapPtr&& headers) {
+  // 100-continue was answered downstream already; other 1xx pass through.
+  if (headers->status() == 100) return;
+  callbacks_->encode1xxHeaders(std::move(headers));
+}
+
+void RouterFilter::onUpstreamHeaders(http::HeaderMapPtr&& headers, bool end_stream) {
+  response_started_ = true;
+  retry_body_.drain(retry_body_.length());
+  http::StreamInfo& info = callbacks_->streamInfo();
+  info.first_upstream_rx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+  const uint32_t code = headers->status();
+  const auto& stats = cluster_->info().stats();
+  switch (code / 100) {
+    case 1: stats.upstream_rq_1xx.inc(); break;
+    case 2: stats.upstream_rq_2xx.inc(); break;
+    case 3: stats.upstream_rq_3xx.inc(); break;
+    case 4: stats.upstream_rq_4xx.inc(); break;
+    case 5: stats.upstream_rq_5xx.inc(); break;
+  }
+  cluster_->info().responseCodeCounter(code).inc();
+  if (code >= 500) {
+    host_->stats().rq_error++;
+  } else {
+    host_->stats().rq_success++;
+  }
+  if (!config_->suppress_envoy_headers) {
+    headers->set(http::headers::kXEnvoyUpstreamServiceTime, std::to_string(sinceRequestSent().count()));
+  }
+  entry_->finalizeResponseHeaders(*headers, info, request_headers_, chosen_);
+  if (end_stream) onUpstreamComplete();
+  callbacks_->encodeHeaders(std::move(headers), end_stream, "via_upstream");
+}
+
+void RouterFilter::onUpstreamData(buffer::Buffer& data, bool end_stream) {
+  if (end_stream) onUpstreamComplete();
+  callbacks_->encodeData(data, end_stream);
+}
+
+void RouterFilter::onUpstreamTrailers(http::HeaderMapPtr&& trailers) {
+  onUpstreamComplete();
+  callbacks_->encodeTrailers(std::move(trailers));
+}
+
+void RouterFilter::onUpstreamComplete() {
+  upstream_complete_ = true;
+  auto& info = callbacks_->streamInfo();
+  info.last_upstream_rx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+  cluster_->info().stats().upstream_rq_completed.inc();
+  cleanup();
+}
+
+void RouterFilter::onUpstreamReset(http::StreamResetReason reason) {
+  if (done_ || upstream_complete_) return;
+  upstream_encoder_ = nullptr;
+  if (watermarks_registered_) {
+    callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
+    watermarks_registered_ = false;
+  }
+  if (response_started_) {
+    // Part of the response went out: all we can do is reset the client's stream.
+    cluster_->info().stats().upstream_rq_rx_reset.inc();
+    cleanup();
+    callbacks_->resetStream();
+    return;
+  }
+  // The keep-alive race: the upstream closed a reused connection just as the request went
+  // out, with no byte of response. Once, on a new connection.
+  if (reason == http::StreamResetReason::ConnectionTermination && reused_connection_ && !retried_ &&
+      retry_possible_) {
+    retried_ = true;
+    cluster_->info().stats().upstream_rq_retry.inc();
+    SLUICE_LOG(debug, router, "upstream closed a reused connection before responding; retrying");
+    startUpstream(true);
+    return;
+  }
+  cluster_->info().stats().upstream_rq_rx_reset.inc();
+  const bool termination = reason == http::StreamResetReason::ConnectionTermination;
+  std::string reason_text(http::resetReasonString(reason));
+  for (char& c : reason_text) {
+    if (c == '_') c = ' ';
+  }
+  sendUpstreamFailure(503,
+                      termination ? http::ResponseFlag::UpstreamConnectionTermination
+                                  : http::ResponseFlag::UpstreamRemoteReset,
+                      reason_text, "");
+}
+
+void RouterFilter::sendUpstreamFailure(uint32_t code, http::ResponseFlag flag,
+                                       std::string_view reason,
+                                       std::string_view transport_failure) {
+  http::StreamInfo& info = callbacks_->streamInfo();
+  info.setResponseFlag(flag);
+  if (!transport_failure.empty()) info.upstream_transport_failure_reason = std::string(transport_failure);
+  if (host_) host_->stats().rq_error++;
+  std::string body = "upstream connect error or disconnect/reset before headers. reset reason: ";
+  body.append(reason);
+  if (!transport_failure.empty()) {
+    body.append(", transport failure reason: ");
+    body.append(transport_failure);
+  }
+  std::string details = "upstream_reset_before_response_started{";
+  for (char c : reason) details.push_back(c == ' ' ? '_' : c);
+  if (!transport_failure.empty()) {
+    details.push_back('|');
+    details.append(transport_failure);
+  }
+  details.push_back('}');
+  cleanup();
+  callbacks_->sendLocalReply(code, body, nullptr, details);
+}
+
+void RouterFilter::onTimeout() {
+  http::StreamInfo& info = callbacks_->streamInfo();
+  cluster_->info().stats().upstream_rq_timeout.inc();
+  if (host_) host_->stats().rq_timeout++;
+  info.setResponseFlag(http::ResponseFlag::UpstreamRequestTimeout);
+  // Abandon the upstream request: its connection cannot be reused mid-request.
+  if (upstream_encoder_) {
+    http::RequestEncoder* enc = upstream_encoder_;
+    upstream_encoder_ = nullptr;
+    enc->getStream().removeCallbacks(upstream_);
+    enc->getStream().resetStream(http::StreamResetReason::LocalReset);
+  }
+  if (response_started_) {
+    cleanup();
+    callbacks_->resetStream();
+    return;
+  }
+  cleanup();
+  callbacks_->sendLocalReply(504, "upstream request timeout", nullptr, "upstream_response_timeout");
+}
+
+void RouterFilter::cleanup() {
+  if (timeout_timer_) timeout_timer_->disableTimer();
+  if (pending_) {
+    pending_->cancel();
+    pending_ = nullptr;
+  }
+  if (watermarks_registered_ && upstream_complete_) {
+    callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
+    watermarks_registered_ = false;
+  }
+}
+
+void RouterFilter::onDestroy() {
+  done_ = true;
+  timeout_timer_.reset();
+  if (pending_) {
+    pending_->cancel();
+    pending_ = nullptr;
+  }
+  if (watermarks_registered_) {
+    callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
+    watermarks_registered_ = false;
+  }
+  if (upstream_encoder_ && !upstream_complete_) {
+    // The client went away (or the stream was reset) mid-request: stop the upstream one.
+    http::RequestEncoder* enc = upstream_encoder_;
+    upstream_encoder_ = nullptr;
+    cluster_->info().stats().upstream_rq_tx_reset.inc();
+    enc->getStream().removeCallbacks(upstream_);
+    enc->getStream().resetStream(http::StreamResetReason::LocalReset);
+  }
+}
+
+void RouterFilter::onUpstreamAboveWriteBufferHighWatermark() {
+  // The upstream is slow to take the request body.
+  callbacks_->onDecoderFilterAboveWriteBufferHighWatermark();
+}
+
+void RouterFilter::onUpstreamBelowWriteBufferLowWatermark() {
+  callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
+}
+
+void RouterFilter::DownstreamWatermarks::onAboveWriteBufferHighWatermark() {
+  if (router.upstream_encoder_) {
+    ++router.upstream_read_disabled_;
+    router.upstream_encoder_->getStream().readDisable(true);
+  }
+}
+
+void RouterFilter::DownstreamWatermarks::onBelowWriteBufferLowWatermark() {
+  if (router.upstream_encoder_ && router.upstream_read_disabled_ > 0) {
+    --router.upstream_read_disabled_;
+    router.upstream_encoder_->getStream().readDisable(false);
+  }
+}
+
+http::FilterFactoryCb routerFilterFactory(RouterConfigConstSharedPtr config) {
+  return [config](http::FilterChainFactoryCallbacks& cb) {
+    cb.addStreamDecoderFilter(std::make_shared<RouterFilter>(config));
+  };
+}
+
+}  // namespace sluice::router

@@ -1,0 +1,498 @@
+#include "server/server.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+
+#include "access_log/file_sink.h"
+#include "admin/admin.h"
+#include "common/logger.h"
+#include "common/version.h"
+#include "config/api_descriptors.h"
+#include "config/bootstrap_loader.h"
+#include "config/proxy_config.h"
+#include "event/dispatcher_impl.h"
+#include "event/real_time_system.h"
+#include "event/watchdog.h"
+#include "network/io_socket.h"
+#include "server/worker.h"
+#include "stats/render.h"
+#include "stats/stats.h"
+#include "upstream/dns.h"
+
+namespace sluice::server {
+
+namespace {
+
+std::string messageToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.preserve_proto_field_names = true;
+  std::string binary = m.SerializeAsString();
+  auto status = google::protobuf::util::BinaryToJsonString(
+      &config::envoyApiTypeResolver(),
+      std::string(config::kTypeUrlPrefix) + "/" + m.GetDescriptor()->full_name(), binary, &out,
+      opts);
+  if (!status.ok()) return "{}";
+  return out;
+}
+
+std::string rfc3339(event::SystemTime t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+const char* kStateNames[] = {"LIVE", "DRAINING", "PRE_INITIALIZING", "INITIALIZING"};
+
+class Server {
+ public:
+  explicit Server(const Options& o) : options_(o) {}
+
+  int run() {
+    envoy::config::bootstrap::v3::Bootstrap bootstrap;
+    std::vector<std::string> errors;
+    config::BootstrapSource source{options_.config_path, options_.config_yaml};
+    if (!config::loadBootstrap(source, bootstrap, errors)) return reportErrors(errors);
+    if (!options_.service_cluster.empty()) bootstrap.mutable_node()->set_cluster(options_.service_cluster);
+    if (!options_.service_node.empty()) bootstrap.mutable_node()->set_id(options_.service_node);
+    if (!config::buildProxyConfig(bootstrap, store_, sinks_, proxy_, errors)) {
+      return reportErrors(errors);
+    }
+    if (options_.mode == "validate") {
+      std::printf("configuration '%s' OK\n", options_.config_path.c_str());
+      return 0;
+    }
+    bootstrap_ = std::move(bootstrap);
+    return serve();
+  }
+
+ private:
+  int reportErrors(const std::vector<std::string>& errors) {
+    for (const auto& e : errors) std::fprintf(stderr, "error: %s\n", e.c_str());
+    if (options_.mode == "validate") {
+      std::fprintf(stderr, "configuration '%s' is invalid (%zu error%s)\n",
+                   options_.config_path.c_str(), errors.size(), errors.size() == 1 ? "" : "s");
+    }
+    return 1;
+  }
+
+  bool bindListeners() {
+    for (const auto& l : proxy_.listeners) {
+      ListenerSockets ls;
+      ls.config = &l;
+      const unsigned n = l.reuse_port ? options_.concurrency : 1;
+      network::AddressConstSharedPtr addr = l.address;
+      for (unsigned i = 0; i < n; ++i) {
+        std::string error;
+        network::SocketFd s = network::createListenSocket(*addr, l.reuse_port, 1024, &error);
+        if (!s.isOpen()) {
+          SLUICE_LOG(critical, main, "listener '{}': {}", l.name, error);
+          return false;
+        }
+        if (i == 0) {
+          // Port 0: the kernel picked one; the other workers' sockets share it.
+          addr = network::localAddress(s.fd());
+          ls.bound = addr;
+        }
+        ls.sockets.push_back(std::move(s));
+      }
+      SLUICE_LOG(info, main, "listener '{}' listening on {}", l.name, ls.bound->asString());
+      sockets_.push_back(std::move(ls));
+    }
+    return true;
+  }
+
+  int serve() {
+    start_time_ = time_.systemTime();
+    event::DispatcherImpl main("main_thread", time_);
+    main_ = &main;
+    upstream::DnsResolver dns;
+    upstream::ClusterManager cm(main, dns);
+    cm_ = &cm;
+    for (auto& c : proxy_.clusters) cm.addCluster(c);
+    if (!bindListeners()) return 1;
+
+    stats::ThreadSlot::registerCurrentThread();
+    store_.gauge("server.concurrency").set(options_.concurrency);
+    store_.gauge("server.state").set(2);  // PRE_INITIALIZING
+    store_.gauge("server.live").set(0);
+    store_.gauge("server.hot_restart_epoch").set(0);
+
+    for (unsigned i = 0; i < options_.concurrency; ++i) {
+      workers_.push_back(std::make_unique<Worker>(i, time_, store_, cm));
+    }
+    // Admin on the main thread.
+    std::unique_ptr<ConnectionHandler> admin_handler;
+    network::SocketFd admin_socket;
+    config::ListenerConfig admin_listener;
+    registerAdminHandlers();
+    if (proxy_.admin) {
+      std::string error;
+      admin_socket = network::createListenSocket(*proxy_.admin->address, false, 128, &error);
+      if (!admin_socket.isOpen()) {
+        SLUICE_LOG(critical, main, "admin: {}", error);
+        return 1;
+      }
+      auto bound = network::localAddress(admin_socket.fd());
+      admin_listener.name = "admin";
+      admin_listener.address = bound;
+      admin_listener.chains.push_back(
+          {std::nullopt, admin_.connectionManagerConfig(store_, proxy_.admin->access_logs)});
+      admin_handler = std::make_unique<ConnectionHandler>(main, store_);
+      admin_handler->addListener(admin_listener, admin_socket, *bound);
+      SLUICE_LOG(info, main, "admin address: {}", bound->asString());
+      if (!options_.admin_address_path.empty()) {
+        std::ofstream(options_.admin_address_path) << bound->asString() << "\n";
+      }
+    }
+
+    event::Watchdog watchdog(main, store_, event::Watchdog::Config{});
+    for (auto& w : workers_) watchdog.watch(w->dispatcher());
+
+    auto sigterm = main.listenForSignal(SIGTERM, [this] { startDrainAndExit(); });
+    auto sigint = main.listenForSignal(SIGINT, [this] { startDrainAndExit(); });
+    auto sigusr1 = main.listenForSignal(SIGUSR1, [this] { sinks_.reopenAll(); });
+    uptime_timer_ = main.createTimer([this] {
+      store_.gauge("server.uptime")
+          .set(std::chrono::duration_cast<std::chrono::seconds>(time_.systemTime() - start_time_).count());
+      uptime_timer_->enableTimer(std::chrono::seconds(1));
+    });
+    uptime_timer_->enableTimer(std::chrono::seconds(0));
+
+    // Listeners open for traffic once every cluster has its first hosts (DNS).
+    cm.start([this] {
+      for (size_t i = 0; i < workers_.size(); ++i) {
+        for (auto& ls : sockets_) {
+          const auto& sock = ls.sockets.size() > 1 ? ls.sockets[i] : ls.sockets[0];
+          workers_[i]->addListener(*ls.config, sock, *ls.bound);
+        }
+        workers_[i]->start();
+      }
+      state_ = 0;
+      store_.gauge("server.state").set(0);
+      store_.gauge("server.live").set(1);
+      SLUICE_LOG(info, main, "all clusters initialized; {} worker(s) serving", workers_.size());
+    });
+
+    main.run(event::Dispatcher::RunType::RunUntilExit);
+
+    for (auto& w : workers_) watchdog.unwatch(w->dispatcher());
+    for (auto& w : workers_) w->stop();
+    cm.unregisterWorkers();
+    workers_.clear();
+    admin_handler.reset();
+    drain_timer_.reset();
+    uptime_timer_.reset();
+    main.clearDeferredDeleteList();
+    SLUICE_LOG(info, main, "exiting");
+    return 0;
+  }
+
+  size_t activeConnections() const {
+    size_t n = 0;
+    for (const auto& w : workers_) n += w->activeConnections();
+    return n;
+  }
+
+  // SIGTERM: stop accepting, let keep-alive clients go with "connection: close", finish
+  // what is in flight, exit when nothing is left or after --drain-time-s.
+  void startDrainAndExit() {
+    if (exiting_) {
+      main_->exit();  // a second signal: now
+      return;
+    }
+    exiting_ = true;
+    SLUICE_LOG(info, main, "draining: {} connection(s) open, up to {} s",
+               activeConnections(), options_.drain_time.count());
+    state_ = 1;
+    store_.gauge("server.state").set(1);
+    for (auto& w : workers_) w->stopListeners(true);
+    const auto deadline = time_.monotonicTime() + options_.drain_time;
+    drain_timer_ = main_->createTimer([this, deadline] {
+      if (activeConnections() == 0 || time_.monotonicTime() >= deadline) {
+        main_->exit();
+        return;
+      }
+      drain_timer_->enableTimer(std::chrono::milliseconds(20));
+    });
+    drain_timer_->enableTimer(std::chrono::milliseconds(20));
+  }
+
+  void registerAdminHandlers();
+
+  Options options_;
+  event::RealTimeSystem time_;
+  stats::Store store_;
+  access_log::FileSinkManager sinks_;
+  config::ProxyConfig proxy_;
+  envoy::config::bootstrap::v3::Bootstrap bootstrap_;
+  std::vector<ListenerSockets> sockets_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  event::Dispatcher* main_{nullptr};
+  upstream::ClusterManager* cm_{nullptr};
+  admin::Admin admin_;
+  event::TimerPtr drain_timer_;
+  event::TimerPtr uptime_timer_;
+  event::SystemTime start_time_;
+  int state_{2};
+  bool exiting_{false};
+  bool healthcheck_failed_{false};
+};
+
+void Server::registerAdminHandlers() {
+  using admin::Request;
+  using H = http::ResponseHeaderMap;
+  admin_.addHandler("/ready", "print server state, return 200 if LIVE, otherwise return 503", false,
+                    [this](const Request&, H&, std::string& body) -> uint32_t {
+                      const char* s = healthcheck_failed_ ? "DRAINING" : kStateNames[state_];
+                      body = std::string(s) + "\n";
+                      return std::string_view(s) == "LIVE" ? 200 : 503;
+                    });
+  admin_.addHandler("/server_info", "print server version/status information", false,
+                    [this](const Request&, H& h, std::string& body) -> uint32_t {
+                      nlohmann::json j;
+                      j["version"] = std::string(version()) + "/" + std::string(buildCommit());
+                      j["state"] = healthcheck_failed_ ? "DRAINING" : kStateNames[state_];
+                      const auto up = std::chrono::duration_cast<std::chrono::seconds>(
+                                          time_.systemTime() - start_time_)
+                                          .count();
+                      j["uptime_current_epoch"] = std::to_string(up) + "s";
+                      j["uptime_all_epochs"] = std::to_string(up) + "s";
+                      j["hot_restart_version"] = "disabled";
+                      j["command_line_options"] = {
+                          {"config_path", options_.config_path},
+                          {"config_yaml", options_.config_yaml},
+                          {"concurrency", options_.concurrency},
+                          {"mode", options_.mode == "validate" ? "Validate" : "Serve"},
+                          {"service_cluster", options_.service_cluster},
+                          {"service_node", options_.service_node},
+                          {"drain_time", std::to_string(options_.drain_time.count()) + "s"},
+                          {"command_line", options_.command_line}};
+                      j["node"] = nlohmann::json::parse(messageToJson(bootstrap_.node()));
+                      h.set(http::headers::kContentType, "application/json");
+                      body = j.dump(2) + "\n";
+                      return 200;
+                    });
+  admin_.addHandler("/stats", "print server stats", false,
+                    [this](const Request& r, H& h, std::string& body) -> uint32_t {
+                      std::string error;
+                      auto f = r.query.find("filter");
+                      const std::string* filter = f == r.query.end() ? nullptr : &f->second;
+                      if (filter && !stats::validateFilter(*filter, &error)) {
+                        body = "Invalid regex: " + error + "\n";
+                        return 400;
+                      }
+                      auto fmt = r.query.find("format");
+                      if (fmt != r.query.end() && fmt->second == "json") {
+                        body = stats::renderJson(store_, filter);
+                        h.set(http::headers::kContentType, "application/json");
+                      } else if (fmt != r.query.end() && fmt->second == "prometheus") {
+                        body = stats::renderPrometheus(store_, filter);
+                      } else {
+                        body = stats::renderText(store_, filter);
+                      }
+                      return 200;
+                    });
+  admin_.addHandler("/stats/prometheus", "print server stats in prometheus format", false,
+                    [this](const Request&, H& h, std::string& body) -> uint32_t {
+                      body = stats::renderPrometheus(store_);
+                      h.set(http::headers::kContentType, "text/plain; version=0.0.4");
+                      return 200;
+                    });
+  admin_.addHandler("/clusters", "upstream cluster status", false,
+                    [this](const Request& r, H& h, std::string& body) -> uint32_t {
+                      auto fmt = r.query.find("format");
+                      const bool json = fmt != r.query.end() && fmt->second == "json";
+                      nlohmann::json statuses = nlohmann::json::array();
+                      for (const auto& c : cm_->clusters()) {
+                        const std::string& n = c.info->name();
+                        nlohmann::json cj{{"name", n}, {"added_via_api", false}};
+                        nlohmann::json hosts = nlohmann::json::array();
+                        if (!json) {
+                          body += n + "::observability_name::" + n + "\n";
+                          body += n + "::added_via_api::false\n";
+                        }
+                        for (const auto& p : c.hosts->priorities) {
+                          for (const auto& host : p.hosts) {
+                            const std::string a = host->address()->asString();
+                            auto& s = host->stats();
+                            std::string flags;
+                            const uint32_t hf = host->healthFlags();
+                            if (hf & upstream::Host::FailedActiveHealthCheck) flags += "/failed_active_hc";
+                            if (hf & upstream::Host::FailedOutlierCheck) flags += "/failed_outlier_check";
+                            if (hf & upstream::Host::FailedEdsHealth) flags += "/failed_eds_health";
+                            if (hf & upstream::Host::DegradedEdsHealth) flags += "/degraded_eds_health";
+                            if (flags.empty()) flags = "healthy";
+                            nlohmann::json sj = nlohmann::json::array();
+#define SLUICE_HOST_LINE(name)                                                             \
+  if (json) {                                                                              \
+    sj.push_back({{"name", #name}, {"value", s.name.load()},                               \
+                  {"type", std::string_view(#name).ends_with("active") ? "GAUGE" : "COUNTER"}}); \
+  } else {                                                                                 \
+    body += n + "::" + a + "::" #name "::" + std::to_string(s.name.load()) + "\n";       \
+  }
+                            ALL_HOST_STATS(SLUICE_HOST_LINE)
+#undef SLUICE_HOST_LINE
+                            if (json) {
+                              nlohmann::json hj;
+                              hj["address"]["socket_address"] = {{"address", host->address()->ip()},
+                                                                 {"port_value", host->address()->port()}};
+                              hj["stats"] = sj;
+                              nlohmann::json hs;
+                              hs["eds_health_status"] = "HEALTHY";
+                              if (hf & upstream::Host::FailedActiveHealthCheck) hs["failed_active_health_check"] = true;
+                              if (hf & upstream::Host::FailedOutlierCheck) hs["failed_outlier_check"] = true;
+                              hj["health_status"] = hs;
+                              hj["weight"] = host->weight();
+                              hj["priority"] = host->priority();
+                              hj["hostname"] = host->hostname();
+                              hj["locality"] = {{"region", host->locality().region},
+                                                {"zone", host->locality().zone},
+                                                {"sub_zone", host->locality().sub_zone}};
+                              hosts.push_back(hj);
+                            } else {
+                              body += n + "::" + a + "::hostname::" + host->hostname() + "\n";
+                              body += n + "::" + a + "::health_flags::" + flags + "\n";
+                              body += n + "::" + a + "::weight::" + std::to_string(host->weight()) + "\n";
+                              body += n + "::" + a + "::region::" + host->locality().region + "\n";
+                              body += n + "::" + a + "::zone::" + host->locality().zone + "\n";
+                              body += n + "::" + a + "::sub_zone::" + host->locality().sub_zone + "\n";
+                              body += n + "::" + a + "::canary::false\n";
+                              body += n + "::" + a + "::priority::" + std::to_string(host->priority()) + "\n";
+                              body += n + "::" + a + "::success_rate::-1\n";
+                              body += n + "::" + a + "::local_origin_success_rate::-1\n";
+                            }
+                          }
+                        }
+                        cj["host_statuses"] = hosts;
+                        statuses.push_back(cj);
+                      }
+                      if (json) {
+                        h.set(http::headers::kContentType, "application/json");
+                        body = nlohmann::json{{"cluster_statuses", statuses}}.dump(2) + "\n";
+                      }
+                      return 200;
+                    });
+  admin_.addHandler("/listeners", "print listener info", false,
+                    [this](const Request& r, H& h, std::string& body) -> uint32_t {
+                      auto fmt = r.query.find("format");
+                      if (fmt != r.query.end() && fmt->second == "json") {
+                        nlohmann::json arr = nlohmann::json::array();
+                        for (const auto& ls : sockets_) {
+                          arr.push_back({{"name", ls.config->name},
+                                         {"local_address",
+                                          {{"socket_address",
+                                            {{"address", ls.bound->ip()},
+                                             {"port_value", ls.bound->port()}}}}}});
+                        }
+                        h.set(http::headers::kContentType, "application/json");
+                        body = nlohmann::json{{"listener_statuses", arr}}.dump(2) + "\n";
+                        return 200;
+                      }
+                      for (const auto& ls : sockets_) {
+                        body += ls.config->name + "::" + ls.bound->asString() + "\n";
+                      }
+                      return 200;
+                    });
+  admin_.addHandler("/config_dump", "dump current Envoy configs", false,
+                    [this](const Request&, H& h, std::string& body) -> uint32_t {
+                      const std::string updated = rfc3339(start_time_);
+                      nlohmann::json configs = nlohmann::json::array();
+                      nlohmann::json boot;
+                      boot["@type"] = "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump";
+                      boot["bootstrap"] = nlohmann::json::parse(messageToJson(bootstrap_));
+                      boot["last_updated"] = updated;
+                      configs.push_back(boot);
+                      nlohmann::json clusters;
+                      clusters["@type"] = "type.googleapis.com/envoy.admin.v3.ClustersConfigDump";
+                      clusters["static_clusters"] = nlohmann::json::array();
+                      for (const auto& c : bootstrap_.static_resources().clusters()) {
+                        nlohmann::json cj = nlohmann::json::parse(messageToJson(c));
+                        cj["@type"] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+                        clusters["static_clusters"].push_back({{"cluster", cj}, {"last_updated", updated}});
+                      }
+                      configs.push_back(clusters);
+                      nlohmann::json listeners;
+                      listeners["@type"] = "type.googleapis.com/envoy.admin.v3.ListenersConfigDump";
+                      listeners["static_listeners"] = nlohmann::json::array();
+                      for (const auto& l : bootstrap_.static_resources().listeners()) {
+                        nlohmann::json lj = nlohmann::json::parse(messageToJson(l));
+                        lj["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener";
+                        listeners["static_listeners"].push_back({{"listener", lj}, {"last_updated", updated}});
+                      }
+                      configs.push_back(listeners);
+                      h.set(http::headers::kContentType, "application/json");
+                      body = nlohmann::json{{"configs", configs}}.dump(2) + "\n";
+                      return 200;
+                    });
+  admin_.addHandler("/logging", "query/change logging levels", false,
+                    [](const Request& r, H&, std::string& body) -> uint32_t {
+                      if (!r.query.empty() && r.method != "POST") {
+                        body = "This endpoint requires the POST method to change levels.\n";
+                        return 405;
+                      }
+                      for (const auto& [k, v] : r.query) {
+                        spdlog::level::level_enum l;
+                        if (!logger::levelFromString(v, l)) {
+                          body = "unknown log level '" + v + "'\n";
+                          return 400;
+                        }
+                        if (k == "level") {
+                          logger::setAllLevels(l);
+                        } else if (!logger::setLevel(k, l)) {
+                          body = "unknown logger '" + k + "'\n";
+                          return 404;
+                        }
+                      }
+                      body = "active loggers:\n";
+                      for (const auto& info : logger::all()) {
+                        body += "  " + info.name + ": " + std::string(logger::levelName(info.level)) + "\n";
+                      }
+                      return 200;
+                    });
+  admin_.addHandler("/healthcheck/fail", "cause the server to fail health checks", true,
+                    [this](const Request&, H&, std::string& body) -> uint32_t {
+                      healthcheck_failed_ = true;
+                      body = "OK\n";
+                      return 200;
+                    });
+  admin_.addHandler("/healthcheck/ok", "cause the server to pass health checks", true,
+                    [this](const Request&, H&, std::string& body) -> uint32_t {
+                      healthcheck_failed_ = false;
+                      body = "OK\n";
+                      return 200;
+                    });
+  admin_.addHandler("/drain_listeners", "drain listeners (?graceful: drain connections first)", true,
+                    [this](const Request& r, H&, std::string& body) -> uint32_t {
+                      const bool graceful = r.query.count("graceful") > 0;
+                      for (auto& w : workers_) w->stopListeners(graceful);
+                      body = "OK\n";
+                      return 200;
+                    });
+  admin_.addHandler("/reset_counters", "reset all counters to zero", true,
+                    [this](const Request&, H&, std::string& body) -> uint32_t {
+                      store_.resetCounters();
+                      body = "OK\n";
+                      return 200;
+                    });
+  admin_.addHandler("/quitquitquit", "exit the server", true,
+                    [this](const Request&, H&, std::string& body) -> uint32_t {
+                      main_->post([this] { main_->exit(); });
+                      body = "OK\n";
+                      return 200;
+                    });
+}
+
+}  // namespace
+
+int runProxy(const Options& options) {
+  Server server(options);
+  return server.run();
+}
+
+}  // namespace sluice::server

@@ -1,0 +1,91 @@
+#pragma once
+
+// A worker: one thread, one Dispatcher, its own listen sockets (SO_REUSEPORT) and its own
+// view of the clusters. A connection lives on the worker that accepted it.
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "config/proxy_config.h"
+#include "event/dispatcher_impl.h"
+#include "network/connection.h"
+#include "network/listener.h"
+#include "upstream/cluster_manager.h"
+
+namespace sluice::stats {
+class Store;
+class Counter;
+class Gauge;
+}  // namespace sluice::stats
+
+namespace sluice::server {
+
+// The listen sockets of one listener, one per worker (or one shared without reuse_port).
+struct ListenerSockets {
+  const config::ListenerConfig* config;
+  std::vector<network::SocketFd> sockets;
+  network::AddressConstSharedPtr bound;  // with the real port when the config said 0
+};
+
+// Accepts on a set of listeners and runs each connection's filter chain; used by the
+// workers and by the admin listener on the main thread.
+class ConnectionHandler {
+ public:
+  // `count`, if given, tracks the number of open connections for other threads to read.
+  ConnectionHandler(event::Dispatcher& dispatcher, stats::Store& store,
+                    std::atomic<size_t>* count = nullptr);
+  ~ConnectionHandler();
+
+  void addListener(const config::ListenerConfig& config, const network::SocketFd& socket,
+                   const network::Address& bound);
+  // Stops accepting (the sockets stay open until the handler goes).
+  void stopListeners();
+  // Asks every connection's HTTP connection manager to finish and close.
+  void drainConnections();
+  // Closes every connection now.
+  void closeConnections();
+  size_t numConnections() const { return connections_.size(); }
+
+ private:
+  struct ActiveListener;
+  struct ActiveConnection;
+  void onAccept(ActiveListener& listener, network::SocketFd&& socket);
+  void removeConnection(ActiveConnection& conn);
+
+  event::Dispatcher& dispatcher_;
+  stats::Store& store_;
+  std::atomic<size_t>* count_;
+  std::vector<std::unique_ptr<ActiveListener>> listeners_;
+  std::unordered_map<ActiveConnection*, std::unique_ptr<ActiveConnection>> connections_;
+};
+
+class Worker {
+ public:
+  Worker(unsigned index, event::TimeSystem& time, stats::Store& store,
+         upstream::ClusterManager& cm);
+  ~Worker();
+
+  event::Dispatcher& dispatcher() { return dispatcher_; }
+  upstream::ThreadLocalClusterManager& tlcm() { return tlcm_; }
+  void addListener(const config::ListenerConfig& config, const network::SocketFd& socket,
+                   const network::Address& bound);
+  void start();
+  // Thread-safe: stops accepting; with `drain`, connections are asked to finish.
+  void stopListeners(bool drain);
+  // Thread-safe: ends the thread (closing every connection).
+  void stop();
+  // Connections open on this worker (read from any thread).
+  size_t activeConnections() const { return active_connections_.load(std::memory_order_relaxed); }
+
+ private:
+  event::DispatcherImpl dispatcher_;
+  upstream::ThreadLocalClusterManager tlcm_;
+  std::atomic<size_t> active_connections_{0};
+  ConnectionHandler handler_;
+  std::thread thread_;
+};
+
+}  // namespace sluice::server

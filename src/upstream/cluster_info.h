@@ -1,0 +1,103 @@
+#pragma once
+
+// What a cluster is, as configured: immutable, shared by all workers. Its stats are Envoy's
+// cluster.<name>.* names.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "http/http1/codec_impl.h"
+
+namespace sluice::stats {
+class Store;
+class Counter;
+class Gauge;
+}  // namespace sluice::stats
+
+namespace sluice::upstream {
+
+#define ALL_CLUSTER_STATS(COUNTER, GAUGE)   \
+  COUNTER(upstream_cx_total)                \
+  GAUGE(upstream_cx_active)                 \
+  COUNTER(upstream_cx_http1_total)          \
+  COUNTER(upstream_cx_connect_fail)         \
+  COUNTER(upstream_cx_connect_timeout)      \
+  COUNTER(upstream_cx_destroy)              \
+  COUNTER(upstream_cx_destroy_local)        \
+  COUNTER(upstream_cx_destroy_remote)       \
+  COUNTER(upstream_cx_destroy_with_active_rq) \
+  COUNTER(upstream_cx_destroy_local_with_active_rq) \
+  COUNTER(upstream_cx_destroy_remote_with_active_rq) \
+  COUNTER(upstream_cx_rx_bytes_total)       \
+  GAUGE(upstream_cx_rx_bytes_buffered)      \
+  COUNTER(upstream_cx_tx_bytes_total)       \
+  GAUGE(upstream_cx_tx_bytes_buffered)      \
+  COUNTER(upstream_cx_idle_timeout)         \
+  COUNTER(upstream_cx_max_requests)         \
+  COUNTER(upstream_cx_none_healthy)         \
+  COUNTER(upstream_cx_protocol_error)       \
+  COUNTER(upstream_cx_close_notify)         \
+  COUNTER(upstream_rq_total)                \
+  GAUGE(upstream_rq_active)                 \
+  COUNTER(upstream_rq_completed)            \
+  COUNTER(upstream_rq_pending_total)        \
+  GAUGE(upstream_rq_pending_active)         \
+  COUNTER(upstream_rq_pending_failure_eject) \
+  COUNTER(upstream_rq_cancelled)            \
+  COUNTER(upstream_rq_timeout)              \
+  COUNTER(upstream_rq_rx_reset)             \
+  COUNTER(upstream_rq_tx_reset)             \
+  COUNTER(upstream_rq_retry)                \
+  COUNTER(upstream_rq_retry_success)        \
+  COUNTER(upstream_rq_1xx)                  \
+  COUNTER(upstream_rq_2xx)                  \
+  COUNTER(upstream_rq_3xx)                  \
+  COUNTER(upstream_rq_4xx)                  \
+  COUNTER(upstream_rq_5xx)                  \
+  GAUGE(membership_total)                   \
+  GAUGE(membership_healthy)                 \
+  GAUGE(membership_degraded)                \
+  COUNTER(membership_change)                \
+  COUNTER(update_attempt)                   \
+  COUNTER(update_success)                   \
+  COUNTER(update_failure)                   \
+  COUNTER(update_empty)
+
+struct ClusterStats {
+#define SLUICE_DECLARE_COUNTER(name) stats::Counter& name;
+#define SLUICE_DECLARE_GAUGE(name) stats::Gauge& name;
+  ALL_CLUSTER_STATS(SLUICE_DECLARE_COUNTER, SLUICE_DECLARE_GAUGE)
+#undef SLUICE_DECLARE_COUNTER
+#undef SLUICE_DECLARE_GAUGE
+  static ClusterStats create(stats::Store& store, const std::string& cluster_name);
+};
+
+class ClusterInfo {
+ public:
+  ClusterInfo(std::string name, stats::Store& store);
+
+  const std::string& name() const { return name_; }
+  ClusterStats& stats() const { return stats_; }
+  // cluster.<name>.upstream_rq_<code>, made on first use and then cached (no lock after).
+  stats::Counter& responseCodeCounter(uint32_t code) const;
+
+  std::chrono::milliseconds connect_timeout{5000};
+  uint32_t per_connection_buffer_limit_bytes{1024 * 1024};
+  std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  // an idle upstream connection
+  uint32_t max_requests_per_connection{0};                        // 0: unlimited
+  http::http1::CodecSettings http1_settings;
+
+ private:
+  const std::string name_;
+  stats::Store& store_;
+  mutable ClusterStats stats_;
+  mutable std::array<std::atomic<stats::Counter*>, 600> code_counters_{};
+  mutable std::mutex code_counters_mutex_;
+};
+using ClusterInfoConstSharedPtr = std::shared_ptr<const ClusterInfo>;
+
+}  // namespace sluice::upstream

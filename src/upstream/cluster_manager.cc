@@ -1,0 +1,236 @@
+#include "upstream/cluster_manager.h"
+
+#include "common/assert.h"
+#include "common/logger.h"
+#include "stats/stats.h"
+
+namespace sluice::upstream {
+
+namespace {
+thread_local ThreadLocalClusterManager* tls_manager = nullptr;
+
+void setMembershipStats(const ClusterInfo& info, const PrioritySet& set) {
+  uint64_t total = 0, healthy = 0, degraded = 0;
+  for (const auto& p : set.priorities) {
+    for (const auto& h : p.hosts) {
+      ++total;
+      if (h->healthy()) ++healthy;
+      if (h->healthFlags() & Host::DegradedEdsHealth) ++degraded;
+    }
+  }
+  info.stats().membership_total.set(total);
+  info.stats().membership_healthy.set(healthy);
+  info.stats().membership_degraded.set(degraded);
+}
+}  // namespace
+
+// ---- ThreadLocalCluster
+
+ThreadLocalCluster::ThreadLocalCluster(event::Dispatcher& dispatcher, ClusterInfoConstSharedPtr info)
+    : dispatcher_(dispatcher), info_(std::move(info)) {}
+
+Http1ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host) {
+  auto it = pools_.find(host.get());
+  if (it == pools_.end()) {
+    it = pools_.emplace(host.get(), std::make_unique<Http1ConnPool>(dispatcher_, host, info_)).first;
+  }
+  return *it->second;
+}
+
+void ThreadLocalCluster::updateHosts(PrioritySetConstSharedPtr hosts) {
+  hosts_ = std::move(hosts);
+  lb_ = std::make_unique<RoundRobinLoadBalancer>(hosts_);
+  // Pools of hosts that left: drain them; drop them once idle.
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    bool present = false;
+    for (const auto& p : hosts_->priorities) {
+      for (const auto& h : p.hosts) present |= h.get() == it->first;
+    }
+    if (!present) {
+      it->second->drainConnections();
+      if (it->second->idle()) {
+        it = pools_.erase(it);
+        continue;
+      }
+    }
+    ++it;
+  }
+}
+
+void ThreadLocalCluster::drainAll() {
+  for (auto& [_, pool] : pools_) pool->drainConnections();
+}
+
+// ---- ThreadLocalClusterManager
+
+ThreadLocalClusterManager* ThreadLocalClusterManager::current() { return tls_manager; }
+void ThreadLocalClusterManager::setCurrent(ThreadLocalClusterManager* tlcm) { tls_manager = tlcm; }
+
+ThreadLocalCluster* ThreadLocalClusterManager::get(std::string_view name) {
+  auto it = clusters_.find(std::string(name));
+  return it == clusters_.end() ? nullptr : it->second.get();
+}
+
+void ThreadLocalClusterManager::addOrUpdate(ClusterInfoConstSharedPtr info,
+                                            PrioritySetConstSharedPtr hosts) {
+  auto& slot = clusters_[info->name()];
+  if (!slot) slot = std::make_unique<ThreadLocalCluster>(dispatcher_, info);
+  slot->updateHosts(std::move(hosts));
+}
+
+void ThreadLocalClusterManager::drainAll() {
+  for (auto& [_, c] : clusters_) c->drainAll();
+}
+
+// ---- ClusterManager
+
+struct ClusterManager::Cluster {
+  ClusterConfig config;
+  PrioritySetConstSharedPtr hosts;
+  event::TimerPtr refresh_timer;
+  size_t outstanding{0};  // DNS queries in flight
+  std::vector<std::vector<network::AddressConstSharedPtr>> resolved;  // per endpoint
+  bool initialized{false};
+};
+
+ClusterManager::ClusterManager(event::Dispatcher& main, DnsResolver& dns) : main_(main), dns_(dns) {}
+
+ClusterManager::~ClusterManager() {
+  for (auto& [_, c] : clusters_) c->refresh_timer.reset();
+}
+
+void ClusterManager::addCluster(ClusterConfig config) {
+  auto c = std::make_shared<Cluster>();
+  c->config = std::move(config);
+  c->hosts = std::make_shared<PrioritySet>();
+  const std::string name = c->config.info->name();
+  if (c->config.type == DiscoveryType::Static) {
+    auto set = std::make_shared<PrioritySet>();
+    for (const auto& e : c->config.endpoints) {
+      if (set->priorities.size() <= e.priority) set->priorities.resize(e.priority + 1);
+      set->priorities[e.priority].priority = e.priority;
+      set->priorities[e.priority].hosts.push_back(std::make_shared<Host>(
+          name, e.address, e.address->asString(), e.weight, e.priority, e.locality));
+    }
+    c->hosts = set;
+    c->initialized = true;
+    setMembershipStats(*c->config.info, *set);
+  }
+  clusters_[name] = std::move(c);
+}
+
+void ClusterManager::registerWorker(event::Dispatcher& dispatcher, ThreadLocalClusterManager& tlcm) {
+  workers_.push_back({&dispatcher, &tlcm});
+  for (auto& [_, c] : clusters_) tlcm.addOrUpdate(c->config.info, c->hosts);
+}
+
+void ClusterManager::unregisterWorkers() { workers_.clear(); }
+
+void ClusterManager::publish(Cluster& cluster) {
+  setMembershipStats(*cluster.config.info, *cluster.hosts);
+  for (auto& w : workers_) {
+    w.dispatcher->post([tlcm = w.tlcm, info = cluster.config.info, hosts = cluster.hosts] {
+      tlcm->addOrUpdate(info, hosts);
+    });
+  }
+}
+
+void ClusterManager::start(std::function<void()> on_initialized) {
+  on_initialized_ = std::move(on_initialized);
+  for (auto& [_, c] : clusters_) {
+    if (!c->initialized) ++pending_init_;
+  }
+  if (pending_init_ == 0) {
+    if (on_initialized_) on_initialized_();
+    return;
+  }
+  for (auto& [_, c] : clusters_) {
+    if (c->config.type != DiscoveryType::Static) resolve(*c);
+  }
+}
+
+void ClusterManager::resolve(Cluster& cluster) {
+  cluster.config.info->stats().update_attempt.inc();
+  cluster.outstanding = cluster.config.endpoints.size();
+  cluster.resolved.assign(cluster.config.endpoints.size(), {});
+  std::weak_ptr<Cluster> weak = clusters_[cluster.config.info->name()];
+  for (size_t i = 0; i < cluster.config.endpoints.size(); ++i) {
+    const auto& e = cluster.config.endpoints[i];
+    dns_.resolve(e.hostname, e.port, cluster.config.dns_lookup_family, main_,
+                 [this, weak, i](std::vector<network::AddressConstSharedPtr> addrs,
+                                 std::string error) {
+                   auto c = weak.lock();
+                   if (!c) return;
+                   if (!error.empty()) {
+                     SLUICE_LOG(warn, upstream, "cluster '{}': {}", c->config.info->name(), error);
+                   }
+                   c->resolved[i] = std::move(addrs);
+                   if (--c->outstanding == 0) onResolved(*c);
+                 });
+  }
+}
+
+void ClusterManager::onResolved(Cluster& cluster) {
+  const auto& cfg = cluster.config;
+  const std::string& name = cfg.info->name();
+  bool any = false;
+  for (const auto& r : cluster.resolved) any |= !r.empty();
+  if (!any) {
+    cfg.info->stats().update_failure.inc();
+  } else {
+    cfg.info->stats().update_success.inc();
+  }
+  // Keep the Host objects of addresses that stayed, so their stats and pools survive.
+  auto set = std::make_shared<PrioritySet>();
+  bool changed = false;
+  for (size_t i = 0; i < cfg.endpoints.size(); ++i) {
+    const auto& e = cfg.endpoints[i];
+    auto addrs = cluster.resolved[i];
+    if (cfg.type == DiscoveryType::LogicalDns && addrs.size() > 1) addrs.resize(1);
+    if (set->priorities.size() <= e.priority) set->priorities.resize(e.priority + 1);
+    set->priorities[e.priority].priority = e.priority;
+    for (const auto& a : addrs) {
+      HostSharedPtr existing;
+      for (const auto& p : cluster.hosts->priorities) {
+        for (const auto& h : p.hosts) {
+          if (*h->address() == *a && h->hostname() == e.hostname) existing = h;
+        }
+      }
+      if (!existing) {
+        changed = true;
+        existing = std::make_shared<Host>(name, a, e.hostname, e.weight, e.priority, e.locality);
+      }
+      set->priorities[e.priority].hosts.push_back(existing);
+    }
+  }
+  if (set->totalHosts() != cluster.hosts->totalHosts()) changed = true;
+  if (!any && cluster.hosts->totalHosts() > 0) {
+    // A failed refresh keeps the hosts we had (Envoy does the same).
+    changed = false;
+  }
+  if (changed) {
+    cluster.hosts = set;
+    cfg.info->stats().membership_change.inc();
+    publish(cluster);
+  } else if (!any) {
+    cfg.info->stats().update_empty.inc();
+  }
+  if (!cluster.initialized) {
+    cluster.initialized = true;
+    if (--pending_init_ == 0 && on_initialized_) on_initialized_();
+  }
+  if (!cluster.refresh_timer) {
+    cluster.refresh_timer = main_.createTimer([this, &cluster] { resolve(cluster); });
+  }
+  cluster.refresh_timer->enableTimer(cfg.dns_refresh_rate);
+}
+
+std::vector<ClusterManager::ClusterView> ClusterManager::clusters() const {
+  std::vector<ClusterView> out;
+  for (const auto& [_, c] : clusters_) out.push_back({c->config.info, c->hosts, c->config.type});
+  return out;
+}
+
+bool ClusterManager::has(std::string_view name) const { return clusters_.find(name) != clusters_.end(); }
+
+}  // namespace sluice::upstream

@@ -1,0 +1,76 @@
+#pragma once
+
+// The HTTP/1.1 connection pool of one upstream host on one worker: idle keep-alive
+// connections are reused, new ones are made when none is free, and requests wait in a queue
+// while a connection is being made. One request per connection at a time.
+
+#include <chrono>
+#include <list>
+#include <memory>
+#include <string_view>
+
+#include "event/dispatcher.h"
+#include "http/codec.h"
+#include "upstream/cluster_info.h"
+#include "upstream/host.h"
+
+namespace sluice::upstream {
+
+enum class PoolFailureReason { ConnectionFailure, Timeout, Overflow };
+
+class ConnPoolCallbacks {
+ public:
+  virtual ~ConnPoolCallbacks() = default;
+  // A connection is ready for the request: encode it on `encoder`. `reused`: the connection
+  // served requests before (a keep-alive connection the upstream may close at any moment).
+  virtual void onPoolReady(http::RequestEncoder& encoder, const HostSharedPtr& host,
+                           bool reused, const network::AddressConstSharedPtr& local_address) = 0;
+  virtual void onPoolFailure(PoolFailureReason reason, std::string_view transport_failure_reason,
+                             const HostSharedPtr& host) = 0;
+};
+
+// A request waiting for a connection; cancel() withdraws it.
+class Cancellable {
+ public:
+  virtual ~Cancellable() = default;
+  virtual void cancel() = 0;
+};
+
+class Http1ConnPool {
+ public:
+  Http1ConnPool(event::Dispatcher& dispatcher, HostSharedPtr host, ClusterInfoConstSharedPtr cluster);
+  ~Http1ConnPool();
+
+  // Starts a request whose response goes to `decoder`. Returns null when `callbacks` were
+  // already called (a ready connection, or an immediate failure); otherwise a handle to
+  // cancel the waiting request. `new_connection`: never reuse an idle connection.
+  Cancellable* newStream(http::ResponseDecoder& decoder, ConnPoolCallbacks& callbacks,
+                         bool new_connection = false);
+
+  // Closes idle connections and lets busy ones close when their request ends.
+  void drainConnections();
+  bool idle() const;
+  const HostSharedPtr& host() const { return host_; }
+
+ private:
+  struct ActiveClient;
+  struct Pending;
+  friend struct ActiveClient;
+  friend struct Pending;
+
+  void createClient();
+  void attachToClient(ActiveClient& client, Pending& pending);
+  void onClientReady(ActiveClient& client);
+  void onClientClosed(ActiveClient& client, bool connected, std::string_view reason,
+                      bool timed_out);
+  void processPending();
+
+  event::Dispatcher& dispatcher_;
+  const HostSharedPtr host_;
+  const ClusterInfoConstSharedPtr cluster_;
+  std::list<std::unique_ptr<ActiveClient>> clients_;
+  std::list<std::unique_ptr<Pending>> pending_;
+  bool draining_{false};
+};
+
+}  // namespace sluice::upstream

@@ -1,0 +1,351 @@
+"""`sluice proxy` end to end: real configs, a real test upstream, real clients."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import harness
+from harness import Proxy, bootstrap, cluster, hcm
+from upstream import Upstream
+
+
+def route(match, **action):
+    r = {"match": match}
+    r.update(action)
+    return r
+
+
+class ProxyTest(harness.unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.a = Upstream("a")
+        cls.b = Upstream("b")
+        routes = [
+            route({"path": "/exact"}, route={"cluster": "b"}),
+            route({"prefix": "/hdr", "headers": [{"name": "x-version", "string_match": {"exact": "v2"}}]},
+                  route={"cluster": "b"}),
+            route({"prefix": "/query", "query_parameters": [{"name": "canary", "string_match": {"exact": "yes"}}]},
+                  route={"cluster": "b"}),
+            route({"safe_regex": {"regex": "/re/[0-9]+"}}, route={"cluster": "b"}),
+            route({"prefix": "/rewrite/"}, route={"cluster": "a", "prefix_rewrite": "/new/"}),
+            route({"prefix": "/direct"}, direct_response={"status": 418, "body": {"inline_string": "teapot"}}),
+            route({"prefix": "/redirect"}, redirect={"host_redirect": "example.com", "path_redirect": "/moved"}),
+            route({"prefix": "/weighted"}, route={"weighted_clusters": {"clusters": [
+                {"name": "a", "weight": 75}, {"name": "b", "weight": 25}]}}),
+            route({"prefix": "/slow"}, route={"cluster": "a", "timeout": "0.3s"}),
+            route({"prefix": "/dead"}, route={"cluster": "dead"}),
+            route({"prefix": "/hdrs"}, route={"cluster": "a"},
+                  request_headers_to_add=[{"header": {"key": "x-added", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}}],
+                  response_headers_to_add=[{"header": {"key": "x-resp", "value": "yes"}}],
+                  response_headers_to_remove=["x-upstream"]),
+            route({"prefix": "/"}, route={"cluster": "a"}),
+        ]
+        cls.log_path = os.path.join(harness.tempfile.mkdtemp(), "access.log")
+        # A port nobody listens on, for connect failures.
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+        s.close()
+        config = bootstrap(
+            hcm(routes, access_log=[{"name": "envoy.access_loggers.file", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": cls.log_path}}]),
+            [cluster("a", cls.a.port), cluster("b", cls.b.port), cluster("dead", dead_port)])
+        cls.proxy = Proxy(config)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        cls.a.close()
+        cls.b.close()
+
+    def get(self, path, headers=None):
+        r, data = self.proxy.request("GET", path, headers)
+        return r, data
+
+    def echo(self, path, headers=None):
+        r, data = self.get(path, headers)
+        self.assertEqual(r.status, 200, data)
+        return json.loads(data)
+
+    def test_prefix_routes_to_a(self):
+        e = self.echo("/anything?x=1")
+        self.assertEqual(e["upstream"], "a")
+        self.assertEqual(e["path"], "/anything?x=1")
+
+    def test_exact_path(self):
+        self.assertEqual(self.echo("/exact")["upstream"], "b")
+        self.assertEqual(self.echo("/exact/more")["upstream"], "a")
+
+    def test_header_match(self):
+        self.assertEqual(self.echo("/hdr", {"x-version": "v2"})["upstream"], "b")
+        self.assertEqual(self.echo("/hdr", {"x-version": "v1"})["upstream"], "a")
+
+    def test_query_parameter_match(self):
+        self.assertEqual(self.echo("/query?canary=yes")["upstream"], "b")
+        self.assertEqual(self.echo("/query?canary=no")["upstream"], "a")
+
+    def test_regex_match(self):
+        self.assertEqual(self.echo("/re/123")["upstream"], "b")
+        self.assertEqual(self.echo("/re/abc")["upstream"], "a")
+
+    def test_prefix_rewrite_sets_original_path(self):
+        e = self.echo("/rewrite/x?q=1")
+        self.assertEqual(e["path"], "/new/x?q=1")
+        self.assertEqual(e["headers"]["x-envoy-original-path"], "/rewrite/x?q=1")
+
+    def test_direct_response(self):
+        r, data = self.get("/direct")
+        self.assertEqual(r.status, 418)
+        self.assertEqual(data, b"teapot")
+
+    def test_redirect(self):
+        r, data = self.get("/redirect/x")
+        self.assertEqual(r.status, 301)
+        self.assertEqual(r.getheader("location"), "http://example.com/moved")
+
+    def test_weighted_clusters_within_bounds(self):
+        n = 400
+        counts = {"a": 0, "b": 0}
+        for _ in range(n):
+            counts[self.echo("/weighted")["upstream"]] += 1
+        # 25% to b: mean 100, sd ~8.7; 4 sd either side.
+        self.assertGreater(counts["b"], 100 - 35)
+        self.assertLess(counts["b"], 100 + 35)
+
+    def test_headers_envoy_sets(self):
+        e = self.echo("/")
+        h = e["headers"]
+        self.assertRegex(h["x-request-id"], r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        self.assertEqual(h["x-forwarded-proto"], "http")
+        self.assertEqual(h["x-envoy-expected-rq-timeout-ms"], "15000")
+        r, _ = self.get("/")
+        self.assertEqual(r.getheader("server"), "envoy")
+        self.assertIsNotNone(r.getheader("x-envoy-upstream-service-time"))
+
+    def test_header_mutations(self):
+        r, data = self.get("/hdrs")
+        self.assertEqual(json.loads(data)["headers"]["x-added"], "127.0.0.1")
+        self.assertEqual(r.getheader("x-resp"), "yes")
+        self.assertIsNone(r.getheader("x-upstream"))
+
+    def test_timeout_is_504_ut(self):
+        r, data = self.get("/slow", {"x-test-delay-ms": "2000"})
+        self.assertEqual(r.status, 504)
+        self.assertEqual(data, b"upstream request timeout")
+
+    def test_connect_failure_is_503_uf(self):
+        r, data = self.get("/dead")
+        self.assertEqual(r.status, 503)
+        self.assertIn(b"upstream connect error or disconnect/reset before headers", data)
+
+    def test_upstream_reset_is_503(self):
+        r, data = self.get("/", {"x-test-reset": "1"})
+        self.assertEqual(r.status, 503)
+        self.assertIn(b"reset reason: connection termination", data)
+
+    def test_upstream_status_passes_through(self):
+        r, _ = self.get("/", {"x-test-status": "404"})
+        self.assertEqual(r.status, 404)
+
+    def test_keep_alive_reuses_one_upstream_connection(self):
+        c = harness.http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=10)
+        before = self.proxy.stat("cluster.a.upstream_cx_total")
+        for i in range(5):
+            c.request("GET", "/ka%d" % i)
+            r = c.getresponse()
+            self.assertEqual(r.status, 200)
+            r.read()
+        c.close()
+        after = self.proxy.stat("cluster.a.upstream_cx_total")
+        self.assertLessEqual(after - before, 1)
+
+    def test_large_chunked_upload_streams_through(self):
+        body = bytes((i * 13) % 256 for i in range(5 * 1024 * 1024))
+
+        def gen():
+            for i in range(0, len(body), 65536):
+                yield body[i:i + 65536]
+
+        c = harness.http.client.HTTPConnection("127.0.0.1", self.proxy.port, timeout=60)
+        c.request("POST", "/upload", body=gen(), encode_chunked=True,
+                  headers={"transfer-encoding": "chunked"})
+        r = c.getresponse()
+        e = json.loads(r.read())
+        self.assertEqual(e["body_len"], len(body))
+        c.close()
+
+    def test_large_download(self):
+        r, data = self.get("/big", {"x-test-body-size": str(8 * 1024 * 1024)})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(len(data), 8 * 1024 * 1024)
+        self.assertTrue(data == bytes((i * 7) % 251 for i in range(8 * 1024 * 1024)))
+
+    def raw(self, data, read_all=True):
+        s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            if not read_all and b"\r\n\r\n" in out:
+                break
+        s.close()
+        return out
+
+    def test_bad_requests(self):
+        cases = [
+            (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", b"400"),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc", b"400"),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b"400"),
+            (b"GET / HTTP/1.1\r\n\r\n", b"400"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n", b"400"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", b"431"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(150)) + b"\r\n", b"431"),
+        ]
+        before = self.a.requests + self.b.requests
+        for raw, status in cases:
+            out = self.raw(raw)
+            self.assertTrue(out.startswith(b"HTTP/1.1 " + status), (raw[:60], out[:100]))
+        self.assertEqual(self.a.requests + self.b.requests, before, "a bad request reached an upstream")
+
+    def test_pipelined_requests(self):
+        out = self.raw(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                       b"GET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        self.assertEqual(out.count(b"HTTP/1.1 200"), 3)
+        self.assertLess(out.index(b'"/p1"'), out.index(b'"/p2"'))
+        self.assertLess(out.index(b'"/p2"'), out.index(b'"/p3"'))
+
+    def test_access_log_lines(self):
+        self.get("/logged-path", {"user-agent": "sluice-test"})
+        # The log is flushed within a second; wait on the file, not the clock.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.exists(self.log_path) and b"/logged-path" in open(self.log_path, "rb").read():
+                break
+            time.sleep(0.05)
+        line = [l for l in open(self.log_path).read().splitlines() if "/logged-path" in l][-1]
+        self.assertRegex(line, r'^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET /logged-path HTTP/1.1" 200 - 0 \d+ \d+ \d+ "-" "sluice-test" "[0-9a-f-]{36}" "127.0.0.1:\d+" "127.0.0.1:\d+"$')
+
+    def test_admin_endpoints(self):
+        r, data = self.proxy.admin("/ready")
+        self.assertEqual((r.status, data), (200, b"LIVE\n"))
+        r, data = self.proxy.admin("/server_info")
+        info = json.loads(data)
+        self.assertEqual(info["state"], "LIVE")
+        r, data = self.proxy.admin("/clusters")
+        self.assertIn(b"a::127.0.0.1:%d::health_flags::healthy" % self.a.port, data)
+        r, data = self.proxy.admin("/clusters?format=json")
+        self.assertEqual({c["name"] for c in json.loads(data)["cluster_statuses"]}, {"a", "b", "dead"})
+        r, data = self.proxy.admin("/listeners")
+        self.assertIn(b"listener_0::127.0.0.1:%d" % self.proxy.port, data)
+        r, data = self.proxy.admin("/config_dump")
+        dump = json.loads(data)
+        types = [c["@type"] for c in dump["configs"]]
+        self.assertIn("type.googleapis.com/envoy.admin.v3.BootstrapConfigDump", types)
+        r, _ = self.proxy.admin("/healthcheck/fail")  # GET on a mutating endpoint
+        self.assertEqual(r.status, 405)
+        r, _ = self.proxy.admin("/nope")
+        self.assertEqual(r.status, 404)
+
+    def test_stats_after_known_traffic(self):
+        before = self.proxy.stat("http.ingress_http.downstream_rq_2xx")
+        before_b = self.proxy.stat("cluster.b.upstream_rq_200") or 0
+        for _ in range(3):
+            self.echo("/exact")
+        self.assertEqual(self.proxy.stat("http.ingress_http.downstream_rq_2xx") - before, 3)
+        self.assertEqual(self.proxy.stat("cluster.b.upstream_rq_200") - before_b, 3)
+
+    def test_prometheus_output_passes_promtool(self):
+        self.echo("/")
+        r, data = self.proxy.admin("/stats/prometheus")
+        self.assertEqual(r.status, 200)
+        self.assertIn(b'envoy_cluster_upstream_rq_total{envoy_cluster_name="a"}', data)
+        p = subprocess.run(["promtool", "check", "metrics"], input=data, capture_output=True)
+        # Exit 3 is promtool's lint findings, which Envoy's own names always raise (counters
+        # without "_total", no HELP text); anything else (exit 1) is a format error.
+        self.assertIn(p.returncode, (0, 3), p.stdout + p.stderr)
+        lint = ('should have "_total" suffix', "no help text", 'should not have "_total" suffix')
+        for line in (p.stdout + p.stderr).decode().splitlines():
+            self.assertTrue(any(x in line for x in lint), line)
+
+
+class ValidateModeTest(harness.unittest.TestCase):
+    def test_good_config(self):
+        u_port = 1  # never contacted in validate mode
+        d = harness.tempfile.mkdtemp()
+        path = os.path.join(d, "good.json")
+        json.dump(bootstrap(hcm([route({"prefix": "/"}, route={"cluster": "a"})]),
+                            [cluster("a", u_port)]), open(path, "w"))
+        r = harness.run("proxy", "--mode", "validate", "-c", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("OK", r.stdout)
+
+    def test_bad_config_names_the_field(self):
+        d = harness.tempfile.mkdtemp()
+        path = os.path.join(d, "bad.json")
+        cfg = bootstrap(hcm([route({"prefix": "/"}, route={"cluster": "a"})]), [cluster("a", 1)])
+        cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"].insert(
+            0, {"name": "envoy.filters.http.lua", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua"}})
+        json.dump(cfg, open(path, "w"))
+        r = harness.run("proxy", "--mode", "validate", "-c", path)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0]: "
+                      "envoy.filters.http.lua is not supported", r.stderr)
+
+
+class NoRouteTest(harness.unittest.TestCase):
+    def test_no_route_is_404_and_counts_no_upstream_request(self):
+        u = Upstream("only")
+        try:
+            proxy = Proxy(bootstrap(hcm([route({"prefix": "/only"}, route={"cluster": "o"})]),
+                                    [cluster("o", u.port)]))
+            with proxy:
+                r, _ = proxy.request("GET", "/other")
+                self.assertEqual(r.status, 404)
+                r, _ = proxy.request("GET", "/only/x")
+                self.assertEqual(r.status, 200)
+                self.assertEqual(u.requests, 1)
+                self.assertEqual(proxy.stat("http.ingress_http.downstream_rq_4xx"), 1)
+                self.assertEqual(proxy.stop(), 0)
+        finally:
+            u.close()
+
+
+class DrainTest(harness.unittest.TestCase):
+    def test_sigterm_finishes_in_flight_requests(self):
+        u = Upstream("slow")
+        try:
+            proxy = Proxy(bootstrap(hcm([route({"prefix": "/"}, route={"cluster": "s"})]),
+                                    [cluster("s", u.port)]), concurrency=2)
+            result = {}
+
+            def slow():
+                r, data = proxy.request("GET", "/", {"x-test-delay-ms": "500"})
+                result["status"] = r.status
+                result["conn"] = r.getheader("connection")
+
+            t = threading.Thread(target=slow)
+            t.start()
+            deadline = time.monotonic() + 10
+            while u.requests == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(u.requests, 1)
+            proxy.proc.send_signal(signal.SIGTERM)
+            t.join(20)
+            self.assertEqual(result.get("status"), 200)
+            self.assertEqual(result.get("conn"), "close")
+            self.assertEqual(proxy.stop(), 0)
+        finally:
+            u.close()
+
+
+if __name__ == "__main__":
+    harness.main()

@@ -1,0 +1,143 @@
+"""A test upstream for Sluice's end-to-end tests: an HTTP/1.1 server that echoes each
+request as JSON and misbehaves on demand.
+
+Request headers that steer it:
+  x-test-status: N        answer with status N
+  x-test-delay-ms: N      wait N ms before answering
+  x-test-reset: 1         close the connection without answering
+  x-test-body-size: N     answer with N bytes of body instead of the JSON echo
+  x-test-close: 1         answer with "connection: close"
+An Upgrade: websocket request gets 101 and then every byte is echoed back.
+
+Run as a module (python3 upstream.py NAME) it prints "listening on PORT" and serves until
+killed; tests use Upstream(name) to run it in a thread."""
+
+import json
+import socket
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except (ConnectionResetError, BrokenPipeError):
+            self.close_connection = True
+
+    def _body(self):
+        if self.headers.get("transfer-encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                line = self.rfile.readline()
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("content-length", "0") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _serve(self):
+        server = self.server
+        with server.lock:
+            server.requests += 1
+            server.connections.add(self.client_address)
+        body = self._body()
+        if self.headers.get("upgrade", "").lower() == "websocket":
+            self.send_response(101)
+            self.send_header("upgrade", "websocket")
+            self.send_header("connection", "upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                data = self.connection.recv(65536)
+                if not data:
+                    break
+                self.connection.sendall(data)
+            self.close_connection = True
+            return
+        if self.headers.get("x-test-reset"):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.close_connection = True
+            self.connection.close()
+            return
+        delay = int(self.headers.get("x-test-delay-ms", "0"))
+        if delay:
+            time.sleep(delay / 1000.0)
+        status = int(self.headers.get("x-test-status", "200"))
+        size = self.headers.get("x-test-body-size")
+        if size is not None:
+            payload = bytes((i * 7) % 251 for i in range(int(size)))
+            ctype = "application/octet-stream"
+        else:
+            payload = json.dumps({
+                "upstream": server.name,
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body_len": len(body),
+                "body": body.decode("latin-1") if len(body) < 4096 else "",
+            }).encode()
+            ctype = "application/json"
+        self.send_response(status)
+        self.send_header("content-type", ctype)
+        self.send_header("content-length", str(len(payload)))
+        self.send_header("x-upstream", server.name)
+        if self.headers.get("x-test-close"):
+            self.send_header("connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _serve
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class Upstream:
+    """A test upstream on 127.0.0.1, port 0, in a background thread."""
+
+    def __init__(self, name):
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.name = name
+        self.server.lock = threading.Lock()
+        self.server.requests = 0
+        self.server.connections = set()
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def requests(self):
+        with self.server.lock:
+            return self.server.requests
+
+    @property
+    def connections(self):
+        with self.server.lock:
+            return len(self.server.connections)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+if __name__ == "__main__":
+    u = Upstream(sys.argv[1] if len(sys.argv) > 1 else "upstream")
+    print("listening on %d" % u.port, flush=True)
+    threading.Event().wait()
