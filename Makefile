@@ -21,7 +21,7 @@ build: setup
 
 # Builds, then runs the main job on its embedded defaults.
 run: build
-	build/bin/sluice echo --address 127.0.0.1:10000
+	build/bin/sluice proxy -c examples/front-proxy/envoy.yaml
 
 # Builds and runs every test: the optimised build, then again under ASan+UBSan.
 test: test-release test-asan

@@ -195,6 +195,8 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     if (headers_timer) headers_timer->disableTimer();
     request_headers = std::move(headers);
     remote_complete = end_stream;
+    SLUICE_LOG(debug, http, "[C{}][S{}] request {} {} (end_stream={})", parent.connection_->id(), id,
+               request_headers->method(), request_headers->path(), end_stream);
     resetIdleTimer();
     info.protocol = parent.codec_->protocol();
     parent.stats_.downstream_rq_http1_total.inc();
@@ -475,6 +477,8 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
       if (duration_timer) duration_timer->disableTimer();
     }
     if (close_after) parent.close_after_stream_ = true;
+    SLUICE_LOG(debug, http, "[C{}][S{}] response {} (end_stream={}, details={})",
+               parent.connection_->id(), id, status, end_stream, info.response_code_details);
     encoder.encodeHeaders(h, end_stream);
     if (end_stream) onResponseComplete();
   }

@@ -357,6 +357,16 @@ void RouterFilter::cleanup() {
     callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
     watermarks_registered_ = false;
   }
+  if (upstream_complete_ && upstream_encoder_) {
+    // The connection goes back to the pool: it must not stay paused by this request's
+    // back-pressure.
+    while (upstream_read_disabled_ > 0) {
+      --upstream_read_disabled_;
+      upstream_encoder_->getStream().readDisable(false);
+    }
+    upstream_encoder_->getStream().removeCallbacks(upstream_);
+    upstream_encoder_ = nullptr;
+  }
 }
 
 void RouterFilter::onDestroy() {

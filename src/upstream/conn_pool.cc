@@ -216,6 +216,8 @@ Cancellable* Http1ConnPool::newStream(http::ResponseDecoder& decoder, ConnPoolCa
   }
   cluster_->stats().upstream_rq_pending_total.inc();
   cluster_->stats().upstream_rq_pending_active.inc();
+  SLUICE_LOG(debug, upstream, "request to {} waits for a connection ({} waiting)",
+             host_->address()->asString(), pending_.size() + 1);
   pending_.push_back(std::make_unique<Pending>(*this, decoder, callbacks, new_connection));
   Cancellable* handle = pending_.back().get();
   size_t connecting = 0;
@@ -243,6 +245,8 @@ void Http1ConnPool::attachToClient(ActiveClient& client, Pending& pending) {
   client.request_counted = true;
   cluster_->stats().upstream_rq_active.inc();
   host_->stats().rq_active++;
+  SLUICE_LOG(debug, upstream, "[C{}] request {} on this connection to {}", client.connection->id(),
+             client.served, host_->address()->asString());
   ConnPoolCallbacks& callbacks = pending.callbacks;
   http::RequestEncoder& encoder = client.codec->newStream(client);
   callbacks.onPoolReady(encoder, host_, reused, client.connection->localAddress());

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -24,56 +25,70 @@ def main():
 
 
 class Process:
-    """A running sluice process whose stderr is read line by line."""
+    """A running sluice process. A thread reads its stderr continuously (so a chatty process
+    never blocks on a full pipe) and keeps the lines for wait_for_line()."""
 
     def __init__(self, *args):
         self.proc = subprocess.Popen([SLUICE, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, bufsize=0)
         self.lines = []
-        self._partial = b""
+        self._cond = threading.Condition()
+        self._eof = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def _take_lines(self):
-        while b"\n" in self._partial:
-            raw, self._partial = self._partial.split(b"\n", 1)
-            self.lines.append(raw.decode(errors="replace") + "\n")
-
-    def wait_for_line(self, pattern, timeout=20):
-        """Reads stderr until a line matches; returns the match. Lines already read count."""
-        rx = re.compile(pattern)
-        seen = 0
-        deadline = time.monotonic() + timeout
+    def _read(self):
+        partial = b""
         fd = self.proc.stderr.fileno()
         while True:
-            self._take_lines()
-            for line in self.lines[seen:]:
-                m = rx.search(line)
-                if m:
-                    return m
-            seen = len(self.lines)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            # Raw reads: a buffered reader would hide lines that select() cannot see.
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                break
             chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            self._partial += chunk
-        raise AssertionError("no line matching %r; output so far:\n%s" % (pattern, "".join(self.lines)))
+            with self._cond:
+                if not chunk:
+                    if partial:
+                        self.lines.append(partial.decode(errors="replace"))
+                    self._eof = True
+                    self._cond.notify_all()
+                    return
+                partial += chunk
+                while b"\n" in partial:
+                    raw, partial = partial.split(b"\n", 1)
+                    self.lines.append(raw.decode(errors="replace") + "\n")
+                self._cond.notify_all()
+
+    def wait_for_line(self, pattern, timeout=20):
+        """Waits until a line of stderr matches; returns the match. Earlier lines count."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    m = rx.search(line)
+                    if m:
+                        return m
+                seen = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._eof:
+                    break
+                self._cond.wait(remaining)
+            raise AssertionError("no line matching %r; output so far:\n%s" % (pattern, "".join(self.lines)))
+
+    def output(self):
+        with self._cond:
+            return "".join(self.lines)
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
+            self.proc.wait()
             raise AssertionError("sluice did not exit after %s" % sig)
-        self.lines.append((self._partial + err).decode(errors="replace"))
-        self._partial = b""
+        self._reader.join(10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
         return self.proc.returncode
 
     def __enter__(self):
@@ -148,7 +163,9 @@ class Proxy(Process):
         self.config_path = os.path.join(self.dir, "envoy.json")
         with open(self.config_path, "w") as f:
             json.dump(config, f)
-        super().__init__("proxy", "-c", self.config_path, "--concurrency", str(concurrency), *args)
+        extra = os.environ.get("SLUICE_TEST_PROXY_ARGS", "").split()
+        super().__init__("proxy", "-c", self.config_path, "--concurrency", str(concurrency),
+                         *extra, *args)
         m = self.wait_for_line(r"listener 'listener_0' listening on 127\.0\.0\.1:(\d+)")
         self.port = int(m.group(1))
         m = self.wait_for_line(r"admin address: 127\.0\.0\.1:(\d+)")

@@ -51,7 +51,7 @@ class ProxyTest(harness.unittest.TestCase):
         dead_port = s.getsockname()[1]
         s.close()
         config = bootstrap(
-            hcm(routes, access_log=[{"name": "envoy.access_loggers.file", "typed_config": {
+            hcm(routes, upgrade_configs=[{"upgrade_type": "websocket"}], access_log=[{"name": "envoy.access_loggers.file", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
                 "path": cls.log_path}}]),
             [cluster("a", cls.a.port), cluster("b", cls.b.port), cluster("dead", dead_port)])
@@ -215,9 +215,73 @@ class ProxyTest(harness.unittest.TestCase):
             self.assertTrue(out.startswith(b"HTTP/1.1 " + status), (raw[:60], out[:100]))
         self.assertEqual(self.a.requests + self.b.requests, before, "a bad request reached an upstream")
 
+    def test_websocket_upgrade_tunnels_bytes_both_ways(self):
+        s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                  b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            self.assertTrue(chunk, head)
+            head += chunk
+        self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+        self.assertIn(b"upgrade: websocket", head.lower())
+        rest = head.split(b"\r\n\r\n", 1)[1]
+        for msg in (b"frame one", b"\x00\x01binary\xff", b"x" * 100000):
+            s.sendall(msg)
+            got = rest
+            rest = b""
+            while len(got) < len(msg):
+                chunk = s.recv(65536)
+                self.assertTrue(chunk)
+                got += chunk
+            self.assertEqual(got, msg)
+        s.close()
+
+    def test_upgrade_other_than_websocket_is_refused(self):
+        out = self.raw(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c-ish\r\n\r\n",
+                       read_all=False)
+        self.assertTrue(out.startswith(b"HTTP/1.1 403"), out)
+
+    def test_expect_100_continue(self):
+        body = b"y" * 3000
+        out = b""
+        s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        s.sendall(b"POST /continue HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n"
+                  b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        while b"\r\n\r\n" not in out:
+            out += s.recv(4096)
+        self.assertTrue(out.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), out)
+        s.sendall(body)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        s.close()
+        final = out.split(b"\r\n\r\n", 1)[1]
+        self.assertTrue(final.startswith(b"HTTP/1.1 200"), final[:100])
+        e = json.loads(final.split(b"\r\n\r\n", 1)[1])
+        self.assertEqual(e["body_len"], 3000)
+        self.assertNotIn("expect", e["headers"])
+
+    def test_http_10_is_refused_by_default(self):
+        out = self.raw(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 426"), out)
+
+    def test_curl_sees_what_envoy_sends(self):
+        p = subprocess.run(["curl", "-s", "-i", "http://127.0.0.1:%d/curl" % self.proxy.port],
+                           capture_output=True, timeout=30)
+        self.assertEqual(p.returncode, 0)
+        self.assertTrue(p.stdout.startswith(b"HTTP/1.1 200 OK"), p.stdout[:100])
+        self.assertIn(b"server: envoy", p.stdout)
+
     def test_pipelined_requests(self):
-        out = self.raw(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\n"
-                       b"GET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        try:
+            out = self.raw(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                           b"GET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        except socket.timeout:
+            self.fail("timed out; proxy log:\n" + self.proxy.output()[-20000:])
         self.assertEqual(out.count(b"HTTP/1.1 200"), 3)
         self.assertLess(out.index(b'"/p1"'), out.index(b'"/p2"'))
         self.assertLess(out.index(b'"/p2"'), out.index(b'"/p3"'))
@@ -314,6 +378,79 @@ class NoRouteTest(harness.unittest.TestCase):
                 self.assertEqual(r.status, 200)
                 self.assertEqual(u.requests, 1)
                 self.assertEqual(proxy.stat("http.ingress_http.downstream_rq_4xx"), 1)
+                self.assertEqual(proxy.stop(), 0)
+        finally:
+            u.close()
+
+
+class KeepAliveRaceTest(harness.unittest.TestCase):
+    def test_a_request_on_a_connection_the_upstream_just_closed_is_retried_once(self):
+        u = Upstream("race")
+        try:
+            proxy = Proxy(bootstrap(hcm([route({"prefix": "/"}, route={"cluster": "r"})]),
+                                    [cluster("r", u.port)]))
+            with proxy:
+                c = harness.http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+                c.request("GET", "/first", headers={"x-test-close-next": "1"})
+                r = c.getresponse()
+                r.read()
+                self.assertEqual(r.status, 200)
+                # The pool reuses the one upstream connection; the upstream drops it when the
+                # request arrives, without a byte of response.
+                c.request("GET", "/second")
+                r = c.getresponse()
+                e = json.loads(r.read())
+                self.assertEqual(r.status, 200)
+                self.assertEqual(e["path"], "/second")
+                self.assertEqual(u.server.closed_on_arrival, 1)
+                self.assertEqual(proxy.stat("cluster.r.upstream_rq_retry"), 1)
+                self.assertEqual(proxy.stat("cluster.r.upstream_cx_total"), 2)
+                c.close()
+                self.assertEqual(proxy.stop(), 0)
+        finally:
+            u.close()
+
+
+class BackPressureTest(harness.unittest.TestCase):
+    def test_slow_client_pauses_the_upstream_and_the_connection_is_reusable_after(self):
+        u = Upstream("bp")
+        try:
+            cfg = bootstrap(hcm([route({"prefix": "/"}, route={"cluster": "u"})]),
+                            [cluster("u", u.port, per_connection_buffer_limit_bytes=32768)],
+                            listener_extra={"per_connection_buffer_limit_bytes": 32768})
+            proxy = Proxy(cfg)
+            with proxy:
+                size = 16 * 1024 * 1024
+                s = socket.create_connection(("127.0.0.1", proxy.port), timeout=30)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+                s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nx-test-body-size: %d\r\n\r\n" % size)
+                got = b""
+                while b"\r\n\r\n" not in got:
+                    got += s.recv(4096)
+                body_len = len(got.split(b"\r\n\r\n", 1)[1])
+                # Read slowly at first: the proxy must stop reading the upstream meanwhile.
+                paused = False
+                for _ in range(200):
+                    body_len += len(s.recv(1024))
+                    if proxy.stat("cluster.u.upstream_cx_rx_bytes_buffered") is not None and \
+                            proxy.stat("http.ingress_http.downstream_cx_tx_bytes_buffered") <= 4 * 32768 + 65536:
+                        paused = True
+                self.assertTrue(paused, "the proxy buffered the response without bound")
+                while body_len < size:
+                    chunk = s.recv(1 << 20)
+                    self.assertTrue(chunk)
+                    body_len += len(chunk)
+                # The same upstream connection serves the next request (not left paused).
+                s.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                out = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    out += chunk
+                self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:200])
+                self.assertIn(b'"/next"', out)
+                self.assertEqual(proxy.stat("cluster.u.upstream_cx_total"), 1)
                 self.assertEqual(proxy.stop(), 0)
         finally:
             u.close()

@@ -7,6 +7,8 @@ Request headers that steer it:
   x-test-reset: 1         close the connection without answering
   x-test-body-size: N     answer with N bytes of body instead of the JSON echo
   x-test-close: 1         answer with "connection: close"
+  x-test-close-next: 1    answer, but close the connection silently when the next request
+                          arrives on it (the keep-alive race, made deterministic)
 An Upgrade: websocket request gets 101 and then every byte is echoed back.
 
 Run as a module (python3 upstream.py NAME) it prints "listening on PORT" and serves until
@@ -54,6 +56,13 @@ class Handler(BaseHTTPRequestHandler):
             server.requests += 1
             server.connections.add(self.client_address)
         body = self._body()
+        if getattr(self, "close_next", False):
+            with server.lock:
+                server.closed_on_arrival += 1
+            self.close_connection = True
+            return
+        if self.headers.get("x-test-close-next"):
+            self.close_next = True
         if self.headers.get("upgrade", "").lower() == "websocket":
             self.send_response(101)
             self.send_header("upgrade", "websocket")
@@ -118,6 +127,7 @@ class Upstream:
         self.server.lock = threading.Lock()
         self.server.requests = 0
         self.server.connections = set()
+        self.server.closed_on_arrival = 0
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
