@@ -17,6 +17,7 @@ namespace sluice::stats {
 class Store;
 class Counter;
 class Gauge;
+class Histogram;
 }  // namespace sluice::stats
 
 namespace sluice::http {
@@ -69,6 +70,8 @@ struct ConnectionManagerStats {
   ALL_HTTP_CONN_MAN_STATS(SLUICE_DECLARE_COUNTER, SLUICE_DECLARE_GAUGE)
 #undef SLUICE_DECLARE_COUNTER
 #undef SLUICE_DECLARE_GAUGE
+  stats::Histogram& downstream_rq_time;       // ms, request start to stream end
+  stats::Histogram& downstream_cx_length_ms;  // ms, connection lifetime
   // http.<prefix>.
   static ConnectionManagerStats create(stats::Store& store, const std::string& stat_prefix);
 };

@@ -16,7 +16,9 @@ ConnectionManagerStats ConnectionManagerStats::create(stats::Store& store,
   const std::string p = "http." + stat_prefix + ".";
 #define SLUICE_MAKE_COUNTER(name) store.counter(p + #name),
 #define SLUICE_MAKE_GAUGE(name) store.gauge(p + #name),
-  return ConnectionManagerStats{ALL_HTTP_CONN_MAN_STATS(SLUICE_MAKE_COUNTER, SLUICE_MAKE_GAUGE)};
+  return ConnectionManagerStats{ALL_HTTP_CONN_MAN_STATS(SLUICE_MAKE_COUNTER, SLUICE_MAKE_GAUGE)
+                                    store.histogram(p + "downstream_rq_time"),
+                                store.histogram(p + "downstream_cx_length_ms")};
 #undef SLUICE_MAKE_COUNTER
 #undef SLUICE_MAKE_GAUGE
 }
@@ -719,6 +721,7 @@ void ConnectionManagerImpl::initializeReadFilterCallbacks(network::ReadFilterCal
   read_callbacks_ = &callbacks;
   connection_ = &callbacks.connection();
   connection_->addConnectionCallbacks(*this);
+  connected_at_ = connection_->dispatcher().timeSource().monotonicTime();
   connection_->setDelayedCloseTimeout(config_->delayed_close_timeout);
   stats_.downstream_cx_total.inc();
   stats_.downstream_cx_active.inc();
@@ -793,6 +796,8 @@ void ConnectionManagerImpl::doEndStream(ActiveStream& stream) {
   }
   stats_.downstream_rq_active.dec();
   stats_.downstream_rq_completed.inc();
+  stats_.downstream_rq_time.recordValue(
+      std::chrono::duration_cast<std::chrono::milliseconds>(*stream.info.request_complete).count());
   if (stream.upgrade_counted) stats_.downstream_cx_upgrades_active.dec();
   // Re-enable reads that this stream paused.
   while (stream.read_disabled > 0) {
@@ -866,6 +871,10 @@ void ConnectionManagerImpl::onEvent(network::ConnectionEvent event) {
   if (had_streams) stats_.downstream_cx_destroy_active_rq.inc();
   stats_.downstream_cx_active.dec();
   stats_.downstream_cx_http1_active.dec();
+  stats_.downstream_cx_length_ms.recordValue(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 connection_->dispatcher().timeSource().monotonicTime() -
+                                                 connected_at_)
+                                                 .count());
   resetAllStreams(StreamResetReason::ConnectionTermination);
 }
 

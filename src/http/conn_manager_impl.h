@@ -58,6 +58,7 @@ class ConnectionManagerImpl : public network::ReadFilter,
   ServerCodecPtr codec_;
   std::list<std::unique_ptr<ActiveStream>> streams_;
   event::TimerPtr idle_timer_;
+  event::MonotonicTime connected_at_;
   bool draining_{false};
   bool close_after_stream_{false};  // a response carried "connection: close"
   bool closed_{false};

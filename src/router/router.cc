@@ -263,6 +263,7 @@ void RouterFilter::onUpstreamComplete() {
   auto& info = callbacks_->streamInfo();
   info.last_upstream_rx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
   cluster_->info().stats().upstream_rq_completed.inc();
+  cluster_->info().stats().upstream_rq_time.recordValue(sinceRequestSent().count());
   cleanup();
 }
 

@@ -16,6 +16,7 @@ namespace sluice::stats {
 class Store;
 class Counter;
 class Gauge;
+class Histogram;
 }  // namespace sluice::stats
 
 namespace sluice::upstream {
@@ -73,6 +74,8 @@ struct ClusterStats {
   ALL_CLUSTER_STATS(SLUICE_DECLARE_COUNTER, SLUICE_DECLARE_GAUGE)
 #undef SLUICE_DECLARE_COUNTER
 #undef SLUICE_DECLARE_GAUGE
+  stats::Histogram& upstream_rq_time;  // ms, request sent to response complete
+  stats::Histogram& upstream_cx_length_ms;
   static ClusterStats create(stats::Store& store, const std::string& cluster_name);
 };
 

@@ -33,7 +33,8 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
                                      public http::ResponseDecoder {
   enum class State { Connecting, Ready, Busy, Closed };
 
-  explicit ActiveClient(Http1ConnPool& p) : pool(p) {
+  explicit ActiveClient(Http1ConnPool& p)
+      : pool(p), created(p.dispatcher_.timeSource().monotonicTime()) {
     std::string error;
     connection = network::createClientConnection(pool.dispatcher_, pool.host_->address(),
                                                  std::make_unique<network::RawTransportSocket>(),
@@ -159,6 +160,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
   }
 
   Http1ConnPool& pool;
+  const event::MonotonicTime created;
   network::ClientConnectionPtr connection;
   http::ClientCodecPtr codec;
   event::TimerPtr idle_timer;
@@ -285,6 +287,9 @@ void Http1ConnPool::onClientClosed(ActiveClient& client, bool connected, std::st
   client.endRequest();
   client.state = ActiveClient::State::Closed;
   stats.upstream_cx_destroy.inc();
+  stats.upstream_cx_length_ms.recordValue(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              dispatcher_.timeSource().monotonicTime() - client.created)
+                                              .count());
   if (was_busy) stats.upstream_cx_destroy_with_active_rq.inc();
   stats.upstream_cx_active.dec();
   host_->stats().cx_active--;

@@ -335,7 +335,8 @@ class ProxyTest(harness.unittest.TestCase):
         # Exit 3 is promtool's lint findings, which Envoy's own names always raise (counters
         # without "_total", no HELP text); anything else (exit 1) is a format error.
         self.assertIn(p.returncode, (0, 3), p.stdout + p.stderr)
-        lint = ('should have "_total" suffix', "no help text", 'should not have "_total" suffix')
+        lint = ('should have "_total" suffix', "no help text", 'should not have "_total" suffix',
+                "should not contain abbreviated units")
         for line in (p.stdout + p.stderr).decode().splitlines():
             self.assertTrue(any(x in line for x in lint), line)
 
