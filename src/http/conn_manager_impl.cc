@@ -84,6 +84,18 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     }
     uint32_t decoderBufferLimit() override { return stream.parent.connection_->bufferLimit(); }
     const RequestHeaderMap* requestHeaders() override { return stream.request_headers.get(); }
+    void setStreamIdleTimeout(std::chrono::milliseconds timeout) override {
+      stream.idle_timeout = timeout;
+      if (timeout.count() == 0) {
+        stream.idle_timer.reset();
+        return;
+      }
+      if (!stream.idle_timer) {
+        stream.idle_timer = stream.parent.connection_->dispatcher().createTimer(
+            [s = &stream] { s->onIdleTimeout(); });
+      }
+      stream.idle_timer->enableTimer(timeout);
+    }
 
     ActiveStream& stream;
     StreamDecoderFilterSharedPtr filter;
@@ -129,9 +141,10 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     }
     const auto& cfg = *p.config_;
     auto& dispatcher = p.connection_->dispatcher();
-    if (cfg.stream_idle_timeout.count() > 0) {
+    idle_timeout = cfg.stream_idle_timeout;
+    if (idle_timeout.count() > 0) {
       idle_timer = dispatcher.createTimer([this] { onIdleTimeout(); });
-      idle_timer->enableTimer(cfg.stream_idle_timeout);
+      idle_timer->enableTimer(idle_timeout);
     }
     if (cfg.request_headers_timeout.count() > 0) {
       headers_timer = dispatcher.createTimer([this] {
@@ -177,7 +190,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
   }
 
   void resetIdleTimer() {
-    if (idle_timer) idle_timer->enableTimer(parent.config_->stream_idle_timeout);
+    if (idle_timer) idle_timer->enableTimer(idle_timeout);
   }
 
   RouteConstSharedPtr route() {
@@ -305,6 +318,10 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     // x-forwarded-for / x-forwarded-proto.
     const auto& remote = parent.connection_->remoteAddress();
     if (cfg.use_remote_address) {
+      // An external client does not get to steer the proxy with Envoy's internal headers.
+      h.removeIf([](const HeaderEntry& e) {
+        return e.key.size() > 8 && e.key.compare(0, 8, "x-envoy-") == 0;
+      });
       if (remote && remote->isIp()) h.append(headers::kXForwardedFor, remote->ip());
       h.set(headers::kXForwardedProto, h.scheme());
       edge_request = true;
@@ -540,6 +557,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
           encode_stopped = i;
           return;
         }
+        if (destroyed) return;
       }
       encode_headers_at = encoders.size() + 1;
       finalEncodeHeaders(end);
@@ -651,7 +669,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
 
   void resetStream(StreamResetReason reason) {
     if (destroyed) return;
-    parent.stats_.downstream_rq_tx_reset.inc();
+    // Counted as downstream_rq_tx_reset by onResetStream, which the codec calls back.
     info.setResponseFlag(ResponseFlag::LocalReset);
     // HTTP/1: a reset closes the connection; the codec reports it back through
     // onResetStream, which ends the stream.
@@ -687,6 +705,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
   std::unique_ptr<buffer::WatermarkBuffer> decode_buffer;
   std::unique_ptr<buffer::Buffer> encode_buffer;
   event::TimerPtr idle_timer;
+  std::chrono::milliseconds idle_timeout{0};
   event::TimerPtr request_timer;
   event::TimerPtr headers_timer;
   event::TimerPtr duration_timer;
@@ -871,6 +890,7 @@ void ConnectionManagerImpl::onEvent(network::ConnectionEvent event) {
   if (had_streams) stats_.downstream_cx_destroy_active_rq.inc();
   stats_.downstream_cx_active.dec();
   stats_.downstream_cx_http1_active.dec();
+  codec_->onConnectionClosed();
   stats_.downstream_cx_length_ms.recordValue(std::chrono::duration_cast<std::chrono::milliseconds>(
                                                  connection_->dispatcher().timeSource().monotonicTime() -
                                                  connected_at_)

@@ -83,6 +83,8 @@ class StreamDecoderFilterCallbacks : public StreamFilterCallbacks {
   virtual void addDownstreamWatermarkCallbacks(DownstreamWatermarkCallbacks& cb) = 0;
   virtual void removeDownstreamWatermarkCallbacks(DownstreamWatermarkCallbacks& cb) = 0;
   virtual uint32_t decoderBufferLimit() = 0;
+  // Replaces the stream idle timeout for this stream (a route's idle_timeout); 0 disables.
+  virtual void setStreamIdleTimeout(std::chrono::milliseconds timeout) = 0;
   // The request headers (valid for the life of the stream once decoded).
   virtual const RequestHeaderMap* requestHeaders() = 0;
 };

@@ -105,10 +105,9 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
     headers.set(http::headers::kXEnvoyExpectedRqTimeoutMs, std::to_string(timeout_.count()));
   }
 
-  if (timeout_.count() > 0) {
-    timeout_timer_ = callbacks_->dispatcher().createTimer([this] { onTimeout(); });
-    timeout_timer_->enableTimer(timeout_);
-  }
+  if (entry_->idleTimeout()) callbacks_->setStreamIdleTimeout(*entry_->idleTimeout());
+  // Envoy's route timeout runs from the end of the request to the end of the response.
+  if (end_stream) armTimeout();
   startUpstream(false);
   return http::FilterHeadersStatus::StopIteration;
 }
@@ -144,8 +143,15 @@ void RouterFilter::onPoolReady(http::RequestEncoder& encoder, const upstream::Ho
   if (upstream_encoder_ == nullptr) return;  // reset while encoding
   const bool body_ends = request_complete_ && !request_trailers_;
   if (resend) {
+    // What went out on the first connection, then what arrived since.
     buffer::Buffer copy;
     copy.add(retry_body_);
+    if (body_pending) {
+      if (retry_body_.length() + buffered_body_.length() <= kRetryBufferLimit) {
+        retry_body_.add(buffered_body_);
+      }
+      copy.move(buffered_body_);
+    }
     encoder.encodeData(copy, body_ends);
   } else if (body_pending) {
     if (reused && buffered_body_.length() <= kRetryBufferLimit) {
@@ -157,6 +163,10 @@ void RouterFilter::onPoolReady(http::RequestEncoder& encoder, const upstream::Ho
   }
   if (upstream_encoder_ && request_complete_ && request_trailers_) {
     encoder.encodeTrailers(*request_trailers_);
+  }
+  if (downstream_paused_ && upstream_encoder_) {
+    downstream_paused_ = false;
+    callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
   }
   if (request_complete_) info.last_upstream_tx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
 }
@@ -177,10 +187,14 @@ void RouterFilter::onPoolFailure(upstream::PoolFailureReason reason,
 
 http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_stream) {
   request_complete_ = end_stream;
+  if (end_stream) armTimeout();
   if (!upstream_encoder_) {
     buffered_body_.move(data);
-    if (buffered_body_.length() > callbacks_->decoderBufferLimit()) {
-      // Waiting for a connection with more body than we hold: push back on the client.
+    const uint32_t limit = callbacks_->decoderBufferLimit();
+    if (!downstream_paused_ && limit > 0 && buffered_body_.length() > limit) {
+      // Waiting for a connection with more body than we hold: push back on the client
+      // until the body has gone upstream.
+      downstream_paused_ = true;
       callbacks_->onDecoderFilterAboveWriteBufferHighWatermark();
     }
     return http::FilterDataStatus::StopIterationNoBuffer;
@@ -202,8 +216,15 @@ http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_s
   return http::FilterDataStatus::StopIterationNoBuffer;
 }
 
+void RouterFilter::armTimeout() {
+  if (timeout_.count() == 0 || timeout_timer_) return;
+  timeout_timer_ = callbacks_->dispatcher().createTimer([this] { onTimeout(); });
+  timeout_timer_->enableTimer(timeout_);
+}
+
 http::FilterTrailersStatus RouterFilter::decodeTrailers(http::RequestTrailerMap& trailers) {
   request_complete_ = true;
+  armTimeout();
   request_trailers_ = &trailers;
   if (upstream_encoder_) upstream_encoder_->encodeTrailers(trailers);
   return http::FilterTrailersStatus::StopIteration;
@@ -270,6 +291,7 @@ void RouterFilter::onUpstreamComplete() {
 void RouterFilter::onUpstreamReset(http::StreamResetReason reason) {
   if (done_ || upstream_complete_) return;
   upstream_encoder_ = nullptr;
+  upstream_read_disabled_ = 0;  // that connection is gone
   if (watermarks_registered_) {
     callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
     watermarks_registered_ = false;
@@ -336,6 +358,7 @@ void RouterFilter::onTimeout() {
   if (upstream_encoder_) {
     http::RequestEncoder* enc = upstream_encoder_;
     upstream_encoder_ = nullptr;
+    upstream_read_disabled_ = 0;
     enc->getStream().removeCallbacks(upstream_);
     enc->getStream().resetStream(http::StreamResetReason::LocalReset);
   }
@@ -372,6 +395,10 @@ void RouterFilter::cleanup() {
 
 void RouterFilter::onDestroy() {
   done_ = true;
+  if (downstream_paused_) {
+    downstream_paused_ = false;
+    callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
+  }
   timeout_timer_.reset();
   if (pending_) {
     pending_->cancel();

@@ -82,6 +82,7 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::ConnPool
   // the callback names collide with StreamCallbacks'.)
 
   void startUpstream(bool new_connection);
+  void armTimeout();
   void onTimeout();
   void sendUpstreamFailure(uint32_t code, http::ResponseFlag flag, std::string_view reason,
                            std::string_view transport_failure);
@@ -117,6 +118,7 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::ConnPool
   bool retried_{false};
   bool retry_possible_{true};
   bool watermarks_registered_{false};
+  bool downstream_paused_{false};  // we paused the client while no connection took the body
   bool done_{false};
 };
 

@@ -173,8 +173,10 @@ class Server {
         }
         workers_[i]->start();
       }
-      state_ = 0;
-      store_.gauge("server.state").set(0);
+      if (!exiting_) {
+        state_ = 0;
+        store_.gauge("server.state").set(0);
+      }
       store_.gauge("server.live").set(1);
       SLUICE_LOG(info, main, "all clusters initialized; {} worker(s) serving", workers_.size());
     });
@@ -211,7 +213,7 @@ class Server {
                activeConnections(), options_.drain_time.count());
     state_ = 1;
     store_.gauge("server.state").set(1);
-    for (auto& w : workers_) w->stopListeners(true);
+    stopListeners(true);
     const auto deadline = time_.monotonicTime() + options_.drain_time;
     drain_timer_ = main_->createTimer([this, deadline] {
       if (activeConnections() == 0 || time_.monotonicTime() >= deadline) {
@@ -221,6 +223,23 @@ class Server {
       drain_timer_->enableTimer(std::chrono::milliseconds(20));
     });
     drain_timer_->enableTimer(std::chrono::milliseconds(20));
+  }
+
+  // Workers stop watching the listen sockets; then the sockets close, so that new
+  // connections are refused rather than queued.
+  void stopListeners(bool drain) {
+    auto remaining = std::make_shared<size_t>(workers_.size());
+    auto close_sockets = [this] {
+      for (auto& ls : sockets_) {
+        for (auto& sock : ls.sockets) sock.close();
+      }
+    };
+    if (workers_.empty()) close_sockets();
+    for (auto& w : workers_) {
+      w->stopListeners(drain, *main_, [remaining, close_sockets] {
+        if (--*remaining == 0) close_sockets();
+      });
+    }
   }
 
   void registerAdminHandlers();
@@ -469,8 +488,7 @@ void Server::registerAdminHandlers() {
                     });
   admin_.addHandler("/drain_listeners", "drain listeners (?graceful: drain connections first)", true,
                     [this](const Request& r, H&, std::string& body) -> uint32_t {
-                      const bool graceful = r.query.count("graceful") > 0;
-                      for (auto& w : workers_) w->stopListeners(graceful);
+                      stopListeners(r.query.count("graceful") > 0);
                       body = "OK\n";
                       return 200;
                     });

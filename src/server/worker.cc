@@ -104,7 +104,10 @@ void ConnectionHandler::removeConnection(ActiveConnection& conn) {
   dispatcher_.deferredDelete(std::make_unique<Deferred<ActiveConnection>>(std::move(owned)));
 }
 
-void ConnectionHandler::stopListeners() { listeners_.clear(); }
+void ConnectionHandler::stopListeners() {
+  // Connections keep referring to their listener's stats: stop accepting, keep the rest.
+  for (auto& l : listeners_) l->listener.reset();
+}
 
 void ConnectionHandler::drainConnections() {
   std::vector<ActiveConnection*> all;
@@ -154,10 +157,11 @@ void Worker::start() {
   });
 }
 
-void Worker::stopListeners(bool drain) {
-  dispatcher_.post([this, drain] {
+void Worker::stopListeners(bool drain, event::Dispatcher& reply_to, std::function<void()> done) {
+  dispatcher_.post([this, drain, &reply_to, done = std::move(done)] {
     handler_.stopListeners();
     if (drain) handler_.drainConnections();
+    reply_to.post(done);
   });
 }
 

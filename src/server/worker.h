@@ -4,6 +4,7 @@
 // view of the clusters. A connection lives on the worker that accepted it.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <unordered_map>
@@ -73,8 +74,9 @@ class Worker {
   void addListener(const config::ListenerConfig& config, const network::SocketFd& socket,
                    const network::Address& bound);
   void start();
-  // Thread-safe: stops accepting; with `drain`, connections are asked to finish.
-  void stopListeners(bool drain);
+  // Thread-safe: stops accepting; with `drain`, connections are asked to finish. `done` is
+  // posted to `reply_to` once this worker no longer watches the listen sockets.
+  void stopListeners(bool drain, event::Dispatcher& reply_to, std::function<void()> done);
   // Thread-safe: ends the thread (closing every connection).
   void stop();
   // Connections open on this worker (read from any thread).

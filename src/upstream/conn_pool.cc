@@ -225,14 +225,18 @@ Cancellable* Http1ConnPool::newStream(http::ResponseDecoder& decoder, ConnPoolCa
   size_t connecting = 0;
   for (auto& c : clients_) connecting += c->state == ActiveClient::State::Connecting;
   if (connecting < pending_.size()) createClient();
-  return handle;
+  // A connection that could not even get a socket failed the request already.
+  for (const auto& p : pending_) {
+    if (p.get() == handle) return handle;
+  }
+  return nullptr;
 }
 
 void Http1ConnPool::createClient() {
   clients_.push_back(std::make_unique<ActiveClient>(*this));
   ActiveClient& c = *clients_.back();
   if (!c.connection) {
-    // No socket: fail like a connect failure, from the loop.
+    // No socket: fail like a connect failure (callbacks run now; newStream() notices).
     onClientClosed(c, false, c.failure, false);
   }
 }

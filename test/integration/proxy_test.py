@@ -412,6 +412,117 @@ class KeepAliveRaceTest(harness.unittest.TestCase):
             u.close()
 
 
+def dns_cluster(name, kind, port):
+    c = cluster(name, port)
+    c["type"] = kind
+    c["dns_lookup_family"] = "V4_ONLY"
+    c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]["address"] = "localhost"
+    return c
+
+
+class DnsAndAdminTest(harness.unittest.TestCase):
+    def test_dns_clusters_resolve_before_serving(self):
+        u = Upstream("dns")
+        try:
+            proxy = Proxy(bootstrap(
+                hcm([route({"prefix": "/strict"}, route={"cluster": "strict"}),
+                     route({"prefix": "/logical"}, route={"cluster": "logical", "auto_host_rewrite": True})]),
+                [dns_cluster("strict", "STRICT_DNS", u.port), dns_cluster("logical", "LOGICAL_DNS", u.port)]))
+            with proxy:
+                r, data = proxy.request("GET", "/strict")
+                self.assertEqual(r.status, 200, data)
+                r, data = proxy.request("GET", "/logical")
+                self.assertEqual(json.loads(data)["headers"]["host"], "localhost")
+                r, data = proxy.admin("/clusters")
+                self.assertIn(b"strict::127.0.0.1:%d::hostname::localhost" % u.port, data)
+                self.assertEqual(proxy.stat("cluster.strict.membership_total"), 1)
+                self.assertGreaterEqual(proxy.stat("cluster.strict.update_success"), 1)
+                self.assertEqual(proxy.stop(), 0)
+        finally:
+            u.close()
+
+    def test_logging_healthcheck_and_drain_listeners(self):
+        u = Upstream("adm")
+        try:
+            proxy = Proxy(bootstrap(hcm([route({"prefix": "/"}, route={"cluster": "u"})]),
+                                    [cluster("u", u.port)]))
+            with proxy:
+                r, data = proxy.admin("/logging?upstream=debug", method="POST")
+                self.assertEqual(r.status, 200)
+                self.assertIn(b"upstream: debug", data)
+                r, data = proxy.admin("/logging?level=loud", method="POST")
+                self.assertEqual(r.status, 400)
+                r, _ = proxy.admin("/healthcheck/fail", method="POST")
+                self.assertEqual(r.status, 200)
+                r, data = proxy.admin("/ready")
+                self.assertEqual((r.status, data), (503, b"DRAINING\n"))
+                proxy.admin("/healthcheck/ok", method="POST")
+                self.assertEqual(proxy.admin("/ready")[0].status, 200)
+                # Stop the listeners: new connections are refused, the process stays up.
+                self.assertEqual(proxy.request("GET", "/")[0].status, 200)
+                r, _ = proxy.admin("/drain_listeners", method="POST")
+                self.assertEqual(r.status, 200)
+                deadline = time.monotonic() + 10
+                refused = False
+                while time.monotonic() < deadline and not refused:
+                    try:
+                        socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
+                        time.sleep(0.02)
+                    except ConnectionRefusedError:
+                        refused = True
+                self.assertTrue(refused)
+                self.assertEqual(proxy.admin("/ready")[0].status, 200)
+                r, _ = proxy.admin("/quitquitquit", method="POST")
+                self.assertEqual(r.status, 200)
+                proxy.proc.wait(20)
+                self.assertEqual(proxy.proc.returncode, 0)
+        finally:
+            u.close()
+
+
+class NginxUpstreamTest(harness.unittest.TestCase):
+    def test_proxy_to_nginx(self):
+        d = harness.tempfile.mkdtemp()
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        os.makedirs(os.path.join(d, "html"))
+        with open(os.path.join(d, "html", "index.html"), "w") as f:
+            f.write("hello from nginx\n")
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write("""
+daemon off; worker_processes 1; pid %(d)s/nginx.pid; error_log %(d)s/error.log;
+events { worker_connections 64; }
+http { access_log off; client_body_temp_path %(d)s; proxy_temp_path %(d)s;
+  fastcgi_temp_path %(d)s; uwsgi_temp_path %(d)s; scgi_temp_path %(d)s;
+  server { listen 127.0.0.1:%(port)d; root %(d)s/html; keepalive_requests 1000; } }
+""" % {"d": d, "port": port})
+        nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", os.path.join(d, "nginx.conf"), "-p", d],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            proxy = Proxy(bootstrap(hcm([route({"prefix": "/"}, route={"cluster": "nginx"})]),
+                                    [cluster("nginx", port)]))
+            with proxy:
+                for _ in range(20):
+                    r, data = proxy.request("GET", "/index.html")
+                    self.assertEqual((r.status, data), (200, b"hello from nginx\n"))
+                r, _ = proxy.request("GET", "/missing")
+                self.assertEqual(r.status, 404)
+                self.assertEqual(proxy.stat("cluster.nginx.upstream_rq_200"), 20)
+                self.assertEqual(proxy.stop(), 0)
+        finally:
+            nginx.terminate()
+            nginx.wait(10)
+
+
 class BackPressureTest(harness.unittest.TestCase):
     def test_slow_client_pauses_the_upstream_and_the_connection_is_reusable_after(self):
         u = Upstream("bp")
