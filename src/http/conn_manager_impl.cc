@@ -30,10 +30,10 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
                                              public StreamCallbacks,
                                              public FilterChainFactoryCallbacks,
                                              public event::DeferredDeletable {
-  struct DecoderEntry : public StreamDecoderFilterCallbacks {
-    DecoderEntry(ActiveStream& s, StreamDecoderFilterSharedPtr f, size_t i)
-        : stream(s), filter(std::move(f)), index(i) {}
-    // StreamFilterCallbacks
+  // What decoder and encoder filter callbacks have in common.
+  template <class Callbacks>
+  struct FilterEntryBase : public Callbacks {
+    FilterEntryBase(ActiveStream& s, size_t i) : stream(s), index(i) {}
     const network::Connection* connection() override { return stream.parent.connection_; }
     event::Dispatcher& dispatcher() override { return stream.parent.connection_->dispatcher(); }
     void resetStream() override { stream.resetFromFilter(); }
@@ -41,6 +41,14 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     void clearRouteCache() override { stream.route_resolved = false; }
     StreamInfo& streamInfo() override { return stream.info; }
     uint64_t streamId() const override { return stream.id; }
+
+    ActiveStream& stream;
+    size_t index;  // place in its chain (decode order, or encode order)
+  };
+
+  struct DecoderEntry : public FilterEntryBase<StreamDecoderFilterCallbacks> {
+    DecoderEntry(ActiveStream& s, StreamDecoderFilterSharedPtr f, size_t i)
+        : FilterEntryBase(s, i), filter(std::move(f)) {}
     // StreamDecoderFilterCallbacks
     void continueDecoding() override { stream.continueDecoding(index); }
     const buffer::Buffer* decodingBuffer() override {
@@ -84,6 +92,8 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     }
     uint32_t decoderBufferLimit() override { return stream.parent.connection_->bufferLimit(); }
     const RequestHeaderMap* requestHeaders() override { return stream.request_headers.get(); }
+
+    StreamDecoderFilterSharedPtr filter;
     void setStreamIdleTimeout(std::chrono::milliseconds timeout) override {
       stream.idle_timeout = timeout;
       if (timeout.count() == 0) {
@@ -97,31 +107,20 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
       stream.idle_timer->enableTimer(timeout);
     }
 
-    ActiveStream& stream;
-    StreamDecoderFilterSharedPtr filter;
-    const size_t index;
   };
 
-  struct EncoderEntry : public StreamEncoderFilterCallbacks {
+  struct EncoderEntry : public FilterEntryBase<StreamEncoderFilterCallbacks> {
     EncoderEntry(ActiveStream& s, StreamEncoderFilterSharedPtr f, size_t i)
-        : stream(s), filter(std::move(f)), index(i) {}
-    const network::Connection* connection() override { return stream.parent.connection_; }
-    event::Dispatcher& dispatcher() override { return stream.parent.connection_->dispatcher(); }
-    void resetStream() override { stream.resetFromFilter(); }
-    RouteConstSharedPtr route() override { return stream.route(); }
-    void clearRouteCache() override { stream.route_resolved = false; }
-    StreamInfo& streamInfo() override { return stream.info; }
-    uint64_t streamId() const override { return stream.id; }
+        : FilterEntryBase(s, i), filter(std::move(f)) {}
     void continueEncoding() override { stream.continueEncoding(index); }
     const buffer::Buffer* encodingBuffer() override {
       return stream.encode_buffer && !stream.encode_buffer->empty() ? stream.encode_buffer.get()
                                                                     : nullptr;
     }
 
-    ActiveStream& stream;
     StreamEncoderFilterSharedPtr filter;
-    const size_t index;  // position in the encode order (0 runs first)
   };
+
 
   ActiveStream(ConnectionManagerImpl& p, ResponseEncoder& e)
       : parent(p),
@@ -136,9 +135,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     for (const auto& factory : p.config_->filter_factories) factory(*this);
     // Encoder filters run in reverse order of their place in the chain.
     std::reverse(encoders.begin(), encoders.end());
-    for (size_t i = 0; i < encoders.size(); ++i) {
-      const_cast<size_t&>(encoders[i]->index) = i;
-    }
+    for (size_t i = 0; i < encoders.size(); ++i) encoders[i]->index = i;
     const auto& cfg = *p.config_;
     auto& dispatcher = p.connection_->dispatcher();
     idle_timeout = cfg.stream_idle_timeout;

@@ -239,6 +239,24 @@ enum class Framing {
   Chunked,  // transfer-encoding: chunked, written by the codec
 };
 
+// Moves `data` into `out` framed for the wire: dropped (a body that must not be sent),
+// as is (content-length, close-delimited, tunnels), or as a chunk (and the last chunk
+// with end_stream).
+void frameBody(Framing framing, Buffer& data, bool end_stream, Buffer& out) {
+  switch (framing) {
+    case Framing::None:
+      data.drain(data.length());
+      break;
+    case Framing::Raw:
+      out.move(data);
+      break;
+    case Framing::Chunked:
+      addChunk(out, data);
+      if (end_stream) addLastChunk(out, nullptr);
+      break;
+  }
+}
+
 class CodecBase;
 
 // The stream of an HTTP/1 connection. HTTP/1 has one stream at a time, so each codec owns one
@@ -709,18 +727,7 @@ class ServerCodecImpl final : public Http1ServerCodec, public CodecBase {
       return;
     }
     Buffer out;
-    switch (framing_) {
-      case Framing::None:
-        data.drain(data.length());
-        break;
-      case Framing::Raw:
-        out.move(data);
-        break;
-      case Framing::Chunked:
-        addChunk(out, data);
-        if (end_stream) addLastChunk(out, nullptr);
-        break;
-    }
+    frameBody(framing_, data, end_stream, out);
     const bool end_tunnel = end_stream && tunnel_response_;
     if (!out.empty() || end_tunnel) connection_.write(out, end_tunnel);
     if (end_stream) onResponseComplete();
@@ -1093,18 +1100,7 @@ class ClientCodecImpl final : public ClientCodec, public CodecBase {
       return;
     }
     Buffer out;
-    switch (framing_) {
-      case Framing::None:
-        data.drain(data.length());
-        break;
-      case Framing::Raw:
-        out.move(data);
-        break;
-      case Framing::Chunked:
-        addChunk(out, data);
-        if (end_stream) addLastChunk(out, nullptr);
-        break;
-    }
+    frameBody(framing_, data, end_stream, out);
     if (!out.empty()) connection_.write(out, false);
     if (end_stream) onRequestComplete();
   }
