@@ -39,6 +39,21 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
   }
   entry_ = static_cast<const RouteEntry*>(route_.get());
 
+  // require_tls: the connection is plain (TLS comes later), so such a virtual host sends
+  // the client to https, as Envoy does (301); EXTERNAL_ONLY spares internal requests.
+  const auto tls = entry_->virtualHost().requireTls();
+  if (tls == VirtualHost::TlsRequirement::All ||
+      (tls == VirtualHost::TlsRequirement::ExternalOnly &&
+       headers.getValue(http::headers::kXEnvoyInternal) != "true")) {
+    const std::string location =
+        "https://" + std::string(headers.authority()) + std::string(headers.path());
+    callbacks_->sendLocalReply(
+        301, "",
+        [&location](http::ResponseHeaderMap& h) { h.set(http::headers::kLocation, location); },
+        "tls_redirect");
+    return http::FilterHeadersStatus::StopIteration;
+  }
+
   if (entry_->kind() == RouteEntry::Kind::DirectResponse) {
     callbacks_->sendLocalReply(
         entry_->directResponseCode(), entry_->directResponseBody(),

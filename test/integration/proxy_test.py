@@ -420,6 +420,19 @@ def dns_cluster(name, kind, port):
     return c
 
 
+class RequireTlsTest(harness.unittest.TestCase):
+    def test_require_tls_all_redirects_plain_requests_to_https(self):
+        cfg = bootstrap(hcm([route({"prefix": "/"}, route={"cluster": "c"})]), [cluster("c", 1)])
+        vh = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]
+        vh["require_tls"] = "ALL"
+        proxy = Proxy(cfg)
+        with proxy:
+            r, _ = proxy.request("GET", "/a?b=1", {"host": "example.com"})
+            self.assertEqual(r.status, 301)
+            self.assertEqual(r.getheader("location"), "https://example.com/a?b=1")
+            self.assertEqual(proxy.stop(), 0)
+
+
 class DnsAndAdminTest(harness.unittest.TestCase):
     def test_dns_clusters_resolve_before_serving(self):
         u = Upstream("dns")
