@@ -107,6 +107,9 @@ DispatcherImpl::DispatcherImpl(std::string name, TimeSystem& time_system)
   event_config* cfg = event_config_new();
   // EV_CLOSED (peer half-close) needs the early-close feature: epoll has it.
   event_config_require_features(cfg, EV_FEATURE_EARLY_CLOSE);
+  // libevent's default clock is CLOCK_MONOTONIC_COARSE (a few ms per tick), which lets a
+  // timer fire before its delay has passed; timeouts must never be early.
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
   base_.reset(event_base_new_with_config(cfg));
   event_config_free(cfg);
   if (!base_) base_.reset(event_base_new());
