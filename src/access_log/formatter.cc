@@ -359,8 +359,9 @@ bool appendValue(const Part& p, const FormatContext& ctx, std::string& out) {
       out.append(info.response_code_details);
       break;
     case Op::ResponseFlags:
-      if (info.response_flags != 0) out.append(http::responseFlagsString(info.response_flags));
-      break;
+      // "-" for none, in JSON too (Envoy's flag string is "-" then, not an absent value).
+      out.append(info.response_flags != 0 ? http::responseFlagsString(info.response_flags) : "-");
+      return true;
     case Op::BytesReceived:
       appendInt(static_cast<int64_t>(info.bytes_received), out);
       return true;

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "access_log/file_sink.h"
 #include "access_log/formatter.h"
@@ -115,8 +116,38 @@ network::AddressConstSharedPtr socketAddress(const envoy::config::core::v3::Addr
   return addr;
 }
 
+// Envoy's validate_clusters, on by default for a route table in the bootstrap: every cluster
+// that a route names must exist. (cluster_header picks a cluster at request time: 503 NC.)
+bool validateRouteClusters(const envoy::config::route::v3::RouteConfiguration& rc,
+                           const std::string& path, const std::set<std::string>& clusters,
+                           std::vector<std::string>& errors) {
+  if (rc.has_validate_clusters() && !rc.validate_clusters().value()) return true;
+  for (int i = 0; i < rc.virtual_hosts_size(); ++i) {
+    const auto& vh = rc.virtual_hosts(i);
+    for (int j = 0; j < vh.routes_size(); ++j) {
+      if (!vh.routes(j).has_route()) continue;
+      const auto& action = vh.routes(j).route();
+      const std::string rp = path + ".virtual_hosts[" + std::to_string(i) + "].routes[" +
+                             std::to_string(j) + "].route";
+      if (!action.cluster().empty() && !clusters.count(action.cluster())) {
+        errors.push_back(rp + ".cluster: unknown cluster '" + action.cluster() + "'");
+        return false;
+      }
+      const auto& wc = action.weighted_clusters().clusters();
+      for (int k = 0; k < wc.size(); ++k) {
+        if (!wc[k].name().empty() && !clusters.count(wc[k].name())) {
+          errors.push_back(rp + ".weighted_clusters.clusters[" + std::to_string(k) +
+                           "].name: unknown cluster '" + wc[k].name() + "'");
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
+
 bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& path,
-              stats::Store& store, access_log::FileSinkManager& sinks,
+              const std::set<std::string>& clusters, stats::Store& store, access_log::FileSinkManager& sinks,
               http::ConnectionManagerConfigConstSharedPtr& out, std::vector<std::string>& errors) {
   auto cfg = std::make_shared<http::ConnectionManagerConfig>();
   cfg->stat_prefix = proto.stat_prefix();
@@ -126,6 +157,9 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   auto table = router::RouteTableImpl::create(proto.route_config(), &error);
   if (!table) {
     errors.push_back(path + ".route_config." + error);
+    return false;
+  }
+  if (!validateRouteClusters(proto.route_config(), path + ".route_config", clusters, errors)) {
     return false;
   }
   cfg->route_table = table;
@@ -293,6 +327,7 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
                       stats::Store& store, access_log::FileSinkManager& sinks, ProxyConfig& out,
                       std::vector<std::string>& errors) {
   const auto& sr = bootstrap.static_resources();
+  std::set<std::string> cluster_names;
   for (int i = 0; i < sr.clusters_size(); ++i) {
     upstream::ClusterConfig c;
     if (!buildCluster(sr.clusters(i), "static_resources.clusters[" + std::to_string(i) + "]",
@@ -306,6 +341,7 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
         return false;
       }
     }
+    cluster_names.insert(c.info->name());
     out.clusters.push_back(std::move(c));
   }
   for (int i = 0; i < sr.listeners_size(); ++i) {
@@ -332,7 +368,7 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
           errors.push_back(fp + ".filters[" + std::to_string(k) + "]: not an HttpConnectionManager");
           return false;
         }
-        if (!buildHcm(hcm, fp + ".filters[" + std::to_string(k) + "].typed_config", store, sinks,
+        if (!buildHcm(hcm, fp + ".filters[" + std::to_string(k) + "].typed_config", cluster_names, store, sinks,
                       chain.hcm, errors)) {
           return false;
         }

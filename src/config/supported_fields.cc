@@ -88,7 +88,8 @@ const std::vector<SupportedMessage>& supportedMessages() {
       // Routes.
       {"envoy.config.route.v3.RouteConfiguration",
        {"name", "virtual_hosts", "request_headers_to_add", "request_headers_to_remove",
-        "response_headers_to_add", "response_headers_to_remove", "internal_only_headers"}},
+        "response_headers_to_add", "response_headers_to_remove", "internal_only_headers",
+        "validate_clusters"}},
       {"envoy.config.core.v3.HeaderValueOption", {"header", "append_action", "keep_empty_value"}},
       {"envoy.config.core.v3.HeaderValue", {"key", "value"}},
       {"envoy.config.route.v3.VirtualHost",

@@ -36,7 +36,8 @@ class Watchdog {
   // Starts watching `d`. Thread-safe; the touch timer is made on d's thread (by post()), so
   // call unwatch() before d is destroyed.
   void watch(Dispatcher& d);
-  // Stops watching `d`; call on d's thread (it destroys d's touch timer).
+  // Stops watching `d`; call on d's thread, or after d's thread has stopped running it (it
+  // destroys d's touch timer).
   void unwatch(Dispatcher& d);
 
  private:

@@ -143,6 +143,11 @@ class CodecConnection {
   // The underlying connection closed: streams still open are reset
   // (ConnectionTermination); a client codec ends a close-delimited response body first.
   virtual void onConnectionClosed() = 0;
+  // The peer half-closed its side (ReadFilter::onData's end_stream; a codec enables half-close
+  // on its connection once a tunnel is established). On an upgraded stream (WebSocket,
+  // CONNECT) that direction of the tunnel ends: the decoder gets decodeData(empty, true).
+  // Otherwise it does nothing (the connection's close resets an unfinished stream).
+  virtual void onReadEndStream() = 0;
   virtual void onUnderlyingConnectionAboveWriteBufferHighWatermark() = 0;
   virtual void onUnderlyingConnectionBelowWriteBufferLowWatermark() = 0;
 };

@@ -312,26 +312,46 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     }
     if (!h.has(headers::kScheme)) h.add(headers::kScheme, "http");
 
-    // x-forwarded-for / x-forwarded-proto.
+    // x-forwarded-for, the trusted client address and internal or external origin, by Envoy's
+    // rules (its docs: "HTTP header manipulation", x-forwarded-for).
     const auto& remote = parent.connection_->remoteAddress();
+    const std::string xff(h.getValue(headers::kXForwardedFor));
+    const uint32_t hops = cfg.xff_num_trusted_hops;
+    auto fromXff = [&](uint32_t skip) -> network::AddressConstSharedPtr {
+      const std::string_view a = trustedXffAddress(xff, skip);
+      if (a.empty()) return nullptr;
+      std::string error;
+      return network::fromIp(a, 0, &error);
+    };
+    network::AddressConstSharedPtr trusted;
+    bool internal = false;
     if (cfg.use_remote_address) {
+      // The connection's address, or with N trusted hops the Nth address from the right.
+      if (hops > 0) trusted = fromXff(hops - 1);
+      internal = xff.empty() && remote && remote->isInternal();
+      if (remote && remote->isIp()) h.append(headers::kXForwardedFor, remote->ip());
+      h.set(headers::kXForwardedProto, h.scheme());
+    } else {
+      // The (N+1)th address from the right of x-forwarded-for.
+      trusted = fromXff(hops);
+      internal = !xff.empty() && xff.find(',') == std::string::npos && trusted &&
+                 trusted->isInternal();
+      if (!h.has(headers::kXForwardedProto)) h.add(headers::kXForwardedProto, h.scheme());
+    }
+    if (!trusted) trusted = remote;
+    info.downstream_remote_address = trusted;
+    edge_request = cfg.use_remote_address && !internal;
+    if (edge_request) {
       // An external client does not get to steer the proxy with Envoy's internal headers.
       h.removeIf([](const HeaderEntry& e) {
         return e.key.size() > 8 && e.key.compare(0, 8, "x-envoy-") == 0;
       });
-      if (remote && remote->isIp()) h.append(headers::kXForwardedFor, remote->ip());
-      h.set(headers::kXForwardedProto, h.scheme());
-      edge_request = true;
+      if (trusted && trusted->isIp()) h.set(headers::kXEnvoyExternalAddress, trusted->ip());
+    }
+    if (internal) {
+      h.set(headers::kXEnvoyInternal, "true");
     } else {
-      if (!h.has(headers::kXForwardedProto)) h.add(headers::kXForwardedProto, h.scheme());
-      // The client address, for the access log: from x-forwarded-for.
-      std::string_view client = trustedXffAddress(h.getValue(headers::kXForwardedFor),
-                                                  cfg.xff_num_trusted_hops);
-      if (!client.empty()) {
-        std::string error;
-        auto addr = network::fromIp(client, 0, &error);
-        if (addr) info.downstream_remote_address = addr;
-      }
+      h.remove(headers::kXEnvoyInternal);
     }
 
     // x-request-id.
@@ -783,7 +803,7 @@ network::FilterStatus ConnectionManagerImpl::onData(buffer::Buffer& data, bool e
   }
   if (end_stream) {
     // Only with half-close enabled: the client ended its side (a tunnel passes it on).
-    static_cast<http1::Http1ServerCodec&>(*codec_).onReadEndStream();
+    codec_->onReadEndStream();
   }
   return network::FilterStatus::StopIteration;
 }

@@ -163,6 +163,22 @@ bool Address::isLoopback() const {
   return false;
 }
 
+bool Address::isInternal() const {
+  switch (type_) {
+    case Type::Ipv4: {
+      const uint32_t a = ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr);
+      return (a >> 24) == 10 || (a >> 16) == 0xc0a8 || (a >> 20) == 0xac1 || a == 0x7f000001;
+    }
+    case Type::Ipv6: {
+      const in6_addr& addr = reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr;
+      return IN6_IS_ADDR_LOOPBACK(&addr) || addr.s6_addr[0] == 0xfd;
+    }
+    case Type::Pipe:
+      return false;
+  }
+  return false;
+}
+
 bool Address::operator==(const Address& other) const {
   if (type_ != other.type_) {
     return false;

@@ -51,6 +51,9 @@ class Address {
   bool isAnyAddress() const;
   // 127.0.0.0/8, ::1, or ::ffff:127.0.0.0/104. False for pipes.
   bool isLoopback() const;
+  // Envoy's default "internal" address: RFC1918 (10/8, 172.16/12, 192.168/16) and 127.0.0.1
+  // for IPv4; RFC4193 (fd00::/8) and ::1 for IPv6. False for pipes.
+  bool isInternal() const;
 
   // Same family, same IP, same port (and IPv6 scope id); or the same pipe path.
   bool operator==(const Address& other) const;

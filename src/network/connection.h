@@ -102,6 +102,7 @@ class Connection : public event::DeferredDeletable {
   // With half-close enabled, a peer's end of stream reaches the filters and the write side
   // stays open until this side writes end_stream.
   virtual void enableHalfClose(bool enabled) = 0;
+  virtual bool isHalfCloseEnabled() const = 0;
 
   // The per-connection buffer limit: the write buffer's high watermark (low: half of it),
   // and the most the read buffer holds before reading pauses. 0: no limit.

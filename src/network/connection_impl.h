@@ -31,6 +31,7 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   void readDisable(bool disable) override;
   bool readEnabled() const override { return read_disable_count_ == 0; }
   void enableHalfClose(bool enabled) override { half_close_enabled_ = enabled; }
+  bool isHalfCloseEnabled() const override { return half_close_enabled_; }
   void setBufferLimits(uint32_t limit) override;
   uint32_t bufferLimit() const override { return buffer_limit_; }
   bool aboveHighWatermark() const override { return write_buffer_.highWatermarkTriggered(); }

@@ -202,6 +202,11 @@ void RouterFilter::onPoolFailure(upstream::PoolFailureReason reason,
 
 http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_stream) {
   request_complete_ = end_stream;
+  if (upstream_complete_) {
+    // A tunnel whose upstream side already ended: the client's bytes have nowhere to go.
+    data.drain(data.length());
+    return http::FilterDataStatus::StopIterationNoBuffer;
+  }
   if (end_stream) armTimeout();
   if (!upstream_encoder_) {
     buffered_body_.move(data);

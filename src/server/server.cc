@@ -183,8 +183,9 @@ class Server {
 
     main.run(event::Dispatcher::RunType::RunUntilExit);
 
-    for (auto& w : workers_) watchdog.unwatch(w->dispatcher());
+    // Workers stop (their threads joined) before the watchdog lets go of their touch timers.
     for (auto& w : workers_) w->stop();
+    for (auto& w : workers_) watchdog.unwatch(w->dispatcher());
     cm.unregisterWorkers();
     workers_.clear();
     admin_handler.reset();

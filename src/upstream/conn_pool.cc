@@ -64,8 +64,10 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
 
   // network::ReadFilter
   void initializeReadFilterCallbacks(network::ReadFilterCallbacks&) override {}
-  network::FilterStatus onData(buffer::Buffer& data, bool) override {
+  network::FilterStatus onData(buffer::Buffer& data, bool end_stream) override {
     http::CodecStatus status = codec->dispatch(data);
+    // Only a tunnel enables half-close: the upstream ended its side of it.
+    if (status.ok() && end_stream) codec->onReadEndStream();
     // A response that ended in this dispatch frees the connection now that the codec has
     // finished with it.
     if (status.ok() && state == State::Busy && response_complete) release();
@@ -109,6 +111,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
   }
   void decodeHeaders(http::HeaderMapPtr&& headers, bool end_stream) override {
     http::ResponseDecoder* d = user;
+    if (headers->status() == 101) reusable = false;  // a tunnel: never back in the pool
     if (end_stream) responseDone();
     if (d) d->decodeHeaders(std::move(headers), end_stream);
   }

@@ -287,7 +287,7 @@ TEST_F(FormatterTest, JsonFormatNestedTypedAndNull) {
   std::string out;
   f->format(ctx(), out);
   EXPECT_EQ(out, R"({"bytes":{"in":17,"out":1234},"duration":42,"empty":"","enabled":true,)"
-                 R"("flags":null,"literal":"fixed \"text\"","method":"GET","missing":null,)"
+                 R"("flags":"-","literal":"fixed \"text\"","method":"GET","missing":null,)"
                  R"("nested":{"deeper":{"start":"1795613164"}},"nothing":null,"percent":"100%",)"
                  R"("port":443,"request":{"line":"GET /api/v1?x=1 -","ua":"curl/8.1"},)"
                  R"("status":200,"version":3})"

@@ -100,6 +100,18 @@ class Process:
             self.proc.wait()
 
 
+def wait_until(predicate, timeout=10, what="condition"):
+    """Polls `predicate` (a cheap check of state another process changes) until it is true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.02)
+
+
 def run(*args, timeout=30):
     return subprocess.run([SLUICE, *args], capture_output=True, text=True, timeout=timeout)
 

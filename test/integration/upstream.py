@@ -9,7 +9,8 @@ Request headers that steer it:
   x-test-close: 1         answer with "connection: close"
   x-test-close-next: 1    answer, but close the connection silently when the next request
                           arrives on it (the keep-alive race, made deterministic)
-An Upgrade: websocket request gets 101 and then every byte is echoed back.
+An Upgrade: websocket request gets 101 and then every byte is echoed back until the client
+ends its side; with x-test-ws-bye: N it gets 101, N bytes, and the connection closed at once.
 
 Run as a module (python3 upstream.py NAME) it prints "listening on PORT" and serves until
 killed; tests use Upstream(name) to run it in a thread."""
@@ -69,6 +70,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("connection", "upgrade")
             self.end_headers()
             self.wfile.flush()
+            bye = self.headers.get("x-test-ws-bye")
+            if bye is not None:
+                self.connection.sendall(bytes(i % 251 for i in range(int(bye))))
+                self.connection.shutdown(socket.SHUT_WR)
+                self.close_connection = True
+                return
             while True:
                 data = self.connection.recv(65536)
                 if not data:

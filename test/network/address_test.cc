@@ -202,6 +202,22 @@ TEST(AddressTest, AnyAndLoopback) {
   }
 }
 
+TEST(AddressTest, InternalAsEnvoyDefinesIt) {
+  for (const char* text : {"10.1.2.3:1", "172.16.0.1:1", "172.31.255.255:1", "192.168.9.9:1",
+                           "127.0.0.1:1", "[::1]:1", "[fd12::1]:1"}) {
+    AddressConstSharedPtr address = parseAddress(text, nullptr);
+    ASSERT_NE(address, nullptr) << text;
+    EXPECT_TRUE(address->isInternal()) << text;
+  }
+  for (const char* text : {"11.0.0.1:1", "172.32.0.1:1", "172.15.0.1:1", "192.169.0.1:1",
+                           "127.0.0.2:1", "8.8.8.8:1", "[fe80::1]:1", "[2001:db8::1]:1",
+                           "/a/b"}) {
+    AddressConstSharedPtr address = parseAddress(text, nullptr);
+    ASSERT_NE(address, nullptr) << text;
+    EXPECT_FALSE(address->isInternal()) << text;
+  }
+}
+
 TEST(AddressTest, FromIp) {
   std::string error;
   AddressConstSharedPtr v4 = fromIp("192.168.0.1", 65535, &error);

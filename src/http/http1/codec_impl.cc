@@ -591,7 +591,7 @@ uint32_t StreamImpl::bufferLimit() const {
 // ------------------------------------------------------------------------------------------
 // Server
 
-class ServerCodecImpl final : public Http1ServerCodec, public CodecBase {
+class ServerCodecImpl final : public ServerCodec, public CodecBase {
  public:
   ServerCodecImpl(network::Connection& connection, ServerConnectionCallbacks& callbacks,
                   const CodecSettings& settings, CodecStats stats)
@@ -613,7 +613,6 @@ class ServerCodecImpl final : public Http1ServerCodec, public CodecBase {
     if (active_) stream_.runLowWatermarkCallbacks();
   }
 
-  // Http1ServerCodec
   void onReadEndStream() override {
     if (!active_ || !upgraded_ || request_complete_) return;
     request_complete_ = true;
@@ -694,6 +693,8 @@ class ServerCodecImpl final : public Http1ServerCodec, public CodecBase {
     if (tunnel) {
       framing_ = Framing::Raw;
       tunnel_response_ = true;
+      // Each side of a tunnel ends on its own: the client's FIN ends the request side only.
+      connection_.enableHalfClose(true);
     } else if (end_stream || !body_allowed) {
       framing_ = Framing::None;
       if (end_stream && body_allowed && !saw_content_length && !saw_transfer_encoding) {
@@ -990,6 +991,7 @@ class ClientCodecImpl final : public ClientCodec, public CodecBase {
     end_stream_delivered_ = false;
     is_head_ = false;
     is_1xx_ = false;
+    upgrade_sent_ = false;
     framing_ = Framing::None;
     return encoder_;
   }
@@ -1015,6 +1017,17 @@ class ClientCodecImpl final : public ClientCodec, public CodecBase {
       }
     }
     if (active_) resetActiveStream(StreamResetReason::ConnectionTermination);
+  }
+  void onReadEndStream() override {
+    // The upstream ended its side of a tunnel: the response ends, the request may go on.
+    if (!active_ || !upgraded_ || response_complete_) return;
+    response_complete_ = true;
+    end_stream_delivered_ = true;
+    if (decoder_ != nullptr) {
+      Buffer empty;
+      decoder_->decodeData(empty, true);
+    }
+    maybeFinishStream();
   }
   void onUnderlyingConnectionAboveWriteBufferHighWatermark() override {
     if (active_) stream_.runHighWatermarkCallbacks();
@@ -1090,6 +1103,7 @@ class ClientCodecImpl final : public ClientCodec, public CodecBase {
       if (!saw_transfer_encoding) addHeaderLine(out, headers::kTransferEncoding, "chunked");
     }
     out.add("\r\n", 2);
+    upgrade_sent_ = upgrade;
     connection_.write(out, false);
     if (end_stream) onRequestComplete();
   }
@@ -1101,7 +1115,9 @@ class ClientCodecImpl final : public ClientCodec, public CodecBase {
     }
     Buffer out;
     frameBody(framing_, data, end_stream, out);
-    if (!out.empty()) connection_.write(out, false);
+    // The end of an upgrade request's bytes is the end of the tunnel's request side: a FIN.
+    const bool end_tunnel = end_stream && upgrade_sent_;
+    if (!out.empty() || end_tunnel) connection_.write(out, end_tunnel);
     if (end_stream) onRequestComplete();
   }
 
@@ -1167,6 +1183,8 @@ class ClientCodecImpl final : public ClientCodec, public CodecBase {
                           (parser_.flags & F_CHUNKED) == 0);
     const bool end_stream = no_body && !parser_.upgrade;
     end_stream_delivered_ = end_stream;
+    // Each side of a tunnel ends on its own: the upstream's FIN ends the response side only.
+    if (parser_.upgrade && upgrade_sent_) connection_.enableHalfClose(true);
     response_headers_done_ = true;
     if (decoder_ != nullptr) decoder_->decodeHeaders(std::move(headers_), end_stream);
     // These have no body whatever their headers say (llhttp would read a 304's
@@ -1218,6 +1236,7 @@ class ClientCodecImpl final : public ClientCodec, public CodecBase {
   bool end_stream_delivered_{false};
   bool is_head_{false};
   bool is_1xx_{false};
+  bool upgrade_sent_{false};  // the request asked for an upgrade (or was a CONNECT)
   bool closed_{false};
 };
 

@@ -43,17 +43,6 @@ struct CodecStats {
   stats::Counter* requests_rejected_with_underscores_in_headers = nullptr;
 };
 
-// What the HTTP/1 server codec offers beyond ServerCodec. createServerCodec() returns one of
-// these; a caller that knows it made an HTTP/1 codec may static_cast to it.
-class Http1ServerCodec : public ServerCodec {
- public:
-  // The peer half-closed its side (ReadFilter::onData's end_stream, with half-close enabled
-  // on the connection). On an upgraded stream (WebSocket, CONNECT) the request side of the
-  // tunnel ends: the decoder gets decodeData(empty, true). Otherwise it does nothing (the
-  // connection's close resets an unfinished request).
-  virtual void onReadEndStream() = 0;
-};
-
 // A server codec for `connection`. Errors come back from dispatch() as
 // CodecStatus::protocolError(http_status, details); the stream of the failed request exists
 // (newStream() is called when a request begins), so the caller can send the local reply on it.

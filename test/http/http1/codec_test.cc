@@ -129,7 +129,7 @@ class ServerHarness : public network::ReadFilter,
     ++dispatches;
     CodecStatus status = codec->dispatch(data);
     if (!status.ok() && errors.empty()) errors.push_back(status);
-    if (end_stream) static_cast<Http1ServerCodec&>(*codec).onReadEndStream();
+    if (end_stream) codec->onReadEndStream();
     return network::FilterStatus::StopIteration;
   }
   void onEvent(network::ConnectionEvent e) override {
@@ -741,15 +741,16 @@ TEST_F(Http1ServerTest, WebSocketUpgradeCarriesRawBytesBothWays) {
   EXPECT_EQ(h().requests.size(), 1u);
   EXPECT_TRUE(h().errors.empty());
 
-  // The peer going away resets the tunnel.
+  // The codec enabled half-close with the 101: the peer's FIN ends the tunnel's request side
+  // only, and the response side still flows until it ends too.
   peer_->close();
-  ASSERT_TRUE(runUntil([&] { return r.reset.has_value(); }));
-  EXPECT_EQ(*r.reset, StreamResetReason::ConnectionTermination);
+  ASSERT_TRUE(runUntil([&] { return r.end_stream; }));
+  EXPECT_FALSE(r.reset.has_value());
+  EXPECT_TRUE(connection_->isHalfCloseEnabled());
 }
 
 TEST_F(Http1ServerTest, WebSocketHalfCloseEndsTheRequestSide) {
   start();
-  connection_->enableHalfClose(true);
   peer_->send("GET /chat HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
   ASSERT_TRUE(runUntil([&] { return !h().requests.empty() && request(0).headers; }));
   TestRequest& r = request(0);
