@@ -23,46 +23,47 @@ class Histogram;
 namespace sluice::http {
 
 // Envoy's http.<stat_prefix>.* stats of the connection manager.
-#define ALL_HTTP_CONN_MAN_STATS(COUNTER, GAUGE)  \
-  COUNTER(downstream_cx_total)                   \
-  COUNTER(downstream_cx_http1_total)             \
-  GAUGE(downstream_cx_active)                    \
-  GAUGE(downstream_cx_http1_active)              \
-  COUNTER(downstream_cx_destroy)                 \
-  COUNTER(downstream_cx_destroy_remote)          \
-  COUNTER(downstream_cx_destroy_local)           \
-  COUNTER(downstream_cx_destroy_active_rq)       \
-  COUNTER(downstream_cx_destroy_remote_active_rq) \
-  COUNTER(downstream_cx_destroy_local_active_rq) \
-  COUNTER(downstream_cx_protocol_error)          \
-  COUNTER(downstream_cx_idle_timeout)            \
-  COUNTER(downstream_cx_max_duration_reached)    \
-  COUNTER(downstream_cx_drain_close)             \
-  COUNTER(downstream_cx_rx_bytes_total)          \
-  GAUGE(downstream_cx_rx_bytes_buffered)         \
-  COUNTER(downstream_cx_tx_bytes_total)          \
-  GAUGE(downstream_cx_tx_bytes_buffered)         \
-  COUNTER(downstream_cx_upgrades_total)          \
-  GAUGE(downstream_cx_upgrades_active)           \
-  COUNTER(downstream_rq_total)                   \
-  COUNTER(downstream_rq_http1_total)             \
-  GAUGE(downstream_rq_active)                    \
-  COUNTER(downstream_rq_completed)               \
-  COUNTER(downstream_rq_1xx)                     \
-  COUNTER(downstream_rq_2xx)                     \
-  COUNTER(downstream_rq_3xx)                     \
-  COUNTER(downstream_rq_4xx)                     \
-  COUNTER(downstream_rq_5xx)                     \
-  COUNTER(downstream_rq_rx_reset)                \
-  COUNTER(downstream_rq_tx_reset)                \
-  COUNTER(downstream_rq_non_relative_path)       \
-  COUNTER(downstream_rq_too_large)               \
-  COUNTER(downstream_rq_idle_timeout)            \
-  COUNTER(downstream_rq_timeout)                 \
-  COUNTER(downstream_rq_header_timeout)          \
-  COUNTER(downstream_rq_max_duration_reached)    \
-  COUNTER(downstream_rq_ws_on_non_ws_route)      \
-  COUNTER(downstream_rq_response_before_rq_complete)
+#define ALL_HTTP_CONN_MAN_STATS(COUNTER, GAUGE)      \
+  COUNTER(downstream_cx_total)                       \
+  COUNTER(downstream_cx_http1_total)                 \
+  GAUGE(downstream_cx_active)                        \
+  GAUGE(downstream_cx_http1_active)                  \
+  COUNTER(downstream_cx_destroy)                     \
+  COUNTER(downstream_cx_destroy_remote)              \
+  COUNTER(downstream_cx_destroy_local)               \
+  COUNTER(downstream_cx_destroy_active_rq)           \
+  COUNTER(downstream_cx_destroy_remote_active_rq)    \
+  COUNTER(downstream_cx_destroy_local_active_rq)     \
+  COUNTER(downstream_cx_protocol_error)              \
+  COUNTER(downstream_cx_idle_timeout)                \
+  COUNTER(downstream_cx_max_duration_reached)        \
+  COUNTER(downstream_cx_drain_close)                 \
+  COUNTER(downstream_cx_rx_bytes_total)              \
+  GAUGE(downstream_cx_rx_bytes_buffered)             \
+  COUNTER(downstream_cx_tx_bytes_total)              \
+  GAUGE(downstream_cx_tx_bytes_buffered)             \
+  COUNTER(downstream_cx_upgrades_total)              \
+  GAUGE(downstream_cx_upgrades_active)               \
+  COUNTER(downstream_rq_total)                       \
+  COUNTER(downstream_rq_http1_total)                 \
+  GAUGE(downstream_rq_active)                        \
+  COUNTER(downstream_rq_completed)                   \
+  COUNTER(downstream_rq_1xx)                         \
+  COUNTER(downstream_rq_2xx)                         \
+  COUNTER(downstream_rq_3xx)                         \
+  COUNTER(downstream_rq_4xx)                         \
+  COUNTER(downstream_rq_5xx)                         \
+  COUNTER(downstream_rq_rx_reset)                    \
+  COUNTER(downstream_rq_tx_reset)                    \
+  COUNTER(downstream_rq_non_relative_path)           \
+  COUNTER(downstream_rq_too_large)                   \
+  COUNTER(downstream_rq_idle_timeout)                \
+  COUNTER(downstream_rq_timeout)                     \
+  COUNTER(downstream_rq_header_timeout)              \
+  COUNTER(downstream_rq_max_duration_reached)        \
+  COUNTER(downstream_rq_ws_on_non_ws_route)          \
+  COUNTER(downstream_rq_response_before_rq_complete) \
+  COUNTER(rs_too_large)
 
 struct ConnectionManagerStats {
 #define SLUICE_DECLARE_COUNTER(name) stats::Counter& name;

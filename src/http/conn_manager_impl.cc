@@ -1,6 +1,8 @@
 #include "http/conn_manager_impl.h"
 
 #include <algorithm>
+#include <optional>
+#include <string>
 
 #include "buffer/watermark_buffer.h"
 #include "common/assert.h"
@@ -25,11 +27,44 @@ ConnectionManagerStats ConnectionManagerStats::create(stats::Store& store,
 
 // ---------------------------------------------------------------------------------------
 // One request/response exchange and its filter chain.
+//
+// Filter iteration follows Envoy's filter manager, the same way in both directions (decoder
+// filters in chain order for the request, encoder filters in reverse order for the response):
+//
+// - Headers, data and trailers go through the filters in order. A filter that returns a Stop
+//   status holds iteration at itself: the filters after it get nothing until it continues
+//   (continueDecoding()/continueEncoding(), or Continue returned from a later data or
+//   trailers callback). It still gets every part that arrives meanwhile.
+// - What a stopped filter keeps (StopIterationAndBuffer/AndWatermark) waits in that filter's
+//   own buffer. On continue, the filters after it get in order what they have not had: the
+//   headers, the kept data, the trailers, each with end_stream where that filter saw the end
+//   (an empty data frame carries the end when the filter took the last frame itself).
+// - Kept data is bounded by the connection's buffer limit. Over it, StopIterationAndBuffer
+//   fails the stream (413 for a request; 500, or a reset once headers went out, for a
+//   response); StopIterationAndWatermark pushes back instead (stops reading downstream, or
+//   tells the router to stop reading upstream) until the data has moved on.
+// - A continue called from inside the filter's own callback takes effect when that callback
+//   returns, after the status it returned for that part.
+// - A local reply asked for inside a decoder callback is sent when the callback returns, and
+//   no decoder filter runs after it. See sendLocalReply() for where the reply goes.
+// - After every filter callback the stream may be gone (reset, or completed by a reply):
+//   iteration checks before going on.
 
 struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
                                              public StreamCallbacks,
                                              public FilterChainFactoryCallbacks,
                                              public event::DeferredDeletable {
+  // Where one filter is in one direction of the stream.
+  struct Iteration {
+    bool headers_called{false};      // it has had the headers
+    bool headers_continued{false};   // the headers went past it
+    bool stopped{false};             // iteration waits at it
+    bool end_seen{false};            // it has had the end (end_stream, or trailers)
+    bool trailers_seen{false};       // it has had the trailers
+    uint32_t in_callback{0};         // one of its callbacks of this direction is running
+    bool continue_requested{false};  // it asked to continue from inside that callback
+  };
+
   // What decoder and encoder filter callbacks have in common.
   template <class Callbacks>
   struct FilterEntryBase : public Callbacks {
@@ -41,37 +76,48 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     void clearRouteCache() override { stream.route_resolved = false; }
     StreamInfo& streamInfo() override { return stream.info; }
     uint64_t streamId() const override { return stream.id; }
+    void sendLocalReply(uint32_t code, std::string_view body, const ModifyHeadersCb& modify,
+                        std::string_view details) override {
+      stream.sendLocalReply(code, body, modify, details);
+    }
+
+    const buffer::Buffer* heldBuffer() const {
+      return held && !held->empty() ? held.get() : nullptr;
+    }
+    bool holdsData() const { return held && !held->empty(); }
 
     ActiveStream& stream;
     size_t index;  // place in its chain (decode order, or encode order)
+    Iteration it;
+    // Data this filter kept while stopped, for the filters after it.
+    std::unique_ptr<buffer::WatermarkBuffer> held;
+    bool held_streaming{false};  // kept with StopIterationAndWatermark: over the limit pushes back
+    bool held_paused{false};     // this buffer's push-back is in force
   };
 
   struct DecoderEntry : public FilterEntryBase<StreamDecoderFilterCallbacks> {
     DecoderEntry(ActiveStream& s, StreamDecoderFilterSharedPtr f, size_t i)
         : FilterEntryBase(s, i), filter(std::move(f)) {}
     // StreamDecoderFilterCallbacks
-    void continueDecoding() override { stream.continueDecoding(index); }
-    const buffer::Buffer* decodingBuffer() override {
-      return stream.decode_buffer && !stream.decode_buffer->empty() ? stream.decode_buffer.get()
-                                                                    : nullptr;
+    void continueDecoding() override {
+      if (it.in_callback > 0) {
+        it.continue_requested = true;  // applied when the callback returns
+        return;
+      }
+      stream.resumeDecoding(index, nullptr);
     }
-    void sendLocalReply(uint32_t code, std::string_view body, const ModifyHeadersCb& modify,
-                        std::string_view details) override {
-      stream.sendLocalReply(code, body, modify, details);
-    }
+    const buffer::Buffer* decodingBuffer() override { return heldBuffer(); }
     void encode1xxHeaders(HeaderMapPtr&& headers) override {
       stream.encode1xxHeaders(std::move(headers));
     }
-    void encodeHeaders(HeaderMapPtr&& headers, bool end_stream,
-                       std::string_view details) override {
-      stream.info.response_code_details = details;
-      stream.encodeHeaders(0, std::move(headers), end_stream);
+    void encodeHeaders(HeaderMapPtr&& headers, bool end_stream, std::string_view details) override {
+      stream.encodeHeadersFromFilter(std::move(headers), end_stream, details);
     }
     void encodeData(buffer::Buffer& data, bool end_stream) override {
-      stream.encodeData(0, data, end_stream);
+      stream.encodeDataFromFilter(data, end_stream);
     }
     void encodeTrailers(HeaderMapPtr&& trailers) override {
-      stream.encodeTrailers(0, std::move(trailers));
+      stream.encodeTrailersFromFilter(std::move(trailers));
     }
     void onDecoderFilterAboveWriteBufferHighWatermark() override {
       stream.readDisableDownstream(true);
@@ -92,8 +138,6 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     }
     uint32_t decoderBufferLimit() override { return stream.parent.connection_->bufferLimit(); }
     const RequestHeaderMap* requestHeaders() override { return stream.request_headers.get(); }
-
-    StreamDecoderFilterSharedPtr filter;
     void setStreamIdleTimeout(std::chrono::milliseconds timeout) override {
       stream.idle_timeout = timeout;
       if (timeout.count() == 0) {
@@ -107,26 +151,26 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
       stream.idle_timer->enableTimer(timeout);
     }
 
+    StreamDecoderFilterSharedPtr filter;
   };
 
   struct EncoderEntry : public FilterEntryBase<StreamEncoderFilterCallbacks> {
     EncoderEntry(ActiveStream& s, StreamEncoderFilterSharedPtr f, size_t i)
         : FilterEntryBase(s, i), filter(std::move(f)) {}
-    void continueEncoding() override { stream.continueEncoding(index); }
-    const buffer::Buffer* encodingBuffer() override {
-      return stream.encode_buffer && !stream.encode_buffer->empty() ? stream.encode_buffer.get()
-                                                                    : nullptr;
+    void continueEncoding() override {
+      if (it.in_callback > 0) {
+        it.continue_requested = true;  // applied when the callback returns
+        return;
+      }
+      stream.resumeEncoding(index, nullptr);
     }
+    const buffer::Buffer* encodingBuffer() override { return heldBuffer(); }
 
     StreamEncoderFilterSharedPtr filter;
+    bool dual{false};  // the same filter is a decoder filter too (its onDestroy runs there)
   };
-
-
   ActiveStream(ConnectionManagerImpl& p, ResponseEncoder& e)
-      : parent(p),
-        encoder(e),
-        info(p.connection_->dispatcher().timeSource()),
-        id(randomU64()) {
+      : parent(p), encoder(e), info(p.connection_->dispatcher().timeSource()), id(randomU64()) {
     info.downstream_local_address = p.connection_->localAddress();
     info.downstream_remote_address = p.connection_->remoteAddress();
     info.downstream_direct_remote_address = p.connection_->remoteAddress();
@@ -180,6 +224,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
   void addStreamFilter(StreamFilterSharedPtr f) override {
     addStreamDecoderFilter(f);
     addStreamEncoderFilter(f);
+    encoders.back()->dual = true;
   }
 
   std::chrono::nanoseconds sinceStart() {
@@ -207,19 +252,20 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     if (headers_timer) headers_timer->disableTimer();
     request_headers = std::move(headers);
     remote_complete = end_stream;
-    SLUICE_LOG(debug, http, "[C{}][S{}] request {} {} (end_stream={})", parent.connection_->id(), id,
-               request_headers->method(), request_headers->path(), end_stream);
+    SLUICE_LOG(debug, http, "[C{}][S{}] request {} {} (end_stream={})", parent.connection_->id(),
+               id, request_headers->method(), request_headers->path(), end_stream);
     resetIdleTimer();
     info.protocol = parent.codec_->protocol();
     parent.stats_.downstream_rq_http1_total.inc();
     if (end_stream) onRequestComplete();
     if (!prepareRequest()) return;
-    if (!decodeHeadersFrom(0)) return;
+    decodeHeadersFrom(0, end_stream);
   }
 
   void decodeData(buffer::Buffer& data, bool end_stream) override {
-    if (local_complete && !upgrade) {
-      // The response went out already: the rest of the request is not needed.
+    if (decodingHalted()) {
+      // The response is complete or on its way (or a local reply took over): the rest of the
+      // request is not needed.
       data.drain(data.length());
       if (end_stream) {
         remote_complete = true;
@@ -240,7 +286,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     request_trailers = std::move(trailers);
     remote_complete = true;
     onRequestComplete();
-    if (local_complete) {
+    if (decodingHalted()) {
       maybeEndStream();
       return;
     }
@@ -279,7 +325,8 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     }
 
     // 100-continue: answered here, not forwarded (Envoy's default, proxy_100_continue off).
-    if (protocol == Protocol::Http11 && headerHasToken(h.getValue(headers::kExpect), "100-continue")) {
+    if (protocol == Protocol::Http11 &&
+        headerHasToken(h.getValue(headers::kExpect), "100-continue")) {
       h.remove(headers::kExpect);
       auto cont = std::make_unique<HeaderMap>();
       cont->add(headers::kStatus, "100");
@@ -334,8 +381,8 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     } else {
       // The (N+1)th address from the right of x-forwarded-for.
       trusted = fromXff(hops);
-      internal = !xff.empty() && xff.find(',') == std::string::npos && trusted &&
-                 trusted->isInternal();
+      internal =
+          !xff.empty() && xff.find(',') == std::string::npos && trusted && trusted->isInternal();
       if (!h.has(headers::kXForwardedProto)) h.add(headers::kXForwardedProto, h.scheme());
     }
     if (!trusted) trusted = remote;
@@ -356,8 +403,8 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
 
     // x-request-id.
     if (cfg.generate_request_id) {
-      const bool keep = h.has(headers::kXRequestId) &&
-                        (!edge_request || cfg.preserve_external_request_id);
+      const bool keep =
+          h.has(headers::kXRequestId) && (!edge_request || cfg.preserve_external_request_id);
       if (!keep) h.set(headers::kXRequestId, randomUuid());
     }
     info.request_id = std::string(h.getValue(headers::kXRequestId));
@@ -368,108 +415,254 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
 
   // ---- Decoder filter iteration
 
-  // Runs headers through decoder filters [from, end). False if iteration stopped.
-  bool decodeHeadersFrom(size_t from) {
+  // The decoder filters get nothing more: the stream is gone, a local reply took over, or the
+  // whole response is on its way (an upgraded stream keeps its request side until it ends).
+  bool decodingHalted() const {
+    return destroyed || local_reply || (encode_end_received && !upgrade);
+  }
+
+  // Runs one decoder filter callback. A continueDecoding() from inside it, and a local reply
+  // asked for inside it, wait until it has returned.
+  template <class Fn>
+  auto callDecoder(DecoderEntry& d, Fn&& fn) {
+    ++d.it.in_callback;
+    ++decode_callback_depth;
+    const auto status = fn();
+    --d.it.in_callback;
+    --decode_callback_depth;
+    if (decode_callback_depth == 0 && pending_local_reply) sendPendingLocalReply();
+    return status;
+  }
+
+  static bool takeContinueRequest(Iteration& it) {
+    const bool requested = it.continue_requested;
+    it.continue_requested = false;
+    return requested;
+  }
+
+  bool overBufferLimit(const buffer::Buffer& b) const {
+    const uint32_t limit = parent.connection_->bufferLimit();
+    return limit > 0 && b.length() > limit;
+  }
+
+  // Keeps `data` for a stopped decoder filter. False if that took the kept request body over
+  // the buffer limit with StopIterationAndBuffer: the request failed (413).
+  bool holdDecodeData(DecoderEntry& d, buffer::Buffer& data, bool streaming) {
+    if (!d.held) {
+      d.held = std::make_unique<buffer::WatermarkBuffer>(
+          [this, &d] {
+            if (!d.held_paused) return;
+            d.held_paused = false;
+            readDisableDownstream(false);
+          },
+          [this, &d] {
+            if (!d.held_streaming || d.held_paused) return;
+            d.held_paused = true;
+            readDisableDownstream(true);
+          });
+      d.held->setWatermarks(parent.connection_->bufferLimit());
+    }
+    d.held_streaming = streaming;  // before the move: the watermark callback reads it
+    d.held->move(data);
+    if (streaming || !overBufferLimit(*d.held)) return true;
+    parent.stats_.downstream_rq_too_large.inc();
+    sendLocalReply(413, statusReason(413), nullptr, "request_payload_too_large");
+    return false;
+  }
+
+  // Runs the request headers through decoder filters [from, end).
+  void decodeHeadersFrom(size_t from, bool end_stream) {
     for (size_t i = from; i < decoders.size(); ++i) {
-      decode_headers_at = i + 1;
-      const bool end = remote_complete && !hasPendingDecode();
-      if (decoders[i]->filter->decodeHeaders(*request_headers, end) ==
-          FilterHeadersStatus::StopIteration) {
-        decode_stopped = i;
-        return false;
+      DecoderEntry& d = *decoders[i];
+      d.it.headers_called = true;
+      d.it.end_seen = end_stream;
+      FilterHeadersStatus status =
+          callDecoder(d, [&] { return d.filter->decodeHeaders(*request_headers, end_stream); });
+      if (decodingHalted()) return;
+      if (takeContinueRequest(d.it)) status = FilterHeadersStatus::Continue;
+      if (status == FilterHeadersStatus::StopIteration) {
+        d.it.stopped = true;
+        return;
       }
-      if (destroyed || local_complete) return false;
+      d.it.headers_continued = true;
     }
-    return true;
   }
 
-  bool hasPendingDecode() const {
-    return (decode_buffer && !decode_buffer->empty()) || request_trailers != nullptr;
-  }
-
-  void bufferForDecode(buffer::Buffer& data) {
-    if (!decode_buffer) {
-      decode_buffer = std::make_unique<buffer::WatermarkBuffer>(
-          [this] { readDisableDownstream(false); }, [this] { readDisableDownstream(true); });
-      decode_buffer->setWatermarks(parent.connection_->bufferLimit());
-    }
-    decode_buffer->move(data);
-  }
-
-  // Data goes to every filter that has seen the headers, in order (a filter that stopped
-  // the headers still sees the body); filters after it get it, buffered, on continue.
+  // Runs request data through decoder filters [from, end). Data that gets past the last
+  // filter has no taker and is dropped.
   void decodeDataFrom(size_t from, buffer::Buffer& data, bool end_stream) {
     for (size_t i = from; i < decoders.size(); ++i) {
-      if (i >= decode_headers_at || (decode_stopped != kNone && decode_stopped < i)) {
-        bufferForDecode(data);
+      DecoderEntry& d = *decoders[i];
+      SLUICE_ASSERT(d.it.headers_called, "request data reached a filter before the headers");
+      if (d.it.end_seen) return;  // it had the end already: nothing may follow
+      d.it.end_seen = end_stream;
+      const FilterDataStatus status =
+          callDecoder(d, [&] { return d.filter->decodeData(data, end_stream); });
+      if (decodingHalted()) return;
+      const bool resume = takeContinueRequest(d.it);
+      if (status == FilterDataStatus::Continue) {
+        if (!d.it.stopped) continue;
+        // Continue from a stopped filter: iteration resumes, this data after what it kept.
+        resumeDecoding(i, &data);
         return;
       }
-      const FilterDataStatus s = decoders[i]->filter->decodeData(data, end_stream);
-      if (destroyed || local_complete) return;
-      if (s == FilterDataStatus::StopIterationAndBuffer) {
-        bufferForDecode(data);
-        decode_stopped = i;
+      d.it.stopped = true;
+      if (status != FilterDataStatus::StopIterationNoBuffer &&
+          !holdDecodeData(d, data, status == FilterDataStatus::StopIterationAndWatermark)) {
         return;
       }
-      if (s == FilterDataStatus::StopIterationNoBuffer) return;
+      if (resume) resumeDecoding(i, nullptr);
+      return;
     }
+    data.drain(data.length());
   }
 
+  // Runs the request trailers through decoder filters [from, end).
   void decodeTrailersFrom(size_t from) {
-    if (decode_buffer && !decode_buffer->empty()) return;  // after the data, on continue
     for (size_t i = from; i < decoders.size(); ++i) {
-      if (i >= decode_headers_at || (decode_stopped != kNone && decode_stopped < i)) return;
-      if (decoders[i]->filter->decodeTrailers(*request_trailers) ==
-          FilterTrailersStatus::StopIteration) {
-        decode_stopped = i;
+      DecoderEntry& d = *decoders[i];
+      SLUICE_ASSERT(d.it.headers_called, "request trailers reached a filter before the headers");
+      if (d.it.end_seen) return;
+      d.it.end_seen = true;
+      d.it.trailers_seen = true;
+      const FilterTrailersStatus status =
+          callDecoder(d, [&] { return d.filter->decodeTrailers(*request_trailers); });
+      if (decodingHalted()) return;
+      const bool resume = takeContinueRequest(d.it);
+      if (status == FilterTrailersStatus::Continue) {
+        if (!d.it.stopped) continue;
+        resumeDecoding(i, nullptr);
         return;
       }
-      if (destroyed || local_complete) return;
+      d.it.stopped = true;
+      if (resume) resumeDecoding(i, nullptr);
+      return;
     }
   }
 
-  void continueDecoding(size_t index) {
-    if (destroyed || local_complete) return;
+  // Decoder filter `index` continues: the filters after it get, in order, what it held back.
+  // `more` is data that came with a Continue from its decodeData(), after what it kept.
+  void resumeDecoding(size_t index, buffer::Buffer* more) {
+    DecoderEntry& d = *decoders[index];
+    if (decodingHalted() || !d.it.stopped) return;
+    d.it.stopped = false;
     const size_t next = index + 1;
-    if (decode_stopped == index) decode_stopped = kNone;
-    if (decode_headers_at == next) {
-      // The headers stopped at `index`: pass them on first.
-      if (!decodeHeadersFrom(next)) return;
+    const bool trailers = d.it.trailers_seen;
+    const bool data_end = d.it.end_seen && !trailers;
+    const bool has_data = d.holdsData() || (more != nullptr && !more->empty());
+    if (!d.it.headers_continued) {
+      d.it.headers_continued = true;
+      decodeHeadersFrom(next, data_end && !has_data);
+      if (decodingHalted()) return;
     }
-    if (decode_buffer && !decode_buffer->empty()) {
+    // The end travels with data when the headers did not carry it: an empty frame if this
+    // filter took the last bytes itself.
+    const bool next_has_end = next < decoders.size() && decoders[next]->it.end_seen;
+    if (has_data || (data_end && !next_has_end)) {
       buffer::Buffer data;
-      data.move(*decode_buffer);
-      const bool end = remote_complete && request_trailers == nullptr;
-      decodeDataFrom(next, data, end);
-      if (destroyed || local_complete || decode_stopped != kNone) return;
+      if (d.held) data.move(*d.held);
+      if (more != nullptr) data.move(*more);
+      decodeDataFrom(next, data, data_end);
+      if (decodingHalted()) return;
     }
-    if (request_trailers) decodeTrailersFrom(next);
+    if (trailers) decodeTrailersFrom(next);
   }
 
-  // ---- Encoding (from the router or a local reply)
+  // ---- Encoder filter iteration (the response, from a decoder filter or a local reply)
+
+  // The encoder filters get nothing more: the stream is gone or the response is complete.
+  bool encodingHalted() const { return destroyed || local_complete; }
+
+  template <class Fn>
+  auto callEncoder(EncoderEntry& e, Fn&& fn) {
+    ++e.it.in_callback;
+    const auto status = fn();
+    --e.it.in_callback;
+    return status;
+  }
+
+  // Keeps `data` for a stopped encoder filter. False if that took the kept response body over
+  // the buffer limit with StopIterationAndBuffer: the response failed (500, or a reset).
+  bool holdEncodeData(EncoderEntry& e, buffer::Buffer& data, bool streaming) {
+    if (!e.held) {
+      e.held = std::make_unique<buffer::WatermarkBuffer>(
+          [this, &e] {
+            if (!e.held_paused) return;
+            e.held_paused = false;
+            for (auto* cb : watermark_callbacks) cb->onBelowWriteBufferLowWatermark();
+          },
+          [this, &e] {
+            if (!e.held_streaming || e.held_paused) return;
+            e.held_paused = true;
+            for (auto* cb : watermark_callbacks) cb->onAboveWriteBufferHighWatermark();
+          });
+      e.held->setWatermarks(parent.connection_->bufferLimit());
+    }
+    e.held_streaming = streaming;
+    e.held->move(data);
+    if (streaming || !overBufferLimit(*e.held)) return true;
+    parent.stats_.rs_too_large.inc();
+    sendLocalReply(500, statusReason(500), nullptr, "response_payload_too_large");
+    return false;
+  }
 
   void encode1xxHeaders(HeaderMapPtr&& headers) {
-    if (local_complete || response_started) return;
+    if (destroyed || local_complete || local_reply || response_started) return;
     encoder.encode1xxHeaders(*headers);
   }
 
-  void encodeHeaders(size_t from, HeaderMapPtr&& headers, bool end_stream) {
-    if (destroyed || local_complete) return;
+  // The response from a decoder filter (the router, or a filter that answers itself). One
+  // response per stream: after a local reply, or a second time, these do nothing.
+  void encodeHeadersFromFilter(HeaderMapPtr&& headers, bool end_stream, std::string_view details) {
+    if (destroyed || local_reply || response_headers) return;
+    info.response_code_details = details;
+    beginEncodeHeaders(std::move(headers), end_stream);
+  }
+  void encodeDataFromFilter(buffer::Buffer& data, bool end_stream) {
+    if (destroyed || local_reply || !response_headers || encode_end_received) {
+      data.drain(data.length());
+      return;
+    }
+    beginEncodeData(data, end_stream);
+  }
+  void encodeTrailersFromFilter(HeaderMapPtr&& trailers) {
+    if (destroyed || local_reply || !response_headers || encode_end_received) return;
+    response_trailers = std::move(trailers);
+    encode_end_received = true;
+    encodeTrailersFrom(0);
+  }
+
+  void beginEncodeHeaders(HeaderMapPtr&& headers, bool end_stream) {
     response_headers = std::move(headers);
+    if (end_stream) encode_end_received = true;
+    encodeHeadersFrom(0, end_stream);
+  }
+  void beginEncodeData(buffer::Buffer& data, bool end_stream) {
+    resetIdleTimer();
+    if (end_stream) encode_end_received = true;
+    encodeDataFrom(0, data, end_stream);
+  }
+
+  // Runs the response headers through encoder filters [from, end), then to the codec.
+  void encodeHeadersFrom(size_t from, bool end_stream) {
     for (size_t i = from; i < encoders.size(); ++i) {
-      encode_headers_at = i + 1;
-      if (encoders[i]->filter->encodeHeaders(*response_headers, end_stream) ==
-          FilterHeadersStatus::StopIteration) {
-        encode_stopped = i;
-        encode_end_with_headers = end_stream;
+      EncoderEntry& e = *encoders[i];
+      e.it.headers_called = true;
+      e.it.end_seen = end_stream;
+      FilterHeadersStatus status =
+          callEncoder(e, [&] { return e.filter->encodeHeaders(*response_headers, end_stream); });
+      if (encodingHalted()) return;
+      if (takeContinueRequest(e.it)) status = FilterHeadersStatus::Continue;
+      if (status == FilterHeadersStatus::StopIteration) {
+        e.it.stopped = true;
         return;
       }
-      if (destroyed) return;
+      e.it.headers_continued = true;
     }
-    encode_headers_at = encoders.size() + 1;
     finalEncodeHeaders(end_stream);
   }
 
+  // The response headers, past every encoder filter: connection-level headers, stats, codec.
   void finalEncodeHeaders(bool end_stream) {
     const auto& cfg = *parent.config_;
     HeaderMap& h = *response_headers;
@@ -480,11 +673,14 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
       h.removeIf([](const HeaderEntry& e) { return isHopByHopHeader(e.key); });
     }
     switch (cfg.server_header_transformation) {
-      case ServerHeaderTransformation::Overwrite: h.set(headers::kServer, cfg.server_name); break;
+      case ServerHeaderTransformation::Overwrite:
+        h.set(headers::kServer, cfg.server_name);
+        break;
       case ServerHeaderTransformation::AppendIfAbsent:
         if (!h.has(headers::kServer)) h.add(headers::kServer, cfg.server_name);
         break;
-      case ServerHeaderTransformation::PassThrough: break;
+      case ServerHeaderTransformation::PassThrough:
+        break;
     }
     if (!cfg.via.empty()) h.append(headers::kVia, cfg.via);
     if (upgrade && !switching) close_after = true;
@@ -497,11 +693,21 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     info.first_downstream_tx_byte = sinceStart();
     if (status >= 100 && status < 600) {
       switch (status / 100) {
-        case 1: parent.stats_.downstream_rq_1xx.inc(); break;
-        case 2: parent.stats_.downstream_rq_2xx.inc(); break;
-        case 3: parent.stats_.downstream_rq_3xx.inc(); break;
-        case 4: parent.stats_.downstream_rq_4xx.inc(); break;
-        case 5: parent.stats_.downstream_rq_5xx.inc(); break;
+        case 1:
+          parent.stats_.downstream_rq_1xx.inc();
+          break;
+        case 2:
+          parent.stats_.downstream_rq_2xx.inc();
+          break;
+        case 3:
+          parent.stats_.downstream_rq_3xx.inc();
+          break;
+        case 4:
+          parent.stats_.downstream_rq_4xx.inc();
+          break;
+        case 5:
+          parent.stats_.downstream_rq_5xx.inc();
+          break;
       }
     }
     if (switching) {
@@ -516,102 +722,166 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     SLUICE_LOG(debug, http, "[C{}][S{}] response {} (end_stream={}, details={})",
                parent.connection_->id(), id, status, end_stream, info.response_code_details);
     encoder.encodeHeaders(h, end_stream);
-    if (end_stream) onResponseComplete();
+    if (end_stream && !destroyed) onResponseComplete();
   }
 
-  void encodeData(size_t from, buffer::Buffer& data, bool end_stream) {
-    if (destroyed || local_complete) return;
-    resetIdleTimer();
+  // Runs response data through encoder filters [from, end), then to the codec.
+  void encodeDataFrom(size_t from, buffer::Buffer& data, bool end_stream) {
     for (size_t i = from; i < encoders.size(); ++i) {
-      if (i >= encode_headers_at || encode_stopped != kNone) {
-        if (!encode_buffer) encode_buffer = std::make_unique<buffer::Buffer>();
-        encode_buffer->move(data);
-        encode_end_pending = end_stream;
+      EncoderEntry& e = *encoders[i];
+      SLUICE_ASSERT(e.it.headers_called, "response data reached a filter before the headers");
+      if (e.it.end_seen) return;  // it had the end already: nothing may follow
+      e.it.end_seen = end_stream;
+      const FilterDataStatus status =
+          callEncoder(e, [&] { return e.filter->encodeData(data, end_stream); });
+      if (encodingHalted()) return;
+      const bool resume = takeContinueRequest(e.it);
+      if (status == FilterDataStatus::Continue) {
+        if (!e.it.stopped) continue;
+        // Continue from a stopped filter: iteration resumes, this data after what it kept.
+        resumeEncoding(i, &data);
         return;
       }
-      const FilterDataStatus s = encoders[i]->filter->encodeData(data, end_stream);
-      if (destroyed) return;
-      if (s == FilterDataStatus::StopIterationAndBuffer) {
-        if (!encode_buffer) encode_buffer = std::make_unique<buffer::Buffer>();
-        encode_buffer->move(data);
-        encode_end_pending = end_stream;
-        encode_stopped = i;
+      e.it.stopped = true;
+      if (status != FilterDataStatus::StopIterationNoBuffer &&
+          !holdEncodeData(e, data, status == FilterDataStatus::StopIterationAndWatermark)) {
         return;
       }
-      if (s == FilterDataStatus::StopIterationNoBuffer) return;
+      if (resume) resumeEncoding(i, nullptr);
+      return;
     }
     info.bytes_sent += data.length();
     encoder.encodeData(data, end_stream);
-    if (end_stream) onResponseComplete();
+    if (end_stream && !destroyed) onResponseComplete();
   }
 
-  void encodeTrailers(size_t from, HeaderMapPtr&& trailers) {
-    if (destroyed || local_complete) return;
-    response_trailers = std::move(trailers);
+  // Runs the response trailers through encoder filters [from, end), then to the codec.
+  void encodeTrailersFrom(size_t from) {
     for (size_t i = from; i < encoders.size(); ++i) {
-      if (encoders[i]->filter->encodeTrailers(*response_trailers) ==
-          FilterTrailersStatus::StopIteration) {
-        encode_stopped = i;
+      EncoderEntry& e = *encoders[i];
+      SLUICE_ASSERT(e.it.headers_called, "response trailers reached a filter before the headers");
+      if (e.it.end_seen) return;
+      e.it.end_seen = true;
+      e.it.trailers_seen = true;
+      const FilterTrailersStatus status =
+          callEncoder(e, [&] { return e.filter->encodeTrailers(*response_trailers); });
+      if (encodingHalted()) return;
+      const bool resume = takeContinueRequest(e.it);
+      if (status == FilterTrailersStatus::Continue) {
+        if (!e.it.stopped) continue;
+        resumeEncoding(i, nullptr);
         return;
       }
-      if (destroyed) return;
+      e.it.stopped = true;
+      if (resume) resumeEncoding(i, nullptr);
+      return;
     }
     encoder.encodeTrailers(*response_trailers);
-    onResponseComplete();
+    if (!destroyed) onResponseComplete();
   }
 
-  void continueEncoding(size_t index) {
-    if (destroyed || local_complete || encode_stopped != index) return;
-    encode_stopped = kNone;
+  // Encoder filter `index` continues: the filters after it (and then the codec) get, in
+  // order, what it held back. `more` is data that came with a Continue from its encodeData().
+  void resumeEncoding(size_t index, buffer::Buffer* more) {
+    EncoderEntry& e = *encoders[index];
+    if (encodingHalted() || !e.it.stopped) return;
+    e.it.stopped = false;
     const size_t next = index + 1;
-    if (encode_headers_at == index + 1) {
-      const bool end = encode_end_with_headers;
-      encode_headers_at = next;
-      for (size_t i = next; i < encoders.size(); ++i) {
-        encode_headers_at = i + 1;
-        if (encoders[i]->filter->encodeHeaders(*response_headers, end) ==
-            FilterHeadersStatus::StopIteration) {
-          encode_stopped = i;
-          return;
-        }
-        if (destroyed) return;
-      }
-      encode_headers_at = encoders.size() + 1;
-      finalEncodeHeaders(end);
-      if (end) return;
+    const bool trailers = e.it.trailers_seen;
+    const bool data_end = e.it.end_seen && !trailers;
+    const bool has_data = e.holdsData() || (more != nullptr && !more->empty());
+    if (!e.it.headers_continued) {
+      e.it.headers_continued = true;
+      encodeHeadersFrom(next, data_end && !has_data);
+      if (encodingHalted()) return;
     }
-    if (encode_buffer && (!encode_buffer->empty() || encode_end_pending)) {
+    // Past the last filter is the codec, which has not had the end while the stream runs.
+    const bool next_has_end = next < encoders.size() && encoders[next]->it.end_seen;
+    if (has_data || (data_end && !next_has_end)) {
       buffer::Buffer data;
-      data.move(*encode_buffer);
-      encodeData(next, data, encode_end_pending);
+      if (e.held) data.move(*e.held);
+      if (more != nullptr) data.move(*more);
+      encodeDataFrom(next, data, data_end);
+      if (encodingHalted()) return;
     }
+    if (trailers) encodeTrailersFrom(next);
   }
 
+  // ---- Local replies
+
+  struct LocalReply {
+    HeaderMapPtr headers;
+    std::string body;  // empty for HEAD
+  };
+
+  // Envoy's rules: before any response, the reply runs through all encoder filters (asked
+  // from inside a decoder callback: once it returns, and no decoder filter runs after it).
+  // With response headers in the encoder filters but not sent, the reply replaces them and
+  // goes straight to the codec, so that no filter sees a second response. After headers
+  // went out, all that is left is a reset.
   void sendLocalReply(uint32_t code, std::string_view body, const ModifyHeadersCb& modify,
                       std::string_view details) {
-    if (destroyed || local_complete) return;
+    if (destroyed || local_complete || pending_local_reply) return;
     info.response_code_details = details;
     if (response_started) {
       // Too late for a reply: the client has seen part of a response.
       resetStream(StreamResetReason::LocalReset);
       return;
     }
-    auto h = std::make_unique<HeaderMap>();
-    h->add(headers::kStatus, std::to_string(code));
-    const bool is_head = request_headers && request_headers->method() == "HEAD";
+    local_reply = true;
+    // The rest of the request will not be read: say that the connection closes.
+    if (!remote_complete && !upgrade) close_after = true;
+    // The headers are built now: `modify` may refer to the caller's locals.
+    LocalReply reply;
+    reply.headers = std::make_unique<HeaderMap>();
+    reply.headers->add(headers::kStatus, std::to_string(code));
     if (!body.empty()) {
-      h->add(headers::kContentLength, std::to_string(body.size()));
-      h->add(headers::kContentType, "text/plain");
+      reply.headers->add(headers::kContentLength, std::to_string(body.size()));
+      reply.headers->add(headers::kContentType, "text/plain");
     }
-    if (modify) modify(*h);
-    // A local reply does not run the request's remaining decoder filters.
-    const bool end = body.empty() || is_head;
-    encodeHeaders(0, std::move(h), end);
-    if (!end && !destroyed && !local_complete) {
-      buffer::Buffer b;
-      b.add(body);
-      encodeData(0, b, true);
+    if (modify) modify(*reply.headers);
+    const bool is_head = request_headers && request_headers->method() == "HEAD";
+    if (!is_head) reply.body = std::string(body);
+    if (response_headers) {
+      sendDirectLocalReply(std::move(reply));
+    } else if (decode_callback_depth > 0) {
+      pending_local_reply = std::move(reply);
+    } else {
+      sendLocalReplyThroughFilters(std::move(reply));
     }
+  }
+
+  void sendPendingLocalReply() {
+    LocalReply reply = std::move(*pending_local_reply);
+    pending_local_reply.reset();
+    if (destroyed || local_complete) return;
+    sendLocalReplyThroughFilters(std::move(reply));
+  }
+
+  void sendLocalReplyThroughFilters(LocalReply&& reply) {
+    const bool end = reply.body.empty();
+    beginEncodeHeaders(std::move(reply.headers), end);
+    if (end || encodingHalted()) return;
+    buffer::Buffer b;
+    b.add(reply.body);
+    beginEncodeData(b, true);
+  }
+
+  void sendDirectLocalReply(LocalReply&& reply) {
+    SLUICE_LOG(debug, http, "[C{}][S{}] local reply replaces response headers not yet sent",
+               parent.connection_->id(), id);
+    // An encoder filter may be inside a callback with the old headers: keep them alive.
+    replaced_response_headers = std::move(response_headers);
+    response_headers = std::move(reply.headers);
+    encode_end_received = true;
+    const bool end = reply.body.empty();
+    finalEncodeHeaders(end);
+    if (end || encodingHalted()) return;
+    buffer::Buffer b;
+    b.add(reply.body);
+    info.bytes_sent += b.length();
+    encoder.encodeData(b, true);
+    if (!destroyed) onResponseComplete();
   }
 
   void timeoutReply(uint32_t code, std::string_view details, uint32_t flag) {
@@ -673,7 +943,8 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     } else {
       parent.stats_.downstream_rq_tx_reset.inc();
     }
-    if (info.response_code_details.empty()) info.response_code_details = "downstream_remote_disconnect";
+    if (info.response_code_details.empty())
+      info.response_code_details = "downstream_remote_disconnect";
     read_disabled = 0;  // the stream is gone: nothing to re-enable
     parent.doEndStream(*this);
   }
@@ -699,14 +970,14 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
   void destroyFilters() {
     destroyed = true;
     for (auto& d : decoders) d->filter->onDestroy();
-    for (auto& e : encoders) e->filter->onDestroy();
+    for (auto& e : encoders) {
+      if (!e->dual) e->filter->onDestroy();
+    }
     idle_timer.reset();
     request_timer.reset();
     headers_timer.reset();
     duration_timer.reset();
   }
-
-  static constexpr size_t kNone = static_cast<size_t>(-1);
 
   ConnectionManagerImpl& parent;
   ResponseEncoder& encoder;
@@ -715,29 +986,26 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
   HeaderMapPtr request_headers;
   HeaderMapPtr request_trailers;
   HeaderMapPtr response_headers;
+  HeaderMapPtr replaced_response_headers;  // what a direct local reply replaced
   HeaderMapPtr response_trailers;
   std::vector<std::unique_ptr<DecoderEntry>> decoders;
   std::vector<std::unique_ptr<EncoderEntry>> encoders;
   std::vector<DownstreamWatermarkCallbacks*> watermark_callbacks;
-  std::unique_ptr<buffer::WatermarkBuffer> decode_buffer;
-  std::unique_ptr<buffer::Buffer> encode_buffer;
+  std::optional<LocalReply> pending_local_reply;  // asked for inside a decoder callback
   event::TimerPtr idle_timer;
   std::chrono::milliseconds idle_timeout{0};
   event::TimerPtr request_timer;
   event::TimerPtr headers_timer;
   event::TimerPtr duration_timer;
   RouteConstSharedPtr cached_route;
-  size_t decode_headers_at{0};  // decoder filters [0, this) have seen the headers
-  size_t decode_stopped{kNone};
-  size_t encode_headers_at{0};
-  size_t encode_stopped{kNone};
   uint32_t read_disabled{0};
-  bool encode_end_with_headers{false};
-  bool encode_end_pending{false};
+  uint32_t decode_callback_depth{0};  // decoder filter callbacks running
   bool route_resolved{false};
   bool remote_complete{false};
-  bool local_complete{false};
-  bool response_started{false};
+  bool encode_end_received{false};  // the end of the response entered the encoder filters
+  bool local_reply{false};          // a local reply took over the response
+  bool local_complete{false};       // the response went to the codec in full
+  bool response_started{false};     // response headers went to the codec
   bool close_after{false};
   bool upgrade{false};
   bool upgrade_counted{false};
@@ -763,10 +1031,9 @@ void ConnectionManagerImpl::initializeReadFilterCallbacks(network::ReadFilterCal
   stats_.downstream_cx_active.inc();
   stats_.downstream_cx_http1_total.inc();
   stats_.downstream_cx_http1_active.inc();
-  connection_->setConnectionStats({&stats_.downstream_cx_rx_bytes_total,
-                                   &stats_.downstream_cx_tx_bytes_total,
-                                   &stats_.downstream_cx_rx_bytes_buffered,
-                                   &stats_.downstream_cx_tx_bytes_buffered});
+  connection_->setConnectionStats(
+      {&stats_.downstream_cx_rx_bytes_total, &stats_.downstream_cx_tx_bytes_total,
+       &stats_.downstream_cx_rx_bytes_buffered, &stats_.downstream_cx_tx_bytes_buffered});
   http1::CodecStats codec_stats;
   codec_ = http1::createServerCodec(*connection_, *this, config_->http1_settings, codec_stats);
   if (config_->idle_timeout.count() > 0) {
@@ -908,10 +1175,10 @@ void ConnectionManagerImpl::onEvent(network::ConnectionEvent event) {
   stats_.downstream_cx_active.dec();
   stats_.downstream_cx_http1_active.dec();
   codec_->onConnectionClosed();
-  stats_.downstream_cx_length_ms.recordValue(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                 connection_->dispatcher().timeSource().monotonicTime() -
-                                                 connected_at_)
-                                                 .count());
+  stats_.downstream_cx_length_ms.recordValue(
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          connection_->dispatcher().timeSource().monotonicTime() - connected_at_)
+          .count());
   resetAllStreams(StreamResetReason::ConnectionTermination);
 }
 

@@ -2,9 +2,17 @@
 
 // The HTTP filter API. Each request runs through a chain of decoder filters (request side,
 // in order) and encoder filters (response side, in reverse order); the router is the last
-// decoder filter. A filter that returns StopIteration resumes the chain later with
-// continueDecoding()/continueEncoding(). Any filter can answer the request itself with
-// sendLocalReply().
+// decoder filter. The rules are Envoy's filter manager's:
+//
+// - A filter that returns a Stop status stops iteration at itself: the filters after it get
+//   nothing more until it continues, by calling continueDecoding()/continueEncoding() or by
+//   returning Continue from a later decodeData()/encodeData() or trailers callback. It keeps
+//   getting what arrives meanwhile (data, trailers) and decides again for each part.
+// - On continue, the filters after it get in order what they have not had: the headers, the
+//   data it kept, the trailers, each with the right end_stream.
+// - A continue called from inside the filter's own callback takes effect when the callback
+//   returns.
+// - Any filter can answer the request itself with sendLocalReply().
 
 #include <chrono>
 #include <functional>
@@ -31,9 +39,16 @@ namespace sluice::http {
 
 enum class FilterHeadersStatus { Continue, StopIteration };
 enum class FilterDataStatus {
+  // Pass the data on. From a stopped filter: continue iteration (what it kept goes first).
   Continue,
-  StopIterationAndBuffer,  // keep the data (bounded by the buffer limit) and wait
-  StopIterationNoBuffer,   // the filter took the data itself
+  // Keep the data and wait. Kept data over the connection's buffer limit fails the stream:
+  // 413 for a request; for a response 500, or a reset once its headers went out.
+  StopIterationAndBuffer,
+  // Keep the data and wait; over the buffer limit, push back on the sender (the downstream
+  // connection for a request, the upstream for a response) instead of failing.
+  StopIterationAndWatermark,
+  // Wait; the filter took the data itself.
+  StopIterationNoBuffer,
 };
 enum class FilterTrailersStatus { Continue, StopIteration };
 
@@ -44,6 +59,8 @@ class DownstreamWatermarkCallbacks {
   virtual void onAboveWriteBufferHighWatermark() = 0;
   virtual void onBelowWriteBufferLowWatermark() = 0;
 };
+
+using ModifyHeadersCb = std::function<void(ResponseHeaderMap&)>;
 
 class StreamFilterCallbacks {
  public:
@@ -57,24 +74,25 @@ class StreamFilterCallbacks {
   virtual void clearRouteCache() = 0;
   virtual StreamInfo& streamInfo() = 0;
   virtual uint64_t streamId() const = 0;
+  // Answers the request from here; `details` is the response code details and
+  // `modify_headers` runs on the reply's headers before this returns. If no response has
+  // started, the reply runs through all encoder filters (asked from inside a decoder
+  // callback: once that callback returns, and no decoder filter runs after it). If response
+  // headers are in the encoder filters but not sent yet, the reply replaces them and goes
+  // straight to the client. If headers were sent, the stream is reset.
+  virtual void sendLocalReply(uint32_t code, std::string_view body,
+                              const ModifyHeadersCb& modify_headers, std::string_view details) = 0;
 };
-
-using ModifyHeadersCb = std::function<void(ResponseHeaderMap&)>;
 
 class StreamDecoderFilterCallbacks : public StreamFilterCallbacks {
  public:
   virtual void continueDecoding() = 0;
-  // What StopIterationAndBuffer kept (null when nothing).
+  // What this filter kept with StopIterationAndBuffer/AndWatermark (null when nothing).
   virtual const buffer::Buffer* decodingBuffer() = 0;
-  // Answers the request from here: the response runs through the encoder filters of the
-  // filters before this one. `details` is the response code details.
-  virtual void sendLocalReply(uint32_t code, std::string_view body,
-                              const ModifyHeadersCb& modify_headers,
-                              std::string_view details) = 0;
-  // The response, from the upstream (the router uses these).
+  // The response, from the upstream (the router uses these). They do nothing once another
+  // response (a local reply) is on its way.
   virtual void encode1xxHeaders(HeaderMapPtr&& headers) = 0;
-  virtual void encodeHeaders(HeaderMapPtr&& headers, bool end_stream,
-                             std::string_view details) = 0;
+  virtual void encodeHeaders(HeaderMapPtr&& headers, bool end_stream, std::string_view details) = 0;
   virtual void encodeData(buffer::Buffer& data, bool end_stream) = 0;
   virtual void encodeTrailers(HeaderMapPtr&& trailers) = 0;
   // The upstream is slow to take the request body: stop reading downstream, and resume.
@@ -92,6 +110,7 @@ class StreamDecoderFilterCallbacks : public StreamFilterCallbacks {
 class StreamEncoderFilterCallbacks : public StreamFilterCallbacks {
  public:
   virtual void continueEncoding() = 0;
+  // What this filter kept with StopIterationAndBuffer/AndWatermark (null when nothing).
   virtual const buffer::Buffer* encodingBuffer() = 0;
 };
 
