@@ -1,0 +1,224 @@
+"""The scenarios: what each measures, and one measurement of one target (one round).
+
+Each run_* function measures one target once and returns a sample: a dict of metric key ->
+value, plus "error" (None, or what went wrong) and "detail" (commands, raw counts).
+A BenchError raised inside becomes an error sample; the run goes on.
+"""
+
+import time
+
+import clients
+import procs
+import targets
+
+# Scenario ids in the order they run; `--only` takes these (or their numbers 1-8).
+SCENARIOS = ["keepalive", "bigbody", "fixedrate", "connclose", "cpu", "memory", "startup", "scale"]
+
+# Scenarios measured on one long-running instance per target; the others start a fresh
+# instance for every measurement.
+PERSISTENT = ["keepalive", "bigbody", "fixedrate", "connclose", "cpu"]
+
+FIXED_RATES = [1000, 10000]
+
+HIGHER, LOWER, INFO = "higher", "lower", "info"
+
+
+class Metric:
+    def __init__(self, scenario, key, label, unit, better, digits=0, targets=None):
+        self.scenario = scenario
+        self.key = key
+        self.label = label
+        self.unit = unit
+        self.better = better
+        self.digits = digits
+        self.targets = targets  # None: every target; else only these have a value
+
+
+PROXIES_ONLY = targets.PROXIES
+METRICS = [
+    Metric("keepalive", "rps", "1. keep-alive, 64 B: requests/s", "req/s", HIGHER),
+    Metric("keepalive", "p50_us", "1. keep-alive, 64 B: p50", "us", LOWER),
+    Metric("keepalive", "p99_us", "1. keep-alive, 64 B: p99", "us", LOWER),
+    Metric("bigbody", "rps", "2. keep-alive, 16 KiB: requests/s", "req/s", HIGHER),
+    Metric("bigbody", "p50_us", "2. keep-alive, 16 KiB: p50", "us", LOWER),
+    Metric("bigbody", "p99_us", "2. keep-alive, 16 KiB: p99", "us", LOWER),
+] + [
+    Metric("fixedrate", "%s_%d" % (p, rate), "3. %s req/s open loop: %s" % (
+        "{:,}".format(rate), label), "us", LOWER)
+    for rate in FIXED_RATES
+    for p, label in (("p50", "p50"), ("p99", "p99"), ("p999", "p99.9"))
+] + [
+    Metric("connclose", "rps", "4. new connection per request: requests/s", "req/s", HIGHER),
+    Metric("cpu", "cpu_per_10k", "5. CPU per 10,000 requests (scenario 1)", "CPU s", LOWER, 3),
+    Metric("memory", "rss_idle_mib", "6. RSS idle after start", "MiB", LOWER, 1),
+    Metric("memory", "rss_conns_mib", "6. RSS with the idle connections", "MiB", LOWER, 1),
+    Metric("memory", "bytes_per_conn", "6. bytes per idle keep-alive connection", "B", LOWER),
+    Metric("memory", "conns", "6. idle connections opened", "", INFO),
+    Metric("startup", "startup_ms", "7. exec to first proxied response", "ms", LOWER, 1),
+    Metric("scale", "ready_ms", "8. 10k routes: exec to /ready 200", "ms", LOWER, 1,
+           targets=["sluice"]),
+    Metric("scale", "load_ms", "8. 10k routes: exec to first response on last route", "ms",
+           LOWER, 1, targets=PROXIES_ONLY),
+    Metric("scale", "rss_mib", "8. 10k routes: RSS after load", "MiB", LOWER, 1,
+           targets=PROXIES_ONLY),
+    Metric("scale", "rps", "8. 10k routes: requests/s on last route", "req/s", HIGHER,
+           targets=PROXIES_ONLY),
+]
+
+MIB = 1024.0 * 1024.0
+
+
+class Context:
+    """Everything a measurement needs: the environment, the shared upstream, settings."""
+
+    def __init__(self, env, upstream, duration, fixed_duration, fixed_warmup, idle_conns,
+                 loadgen_bin, loadgen_missing, logdir):
+        self.env = env
+        self.upstream = upstream
+        self.duration = duration
+        self.fixed_duration = fixed_duration
+        self.fixed_warmup = fixed_warmup
+        self.idle_conns = idle_conns
+        self.loadgen_bin = loadgen_bin
+        self.loadgen_missing = loadgen_missing
+        self.logdir = logdir
+        self._n = 0
+
+    def log(self, name):
+        self._n += 1
+        return "%s/%04d-%s.log" % (self.logdir, self._n, name)
+
+
+def _wrk_sample(r, keys=("rps", "p50_us", "p99_us")):
+    s = {k: r[k] for k in keys}
+    s["error"] = None
+    if r["errors"]:
+        s["error"] = "wrk: %s (of %d requests)" % (r["error_detail"], r["requests"])
+    s["detail"] = {"command": r["command"], "requests": r["requests"], "errors": r["errors"]}
+    return s
+
+
+# --- scenarios on the long-running instance -------------------------------------------
+
+def run_keepalive(ctx, server):
+    """Scenario 1 (and 5): wrk, 1 thread, 50 keep-alive connections, /small. The target's CPU
+    time (all its processes) is read from /proc before and after."""
+    cpu0 = server.child.cpu_seconds()
+    r = clients.wrk(server.port, "/small", ctx.duration, ctx.log("wrk"),
+                    cpus=ctx.env.client_cpus())
+    cpu1 = server.child.cpu_seconds()
+    s = _wrk_sample(r)
+    s["cpu_per_10k"] = (cpu1 - cpu0) / max(1, r["requests"]) * 10000
+    s["detail"]["cpu_seconds"] = cpu1 - cpu0
+    return s
+
+
+def run_bigbody(ctx, server):
+    """Scenario 2: as scenario 1 with the 16 KiB body."""
+    r = clients.wrk(server.port, "/big", ctx.duration, ctx.log("wrk"),
+                    cpus=ctx.env.client_cpus())
+    return _wrk_sample(r)
+
+
+def run_fixedrate(ctx, server):
+    """Scenario 3: latency at fixed request rates from the open-loop loadgen."""
+    if ctx.loadgen_bin is None:
+        return {"error": "skipped: " + ctx.loadgen_missing, "skipped": True}
+    s = {"error": None, "detail": {}}
+    errors = []
+    for rate in FIXED_RATES:
+        r = clients.loadgen(ctx.loadgen_bin, server.port, "/small", rate, ctx.fixed_duration,
+                            ctx.fixed_warmup, ctx.log("loadgen"), cpus=ctx.env.client_cpus())
+        lat = r["latency_us"]
+        s["p50_%d" % rate] = lat["p50"]
+        s["p99_%d" % rate] = lat["p99"]
+        s["p999_%d" % rate] = lat["p999"]
+        s["detail"][str(rate)] = r
+        if r.get("errors") or r.get("timeouts") or r.get("status_non_2xx"):
+            errors.append("at %d req/s: %s errors, %s timeouts, %s non-2xx of %s sent"
+                          % (rate, r.get("errors"), r.get("timeouts"),
+                             r.get("status_non_2xx", 0), r.get("sent")))
+        if r.get("achieved_rate", rate) < 0.95 * rate:
+            errors.append("at %d req/s: only %.0f req/s achieved" % (rate, r["achieved_rate"]))
+    if errors:
+        s["error"] = "loadgen: " + "; ".join(errors)
+    return s
+
+
+def run_connclose(ctx, server):
+    """Scenario 4: every request on a new connection (wrk sends Connection: close)."""
+    r = clients.wrk(server.port, "/small", ctx.duration, ctx.log("wrk"),
+                    headers=["Connection: close"], cpus=ctx.env.client_cpus())
+    return _wrk_sample(r, keys=("rps",))
+
+
+# --- scenarios that start a fresh instance per measurement -----------------------------
+
+def run_memory(ctx, target):
+    """Scenario 6: RSS of a fresh instance at idle (after the one request that showed it
+    serving), then with N idle keep-alive connections that have each served one request."""
+    server = targets.start_target(ctx.env, target, ctx.upstream, cpus=ctx.env.server_cpus())
+    try:
+        time.sleep(0.2)  # let start-up work finish
+        idle = server.child.rss_bytes()
+        conns = clients.IdleConnections(server.port, "/small", ctx.idle_conns)
+        try:
+            time.sleep(0.2)  # let the last responses' buffers be released
+            loaded = server.child.rss_bytes()
+            still = conns.still_open()
+        finally:
+            n = conns.count
+            conns.close()
+        if not server.child.alive():
+            raise procs.BenchError("%s exited while holding the connections; its log:\n%s"
+                                   % (target, server.child.log_tail()))
+    finally:
+        server.stop()
+    s = {"rss_idle_mib": idle / MIB, "rss_conns_mib": loaded / MIB, "conns": n,
+         "bytes_per_conn": (loaded - idle) / n if n else None, "error": None,
+         "detail": {"processes": "all processes of the target (nginx: master + worker)",
+                    "rss_idle": idle, "rss_with_conns": loaded, "still_open": still}}
+    problems = []
+    if conns.failure:
+        problems.append("opened %d of %d connections: %s" % (n, ctx.idle_conns, conns.failure))
+    if still < n:
+        problems.append("%d of %d connections were closed by the server before RSS was read"
+                        % (n - still, n))
+    if problems:
+        s["error"] = "; ".join(problems)
+    return s
+
+
+def run_startup(ctx, target):
+    """Scenario 7: exec to the first successful proxied request (GET /small polled every ~1 ms
+    on a new connection)."""
+    server = targets.start_target(ctx.env, target, ctx.upstream, cpus=ctx.env.server_cpus())
+    server.stop()
+    return {"startup_ms": server.ready_s * 1000, "error": None}
+
+
+def run_scale(ctx, target):
+    """Scenario 8: 10,000 routes over 1,000 clusters. Load time (sluice: to /ready 200, and
+    for every proxy: to the first 200 on the last route), RSS after load, and scenario 1's
+    wrk run against the last route."""
+    server = targets.start_proxy(ctx.env, target, ctx.upstream.port, scale=True,
+                                 cpus=ctx.env.server_cpus())
+    try:
+        rss = server.child.rss_bytes()
+        r = clients.wrk(server.port, targets.SCALE_LAST_PATH, ctx.duration, ctx.log("wrk"),
+                        cpus=ctx.env.client_cpus())
+    finally:
+        server.stop()
+    s = _wrk_sample(r, keys=("rps",))
+    s["load_ms"] = server.ready_s * 1000
+    s["rss_mib"] = rss / MIB
+    if server.admin_ready_s is not None:
+        s["ready_ms"] = server.admin_ready_s * 1000
+    return s
+
+
+RUNNERS = {
+    "keepalive": run_keepalive, "bigbody": run_bigbody, "fixedrate": run_fixedrate,
+    "connclose": run_connclose, "memory": run_memory, "startup": run_startup,
+    "scale": run_scale,
+}
