@@ -617,8 +617,9 @@ IoResult Buffer::readFrom(int fd, size_t max_length) {
   if (rc < 0) {
     return IoResult{0, errno};
   }
+  const size_t offered = reservation.length();
   commit(reservation, static_cast<size_t>(rc));
-  return IoResult{static_cast<size_t>(rc), 0};
+  return IoResult{static_cast<size_t>(rc), 0, offered};
 }
 
 IoResult Buffer::writeTo(int fd) {

@@ -41,6 +41,7 @@ struct RawSlice {
 struct IoResult {
   size_t bytes = 0;
   int err = 0;
+  size_t offered = 0;  // readFrom: the space the read offered (bytes < offered: a short read)
 
   bool ok() const { return err == 0; }
   bool again() const { return err == EAGAIN || err == EWOULDBLOCK; }

@@ -47,10 +47,15 @@ ConnectionImpl::ConnectionImpl(event::Dispatcher& dispatcher, SocketFd&& socket,
           }),
       connecting_(!connected) {
   transport_->setTransportSocketCallbacks(*this);
-  // Edge-triggered: each readiness is reported once, and we read/write until EAGAIN.
+  // Edge-triggered, registered once for the connection's life: each readiness is reported
+  // once; we write until EAGAIN and read until a short read (or EAGAIN). Read-disabling does
+  // not touch the registration (no epoll_ctl per request): a read event that comes while
+  // disabled is dropped, and enabling reads again schedules a read. "Closed" (EPOLLRDHUP)
+  // tells a FIN apart from data, also while reads are disabled.
   file_event_ = dispatcher_.createFileEvent(
       socket_.fd(), [this](uint32_t events) { onFileEvent(events); },
-      event::FileTriggerType::Edge, event::FileReadyType::Read | event::FileReadyType::Write);
+      event::FileTriggerType::Edge,
+      event::FileReadyType::Read | event::FileReadyType::Write | event::FileReadyType::Closed);
   SLUICE_LOG(debug, connection, "[C{}] new connection {} -> {}", id_,
              remote_ ? remote_->asString() : "?", local_ ? local_->asString() : "?");
 }
@@ -130,30 +135,17 @@ void ConnectionImpl::connect(std::chrono::milliseconds timeout) {
 void ConnectionImpl::readDisable(bool disable) {
   if (state_ != State::Open) return;
   if (disable) {
-    if (++read_disable_count_ == 1) updateInterest();
+    ++read_disable_count_;
     return;
   }
   SLUICE_ASSERT(read_disable_count_ > 0, "readDisable(false) without readDisable(true)");
   if (read_disable_count_ == 0) return;
   if (--read_disable_count_ == 0) {
-    updateInterest();
     // Bytes may wait in the read buffer or in the socket without a new edge: look again,
     // and hand what is buffered to the filters even if the socket has nothing new.
     dispatch_buffered_data_ = !read_buffer_.empty();
     file_event_->activate(event::FileReadyType::Read);
   }
-}
-
-void ConnectionImpl::updateInterest() {
-  if (!file_event_) return;
-  uint32_t events = event::FileReadyType::Write;
-  if (read_disable_count_ == 0) {
-    events |= event::FileReadyType::Read;
-  } else if (!half_close_enabled_) {
-    // Not reading, but a peer that goes away should still be noticed.
-    events |= event::FileReadyType::Closed;
-  }
-  file_event_->setEnabled(events);
 }
 
 void ConnectionImpl::setTransportSocketIsReadable() {
@@ -175,10 +167,13 @@ void ConnectionImpl::onFileEvent(uint32_t events) {
     closeSocket(ConnectionEvent::RemoteClose);
     return;
   }
-  if ((events & event::FileReadyType::Closed) && read_disable_count_ > 0) {
-    // The peer went away while we were not reading.
-    closeSocket(ConnectionEvent::RemoteClose);
-    return;
+  if (events & event::FileReadyType::Closed) {
+    peer_closed_seen_ = true;
+    if (read_disable_count_ > 0 && !half_close_enabled_) {
+      // The peer went away while we were not reading.
+      closeSocket(ConnectionEvent::RemoteClose);
+      return;
+    }
   }
   if (events & event::FileReadyType::Write) onWriteReady();
   if (state_ != State::Closed && (events & event::FileReadyType::Read)) onReadReady();

@@ -58,6 +58,7 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
     return buffer_limit_ > 0 && read_buffer_.length() >= buffer_limit_;
   }
   void setTransportSocketIsReadable() override;
+  bool peerClosedSeen() const override { return peer_closed_seen_; }
   void raiseEvent(ConnectionEvent event) override;
 
  private:
@@ -71,7 +72,6 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   void iterateReadFilters(size_t start);
   void closeSocket(ConnectionEvent event);
   void onDelayedCloseTimeout();
-  void updateInterest();
   bool bothSidesHalfClosed() const {
     return read_end_stream_ && write_end_stream_ && write_buffer_.empty();
   }
@@ -101,6 +101,7 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   ConnectionCloseType pending_close_{ConnectionCloseType::FlushWrite};
   bool connecting_{false};
   bool half_close_enabled_{false};
+  bool peer_closed_seen_{false};  // an event reported the peer's FIN (EPOLLRDHUP)
   bool read_end_stream_{false};
   bool write_end_stream_{false};
   bool in_delayed_close_wait_{false};   // flushed; waiting for the peer or the timer

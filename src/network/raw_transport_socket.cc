@@ -21,6 +21,10 @@ TransportIoResult RawTransportSocket::doRead(buffer::Buffer& buffer) {
         callbacks_->setTransportSocketIsReadable();
         break;
       }
+      // A short read emptied the socket: with edge-triggered events, new bytes raise a new
+      // event, so a second read would only return EAGAIN. A FIN that came with these bytes
+      // was reported as "closed" with the event: then read on to the end of stream.
+      if (io.bytes < io.offered && !callbacks_->peerClosedSeen()) break;
     } else if (io.again()) {
       break;
     } else {

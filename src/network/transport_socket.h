@@ -30,6 +30,9 @@ class TransportSocketCallbacks {
   // The transport stopped reading with data possibly left in the socket (or in its own
   // buffers): schedule another read.
   virtual void setTransportSocketIsReadable() = 0;
+  // True once the socket reported the peer's FIN (EPOLLRDHUP): read until the end of stream,
+  // not only until a short read.
+  virtual bool peerClosedSeen() const = 0;
   virtual void raiseEvent(ConnectionEvent event) = 0;
 };
 

@@ -215,8 +215,9 @@ TEST_F(ConnectionTest, SlowReaderBoundsTheWritersMemory) {
   conn.readDisable(false);
   ASSERT_TRUE(runUntil([&] { return client.received.size() == kTotal; }));
   EXPECT_TRUE(client.received == sent) << "the echo came back altered";
+  // Bounded all along; how often the server pauses once the reader drains depends on how
+  // the reads split, so only the stall's pause (above) is certain.
   EXPECT_LT(echo->max_buffered, 4u * kLimit);
-  EXPECT_GT(echo->paused, 1) << "back-pressure should have paused the server repeatedly";
 }
 
 TEST_F(ConnectionTest, HalfCloseDeliversEndOfStreamAndFinishesTheEcho) {
@@ -255,6 +256,33 @@ TEST_F(ConnectionTest, WithoutHalfCloseTheDataArrivesThenTheConnectionCloses) {
   ASSERT_TRUE(runUntil([&] { return server->closed(); }));
   EXPECT_EQ(server->received, "bye");
   EXPECT_EQ(server->events.back(), ConnectionEvent::RemoteClose);
+}
+
+TEST_F(ConnectionTest, DataAndFinThatCameWhileReadsWereDisabledArriveWhenTheyResume) {
+  // Read-disabling keeps the epoll registration: the events that come meanwhile are dropped,
+  // and the FIN they reported must not be lost with them (the read after resuming goes on to
+  // the end of stream instead of stopping at the first short read).
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) {
+    c.enableHalfClose(true);
+    c.readDisable(true);
+    c.addReadFilter(server);
+    c.addConnectionCallbacks(*server);
+  };
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
+  ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1; }));
+  ASSERT_EQ(5, ::write(fd, "hello", 5));
+  ASSERT_EQ(0, ::shutdown(fd, SHUT_WR));
+  // Loopback delivers within write(): the events are pending; let the loop drop them.
+  for (int i = 0; i < 20; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(server->received, "");
+  EXPECT_FALSE(server->closed());
+  server_connections_[0]->readDisable(false);
+  ASSERT_TRUE(runUntil([&] { return server->got_end_stream; }));
+  EXPECT_EQ(server->received, "hello");
+  ::close(fd);
 }
 
 TEST_F(ConnectionTest, PeerResetClosesTheConnection) {
