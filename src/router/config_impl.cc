@@ -853,10 +853,50 @@ std::string RouteEntry::redirectLocation(const http::RequestHeaderMap& headers) 
 
 const RouteEntry* VirtualHost::route(const http::RequestHeaderMap& headers, std::string_view path,
                                      std::string_view query) const {
-  for (const auto& r : routes_) {
-    if (r->match().matches(headers, path, query)) return r.get();
+  for (const Segment& s : segments_) {
+    if (s.exact.empty()) {
+      for (uint32_t i = s.begin; i < s.end; ++i) {
+        if (routes_[i]->match().matches(headers, path, query)) return routes_[i].get();
+      }
+      continue;
+    }
+    auto it = s.exact.find(path);
+    if (it == s.exact.end()) continue;
+    for (uint32_t i : it->second) {
+      if (routes_[i]->match().matches(headers, path, query)) return routes_[i].get();
+    }
   }
   return nullptr;
+}
+
+void VirtualHost::buildSegments() {
+  auto indexable = [this](size_t i) {
+    const RouteMatch& m = routes_[i]->match();
+    return m.pathKind() == RouteMatch::PathKind::Exact && m.caseSensitive();
+  };
+  const uint32_t n = static_cast<uint32_t>(routes_.size());
+  uint32_t i = 0;
+  while (i < n) {
+    uint32_t j = i;
+    while (j < n && indexable(j)) ++j;
+    if (j - i >= kExactRunMin) {
+      Segment s{i, j, {}};
+      for (uint32_t k = i; k < j; ++k) s.exact[routes_[k]->match().pathValue()].push_back(k);
+      segments_.push_back(std::move(s));
+      i = j;
+      continue;
+    }
+    // A plain segment: everything up to the next long run of exact routes.
+    uint32_t end = i;
+    while (end < n) {
+      uint32_t run = end;
+      while (run < n && indexable(run)) ++run;
+      if (run - end >= kExactRunMin) break;
+      end = run == end ? end + 1 : run;
+    }
+    segments_.push_back(Segment{i, end, {}});
+    i = end;
+  }
 }
 
 // RouteTableImpl
@@ -928,6 +968,7 @@ std::shared_ptr<const RouteTableImpl> RouteTableImpl::create(const RouteConfigur
       }
       vh->routes_.push_back(std::move(entry));
     }
+    vh->buildSegments();
     table->vhosts_.push_back(std::move(vh));
   }
   auto longest_first = [](const WildcardTable& a, const WildcardTable& b) {

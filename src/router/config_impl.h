@@ -276,9 +276,27 @@ class VirtualHost {
  private:
   friend class RouteTableImpl;
 
+  // Routes are tried in order, as in Envoy. A run of kExactRunMin or more consecutive
+  // case-sensitive exact-path routes is one segment with a hash index (path -> its routes in
+  // order), so that a table of thousands of `path:` routes costs one lookup, not a scan; any
+  // other route is a segment of its own. First-match order is kept: segments are tried in
+  // order, and within an indexed one the candidates for the path in order.
+  static constexpr size_t kExactRunMin = 8;
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  struct Segment {
+    uint32_t begin{0};
+    uint32_t end{0};
+    std::unordered_map<std::string, std::vector<uint32_t>, StringHash, std::equal_to<>> exact;
+  };
+  void buildSegments();
+
   std::string name_;
   TlsRequirement require_tls_{TlsRequirement::None};
   std::vector<std::unique_ptr<RouteEntry>> routes_;
+  std::vector<Segment> segments_;
   HeaderMutations request_headers_;
   HeaderMutations response_headers_;
 };

@@ -176,6 +176,65 @@ virtual_hosts:
   EXPECT_EQ(routeFor(t, "/x"), "first");
 }
 
+// Long runs of exact-path routes are looked up through an index; the answer must be the one a
+// scan in order gives, whatever the mix of routes around and inside the run.
+TEST(RouteMatchTest, IndexedExactRunsKeepFirstMatchOrder) {
+  std::string yaml = R"(
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  routes:
+  - {name: early-prefix, match: {prefix: /p/}, route: {cluster: c}}
+)";
+  // A run of 20 exact routes; /e/3 twice (the first needs a header), /p/1 shadowed by the
+  // prefix route before the run.
+  for (int i = 0; i < 20; ++i) {
+    yaml += "  - {name: exact-" + std::to_string(i) + ", match: {path: /e/" + std::to_string(i) +
+            "}, route: {cluster: c}}\n";
+    if (i == 3) {
+      yaml += "  - {name: exact-3-hdr, match: {path: /e/3, headers: [{name: x-v, string_match: "
+              "{exact: two}}]}, route: {cluster: c}}\n";
+    }
+  }
+  yaml += R"(  - {name: exact-p1, match: {path: /p/1}, route: {cluster: c}}
+  - {name: ci, match: {path: /CI, case_sensitive: false}, route: {cluster: c}}
+  - {name: short-0, match: {path: /s/0}, route: {cluster: c}}
+  - {name: short-1, match: {path: /s/1}, route: {cluster: c}}
+  - {name: late-prefix, match: {prefix: /e/}, route: {cluster: c}}
+)";
+  for (int i = 20; i < 40; ++i) {
+    yaml += "  - {name: exact-" + std::to_string(i) + ", match: {path: /f/" + std::to_string(i) +
+            "}, route: {cluster: c}}\n";
+  }
+  TablePtr t = build(yaml);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(routeFor(t, "/e/7"), "exact-7");
+  EXPECT_EQ(routeFor(t, "/e/3"), "exact-3");
+  EXPECT_EQ(routeFor(t, "/e/3", {{"x-v", "two"}}), "exact-3");  // the earlier one wins
+  EXPECT_EQ(routeFor(t, "/p/1"), "early-prefix");
+  EXPECT_EQ(routeFor(t, "/ci"), "ci");
+  EXPECT_EQ(routeFor(t, "/e/99"), "late-prefix");
+  EXPECT_EQ(routeFor(t, "/f/25"), "exact-25");
+  EXPECT_EQ(routeFor(t, "/f/25?x=1"), "exact-25");
+  EXPECT_EQ(routeFor(t, "/F/25"), "none");
+  // Against a scan in order, for many paths.
+  const auto& routes = t->virtualHosts().at(0)->routes();
+  for (const std::string prefix : {"/e/", "/f/", "/p/", "/s/", "/x/"}) {
+    for (int i = 0; i < 45; ++i) {
+      const std::string path = prefix + std::to_string(i);
+      const http::RequestHeaderMap h = request(path);
+      std::string expected = "none";
+      for (const auto& r : routes) {
+        if (r->match().matches(h, path, "")) {
+          expected = std::string(r->name());
+          break;
+        }
+      }
+      EXPECT_EQ(routeFor(t, path), expected) << path;
+    }
+  }
+}
+
 TEST(RouteMatchTest, Grpc) {
   TablePtr t = build(R"(
 virtual_hosts:
