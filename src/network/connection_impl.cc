@@ -327,8 +327,8 @@ void ConnectionImpl::closeSocket(ConnectionEvent event) {
 }
 
 ConnectionPtr createServerConnection(event::Dispatcher& dispatcher, SocketFd&& socket,
-                                     TransportSocketPtr transport) {
-  AddressConstSharedPtr local = localAddress(socket.fd());
+                                     TransportSocketPtr transport, AddressConstSharedPtr local) {
+  if (!local) local = localAddress(socket.fd());
   AddressConstSharedPtr remote = peerAddress(socket.fd());
   return std::make_unique<ConnectionImpl>(dispatcher, std::move(socket), std::move(transport),
                                           std::move(local), std::move(remote), true);

@@ -108,9 +108,11 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   bool dispatch_buffered_data_{false};  // reading resumed with bytes already buffered
 };
 
-// A connection for an accepted socket.
+// A connection for an accepted socket. `local`: its local address when the caller knows it
+// (a listener bound to one address); null asks the socket.
 ConnectionPtr createServerConnection(event::Dispatcher& dispatcher, SocketFd&& socket,
-                                     TransportSocketPtr transport);
+                                     TransportSocketPtr transport,
+                                     AddressConstSharedPtr local = nullptr);
 // A connection that will connect to `remote` (call connect()). Null with `error` set when no
 // socket could be made.
 ClientConnectionPtr createClientConnection(event::Dispatcher& dispatcher,

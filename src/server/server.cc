@@ -144,7 +144,7 @@ class Server {
       admin_listener.chains.push_back(
           {std::nullopt, admin_.connectionManagerConfig(store_, proxy_.admin->access_logs)});
       admin_handler = std::make_unique<ConnectionHandler>(main, store_);
-      admin_handler->addListener(admin_listener, admin_socket, *bound);
+      admin_handler->addListener(admin_listener, admin_socket, bound);
       SLUICE_LOG(info, main, "admin address: {}", bound->asString());
       if (!options_.admin_address_path.empty()) {
         std::ofstream(options_.admin_address_path) << bound->asString() << "\n";
@@ -169,7 +169,7 @@ class Server {
       for (size_t i = 0; i < workers_.size(); ++i) {
         for (auto& ls : sockets_) {
           const auto& sock = ls.sockets.size() > 1 ? ls.sockets[i] : ls.sockets[0];
-          workers_[i]->addListener(*ls.config, sock, *ls.bound);
+          workers_[i]->addListener(*ls.config, sock, ls.bound);
         }
         workers_[i]->start();
       }

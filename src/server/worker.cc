@@ -11,10 +11,13 @@ namespace sluice::server {
 
 struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
   ActiveListener(ConnectionHandler& h, const config::ListenerConfig& c,
-                 const network::SocketFd& socket, const network::Address& bound)
+                 const network::SocketFd& socket, network::AddressConstSharedPtr b)
       : handler(h),
         config(c),
-        prefix("listener." + config::statAddress(bound) + "."),
+        // A listener on one address gives every connection that local address: one shared
+        // object rather than a getsockname() and an Address per connection.
+        bound(b->isAnyAddress() ? nullptr : b),
+        prefix("listener." + config::statAddress(*b) + "."),
         cx_total(h.store_.counter(prefix + "downstream_cx_total")),
         cx_destroy(h.store_.counter(prefix + "downstream_cx_destroy")),
         cx_active(h.store_.gauge(prefix + "downstream_cx_active")),
@@ -27,6 +30,7 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
 
   ConnectionHandler& handler;
   const config::ListenerConfig& config;
+  const network::AddressConstSharedPtr bound;  // null for a wildcard address
   const std::string prefix;
   stats::Counter& cx_total;
   stats::Counter& cx_destroy;
@@ -63,13 +67,14 @@ ConnectionHandler::ConnectionHandler(event::Dispatcher& dispatcher, stats::Store
 ConnectionHandler::~ConnectionHandler() { closeConnections(); }
 
 void ConnectionHandler::addListener(const config::ListenerConfig& config,
-                                    const network::SocketFd& socket, const network::Address& bound) {
-  listeners_.push_back(std::make_unique<ActiveListener>(*this, config, socket, bound));
+                                    const network::SocketFd& socket,
+                                    network::AddressConstSharedPtr bound) {
+  listeners_.push_back(std::make_unique<ActiveListener>(*this, config, socket, std::move(bound)));
 }
 
 void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& socket) {
-  auto conn = network::createServerConnection(dispatcher_, std::move(socket),
-                                              std::make_unique<network::RawTransportSocket>());
+  auto conn = network::createServerConnection(
+      dispatcher_, std::move(socket), std::make_unique<network::RawTransportSocket>(), listener.bound);
   const uint32_t port = conn->localAddress() ? conn->localAddress()->port() : 0;
   const config::FilterChainConfig* chain = listener.config.chainFor(port);
   if (!chain) {
@@ -139,8 +144,8 @@ Worker::~Worker() {
 }
 
 void Worker::addListener(const config::ListenerConfig& config, const network::SocketFd& socket,
-                         const network::Address& bound) {
-  handler_.addListener(config, socket, bound);
+                         network::AddressConstSharedPtr bound) {
+  handler_.addListener(config, socket, std::move(bound));
 }
 
 void Worker::start() {

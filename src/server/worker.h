@@ -41,7 +41,7 @@ class ConnectionHandler {
   ~ConnectionHandler();
 
   void addListener(const config::ListenerConfig& config, const network::SocketFd& socket,
-                   const network::Address& bound);
+                   network::AddressConstSharedPtr bound);
   // Stops accepting (the sockets stay open until the handler goes).
   void stopListeners();
   // Asks every connection's HTTP connection manager to finish and close.
@@ -72,7 +72,7 @@ class Worker {
   event::Dispatcher& dispatcher() { return dispatcher_; }
   upstream::ThreadLocalClusterManager& tlcm() { return tlcm_; }
   void addListener(const config::ListenerConfig& config, const network::SocketFd& socket,
-                   const network::Address& bound);
+                   network::AddressConstSharedPtr bound);
   void start();
   // Thread-safe: stops accepting; with `drain`, connections are asked to finish. `done` is
   // posted to `reply_to` once this worker no longer watches the listen sockets.
