@@ -348,7 +348,8 @@ TEST(BootstrapLoaderTest, YamlSyntaxErrorHasLineAndColumn) {
   const std::string path = writeFile("broken.yaml", "node:\n  id: [a, b\n");
   EXPECT_FALSE(loadBootstrap({path, ""}, bootstrap, errors));
   EXPECT_THAT(errors,
-              ElementsAre(path + ": yaml: line 3, column 1: end of sequence flow not found"));
+              ElementsAre(path + ": yaml: line 3, column 1: did not find expected ',' or ']' "
+                                 "(while parsing a flow sequence at line 2, column 7)"));
 }
 
 TEST(BootstrapLoaderTest, JsonSyntaxErrorHasLineAndColumn) {

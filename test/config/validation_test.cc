@@ -70,7 +70,9 @@ TEST(YamlToJsonTest, AnchorsAliasesAndMergeKeys) {
 
 TEST(YamlToJsonTest, Errors) {
   EXPECT_EQ(yamlError("a: 1\na: 2\n"), "yaml: line 2, column 1: duplicate key 'a'");
-  EXPECT_EQ(yamlError("a: [1\n"), "yaml: line 2, column 1: end of sequence flow not found");
+  EXPECT_EQ(yamlError("a: [1\n"),
+            "yaml: line 2, column 1: did not find expected ',' or ']' (while parsing a flow "
+            "sequence at line 1, column 4)");
   EXPECT_EQ(yamlError("? [a]\n: 1\n"), "yaml: line 1, column 3: map keys must be scalars");
   EXPECT_EQ(yamlError("a: {<<: 1}\n"),
             "yaml: line 1, column 9: a merge key ('<<') takes a map or a sequence of maps");
@@ -79,6 +81,97 @@ TEST(YamlToJsonTest, Errors) {
   EXPECT_EQ(yamlError("a: !!int x\n"), "yaml: line 1, column 4: 'x' is not a valid int");
   EXPECT_EQ(yamlError("a: *nope\n"),
             "yaml: line 1, column 4: the referenced anchor is not defined");
+}
+
+TEST(YamlToJsonTest, PlainBooleanSpellingsAreKept) {
+  // As in yaml-cpp: y/yes/on/n/no/off too, in lower, upper or capitalized case only.
+  EXPECT_EQ(toJson("[y, Y, Yes, YES, On, n, N, NO, Off, TRUE, yES, oN, tRUE, Null, nULL]"),
+            R"([true,true,true,true,true,false,false,false,false,true,"yES","oN","tRUE",null,)"
+            R"("nULL"])");
+  EXPECT_EQ(toJson("[!!bool yes, !!null ~, !!str null, !foo 12, ! 12, !!binary AAA, 1e400]"),
+            R"([true,null,"null","12","12","AAA","Infinity"])");
+}
+
+TEST(YamlToJsonTest, NestedFlowCollections) {
+  EXPECT_EQ(toJson("a: {b: [1, {c: [2, []]}, {}], d: {e: {f: [x, z]}}}\n"),
+            R"({"a":{"b":[1,{"c":[2,[]]},{}],"d":{"e":{"f":["x","z"]}}}})");
+  EXPECT_EQ(toJson("- [a: 1, b: 2]\n- {}\n- []\n"), R"([[{"a":1},{"b":2}],{},[]])");
+}
+
+TEST(YamlToJsonTest, MultiLineAndBlockScalars) {
+  EXPECT_EQ(toJson("plain: one\n  two\n\n  three\nsingle: 'it''s\n  here'\n"),
+            R"({"plain":"one two\nthree","single":"it's here"})");
+  EXPECT_EQ(toJson("d: \"tab\\there \\\"q\\\" back\\\\slash \\x01 \\u00e9\n  next\"\n"),
+            R"({"d":"tab\there \"q\" back\\slash \u0001 é next"})");
+  EXPECT_EQ(toJson("lit: |\n  a\n   b\n\nkeep: |+\n  k\n\nstrip: |-\n  s\nfold: >\n  f1\n  f2\n\n"
+                   "  f3\nnum: |\n  12\n"),
+            R"({"lit":"a\n b\n","keep":"k\n\n","strip":"s","fold":"f1 f2\nf3\n","num":"12\n"})");
+  // Keys are escaped like values; UTF-8 is kept as it is.
+  EXPECT_EQ(toJson("\"a\\\"b\\n\": \"\\x7f\\x1f\"\nclé: ü\n"),
+            "{\"a\\\"b\\n\":\"\x7f\\u001f\",\"clé\":\"ü\"}");
+}
+
+TEST(YamlToJsonTest, AliasesOfSequencesAndScalars) {
+  EXPECT_EQ(toJson("s: &s [1, [2, {a: b}]]\nt: *s\nu: [*s, *s]\n"),
+            R"({"s":[1,[2,{"a":"b"}]],"t":[1,[2,{"a":"b"}]],"u":[[1,[2,{"a":"b"}]],)"
+            R"([1,[2,{"a":"b"}]]]})");
+  // A scalar alias keeps its typing, and can be a key; a redefined anchor names the new node.
+  EXPECT_EQ(toJson("a: &n 12\nb: &q '12'\nc: [*n, *q]\n*q : x\nd: &n 3\ne: *n\n"),
+            R"({"a":12,"b":"12","c":[12,"12"],"12":"x","d":3,"e":3})");
+}
+
+TEST(YamlToJsonTest, MergePrecedence) {
+  // Own keys first and winning wherever they are; then merged maps in order, earlier ones
+  // winning; several "<<" keys are applied in order.
+  EXPECT_EQ(toJson("a: &a {x: 1, y: 1}\nb: &b {y: 2, z: 2}\nc:\n  <<: [*a, *b]\n  w: 0\n"
+                   "  <<: {z: 3, v: 3}\n  x: 0\n"),
+            R"({"a":{"x":1,"y":1},"b":{"y":2,"z":2},"c":{"w":0,"x":0,"y":1,"z":2,"v":3}})");
+  // An inline map can be merged too, in a flow or block sequence.
+  EXPECT_EQ(toJson("c:\n  <<:\n    - {k: 1}\n    - {k: 2, l: 2}\n"), R"({"c":{"k":1,"l":2}})");
+}
+
+TEST(YamlToJsonTest, ErrorPositions) {
+  EXPECT_EQ(yamlError("a:\n  b: 1\n  c: {x: 1, x: 2}\n"),
+            "yaml: line 3, column 13: duplicate key 'x'");
+  // In an anchored (merged) map, duplicates are found where it is defined.
+  EXPECT_EQ(yamlError("a: &a {x: 1, x: 2}\nb: {<<: *a}\n"),
+            "yaml: line 1, column 14: duplicate key 'x'");
+  EXPECT_EQ(yamlError("a: {<<: [{x: 1}, 2]}\n"),
+            "yaml: line 1, column 18: a merge key ('<<') takes a map or a sequence of maps");
+  // Errors in the map's own keys come before those of its merge keys.
+  EXPECT_EQ(yamlError("a: {<<: 1, b: 1, b: 2}\n"), "yaml: line 1, column 18: duplicate key 'b'");
+  EXPECT_EQ(yamlError("a: &k [1]\n*k : 2\n"), "yaml: line 1, column 4: map keys must be scalars");
+  EXPECT_EQ(yamlError("~: 1\n"), "yaml: line 1, column 1: map keys must be scalars");
+  // Syntax errors from libyaml, with its position and context.
+  EXPECT_EQ(yamlError("a:\n\tb: 1\n"),
+            "yaml: line 2, column 1: found character that cannot start any token (while "
+            "scanning for the next token at line 2, column 1)");
+  EXPECT_EQ(yamlError("a: \"unclosed\n"),
+            "yaml: line 2, column 1: found unexpected end of stream (while scanning a quoted "
+            "scalar at line 1, column 4)");
+  EXPECT_EQ(yamlError("a: b: c\n"),
+            "yaml: line 1, column 5: mapping values are not allowed in this context");
+  // A syntax error anywhere wins over a conversion error, and a second document over a
+  // conversion error in the first.
+  EXPECT_EQ(yamlError("a: {x: 1, x: 2}\nb: ]\n"),
+            "yaml: line 2, column 4: did not find expected node content (while parsing a "
+            "block node at line 2, column 4)");
+  EXPECT_EQ(yamlError("a: {x: 1, x: 2}\n---\nb: 1\n"),
+            "yaml: line 3, column 1: expected one document, found 2");
+  EXPECT_EQ(yamlError("a: 1\n---\n"), "yaml: line 3, column 1: expected one document, found 2");
+}
+
+TEST(YamlToJsonTest, NestingLimit) {
+  auto nested = [](int levels) {
+    return std::string(levels, '[') + "1" + std::string(levels, ']');
+  };
+  EXPECT_EQ(toJson(nested(256)), nested(256));
+  EXPECT_EQ(yamlError(nested(257)), "yaml: line 1, column 258: nested deeper than 256 levels");
+  // Also when an alias puts its node deeper than where it was defined, or refers to itself.
+  EXPECT_EQ(yamlError("a: &a " + nested(250) + "\nb: " + std::string(10, '[') + "*a" +
+                      std::string(10, ']') + "\n"),
+            "yaml: line 1, column 253: nested deeper than 256 levels");
+  EXPECT_EQ(yamlError("a: &x [*x]\n"), "yaml: line 1, column 4: nested deeper than 256 levels");
 }
 
 TEST(YamlToJsonTest, JsonSyntax) {
@@ -295,7 +388,8 @@ TEST(SupportedFieldsTest, TheCompatPageListsEveryTableEntry) {
   page << in.rdbuf();
   const std::string markdown = supportedFieldsMarkdown();
   // The generated block is exactly the code's tables: nothing more, nothing less.
-  const std::string begin = "<!-- BEGIN generated by supportedFieldsMarkdown(): do not edit by hand -->\n";
+  const std::string begin =
+      "<!-- BEGIN generated by supportedFieldsMarkdown(): do not edit by hand -->\n";
   const std::string end = "<!-- END generated -->";
   const size_t b = page.str().find(begin);
   const size_t e = page.str().find(end);
