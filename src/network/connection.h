@@ -103,6 +103,11 @@ class Connection : public event::DeferredDeletable {
   // stays open until this side writes end_stream.
   virtual void enableHalfClose(bool enabled) = 0;
   virtual bool isHalfCloseEnabled() const = 0;
+  // By default a peer that closes while reads are disabled closes the connection at once
+  // (what it sent is not read). Off, the close waits until reading resumes and the bytes
+  // before it are delivered: an upstream's close-delimited response body must not lose its
+  // tail because the client was slow.
+  virtual void detectEarlyCloseWhenReadDisabled(bool detect) = 0;
 
   // The per-connection buffer limit: the write buffer's high watermark (low: half of it),
   // and the most the read buffer holds before reading pauses. 0: no limit.

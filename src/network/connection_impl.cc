@@ -169,8 +169,10 @@ void ConnectionImpl::onFileEvent(uint32_t events) {
   }
   if (events & event::FileReadyType::Closed) {
     peer_closed_seen_ = true;
-    if (read_disable_count_ > 0 && !half_close_enabled_) {
-      // The peer went away while we were not reading.
+    if (read_disable_count_ > 0 && !half_close_enabled_ && detect_early_close_) {
+      // The peer went away while we were not reading (a client that gave up: no need to
+      // read what it sent). Without early-close detection, the FIN is read, after the bytes
+      // before it, once reading resumes.
       closeSocket(ConnectionEvent::RemoteClose);
       return;
     }
@@ -299,8 +301,8 @@ void ConnectionImpl::close(ConnectionCloseType type) {
   } else {
     file_event_->activate(event::FileReadyType::Write);
   }
-  // Keep watching for the peer's close, but stop handing bytes to the filters.
-  file_event_->setEnabled(event::FileReadyType::Read | event::FileReadyType::Write);
+  // The registration stays (Read, Write, Closed): the peer's close still ends the wait, and
+  // onReadReady() discards what it sends meanwhile.
 }
 
 void ConnectionImpl::onDelayedCloseTimeout() {

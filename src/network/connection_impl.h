@@ -32,6 +32,7 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   bool readEnabled() const override { return read_disable_count_ == 0; }
   void enableHalfClose(bool enabled) override { half_close_enabled_ = enabled; }
   bool isHalfCloseEnabled() const override { return half_close_enabled_; }
+  void detectEarlyCloseWhenReadDisabled(bool detect) override { detect_early_close_ = detect; }
   void setBufferLimits(uint32_t limit) override;
   uint32_t bufferLimit() const override { return buffer_limit_; }
   bool aboveHighWatermark() const override { return write_buffer_.highWatermarkTriggered(); }
@@ -101,7 +102,8 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   ConnectionCloseType pending_close_{ConnectionCloseType::FlushWrite};
   bool connecting_{false};
   bool half_close_enabled_{false};
-  bool peer_closed_seen_{false};  // an event reported the peer's FIN (EPOLLRDHUP)
+  bool peer_closed_seen_{false};
+  bool detect_early_close_{true};  // an event reported the peer's FIN (EPOLLRDHUP)
   bool read_end_stream_{false};
   bool write_end_stream_{false};
   bool in_delayed_close_wait_{false};   // flushed; waiting for the peer or the timer

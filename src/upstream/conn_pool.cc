@@ -50,6 +50,9 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
       return;
     }
     connection->setBufferLimits(pool.cluster_->per_connection_buffer_limit_bytes);
+    // Back-pressure from a slow client pauses reads; the upstream's close must not cut off
+    // the response bytes still in the socket then.
+    connection->detectEarlyCloseWhenReadDisabled(false);
     connection->addConnectionCallbacks(*this);
     connection->addReadFilter(std::shared_ptr<network::ReadFilter>(this, [](auto*) {}));
     connection->setConnectionStats({&stats.upstream_cx_rx_bytes_total,
@@ -111,7 +114,10 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
   }
   void decodeHeaders(http::HeaderMapPtr&& headers, bool end_stream) override {
     http::ResponseDecoder* d = user;
-    if (headers->status() == 101) reusable = false;  // a tunnel: never back in the pool
+    if (headers->status() == 101) {
+      tunnel = true;
+      reusable = false;  // a tunnel: never back in the pool
+    }
     if (end_stream) responseDone();
     if (d) d->decodeHeaders(std::move(headers), end_stream);
   }
@@ -136,10 +142,13 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
     if (state != State::Busy || !response_complete) return;
     endRequest();
     state = State::Ready;
+    // A tunnel's upstream ended its side: what the client sent before is still written out.
+    const auto close_type =
+        tunnel ? network::ConnectionCloseType::FlushWrite : network::ConnectionCloseType::NoFlush;
     if (codec->activeStreams() != 0) {
       // The upstream answered before the whole request was sent: the connection is out of
       // step, close it.
-      connection->close(network::ConnectionCloseType::NoFlush);
+      connection->close(close_type);
       return;
     }
     const uint32_t max = pool.cluster_->max_requests_per_connection;
@@ -148,7 +157,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
       reusable = false;
     }
     if (!reusable || pool.draining_) {
-      connection->close(network::ConnectionCloseType::NoFlush);
+      connection->close(close_type);
       return;
     }
     pool.onClientReady(*this);
@@ -173,6 +182,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
   uint32_t served{0};
   bool connected{false};
   bool reusable{true};
+  bool tunnel{false};  // answered 101: carries a tunnel
   bool response_complete{false};
   bool request_counted{false};
 };

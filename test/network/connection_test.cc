@@ -285,6 +285,30 @@ TEST_F(ConnectionTest, DataAndFinThatCameWhileReadsWereDisabledArriveWhenTheyRes
   ::close(fd);
 }
 
+TEST_F(ConnectionTest, WithoutEarlyCloseDetectionAClosedPeersLastBytesAreStillRead) {
+  // An upstream whose response ends with its close, while a slow client has paused reads:
+  // the tail must be read when reads resume, not dropped with the close.
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) {
+    c.detectEarlyCloseWhenReadDisabled(false);
+    c.readDisable(true);
+    c.addReadFilter(server);
+    c.addConnectionCallbacks(*server);
+  };
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
+  ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1; }));
+  ASSERT_EQ(4, ::write(fd, "tail", 4));
+  ::close(fd);
+  for (int i = 0; i < 20; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+  EXPECT_FALSE(server->closed());
+  server_connections_[0]->readDisable(false);
+  ASSERT_TRUE(runUntil([&] { return server->closed(); }));
+  EXPECT_EQ(server->received, "tail");
+  EXPECT_EQ(server->events.back(), ConnectionEvent::RemoteClose);
+}
+
 TEST_F(ConnectionTest, PeerResetClosesTheConnection) {
   auto server = std::make_shared<Recorder>();
   on_server_connection_ = [&](Connection& c) {
