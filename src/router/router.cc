@@ -103,7 +103,7 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
     headers.remove("x-envoy-upstream-rq-timeout-ms");
   }
 
-  host_ = cluster_->chooseHost();
+  host_ = cluster_->chooseHost(nullptr);
   if (!host_) {
     cluster_->info().stats().upstream_cx_none_healthy.inc();
     info.setResponseFlag(http::ResponseFlag::NoHealthyUpstream);

@@ -49,7 +49,9 @@ class ThreadLocalCluster {
   const ClusterInfo& info() const { return *info_; }
   const ClusterInfoConstSharedPtr& infoPtr() const { return info_; }
   // A host from the load balancer; null when none is healthy.
-  HostSharedPtr chooseHost() { return lb_ ? lb_->chooseHost() : nullptr; }
+  HostSharedPtr chooseHost(LoadBalancerContext* context) {
+    return lb_ ? lb_->chooseHost(context) : nullptr;
+  }
   Http1ConnPool& connPool(const HostSharedPtr& host);
   void updateHosts(PrioritySetConstSharedPtr hosts);
   void drainAll();

@@ -14,7 +14,7 @@ RoundRobinLoadBalancer::RoundRobinLoadBalancer(PrioritySetConstSharedPtr set)
   }
 }
 
-HostSharedPtr RoundRobinLoadBalancer::chooseHost() {
+HostSharedPtr RoundRobinLoadBalancer::chooseHost(LoadBalancerContext*) {
   for (auto& level : levels_) {
     if (HostSharedPtr h = pick(level)) return h;
   }
