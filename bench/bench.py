@@ -260,10 +260,12 @@ def run(args, env, results, t_start):
                 s.stop()
 
     # --- scenarios 6-8: a fresh instance per measurement --------------------------------
-    for scenario in ("memory", "startup", "scale"):
+    for scenario in ("memory", "startup", "scale", "policy"):
         if scenario not in args.scenarios:
             continue
         tlist = [t for t in args.target_list if scenario != "scale" or t != "direct"]
+        if scenario == "policy":
+            tlist = [t for t in tlist if t == "sluice"]
         rounds = args.rounds if scenario == "startup" else args.fresh_rounds
         for r in range(rounds):
             for t in tlist:

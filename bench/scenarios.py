@@ -12,7 +12,8 @@ import procs
 import targets
 
 # Scenario ids in the order they run; `--only` takes these (or their numbers 1-8).
-SCENARIOS = ["keepalive", "bigbody", "fixedrate", "connclose", "cpu", "memory", "startup", "scale"]
+SCENARIOS = ["keepalive", "bigbody", "fixedrate", "connclose", "cpu", "memory", "startup", "scale",
+             "policy"]
 
 # Scenarios measured on one long-running instance per target; the others start a fresh
 # instance for every measurement.
@@ -63,6 +64,14 @@ METRICS = [
            targets=PROXIES_ONLY),
     Metric("scale", "rps", "8. 10k routes: requests/s on last route", "req/s", HIGHER,
            targets=PROXIES_ONLY),
+    Metric("policy", "rps_plain", "9. sluice as in scenario 1: requests/s", "req/s", HIGHER,
+           targets=["sluice"]),
+    Metric("policy", "rps_policy", "9. with resilience configured, idle: requests/s", "req/s",
+           HIGHER, targets=["sluice"]),
+    Metric("policy", "ratio", "9. idle resilience / plain, throughput", "x", INFO, 3,
+           targets=["sluice"]),
+    Metric("policy", "cpu_ratio", "9. idle resilience / plain, CPU per request", "x", INFO, 3,
+           targets=["sluice"]),
 ]
 
 MIB = 1024.0 * 1024.0
@@ -217,8 +226,49 @@ def run_scale(ctx, target):
     return s
 
 
+def run_policy(ctx, target):
+    """Scenario 9 (sluice only): the cost of resilience features that are configured but do
+    not fire (bench/configs/sluice-policy.yaml: fault filter at 0%, a local rate limit that is
+    never reached, retries, circuit breakers, outlier detection, an active health check).
+    Two fresh instances, plain and policy, each measured as scenario 1, alternately, twice;
+    the medians of each go into the sample."""
+    if target != "sluice":
+        return {"error": "skipped: sluice only", "skipped": True}
+    plain = targets.start_proxy(ctx.env, "sluice", ctx.upstream.port, cpus=ctx.env.server_cpus())
+    try:
+        policy = targets.start_proxy(ctx.env, "sluice", ctx.upstream.port,
+                                     cpus=ctx.env.server_cpus(),
+                                     sluice_template="sluice-policy.yaml")
+    except BaseException:
+        plain.stop()
+        raise
+    try:
+        for server in (plain, policy):
+            clients.wrk(server.port, "/small", 1, ctx.log("warmup"), cpus=ctx.env.client_cpus())
+        got = {"plain": [], "policy": []}
+        for _ in range(2):
+            for name, server in (("plain", plain), ("policy", policy)):
+                got[name].append(run_keepalive(ctx, server))
+    finally:
+        plain.stop()
+        policy.stop()
+    errors = [x["error"] for v in got.values() for x in v if x.get("error")]
+
+    def mid(name, key):
+        vals = sorted(x[key] for x in got[name])
+        return (vals[0] + vals[-1]) / 2.0
+
+    s = {"rps_plain": mid("plain", "rps"), "rps_policy": mid("policy", "rps"),
+         "error": "; ".join(errors) if errors else None,
+         "detail": {k: [x["detail"] for x in v] for k, v in got.items()}}
+    s["ratio"] = s["rps_policy"] / s["rps_plain"] if s["rps_plain"] else None
+    cpu_plain, cpu_policy = mid("plain", "cpu_per_10k"), mid("policy", "cpu_per_10k")
+    s["cpu_ratio"] = cpu_policy / cpu_plain if cpu_plain else None
+    return s
+
+
 RUNNERS = {
     "keepalive": run_keepalive, "bigbody": run_bigbody, "fixedrate": run_fixedrate,
     "connclose": run_connclose, "memory": run_memory, "startup": run_startup,
-    "scale": run_scale,
+    "scale": run_scale, "policy": run_policy,
 }

@@ -136,10 +136,12 @@ def start_upstream(env, cpus=None):
     return Server("direct", child, port, ready_s=ready)
 
 
-def start_proxy(env, name, upstream_port, scale=False, cpus=None):
+def start_proxy(env, name, upstream_port, scale=False, cpus=None, sluice_template="sluice.yaml"):
     """Starts proxy `name` in front of the upstream; with scale=True, with the
-    config-scale config (10,000 routes, 1,000 clusters) and waits on the last route."""
-    d = env.newdir(name + ("-scale" if scale else ""))
+    config-scale config (10,000 routes, 1,000 clusters) and waits on the last route. For
+    sluice, `sluice_template` picks the config (scenario 9 uses sluice-policy.yaml)."""
+    d = env.newdir(name + ("-scale" if scale else "") +
+                   ("" if sluice_template == "sluice.yaml" else "-policy"))
     port = procs.free_port()
     admin_port = None
     log = os.path.join(d, "log")
@@ -149,7 +151,7 @@ def start_proxy(env, name, upstream_port, scale=False, cpus=None):
         if scale:
             write_sluice_scale(cfg, port, admin_port, upstream_port)
         else:
-            render("sluice.yaml", cfg, port=port, admin_port=admin_port,
+            render(sluice_template, cfg, port=port, admin_port=admin_port,
                    upstream_port=upstream_port)
         argv = [env.sluice, "-l", "warning", "proxy", "-c", cfg, "--concurrency", "1",
                 "--drain-time-s", "1"]

@@ -2,6 +2,7 @@
 
 #include <yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -28,6 +29,10 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr int kMaxDepth = 256;
+// Aliases may repeat a node any number of times, and nested aliases multiply ("billion
+// laughs"): the conversion stops after writing this many nodes, or 16 times the nodes the
+// document holds if that is more.
+constexpr size_t kMinExpansionBudget = 1000000;
 constexpr std::string_view kYamlTag = "tag:yaml.org,2002:";
 constexpr std::string_view kMergeError = "a merge key ('<<') takes a map or a sequence of maps";
 
@@ -519,11 +524,16 @@ class KeySet {
 
 class Converter {
  public:
-  explicit Converter(const Tree& tree) : tree_(tree) {}
+  explicit Converter(const Tree& tree)
+      : tree_(tree), budget_(std::max(kMinExpansionBudget, 16 * tree.nodes.size())) {}
 
   // Appends `node` as JSON; `depth` counts the levels above it.
   void convert(uint32_t index, int depth, std::string& out) {
     const Node& node = checkDepth(index, depth);
+    if (++written_ > budget_) {
+      throw YamlError{node.mark, "aliases expand the document to more than " +
+                                     std::to_string(budget_) + " nodes"};
+    }
     switch (node.kind) {
       case Node::Kind::Null:
         out += "null";
@@ -679,6 +689,8 @@ class Converter {
   }
 
   const Tree& tree_;
+  const size_t budget_;
+  size_t written_{0};
 };
 
 }  // namespace

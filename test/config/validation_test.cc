@@ -174,6 +174,26 @@ TEST(YamlToJsonTest, NestingLimit) {
   EXPECT_EQ(yamlError("a: &x [*x]\n"), "yaml: line 1, column 4: nested deeper than 256 levels");
 }
 
+TEST(YamlToJsonTest, AliasExpansionIsBounded) {
+  // "Billion laughs": each level repeats the one before ten times, so level 9 alone is 10^9
+  // nodes. It is refused, quickly and with little memory, at the first node past the budget.
+  std::string bomb = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i <= 9; ++i) {
+    const std::string prev = "*l" + std::to_string(i - 1);
+    std::string items;
+    for (int j = 0; j < 10; ++j) items += (j ? ", " : "") + prev;
+    bomb += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [" + items + "]\n";
+  }
+  const std::string error = yamlError(bomb);
+  EXPECT_NE(error.find("aliases expand the document to more than 1000000 nodes"),
+            std::string::npos)
+      << error;
+  // A document that reuses an anchor a modest number of times converts as before.
+  std::string reuse = "base: &b {k: v}\nitems:\n";
+  for (int i = 0; i < 1000; ++i) reuse += "- *b\n";
+  EXPECT_NE(toJson(reuse).find(R"([{"k":"v"},{"k":"v"})"), std::string::npos);
+}
+
 TEST(YamlToJsonTest, JsonSyntax) {
   std::string error;
   EXPECT_TRUE(checkJsonSyntax(R"({"a": [1, 2]})", error));
