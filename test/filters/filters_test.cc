@@ -20,6 +20,7 @@
 #include "event/dispatcher_impl.h"
 #include "event/simulated_time_system.h"
 #include "filters/http/factory.h"
+#include "router/config_impl.h"
 #include "stats/stats.h"
 
 namespace sluice::filters {
@@ -501,6 +502,59 @@ filter_enforced: {runtime_key: b, default_value: {numerator: 100}}
   EXPECT_EQ(stream(cb)->headers(), http::FilterHeadersStatus::Continue);  // the global bucket
   EXPECT_EQ(counter("lrl.http_local_rate_limit.rate_limited"), 1u);
   EXPECT_EQ(counter("global.http_local_rate_limit.ok"), 1u);
+}
+
+// The route table compiles typed_per_filter_config through the compiler it is given; a
+// route's entry beats its virtual host's, which covers routes without one.
+TEST(PerFilterConfigTest, RouteTableCompilesEntriesAndTheMostSpecificWins) {
+  envoy::config::route::v3::RouteConfiguration proto;
+  std::vector<std::string> errors;
+  ASSERT_TRUE(config::messageFromYaml(R"(
+virtual_hosts:
+- name: vh
+  domains: ["*"]
+  typed_per_filter_config:
+    f: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, downstream_nodes: [vhost]}
+  routes:
+  - match: {prefix: /own}
+    direct_response: {status: 200}
+    typed_per_filter_config:
+      f: {"@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, downstream_nodes: [route]}
+  - match: {prefix: /}
+    direct_response: {status: 200}
+)", "envoy.config.route.v3.RouteConfiguration", proto, errors));
+  struct Tagged : http::RouteSpecificFilterConfig {
+    std::string tag;
+  };
+  std::vector<std::string> compiled;
+  auto compiler = [&](const std::string& name, const google::protobuf::Any& any,
+                      const std::string& path, std::string*) {
+    FaultProto fault;
+    any.UnpackTo(&fault);
+    compiled.push_back(name + "@" + path);
+    auto t = std::make_shared<Tagged>();
+    t->tag = fault.downstream_nodes(0);
+    return t;
+  };
+  std::string error;
+  auto table = router::RouteTableImpl::create(proto, &error, compiler);
+  ASSERT_TRUE(table) << error;
+  EXPECT_EQ(compiled, (std::vector<std::string>{
+                          "f@virtual_hosts[0].typed_per_filter_config[f]",
+                          "f@virtual_hosts[0].routes[0].typed_per_filter_config[f]"}));
+  auto tag = [&](const char* path) {
+    http::HeaderMap h{{":authority", "x"}, {":path", path}, {":method", "GET"}};
+    auto r = table->route(h, 0);
+    const auto* c = r->perFilterConfig("f");
+    EXPECT_EQ(r->perFilterConfig("other"), nullptr);
+    return c ? static_cast<const Tagged*>(c)->tag : std::string("none");
+  };
+  EXPECT_EQ(tag("/own"), "route");
+  EXPECT_EQ(tag("/else"), "vhost");
+  // Without a compiler the field is refused, with its path.
+  EXPECT_FALSE(router::RouteTableImpl::create(proto, &error));
+  EXPECT_EQ(error, "virtual_hosts[0].typed_per_filter_config[f]: typed_per_filter_config is not "
+                   "supported here");
 }
 
 // Bad filter config is refused at load with the path of the bad field.

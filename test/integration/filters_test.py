@@ -34,6 +34,9 @@ class FiltersTest(harness.unittest.TestCase):
             route("/delay", {"envoy.filters.http.fault": {
                 "@type": FAULT, "delay": {"fixed_delay": "0.2s", "percentage": percent(100)}}}),
             route("/nofault", {"envoy.filters.http.fault": {"@type": FAULT}}),
+            route("/paced", {"envoy.filters.http.fault": {
+                "@type": FAULT, "response_rate_limit": {
+                    "fixed_limit": {"limit_kbps": 8}, "percentage": percent(100)}}}),
             route("/limited", {"envoy.filters.http.local_ratelimit": {
                 "@type": LRL, "stat_prefix": "e2e_rl",
                 "token_bucket": {"max_tokens": 3, "tokens_per_fill": 1, "fill_interval": "3600s"},
@@ -119,6 +122,17 @@ class FiltersTest(harness.unittest.TestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(self.a.requests, before + 1)
         self.assertEqual(self.log_line("/nofault/1"), "/nofault/1 200 -")
+
+    def test_response_rate_limit_paces_the_body(self):
+        # 8 KiB/s lets out 409 bytes per 50 ms tick: 2048 bytes take 5 slices, 4 ticks apart.
+        start = time.monotonic()
+        r, data = self.proxy.request("GET", "/paced/1", {"x-test-body-size": "2048"})
+        elapsed = time.monotonic() - start
+        self.assertEqual(r.status, 200)
+        self.assertEqual(data, bytes((i * 7) % 251 for i in range(2048)))
+        self.assertGreaterEqual(elapsed, 0.19)
+        self.assertLess(elapsed, 2.0)
+        self.assertGreaterEqual(self.proxy.stat("http.ingress_http.fault.response_rl_injected"), 1)
 
     def test_local_rate_limit_burst_beyond_max_tokens_is_429_rl(self):
         before = self.a.requests
