@@ -33,6 +33,9 @@ class FiltersTest(harness.unittest.TestCase):
                 "@type": FAULT, "abort": {"http_status": 503, "percentage": percent(100)}}}),
             route("/delay", {"envoy.filters.http.fault": {
                 "@type": FAULT, "delay": {"fixed_delay": "0.2s", "percentage": percent(100)}}}),
+            route("/slowabort", {"envoy.filters.http.fault": {
+                "@type": FAULT, "delay": {"fixed_delay": "0.05s", "percentage": percent(100)},
+                "abort": {"http_status": 502, "percentage": percent(100)}}}),
             route("/nofault", {"envoy.filters.http.fault": {"@type": FAULT}}),
             route("/paced", {"envoy.filters.http.fault": {
                 "@type": FAULT, "response_rate_limit": {
@@ -105,6 +108,15 @@ class FiltersTest(harness.unittest.TestCase):
         # The delay is over: no fault is active any more.
         wait_until(lambda: self.proxy.stat("http.ingress_http.fault.active_faults") == 0,
                    what="active_faults back to 0")
+
+    def test_delay_then_abort(self):
+        before = self.a.requests
+        start = time.monotonic()
+        r, _ = self.proxy.request("GET", "/slowabort/1")
+        self.assertGreaterEqual(time.monotonic() - start, 0.05)
+        self.assertEqual(r.status, 502)
+        self.assertEqual(self.a.requests, before)
+        self.assertEqual(self.log_line("/slowabort/1"), "/slowabort/1 502 DI,FI")
 
     def test_header_controlled_abort(self):
         before = self.a.requests

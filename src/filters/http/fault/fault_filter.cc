@@ -264,8 +264,12 @@ class FaultFilter : public http::StreamFilter {
   }
 
   void onDestroy() override {
-    delay_timer_.reset();
-    tick_timer_.reset();
+    // Disarmed, not destroyed: this may run inside one of their callbacks (a reply after the
+    // delay ends the stream); they go with the filter, after that callback.
+    destroyed_ = true;
+    delaying_ = false;
+    if (delay_timer_) delay_timer_->disableTimer();
+    if (tick_timer_) tick_timer_->disableTimer();
     if (active_) {
       config_->stats.active_faults.dec();
       active_ = false;
@@ -382,6 +386,7 @@ class FaultFilter : public http::StreamFilter {
     const bool last = pending_.empty();
     if (n > 0 || (last && pending_end_)) {
       encoder_->injectEncodedDataToFilterChain(slice, last && pending_end_);
+      if (destroyed_) return;  // that ended (or reset) the stream
     }
     if (!last) {
       tick_timer_->enableTimer(kRateLimitTick);
@@ -408,6 +413,7 @@ class FaultFilter : public http::StreamFilter {
   http::RequestHeaderMap* request_headers_{nullptr};
   event::TimerPtr delay_timer_;
   bool delaying_{false};
+  bool destroyed_{false};
   bool active_{false};
   // Response rate limit.
   uint64_t bytes_per_tick_{0};
