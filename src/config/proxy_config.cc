@@ -10,6 +10,7 @@
 #include "envoy/extensions/access_loggers/stream/v3/stream.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
+#include "filters/http/factory.h"
 #include "router/config_impl.h"
 #include "router/router.h"
 #include "stats/stats.h"
@@ -154,7 +155,21 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   cfg->stats = std::make_shared<http::ConnectionManagerStats>(
       http::ConnectionManagerStats::create(store, cfg->stat_prefix));
   std::string error;
-  auto table = router::RouteTableImpl::create(proto.route_config(), &error);
+  const filters::FilterFactoryContext filter_context{store, cfg->stat_prefix, {}};
+  // typed_per_filter_config entries go to the filter that owns their type.
+  auto compile_filter_config = [&filter_context](const std::string& name,
+                                                 const google::protobuf::Any& any,
+                                                 const std::string& path, std::string* err)
+      -> http::RouteSpecificFilterConfigConstSharedPtr {
+    const filters::HttpFilterFactory* factory = filters::findHttpFilterFactory(any.type_url());
+    if (factory == nullptr) {
+      *err = path + ": " + name + " has no per-route config (" + any.type_url() + ")";
+      return nullptr;
+    }
+    return factory->createRouteConfig(any, filter_context, path, err);
+  };
+  auto table =
+      router::RouteTableImpl::create(proto.route_config(), &error, compile_filter_config);
   if (!table) {
     errors.push_back(path + ".route_config." + error);
     return false;
@@ -221,7 +236,24 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   if (!buildAccessLogs(proto.access_log(), path + ".access_log", sinks, cfg->access_logs, errors)) {
     return false;
   }
-  // The filters: the router is the only one (and last), as checkSupported guarantees.
+  // The filters in config order; the router is last, as checkSupported guarantees.
+  for (int i = 0; i + 1 < proto.http_filters_size(); ++i) {
+    const auto& f = proto.http_filters(i);
+    const std::string fp = path + ".http_filters[" + std::to_string(i) + "]";
+    const filters::HttpFilterFactory* factory =
+        filters::findHttpFilterFactory(f.typed_config().type_url());
+    if (factory == nullptr) {
+      errors.push_back(fp + ": " + f.name() + " is not supported");
+      return false;
+    }
+    auto cb = factory->createFilterFactory(f.typed_config(), f.name(), filter_context,
+                                           fp + ".typed_config", &error);
+    if (!cb) {
+      errors.push_back(error);
+      return false;
+    }
+    cfg->filter_factories.push_back(std::move(cb));
+  }
   cfg->filter_factories.push_back(
       router::routerFilterFactory(std::make_shared<router::RouterConfig>()));
   out = cfg;

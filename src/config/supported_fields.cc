@@ -22,6 +22,14 @@ constexpr std::string_view kHcm =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 constexpr std::string_view kRouter = "envoy.extensions.filters.http.router.v3.Router";
 constexpr std::string_view kRouterName = "envoy.filters.http.router";
+constexpr std::string_view kFault = "envoy.extensions.filters.http.fault.v3.HTTPFault";
+constexpr std::string_view kLocalRateLimit =
+    "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+constexpr std::string_view kHttpFilterSlot =
+    "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config";
+constexpr std::string_view kRouteFilterSlot = "envoy.config.route.v3.Route.typed_per_filter_config";
+constexpr std::string_view kVhostFilterSlot =
+    "envoy.config.route.v3.VirtualHost.typed_per_filter_config";
 
 }  // namespace
 
@@ -85,6 +93,28 @@ const std::vector<SupportedMessage>& supportedMessages() {
         "headers_with_underscores_action", "max_requests_per_connection"}},
       {"envoy.config.core.v3.Http1ProtocolOptions", {"accept_http_10", "default_host_for_http_10"}},
       {kRouter, {}},
+      // HTTP filters (src/filters/http).
+      {kFault,
+       {"delay", "abort", "headers", "downstream_nodes", "max_active_faults",
+        "response_rate_limit", "delay_percent_runtime", "abort_percent_runtime",
+        "delay_duration_runtime", "abort_http_status_runtime", "max_active_faults_runtime",
+        "response_rate_limit_percent_runtime", "abort_grpc_status_runtime",
+        "disable_downstream_cluster_stats"}},
+      {"envoy.extensions.filters.common.fault.v3.FaultDelay",
+       {"fixed_delay", "header_delay", "percentage"}},
+      {"envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay", {}},
+      {"envoy.extensions.filters.http.fault.v3.FaultAbort",
+       {"http_status", "grpc_status", "header_abort", "percentage"}},
+      {"envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort", {}},
+      {"envoy.extensions.filters.common.fault.v3.FaultRateLimit", {"fixed_limit", "percentage"}},
+      {"envoy.extensions.filters.common.fault.v3.FaultRateLimit.FixedLimit", {"limit_kbps"}},
+      {"envoy.type.v3.FractionalPercent", {"numerator", "denominator"}},
+      {kLocalRateLimit,
+       {"stat_prefix", "status", "token_bucket", "filter_enabled", "filter_enforced",
+        "request_headers_to_add_when_not_enforced", "response_headers_to_add"}},
+      {"envoy.type.v3.TokenBucket", {"max_tokens", "tokens_per_fill", "fill_interval"}},
+      {"envoy.type.v3.HttpStatus", {"code"}},
+      {"envoy.config.core.v3.RuntimeFractionalPercent", {"default_value", "runtime_key"}},
       // Routes.
       {"envoy.config.route.v3.RouteConfiguration",
        {"name", "virtual_hosts", "request_headers_to_add", "request_headers_to_remove",
@@ -94,10 +124,12 @@ const std::vector<SupportedMessage>& supportedMessages() {
       {"envoy.config.core.v3.HeaderValue", {"key", "value"}},
       {"envoy.config.route.v3.VirtualHost",
        {"name", "domains", "routes", "request_headers_to_add", "request_headers_to_remove",
-        "response_headers_to_add", "response_headers_to_remove", "require_tls"}},
+        "response_headers_to_add", "response_headers_to_remove", "require_tls",
+        "typed_per_filter_config"}},
       {"envoy.config.route.v3.Route",
        {"name", "match", "route", "redirect", "direct_response", "request_headers_to_add",
-        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"}},
+        "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove",
+        "typed_per_filter_config"}},
       {"envoy.config.route.v3.RouteMatch",
        {"prefix", "path", "safe_regex", "path_separated_prefix", "case_sensitive", "headers",
         "query_parameters"}},
@@ -158,8 +190,13 @@ const std::vector<SupportedExtension>& supportedExtensions() {
   static const auto* table = new std::vector<SupportedExtension>{
       {"envoy.filters.network.http_connection_manager", kHcm,
        "envoy.config.listener.v3.Filter.typed_config"},
-      {kRouterName, kRouter,
-       "envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter.typed_config", true},
+      {kRouterName, kRouter, kHttpFilterSlot, true},
+      {"envoy.filters.http.fault", kFault, kHttpFilterSlot},
+      {"envoy.filters.http.fault", kFault, kRouteFilterSlot},
+      {"envoy.filters.http.fault", kFault, kVhostFilterSlot},
+      {"envoy.filters.http.local_ratelimit", kLocalRateLimit, kHttpFilterSlot},
+      {"envoy.filters.http.local_ratelimit", kLocalRateLimit, kRouteFilterSlot},
+      {"envoy.filters.http.local_ratelimit", kLocalRateLimit, kVhostFilterSlot},
       {"envoy.access_loggers.file", "envoy.extensions.access_loggers.file.v3.FileAccessLog",
        "envoy.config.accesslog.v3.AccessLog.typed_config"},
       {"envoy.access_loggers.stdout", "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
@@ -342,7 +379,9 @@ class Checker {
         const std::string entry_path = field_path + "[" + key + "]";
         const pb::Message& value = entry.GetReflection()->GetMessage(entry, value_field);
         if (value_field->message_type()->full_name() == "google.protobuf.Any") {
-          checkAny(value, f, key, entry_path, entry_path, /*key_is_name=*/true, depth);
+          // typed_per_filter_config keys are http_filters names, which the config chooses.
+          const bool key_is_name = f->name() != "typed_per_filter_config";
+          checkAny(value, f, key, entry_path, entry_path, key_is_name, depth);
         } else {
           walkMessage(value, entry_path, depth + 1);
         }

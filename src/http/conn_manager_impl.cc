@@ -165,6 +165,10 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
       stream.resumeEncoding(index, nullptr);
     }
     const buffer::Buffer* encodingBuffer() override { return heldBuffer(); }
+    void injectEncodedDataToFilterChain(buffer::Buffer& data, bool end_stream) override {
+      if (stream.encodingHalted() || !it.headers_continued) return;
+      stream.encodeDataFrom(index + 1, data, end_stream);
+    }
 
     StreamEncoderFilterSharedPtr filter;
     bool dual{false};  // the same filter is a decoder filter too (its onDestroy runs there)

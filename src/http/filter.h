@@ -112,6 +112,10 @@ class StreamEncoderFilterCallbacks : public StreamFilterCallbacks {
   virtual void continueEncoding() = 0;
   // What this filter kept with StopIterationAndBuffer/AndWatermark (null when nothing).
   virtual const buffer::Buffer* encodingBuffer() = 0;
+  // Sends `data` on to the filters after this one (and the client), as if this filter had
+  // passed it: for a filter that keeps the response body itself (StopIterationNoBuffer) and
+  // lets it out in pieces, e.g. paced by a timer. Only after the headers went past it.
+  virtual void injectEncodedDataToFilterChain(buffer::Buffer& data, bool end_stream) = 0;
 };
 
 class StreamDecoderFilter {

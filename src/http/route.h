@@ -12,10 +12,25 @@
 
 namespace sluice::http {
 
+// A filter's config for one route or virtual host (typed_per_filter_config), compiled once
+// per route table by that filter's factory; immutable, shared by workers. Filters downcast
+// it to their own type.
+class RouteSpecificFilterConfig {
+ public:
+  virtual ~RouteSpecificFilterConfig() = default;
+};
+using RouteSpecificFilterConfigConstSharedPtr = std::shared_ptr<const RouteSpecificFilterConfig>;
+
 class Route {
  public:
   virtual ~Route() = default;
   virtual std::string_view name() const = 0;
+  // The typed_per_filter_config entry keyed `filter_name`, most specific first (the route's,
+  // else its virtual host's), or null. Lives as long as the route.
+  virtual const RouteSpecificFilterConfig* perFilterConfig(std::string_view filter_name) const {
+    (void)filter_name;
+    return nullptr;
+  }
 };
 using RouteConstSharedPtr = std::shared_ptr<const Route>;
 

@@ -150,6 +150,35 @@ std::string_view stripPort(std::string_view authority) {
   return authority.substr(0, colon);
 }
 
+// Compiles a typed_per_filter_config map (keys in sorted order, so errors are stable).
+bool compilePerFilterConfigs(
+    const google::protobuf::Map<std::string, google::protobuf::Any>& map, const std::string& path,
+    const PerFilterConfigCompiler& compile, PerFilterConfigs& out, std::string* error) {
+  if (map.empty()) return true;
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : map) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());
+  for (const std::string& key : keys) {
+    const std::string entry_path = path + ".typed_per_filter_config[" + key + "]";
+    if (!compile) {
+      *error = entry_path + ": typed_per_filter_config is not supported here";
+      return false;
+    }
+    auto config = compile(key, map.at(key), entry_path, error);
+    if (config == nullptr) return false;
+    out.emplace_back(key, std::move(config));
+  }
+  return true;
+}
+
+const http::RouteSpecificFilterConfig* findPerFilterConfig(const PerFilterConfigs& configs,
+                                                           std::string_view name) {
+  for (const auto& [key, config] : configs) {
+    if (key == name) return config.get();
+  }
+  return nullptr;
+}
+
 bool isGrpcContentType(std::string_view ct) {
   constexpr std::string_view kGrpc = "application/grpc";
   if (!startsWithLower(ct, kGrpc)) return false;
@@ -457,6 +486,17 @@ bool RouteMatch::matches(const http::RequestHeaderMap& headers, std::string_view
 }
 
 // RouteEntry
+
+const http::RouteSpecificFilterConfig* RouteEntry::perFilterConfig(
+    std::string_view filter_name) const {
+  if (const auto* config = findPerFilterConfig(per_filter_configs_, filter_name)) return config;
+  return vhost_->perFilterConfig(filter_name);
+}
+
+const http::RouteSpecificFilterConfig* VirtualHost::perFilterConfig(
+    std::string_view filter_name) const {
+  return findPerFilterConfig(per_filter_configs_, filter_name);
+}
 
 bool RouteEntry::init(const envoy::config::route::v3::Route& proto, const VirtualHost& vhost,
                       const RouteTableImpl& table, uint32_t max_direct_body,
@@ -901,8 +941,9 @@ void VirtualHost::buildSegments() {
 
 // RouteTableImpl
 
-std::shared_ptr<const RouteTableImpl> RouteTableImpl::create(const RouteConfiguration& proto,
-                                                             std::string* error) {
+std::shared_ptr<const RouteTableImpl> RouteTableImpl::create(
+    const RouteConfiguration& proto, std::string* error,
+    const PerFilterConfigCompiler& compile_filter_config) {
   std::shared_ptr<RouteTableImpl> table(new RouteTableImpl());
   table->name_ = proto.name();
   table->ignore_port_ = proto.ignore_port_in_host_matching();
@@ -959,11 +1000,17 @@ std::shared_ptr<const RouteTableImpl> RouteTableImpl::create(const RouteConfigur
             path + ".response_headers_to_add", path + ".response_headers_to_remove", error)) {
       return nullptr;
     }
+    if (!compilePerFilterConfigs(vh_proto.typed_per_filter_config(), path, compile_filter_config,
+                                 vh->per_filter_configs_, error)) {
+      return nullptr;
+    }
     vh->routes_.reserve(vh_proto.routes_size());
     for (int j = 0; j < vh_proto.routes_size(); ++j) {
       auto entry = std::make_unique<RouteEntry>();
-      if (!entry->init(vh_proto.routes(j), *vh, *table, max_direct_body,
-                       path + ".routes[" + std::to_string(j) + "]", error)) {
+      const std::string route_path = path + ".routes[" + std::to_string(j) + "]";
+      if (!entry->init(vh_proto.routes(j), *vh, *table, max_direct_body, route_path, error) ||
+          !compilePerFilterConfigs(vh_proto.routes(j).typed_per_filter_config(), route_path,
+                                   compile_filter_config, entry->per_filter_configs_, error)) {
         return nullptr;
       }
       vh->routes_.push_back(std::move(entry));

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,17 @@ namespace sluice::router {
 class RouteEntry;
 class RouteTableImpl;
 class VirtualHost;
+
+// Compiles one typed_per_filter_config entry (map key `filter_name`) into the filter's own
+// per-route config; null with `error` ("<path>: ...") when the filter refuses it. Given by
+// whoever knows the HTTP filters (src/config), so that the router does not depend on them.
+using PerFilterConfigCompiler = std::function<http::RouteSpecificFilterConfigConstSharedPtr(
+    const std::string& filter_name, const google::protobuf::Any& config, const std::string& path,
+    std::string* error)>;
+
+// typed_per_filter_config of one route or virtual host, compiled: few entries, a linear scan.
+using PerFilterConfigs =
+    std::vector<std::pair<std::string, http::RouteSpecificFilterConfigConstSharedPtr>>;
 
 // A compiled envoy.type.matcher.v3.StringMatcher: exact, prefix, suffix, contains (each with
 // ignore_case) or safe_regex (RE2, full match).
@@ -156,6 +168,8 @@ class RouteEntry : public http::Route {
   enum class Kind { Cluster, Redirect, DirectResponse };
 
   std::string_view name() const override { return name_; }
+  const http::RouteSpecificFilterConfig* perFilterConfig(
+      std::string_view filter_name) const override;
   Kind kind() const { return kind_; }
   const VirtualHost& virtualHost() const { return *vhost_; }
   const RouteMatch& match() const { return match_; }
@@ -257,6 +271,7 @@ class RouteEntry : public http::Route {
 
   HeaderMutations request_headers_;
   HeaderMutations response_headers_;
+  PerFilterConfigs per_filter_configs_;
 };
 
 class VirtualHost {
@@ -272,6 +287,7 @@ class VirtualHost {
                           std::string_view query) const;
   const HeaderMutations& requestHeaderMutations() const { return request_headers_; }
   const HeaderMutations& responseHeaderMutations() const { return response_headers_; }
+  const http::RouteSpecificFilterConfig* perFilterConfig(std::string_view filter_name) const;
 
  private:
   friend class RouteTableImpl;
@@ -299,6 +315,7 @@ class VirtualHost {
   std::vector<Segment> segments_;
   HeaderMutations request_headers_;
   HeaderMutations response_headers_;
+  PerFilterConfigs per_filter_configs_;
 };
 
 class RouteTableImpl : public http::RouteTable,
@@ -309,9 +326,11 @@ class RouteTableImpl : public http::RouteTable,
   //   "virtual_hosts[0].routes[2].match.safe_regex: invalid regex: missing ): (a"
   //   "request_headers_to_add[0].header.value: unknown command operator '%FOO%'"
   // Fields outside Sluice's subset are config::checkSupported's business; fields that
-  // would change routing and are not implemented here are refused too.
+  // would change routing and are not implemented here are refused too. typed_per_filter_config
+  // (routes and virtual hosts) goes through `compile_filter_config`; without one it is refused.
   static std::shared_ptr<const RouteTableImpl> create(
-      const envoy::config::route::v3::RouteConfiguration& proto, std::string* error);
+      const envoy::config::route::v3::RouteConfiguration& proto, std::string* error,
+      const PerFilterConfigCompiler& compile_filter_config = {});
 
   // http::RouteTable. The route for the request (:authority, then :path and the match
   // conditions), or null. The route keeps this table alive. `random` is not used here: pass

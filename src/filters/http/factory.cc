@@ -1,0 +1,32 @@
+#include "filters/http/factory.h"
+
+#include <array>
+
+#include "filters/http/fault/fault_filter.h"
+#include "filters/http/local_ratelimit/local_ratelimit.h"
+
+namespace sluice::filters {
+
+const HttpFilterFactory* findHttpFilterFactory(std::string_view config_type) {
+  if (const size_t slash = config_type.rfind('/'); slash != std::string_view::npos) {
+    config_type.remove_prefix(slash + 1);
+  }
+  static const std::array<const HttpFilterFactory*, 2> kFactories{&faultFilterFactory(),
+                                                                  &localRateLimitFilterFactory()};
+  for (const HttpFilterFactory* f : kFactories) {
+    if (f->configType() == config_type) return f;
+  }
+  return nullptr;
+}
+
+const http::RouteSpecificFilterConfig* perFilterConfig(const http::Route* route,
+                                                       std::string_view filter_name,
+                                                       std::string_view canonical_name) {
+  if (route == nullptr) return nullptr;
+  // By the http_filters name (route, then virtual host), then by the canonical name.
+  if (const auto* c = route->perFilterConfig(filter_name)) return c;
+  if (filter_name != canonical_name) return route->perFilterConfig(canonical_name);
+  return nullptr;
+}
+
+}  // namespace sluice::filters
