@@ -50,6 +50,7 @@ class ResilienceTest(harness.unittest.TestCase):
         cls.slow = Upstream("slow")
         cls.fast = Upstream("fast")
         cls.cb = Upstream("cb")
+        cls.cbpool = Upstream("cbpool")
         cls.primary = Upstream("primary")
         cls.mirror = Upstream("mirror")
         dead = dead_port()
@@ -79,6 +80,7 @@ class ResilienceTest(harness.unittest.TestCase):
             route("/header-retry", "single"),
             route("/big", "single", retry_policy={"retry_on": "5xx", "num_retries": 1,
                                                   "retry_back_off": RETRY_FAST}),
+            route("/cbpool", "cbpool"),
             route("/cb", "cb"),
             route("/mirror-dead", "primary", request_mirror_policies=[{"cluster": "dead"}]),
             route("/mirror", "primary", request_mirror_policies=[{"cluster": "mirror"}]),
@@ -108,6 +110,8 @@ class ResilienceTest(harness.unittest.TestCase):
             cluster("slowfast", cls.slow.port, cls.fast.port),
             cluster("cb", cls.cb.port, circuit_breakers={"thresholds": [
                 {"priority": "DEFAULT", "max_requests": 2, "track_remaining": True}]}),
+            cluster("cbpool", cls.cbpool.port, circuit_breakers={"thresholds": [
+                {"max_connections": 1, "max_pending_requests": 1}]}),
             cluster("primary", cls.primary.port),
             cluster("mirror", cls.mirror.port),
         ]
@@ -116,11 +120,11 @@ class ResilienceTest(harness.unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.proxy.stop()
-        for u in (cls.heavy, cls.light, cls.single, cls.slow, cls.fast, cls.cb, cls.primary, cls.mirror):
+        for u in (cls.heavy, cls.light, cls.single, cls.slow, cls.fast, cls.cb, cls.cbpool, cls.primary, cls.mirror):
             u.close()
 
     def setUp(self):
-        for u in (self.heavy, self.light, self.single, self.slow, self.fast, self.cb, self.primary, self.mirror):
+        for u in (self.heavy, self.light, self.single, self.slow, self.fast, self.cb, self.cbpool, self.primary, self.mirror):
             u.clear()
 
     def log_lines(self, path, count=1):
@@ -288,6 +292,32 @@ class ResilienceTest(harness.unittest.TestCase):
         self.assertEqual(len(flagged), len(overloaded))
         self.assertEqual(self.proxy.stat("cluster.cb.circuit_breakers.default.rq_open"), 0)
         self.assertEqual(self.proxy.stat("cluster.cb.circuit_breakers.default.remaining_rq"), 2)
+
+    def test_circuit_breaker_connections_and_pending(self):
+        # One connection, one waiting request: of five concurrent slow requests two are
+        # served (one after the other on the one connection) and three overflow.
+        results = []
+        lock = threading.Lock()
+        started = threading.Barrier(5)
+
+        def one(i):
+            started.wait()
+            r, _ = self.proxy.request("GET", "/cbpool?i=%d" % i, headers={"x-test-delay-ms": "500"})
+            with lock:
+                results.append((r.status, r.getheader("x-envoy-overloaded")))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(sorted(results, key=lambda r: r[0]),
+                         [(200, None)] * 2 + [(503, "true")] * 3, results)
+        self.assertEqual(self.proxy.stat("cluster.cbpool.upstream_rq_pending_overflow"), 3)
+        self.assertGreaterEqual(self.proxy.stat("cluster.cbpool.upstream_cx_overflow"), 1)
+        self.assertEqual(self.cbpool.connections, 1)
+        self.assertEqual(self.proxy.stat("cluster.cbpool.circuit_breakers.default.cx_open"), 1)
+        self.assertEqual(self.proxy.stat("cluster.cbpool.circuit_breakers.default.rq_pending_open"), 0)
 
     def test_mirror_sees_every_request_with_shadow_host(self):
         for i in range(5):
