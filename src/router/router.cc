@@ -187,7 +187,7 @@ void RouterFilter::startAttempt(const upstream::HostSharedPtr& host, bool new_co
   http::StreamInfo& info = callbacks_->streamInfo();
   info.upstream_host = host->address();
   ++info.attempt_count;
-  attempted_hosts_.push_back(host.get());
+  if (retry_state_ && retry_state_->policy().previous_hosts) attempted_hosts_.push_back(host.get());
   if (entry_->virtualHost().includeRequestAttemptCount()) {
     request_headers_->set(kAttemptCount, std::to_string(info.attempt_count));
   }
@@ -356,9 +356,12 @@ void RouterFilter::onPerTryTimeout(UpstreamRequest& ur, bool idle) {
   (idle ? stats.upstream_rq_per_try_idle_timeout : stats.upstream_rq_per_try_timeout).inc();
   ur.host->stats().rq_timeout++;
   if (hedge_ && !idle) {
-    // Hedging: this try keeps going, and another starts beside it; the first answer wins.
-    if (retryPossible()) {
-      maybeRetry(retry_state_->wouldRetry(RetryState::Failure::PerTryTimeout));
+    // Hedging: this try keeps going, and another starts beside it if a retry is left; the
+    // first answer wins. (No flag here: the tries still going may yet answer.)
+    if (retryPossible() &&
+        retry_state_->decide(retry_state_->wouldRetry(RetryState::Failure::PerTryTimeout)) ==
+            RetryState::Decision::Retry) {
+      scheduleRetry();
     }
     return;
   }

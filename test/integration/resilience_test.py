@@ -250,10 +250,10 @@ class ResilienceTest(harness.unittest.TestCase):
         self.assertIn("/pertry-noretry 504 UT", self.log_lines("/pertry-noretry")[-1])
 
     def test_hedging_keeps_the_first_try_and_first_answer_wins(self):
-        # The first try (slow, 400 ms) outlives its 200 ms per-try timeout; a hedge goes to
+        # The first try (slow, 300 ms) outlives its 200 ms per-try timeout; a hedge goes to
         # fast (1000 ms). Hedging keeps the first try, whose answer wins; a plain retry would
         # have cut it and waited for fast.
-        self.slow.delay(400, 1)
+        self.slow.delay(300, 1)
         self.fast.delay(1000, 1)
         before = self.proxy.stat("cluster.slowfast.upstream_rq_per_try_timeout") or 0
         start = time.monotonic()
@@ -261,7 +261,8 @@ class ResilienceTest(harness.unittest.TestCase):
         self.assertEqual(r.status, 200)
         self.assertEqual(r.getheader("x-upstream"), "slow")
         self.assertLess(time.monotonic() - start, 0.95)
-        self.assertEqual(self.proxy.stat("cluster.slowfast.upstream_rq_per_try_timeout"), before + 1)
+        # (The hedge's own per-try timeout may fire too, with no retry left to take.)
+        self.assertGreaterEqual(self.proxy.stat("cluster.slowfast.upstream_rq_per_try_timeout"), before + 1)
         harness.wait_until(lambda: len(self.fast.seen) == 1, what="the hedged try")
 
     def test_circuit_breaker_max_requests(self):
@@ -295,7 +296,10 @@ class ResilienceTest(harness.unittest.TestCase):
 
     def test_circuit_breaker_connections_and_pending(self):
         # One connection, one waiting request: of five concurrent slow requests two are
-        # served (one after the other on the one connection) and three overflow.
+        # served (one after the other on the one connection) and three overflow. A first
+        # request opens the connection, so that none waits in the queue for its connect.
+        r, _ = self.proxy.request("GET", "/cbpool")
+        self.assertEqual(r.status, 200)
         results = []
         lock = threading.Lock()
         started = threading.Barrier(5)
