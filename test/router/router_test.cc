@@ -231,6 +231,22 @@ TEST_F(RouterTest, PerTryTimeoutWithoutRetriesIs504UT) {
   ASSERT_TRUE(runUntil([&] { return a_.eof; }));
 }
 
+TEST_F(RouterTest, PerTryIdleTimeoutRetriesASilentTry) {
+  setUp("retry_policy { retry_on: 'reset' per_try_idle_timeout { nanos: 100000000 } "
+        "retry_back_off { base_interval { nanos: 1000000 } } }");
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  advance(milliseconds(99));
+  EXPECT_EQ(counter("upstream_rq_per_try_idle_timeout"), 0u);
+  advance(milliseconds(1));
+  EXPECT_EQ(counter("upstream_rq_per_try_idle_timeout"), 1u);
+  advance(milliseconds(1));
+  ASSERT_TRUE(runUntil([&] { return b_.gotRequest(); }));
+  b_.respond("b");
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(cb.from, "b");
+}
+
 TEST_F(RouterTest, HedgingKeepsTheFirstTryAndTheFirstAnswerWins) {
   setUp(std::string(kRetry) + " hedge_policy { hedge_on_per_try_timeout: true }");
   FakeCallbacks& cb = request();
