@@ -268,6 +268,50 @@ bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::s
   if (proto.has_per_connection_buffer_limit_bytes()) {
     info->per_connection_buffer_limit_bytes = proto.per_connection_buffer_limit_bytes().value();
   }
+  if (proto.has_circuit_breakers()) {
+    // Requests use the DEFAULT priority; HIGH thresholds are read and checked, not used.
+    const auto& cb = proto.circuit_breakers();
+    bool seen[2] = {false, false};
+    for (int i = 0; i < cb.thresholds_size(); ++i) {
+      const auto& t = cb.thresholds(i);
+      const std::string t_path = path + ".circuit_breakers.thresholds[" + std::to_string(i) + "]";
+      const int prio = t.priority();
+      if (prio != 0 && prio != 1) {
+        errors.push_back(t_path + ".priority: unknown priority " + std::to_string(prio));
+        return false;
+      }
+      if (seen[prio]) {
+        errors.push_back(t_path + ".priority: a second threshold for the same priority");
+        return false;
+      }
+      seen[prio] = true;
+      if (t.has_retry_budget()) {
+        const auto& rb = t.retry_budget();
+        if (rb.has_budget_percent() &&
+            (rb.budget_percent().value() < 0 || rb.budget_percent().value() > 100)) {
+          errors.push_back(t_path + ".retry_budget.budget_percent: must be within [0, 100]");
+          return false;
+        }
+      }
+      if (prio != 0) continue;
+      upstream::CircuitBreakerThresholds th;
+      if (t.has_max_connections()) th.max_connections = t.max_connections().value();
+      if (t.has_max_pending_requests()) th.max_pending_requests = t.max_pending_requests().value();
+      if (t.has_max_requests()) th.max_requests = t.max_requests().value();
+      if (t.has_max_retries()) th.max_retries = t.max_retries().value();
+      if (t.has_retry_budget()) {
+        upstream::CircuitBreakerThresholds::RetryBudget b;
+        const auto& rb = t.retry_budget();
+        if (rb.has_budget_percent()) b.budget_percent = rb.budget_percent().value();
+        if (rb.has_min_retry_concurrency()) {
+          b.min_retry_concurrency = rb.min_retry_concurrency().value();
+        }
+        th.retry_budget = b;
+      }
+      th.track_remaining = t.track_remaining();
+      info->setCircuitBreakers(th);
+    }
+  }
   const auto& opts = proto.typed_extension_protocol_options();
   auto it = opts.find("envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
   if (it != opts.end()) {

@@ -485,6 +485,107 @@ bool RouteMatch::matches(const http::RequestHeaderMap& headers, std::string_view
   return true;
 }
 
+// RetryPolicy
+
+uint32_t RetryPolicy::parseRetryOn(std::string_view list, std::string* unknown) {
+  static constexpr std::pair<std::string_view, uint32_t> kNames[] = {
+      {"5xx", k5xx},
+      {"gateway-error", kGatewayError},
+      {"reset", kReset},
+      {"connect-failure", kConnectFailure},
+      {"retriable-4xx", kRetriable4xx},
+      {"refused-stream", kRefusedStream},
+      {"retriable-status-codes", kRetriableStatusCodes},
+      {"retriable-headers", kRetriableHeaders},
+  };
+  uint32_t bits = 0;
+  while (!list.empty()) {
+    const size_t comma = list.find(',');
+    std::string_view name = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
+    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+    if (name.empty()) continue;
+    bool known = false;
+    for (const auto& [n, bit] : kNames) {
+      if (n == name) {
+        bits |= bit;
+        known = true;
+      }
+    }
+    if (!known && unknown && unknown->empty()) *unknown = std::string(name);
+  }
+  return bits;
+}
+
+namespace {
+
+std::unique_ptr<const RetryPolicy> compileRetryPolicy(
+    const envoy::config::route::v3::RetryPolicy& proto, const std::string& path,
+    std::string* error) {
+  auto p = std::make_unique<RetryPolicy>();
+  std::string unknown;
+  p->retry_on = RetryPolicy::parseRetryOn(proto.retry_on(), &unknown);
+  if (!unknown.empty()) {
+    *error = path + ".retry_on: '" + unknown + "' is not a supported retry condition";
+    return nullptr;
+  }
+  if (proto.has_num_retries()) p->num_retries = proto.num_retries().value();
+  if (proto.has_per_try_timeout()) p->per_try_timeout = durationMs(proto.per_try_timeout());
+  if (proto.has_per_try_idle_timeout()) {
+    p->per_try_idle_timeout = durationMs(proto.per_try_idle_timeout());
+  }
+  if (proto.has_retry_back_off()) {
+    const auto& b = proto.retry_back_off();
+    p->base_interval = durationMs(b.base_interval());
+    if (p->base_interval.count() <= 0) {
+      *error = path + ".retry_back_off.base_interval: must be at least 1ms";
+      return nullptr;
+    }
+    p->max_interval = b.has_max_interval() ? durationMs(b.max_interval()) : p->base_interval * 10;
+    if (p->max_interval < p->base_interval) {
+      *error = path + ".retry_back_off.max_interval: must not be less than base_interval";
+      return nullptr;
+    }
+  }
+  for (int i = 0; i < proto.retry_host_predicate_size(); ++i) {
+    const auto& pred = proto.retry_host_predicate(i);
+    if (pred.name() != "envoy.retry_host_predicates.previous_hosts") {
+      *error = indexed(path, "retry_host_predicate", i) + ".name: '" + pred.name() +
+               "' is not supported (only envoy.retry_host_predicates.previous_hosts)";
+      return nullptr;
+    }
+    p->previous_hosts = true;
+  }
+  if (proto.host_selection_retry_max_attempts() < 0) {
+    *error = path + ".host_selection_retry_max_attempts: must not be negative";
+    return nullptr;
+  }
+  if (proto.host_selection_retry_max_attempts() > 0) {
+    p->host_selection_max_attempts = static_cast<uint32_t>(
+        std::min<int64_t>(proto.host_selection_retry_max_attempts(), 1000));
+  }
+  for (int i = 0; i < proto.retriable_status_codes_size(); ++i) {
+    const uint32_t code = proto.retriable_status_codes(i);
+    if (code < 100 || code > 599) {
+      *error = indexed(path, "retriable_status_codes", i) + ": " + std::to_string(code) +
+               " is not a status code";
+      return nullptr;
+    }
+    p->retriable_status_codes.push_back(code);
+  }
+  p->retriable_headers.resize(proto.retriable_headers_size());
+  for (int i = 0; i < proto.retriable_headers_size(); ++i) {
+    if (!p->retriable_headers[i].init(proto.retriable_headers(i),
+                                      indexed(path, "retriable_headers", i), error)) {
+      return nullptr;
+    }
+  }
+  return p;
+}
+
+}  // namespace
+
 // RouteEntry
 
 const http::RouteSpecificFilterConfig* RouteEntry::perFilterConfig(
@@ -560,6 +661,9 @@ bool RouteEntry::init(const envoy::config::route::v3::Route& proto, const Virtua
     case P::ACTION_NOT_SET:
       *error = path + ": one of route, redirect or direct_response is required";
       return false;
+  }
+  if (proto.has_per_request_buffer_limit_bytes()) {
+    buffer_limit_ = proto.per_request_buffer_limit_bytes().value();
   }
   return request_headers_.init(proto.request_headers_to_add(), proto.request_headers_to_remove(),
                                path + ".request_headers_to_add",
@@ -671,7 +775,49 @@ bool RouteEntry::initRouteAction(const envoy::config::route::v3::RouteAction& pr
 
   if (proto.has_timeout()) timeout_ = durationMs(proto.timeout());
   if (proto.has_idle_timeout()) idle_timeout_ = durationMs(proto.idle_timeout());
+  if (proto.has_retry_policy()) {
+    retry_policy_ = compileRetryPolicy(proto.retry_policy(), path + ".retry_policy", error);
+    if (!retry_policy_) return false;
+  }
+  if (proto.has_hedge_policy()) {
+    hedge_on_per_try_timeout_ = proto.hedge_policy().hedge_on_per_try_timeout();
+  }
+  for (int i = 0; i < proto.request_mirror_policies_size(); ++i) {
+    const auto& m = proto.request_mirror_policies(i);
+    const std::string m_path = indexed(path, "request_mirror_policies", i);
+    if (m.cluster().empty()) {
+      *error = m_path + ".cluster: a cluster is required";
+      return false;
+    }
+    MirrorPolicy mirror;
+    mirror.cluster = m.cluster();
+    if (m.has_runtime_fraction()) {
+      const auto& f = m.runtime_fraction().default_value();
+      mirror.numerator = f.numerator();
+      switch (f.denominator()) {
+        case envoy::type::v3::FractionalPercent::HUNDRED: mirror.denominator = 100; break;
+        case envoy::type::v3::FractionalPercent::TEN_THOUSAND: mirror.denominator = 10000; break;
+        case envoy::type::v3::FractionalPercent::MILLION: mirror.denominator = 1000000; break;
+        default:
+          *error = m_path + ".runtime_fraction.default_value.denominator: unknown value";
+          return false;
+      }
+    }
+    mirrors_.push_back(std::move(mirror));
+  }
   return true;
+}
+
+const RetryPolicy* RouteEntry::retryPolicy() const {
+  return retry_policy_ ? retry_policy_.get() : vhost_->retryPolicy();
+}
+
+bool RouteEntry::hedgeOnPerTryTimeout() const {
+  return hedge_on_per_try_timeout_ ? *hedge_on_per_try_timeout_ : vhost_->hedgeOnPerTryTimeout();
+}
+
+std::optional<uint32_t> RouteEntry::perRequestBufferLimit() const {
+  return buffer_limit_ ? buffer_limit_ : vhost_->perRequestBufferLimit();
 }
 
 bool RouteEntry::initRedirect(const envoy::config::route::v3::RedirectAction& proto,
@@ -1004,6 +1150,17 @@ std::shared_ptr<const RouteTableImpl> RouteTableImpl::create(
                                  vh->per_filter_configs_, error)) {
       return nullptr;
     }
+    if (vh_proto.has_retry_policy()) {
+      vh->retry_policy_ =
+          compileRetryPolicy(vh_proto.retry_policy(), path + ".retry_policy", error);
+      if (!vh->retry_policy_) return nullptr;
+    }
+    vh->hedge_on_per_try_timeout_ = vh_proto.hedge_policy().hedge_on_per_try_timeout();
+    if (vh_proto.has_per_request_buffer_limit_bytes()) {
+      vh->buffer_limit_ = vh_proto.per_request_buffer_limit_bytes().value();
+    }
+    vh->include_request_attempt_count_ = vh_proto.include_request_attempt_count();
+    vh->include_attempt_count_in_response_ = vh_proto.include_attempt_count_in_response();
     vh->routes_.reserve(vh_proto.routes_size());
     for (int j = 0; j < vh_proto.routes_size(); ++j) {
       auto entry = std::make_unique<RouteEntry>();

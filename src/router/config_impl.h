@@ -163,6 +163,42 @@ struct RedirectConfig {
   bool strip_query{false};
 };
 
+// A compiled envoy.config.route.v3.RetryPolicy (the route's, else its virtual host's).
+struct RetryPolicy {
+  // retry_on conditions, as bits.
+  enum On : uint32_t {
+    k5xx = 1 << 0,
+    kGatewayError = 1 << 1,
+    kReset = 1 << 2,
+    kConnectFailure = 1 << 3,
+    kRetriable4xx = 1 << 4,
+    kRefusedStream = 1 << 5,
+    kRetriableStatusCodes = 1 << 6,
+    kRetriableHeaders = 1 << 7,
+  };
+  // Parses a comma list ("5xx,reset"). Unknown names: `unknown` gets the first, and the
+  // bits of the known ones are still returned.
+  static uint32_t parseRetryOn(std::string_view list, std::string* unknown = nullptr);
+
+  uint32_t retry_on{0};
+  uint32_t num_retries{1};
+  std::chrono::milliseconds per_try_timeout{0};       // zero: none
+  std::chrono::milliseconds per_try_idle_timeout{0};  // zero: none
+  std::chrono::milliseconds base_interval{25};
+  std::chrono::milliseconds max_interval{250};
+  bool previous_hosts{false};  // envoy.retry_host_predicates.previous_hosts
+  uint32_t host_selection_max_attempts{1};
+  std::vector<uint32_t> retriable_status_codes;
+  std::vector<HeaderMatcher> retriable_headers;  // matched against the response
+};
+
+// A compiled envoy.config.route.v3.RouteAction.RequestMirrorPolicy.
+struct MirrorPolicy {
+  std::string cluster;
+  uint32_t numerator{100};  // runtime_fraction.default_value, as a fraction of denominator
+  uint32_t denominator{100};
+};
+
 class RouteEntry : public http::Route {
  public:
   enum class Kind { Cluster, Redirect, DirectResponse };
@@ -190,6 +226,13 @@ class RouteEntry : public http::Route {
   std::chrono::milliseconds timeout() const { return timeout_; }
   // Stream idle timeout for this route, when set (zero disables it).
   std::optional<std::chrono::milliseconds> idleTimeout() const { return idle_timeout_; }
+  // The retry policy: the route's, else the virtual host's; null when neither has one.
+  const RetryPolicy* retryPolicy() const;
+  // hedge_policy.hedge_on_per_try_timeout (the route's, else the virtual host's).
+  bool hedgeOnPerTryTimeout() const;
+  // per_request_buffer_limit_bytes (the route's, else the virtual host's), if set.
+  std::optional<uint32_t> perRequestBufferLimit() const;
+  const std::vector<MirrorPolicy>& mirrorPolicies() const { return mirrors_; }
   const std::string& prefixRewrite() const { return prefix_rewrite_; }
   const std::string& hostRewriteLiteral() const { return host_rewrite_literal_; }
   bool autoHostRewrite() const { return auto_host_rewrite_; }
@@ -263,6 +306,10 @@ class RouteEntry : public http::Route {
   bool append_x_forwarded_host_{false};
   std::chrono::milliseconds timeout_{15000};
   std::optional<std::chrono::milliseconds> idle_timeout_;
+  std::unique_ptr<const RetryPolicy> retry_policy_;
+  std::optional<bool> hedge_on_per_try_timeout_;
+  std::optional<uint32_t> buffer_limit_;
+  std::vector<MirrorPolicy> mirrors_;
 
   RedirectConfig redirect_;
 
@@ -288,6 +335,12 @@ class VirtualHost {
   const HeaderMutations& requestHeaderMutations() const { return request_headers_; }
   const HeaderMutations& responseHeaderMutations() const { return response_headers_; }
   const http::RouteSpecificFilterConfig* perFilterConfig(std::string_view filter_name) const;
+  const RetryPolicy* retryPolicy() const { return retry_policy_.get(); }
+  bool hedgeOnPerTryTimeout() const { return hedge_on_per_try_timeout_; }
+  std::optional<uint32_t> perRequestBufferLimit() const { return buffer_limit_; }
+  // include_request_attempt_count / include_attempt_count_in_response.
+  bool includeRequestAttemptCount() const { return include_request_attempt_count_; }
+  bool includeAttemptCountInResponse() const { return include_attempt_count_in_response_; }
 
  private:
   friend class RouteTableImpl;
@@ -313,6 +366,11 @@ class VirtualHost {
   TlsRequirement require_tls_{TlsRequirement::None};
   std::vector<std::unique_ptr<RouteEntry>> routes_;
   std::vector<Segment> segments_;
+  std::unique_ptr<const RetryPolicy> retry_policy_;
+  bool hedge_on_per_try_timeout_{false};
+  std::optional<uint32_t> buffer_limit_;
+  bool include_request_attempt_count_{false};
+  bool include_attempt_count_in_response_{false};
   HeaderMutations request_headers_;
   HeaderMutations response_headers_;
   PerFilterConfigs per_filter_configs_;

@@ -1,11 +1,14 @@
 #include "router/router.h"
 
 #include <charconv>
+#include <random>
 
 #include "common/logger.h"
 #include "event/dispatcher.h"
 #include "http/utility.h"
 #include "router/config_impl.h"
+#include "router/retry_state.h"
+#include "router/shadow.h"
 #include "stats/stats.h"
 
 namespace sluice::router {
@@ -22,7 +25,16 @@ std::optional<uint64_t> parseMs(std::string_view v) {
   return out;
 }
 
+uint64_t random64() {
+  thread_local std::mt19937_64 gen{std::random_device{}()};
+  return gen();
+}
+
+constexpr std::string_view kAttemptCount = "x-envoy-attempt-count";
+
 }  // namespace
+
+RouterFilter::RouterFilter(RouterConfigConstSharedPtr config) : config_(std::move(config)) {}
 
 RouterFilter::~RouterFilter() = default;
 
@@ -102,8 +114,26 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
     if (auto ms = parseMs(*v)) timeout_ = std::chrono::milliseconds(*ms);
     headers.remove("x-envoy-upstream-rq-timeout-ms");
   }
+  // Retries: the route's (or virtual host's) policy merged with the request's headers.
+  const RetryPolicy* policy = entry_->retryPolicy();
+  retry_state_ = RetryState::create(policy, headers, cluster_->info());
+  if (policy) {
+    per_try_timeout_ = policy->per_try_timeout;
+    per_try_idle_timeout_ = policy->per_try_idle_timeout;
+  }
+  if (auto v = headers.get("x-envoy-upstream-rq-per-try-timeout-ms")) {
+    if (auto ms = parseMs(*v)) per_try_timeout_ = std::chrono::milliseconds(*ms);
+    headers.remove("x-envoy-upstream-rq-per-try-timeout-ms");
+  }
+  // A per-try timeout as long as the whole request's would never fire first.
+  if (timeout_.count() > 0 && per_try_timeout_ >= timeout_) per_try_timeout_ = {};
+  hedge_ = per_try_timeout_.count() > 0 && entry_->hedgeOnPerTryTimeout();
+  shadowing_ = !entry_->mirrorPolicies().empty();
+  if (retry_state_ || shadowing_) {
+    buffer_limit_ = entry_->perRequestBufferLimit().value_or(callbacks_->decoderBufferLimit());
+  }
 
-  host_ = cluster_->chooseHost(nullptr);
+  host_ = cluster_->chooseHost(this);
   if (!host_) {
     cluster_->info().stats().upstream_cx_none_healthy.inc();
     info.setResponseFlag(http::ResponseFlag::NoHealthyUpstream);
@@ -116,88 +146,234 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
     headers.set(http::headers::kAuthority, host_->hostname());
   }
   entry_->finalizeRequestHeaders(headers, info, chosen_);
-  if (!config_->suppress_envoy_headers && timeout_.count() > 0) {
-    headers.set(http::headers::kXEnvoyExpectedRqTimeoutMs, std::to_string(timeout_.count()));
+  if (!config_->suppress_envoy_headers) {
+    const auto expected = per_try_timeout_.count() > 0 ? per_try_timeout_ : timeout_;
+    if (expected.count() > 0) {
+      headers.set(http::headers::kXEnvoyExpectedRqTimeoutMs, std::to_string(expected.count()));
+    }
   }
 
   if (entry_->idleTimeout()) callbacks_->setStreamIdleTimeout(*entry_->idleTimeout());
   // Envoy's route timeout runs from the end of the request to the end of the response.
-  if (end_stream) armTimeout();
-  startUpstream(false);
+  if (end_stream) {
+    armTimeout();
+    if (shadowing_) startShadows();
+  }
+  startAttempt(host_, false);
   return http::FilterHeadersStatus::StopIteration;
 }
 
-void RouterFilter::startUpstream(bool new_connection) {
-  callbacks_->streamInfo().upstream_host = host_->address();
-  ++callbacks_->streamInfo().attempt_count;
-  upstream::Http1ConnPool& pool = cluster_->connPool(host_);
-  // The pool may call back right away (onPoolReady or onPoolFailure).
-  pending_ = pool.newStream(upstream_, *this, new_connection);
+bool RouterFilter::shouldSelectAnotherHost(const upstream::Host& host) {
+  if (!retry_state_ || !retry_state_->policy().previous_hosts) return false;
+  for (const upstream::Host* h : attempted_hosts_) {
+    if (h == &host) return true;
+  }
+  return false;
 }
 
-void RouterFilter::onPoolReady(http::RequestEncoder& encoder, const upstream::HostSharedPtr& host,
-                               bool reused, const network::AddressConstSharedPtr& local_address) {
-  pending_ = nullptr;
-  upstream_encoder_ = &encoder;
-  reused_connection_ = reused;
+uint32_t RouterFilter::hostSelectionRetryCount() const {
+  return retry_state_ ? retry_state_->policy().host_selection_max_attempts : 0;
+}
+
+void RouterFilter::startAttempt(const upstream::HostSharedPtr& host, bool new_connection) {
+  upstream::ResourceManager& rm = cluster_->info().resourceManager();
+  if (!rm.requests().canCreate()) {
+    // max_requests: the cluster has as many requests in flight as it may.
+    cluster_->info().stats().upstream_rq_pending_overflow.inc();
+    sendOverflow();
+    return;
+  }
+  host_ = host;
+  http::StreamInfo& info = callbacks_->streamInfo();
+  info.upstream_host = host->address();
+  ++info.attempt_count;
+  if (retry_state_ && retry_state_->policy().previous_hosts) attempted_hosts_.push_back(host.get());
+  if (entry_->virtualHost().includeRequestAttemptCount()) {
+    request_headers_->set(kAttemptCount, std::to_string(info.attempt_count));
+  }
+  attempts_.push_back(std::make_unique<UpstreamRequest>(*this, host, rm));
+  UpstreamRequest& ur = *attempts_.back();
+  // The pool may call back right away (onPoolReady or onPoolFailure).
+  ur.start(cluster_->connPool(host), new_connection);
+}
+
+void RouterFilter::abandonAttempt(UpstreamRequest& ur) {
+  if (ur.above_watermark && !done_) {
+    ur.above_watermark = false;
+    callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
+  }
+  ur.abandon();
+  for (auto it = attempts_.begin(); it != attempts_.end(); ++it) {
+    if (it->get() != &ur) continue;
+    UpstreamRequestPtr owned = std::move(*it);
+    attempts_.erase(it);
+    // Its stream may still be delivering this event: delete it afterwards.
+    callbacks_->dispatcher().deferredDelete(std::move(owned));
+    break;
+  }
+  if (final_ == &ur) final_ = nullptr;
+}
+
+UpstreamRequest* RouterFilter::sendingAttempt() {
+  if (final_) return final_->encoder ? final_ : nullptr;
+  for (auto it = attempts_.rbegin(); it != attempts_.rend(); ++it) {
+    if ((*it)->encoder) return it->get();
+  }
+  return nullptr;
+}
+
+void RouterFilter::keepForRetry(const buffer::Buffer& data) {
+  if (!keep_body_ || response_started_) return;
+  // Without a retry policy or a mirror only the keep-alive race needs the body, and only
+  // on a reused connection.
+  const bool wanted = retry_state_ || shadowing_ || (reused_connection_ && !retried_);
+  if (!wanted) return;
+  const size_t limit = (retry_state_ || shadowing_) ? buffer_limit_ : kRetryBufferLimit;
+  if (retry_body_.length() + data.length() > limit) {
+    // Past the buffer limit: no retry can replay the body any more.
+    keep_body_ = false;
+    retry_body_.drain(retry_body_.length());
+    return;
+  }
+  retry_body_.add(data);
+}
+
+void RouterFilter::onPoolReady(UpstreamRequest& ur, http::RequestEncoder& encoder,
+                               const network::AddressConstSharedPtr& local_address) {
+  reused_connection_ = ur.reused;
   http::StreamInfo& info = callbacks_->streamInfo();
   info.upstream_local_address = local_address;
-  encoder.getStream().addCallbacks(upstream_);
   if (!watermarks_registered_) {
     callbacks_->addDownstreamWatermarkCallbacks(watermarks_);
     watermarks_registered_ = true;
   }
-  request_sent_ = callbacks_->dispatcher().timeSource().monotonicTime();
-  info.first_upstream_tx_byte = request_sent_ - info.start_monotonic;
-  upstream_request_sent_ = true;
+  ur.sent = callbacks_->dispatcher().timeSource().monotonicTime();
+  info.first_upstream_tx_byte = ur.sent - info.start_monotonic;
 
-  const bool resend = retried_ && !retry_body_.empty();
-  const bool body_pending = !buffered_body_.empty();
-  const bool headers_only = request_complete_ && !body_pending && !resend && !request_trailers_;
-  encoder.encodeHeaders(*request_headers_, headers_only);
-  if (upstream_encoder_ == nullptr) return;  // reset while encoding
-  const bool body_ends = request_complete_ && !request_trailers_;
-  if (resend) {
-    // What went out on the first connection, then what arrived since.
-    buffer::Buffer copy;
-    copy.add(retry_body_);
-    if (body_pending) {
-      if (retry_body_.length() + buffered_body_.length() <= kRetryBufferLimit) {
-        retry_body_.add(buffered_body_);
-      }
-      copy.move(buffered_body_);
-    }
-    encoder.encodeData(copy, body_ends);
-  } else if (body_pending) {
-    if (reused && buffered_body_.length() <= kRetryBufferLimit) {
-      retry_body_.add(buffered_body_);
-    } else if (reused) {
-      retry_possible_ = false;
-    }
-    encoder.encodeData(buffered_body_, body_ends);
+  // What went out on an earlier try, then what arrived since.
+  buffer::Buffer body;
+  if (!retry_body_.empty()) body.add(retry_body_);
+  if (!buffered_body_.empty()) {
+    keepForRetry(buffered_body_);
+    body.move(buffered_body_);
   }
-  if (upstream_encoder_ && request_complete_ && request_trailers_) {
+  const bool headers_only = request_complete_ && body.empty() && !request_trailers_;
+  encoder.encodeHeaders(*request_headers_, headers_only);
+  if (ur.encoder == nullptr) return;  // reset while encoding
+  if (!body.empty()) encoder.encodeData(body, request_complete_ && !request_trailers_);
+  if (ur.encoder && request_complete_ && request_trailers_) {
     encoder.encodeTrailers(*request_trailers_);
   }
-  if (downstream_paused_ && upstream_encoder_) {
+  if (ur.encoder == nullptr) return;
+  if (downstream_paused_) {
     downstream_paused_ = false;
     callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
   }
-  if (request_complete_) info.last_upstream_tx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+  if (per_try_idle_timeout_.count() > 0) {
+    ur.per_try_idle_timer =
+        callbacks_->dispatcher().createTimer([this, &ur] { onPerTryTimeout(ur, true); });
+    ur.per_try_idle_timer->enableTimer(per_try_idle_timeout_);
+  }
+  if (request_complete_) {
+    info.last_upstream_tx_byte =
+        callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+    armPerTryTimer(ur);
+  }
 }
 
-void RouterFilter::onPoolFailure(upstream::PoolFailureReason reason,
-                                 std::string_view transport_failure_reason,
-                                 const upstream::HostSharedPtr& host) {
-  pending_ = nullptr;
-  const char* why = reason == upstream::PoolFailureReason::Timeout ? "connection timeout"
-                    : reason == upstream::PoolFailureReason::Overflow ? "overflow"
-                                                                      : "connection failure";
-  sendUpstreamFailure(503,
-                      reason == upstream::PoolFailureReason::Overflow
-                          ? http::ResponseFlag::UpstreamOverflow
-                          : http::ResponseFlag::UpstreamConnectionFailure,
-                      why, transport_failure_reason);
+void RouterFilter::onPoolFailure(UpstreamRequest& ur, upstream::PoolFailureReason reason,
+                                 std::string_view transport_failure_reason) {
+  const bool overflow = reason == upstream::PoolFailureReason::Overflow;
+  const std::string transport(transport_failure_reason);
+  ur.host->stats().rq_error++;
+  abandonAttempt(ur);
+  if (!overflow && retryPossible() &&
+      maybeRetry(retry_state_->wouldRetry(RetryState::Failure::ConnectFailure))) {
+    return;
+  }
+  if (!attempts_.empty()) return;  // a hedged try is still going
+  if (overflow) {
+    sendOverflow();
+    return;
+  }
+  const char* why =
+      reason == upstream::PoolFailureReason::Timeout ? "connection timeout" : "connection failure";
+  sendUpstreamFailure(503, http::ResponseFlag::UpstreamConnectionFailure, why, transport);
+}
+
+bool RouterFilter::maybeRetry(bool would_retry) {
+  switch (retry_state_->decide(would_retry)) {
+    case RetryState::Decision::Retry:
+      scheduleRetry();
+      return true;
+    case RetryState::Decision::LimitExceeded:
+      callbacks_->streamInfo().setResponseFlag(http::ResponseFlag::UpstreamRetryLimitExceeded);
+      return false;
+    case RetryState::Decision::Overflow:
+      callbacks_->streamInfo().setResponseFlag(http::ResponseFlag::UpstreamOverflow);
+      return false;
+    case RetryState::Decision::No:
+      return false;
+  }
+  return false;
+}
+
+void RouterFilter::scheduleRetry() {
+  const auto delay = retry_state_->backOff(random64());
+  SLUICE_LOG(debug, router, "retrying in {} ms", delay.count());
+  retry_timer_ = callbacks_->dispatcher().createTimer([this] { doRetry(); });
+  retry_timer_->enableTimer(delay);
+}
+
+void RouterFilter::doRetry() {
+  retry_state_->retryStarted();
+  // Another host if the predicate asks for one (the balancer may also honour it).
+  upstream::HostSharedPtr host = cluster_->chooseHost(this);
+  for (uint32_t i = 0; host && i < hostSelectionRetryCount() && shouldSelectAnotherHost(*host);
+       ++i) {
+    host = cluster_->chooseHost(this);
+  }
+  if (!host) {
+    cluster_->info().stats().upstream_cx_none_healthy.inc();
+    callbacks_->streamInfo().setResponseFlag(http::ResponseFlag::NoHealthyUpstream);
+    cleanup();
+    callbacks_->sendLocalReply(503, "no healthy upstream", nullptr, "no_healthy_upstream");
+    return;
+  }
+  startAttempt(host, false);
+}
+
+void RouterFilter::armPerTryTimer(UpstreamRequest& ur) {
+  if (per_try_timeout_.count() == 0 || ur.per_try_timer || ur.detached || !ur.encoder) return;
+  ur.per_try_timer = callbacks_->dispatcher().createTimer([this, &ur] { onPerTryTimeout(ur, false); });
+  ur.per_try_timer->enableTimer(per_try_timeout_);
+}
+
+void RouterFilter::onPerTryTimeout(UpstreamRequest& ur, bool idle) {
+  // Once the client has the response's headers, only the route timeout applies.
+  if (response_started_) return;
+  const auto& stats = cluster_->info().stats();
+  (idle ? stats.upstream_rq_per_try_idle_timeout : stats.upstream_rq_per_try_timeout).inc();
+  ur.host->stats().rq_timeout++;
+  if (hedge_ && !idle) {
+    // Hedging: this try keeps going, and another starts beside it if a retry is left; the
+    // first answer wins. (No flag here: the tries still going may yet answer.)
+    if (retryPossible() &&
+        retry_state_->decide(retry_state_->wouldRetry(RetryState::Failure::PerTryTimeout)) ==
+            RetryState::Decision::Retry) {
+      scheduleRetry();
+    }
+    return;
+  }
+  abandonAttempt(ur);
+  if (retryPossible() && maybeRetry(retry_state_->wouldRetry(RetryState::Failure::PerTryTimeout))) {
+    return;
+  }
+  if (!attempts_.empty()) return;  // a hedged try is still going
+  callbacks_->streamInfo().setResponseFlag(http::ResponseFlag::UpstreamRequestTimeout);
+  cleanup();
+  callbacks_->sendLocalReply(504, "upstream request timeout", nullptr,
+                             idle ? "upstream_per_try_idle_timeout" : "upstream_per_try_timeout");
 }
 
 http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_stream) {
@@ -208,7 +384,8 @@ http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_s
     return http::FilterDataStatus::StopIterationNoBuffer;
   }
   if (end_stream) armTimeout();
-  if (!upstream_encoder_) {
+  UpstreamRequest* ur = sendingAttempt();
+  if (!ur) {
     buffered_body_.move(data);
     const uint32_t limit = callbacks_->decoderBufferLimit();
     if (!downstream_paused_ && limit > 0 && buffered_body_.length() > limit) {
@@ -217,21 +394,16 @@ http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_s
       downstream_paused_ = true;
       callbacks_->onDecoderFilterAboveWriteBufferHighWatermark();
     }
+    if (end_stream && shadowing_) startShadows();
     return http::FilterDataStatus::StopIterationNoBuffer;
   }
-  // Keep a copy for a retry after a keep-alive race, as long as it stays small.
-  if (reused_connection_ && retry_possible_ && !response_started_) {
-    if (retry_body_.length() + data.length() <= kRetryBufferLimit) {
-      retry_body_.add(data);
-    } else {
-      retry_possible_ = false;
-      retry_body_.drain(retry_body_.length());
-    }
-  }
-  upstream_encoder_->encodeData(data, end_stream);
+  keepForRetry(data);
+  if (end_stream && shadowing_) startShadows();
+  ur->encoder->encodeData(data, end_stream);
   if (end_stream) {
     auto& info = callbacks_->streamInfo();
     info.last_upstream_tx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+    armPerTryTimer(*ur);
   }
   return http::FilterDataStatus::StopIterationNoBuffer;
 }
@@ -246,26 +418,24 @@ http::FilterTrailersStatus RouterFilter::decodeTrailers(http::RequestTrailerMap&
   request_complete_ = true;
   armTimeout();
   request_trailers_ = &trailers;
-  if (upstream_encoder_) upstream_encoder_->encodeTrailers(trailers);
+  if (shadowing_) startShadows();
+  if (UpstreamRequest* ur = sendingAttempt()) {
+    ur->encoder->encodeTrailers(trailers);
+    armPerTryTimer(*ur);
+  }
   return http::FilterTrailersStatus::StopIteration;
 }
 
-std::chrono::milliseconds RouterFilter::sinceRequestSent() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-      callbacks_->dispatcher().timeSource().monotonicTime() - request_sent_);
-}
-
-void RouterFilter::onUpstream1xxHeaders(http::HeaderMapPtr&& headers) {
+void RouterFilter::onUpstream1xxHeaders(UpstreamRequest&, http::HeaderMapPtr&& headers) {
   // 100-continue was answered downstream already; other 1xx pass through.
-  if (headers->status() == 100) return;
+  if (headers->status() == 100 || response_started_) return;
   callbacks_->encode1xxHeaders(std::move(headers));
 }
 
-void RouterFilter::onUpstreamHeaders(http::HeaderMapPtr&& headers, bool end_stream) {
-  response_started_ = true;
-  retry_body_.drain(retry_body_.length());
-  http::StreamInfo& info = callbacks_->streamInfo();
-  info.first_upstream_rx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+void RouterFilter::onUpstreamHeaders(UpstreamRequest& ur, http::HeaderMapPtr&& headers,
+                                     bool end_stream) {
+  if (response_started_) return;  // a hedged try that lost
+  if (ur.per_try_idle_timer) ur.per_try_idle_timer->enableTimer(per_try_idle_timeout_);
   const uint32_t code = headers->status();
   const auto& stats = cluster_->info().stats();
   switch (code / 100) {
@@ -277,46 +447,77 @@ void RouterFilter::onUpstreamHeaders(http::HeaderMapPtr&& headers, bool end_stre
   }
   cluster_->info().responseCodeCounter(code).inc();
   if (code >= 500) {
-    host_->stats().rq_error++;
+    ur.host->stats().rq_error++;
   } else {
-    host_->stats().rq_success++;
+    ur.host->stats().rq_success++;
   }
+  if (retryPossible()) {
+    const bool would_retry = retry_state_->wouldRetry(*headers);
+    if (would_retry && attempts_.size() > 1) {
+      // Hedging: another try may still answer better.
+      abandonAttempt(ur);
+      return;
+    }
+    if (maybeRetry(would_retry)) {
+      abandonAttempt(ur);
+      return;
+    }
+  }
+
+  // This try's response goes to the client; any other try is dropped.
+  response_started_ = true;
+  final_ = &ur;
+  std::vector<UpstreamRequest*> losers;
+  for (auto& a : attempts_) {
+    if (a.get() != &ur) losers.push_back(a.get());
+  }
+  for (UpstreamRequest* l : losers) abandonAttempt(*l);
+  ur.per_try_timer.reset();
+  retry_body_.drain(retry_body_.length());
+  http::StreamInfo& info = callbacks_->streamInfo();
+  info.first_upstream_rx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
   if (!config_->suppress_envoy_headers) {
-    headers->set(http::headers::kXEnvoyUpstreamServiceTime, std::to_string(sinceRequestSent().count()));
+    const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+        callbacks_->dispatcher().timeSource().monotonicTime() - ur.sent);
+    headers->set(http::headers::kXEnvoyUpstreamServiceTime, std::to_string(elapsed.count()));
+  }
+  if (entry_->virtualHost().includeAttemptCountInResponse()) {
+    headers->set(kAttemptCount, std::to_string(info.attempt_count));
   }
   entry_->finalizeResponseHeaders(*headers, info, request_headers_, chosen_);
-  if (end_stream) onUpstreamComplete();
+  if (end_stream) onUpstreamComplete(ur);
   callbacks_->encodeHeaders(std::move(headers), end_stream, "via_upstream");
 }
 
-void RouterFilter::onUpstreamData(buffer::Buffer& data, bool end_stream) {
-  if (end_stream) onUpstreamComplete();
+void RouterFilter::onUpstreamData(UpstreamRequest& ur, buffer::Buffer& data, bool end_stream) {
+  if (&ur != final_) return;
+  if (ur.per_try_idle_timer) ur.per_try_idle_timer->enableTimer(per_try_idle_timeout_);
+  if (end_stream) onUpstreamComplete(ur);
   callbacks_->encodeData(data, end_stream);
 }
 
-void RouterFilter::onUpstreamTrailers(http::HeaderMapPtr&& trailers) {
-  onUpstreamComplete();
+void RouterFilter::onUpstreamTrailers(UpstreamRequest& ur, http::HeaderMapPtr&& trailers) {
+  if (&ur != final_) return;
+  onUpstreamComplete(ur);
   callbacks_->encodeTrailers(std::move(trailers));
 }
 
-void RouterFilter::onUpstreamComplete() {
+void RouterFilter::onUpstreamComplete(UpstreamRequest& ur) {
   upstream_complete_ = true;
+  ur.complete = true;
   auto& info = callbacks_->streamInfo();
-  info.last_upstream_rx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+  const auto now = callbacks_->dispatcher().timeSource().monotonicTime();
+  info.last_upstream_rx_byte = now - info.start_monotonic;
   cluster_->info().stats().upstream_rq_completed.inc();
-  cluster_->info().stats().upstream_rq_time.recordValue(sinceRequestSent().count());
+  cluster_->info().stats().upstream_rq_time.recordValue(
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - ur.sent).count());
   cleanup();
 }
 
-void RouterFilter::onUpstreamReset(http::StreamResetReason reason) {
+void RouterFilter::onUpstreamReset(UpstreamRequest& ur, http::StreamResetReason reason) {
   if (done_ || upstream_complete_) return;
-  upstream_encoder_ = nullptr;
-  upstream_read_disabled_ = 0;  // that connection is gone
-  if (watermarks_registered_) {
-    callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
-    watermarks_registered_ = false;
-  }
   if (response_started_) {
+    if (&ur != final_) return;
     // Part of the response went out: all we can do is reset the client's stream.
     cluster_->info().stats().upstream_rq_rx_reset.inc();
     cleanup();
@@ -325,15 +526,21 @@ void RouterFilter::onUpstreamReset(http::StreamResetReason reason) {
   }
   // The keep-alive race: the upstream closed a reused connection just as the request went
   // out, with no byte of response. Once, on a new connection.
-  if (reason == http::StreamResetReason::ConnectionTermination && reused_connection_ && !retried_ &&
-      retry_possible_) {
+  if (reason == http::StreamResetReason::ConnectionTermination && ur.reused && !retried_ &&
+      keep_body_ && attempts_.size() == 1) {
     retried_ = true;
     cluster_->info().stats().upstream_rq_retry.inc();
     SLUICE_LOG(debug, router, "upstream closed a reused connection before responding; retrying");
-    startUpstream(true);
+    const upstream::HostSharedPtr host = ur.host;
+    abandonAttempt(ur);
+    startAttempt(host, true);
     return;
   }
   cluster_->info().stats().upstream_rq_rx_reset.inc();
+  ur.host->stats().rq_error++;
+  abandonAttempt(ur);
+  if (retryPossible() && maybeRetry(retry_state_->wouldRetry(RetryState::Failure::Reset))) return;
+  if (!attempts_.empty()) return;  // a hedged try is still going
   const bool termination = reason == http::StreamResetReason::ConnectionTermination;
   std::string reason_text(http::resetReasonString(reason));
   for (char& c : reason_text) {
@@ -351,7 +558,6 @@ void RouterFilter::sendUpstreamFailure(uint32_t code, http::ResponseFlag flag,
   http::StreamInfo& info = callbacks_->streamInfo();
   info.setResponseFlag(flag);
   if (!transport_failure.empty()) info.upstream_transport_failure_reason = std::string(transport_failure);
-  if (host_) host_->stats().rq_error++;
   std::string body = "upstream connect error or disconnect/reset before headers. reset reason: ";
   body.append(reason);
   if (!transport_failure.empty()) {
@@ -369,48 +575,55 @@ void RouterFilter::sendUpstreamFailure(uint32_t code, http::ResponseFlag flag,
   callbacks_->sendLocalReply(code, body, nullptr, details);
 }
 
+void RouterFilter::sendOverflow() {
+  // A circuit breaker is open: 503, flag UO, and x-envoy-overloaded as Envoy answers.
+  callbacks_->streamInfo().setResponseFlag(http::ResponseFlag::UpstreamOverflow);
+  cleanup();
+  const bool suppress = config_->suppress_envoy_headers;
+  callbacks_->sendLocalReply(
+      503, "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+      [suppress](http::ResponseHeaderMap& h) {
+        if (!suppress) h.set("x-envoy-overloaded", "true");
+      },
+      "upstream_reset_before_response_started{overflow}");
+}
+
 void RouterFilter::onTimeout() {
   http::StreamInfo& info = callbacks_->streamInfo();
   cluster_->info().stats().upstream_rq_timeout.inc();
   if (host_) host_->stats().rq_timeout++;
   info.setResponseFlag(http::ResponseFlag::UpstreamRequestTimeout);
-  // Abandon the upstream request: its connection cannot be reused mid-request.
-  if (upstream_encoder_) {
-    http::RequestEncoder* enc = upstream_encoder_;
-    upstream_encoder_ = nullptr;
-    upstream_read_disabled_ = 0;
-    enc->getStream().removeCallbacks(upstream_);
-    enc->getStream().resetStream(http::StreamResetReason::LocalReset);
-  }
+  // cleanup() abandons every try: a connection cannot be reused mid-request.
+  cleanup();
   if (response_started_) {
-    cleanup();
     callbacks_->resetStream();
     return;
   }
-  cleanup();
   callbacks_->sendLocalReply(504, "upstream request timeout", nullptr, "upstream_response_timeout");
 }
 
 void RouterFilter::cleanup() {
   if (timeout_timer_) timeout_timer_->disableTimer();
-  if (pending_) {
-    pending_->cancel();
-    pending_ = nullptr;
+  if (retry_timer_) {
+    retry_timer_.reset();
+    if (retry_state_) retry_state_->abandoned();
   }
-  if (watermarks_registered_ && upstream_complete_) {
+  if (watermarks_registered_) {
     callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
     watermarks_registered_ = false;
   }
-  if (upstream_complete_ && upstream_encoder_) {
-    // The connection goes back to the pool: it must not stay paused by this request's
-    // back-pressure.
-    while (upstream_read_disabled_ > 0) {
-      --upstream_read_disabled_;
-      upstream_encoder_->getStream().readDisable(false);
+  while (!attempts_.empty()) {
+    UpstreamRequest& ur = *attempts_.back();
+    if (&ur == final_ && ur.complete) {
+      // The connection goes back to the pool.
+      ur.release();
+      callbacks_->dispatcher().deferredDelete(std::move(attempts_.back()));
+      attempts_.pop_back();
+    } else {
+      abandonAttempt(ur);
     }
-    upstream_encoder_->getStream().removeCallbacks(upstream_);
-    upstream_encoder_ = nullptr;
   }
+  final_ = nullptr;
 }
 
 void RouterFilter::onDestroy() {
@@ -420,44 +633,58 @@ void RouterFilter::onDestroy() {
     callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
   }
   timeout_timer_.reset();
-  if (pending_) {
-    pending_->cancel();
-    pending_ = nullptr;
+  if (retry_timer_) {
+    retry_timer_.reset();
+    if (retry_state_) retry_state_->abandoned();
   }
   if (watermarks_registered_) {
     callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
     watermarks_registered_ = false;
   }
-  if (upstream_encoder_ && !upstream_complete_) {
+  while (!attempts_.empty()) {
+    UpstreamRequest& ur = *attempts_.back();
     // The client went away (or the stream was reset) mid-request: stop the upstream one.
-    http::RequestEncoder* enc = upstream_encoder_;
-    upstream_encoder_ = nullptr;
-    cluster_->info().stats().upstream_rq_tx_reset.inc();
-    enc->getStream().removeCallbacks(upstream_);
-    enc->getStream().resetStream(http::StreamResetReason::LocalReset);
+    if (ur.encoder && !ur.complete) cluster_->info().stats().upstream_rq_tx_reset.inc();
+    abandonAttempt(ur);
   }
+  final_ = nullptr;
 }
 
-void RouterFilter::onUpstreamAboveWriteBufferHighWatermark() {
+void RouterFilter::onUpstreamAboveWriteBufferHighWatermark(UpstreamRequest& ur) {
   // The upstream is slow to take the request body.
+  if (ur.above_watermark) return;
+  ur.above_watermark = true;
   callbacks_->onDecoderFilterAboveWriteBufferHighWatermark();
 }
 
-void RouterFilter::onUpstreamBelowWriteBufferLowWatermark() {
+void RouterFilter::onUpstreamBelowWriteBufferLowWatermark(UpstreamRequest& ur) {
+  if (!ur.above_watermark) return;
+  ur.above_watermark = false;
   callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
 }
 
 void RouterFilter::DownstreamWatermarks::onAboveWriteBufferHighWatermark() {
-  if (router.upstream_encoder_) {
-    ++router.upstream_read_disabled_;
-    router.upstream_encoder_->getStream().readDisable(true);
-  }
+  for (auto& a : router.attempts_) a->readDisable(true);
 }
 
 void RouterFilter::DownstreamWatermarks::onBelowWriteBufferLowWatermark() {
-  if (router.upstream_encoder_ && router.upstream_read_disabled_ > 0) {
-    --router.upstream_read_disabled_;
-    router.upstream_encoder_->getStream().readDisable(false);
+  for (auto& a : router.attempts_) a->readDisable(false);
+}
+
+void RouterFilter::startShadows() {
+  shadowing_ = false;  // once per request
+  if (!keep_body_) return;  // the body outgrew the buffer: nothing whole to mirror
+  auto* tlcm = upstream::ThreadLocalClusterManager::current();
+  if (!tlcm) return;
+  for (const MirrorPolicy& m : entry_->mirrorPolicies()) {
+    if (m.numerator < m.denominator && random64() % m.denominator >= m.numerator) continue;
+    upstream::ThreadLocalCluster* cluster = tlcm->get(m.cluster);
+    if (!cluster) continue;
+    buffer::Buffer body;
+    body.add(retry_body_);
+    body.add(buffered_body_);
+    ShadowRequest::start(callbacks_->dispatcher(), *cluster, *request_headers_, body,
+                         request_trailers_, timeout_);
   }
 }
 

@@ -4,18 +4,24 @@
 // responses itself, and otherwise picks a cluster and a host, sends the request upstream
 // through that host's connection pool, and streams the response back, with the route's
 // timeout, header rewrites and the response flags Envoy users know (NR, NC, UH, UF, UC, UT).
+// Each try upstream is an UpstreamRequest; the route's retry policy may make more (retries
+// after a back-off, a hedge after a per-try timeout), and its mirror policies send a copy of
+// the request to other clusters (ShadowRequest).
 
 #include <chrono>
 #include <memory>
+#include <vector>
 
 #include "buffer/buffer.h"
 #include "http/filter.h"
 #include "upstream/cluster_manager.h"
 #include "upstream/conn_pool.h"
+#include "router/upstream_request.h"
 
 namespace sluice::router {
 
 class RouteEntry;
+class RetryState;
 struct WeightedCluster;
 
 struct RouterConfig {
@@ -25,9 +31,9 @@ struct RouterConfig {
 };
 using RouterConfigConstSharedPtr = std::shared_ptr<const RouterConfig>;
 
-class RouterFilter : public http::StreamDecoderFilter, public upstream::ConnPoolCallbacks {
+class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBalancerContext {
  public:
-  explicit RouterFilter(RouterConfigConstSharedPtr config) : config_(std::move(config)) {}
+  explicit RouterFilter(RouterConfigConstSharedPtr config);
   ~RouterFilter() override;
 
   // http::StreamDecoderFilter
@@ -39,56 +45,56 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::ConnPool
   http::FilterTrailersStatus decodeTrailers(http::RequestTrailerMap& trailers) override;
   void onDestroy() override;
 
-  // The upstream response and stream events (through upstream_).
-  void onUpstream1xxHeaders(http::HeaderMapPtr&& headers);
-  void onUpstreamHeaders(http::HeaderMapPtr&& headers, bool end_stream);
-  void onUpstreamData(buffer::Buffer& data, bool end_stream);
-  void onUpstreamTrailers(http::HeaderMapPtr&& trailers);
-  void onUpstreamReset(http::StreamResetReason reason);
-  void onUpstreamAboveWriteBufferHighWatermark();
-  void onUpstreamBelowWriteBufferLowWatermark();
+  // upstream::LoadBalancerContext: the previous_hosts retry predicate.
+  bool shouldSelectAnotherHost(const upstream::Host& host) override;
+  uint32_t hostSelectionRetryCount() const override;
 
-  // upstream::ConnPoolCallbacks
-  void onPoolReady(http::RequestEncoder& encoder, const upstream::HostSharedPtr& host, bool reused,
-                   const network::AddressConstSharedPtr& local_address) override;
-  void onPoolFailure(upstream::PoolFailureReason reason, std::string_view transport_failure_reason,
-                     const upstream::HostSharedPtr& host) override;
+  // What a try (UpstreamRequest) hears, forwarded with the try.
+  void onPoolReady(UpstreamRequest& ur, http::RequestEncoder& encoder,
+                   const network::AddressConstSharedPtr& local_address);
+  void onPoolFailure(UpstreamRequest& ur, upstream::PoolFailureReason reason,
+                     std::string_view transport_failure_reason);
+  void onUpstream1xxHeaders(UpstreamRequest& ur, http::HeaderMapPtr&& headers);
+  void onUpstreamHeaders(UpstreamRequest& ur, http::HeaderMapPtr&& headers, bool end_stream);
+  void onUpstreamData(UpstreamRequest& ur, buffer::Buffer& data, bool end_stream);
+  void onUpstreamTrailers(UpstreamRequest& ur, http::HeaderMapPtr&& trailers);
+  void onUpstreamReset(UpstreamRequest& ur, http::StreamResetReason reason);
+  void onUpstreamAboveWriteBufferHighWatermark(UpstreamRequest& ur);
+  void onUpstreamBelowWriteBufferLowWatermark(UpstreamRequest& ur);
+  void onPerTryTimeout(UpstreamRequest& ur, bool idle);
+  event::Dispatcher& dispatcher() { return callbacks_->dispatcher(); }
 
  private:
-  // The upstream side: its response decoder and stream callbacks. (A member object: the
-  // names collide with the filter's own.)
-  struct Upstream : public http::ResponseDecoder, public http::StreamCallbacks {
-    explicit Upstream(RouterFilter& r) : router(r) {}
-    void decode1xxHeaders(http::HeaderMapPtr&& h) override { router.onUpstream1xxHeaders(std::move(h)); }
-    void decodeHeaders(http::HeaderMapPtr&& h, bool end) override {
-      router.onUpstreamHeaders(std::move(h), end);
-    }
-    void decodeData(buffer::Buffer& d, bool end) override { router.onUpstreamData(d, end); }
-    void decodeTrailers(http::HeaderMapPtr&& t) override { router.onUpstreamTrailers(std::move(t)); }
-    void onResetStream(http::StreamResetReason reason, std::string_view) override {
-      router.onUpstreamReset(reason);
-    }
-    void onAboveWriteBufferHighWatermark() override { router.onUpstreamAboveWriteBufferHighWatermark(); }
-    void onBelowWriteBufferLowWatermark() override { router.onUpstreamBelowWriteBufferLowWatermark(); }
-    RouterFilter& router;
-  };
+  // The client is slow to take the response: pause the upstream. (A member object, since
+  // the callback names collide with StreamCallbacks'.)
   struct DownstreamWatermarks : public http::DownstreamWatermarkCallbacks {
     explicit DownstreamWatermarks(RouterFilter& r) : router(r) {}
     void onAboveWriteBufferHighWatermark() override;
     void onBelowWriteBufferLowWatermark() override;
     RouterFilter& router;
   };
-  // The client is slow to take the response: pause the upstream. (A member object, since
-  // the callback names collide with StreamCallbacks'.)
 
-  void startUpstream(bool new_connection);
+  void startAttempt(const upstream::HostSharedPtr& host, bool new_connection);
+  // Stops a try and hands it to the dispatcher for deletion.
+  void abandonAttempt(UpstreamRequest& ur);
+  UpstreamRequest* sendingAttempt();
+  // Keeps a copy of request body bytes for a retry, while within the buffer limit.
+  void keepForRetry(const buffer::Buffer& data);
+  // A retry for `failure` (or a retriable response) if the policy, the tries left and the
+  // cluster allow it; sets URX/UO as Envoy does when they do not.
+  bool maybeRetry(bool would_retry);
+  bool retryPossible() const { return retry_state_ && keep_body_ && !response_started_; }
+  void scheduleRetry();
+  void doRetry();
+  void armPerTryTimer(UpstreamRequest& ur);
   void armTimeout();
   void onTimeout();
   void sendUpstreamFailure(uint32_t code, http::ResponseFlag flag, std::string_view reason,
                            std::string_view transport_failure);
+  void sendOverflow();
   void cleanup();
-  void onUpstreamComplete();
-  std::chrono::milliseconds sinceRequestSent() const;
+  void onUpstreamComplete(UpstreamRequest& ur);
+  void startShadows();
 
   RouterConfigConstSharedPtr config_;
   http::StreamDecoderFilterCallbacks* callbacks_{nullptr};
@@ -98,25 +104,28 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::ConnPool
   http::RequestHeaderMap* request_headers_{nullptr};
   upstream::ThreadLocalCluster* cluster_{nullptr};
   upstream::HostSharedPtr host_;
-  upstream::Cancellable* pending_{nullptr};
-  http::RequestEncoder* upstream_encoder_{nullptr};
-  buffer::Buffer buffered_body_;  // request body that arrived before the connection
-  buffer::Buffer retry_body_;     // a copy, for one retry after a keep-alive race
-  http::HeaderMapPtr request_trailers_copy_;
+  std::vector<UpstreamRequestPtr> attempts_;  // the tries in flight (two while hedging)
+  UpstreamRequest* final_{nullptr};           // the try whose response the client gets
+  std::vector<const upstream::Host*> attempted_hosts_;
+  std::unique_ptr<RetryState> retry_state_;
+  event::TimerPtr retry_timer_;
+  buffer::Buffer buffered_body_;  // request body that arrived while no try could take it
+  buffer::Buffer retry_body_;     // the body sent so far, for a retry (while keep_body_)
   http::RequestTrailerMap* request_trailers_{nullptr};
   event::TimerPtr timeout_timer_;
   DownstreamWatermarks watermarks_{*this};
-  Upstream upstream_{*this};
-  event::MonotonicTime request_sent_;
   std::chrono::milliseconds timeout_{0};
-  uint32_t upstream_read_disabled_{0};
+  std::chrono::milliseconds per_try_timeout_{0};
+  std::chrono::milliseconds per_try_idle_timeout_{0};
+  uint32_t buffer_limit_{0};
   bool request_complete_{false};
-  bool upstream_request_sent_{false};
   bool response_started_{false};
   bool upstream_complete_{false};
-  bool reused_connection_{false};
-  bool retried_{false};
-  bool retry_possible_{true};
+  bool reused_connection_{false};  // the latest try went out on a reused connection
+  bool retried_{false};            // the keep-alive race retry was taken
+  bool keep_body_{true};           // retry_body_ holds every body byte sent so far
+  bool hedge_{false};
+  bool shadowing_{false};
   bool watermarks_registered_{false};
   bool downstream_paused_{false};  // we paused the client while no connection took the body
   bool done_{false};

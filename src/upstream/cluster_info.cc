@@ -16,7 +16,14 @@ ClusterStats ClusterStats::create(stats::Store& store, const std::string& cluste
 }
 
 ClusterInfo::ClusterInfo(std::string name, stats::Store& store)
-    : name_(std::move(name)), store_(store), stats_(ClusterStats::create(store, name_)) {}
+    : name_(std::move(name)), store_(store), stats_(ClusterStats::create(store, name_)) {
+  setCircuitBreakers(CircuitBreakerThresholds{});
+}
+
+void ClusterInfo::setCircuitBreakers(const CircuitBreakerThresholds& thresholds) {
+  resource_manager_ = std::make_unique<ResourceManager>(
+      thresholds, store_, "cluster." + name_ + ".circuit_breakers.default.");
+}
 
 stats::Counter& ClusterInfo::responseCodeCounter(uint32_t code) const {
   if (code >= code_counters_.size()) code = 0;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "http/http1/codec_impl.h"
+#include "upstream/resource_manager.h"
 
 namespace sluice::stats {
 class Store;
@@ -54,6 +55,13 @@ namespace sluice::upstream {
   COUNTER(upstream_rq_tx_reset)             \
   COUNTER(upstream_rq_retry)                \
   COUNTER(upstream_rq_retry_success)        \
+  COUNTER(upstream_rq_retry_overflow)       \
+  COUNTER(upstream_rq_retry_limit_exceeded) \
+  COUNTER(upstream_rq_retry_backoff_exponential) \
+  COUNTER(upstream_rq_per_try_timeout)      \
+  COUNTER(upstream_rq_per_try_idle_timeout) \
+  COUNTER(upstream_rq_pending_overflow)     \
+  COUNTER(upstream_cx_overflow)             \
   COUNTER(upstream_rq_1xx)                  \
   COUNTER(upstream_rq_2xx)                  \
   COUNTER(upstream_rq_3xx)                  \
@@ -87,6 +95,10 @@ class ClusterInfo {
   ClusterStats& stats() const { return stats_; }
   // cluster.<name>.upstream_rq_<code>, made on first use and then cached (no lock after).
   stats::Counter& responseCodeCounter(uint32_t code) const;
+  // The circuit breakers (DEFAULT priority), shared by every worker.
+  ResourceManager& resourceManager() const { return *resource_manager_; }
+  // At load, before the cluster is shared.
+  void setCircuitBreakers(const CircuitBreakerThresholds& thresholds);
 
   std::chrono::milliseconds connect_timeout{5000};
   uint32_t per_connection_buffer_limit_bytes{1024 * 1024};
@@ -98,6 +110,7 @@ class ClusterInfo {
   const std::string name_;
   stats::Store& store_;
   mutable ClusterStats stats_;
+  std::unique_ptr<ResourceManager> resource_manager_;
   mutable std::array<std::atomic<stats::Counter*>, 600> code_counters_{};
   mutable std::mutex code_counters_mutex_;
 };

@@ -14,6 +14,7 @@ struct Http1ConnPool::Pending : public Cancellable {
   void cancel() override {
     pool.cluster_->stats().upstream_rq_cancelled.inc();
     pool.cluster_->stats().upstream_rq_pending_active.dec();
+    pool.cluster_->resourceManager().pendingRequests().dec();
     for (auto it = pool.pending_.begin(); it != pool.pending_.end(); ++it) {
       if (it->get() == this) {
         pool.pending_.erase(it);  // destroys this
@@ -43,6 +44,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http1_total.inc();
     stats.upstream_cx_active.inc();
+    pool.cluster_->resourceManager().connections().inc();
     pool.host_->stats().cx_total++;
     pool.host_->stats().cx_active++;
     if (!connection) {
@@ -204,6 +206,7 @@ Http1ConnPool::~Http1ConnPool() {
   for (auto& p : pending_) {
     (void)p;
     cluster_->stats().upstream_rq_pending_active.dec();
+    cluster_->resourceManager().pendingRequests().dec();
   }
   pending_.clear();
   for (auto& c : clients_) {
@@ -211,6 +214,7 @@ Http1ConnPool::~Http1ConnPool() {
       c->connection->removeConnectionCallbacks(*c);
       c->connection->close(network::ConnectionCloseType::NoFlush);
       cluster_->stats().upstream_cx_active.dec();
+      cluster_->resourceManager().connections().dec();
       host_->stats().cx_active--;
     }
   }
@@ -229,6 +233,14 @@ Cancellable* Http1ConnPool::newStream(http::ResponseDecoder& decoder, ConnPoolCa
       }
     }
   }
+  // max_pending_requests: no room in the queue fails the request now.
+  ResourceManager& rm = cluster_->resourceManager();
+  if (!rm.pendingRequests().canCreate()) {
+    cluster_->stats().upstream_rq_pending_overflow.inc();
+    callbacks.onPoolFailure(PoolFailureReason::Overflow, "", host_);
+    return nullptr;
+  }
+  rm.pendingRequests().inc();
   cluster_->stats().upstream_rq_pending_total.inc();
   cluster_->stats().upstream_rq_pending_active.inc();
   SLUICE_LOG(debug, upstream, "request to {} waits for a connection ({} waiting)",
@@ -237,12 +249,23 @@ Cancellable* Http1ConnPool::newStream(http::ResponseDecoder& decoder, ConnPoolCa
   Cancellable* handle = pending_.back().get();
   size_t connecting = 0;
   for (auto& c : clients_) connecting += c->state == ActiveClient::State::Connecting;
-  if (connecting < pending_.size()) createClient();
+  if (connecting < pending_.size()) tryCreateClient();
   // A connection that could not even get a socket failed the request already.
   for (const auto& p : pending_) {
     if (p.get() == handle) return handle;
   }
   return nullptr;
+}
+
+bool Http1ConnPool::tryCreateClient() {
+  // max_connections: past it the request waits for a connection of this pool to free up,
+  // except that a pool with none at all may always make one (as Envoy's pools do).
+  if (!clients_.empty() && !cluster_->resourceManager().connections().canCreate()) {
+    cluster_->stats().upstream_cx_overflow.inc();
+    return false;
+  }
+  createClient();
+  return true;
 }
 
 void Http1ConnPool::createClient() {
@@ -279,6 +302,7 @@ void Http1ConnPool::onClientReady(ActiveClient& client) {
     std::unique_ptr<Pending> p = std::move(*it);
     pending_.erase(it);
     cluster_->stats().upstream_rq_pending_active.dec();
+    cluster_->resourceManager().pendingRequests().dec();
     attachToClient(client, *p);
     return;
   }
@@ -309,6 +333,7 @@ void Http1ConnPool::onClientClosed(ActiveClient& client, bool connected, std::st
                                               .count());
   if (was_busy) stats.upstream_cx_destroy_with_active_rq.inc();
   stats.upstream_cx_active.dec();
+  cluster_->resourceManager().connections().dec();
   host_->stats().cx_active--;
   if (!connected) {
     stats.upstream_cx_connect_fail.inc();
@@ -333,6 +358,7 @@ void Http1ConnPool::onClientClosed(ActiveClient& client, bool connected, std::st
       std::unique_ptr<Pending> p = std::move(pending_.front());
       pending_.pop_front();
       stats.upstream_rq_pending_active.dec();
+      cluster_->resourceManager().pendingRequests().dec();
       stats.upstream_rq_pending_failure_eject.inc();
       p->callbacks.onPoolFailure(
           timed_out ? PoolFailureReason::Timeout : PoolFailureReason::ConnectionFailure, reason,
@@ -347,7 +373,7 @@ void Http1ConnPool::processPending() {
   size_t connecting = 0;
   for (auto& c : clients_) connecting += c->state == ActiveClient::State::Connecting;
   while (connecting < pending_.size()) {
-    createClient();
+    if (!tryCreateClient()) break;
     ++connecting;
   }
 }

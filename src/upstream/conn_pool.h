@@ -2,7 +2,9 @@
 
 // The HTTP/1.1 connection pool of one upstream host on one worker: idle keep-alive
 // connections are reused, new ones are made when none is free, and requests wait in a queue
-// while a connection is being made. One request per connection at a time.
+// while a connection is being made. One request per connection at a time. The cluster's
+// circuit breakers bound the connections (past max_connections requests wait for one to
+// free up) and the queue (past max_pending_requests a request fails with Overflow).
 
 #include <chrono>
 #include <list>
@@ -58,6 +60,8 @@ class Http1ConnPool {
   friend struct ActiveClient;
   friend struct Pending;
 
+  // A new connection, if max_connections allows one (false: the requests keep waiting).
+  bool tryCreateClient();
   void createClient();
   void attachToClient(ActiveClient& client, Pending& pending);
   void onClientReady(ActiveClient& client);

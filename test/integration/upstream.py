@@ -9,6 +9,11 @@ Request headers that steer it:
   x-test-close: 1         answer with "connection: close"
   x-test-close-next: 1    answer, but close the connection silently when the next request
                           arrives on it (the keep-alive race, made deterministic)
+Controls on the Upstream object (for one upstream among several, where a header would reach
+them all): fail(status, times) answers the next `times` requests with `status`;
+reset(times) closes the connection on the next `times` requests without answering;
+delay(ms, times) waits `ms` before answering the next `times` requests. `seen` lists every
+request that arrived (method, path, host header).
 An Upgrade: websocket request gets 101 and then every byte is echoed back until the client
 ends its side; with x-test-ws-bye: N it gets 101, N bytes, and the connection closed at once.
 
@@ -64,6 +69,27 @@ class Handler(BaseHTTPRequestHandler):
             return
         if self.headers.get("x-test-close-next"):
             self.close_next = True
+        with server.lock:
+            server.seen.append({"method": self.command, "path": self.path,
+                                "host": self.headers.get("host", "")})
+            control = server.controls.pop(0) if server.controls else None
+        if control is not None:
+            kind, value = control
+            if kind == "reset":
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.close_connection = True
+                self.connection.close()
+                return
+            if kind == "delay":
+                time.sleep(value / 1000.0)
+            if kind == "fail":
+                payload = b"failing on purpose"
+                self.send_response(value)
+                self.send_header("content-length", str(len(payload)))
+                self.send_header("x-upstream", server.name)
+                self.end_headers()
+                self.wfile.write(payload)
+                return
         if self.headers.get("upgrade", "").lower() == "websocket":
             self.send_response(101)
             self.send_header("upgrade", "websocket")
@@ -135,6 +161,8 @@ class Upstream:
         self.server.requests = 0
         self.server.connections = set()
         self.server.closed_on_arrival = 0
+        self.server.seen = []
+        self.server.controls = []
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -148,6 +176,28 @@ class Upstream:
     def connections(self):
         with self.server.lock:
             return len(self.server.connections)
+
+    def fail(self, status, times=1):
+        with self.server.lock:
+            self.server.controls.extend([("fail", status)] * times)
+
+    def reset(self, times=1):
+        with self.server.lock:
+            self.server.controls.extend([("reset", 0)] * times)
+
+    def delay(self, ms, times=1):
+        with self.server.lock:
+            self.server.controls.extend([("delay", ms)] * times)
+
+    def clear(self):
+        with self.server.lock:
+            self.server.controls = []
+            self.server.seen = []
+
+    @property
+    def seen(self):
+        with self.server.lock:
+            return list(self.server.seen)
 
     def close(self):
         self.server.shutdown()

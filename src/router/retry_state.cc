@@ -1,0 +1,110 @@
+#include "router/retry_state.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "stats/stats.h"
+
+namespace sluice::router {
+
+std::chrono::milliseconds BackOff::next(uint64_t random) {
+  const uint64_t window = std::min(next_, max_);
+  // Double the window for the next time, up to the maximum.
+  next_ = next_ > max_ / 2 ? max_ : next_ * 2;
+  return std::chrono::milliseconds(window == 0 ? 0 : random % window);
+}
+
+namespace {
+const RetryPolicy& defaultPolicy() {
+  static const RetryPolicy* p = new RetryPolicy();
+  return *p;
+}
+}  // namespace
+
+std::unique_ptr<RetryState> RetryState::create(const RetryPolicy* policy,
+                                               const http::RequestHeaderMap& request,
+                                               const upstream::ClusterInfo& cluster) {
+  uint32_t retry_on = policy ? policy->retry_on : 0;
+  uint32_t num_retries = policy ? policy->num_retries : 1;
+  if (const std::string* v = request.get("x-envoy-retry-on")) {
+    retry_on |= RetryPolicy::parseRetryOn(*v);
+  }
+  if (const std::string* v = request.get("x-envoy-max-retries")) {
+    uint32_t n = 0;
+    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
+    if (ec == std::errc() && p == v->data() + v->size()) num_retries = n;
+  }
+  if (retry_on == 0 || num_retries == 0) return nullptr;
+  return std::unique_ptr<RetryState>(new RetryState(policy, retry_on, num_retries, cluster));
+}
+
+RetryState::RetryState(const RetryPolicy* policy, uint32_t retry_on, uint32_t num_retries,
+                       const upstream::ClusterInfo& cluster)
+    : policy_(policy ? policy : &defaultPolicy()),
+      retry_on_(retry_on),
+      retries_left_(num_retries),
+      cluster_(cluster),
+      back_off_(policy_->base_interval, policy_->max_interval) {}
+
+bool RetryState::wouldRetry(const http::ResponseHeaderMap& response) const {
+  const uint32_t code = response.status();
+  if ((retry_on_ & RetryPolicy::k5xx) && code >= 500 && code < 600) return true;
+  if ((retry_on_ & RetryPolicy::kGatewayError) && code >= 502 && code <= 504) return true;
+  if ((retry_on_ & RetryPolicy::kRetriable4xx) && code == 409) return true;
+  if (retry_on_ & RetryPolicy::kRetriableStatusCodes) {
+    const auto& codes = policy_->retriable_status_codes;
+    if (std::find(codes.begin(), codes.end(), code) != codes.end()) return true;
+  }
+  if (retry_on_ & RetryPolicy::kRetriableHeaders) {
+    for (const HeaderMatcher& m : policy_->retriable_headers) {
+      if (m.matches(response)) return true;
+    }
+  }
+  return false;
+}
+
+bool RetryState::wouldRetry(Failure failure) const {
+  // An overflow is the cluster saying no: retrying would only add load.
+  if (failure == Failure::Overflow) return false;
+  // Envoy counts any reset (and a per-try timeout) as a 5xx.
+  if (retry_on_ & (RetryPolicy::k5xx | RetryPolicy::kGatewayError | RetryPolicy::kReset)) {
+    return true;
+  }
+  if ((retry_on_ & RetryPolicy::kConnectFailure) && failure == Failure::ConnectFailure) {
+    return true;
+  }
+  if ((retry_on_ & RetryPolicy::kRefusedStream) && failure == Failure::RefusedStream) return true;
+  return false;
+}
+
+RetryState::Decision RetryState::decide(bool would_retry) {
+  auto& stats = cluster_.stats();
+  if (!would_retry) {
+    if (retries_taken_ > 0) stats.upstream_rq_retry_success.inc();
+    return Decision::No;
+  }
+  if (retries_left_ == 0) {
+    stats.upstream_rq_retry_limit_exceeded.inc();
+    return Decision::LimitExceeded;
+  }
+  --retries_left_;
+  upstream::ResourceManager& rm = cluster_.resourceManager();
+  if (!rm.canRetry()) {
+    stats.upstream_rq_retry_overflow.inc();
+    return Decision::Overflow;
+  }
+  rm.retries().inc();
+  holding_retry_ = true;
+  ++retries_taken_;
+  stats.upstream_rq_retry.inc();
+  stats.upstream_rq_retry_backoff_exponential.inc();
+  return Decision::Retry;
+}
+
+void RetryState::retryStarted() {
+  if (!holding_retry_) return;
+  holding_retry_ = false;
+  cluster_.resourceManager().retries().dec();
+}
+
+}  // namespace sluice::router

@@ -1,0 +1,377 @@
+"""Resilience end to end: retries (retry_on, previous_hosts, back-off, URX), per-try timeouts,
+hedging, circuit breakers (x-envoy-overloaded, UO) and request mirroring, with the real
+binary and real test upstreams."""
+
+import json
+import os
+import socket
+import threading
+import time
+
+import harness
+from harness import Proxy, bootstrap, cluster
+from upstream import Upstream
+
+RETRY_FAST = {"base_interval": "0.005s", "max_interval": "0.02s"}
+
+
+def dead_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def read_log(path):
+    with open(path) as f:
+        return f.read()
+
+
+def weighted_cluster(name, ports_weights, **extra):
+    c = cluster(name, *[p for p, _ in ports_weights], **extra)
+    for ep, (_, w) in zip(c["load_assignment"]["endpoints"][0]["lb_endpoints"], ports_weights):
+        ep["load_balancing_weight"] = w
+    return c
+
+
+def route(prefix, cluster_name, **action):
+    a = {"cluster": cluster_name}
+    a.update(action)
+    return {"match": {"prefix": prefix}, "route": a}
+
+
+class ResilienceTest(harness.unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.heavy = Upstream("heavy")    # weight 3
+        cls.light = Upstream("light")    # weight 1
+        cls.single = Upstream("single")
+        cls.slow = Upstream("slow")
+        cls.fast = Upstream("fast")
+        cls.cb = Upstream("cb")
+        cls.cbpool = Upstream("cbpool")
+        cls.primary = Upstream("primary")
+        cls.mirror = Upstream("mirror")
+        dead = dead_port()
+        routes = [
+            route("/prev", "weighted", retry_policy={
+                "retry_on": "5xx", "num_retries": 1, "retry_back_off": RETRY_FAST,
+                "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts"}],
+                "host_selection_retry_max_attempts": 5}),
+            route("/connect", "half_dead", retry_policy={
+                "retry_on": "connect-failure", "num_retries": 1, "retry_back_off": RETRY_FAST,
+                "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts"}]}),
+            route("/exhaust", "single", retry_policy={
+                "retry_on": "gateway-error", "num_retries": 2, "retry_back_off": RETRY_FAST}),
+            route("/dead", "dead", retry_policy={
+                "retry_on": "connect-failure", "num_retries": 1, "retry_back_off": RETRY_FAST}),
+            route("/codes", "single", retry_policy={
+                "retry_on": "retriable-status-codes", "retriable_status_codes": [418],
+                "num_retries": 1, "retry_back_off": RETRY_FAST}),
+            route("/pertry-noretry", "single", timeout="5s", retry_policy={
+                "retry_on": "connect-failure", "per_try_timeout": "0.2s"}),
+            route("/pertry", "slowfast", timeout="5s", retry_policy={
+                "retry_on": "5xx", "num_retries": 1, "per_try_timeout": "0.2s",
+                "retry_back_off": RETRY_FAST}),
+            route("/hedge", "slowfast", timeout="5s", hedge_policy={"hedge_on_per_try_timeout": True},
+                  retry_policy={"retry_on": "5xx", "num_retries": 1, "per_try_timeout": "0.2s",
+                                "retry_back_off": RETRY_FAST}),
+            route("/header-retry", "single"),
+            route("/big", "single", retry_policy={"retry_on": "5xx", "num_retries": 1,
+                                                  "retry_back_off": RETRY_FAST}),
+            route("/cbpool", "cbpool"),
+            route("/cb", "cb"),
+            route("/mirror-dead", "primary", request_mirror_policies=[{"cluster": "dead"}]),
+            route("/mirror", "primary", request_mirror_policies=[{"cluster": "mirror"}]),
+        ]
+        cls.log_path = os.path.join(harness.tempfile.mkdtemp(), "access.log")
+        hcm = {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "ingress_http",
+            "route_config": {"name": "local_route", "virtual_hosts": [{
+                "name": "backend", "domains": ["*"], "routes": routes,
+                "include_request_attempt_count": True,
+                "include_attempt_count_in_response": True,
+                "per_request_buffer_limit_bytes": 4096}]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+            "access_log": [{"name": "envoy.access_loggers.file", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": cls.log_path,
+                "log_format": {"text_format_source": {"inline_string":
+                    "%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS% %UPSTREAM_REQUEST_ATTEMPT_COUNT%\n"}}}}],
+        }
+        clusters = [
+            weighted_cluster("weighted", [(cls.heavy.port, 3), (cls.light.port, 1)]),
+            cluster("half_dead", dead, cls.single.port),
+            cluster("single", cls.single.port),
+            cluster("dead", dead),
+            cluster("slowfast", cls.slow.port, cls.fast.port),
+            cluster("cb", cls.cb.port, circuit_breakers={"thresholds": [
+                {"priority": "DEFAULT", "max_requests": 2, "track_remaining": True}]}),
+            cluster("cbpool", cls.cbpool.port, circuit_breakers={"thresholds": [
+                {"max_connections": 1, "max_pending_requests": 1}]}),
+            cluster("primary", cls.primary.port),
+            cluster("mirror", cls.mirror.port),
+        ]
+        cls.proxy = Proxy(bootstrap(hcm, clusters))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        for u in (cls.heavy, cls.light, cls.single, cls.slow, cls.fast, cls.cb, cls.cbpool, cls.primary, cls.mirror):
+            u.close()
+
+    def setUp(self):
+        for u in (self.heavy, self.light, self.single, self.slow, self.fast, self.cb, self.cbpool, self.primary, self.mirror):
+            u.clear()
+
+    def log_lines(self, path, count=1):
+        def lines():
+            if not os.path.exists(self.log_path):
+                return None
+            got = [l for l in read_log(self.log_path).splitlines() if l.split(" ")[0] == path]
+            return got if len(got) >= count else None
+        return harness.wait_until(lines, what="access log lines for " + path)
+
+    def test_retry_goes_to_another_host(self):
+        # Smooth round robin over weights 3:1 picks heavy, heavy, light: without the
+        # previous_hosts predicate the retry would go back to heavy, which fails twice.
+        self.heavy.fail(503, 2)
+        r, body = self.proxy.request("GET", "/prev")
+        self.assertEqual(r.status, 200, body)
+        self.assertEqual(r.getheader("x-upstream"), "light")
+        self.assertEqual(r.getheader("x-envoy-attempt-count"), "2")
+        self.assertEqual(len(self.heavy.seen), 1)
+        self.assertEqual(len(self.light.seen), 1)
+        # The retry carried its attempt number upstream.
+        self.assertEqual(json.loads(body)["headers"]["x-envoy-attempt-count"], "2")
+        self.assertGreaterEqual(self.proxy.stat("cluster.weighted.upstream_rq_retry"), 1)
+        self.assertGreaterEqual(self.proxy.stat("cluster.weighted.upstream_rq_retry_success"), 1)
+        self.assertIn("/prev 200 - 2", self.log_lines("/prev"))
+
+    def test_no_request_lost_or_duplicated(self):
+        # 20 requests, 5 of which meet a 503 once: 25 tries upstream, 20 answers, all 200.
+        codes = []
+        for i in range(20):
+            if i % 4 == 0:
+                self.single.fail(503, 1)
+            codes.append(self.proxy.request("GET", "/exhaust?i=%d" % i)[0].status)
+        self.assertEqual(codes, [200] * 20)
+        seen = self.single.seen
+        self.assertEqual(len(seen), 25)
+        paths = sorted(s["path"] for s in seen)
+        for i in range(20):
+            n = paths.count("/exhaust?i=%d" % i)
+            self.assertEqual(n, 2 if i % 4 == 0 else 1, i)
+
+    def test_connect_failure_is_retried(self):
+        codes = [self.proxy.request("GET", "/connect")[0].status for _ in range(4)]
+        self.assertEqual(codes, [200] * 4)
+        self.assertEqual(len(self.single.seen), 4)
+        self.assertGreaterEqual(self.proxy.stat("cluster.half_dead.upstream_rq_retry"), 1)
+        self.assertGreaterEqual(self.proxy.stat("cluster.half_dead.upstream_cx_connect_fail"), 1)
+
+    def test_exhausted_retries_give_the_last_response_and_urx(self):
+        self.single.fail(503, 3)
+        before = self.proxy.stat("cluster.single.upstream_rq_retry_limit_exceeded") or 0
+        r, body = self.proxy.request("GET", "/exhaust")
+        self.assertEqual(r.status, 503)
+        self.assertEqual(body, b"failing on purpose")
+        self.assertEqual(len(self.single.seen), 3)  # the try and num_retries: 2
+        self.assertEqual(self.proxy.stat("cluster.single.upstream_rq_retry_limit_exceeded"), before + 1)
+        self.assertIn("/exhaust 503 URX 3", self.log_lines("/exhaust"))
+
+    def test_exhausted_connect_failure_is_503_uf_urx(self):
+        r, body = self.proxy.request("GET", "/dead")
+        self.assertEqual(r.status, 503)
+        line = self.log_lines("/dead")[-1]
+        self.assertIn("UF", line)
+        self.assertIn("URX", line)
+        self.assertTrue(line.endswith(" 2"), line)
+
+    def test_retriable_status_codes(self):
+        self.single.fail(418, 1)
+        r, _ = self.proxy.request("GET", "/codes")
+        self.assertEqual(r.status, 200)
+        self.single.fail(503, 1)
+        r, _ = self.proxy.request("GET", "/codes")
+        self.assertEqual(r.status, 503)  # not in the list: no retry
+        self.assertEqual(len(self.single.seen), 3)
+
+    def test_retry_headers_from_the_request(self):
+        # No policy on the route: x-envoy-retry-on and x-envoy-max-retries ask for one.
+        self.single.fail(502, 2)
+        r, body = self.proxy.request("GET", "/header-retry",
+                                     headers={"x-envoy-retry-on": "gateway-error", "x-envoy-max-retries": "2"})
+        self.assertEqual(r.status, 200, body)
+        self.assertEqual(len(self.single.seen), 3)
+        # Timeout headers are consumed; the retry headers go on, as Envoy forwards them.
+        self.single.clear()
+        r, body = self.proxy.request("GET", "/header-retry", headers={
+            "x-envoy-upstream-rq-timeout-ms": "3000", "x-envoy-upstream-rq-per-try-timeout-ms": "1000"})
+        h = json.loads(body)["headers"]
+        self.assertNotIn("x-envoy-upstream-rq-timeout-ms", h)
+        self.assertNotIn("x-envoy-upstream-rq-per-try-timeout-ms", h)
+        self.assertEqual(h["x-envoy-expected-rq-timeout-ms"], "1000")
+
+    def test_body_replayed_on_retry_and_not_past_the_buffer_limit(self):
+        self.single.fail(503, 1)
+        payload = b"x" * 3000
+        r, body = self.proxy.request("POST", "/big", body=payload)
+        self.assertEqual(r.status, 200, body)
+        self.assertEqual(json.loads(body)["body_len"], 3000)
+        # Past per_request_buffer_limit_bytes (4096) the body is not kept: no retry.
+        self.single.clear()
+        self.single.fail(503, 1)
+        r, body = self.proxy.request("POST", "/big", body=b"y" * 10000)
+        self.assertEqual(r.status, 503)
+        self.assertEqual(len(self.single.seen), 1)
+
+    def test_per_try_timeout_then_retry(self):
+        # Round robin: slow then fast, each time (the retry takes fast's turn); the slow try
+        # is cut at 200 ms and retried on fast.
+        self.slow.delay(3000, 5)
+        before = self.proxy.stat("cluster.slowfast.upstream_rq_per_try_timeout") or 0
+        start = time.monotonic()
+        statuses = [self.proxy.request("GET", "/pertry")[0].status for _ in range(2)]
+        self.assertEqual(statuses, [200, 200])
+        self.assertLess(time.monotonic() - start, 2.5)
+        self.assertEqual(self.proxy.stat("cluster.slowfast.upstream_rq_per_try_timeout"), before + 2)
+        self.slow.clear()
+
+    def test_per_try_timeout_without_retry_is_504_ut(self):
+        self.single.delay(1500, 1)
+        start = time.monotonic()
+        r, body = self.proxy.request("GET", "/pertry-noretry")
+        self.assertEqual(r.status, 504)
+        self.assertLess(time.monotonic() - start, 1.4)
+        self.assertIn("/pertry-noretry 504 UT", self.log_lines("/pertry-noretry")[-1])
+
+    def test_hedging_keeps_the_first_try_and_first_answer_wins(self):
+        # The first try (slow, 300 ms) outlives its 200 ms per-try timeout; a hedge goes to
+        # fast (1000 ms). Hedging keeps the first try, whose answer wins; a plain retry would
+        # have cut it and waited for fast.
+        self.slow.delay(300, 1)
+        self.fast.delay(1000, 1)
+        before = self.proxy.stat("cluster.slowfast.upstream_rq_per_try_timeout") or 0
+        start = time.monotonic()
+        r, _ = self.proxy.request("GET", "/hedge")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("x-upstream"), "slow")
+        self.assertLess(time.monotonic() - start, 0.95)
+        # (The hedge's own per-try timeout may fire too, with no retry left to take.)
+        self.assertGreaterEqual(self.proxy.stat("cluster.slowfast.upstream_rq_per_try_timeout"), before + 1)
+        harness.wait_until(lambda: len(self.fast.seen) == 1, what="the hedged try")
+
+    def test_circuit_breaker_max_requests(self):
+        results = []
+        lock = threading.Lock()
+
+        def one(i):
+            r, _ = self.proxy.request("GET", "/cb?i=%d" % i, headers={"x-test-delay-ms": "700"})
+            with lock:
+                results.append((r.status, r.getheader("x-envoy-overloaded")))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ok = [r for r in results if r[0] == 200]
+        overloaded = [r for r in results if r[0] == 503 and r[1] == "true"]
+        self.assertEqual(len(ok) + len(overloaded), 20, results)
+        self.assertGreaterEqual(len(ok), 2)
+        self.assertGreaterEqual(len(overloaded), 10)
+        self.assertLessEqual(len(self.cb.seen), len(ok))
+        self.assertEqual(self.proxy.stat("cluster.cb.upstream_rq_pending_overflow"), len(overloaded))
+        harness.wait_until(lambda: os.path.exists(self.log_path) and len(
+            [l for l in read_log(self.log_path).splitlines() if l.startswith("/cb?")]) == 20,
+            what="20 access log lines")
+        flagged = [l for l in read_log(self.log_path).splitlines() if l.startswith("/cb?") and " 503 UO " in l]
+        self.assertEqual(len(flagged), len(overloaded))
+        self.assertEqual(self.proxy.stat("cluster.cb.circuit_breakers.default.rq_open"), 0)
+        self.assertEqual(self.proxy.stat("cluster.cb.circuit_breakers.default.remaining_rq"), 2)
+
+    def test_circuit_breaker_connections_and_pending(self):
+        # One connection, one waiting request: of five concurrent slow requests two are
+        # served (one after the other on the one connection) and three overflow. A first
+        # request opens the connection, so that none waits in the queue for its connect.
+        r, _ = self.proxy.request("GET", "/cbpool")
+        self.assertEqual(r.status, 200)
+        results = []
+        lock = threading.Lock()
+        started = threading.Barrier(5)
+
+        def one(i):
+            started.wait()
+            r, _ = self.proxy.request("GET", "/cbpool?i=%d" % i, headers={"x-test-delay-ms": "500"})
+            with lock:
+                results.append((r.status, r.getheader("x-envoy-overloaded")))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(sorted(results, key=lambda r: r[0]),
+                         [(200, None)] * 2 + [(503, "true")] * 3, results)
+        self.assertEqual(self.proxy.stat("cluster.cbpool.upstream_rq_pending_overflow"), 3)
+        self.assertGreaterEqual(self.proxy.stat("cluster.cbpool.upstream_cx_overflow"), 1)
+        self.assertEqual(self.cbpool.connections, 1)
+        self.assertEqual(self.proxy.stat("cluster.cbpool.circuit_breakers.default.cx_open"), 1)
+        self.assertEqual(self.proxy.stat("cluster.cbpool.circuit_breakers.default.rq_pending_open"), 0)
+
+    def test_mirror_sees_every_request_with_shadow_host(self):
+        for i in range(5):
+            r, body = self.proxy.request("POST", "/mirror?i=%d" % i, body=b"hello", headers={"host": "svc.local:8080"})
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("x-upstream"), "primary")
+        harness.wait_until(lambda: len(self.mirror.seen) == 5, what="the mirror's requests")
+        self.assertEqual(sorted(s["path"] for s in self.mirror.seen), ["/mirror?i=%d" % i for i in range(5)])
+        self.assertTrue(all(s["host"] == "svc.local-shadow:8080" for s in self.mirror.seen), self.mirror.seen)
+        self.assertTrue(all(s["host"] == "svc.local:8080" for s in self.primary.seen))
+        harness.wait_until(lambda: (self.proxy.stat("cluster.mirror.upstream_rq_2xx") or 0) >= 5,
+                           what="the mirror cluster's stats")
+
+    def test_failing_mirror_does_not_touch_the_client(self):
+        self.mirror.fail(500, 3)
+        for _ in range(3):
+            r, body = self.proxy.request("GET", "/mirror")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("x-upstream"), "primary")
+        harness.wait_until(lambda: len(self.mirror.seen) == 3, what="the mirror's requests")
+        for _ in range(3):
+            r, _ = self.proxy.request("GET", "/mirror-dead")
+            self.assertEqual(r.status, 200)
+        self.assertEqual(len(self.primary.seen), 6)
+
+
+class BadConfigTest(harness.unittest.TestCase):
+    def check(self, routes_extra, clusters_extra, expect):
+        r = {"match": {"prefix": "/"}, "route": {"cluster": "c"}}
+        r["route"].update(routes_extra)
+        hcm = harness.hcm([r])
+        c = cluster("c", 1, **clusters_extra)
+        d = harness.tempfile.mkdtemp()
+        path = os.path.join(d, "envoy.json")
+        with open(path, "w") as f:
+            json.dump(bootstrap(hcm, [c]), f)
+        out = harness.run("proxy", "-c", path, "--mode", "validate")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn(expect, out.stdout + out.stderr)
+
+    def test_bad_values_are_refused_with_their_path(self):
+        self.check({"retry_policy": {"retry_on": "5xx,sometimes"}}, {}, "retry_policy.retry_on: 'sometimes'")
+        self.check({"retry_policy": {"retry_on": "5xx", "retry_host_predicate": [{"name": "envoy.retry_host_predicates.omit_canary_hosts"}]}},
+                   {}, "retry_host_predicate[0]: envoy.retry_host_predicates.omit_canary_hosts is not supported")
+        self.check({"retry_policy": {"retry_on": "5xx", "retry_back_off": {"base_interval": "0.1s", "max_interval": "0.05s"}}},
+                   {}, "retry_back_off.max_interval")
+        self.check({}, {"circuit_breakers": {"thresholds": [{"retry_budget": {"budget_percent": {"value": 150}}}]}},
+                   "circuit_breakers.thresholds[0].retry_budget.budget_percent")
+        self.check({"retry_policy": {"retry_on": "5xx", "retry_priority": {"name": "x"}}}, {}, "retry_priority")
+
+
+if __name__ == "__main__":
+    harness.main()
