@@ -7,6 +7,7 @@
 #include "http/utility.h"
 #include "router/config_impl.h"
 #include "stats/stats.h"
+#include "upstream/outlier_detection.h"
 
 namespace sluice::router {
 
@@ -140,6 +141,7 @@ void RouterFilter::onPoolReady(http::RequestEncoder& encoder, const upstream::Ho
   pending_ = nullptr;
   upstream_encoder_ = &encoder;
   reused_connection_ = reused;
+  if (auto* od = host->outlierDetector()) od->putResult(upstream::LocalOriginResult::ConnectSuccess);
   http::StreamInfo& info = callbacks_->streamInfo();
   info.upstream_local_address = local_address;
   encoder.getStream().addCallbacks(upstream_);
@@ -190,6 +192,10 @@ void RouterFilter::onPoolFailure(upstream::PoolFailureReason reason,
                                  std::string_view transport_failure_reason,
                                  const upstream::HostSharedPtr& host) {
   pending_ = nullptr;
+  if (auto* od = host ? host->outlierDetector() : nullptr; od && reason != upstream::PoolFailureReason::Overflow) {
+    od->putResult(reason == upstream::PoolFailureReason::Timeout ? upstream::LocalOriginResult::Timeout
+                                                                 : upstream::LocalOriginResult::ConnectFailed);
+  }
   const char* why = reason == upstream::PoolFailureReason::Timeout ? "connection timeout"
                     : reason == upstream::PoolFailureReason::Overflow ? "overflow"
                                                                       : "connection failure";
@@ -276,6 +282,7 @@ void RouterFilter::onUpstreamHeaders(http::HeaderMapPtr&& headers, bool end_stre
     case 5: stats.upstream_rq_5xx.inc(); break;
   }
   cluster_->info().responseCodeCounter(code).inc();
+  if (auto* od = host_->outlierDetector()) od->putHttpResponseCode(code);
   if (code >= 500) {
     host_->stats().rq_error++;
   } else {
@@ -334,6 +341,7 @@ void RouterFilter::onUpstreamReset(http::StreamResetReason reason) {
     return;
   }
   cluster_->info().stats().upstream_rq_rx_reset.inc();
+  if (auto* od = host_->outlierDetector()) od->putResult(upstream::LocalOriginResult::Reset);
   const bool termination = reason == http::StreamResetReason::ConnectionTermination;
   std::string reason_text(http::resetReasonString(reason));
   for (char& c : reason_text) {
@@ -373,6 +381,7 @@ void RouterFilter::onTimeout() {
   http::StreamInfo& info = callbacks_->streamInfo();
   cluster_->info().stats().upstream_rq_timeout.inc();
   if (host_) host_->stats().rq_timeout++;
+  if (auto* od = host_ ? host_->outlierDetector() : nullptr) od->putResult(upstream::LocalOriginResult::Timeout);
   info.setResponseFlag(http::ResponseFlag::UpstreamRequestTimeout);
   // Abandon the upstream request: its connection cannot be reused mid-request.
   if (upstream_encoder_) {
