@@ -131,17 +131,32 @@ class ActiveHealthCheckTest(HealthCase):
         self.assertEqual(served_by(p, 6), [(200, "a")] * 6)
         self.assertEqual(self.b.requests, 0)
 
-    def test_bad_health_check_config_is_refused_with_its_path(self):
-        cfg = bootstrap(hcm(CATCH_ALL), [cluster("u", self.a.port, health_checks=[
-            http_check(tcp_health_check={"send": {"text": "zz"}}, http_health_check=None)])])
-        del cfg["static_resources"]["clusters"][0]["health_checks"][0]["http_health_check"]
-        path = os.path.join(tempfile.mkdtemp(prefix="sluice-test-"), "bad.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f)
-        r = harness.run("proxy", "--mode", "validate", "-c", path)
-        self.assertNotEqual(r.returncode, 0)
-        self.assertIn("static_resources.clusters[0].health_checks[0].tcp_health_check.send.text",
-                      r.stdout + r.stderr)
+    def test_bad_values_are_refused_with_their_path(self):
+        tcp = dict(http_check(), tcp_health_check={"send": {"text": "zz"}})
+        del tcp["http_health_check"]
+        no_interval = http_check()
+        del no_interval["interval"]
+        cases = [
+            ({"health_checks": [tcp]},
+             "static_resources.clusters[0].health_checks[0].tcp_health_check.send.text"),
+            ({"health_checks": [http_check(http_health_check={
+                "path": "/healthz", "expected_statuses": [{"start": 600, "end": 700}]})]},
+             "static_resources.clusters[0].health_checks[0].http_health_check.expected_statuses[0]"),
+            ({"health_checks": [http_check(), http_check()]},
+             "static_resources.clusters[0].health_checks: at most one"),
+            ({"health_checks": [no_interval]},
+             "static_resources.clusters[0].health_checks[0].interval"),
+            ({"outlier_detection": {"max_ejection_percent": 101}},
+             "static_resources.clusters[0].outlier_detection.max_ejection_percent"),
+        ]
+        for extra, want in cases:
+            cfg = bootstrap(hcm(CATCH_ALL), [cluster("u", self.a.port, **extra)])
+            path = os.path.join(tempfile.mkdtemp(prefix="sluice-test-"), "bad.json")
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            r = harness.run("proxy", "--mode", "validate", "-c", path)
+            self.assertNotEqual(r.returncode, 0, want)
+            self.assertIn(want, r.stdout + r.stderr)
 
 
 class TcpHealthCheckTest(harness.unittest.TestCase):
