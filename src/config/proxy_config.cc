@@ -266,7 +266,9 @@ bool buildHealthCheck(const envoy::config::core::v3::HealthCheck& hc, const std:
   out.healthy_threshold = hc.healthy_threshold().value();
   if (hc.has_no_traffic_interval()) out.no_traffic_interval = toMs(hc.no_traffic_interval());
   if (hc.has_unhealthy_interval()) out.unhealthy_interval = toMs(hc.unhealthy_interval());
-  if (hc.has_unhealthy_edge_interval()) out.unhealthy_edge_interval = toMs(hc.unhealthy_edge_interval());
+  if (hc.has_unhealthy_edge_interval()) {
+    out.unhealthy_edge_interval = toMs(hc.unhealthy_edge_interval());
+  }
   if (hc.has_healthy_edge_interval()) out.healthy_edge_interval = toMs(hc.healthy_edge_interval());
   if (hc.has_reuse_connection()) out.reuse_connection = hc.reuse_connection().value();
   out.always_log_health_check_failures = hc.always_log_health_check_failures();
@@ -290,7 +292,8 @@ bool buildHealthCheck(const envoy::config::core::v3::HealthCheck& hc, const std:
                          "]: must be a range [start, end) within [100, 600)");
         return false;
       }
-      out.expected_statuses.push_back({static_cast<uint32_t>(r.start()), static_cast<uint32_t>(r.end())});
+      out.expected_statuses.push_back(
+          {static_cast<uint32_t>(r.start()), static_cast<uint32_t>(r.end())});
     }
     for (const auto& hv : h.request_headers_to_add()) {
       out.request_headers_to_add.push_back({hv.header().key(), hv.header().value()});
@@ -298,7 +301,8 @@ bool buildHealthCheck(const envoy::config::core::v3::HealthCheck& hc, const std:
   } else if (hc.has_tcp_health_check()) {
     const auto& t = hc.tcp_health_check();
     out.type = HealthCheckConfig::Type::Tcp;
-    if (t.has_send() && !payloadBytes(t.send(), path + ".tcp_health_check.send", out.send, errors)) {
+    if (t.has_send() &&
+        !payloadBytes(t.send(), path + ".tcp_health_check.send", out.send, errors)) {
       return false;
     }
     for (int i = 0; i < t.receive_size(); ++i) {
@@ -349,7 +353,9 @@ upstream::OutlierDetectionConfig buildOutlierDetection(
 #undef SLUICE_OD_MS
   c.split_external_local_origin_errors = od.split_external_local_origin_errors();
   // Envoy: max_ejection_time defaults to 300s or base_ejection_time, whichever is greater.
-  if (!od.has_max_ejection_time()) c.max_ejection_time = std::max(c.max_ejection_time, c.base_ejection_time);
+  if (!od.has_max_ejection_time()) {
+    c.max_ejection_time = std::max(c.max_ejection_time, c.base_ejection_time);
+  }
   return c;
 }
 
@@ -392,11 +398,14 @@ bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::s
   }
   if (proto.health_checks_size() == 1) {
     out.health_check.emplace();
-    if (!buildHealthCheck(proto.health_checks(0), path + ".health_checks[0]", *out.health_check, errors)) {
+    if (!buildHealthCheck(proto.health_checks(0), path + ".health_checks[0]", *out.health_check,
+                          errors)) {
       return false;
     }
   }
-  if (proto.has_outlier_detection()) out.outlier_detection = buildOutlierDetection(proto.outlier_detection());
+  if (proto.has_outlier_detection()) {
+    out.outlier_detection = buildOutlierDetection(proto.outlier_detection());
+  }
   switch (proto.dns_lookup_family()) {
     case envoy::config::cluster::v3::Cluster::V4_ONLY:
       out.dns_lookup_family = upstream::DnsLookupFamily::V4Only;

@@ -141,7 +141,9 @@ void RouterFilter::onPoolReady(http::RequestEncoder& encoder, const upstream::Ho
   pending_ = nullptr;
   upstream_encoder_ = &encoder;
   reused_connection_ = reused;
-  if (auto* od = host->outlierDetector()) od->putResult(upstream::LocalOriginResult::ConnectSuccess);
+  if (auto* od = host->outlierDetector()) {
+    od->putResult(upstream::LocalOriginResult::ConnectSuccess);
+  }
   http::StreamInfo& info = callbacks_->streamInfo();
   info.upstream_local_address = local_address;
   encoder.getStream().addCallbacks(upstream_);
@@ -192,9 +194,11 @@ void RouterFilter::onPoolFailure(upstream::PoolFailureReason reason,
                                  std::string_view transport_failure_reason,
                                  const upstream::HostSharedPtr& host) {
   pending_ = nullptr;
-  if (auto* od = host ? host->outlierDetector() : nullptr; od && reason != upstream::PoolFailureReason::Overflow) {
-    od->putResult(reason == upstream::PoolFailureReason::Timeout ? upstream::LocalOriginResult::Timeout
-                                                                 : upstream::LocalOriginResult::ConnectFailed);
+  auto* od = host ? host->outlierDetector() : nullptr;
+  if (od && reason != upstream::PoolFailureReason::Overflow) {
+    od->putResult(reason == upstream::PoolFailureReason::Timeout
+                      ? upstream::LocalOriginResult::Timeout
+                      : upstream::LocalOriginResult::ConnectFailed);
   }
   const char* why = reason == upstream::PoolFailureReason::Timeout ? "connection timeout"
                     : reason == upstream::PoolFailureReason::Overflow ? "overflow"
@@ -381,7 +385,9 @@ void RouterFilter::onTimeout() {
   http::StreamInfo& info = callbacks_->streamInfo();
   cluster_->info().stats().upstream_rq_timeout.inc();
   if (host_) host_->stats().rq_timeout++;
-  if (auto* od = host_ ? host_->outlierDetector() : nullptr) od->putResult(upstream::LocalOriginResult::Timeout);
+  if (auto* od = host_ ? host_->outlierDetector() : nullptr) {
+    od->putResult(upstream::LocalOriginResult::Timeout);
+  }
   info.setResponseFlag(http::ResponseFlag::UpstreamRequestTimeout);
   // Abandon the upstream request: its connection cannot be reused mid-request.
   if (upstream_encoder_) {

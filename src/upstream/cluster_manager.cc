@@ -112,8 +112,9 @@ void ClusterManager::addCluster(ClusterConfig config) {
   const std::string name = c->config.info->name();
   Cluster* raw = c.get();
   if (c->config.outlier_detection) {
-    c->outlier = OutlierDetector::create(*c->config.outlier_detection, main_, c->config.info->store(),
-                                         name, [this, raw] { republish(*raw); });
+    c->outlier = OutlierDetector::create(*c->config.outlier_detection, main_,
+                                         c->config.info->store(), name,
+                                         [this, raw] { republish(*raw); });
   }
   if (c->config.health_check) {
     c->health_checker = std::make_unique<HealthChecker>(

@@ -13,7 +13,8 @@
 
 namespace sluice::upstream {
 
-HealthCheckerStats HealthCheckerStats::create(stats::Store& store, const std::string& cluster_name) {
+HealthCheckerStats HealthCheckerStats::create(stats::Store& store,
+                                              const std::string& cluster_name) {
   const std::string p = "cluster." + cluster_name + ".health_check.";
 #define SLUICE_MAKE_COUNTER(name) store.counter(p + #name),
 #define SLUICE_MAKE_GAUGE(name) store.gauge(p + #name),
@@ -140,9 +141,8 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
     }
     std::string error;
     auto c = std::make_unique<Client>();
-    c->connection = network::createClientConnection(parent_.main_, host->address(),
-                                                    std::make_unique<network::RawTransportSocket>(),
-                                                    &error);
+    c->connection = network::createClientConnection(
+        parent_.main_, host->address(), std::make_unique<network::RawTransportSocket>(), &error);
     if (!c->connection) {
       SLUICE_LOG(debug, upstream, "health check of {}: {}", host->address()->asString(), error);
       finish(false, true);
@@ -152,7 +152,8 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
     c->connection->addConnectionCallbacks(*this);
     c->connection->addReadFilter(std::shared_ptr<network::ReadFilter>(this, [](auto*) {}));
     if (cfg.type == HealthCheckConfig::Type::Http) {
-      c->codec = http::http1::createClientCodec(*c->connection, *this, parent_.cluster_->http1_settings);
+      c->codec =
+          http::http1::createClientCodec(*c->connection, *this, parent_.cluster_->http1_settings);
     }
     client_ = std::move(c);
     client_->connection->connect(cfg.timeout);
@@ -235,7 +236,9 @@ HealthChecker::HealthChecker(HealthCheckConfig config, ClusterInfoConstSharedPtr
       on_result_(std::move(on_result)),
       random_(std::move(random)) {
   if (!random_) {
-    random_ = [gen = std::make_shared<std::mt19937_64>(std::random_device{}())] { return (*gen)(); };
+    random_ = [gen = std::make_shared<std::mt19937_64>(std::random_device{}())] {
+      return (*gen)();
+    };
   }
 }
 

@@ -41,7 +41,7 @@ struct HealthCheckConfig {
   bool always_log_health_check_failures{false};
   // HTTP
   std::string path;
-  std::string host;  // empty: the cluster's name
+  std::string host;                                              // empty: the cluster's name
   std::vector<std::pair<uint32_t, uint32_t>> expected_statuses;  // [start, end); empty: 200
   std::vector<std::pair<std::string, std::string>> request_headers_to_add;
   // TCP: bytes to send, and blocks to find in order in what comes back.

@@ -49,10 +49,15 @@ void DetectorHostMonitor::putHttpResponseCode(uint32_t code) {
 void DetectorHostMonitor::putResult(LocalOriginResult result) {
   if (!config_->split_external_local_origin_errors) {
     switch (result) {
-      case LocalOriginResult::ConnectSuccess: return;  // the response will tell
-      case LocalOriginResult::Timeout: putHttpResponseCode(504); return;
+      case LocalOriginResult::ConnectSuccess:
+        return;  // the response will tell
+      case LocalOriginResult::Timeout:
+        putHttpResponseCode(504);
+        return;
       case LocalOriginResult::ConnectFailed:
-      case LocalOriginResult::Reset: putHttpResponseCode(503); return;
+      case LocalOriginResult::Reset:
+        putHttpResponseCode(503);
+        return;
     }
   }
   local_total_.fetch_add(1, std::memory_order_relaxed);
@@ -72,8 +77,8 @@ std::shared_ptr<OutlierDetector> OutlierDetector::create(const OutlierDetectionC
                                                          stats::Store& store,
                                                          const std::string& cluster_name,
                                                          ChangeCb on_change, RandomFn random) {
-  std::shared_ptr<OutlierDetector> d(
-      new OutlierDetector(config, main, store, cluster_name, std::move(on_change), std::move(random)));
+  std::shared_ptr<OutlierDetector> d(new OutlierDetector(config, main, store, cluster_name,
+                                                         std::move(on_change), std::move(random)));
   d->interval_timer_ = main.createTimer([raw = d.get()] { raw->onIntervalTimer(); });
   d->interval_timer_->enableTimer(config.interval);
   return d;
@@ -88,7 +93,9 @@ OutlierDetector::OutlierDetector(const OutlierDetectionConfig& config, event::Di
       on_change_(std::move(on_change)),
       random_(std::move(random)) {
   if (!random_) {
-    random_ = [gen = std::make_shared<std::mt19937_64>(std::random_device{}())] { return (*gen)(); };
+    random_ = [gen = std::make_shared<std::mt19937_64>(std::random_device{}())] {
+      return (*gen)();
+    };
   }
 }
 
@@ -129,14 +136,24 @@ uint32_t OutlierDetector::ejectionMultiplier(const Host& host) const {
 bool OutlierDetector::enforced(EjectionType type) {
   uint32_t pct = 0;
   switch (type) {
-    case EjectionType::Consecutive5xx: pct = config_->enforcing_consecutive_5xx; break;
-    case EjectionType::ConsecutiveGatewayFailure: pct = config_->enforcing_consecutive_gateway_failure; break;
+    case EjectionType::Consecutive5xx:
+      pct = config_->enforcing_consecutive_5xx;
+      break;
+    case EjectionType::ConsecutiveGatewayFailure:
+      pct = config_->enforcing_consecutive_gateway_failure;
+      break;
     case EjectionType::ConsecutiveLocalOriginFailure:
       pct = config_->enforcing_consecutive_local_origin_failure;
       break;
-    case EjectionType::SuccessRate: pct = config_->enforcing_success_rate; break;
-    case EjectionType::LocalOriginSuccessRate: pct = config_->enforcing_local_origin_success_rate; break;
-    case EjectionType::FailurePercentage: pct = config_->enforcing_failure_percentage; break;
+    case EjectionType::SuccessRate:
+      pct = config_->enforcing_success_rate;
+      break;
+    case EjectionType::LocalOriginSuccessRate:
+      pct = config_->enforcing_local_origin_success_rate;
+      break;
+    case EjectionType::FailurePercentage:
+      pct = config_->enforcing_failure_percentage;
+      break;
     case EjectionType::LocalOriginFailurePercentage:
       pct = config_->enforcing_failure_percentage_local_origin;
       break;
@@ -147,17 +164,18 @@ bool OutlierDetector::enforced(EjectionType type) {
 void OutlierDetector::eject(HostState& s, EjectionType type) {
   if (s.ejected) return;
   const uint64_t active = stats_.ejections_active.value();
-  const double percent = 100.0 * static_cast<double>(active + 1) / static_cast<double>(hosts_.size());
+  const double percent =
+      100.0 * static_cast<double>(active + 1) / static_cast<double>(hosts_.size());
   if (percent > config_->max_ejection_percent && !(config_->always_eject_one_host && active == 0)) {
     stats_.ejections_overflow.inc();
     return;
   }
   const bool enforce = enforced(type);
   switch (type) {
-#define SLUICE_EJECTION_STATS(T, name)                       \
-  case EjectionType::T:                                     \
-    stats_.ejections_detected_##name.inc();                 \
-    if (enforce) stats_.ejections_enforced_##name.inc();    \
+#define SLUICE_EJECTION_STATS(T, name)                   \
+  case EjectionType::T:                                  \
+    stats_.ejections_detected_##name.inc();              \
+    if (enforce) stats_.ejections_enforced_##name.inc(); \
     break;
     SLUICE_EJECTION_STATS(Consecutive5xx, consecutive_5xx)
     SLUICE_EJECTION_STATS(ConsecutiveGatewayFailure, consecutive_gateway_failure)
@@ -199,9 +217,10 @@ void OutlierDetector::onConsecutiveErrors(const Host* host, EjectionType type) {
   auto it = hosts_.find(host);
   if (it == hosts_.end()) return;  // the host left the cluster meanwhile
   HostState& s = it->second;
-  auto& counter = type == EjectionType::Consecutive5xx              ? s.monitor->consecutive_5xx_
-                  : type == EjectionType::ConsecutiveGatewayFailure ? s.monitor->consecutive_gateway_
-                                                                    : s.monitor->consecutive_local_;
+  auto& counter = type == EjectionType::Consecutive5xx ? s.monitor->consecutive_5xx_
+                  : type == EjectionType::ConsecutiveGatewayFailure
+                      ? s.monitor->consecutive_gateway_
+                      : s.monitor->consecutive_local_;
   counter.store(0, std::memory_order_relaxed);
   // Envoy: a gateway-failure ejection also resets the 5xx streak, and the other way round.
   if (type != EjectionType::ConsecutiveLocalOriginFailure) {
@@ -224,7 +243,8 @@ void OutlierDetector::evaluateRates(
   std::vector<std::pair<HostState*, double>> rates;
   for (const auto& [s, v] : volumes) {
     if (v.first >= c.success_rate_request_volume && v.first > 0) {
-      rates.emplace_back(s, 100.0 * static_cast<double>(v.first - v.second) / static_cast<double>(v.first));
+      rates.emplace_back(
+          s, 100.0 * static_cast<double>(v.first - v.second) / static_cast<double>(v.first));
     }
   }
   if (!rates.empty() && rates.size() >= c.success_rate_minimum_hosts) {
@@ -245,13 +265,15 @@ void OutlierDetector::evaluateRates(
   std::vector<std::pair<HostState*, double>> failures;
   for (const auto& [s, v] : volumes) {
     if (v.first >= c.failure_percentage_request_volume && v.first > 0) {
-      failures.emplace_back(s, 100.0 * static_cast<double>(v.second) / static_cast<double>(v.first));
+      failures.emplace_back(s,
+                            100.0 * static_cast<double>(v.second) / static_cast<double>(v.first));
     }
   }
   if (!failures.empty() && failures.size() >= c.failure_percentage_minimum_hosts) {
     for (const auto& [s, pct] : failures) {
       if (pct >= c.failure_percentage_threshold) {
-        eject(*s, local ? EjectionType::LocalOriginFailurePercentage : EjectionType::FailurePercentage);
+        eject(*s,
+              local ? EjectionType::LocalOriginFailurePercentage : EjectionType::FailurePercentage);
       }
     }
   }
@@ -266,7 +288,8 @@ void OutlierDetector::onIntervalTimer() {
     if (s.ejected) {
       const auto served = std::min(c.base_ejection_time * s.multiplier, c.max_ejection_time);
       if (now - s.ejected_at >= served) uneject(s);
-    } else if (s.multiplier > 0 && s.unejected_at && now - *s.unejected_at >= c.base_ejection_time) {
+    } else if (s.multiplier > 0 && s.unejected_at &&
+               now - *s.unejected_at >= c.base_ejection_time) {
       --s.multiplier;
     }
   }

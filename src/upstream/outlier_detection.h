@@ -52,23 +52,23 @@ struct OutlierDetectionConfig {
   bool successful_active_health_check_uneject_host{true};
 };
 
-#define ALL_OUTLIER_DETECTION_STATS(COUNTER, GAUGE)           \
-  GAUGE(ejections_active)                                     \
-  COUNTER(ejections_overflow)                                 \
-  COUNTER(ejections_enforced_total)                           \
-  COUNTER(ejections_enforced_consecutive_5xx)                 \
-  COUNTER(ejections_detected_consecutive_5xx)                 \
-  COUNTER(ejections_enforced_success_rate)                    \
-  COUNTER(ejections_detected_success_rate)                    \
-  COUNTER(ejections_enforced_consecutive_gateway_failure)     \
-  COUNTER(ejections_detected_consecutive_gateway_failure)     \
+#define ALL_OUTLIER_DETECTION_STATS(COUNTER, GAUGE)            \
+  GAUGE(ejections_active)                                      \
+  COUNTER(ejections_overflow)                                  \
+  COUNTER(ejections_enforced_total)                            \
+  COUNTER(ejections_enforced_consecutive_5xx)                  \
+  COUNTER(ejections_detected_consecutive_5xx)                  \
+  COUNTER(ejections_enforced_success_rate)                     \
+  COUNTER(ejections_detected_success_rate)                     \
+  COUNTER(ejections_enforced_consecutive_gateway_failure)      \
+  COUNTER(ejections_detected_consecutive_gateway_failure)      \
   COUNTER(ejections_enforced_consecutive_local_origin_failure) \
   COUNTER(ejections_detected_consecutive_local_origin_failure) \
-  COUNTER(ejections_enforced_local_origin_success_rate)       \
-  COUNTER(ejections_detected_local_origin_success_rate)       \
-  COUNTER(ejections_enforced_failure_percentage)              \
-  COUNTER(ejections_detected_failure_percentage)              \
-  COUNTER(ejections_enforced_failure_percentage_local_origin) \
+  COUNTER(ejections_enforced_local_origin_success_rate)        \
+  COUNTER(ejections_detected_local_origin_success_rate)        \
+  COUNTER(ejections_enforced_failure_percentage)               \
+  COUNTER(ejections_detected_failure_percentage)               \
+  COUNTER(ejections_enforced_failure_percentage_local_origin)  \
   COUNTER(ejections_detected_failure_percentage_local_origin)
 
 struct OutlierDetectionStats {
@@ -136,14 +136,15 @@ class OutlierDetector : public std::enable_shared_from_this<OutlierDetector> {
 
   static std::shared_ptr<OutlierDetector> create(const OutlierDetectionConfig& config,
                                                  event::Dispatcher& main, stats::Store& store,
-                                                 const std::string& cluster_name, ChangeCb on_change,
-                                                 RandomFn random = nullptr);
+                                                 const std::string& cluster_name,
+                                                 ChangeCb on_change, RandomFn random = nullptr);
   ~OutlierDetector();
 
   // Gives new hosts a monitor and forgets the ones that left. Main thread; call before the
   // set is published.
   void setHosts(const PrioritySet& set);
-  // An active health check passed: an ejected host comes back (successful_active_health_check_uneject_host).
+  // An active health check passed: an ejected host comes back
+  // (successful_active_health_check_uneject_host).
   void onActiveHealthCheckSuccess(const Host& host);
 
   const OutlierDetectionStats& stats() const { return stats_; }
@@ -171,8 +172,8 @@ class OutlierDetector : public std::enable_shared_from_this<OutlierDetector> {
   void uneject(HostState& s);
   bool enforced(EjectionType type);
   // Success rate and failure percentage over (total, failed) pairs of this interval.
-  void evaluateRates(const std::vector<std::pair<HostState*, std::pair<uint64_t, uint64_t>>>& volumes,
-                     bool local);
+  void evaluateRates(
+      const std::vector<std::pair<HostState*, std::pair<uint64_t, uint64_t>>>& volumes, bool local);
 
   const std::shared_ptr<const OutlierDetectionConfig> config_;
   event::Dispatcher& main_;

@@ -36,8 +36,9 @@ class FakeServer {
     socklen_t len = sizeof(a);
     ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
     port = ntohs(a.sin_port);
-    listen_event_ = d.createFileEvent(fd_, [this](uint32_t) { onAccept(); },
-                                      event::FileTriggerType::Level, event::FileReadyType::Read);
+    listen_event_ = d.createFileEvent(
+        fd_, [this](uint32_t) { onAccept(); }, event::FileTriggerType::Level,
+        event::FileReadyType::Read);
   }
   ~FakeServer() {
     stop();
@@ -67,9 +68,9 @@ class FakeServer {
     const int c = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c < 0) return;
     ++accepted;
-    conns_[c].ev = dispatcher_.createFileEvent(c, [this, c](uint32_t) { onRead(c); },
-                                               event::FileTriggerType::Level,
-                                               event::FileReadyType::Read);
+    conns_[c].ev = dispatcher_.createFileEvent(
+        c, [this, c](uint32_t) { onRead(c); }, event::FileTriggerType::Level,
+        event::FileReadyType::Read);
   }
   void onRead(int c) {
     char buf[4096];
@@ -85,7 +86,9 @@ class FakeServer {
     ++requests;
     last_request = in;
     in.clear();
-    if (answer) EXPECT_EQ(::write(c, response.data(), response.size()), ssize_t(response.size()));
+    if (answer) {
+      EXPECT_EQ(::write(c, response.data(), response.size()), ssize_t(response.size()));
+    }
   }
   event::Dispatcher& dispatcher_;
   int fd_{-1};
@@ -111,11 +114,11 @@ class HealthCheckerTest : public ::testing::Test {
     std::string error;
     host_ = std::make_shared<Host>("c", network::fromIp("127.0.0.1", port, &error), "", 1, 0,
                                    Locality{});
-    auto hc = std::make_unique<HealthChecker>(
-        cfg, info_, dispatcher_, [this](const HostSharedPtr&, bool, bool changed) {
-          ++results_;
-          changes_ += changed;
-        });
+    auto hc = std::make_unique<HealthChecker>(cfg, info_, dispatcher_,
+                                              [this](const HostSharedPtr&, bool, bool changed) {
+                                                ++results_;
+                                                changes_ += changed;
+                                              });
     PrioritySet set;
     set.priorities.push_back({0, {host_}});
     hc->setHosts(set);

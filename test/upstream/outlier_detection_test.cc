@@ -22,12 +22,12 @@ class OutlierDetectionTest : public ::testing::Test {
     set.priorities.resize(1);
     for (size_t i = 0; i < hosts; ++i) {
       std::string error;
-      hosts_.push_back(std::make_shared<Host>(
-          "c", network::fromIp("127.0.0.1", 1000 + i, &error), "", 1, 0, Locality{}));
+      hosts_.push_back(std::make_shared<Host>("c", network::fromIp("127.0.0.1", 1000 + i, &error),
+                                              "", 1, 0, Locality{}));
       set.priorities[0].hosts.push_back(hosts_.back());
     }
-    detector_ = OutlierDetector::create(cfg, dispatcher_, store_, "c", [this] { ++changes_; },
-                                        [] { return uint64_t{0}; });
+    detector_ = OutlierDetector::create(
+        cfg, dispatcher_, store_, "c", [this] { ++changes_; }, [] { return uint64_t{0}; });
     detector_->setHosts(set);
   }
   void run() { dispatcher_.run(event::Dispatcher::RunType::NonBlock); }
@@ -283,7 +283,8 @@ TEST_F(OutlierDetectionTest, EnforcementPercentageUsesTheRandomSource) {
   PrioritySet set;
   set.priorities.resize(1);
   std::string error;
-  auto h = std::make_shared<Host>("c", network::fromIp("127.0.0.1", 1, &error), "", 1, 0, Locality{});
+  auto h =
+      std::make_shared<Host>("c", network::fromIp("127.0.0.1", 1, &error), "", 1, 0, Locality{});
   set.priorities[0].hosts.push_back(h);
   uint64_t next = 30;  // 30 % 100 = 30: not under 30, not enforced
   auto d = OutlierDetector::create(cfg, dispatcher_, store_, "c", nullptr, [&] { return next; });
