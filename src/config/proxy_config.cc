@@ -260,6 +260,137 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   return true;
 }
 
+// Envoy's Payload: hex text or raw bytes.
+bool payloadBytes(const envoy::config::core::v3::HealthCheck::Payload& p, const std::string& path,
+                  std::string& out, std::vector<std::string>& errors) {
+  if (p.has_binary()) {
+    out = p.binary();
+    return true;
+  }
+  const std::string& t = p.text();
+  auto nibble = [](char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  out.clear();
+  for (size_t i = 0; i + 1 < t.size(); i += 2) {
+    const int hi = nibble(t[i]), lo = nibble(t[i + 1]);
+    if (hi < 0 || lo < 0) break;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  if (out.size() * 2 != t.size()) {
+    errors.push_back(path + ".text: '" + t + "' is not hex");
+    return false;
+  }
+  return true;
+}
+
+bool buildHealthCheck(const envoy::config::core::v3::HealthCheck& hc, const std::string& path,
+                      upstream::HealthCheckConfig& out, std::vector<std::string>& errors) {
+  using upstream::HealthCheckConfig;
+  out.timeout = toMs(hc.timeout());
+  out.interval = toMs(hc.interval());
+  if (hc.has_interval_jitter()) out.interval_jitter = toMs(hc.interval_jitter());
+  out.interval_jitter_percent = hc.interval_jitter_percent();
+  out.unhealthy_threshold = hc.unhealthy_threshold().value();
+  out.healthy_threshold = hc.healthy_threshold().value();
+  if (hc.has_no_traffic_interval()) out.no_traffic_interval = toMs(hc.no_traffic_interval());
+  if (hc.has_unhealthy_interval()) out.unhealthy_interval = toMs(hc.unhealthy_interval());
+  if (hc.has_unhealthy_edge_interval()) {
+    out.unhealthy_edge_interval = toMs(hc.unhealthy_edge_interval());
+  }
+  if (hc.has_healthy_edge_interval()) out.healthy_edge_interval = toMs(hc.healthy_edge_interval());
+  if (hc.has_reuse_connection()) out.reuse_connection = hc.reuse_connection().value();
+  out.always_log_health_check_failures = hc.always_log_health_check_failures();
+  if (out.timeout.count() == 0) {
+    errors.push_back(path + ".timeout: must be at least 1ms");
+    return false;
+  }
+  if (out.interval.count() == 0) {
+    errors.push_back(path + ".interval: must be at least 1ms");
+    return false;
+  }
+  if (hc.has_http_health_check()) {
+    const auto& h = hc.http_health_check();
+    out.type = HealthCheckConfig::Type::Http;
+    out.path = h.path();
+    out.host = h.host();
+    for (int i = 0; i < h.expected_statuses_size(); ++i) {
+      const auto& r = h.expected_statuses(i);
+      if (r.start() < 100 || r.end() > 600 || r.start() >= r.end()) {
+        errors.push_back(path + ".http_health_check.expected_statuses[" + std::to_string(i) +
+                         "]: must be a range [start, end) within [100, 600)");
+        return false;
+      }
+      out.expected_statuses.push_back(
+          {static_cast<uint32_t>(r.start()), static_cast<uint32_t>(r.end())});
+    }
+    for (const auto& hv : h.request_headers_to_add()) {
+      out.request_headers_to_add.push_back({hv.header().key(), hv.header().value()});
+    }
+  } else if (hc.has_tcp_health_check()) {
+    const auto& t = hc.tcp_health_check();
+    out.type = HealthCheckConfig::Type::Tcp;
+    if (t.has_send() &&
+        !payloadBytes(t.send(), path + ".tcp_health_check.send", out.send, errors)) {
+      return false;
+    }
+    for (int i = 0; i < t.receive_size(); ++i) {
+      std::string block;
+      if (!payloadBytes(t.receive(i), path + ".tcp_health_check.receive[" + std::to_string(i) + "]",
+                        block, errors)) {
+        return false;
+      }
+      out.receive.push_back(std::move(block));
+    }
+  } else {
+    errors.push_back(path + ": one of http_health_check or tcp_health_check is required");
+    return false;
+  }
+  return true;
+}
+
+upstream::OutlierDetectionConfig buildOutlierDetection(
+    const envoy::config::cluster::v3::OutlierDetection& od) {
+  upstream::OutlierDetectionConfig c;
+#define SLUICE_OD_U32(f) \
+  if (od.has_##f()) c.f = od.f().value();
+#define SLUICE_OD_MS(f) \
+  if (od.has_##f()) c.f = toMs(od.f());
+  SLUICE_OD_MS(interval)
+  SLUICE_OD_MS(base_ejection_time)
+  SLUICE_OD_MS(max_ejection_time)
+  SLUICE_OD_U32(max_ejection_percent)
+  SLUICE_OD_U32(always_eject_one_host)
+  SLUICE_OD_U32(consecutive_5xx)
+  SLUICE_OD_U32(enforcing_consecutive_5xx)
+  SLUICE_OD_U32(consecutive_gateway_failure)
+  SLUICE_OD_U32(enforcing_consecutive_gateway_failure)
+  SLUICE_OD_U32(consecutive_local_origin_failure)
+  SLUICE_OD_U32(enforcing_consecutive_local_origin_failure)
+  SLUICE_OD_U32(enforcing_success_rate)
+  SLUICE_OD_U32(enforcing_local_origin_success_rate)
+  SLUICE_OD_U32(success_rate_minimum_hosts)
+  SLUICE_OD_U32(success_rate_request_volume)
+  SLUICE_OD_U32(success_rate_stdev_factor)
+  SLUICE_OD_U32(failure_percentage_threshold)
+  SLUICE_OD_U32(enforcing_failure_percentage)
+  SLUICE_OD_U32(enforcing_failure_percentage_local_origin)
+  SLUICE_OD_U32(failure_percentage_minimum_hosts)
+  SLUICE_OD_U32(failure_percentage_request_volume)
+  SLUICE_OD_U32(successful_active_health_check_uneject_host)
+#undef SLUICE_OD_U32
+#undef SLUICE_OD_MS
+  c.split_external_local_origin_errors = od.split_external_local_origin_errors();
+  // Envoy: max_ejection_time defaults to 300s or base_ejection_time, whichever is greater.
+  if (!od.has_max_ejection_time()) {
+    c.max_ejection_time = std::max(c.max_ejection_time, c.base_ejection_time);
+  }
+  return c;
+}
+
 bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
                   stats::Store& store, upstream::ClusterConfig& out,
                   std::vector<std::string>& errors) {
@@ -337,6 +468,20 @@ bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::s
     default: out.type = upstream::DiscoveryType::Static;
   }
   if (proto.has_dns_refresh_rate()) out.dns_refresh_rate = toMs(proto.dns_refresh_rate());
+  if (proto.health_checks_size() > 1) {
+    errors.push_back(path + ".health_checks: at most one health check per cluster is supported");
+    return false;
+  }
+  if (proto.health_checks_size() == 1) {
+    out.health_check.emplace();
+    if (!buildHealthCheck(proto.health_checks(0), path + ".health_checks[0]", *out.health_check,
+                          errors)) {
+      return false;
+    }
+  }
+  if (proto.has_outlier_detection()) {
+    out.outlier_detection = buildOutlierDetection(proto.outlier_detection());
+  }
   switch (proto.dns_lookup_family()) {
     case envoy::config::cluster::v3::Cluster::V4_ONLY:
       out.dns_lookup_family = upstream::DnsLookupFamily::V4Only;

@@ -10,6 +10,7 @@
 #include "router/retry_state.h"
 #include "router/shadow.h"
 #include "stats/stats.h"
+#include "upstream/outlier_detection.h"
 
 namespace sluice::router {
 
@@ -241,6 +242,9 @@ void RouterFilter::keepForRetry(const buffer::Buffer& data) {
 void RouterFilter::onPoolReady(UpstreamRequest& ur, http::RequestEncoder& encoder,
                                const network::AddressConstSharedPtr& local_address) {
   reused_connection_ = ur.reused;
+  if (auto* od = ur.host->outlierDetector()) {
+    od->putResult(upstream::LocalOriginResult::ConnectSuccess);
+  }
   http::StreamInfo& info = callbacks_->streamInfo();
   info.upstream_local_address = local_address;
   if (!watermarks_registered_) {
@@ -286,6 +290,11 @@ void RouterFilter::onPoolFailure(UpstreamRequest& ur, upstream::PoolFailureReaso
   const bool overflow = reason == upstream::PoolFailureReason::Overflow;
   const std::string transport(transport_failure_reason);
   ur.host->stats().rq_error++;
+  if (auto* od = ur.host->outlierDetector(); od && !overflow) {
+    od->putResult(reason == upstream::PoolFailureReason::Timeout
+                      ? upstream::LocalOriginResult::Timeout
+                      : upstream::LocalOriginResult::ConnectFailed);
+  }
   abandonAttempt(ur);
   if (!overflow && retryPossible() &&
       maybeRetry(retry_state_->wouldRetry(RetryState::Failure::ConnectFailure))) {
@@ -355,6 +364,7 @@ void RouterFilter::onPerTryTimeout(UpstreamRequest& ur, bool idle) {
   const auto& stats = cluster_->info().stats();
   (idle ? stats.upstream_rq_per_try_idle_timeout : stats.upstream_rq_per_try_timeout).inc();
   ur.host->stats().rq_timeout++;
+  if (auto* od = ur.host->outlierDetector()) od->putResult(upstream::LocalOriginResult::Timeout);
   if (hedge_ && !idle) {
     // Hedging: this try keeps going, and another starts beside it if a retry is left; the
     // first answer wins. (No flag here: the tries still going may yet answer.)
@@ -446,6 +456,7 @@ void RouterFilter::onUpstreamHeaders(UpstreamRequest& ur, http::HeaderMapPtr&& h
     case 5: stats.upstream_rq_5xx.inc(); break;
   }
   cluster_->info().responseCodeCounter(code).inc();
+  if (auto* od = ur.host->outlierDetector()) od->putHttpResponseCode(code);
   if (code >= 500) {
     ur.host->stats().rq_error++;
   } else {
@@ -538,6 +549,7 @@ void RouterFilter::onUpstreamReset(UpstreamRequest& ur, http::StreamResetReason 
   }
   cluster_->info().stats().upstream_rq_rx_reset.inc();
   ur.host->stats().rq_error++;
+  if (auto* od = ur.host->outlierDetector()) od->putResult(upstream::LocalOriginResult::Reset);
   abandonAttempt(ur);
   if (retryPossible() && maybeRetry(retry_state_->wouldRetry(RetryState::Failure::Reset))) return;
   if (!attempts_.empty()) return;  // a hedged try is still going
@@ -592,6 +604,9 @@ void RouterFilter::onTimeout() {
   http::StreamInfo& info = callbacks_->streamInfo();
   cluster_->info().stats().upstream_rq_timeout.inc();
   if (host_) host_->stats().rq_timeout++;
+  if (auto* od = host_ ? host_->outlierDetector() : nullptr) {
+    od->putResult(upstream::LocalOriginResult::Timeout);
+  }
   info.setResponseFlag(http::ResponseFlag::UpstreamRequestTimeout);
   // cleanup() abandons every try: a connection cannot be reused mid-request.
   cleanup();

@@ -93,6 +93,7 @@ class ClusterInfo {
 
   const std::string& name() const { return name_; }
   ClusterStats& stats() const { return stats_; }
+  stats::Store& store() const { return store_; }
   // cluster.<name>.upstream_rq_<code>, made on first use and then cached (no lock after).
   stats::Counter& responseCodeCounter(uint32_t code) const;
   // The circuit breakers (DEFAULT priority), shared by every worker.

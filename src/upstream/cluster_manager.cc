@@ -91,12 +91,18 @@ struct ClusterManager::Cluster {
   size_t outstanding{0};  // DNS queries in flight
   std::vector<std::vector<network::AddressConstSharedPtr>> resolved;  // per endpoint
   bool initialized{false};
+  HealthCheckerPtr health_checker;
+  OutlierDetectorSharedPtr outlier;
 };
 
 ClusterManager::ClusterManager(event::Dispatcher& main, DnsResolver& dns) : main_(main), dns_(dns) {}
 
 ClusterManager::~ClusterManager() {
-  for (auto& [_, c] : clusters_) c->refresh_timer.reset();
+  for (auto& [_, c] : clusters_) {
+    c->refresh_timer.reset();
+    c->health_checker.reset();
+    c->outlier.reset();
+  }
 }
 
 void ClusterManager::addCluster(ClusterConfig config) {
@@ -104,6 +110,20 @@ void ClusterManager::addCluster(ClusterConfig config) {
   c->config = std::move(config);
   c->hosts = std::make_shared<PrioritySet>();
   const std::string name = c->config.info->name();
+  Cluster* raw = c.get();
+  if (c->config.outlier_detection) {
+    c->outlier = OutlierDetector::create(*c->config.outlier_detection, main_,
+                                         c->config.info->store(), name,
+                                         [this, raw] { republish(*raw); });
+  }
+  if (c->config.health_check) {
+    c->health_checker = std::make_unique<HealthChecker>(
+        *c->config.health_check, c->config.info, main_,
+        [this, raw](const HostSharedPtr& host, bool passed, bool changed) {
+          if (changed) republish(*raw);
+          if (passed && raw->outlier) raw->outlier->onActiveHealthCheckSuccess(*host);
+        });
+  }
   if (c->config.type == DiscoveryType::Static) {
     auto set = std::make_shared<PrioritySet>();
     for (const auto& e : c->config.endpoints) {
@@ -113,7 +133,9 @@ void ClusterManager::addCluster(ClusterConfig config) {
           name, e.address, e.address->asString(), e.weight, e.priority, e.locality));
     }
     c->hosts = set;
-    c->initialized = true;
+    setHealthHosts(*c);
+    // With health checks, a cluster is ready once each host has had its first check.
+    c->initialized = !c->health_checker;
     setMembershipStats(*c->config.info, *set);
   }
   clusters_[name] = std::move(c);
@@ -135,6 +157,22 @@ void ClusterManager::publish(Cluster& cluster) {
   }
 }
 
+void ClusterManager::republish(Cluster& cluster) {
+  cluster.hosts = std::make_shared<PrioritySet>(*cluster.hosts);
+  publish(cluster);
+}
+
+void ClusterManager::setHealthHosts(Cluster& cluster) {
+  if (cluster.outlier) cluster.outlier->setHosts(*cluster.hosts);
+  if (cluster.health_checker) cluster.health_checker->setHosts(*cluster.hosts);
+}
+
+void ClusterManager::markInitialized(Cluster& cluster) {
+  if (cluster.initialized) return;
+  cluster.initialized = true;
+  if (--pending_init_ == 0 && on_initialized_) on_initialized_();
+}
+
 void ClusterManager::start(std::function<void()> on_initialized) {
   on_initialized_ = std::move(on_initialized);
   for (auto& [_, c] : clusters_) {
@@ -145,7 +183,12 @@ void ClusterManager::start(std::function<void()> on_initialized) {
     return;
   }
   for (auto& [_, c] : clusters_) {
-    if (c->config.type != DiscoveryType::Static) resolve(*c);
+    if (c->config.type != DiscoveryType::Static) {
+      resolve(*c);
+    } else if (!c->initialized) {
+      Cluster* raw = c.get();
+      c->health_checker->onFirstRound([this, raw] { markInitialized(*raw); });
+    }
   }
 }
 
@@ -211,13 +254,18 @@ void ClusterManager::onResolved(Cluster& cluster) {
   if (changed) {
     cluster.hosts = set;
     cfg.info->stats().membership_change.inc();
+    setHealthHosts(cluster);
     publish(cluster);
   } else if (!any) {
     cfg.info->stats().update_empty.inc();
   }
   if (!cluster.initialized) {
-    cluster.initialized = true;
-    if (--pending_init_ == 0 && on_initialized_) on_initialized_();
+    if (cluster.health_checker) {
+      Cluster* raw = &cluster;
+      cluster.health_checker->onFirstRound([this, raw] { markInitialized(*raw); });
+    } else {
+      markInitialized(cluster);
+    }
   }
   if (!cluster.refresh_timer) {
     cluster.refresh_timer = main_.createTimer([this, &cluster] { resolve(cluster); });

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -18,8 +19,10 @@
 #include "upstream/cluster_info.h"
 #include "upstream/conn_pool.h"
 #include "upstream/dns.h"
+#include "upstream/health_checker.h"
 #include "upstream/host.h"
 #include "upstream/load_balancer.h"
+#include "upstream/outlier_detection.h"
 
 namespace sluice::upstream {
 
@@ -40,6 +43,8 @@ struct ClusterConfig {
   std::vector<EndpointConfig> endpoints;
   std::chrono::milliseconds dns_refresh_rate{5000};
   DnsLookupFamily dns_lookup_family{DnsLookupFamily::Auto};
+  std::optional<HealthCheckConfig> health_check;
+  std::optional<OutlierDetectionConfig> outlier_detection;
 };
 
 // A worker's view of one cluster.
@@ -91,8 +96,9 @@ class ClusterManager {
   // main thread before the worker runs or from it via post().
   void registerWorker(event::Dispatcher& dispatcher, ThreadLocalClusterManager& tlcm);
   void unregisterWorkers();
-  // Starts DNS resolution; `on_initialized` runs once every cluster has its first hosts
-  // (resolved, or failed to resolve).
+  // Starts DNS resolution and health checks; `on_initialized` runs once every cluster has its
+  // first hosts (resolved, or failed to resolve) and, with health checks, has checked each
+  // of them once.
   void start(std::function<void()> on_initialized);
 
   struct ClusterView {
@@ -107,6 +113,11 @@ class ClusterManager {
  private:
   struct Cluster;
   void publish(Cluster& cluster);
+  // A host's health changed: the same hosts, published again so workers rebuild balancers.
+  void republish(Cluster& cluster);
+  // Health checks and outlier detection follow the cluster's hosts (before publishing).
+  void setHealthHosts(Cluster& cluster);
+  void markInitialized(Cluster& cluster);
   void resolve(Cluster& cluster);
   void onResolved(Cluster& cluster);
 

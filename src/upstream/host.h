@@ -14,6 +14,8 @@
 
 namespace sluice::upstream {
 
+class DetectorHostMonitor;  // upstream/outlier_detection.h
+
 struct Locality {
   std::string region;
   std::string zone;
@@ -70,6 +72,12 @@ class Host {
   };
   Stats& stats() const { return stats_; }
 
+  // Where the router reports each request's result for outlier detection; null when the
+  // cluster has none (then reporting costs one branch). Set on the main thread before the
+  // host is first published, never changed afterwards.
+  DetectorHostMonitor* outlierDetector() const { return outlier_.get(); }
+  void setOutlierDetector(std::shared_ptr<DetectorHostMonitor> m) { outlier_ = std::move(m); }
+
  private:
   const std::string cluster_name_;
   const network::AddressConstSharedPtr address_;
@@ -79,6 +87,7 @@ class Host {
   const Locality locality_;
   std::atomic<uint32_t> health_flags_{0};
   mutable Stats stats_;
+  std::shared_ptr<DetectorHostMonitor> outlier_;
 };
 using HostSharedPtr = std::shared_ptr<Host>;
 using HostVector = std::vector<HostSharedPtr>;

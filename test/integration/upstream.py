@@ -14,6 +14,9 @@ them all): fail(status, times) answers the next `times` requests with `status`;
 reset(times) closes the connection on the next `times` requests without answering;
 delay(ms, times) waits `ms` before answering the next `times` requests. `seen` lists every
 request that arrived (method, path, host header).
+Controls set on the Upstream object (for health checks and outlier detection):
+  health_status = N       GET /healthz answers N (200 by default), counted in health_checks
+  status = N              every other request answers N (None: as its headers say)
 An Upgrade: websocket request gets 101 and then every byte is echoed back until the client
 ends its side; with x-test-ws-bye: N it gets 101, N bytes, and the connection closed at once.
 
@@ -58,6 +61,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self):
         server = self.server
+        if self.path == "/healthz":
+            with server.lock:
+                server.health_checks += 1
+            self._body()
+            self.send_response(server.health_status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         with server.lock:
             server.requests += 1
             server.connections.add(self.client_address)
@@ -118,6 +129,8 @@ class Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay / 1000.0)
         status = int(self.headers.get("x-test-status", "200"))
+        if server.status is not None:
+            status = server.status
         size = self.headers.get("x-test-body-size")
         if size is not None:
             payload = bytes((i * 7) % 251 for i in range(int(size)))
@@ -163,6 +176,9 @@ class Upstream:
         self.server.closed_on_arrival = 0
         self.server.seen = []
         self.server.controls = []
+        self.server.health_checks = 0
+        self.server.health_status = 200
+        self.server.status = None
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -198,6 +214,16 @@ class Upstream:
     def seen(self):
         with self.server.lock:
             return list(self.server.seen)
+    @property
+    def health_checks(self):
+        with self.server.lock:
+            return self.server.health_checks
+
+    def set_health_status(self, code):
+        self.server.health_status = code
+
+    def set_status(self, code):
+        self.server.status = code
 
     def close(self):
         self.server.shutdown()

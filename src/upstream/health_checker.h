@@ -1,0 +1,112 @@
+#pragma once
+
+// Active health checking, as Envoy's cluster.health_checks: the main thread checks every host
+// of a cluster on its own connections (an HTTP GET, or TCP bytes sent and expected back) and
+// sets or clears Host::FailedActiveHealthCheck. A host starts failed and passes on its first
+// successful check; after that it takes healthy_threshold passes to come back and
+// unhealthy_threshold failures to go (an HTTP status outside expected_statuses fails it at
+// once).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "event/dispatcher.h"
+#include "upstream/cluster_info.h"
+#include "upstream/host.h"
+
+namespace sluice::upstream {
+
+struct HealthCheckConfig {
+  enum class Type { Http, Tcp };
+  Type type{Type::Http};
+  std::chrono::milliseconds timeout{1000};
+  std::chrono::milliseconds interval{1000};
+  std::chrono::milliseconds interval_jitter{0};
+  uint32_t interval_jitter_percent{0};
+  uint32_t unhealthy_threshold{1};
+  uint32_t healthy_threshold{1};
+  std::chrono::milliseconds no_traffic_interval{60000};
+  // Zero: not set, Envoy's defaults apply (unhealthy_interval and healthy_edge_interval:
+  // interval; unhealthy_edge_interval: unhealthy_interval).
+  std::chrono::milliseconds unhealthy_interval{0};
+  std::chrono::milliseconds unhealthy_edge_interval{0};
+  std::chrono::milliseconds healthy_edge_interval{0};
+  bool reuse_connection{true};
+  bool always_log_health_check_failures{false};
+  // HTTP
+  std::string path;
+  std::string host;                                              // empty: the cluster's name
+  std::vector<std::pair<uint32_t, uint32_t>> expected_statuses;  // [start, end); empty: 200
+  std::vector<std::pair<std::string, std::string>> request_headers_to_add;
+  // TCP: bytes to send, and blocks to find in order in what comes back.
+  std::string send;
+  std::vector<std::string> receive;
+};
+
+#define ALL_HEALTH_CHECKER_STATS(COUNTER, GAUGE) \
+  COUNTER(attempt)                               \
+  COUNTER(success)                               \
+  COUNTER(failure)                               \
+  COUNTER(passive_failure)                       \
+  COUNTER(network_failure)                       \
+  COUNTER(verify_cluster)                        \
+  GAUGE(healthy)
+
+struct HealthCheckerStats {
+#define SLUICE_DECLARE_COUNTER(name) stats::Counter& name;
+#define SLUICE_DECLARE_GAUGE(name) stats::Gauge& name;
+  ALL_HEALTH_CHECKER_STATS(SLUICE_DECLARE_COUNTER, SLUICE_DECLARE_GAUGE)
+#undef SLUICE_DECLARE_COUNTER
+#undef SLUICE_DECLARE_GAUGE
+  // cluster.<name>.health_check.*
+  static HealthCheckerStats create(stats::Store& store, const std::string& cluster_name);
+};
+
+class HealthChecker {
+ public:
+  // A check of `host` ended; `changed`: its FailedActiveHealthCheck flag changed.
+  using ResultCb = std::function<void(const HostSharedPtr& host, bool passed, bool changed)>;
+  using RandomFn = std::function<uint64_t()>;
+
+  HealthChecker(HealthCheckConfig config, ClusterInfoConstSharedPtr cluster,
+                event::Dispatcher& main, ResultCb on_result, RandomFn random = nullptr);
+  ~HealthChecker();
+
+  // Starts checking new hosts (marked failed until their first check passes) and stops
+  // checking hosts that left. Main thread; call before the set is published.
+  void setHosts(const PrioritySet& set);
+  // `cb` runs once, when every host known so far has had its first check.
+  void onFirstRound(std::function<void()> cb);
+
+  const HealthCheckerStats& stats() const { return stats_; }
+  const HealthCheckConfig& config() const { return config_; }
+  // The wait before the next check (exposed for tests): `unhealthy` is the host's state,
+  // `changed` whether the last check changed it.
+  std::chrono::milliseconds nextInterval(bool unhealthy, bool changed);
+
+ private:
+  class Session;
+  friend class Session;
+  // Applies one check's result to its host; returns the wait before the next check.
+  std::chrono::milliseconds onCheckDone(Session& session, bool passed, bool network, bool& changed);
+  void updateHealthyGauge();
+
+  const HealthCheckConfig config_;
+  const ClusterInfoConstSharedPtr cluster_;
+  event::Dispatcher& main_;
+  HealthCheckerStats stats_;
+  ResultCb on_result_;
+  RandomFn random_;
+  std::unordered_map<const Host*, std::unique_ptr<Session>> sessions_;
+  size_t first_round_pending_{0};
+  std::function<void()> on_first_round_;
+};
+using HealthCheckerPtr = std::unique_ptr<HealthChecker>;
+
+}  // namespace sluice::upstream

@@ -1,0 +1,376 @@
+// Active health checks on the simulated clock, against a small server on a real socket
+// (port 0) served by the same dispatcher.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "event/dispatcher_impl.h"
+#include "event/simulated_time_system.h"
+#include "stats/stats.h"
+#include "upstream/health_checker.h"
+
+namespace sluice::upstream {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Accepts connections; answers each request (HTTP: a header block; TCP: any bytes) with
+// `response`, or not at all.
+class FakeServer {
+ public:
+  explicit FakeServer(event::Dispatcher& d) : dispatcher_(d) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    EXPECT_EQ(::listen(fd_, 16), 0);
+    socklen_t len = sizeof(a);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    listen_event_ = d.createFileEvent(
+        fd_, [this](uint32_t) { onAccept(); }, event::FileTriggerType::Level,
+        event::FileReadyType::Read);
+  }
+  ~FakeServer() {
+    stop();
+    for (auto& [fd, _] : conns_) ::close(fd);
+  }
+  // Stops listening: new connections are refused.
+  void stop() {
+    listen_event_.reset();
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  uint16_t port{0};
+  std::string response = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+  bool http{true};
+  bool answer{true};
+  int requests{0};
+  int accepted{0};
+  std::string last_request;
+
+ private:
+  struct Conn {
+    event::FileEventPtr ev;
+    std::string in;
+  };
+  void onAccept() {
+    const int c = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) return;
+    ++accepted;
+    conns_[c].ev = dispatcher_.createFileEvent(
+        c, [this, c](uint32_t) { onRead(c); }, event::FileTriggerType::Level,
+        event::FileReadyType::Read);
+  }
+  void onRead(int c) {
+    char buf[4096];
+    const ssize_t n = ::read(c, buf, sizeof(buf));
+    if (n <= 0) {
+      conns_.erase(c);
+      ::close(c);
+      return;
+    }
+    auto& in = conns_[c].in;
+    in.append(buf, n);
+    if (http && in.find("\r\n\r\n") == std::string::npos) return;
+    ++requests;
+    last_request = in;
+    in.clear();
+    if (answer) {
+      EXPECT_EQ(::write(c, response.data(), response.size()), ssize_t(response.size()));
+    }
+  }
+  event::Dispatcher& dispatcher_;
+  int fd_{-1};
+  event::FileEventPtr listen_event_;
+  std::map<int, Conn> conns_;
+};
+
+class HealthCheckerTest : public ::testing::Test {
+ protected:
+  // Runs the loop until `pred` holds (real I/O on loopback), at most a few seconds.
+  template <class P>
+  bool runUntil(P pred) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!pred()) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+    }
+    return true;
+  }
+  void advance(milliseconds d) { time_.advanceTimeAndRun(d, dispatcher_); }
+
+  std::unique_ptr<HealthChecker> make(HealthCheckConfig cfg, uint16_t port) {
+    std::string error;
+    host_ = std::make_shared<Host>("c", network::fromIp("127.0.0.1", port, &error), "", 1, 0,
+                                   Locality{});
+    auto hc = std::make_unique<HealthChecker>(cfg, info_, dispatcher_,
+                                              [this](const HostSharedPtr&, bool, bool changed) {
+                                                ++results_;
+                                                changes_ += changed;
+                                              });
+    PrioritySet set;
+    set.priorities.push_back({0, {host_}});
+    hc->setHosts(set);
+    return hc;
+  }
+  bool failed() const { return host_->healthFlags() & Host::FailedActiveHealthCheck; }
+
+  event::SimulatedTimeSystem time_;
+  event::DispatcherImpl dispatcher_{"test", time_};
+  stats::Store store_;
+  ClusterInfoConstSharedPtr info_ = std::make_shared<ClusterInfo>("c", store_);
+  HostSharedPtr host_;
+  int results_{0};
+  int changes_{0};
+};
+
+HealthCheckConfig httpConfig() {
+  HealthCheckConfig c;
+  c.type = HealthCheckConfig::Type::Http;
+  c.path = "/healthz";
+  c.timeout = milliseconds(1000);
+  c.interval = milliseconds(5000);
+  c.no_traffic_interval = milliseconds(5000);
+  return c;
+}
+
+TEST_F(HealthCheckerTest, HostStartsFailedAndPassesOnItsFirstGoodCheck) {
+  FakeServer server(dispatcher_);
+  auto cfg = httpConfig();
+  cfg.healthy_threshold = 3;  // the first check is not held to it (Envoy)
+  cfg.host = "hc.example";
+  cfg.request_headers_to_add = {{"x-hc", "1"}};
+  auto hc = make(cfg, server.port);
+  EXPECT_TRUE(failed());
+  bool warmed = false;
+  hc->onFirstRound([&] { warmed = true; });
+  EXPECT_FALSE(warmed);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_FALSE(failed());
+  EXPECT_TRUE(warmed);
+  EXPECT_EQ(changes_, 1);
+  EXPECT_EQ(hc->stats().attempt.value(), 1u);
+  EXPECT_EQ(hc->stats().success.value(), 1u);
+  EXPECT_EQ(hc->stats().healthy.value(), 1u);
+  EXPECT_NE(server.last_request.find("GET /healthz HTTP/1.1\r\n"), std::string::npos);
+  EXPECT_NE(server.last_request.find("host: hc.example"), std::string::npos) << server.last_request;
+  EXPECT_NE(server.last_request.find("x-hc: 1"), std::string::npos);
+}
+
+TEST_F(HealthCheckerTest, UnexpectedStatusFailsAtOnceAndHealthyThresholdBringsItBack) {
+  FakeServer server(dispatcher_);
+  auto cfg = httpConfig();
+  cfg.unhealthy_threshold = 3;  // ignored for a wrong status (Envoy)
+  cfg.healthy_threshold = 2;
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  ASSERT_FALSE(failed());
+
+  server.response = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 2; }));
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(hc->stats().failure.value(), 1u);
+  EXPECT_EQ(hc->stats().network_failure.value(), 0u);
+  EXPECT_EQ(hc->stats().healthy.value(), 0u);
+
+  server.response = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 3; }));
+  EXPECT_TRUE(failed()) << "one pass of two";
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 4; }));
+  EXPECT_FALSE(failed());
+  EXPECT_EQ(hc->stats().healthy.value(), 1u);
+}
+
+TEST_F(HealthCheckerTest, ExpectedStatusesWidenWhatPasses) {
+  FakeServer server(dispatcher_);
+  server.response = "HTTP/1.1 204 No Content\r\n\r\n";
+  auto cfg = httpConfig();
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_TRUE(failed()) << "only 200 passes by default";
+
+  auto cfg2 = httpConfig();
+  cfg2.expected_statuses = {{200, 300}};
+  results_ = 0;
+  auto hc2 = make(cfg2, server.port);
+  hc.reset();
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_FALSE(failed());
+}
+
+TEST_F(HealthCheckerTest, NetworkFailuresTakeUnhealthyThreshold) {
+  FakeServer server(dispatcher_);
+  auto cfg = httpConfig();
+  cfg.unhealthy_threshold = 3;
+  cfg.reuse_connection = false;
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  ASSERT_FALSE(failed());
+  EXPECT_EQ(server.accepted, 1);
+  server.stop();  // connections are refused from now on
+  for (int i = 2; i <= 3; ++i) {
+    advance(milliseconds(5000));
+    ASSERT_TRUE(runUntil([&] { return results_ == i; }));
+    EXPECT_FALSE(failed()) << "failure " << i - 1 << " of 3";
+  }
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 4; }));
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(hc->stats().network_failure.value(), 3u);
+  EXPECT_EQ(hc->stats().failure.value(), 3u);
+}
+
+TEST_F(HealthCheckerTest, ReuseConnectionKeepsOneConnection) {
+  FakeServer server(dispatcher_);
+  auto hc = make(httpConfig(), server.port);
+  for (int i = 1; i <= 3; ++i) {
+    advance(milliseconds(i == 1 ? 0 : 5000));
+    ASSERT_TRUE(runUntil([&] { return results_ == i; }));
+  }
+  EXPECT_FALSE(failed());
+  EXPECT_EQ(server.accepted, 1);
+  EXPECT_EQ(server.requests, 3);
+}
+
+TEST_F(HealthCheckerTest, TimeoutIsANetworkFailure) {
+  FakeServer server(dispatcher_);
+  server.answer = false;
+  auto cfg = httpConfig();
+  cfg.timeout = milliseconds(700);
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return server.requests == 1; }));
+  advance(milliseconds(699));
+  EXPECT_EQ(results_, 0);
+  advance(milliseconds(1));
+  EXPECT_EQ(results_, 1);
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(hc->stats().network_failure.value(), 1u);
+}
+
+TEST_F(HealthCheckerTest, TcpSendAndReceive) {
+  FakeServer server(dispatcher_);
+  server.http = false;
+  server.response = "xxPONGyyOK";
+  HealthCheckConfig cfg;
+  cfg.type = HealthCheckConfig::Type::Tcp;
+  cfg.send = "PING";
+  cfg.receive = {"PONG", "OK"};  // in order, not necessarily contiguous
+  cfg.timeout = milliseconds(1000);
+  cfg.interval = milliseconds(5000);
+  cfg.no_traffic_interval = milliseconds(5000);
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_FALSE(failed());
+  EXPECT_EQ(server.last_request, "PING");
+
+  server.response = "OKPONG";  // wrong order: never matches
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return server.requests == 2; }));
+  advance(milliseconds(1000));  // no match ever comes: the timeout ends the check
+  EXPECT_EQ(results_, 2);
+  EXPECT_TRUE(failed());
+}
+
+TEST_F(HealthCheckerTest, NoTrafficIntervalUntilTheClusterHasTraffic) {
+  FakeServer server(dispatcher_);
+  auto cfg = httpConfig();
+  cfg.interval = milliseconds(1000);
+  cfg.no_traffic_interval = milliseconds(60000);
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  advance(milliseconds(59999));
+  EXPECT_EQ(hc->stats().attempt.value(), 1u);
+  info_->stats().upstream_cx_total.inc();  // traffic: the normal interval after this check
+  advance(milliseconds(1));
+  ASSERT_TRUE(runUntil([&] { return results_ == 2; }));
+  EXPECT_EQ(hc->stats().attempt.value(), 2u);
+  advance(milliseconds(1000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 3; }));
+  EXPECT_EQ(hc->stats().attempt.value(), 3u);
+}
+
+TEST_F(HealthCheckerTest, IntervalsByStateAndTransition) {
+  HealthCheckConfig cfg = httpConfig();
+  cfg.interval = milliseconds(1000);
+  cfg.no_traffic_interval = milliseconds(60000);
+  cfg.unhealthy_interval = milliseconds(3000);
+  cfg.unhealthy_edge_interval = milliseconds(500);
+  cfg.healthy_edge_interval = milliseconds(700);
+  HealthChecker hc(cfg, info_, dispatcher_, nullptr);
+  EXPECT_EQ(hc.nextInterval(false, false), milliseconds(60000));
+  EXPECT_EQ(hc.nextInterval(true, true), milliseconds(60000));
+  info_->stats().upstream_cx_total.inc();
+  EXPECT_EQ(hc.nextInterval(false, false), milliseconds(1000));
+  EXPECT_EQ(hc.nextInterval(false, true), milliseconds(700));
+  EXPECT_EQ(hc.nextInterval(true, false), milliseconds(3000));
+  EXPECT_EQ(hc.nextInterval(true, true), milliseconds(500));
+
+  // Defaults: unhealthy_interval and healthy_edge_interval = interval, unhealthy edge =
+  // unhealthy_interval.
+  HealthCheckConfig d = httpConfig();
+  d.interval = milliseconds(1000);
+  d.unhealthy_interval = milliseconds(2000);
+  HealthChecker hd(d, info_, dispatcher_, nullptr);
+  EXPECT_EQ(hd.nextInterval(false, true), milliseconds(1000));
+  EXPECT_EQ(hd.nextInterval(true, true), milliseconds(2000));
+}
+
+TEST_F(HealthCheckerTest, JitterStaysWithinItsBounds) {
+  info_->stats().upstream_cx_total.inc();
+  HealthCheckConfig cfg = httpConfig();
+  cfg.interval = milliseconds(1000);
+  cfg.interval_jitter = milliseconds(100);
+  cfg.interval_jitter_percent = 20;  // up to 200 ms more
+  std::mt19937_64 gen(42);
+  HealthChecker hc(cfg, info_, dispatcher_, nullptr, [&] { return gen(); });
+  milliseconds lo(1 << 30), hi(0);
+  for (int i = 0; i < 2000; ++i) {
+    const auto d = hc.nextInterval(false, false);
+    lo = std::min(lo, d);
+    hi = std::max(hi, d);
+  }
+  EXPECT_GE(lo, milliseconds(1000));
+  EXPECT_LT(hi, milliseconds(1300));
+  EXPECT_GT(hi, milliseconds(1200)) << "both jitters add up";
+  EXPECT_LT(lo, milliseconds(1050));
+}
+
+TEST_F(HealthCheckerTest, FirstRoundWaitsForEveryHost) {
+  FakeServer server(dispatcher_);
+  server.answer = false;
+  auto cfg = httpConfig();
+  auto hc = make(cfg, server.port);
+  bool warmed = false;
+  hc->onFirstRound([&] { warmed = true; });
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return server.requests == 1; }));
+  EXPECT_FALSE(warmed);
+  advance(milliseconds(1000));  // timed out: a first check that failed still ends the round
+  EXPECT_TRUE(warmed);
+  EXPECT_TRUE(failed());
+}
+
+}  // namespace
+}  // namespace sluice::upstream
