@@ -631,6 +631,10 @@ bool RouteEntry::initRouteAction(const envoy::config::route::v3::RouteAction& pr
 
   if (proto.has_timeout()) timeout_ = durationMs(proto.timeout());
   if (proto.has_idle_timeout()) idle_timeout_ = durationMs(proto.idle_timeout());
+  if (!proto.hash_policy().empty()) {
+    hash_policy_ = HashPolicy::create(proto.hash_policy(), path + ".hash_policy", error);
+    if (!hash_policy_) return false;
+  }
   return true;
 }
 

@@ -29,6 +29,7 @@
 #include "http/header_map.h"
 #include "http/route.h"
 #include "http/stream_info.h"
+#include "router/hash_policy.h"
 #include "router/header_mutation.h"
 
 namespace sluice::router {
@@ -176,6 +177,8 @@ class RouteEntry : public http::Route {
   std::chrono::milliseconds timeout() const { return timeout_; }
   // Stream idle timeout for this route, when set (zero disables it).
   std::optional<std::chrono::milliseconds> idleTimeout() const { return idle_timeout_; }
+  // The route's hash_policy, or null without one.
+  const HashPolicy* hashPolicy() const { return hash_policy_.get(); }
   const std::string& prefixRewrite() const { return prefix_rewrite_; }
   const std::string& hostRewriteLiteral() const { return host_rewrite_literal_; }
   bool autoHostRewrite() const { return auto_host_rewrite_; }
@@ -249,6 +252,7 @@ class RouteEntry : public http::Route {
   bool append_x_forwarded_host_{false};
   std::chrono::milliseconds timeout_{15000};
   std::optional<std::chrono::milliseconds> idle_timeout_;
+  std::unique_ptr<const HashPolicy> hash_policy_;
 
   RedirectConfig redirect_;
 

@@ -103,7 +103,7 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
     headers.remove("x-envoy-upstream-rq-timeout-ms");
   }
 
-  host_ = cluster_->chooseHost(nullptr);
+  host_ = cluster_->chooseHost(this);
   if (!host_) {
     cluster_->info().stats().upstream_cx_none_healthy.inc();
     info.setResponseFlag(http::ResponseFlag::NoHealthyUpstream);
@@ -285,6 +285,7 @@ void RouterFilter::onUpstreamHeaders(http::HeaderMapPtr&& headers, bool end_stre
     headers->set(http::headers::kXEnvoyUpstreamServiceTime, std::to_string(sinceRequestSent().count()));
   }
   entry_->finalizeResponseHeaders(*headers, info, request_headers_, chosen_);
+  for (const auto& c : downstream_set_cookies_) headers->add("set-cookie", c);
   if (end_stream) onUpstreamComplete();
   callbacks_->encodeHeaders(std::move(headers), end_stream, "via_upstream");
 }
@@ -389,6 +390,29 @@ void RouterFilter::onTimeout() {
   }
   cleanup();
   callbacks_->sendLocalReply(504, "upstream request timeout", nullptr, "upstream_response_timeout");
+}
+
+std::optional<uint64_t> RouterFilter::computeHashKey() {
+  const HashPolicy* policy = entry_ ? entry_->hashPolicy() : nullptr;
+  if (!policy || hash_computed_) return hash_;
+  hash_computed_ = true;
+  const http::StreamInfo& info = callbacks_->streamInfo();
+  // A generated cookie's value is the same for every request of a connection (a hash of
+  // its two addresses), so racing requests get the same one, as in Envoy.
+  hash_ = policy->generateHash(
+      *request_headers_, info.downstream_remote_address.get(),
+      [this, &info](const std::string& name, const std::string& path, std::chrono::seconds ttl) {
+        std::string key;
+        if (info.downstream_remote_address) key += info.downstream_remote_address->asString();
+        if (info.downstream_local_address) key += info.downstream_local_address->asString();
+        if (key.empty()) key = std::to_string(callbacks_->streamId());
+        char hex[17];
+        snprintf(hex, sizeof(hex), "%016llx",
+                 static_cast<unsigned long long>(upstream::xxHash64(key)));
+        downstream_set_cookies_.push_back(HashPolicy::makeSetCookie(name, hex, path, ttl));
+        return std::string(hex);
+      });
+  return hash_;
 }
 
 void RouterFilter::cleanup() {

@@ -7,6 +7,9 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "buffer/buffer.h"
 #include "http/filter.h"
@@ -25,7 +28,9 @@ struct RouterConfig {
 };
 using RouterConfigConstSharedPtr = std::shared_ptr<const RouterConfig>;
 
-class RouterFilter : public http::StreamDecoderFilter, public upstream::ConnPoolCallbacks {
+class RouterFilter : public http::StreamDecoderFilter,
+                     public upstream::ConnPoolCallbacks,
+                     public upstream::LoadBalancerContext {
  public:
   explicit RouterFilter(RouterConfigConstSharedPtr config) : config_(std::move(config)) {}
   ~RouterFilter() override;
@@ -53,6 +58,12 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::ConnPool
                    const network::AddressConstSharedPtr& local_address) override;
   void onPoolFailure(upstream::PoolFailureReason reason, std::string_view transport_failure_reason,
                      const upstream::HostSharedPtr& host) override;
+
+  // upstream::LoadBalancerContext: the route's hash_policy, computed once per request.
+  std::optional<uint64_t> computeHashKey() override;
+  const network::Connection* downstreamConnection() const override {
+    return callbacks_ ? callbacks_->connection() : nullptr;
+  }
 
  private:
   // The upstream side: its response decoder and stream callbacks. (A member object: the
@@ -120,6 +131,9 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::ConnPool
   bool watermarks_registered_{false};
   bool downstream_paused_{false};  // we paused the client while no connection took the body
   bool done_{false};
+  bool hash_computed_{false};
+  std::optional<uint64_t> hash_;
+  std::vector<std::string> downstream_set_cookies_;  // from hash_policy cookies with a ttl
 };
 
 // Adds the router to each stream's filter chain.
