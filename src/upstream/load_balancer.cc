@@ -147,14 +147,17 @@ HostSharedPtr LoadBalancerBase::chooseHost(LoadBalancerContext* context) {
   if (levels_.empty()) return nullptr;
   const std::optional<uint64_t> hash = context ? context->computeHashKey() : std::nullopt;
   // The level: by load, with the request's hash when it has one (so a key keeps its level).
-  const uint32_t point = static_cast<uint32_t>((hash ? *hash : random()) % 100);
+  // One level (the usual case) costs no random number.
   size_t chosen = 0;
-  uint32_t cumulative = 0;
-  for (size_t i = 0; i < loads_.size(); ++i) {
-    cumulative += loads_[i];
-    if (point < cumulative) {
-      chosen = i;
-      break;
+  if (loads_.size() > 1) {
+    const uint32_t point = static_cast<uint32_t>((hash ? *hash : random()) % 100);
+    uint32_t cumulative = 0;
+    for (size_t i = 0; i < loads_.size(); ++i) {
+      cumulative += loads_[i];
+      if (point < cumulative) {
+        chosen = i;
+        break;
+      }
     }
   }
   uint32_t attempts = context ? context->hostSelectionRetryCount() : 0;
