@@ -116,7 +116,10 @@ LoadBalancerBase::LoadBalancerBase(PrioritySetConstSharedPtr set, const LbConfig
         s.weight = static_cast<int64_t>(std::llround(weight * availability * 1000.0));
         if (s.weight > 0) level.subsets.push_back(std::move(s));
       }
-    } else if (!candidates.empty()) {
+    }
+    // Without locality weighting, or when no locality of the level has a weight (or any
+    // available host): the level's candidates as one.
+    if (level.subsets.empty() && !candidates.empty()) {
       level.subsets.push_back(Subset{0, std::move(candidates), 1, 0});
     }
   }

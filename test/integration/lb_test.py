@@ -140,6 +140,27 @@ class LeastRequestTest(harness.unittest.TestCase):
         self.assertLess(share, 0.25)
 
 
+class LocalityWeightTest(harness.unittest.TestCase):
+    def test_localities_share_by_load_balancing_weight(self):
+        ups = [Upstream("east"), Upstream("west")]
+        try:
+            c = cluster("c", 1, common_lb_config={"locality_weighted_lb_config": {}})
+            c["load_assignment"]["endpoints"] = [
+                {"locality": {"zone": zone}, "load_balancing_weight": weight,
+                 "lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                     "address": "127.0.0.1", "port_value": u.port}}}}]}
+                for u, zone, weight in zip(ups, ["east", "west"], [1, 3])]
+            with Proxy(bootstrap(hcm([route("/", "c")]), [c])) as proxy:
+                for _ in range(40):
+                    r, _ = get(proxy, "/")
+                    self.assertEqual(r.status, 200)
+                # One worker, localities picked smoothly by weight: exactly 1:3.
+                self.assertEqual([u.requests for u in ups], [10, 30])
+        finally:
+            for u in ups:
+                u.close()
+
+
 class LbConfigRefusedTest(harness.unittest.TestCase):
     def validate(self, **cluster_extra):
         d = harness.tempfile.mkdtemp()

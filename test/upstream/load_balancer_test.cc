@@ -293,6 +293,12 @@ TEST(LocalityTest, LocalitiesByWeightTimesAvailability) {
     auto counts = countPicks(lb, 100);
     EXPECT_EQ(counts[hs[2].get()], 100);
   }
+  // No locality has a weight: every healthy host of the level, as without the option.
+  {
+    RoundRobinLoadBalancer lb(localitySet(hs, {}), c, nullptr, 17);
+    auto counts = countPicks(lb, 300);
+    for (int i = 0; i < 3; ++i) EXPECT_EQ(counts[hs[i].get()], 100);
+  }
 }
 
 // ---- RING_HASH and MAGLEV
