@@ -29,7 +29,8 @@ std::unique_ptr<HashPolicy> HashPolicy::create(
         policy.kind = Policy::Kind::Cookie;
         policy.name = p.cookie().name();
         policy.cookie_path = p.cookie().path();
-        if (p.cookie().has_ttl()) policy.cookie_ttl = std::chrono::seconds(p.cookie().ttl().seconds());
+        if (p.cookie().has_ttl())
+          policy.cookie_ttl = std::chrono::seconds(p.cookie().ttl().seconds());
         break;
       case Proto::kConnectionProperties:
         if (!p.connection_properties().source_ip()) continue;  // hashes nothing
@@ -40,8 +41,9 @@ std::unique_ptr<HashPolicy> HashPolicy::create(
         policy.name = p.query_parameter().name();
         break;
       default:
-        *error = pp + ": this hash policy is not supported (header, cookie, "
-                      "connection_properties and query_parameter are)";
+        *error = pp +
+                 ": this hash policy is not supported (header, cookie, "
+                 "connection_properties and query_parameter are)";
         return nullptr;
     }
     out->policies_.push_back(std::move(policy));
@@ -84,7 +86,8 @@ std::optional<std::string_view> queryValue(std::string_view path, std::string_vi
   const size_t q = path.find('?');
   if (q == std::string_view::npos) return std::nullopt;
   std::string_view rest = path.substr(q + 1);
-  if (const size_t hash = rest.find('#'); hash != std::string_view::npos) rest = rest.substr(0, hash);
+  if (const size_t hash = rest.find('#'); hash != std::string_view::npos)
+    rest = rest.substr(0, hash);
   while (!rest.empty()) {
     const size_t amp = rest.find('&');
     std::string_view pair = rest.substr(0, amp);

@@ -32,9 +32,8 @@ class HashPolicy {
 
   // Makes a cookie for a cookie policy whose cookie the request lacks (and that has a ttl):
   // gets the cookie's name, path and ttl, sets it on the response, returns its value.
-  using AddCookie =
-      std::function<std::string(const std::string& name, const std::string& path,
-                                 std::chrono::seconds ttl)>;
+  using AddCookie = std::function<std::string(const std::string& name, const std::string& path,
+                                              std::chrono::seconds ttl)>;
   // The hash, or none when no policy produced one. `remote` (the client) may be null.
   std::optional<uint64_t> generateHash(const http::RequestHeaderMap& headers,
                                        const network::Address* remote,

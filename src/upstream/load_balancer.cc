@@ -36,8 +36,8 @@ LoadBalancerBase::LoadBalancerBase(PrioritySetConstSharedPtr set, const LbConfig
     size_t healthy = 0;
     for (const auto& h : hosts) healthy += h->healthy() ? 1 : 0;
     if (!hosts.empty()) {
-      health[i] = static_cast<uint32_t>(
-          std::min<uint64_t>(100, uint64_t{config_.overprovisioning_factor} * healthy / hosts.size()));
+      health[i] = static_cast<uint32_t>(std::min<uint64_t>(
+          100, uint64_t{config_.overprovisioning_factor} * healthy / hosts.size()));
     }
     total_health += health[i];
   }
@@ -267,8 +267,7 @@ HostSharedPtr LeastRequestLoadBalancer::pick(Subset& subset, bool panic, std::op
   for (size_t i = 0; i < n; ++i) {
     if (!usable(*hosts[i])) continue;
     const double active = static_cast<double>(hosts[i]->stats().rq_active.load());
-    weights[i] = bias == 0 ? hosts[i]->weight()
-                           : hosts[i]->weight() / std::pow(active + 1.0, bias);
+    weights[i] = bias == 0 ? hosts[i]->weight() : hosts[i]->weight() / std::pow(active + 1.0, bias);
     total += weights[i];
   }
   if (total <= 0) return nullptr;
@@ -316,9 +315,8 @@ RingHashLoadBalancer::RingHashLoadBalancer(PrioritySetConstSharedPtr set, const 
     // Enough points that the lightest host has at least one, and the ring at least
     // minimum_ring_size, at most maximum_ring_size.
     const double min_share = static_cast<double>(min_weight) / total_weight;
-    const double scale =
-        std::min(std::ceil(min_share * config.minimum_ring_size) / min_share,
-                 static_cast<double>(config.maximum_ring_size));
+    const double scale = std::min(std::ceil(min_share * config.minimum_ring_size) / min_share,
+                                  static_cast<double>(config.maximum_ring_size));
     ring.reserve(static_cast<size_t>(scale) + s->hosts.size());
     double current = 0;
     uint64_t placed = 0;
@@ -414,14 +412,16 @@ LoadBalancerPtr createLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig
                                    stats::Counter* panic_counter, uint64_t seed) {
   switch (config.policy) {
     case LbConfig::Policy::LeastRequest:
-      return std::make_unique<LeastRequestLoadBalancer>(std::move(set), config, panic_counter, seed);
+      return std::make_unique<LeastRequestLoadBalancer>(std::move(set), config, panic_counter,
+                                                        seed);
     case LbConfig::Policy::Random:
       return std::make_unique<RandomLoadBalancer>(std::move(set), config, panic_counter, seed);
     case LbConfig::Policy::RingHash:
       return std::make_unique<RingHashLoadBalancer>(std::move(set), config, panic_counter, seed);
     case LbConfig::Policy::Maglev:
       return std::make_unique<MaglevLoadBalancer>(std::move(set), config, panic_counter, seed);
-    case LbConfig::Policy::RoundRobin: break;
+    case LbConfig::Policy::RoundRobin:
+      break;
   }
   return std::make_unique<RoundRobinLoadBalancer>(std::move(set), config, panic_counter, seed);
 }

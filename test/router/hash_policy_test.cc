@@ -22,11 +22,12 @@ virtual_hosts:
   - match: {prefix: /}
     route:
       cluster: c
-      hash_policy: )" + std::string(hash_policy) + "\n";
+      hash_policy: )" + std::string(hash_policy) +
+                           "\n";
   envoy::config::route::v3::RouteConfiguration proto;
   std::vector<std::string> errors;
-  EXPECT_TRUE(config::messageFromYaml(yaml, "envoy.config.route.v3.RouteConfiguration", proto,
-                                      errors));
+  EXPECT_TRUE(
+      config::messageFromYaml(yaml, "envoy.config.route.v3.RouteConfiguration", proto, errors));
   std::string error;
   auto t = RouteTableImpl::create(proto, &error);
   EXPECT_NE(t, nullptr) << error;
@@ -39,19 +40,23 @@ const HashPolicy& policyOf(const std::shared_ptr<const RouteTableImpl>& t) {
   return *p;
 }
 
-http::RequestHeaderMap request(std::string_view path,
-                               std::initializer_list<std::pair<std::string_view, std::string_view>> extra = {}) {
+http::RequestHeaderMap request(
+    std::string_view path,
+    std::initializer_list<std::pair<std::string_view, std::string_view>> extra = {}) {
   http::RequestHeaderMap h{{":method", "GET"}, {":path", path}, {":authority", "a"}};
   for (const auto& [k, v] : extra) h.add(k, v);
   return h;
 }
 
-uint64_t rotl1(uint64_t h) { return (h << 1) | (h >> 63); }
+uint64_t rotl1(uint64_t h) {
+  return (h << 1) | (h >> 63);
+}
 
 TEST(HashPolicyTest, Header) {
   auto t = table("[{header: {header_name: X-User}}]");
   const auto& p = policyOf(t);
-  EXPECT_EQ(p.generateHash(request("/", {{"x-user", "alice"}}), nullptr, nullptr), xxHash64("alice"));
+  EXPECT_EQ(p.generateHash(request("/", {{"x-user", "alice"}}), nullptr, nullptr),
+            xxHash64("alice"));
   EXPECT_EQ(p.generateHash(request("/"), nullptr, nullptr), std::nullopt);
   // A route without hash_policy has none.
   EXPECT_EQ(table("[]")->virtualHosts().at(0)->routes().at(0)->hashPolicy(), nullptr);
@@ -78,8 +83,9 @@ TEST(HashPolicyTest, CookieQueryAndSourceIp) {
 }
 
 TEST(HashPolicyTest, PoliciesCombineByRotateAndXorUntilATerminalOne) {
-  auto t = table("[{header: {header_name: a}}, {header: {header_name: b}, terminal: true},"
-                 " {header: {header_name: c}}]");
+  auto t = table(
+      "[{header: {header_name: a}}, {header: {header_name: b}, terminal: true},"
+      " {header: {header_name: c}}]");
   const auto& p = policyOf(t);
   const uint64_t a = xxHash64("1"), b = xxHash64("2"), c = xxHash64("3");
   // a then b; b is terminal: c is not used.
@@ -91,7 +97,8 @@ TEST(HashPolicyTest, PoliciesCombineByRotateAndXorUntilATerminalOne) {
   EXPECT_EQ(p.generateHash(request("/", {{"c", "3"}}), nullptr, nullptr), c);
   // Only a terminal policy that produced a hash ends the list.
   auto first = table("[{header: {header_name: a}, terminal: true}, {header: {header_name: b}}]");
-  EXPECT_EQ(policyOf(first).generateHash(request("/", {{"a", "1"}, {"b", "2"}}), nullptr, nullptr), a);
+  EXPECT_EQ(policyOf(first).generateHash(request("/", {{"a", "1"}, {"b", "2"}}), nullptr, nullptr),
+            a);
   EXPECT_EQ(policyOf(first).generateHash(request("/", {{"b", "2"}}), nullptr, nullptr), b);
 }
 
@@ -128,12 +135,11 @@ virtual_hosts:
 )";
   envoy::config::route::v3::RouteConfiguration proto;
   std::vector<std::string> errors;
-  ASSERT_TRUE(config::messageFromYaml(yaml, "envoy.config.route.v3.RouteConfiguration", proto,
-                                      errors));
+  ASSERT_TRUE(
+      config::messageFromYaml(yaml, "envoy.config.route.v3.RouteConfiguration", proto, errors));
   std::string error;
   EXPECT_EQ(RouteTableImpl::create(proto, &error), nullptr);
-  EXPECT_EQ(error.substr(0, error.find(':')),
-            "virtual_hosts[0].routes[0].route.hash_policy[1]");
+  EXPECT_EQ(error.substr(0, error.find(':')), "virtual_hosts[0].routes[0].route.hash_policy[1]");
 }
 
 }  // namespace

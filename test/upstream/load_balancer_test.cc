@@ -24,7 +24,9 @@ HostVector hosts(size_t n, uint32_t priority = 0, uint32_t first_port = 1) {
 
 // Five standard deviations of a binomial count: a correct balancer falls outside this about
 // once in 1.7 million runs (and the seeds are fixed, so a run is repeatable).
-double fiveSigma(double n, double p) { return 5 * std::sqrt(n * p * (1 - p)); }
+double fiveSigma(double n, double p) {
+  return 5 * std::sqrt(n * p * (1 - p));
+}
 
 #define EXPECT_BINOMIAL(count, n, p) \
   EXPECT_NEAR(static_cast<double>(count), (n) * (p), fiveSigma((n), (p)))
@@ -98,7 +100,6 @@ TEST(RoundRobinTest, EmptySetHasNoHost) {
   RoundRobinLoadBalancer lb(std::make_shared<PrioritySet>());
   EXPECT_EQ(lb.chooseHost(nullptr), nullptr);
 }
-
 
 PrioritySetConstSharedPtr set(const std::vector<HostVector>& levels) {
   HostVector all;
@@ -303,7 +304,9 @@ TEST(LocalityTest, LocalitiesByWeightTimesAvailability) {
 
 // ---- RING_HASH and MAGLEV
 
-uint64_t keyHash(int i) { return xxHash64("key-" + std::to_string(i)); }
+uint64_t keyHash(int i) {
+  return xxHash64("key-" + std::to_string(i));
+}
 
 std::vector<const Host*> assign(LoadBalancer& lb, int keys) {
   HashContext ctx;
@@ -348,7 +351,8 @@ TEST_P(ConsistentHashTest, SameKeySameHostAndEvenSpread) {
   // Each host's share of the hash space: about 1/3. Ring: 342 points per host, arcs about
   // exponential, so a share's sd is about sqrt(342)/1026 = 0.018; with the keys' own
   // sampling noise (0.0047), five sd is 0.095. Maglev's table is even to within one slot.
-  const double tol = GetParam() == LbConfig::Policy::RingHash ? 0.095 : fiveSigma(keys, 1.0 / 3) / keys;
+  const double tol =
+      GetParam() == LbConfig::Policy::RingHash ? 0.095 : fiveSigma(keys, 1.0 / 3) / keys;
   for (auto& h : hs) EXPECT_NEAR(counts[h.get()] / double(keys), 1.0 / 3, tol);
 }
 
