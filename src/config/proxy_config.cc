@@ -391,6 +391,66 @@ upstream::OutlierDetectionConfig buildOutlierDetection(
   return c;
 }
 
+// lb_policy and what tunes it. (The ranges the API declares are checked before this.)
+bool buildLbConfig(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
+                   upstream::LbConfig& lb, std::vector<std::string>& errors) {
+  using Cluster = envoy::config::cluster::v3::Cluster;
+  using Policy = upstream::LbConfig::Policy;
+  switch (proto.lb_policy()) {
+    case Cluster::LEAST_REQUEST: lb.policy = Policy::LeastRequest; break;
+    case Cluster::RANDOM: lb.policy = Policy::Random; break;
+    case Cluster::RING_HASH: lb.policy = Policy::RingHash; break;
+    case Cluster::MAGLEV: lb.policy = Policy::Maglev; break;
+    default: lb.policy = Policy::RoundRobin;
+  }
+  if (proto.has_least_request_lb_config()) {
+    const auto& c = proto.least_request_lb_config();
+    if (c.has_choice_count()) lb.choice_count = c.choice_count().value();
+    if (c.has_active_request_bias()) {
+      lb.active_request_bias = c.active_request_bias().default_value();
+      if (lb.active_request_bias < 0) {
+        errors.push_back(path + ".least_request_lb_config.active_request_bias.default_value: "
+                         "must not be negative");
+        return false;
+      }
+    }
+  }
+  if (proto.has_ring_hash_lb_config()) {
+    const auto& c = proto.ring_hash_lb_config();
+    if (c.has_minimum_ring_size()) lb.minimum_ring_size = c.minimum_ring_size().value();
+    if (c.has_maximum_ring_size()) lb.maximum_ring_size = c.maximum_ring_size().value();
+    if (lb.minimum_ring_size > lb.maximum_ring_size) {
+      errors.push_back(path + ".ring_hash_lb_config.minimum_ring_size: " +
+                       std::to_string(lb.minimum_ring_size) + " is greater than maximum_ring_size " +
+                       std::to_string(lb.maximum_ring_size));
+      return false;
+    }
+  }
+  if (proto.has_maglev_lb_config() && proto.maglev_lb_config().has_table_size()) {
+    lb.maglev_table_size = proto.maglev_lb_config().table_size().value();
+    if (!upstream::isPrime(lb.maglev_table_size)) {
+      errors.push_back(path + ".maglev_lb_config.table_size: " +
+                       std::to_string(lb.maglev_table_size) + " is not a prime number");
+      return false;
+    }
+  }
+  const auto& common = proto.common_lb_config();
+  if (common.has_healthy_panic_threshold()) {
+    lb.healthy_panic_threshold = common.healthy_panic_threshold().value();
+  }
+  lb.locality_weighted = common.has_locality_weighted_lb_config();
+  if (lb.locality_weighted && (lb.policy == Policy::RingHash || lb.policy == Policy::Maglev)) {
+    errors.push_back(path + ".common_lb_config.locality_weighted_lb_config: not supported with " +
+                     Cluster::LbPolicy_Name(proto.lb_policy()));
+    return false;
+  }
+  const auto& policy = proto.load_assignment().policy();
+  if (policy.has_overprovisioning_factor()) {
+    lb.overprovisioning_factor = policy.overprovisioning_factor().value();
+  }
+  return true;
+}
+
 bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
                   stats::Store& store, upstream::ClusterConfig& out,
                   std::vector<std::string>& errors) {
@@ -497,6 +557,7 @@ bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::s
       break;
     default: out.dns_lookup_family = upstream::DnsLookupFamily::Auto;
   }
+  if (!buildLbConfig(proto, path, info->lb, errors)) return false;
   const auto& la = proto.load_assignment();
   for (int i = 0; i < la.endpoints_size(); ++i) {
     const auto& lle = la.endpoints(i);
@@ -512,6 +573,7 @@ bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::s
       e.weight = lbe.has_load_balancing_weight() ? lbe.load_balancing_weight().value() : 1;
       e.priority = lle.priority();
       e.locality = locality;
+      e.locality_weight = lle.has_load_balancing_weight() ? lle.load_balancing_weight().value() : 0;
       if (out.type == upstream::DiscoveryType::Static) {
         e.address = socketAddress(lbe.endpoint().address(), p, errors);
         if (!e.address) return false;

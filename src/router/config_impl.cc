@@ -805,6 +805,10 @@ bool RouteEntry::initRouteAction(const envoy::config::route::v3::RouteAction& pr
     }
     mirrors_.push_back(std::move(mirror));
   }
+  if (!proto.hash_policy().empty()) {
+    hash_policy_ = HashPolicy::create(proto.hash_policy(), path + ".hash_policy", error);
+    if (!hash_policy_) return false;
+  }
   return true;
 }
 

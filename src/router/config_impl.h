@@ -30,6 +30,7 @@
 #include "http/header_map.h"
 #include "http/route.h"
 #include "http/stream_info.h"
+#include "router/hash_policy.h"
 #include "router/header_mutation.h"
 
 namespace sluice::router {
@@ -233,6 +234,8 @@ class RouteEntry : public http::Route {
   // per_request_buffer_limit_bytes (the route's, else the virtual host's), if set.
   std::optional<uint32_t> perRequestBufferLimit() const;
   const std::vector<MirrorPolicy>& mirrorPolicies() const { return mirrors_; }
+  // The route's hash_policy, or null without one.
+  const HashPolicy* hashPolicy() const { return hash_policy_.get(); }
   const std::string& prefixRewrite() const { return prefix_rewrite_; }
   const std::string& hostRewriteLiteral() const { return host_rewrite_literal_; }
   bool autoHostRewrite() const { return auto_host_rewrite_; }
@@ -310,6 +313,7 @@ class RouteEntry : public http::Route {
   std::optional<bool> hedge_on_per_try_timeout_;
   std::optional<uint32_t> buffer_limit_;
   std::vector<MirrorPolicy> mirrors_;
+  std::unique_ptr<const HashPolicy> hash_policy_;
 
   RedirectConfig redirect_;
 

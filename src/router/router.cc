@@ -496,6 +496,7 @@ void RouterFilter::onUpstreamHeaders(UpstreamRequest& ur, http::HeaderMapPtr&& h
     headers->set(kAttemptCount, std::to_string(info.attempt_count));
   }
   entry_->finalizeResponseHeaders(*headers, info, request_headers_, chosen_);
+  for (const auto& c : downstream_set_cookies_) headers->add("set-cookie", c);
   if (end_stream) onUpstreamComplete(ur);
   callbacks_->encodeHeaders(std::move(headers), end_stream, "via_upstream");
 }
@@ -615,6 +616,29 @@ void RouterFilter::onTimeout() {
     return;
   }
   callbacks_->sendLocalReply(504, "upstream request timeout", nullptr, "upstream_response_timeout");
+}
+
+std::optional<uint64_t> RouterFilter::computeHashKey() {
+  const HashPolicy* policy = entry_ ? entry_->hashPolicy() : nullptr;
+  if (!policy || hash_computed_) return hash_;
+  hash_computed_ = true;
+  const http::StreamInfo& info = callbacks_->streamInfo();
+  // A generated cookie's value is the same for every request of a connection (a hash of
+  // its two addresses), so racing requests get the same one, as in Envoy.
+  hash_ = policy->generateHash(
+      *request_headers_, info.downstream_remote_address.get(),
+      [this, &info](const std::string& name, const std::string& path, std::chrono::seconds ttl) {
+        std::string key;
+        if (info.downstream_remote_address) key += info.downstream_remote_address->asString();
+        if (info.downstream_local_address) key += info.downstream_local_address->asString();
+        if (key.empty()) key = std::to_string(callbacks_->streamId());
+        char hex[17];
+        snprintf(hex, sizeof(hex), "%016llx",
+                 static_cast<unsigned long long>(upstream::xxHash64(key)));
+        downstream_set_cookies_.push_back(HashPolicy::makeSetCookie(name, hex, path, ttl));
+        return std::string(hex);
+      });
+  return hash_;
 }
 
 void RouterFilter::cleanup() {

@@ -10,6 +10,8 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "buffer/buffer.h"
@@ -63,6 +65,12 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
   void onUpstreamBelowWriteBufferLowWatermark(UpstreamRequest& ur);
   void onPerTryTimeout(UpstreamRequest& ur, bool idle);
   event::Dispatcher& dispatcher() { return callbacks_->dispatcher(); }
+
+  // upstream::LoadBalancerContext: the route's hash_policy, computed once per request.
+  std::optional<uint64_t> computeHashKey() override;
+  const network::Connection* downstreamConnection() const override {
+    return callbacks_ ? callbacks_->connection() : nullptr;
+  }
 
  private:
   // The client is slow to take the response: pause the upstream. (A member object, since
@@ -129,6 +137,9 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
   bool watermarks_registered_{false};
   bool downstream_paused_{false};  // we paused the client while no connection took the body
   bool done_{false};
+  bool hash_computed_{false};
+  std::optional<uint64_t> hash_;
+  std::vector<std::string> downstream_set_cookies_;  // from hash_policy cookies with a ttl
 };
 
 // Adds the router to each stream's filter chain.

@@ -12,6 +12,7 @@
 
 #include "http/http1/codec_impl.h"
 #include "upstream/resource_manager.h"
+#include "upstream/lb_config.h"
 
 namespace sluice::stats {
 class Store;
@@ -74,7 +75,8 @@ namespace sluice::upstream {
   COUNTER(update_attempt)                   \
   COUNTER(update_success)                   \
   COUNTER(update_failure)                   \
-  COUNTER(update_empty)
+  COUNTER(update_empty)                     \
+  COUNTER(lb_healthy_panic)
 
 struct ClusterStats {
 #define SLUICE_DECLARE_COUNTER(name) stats::Counter& name;
@@ -106,6 +108,7 @@ class ClusterInfo {
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  // an idle upstream connection
   uint32_t max_requests_per_connection{0};                        // 0: unlimited
   http::http1::CodecSettings http1_settings;
+  LbConfig lb;
 
  private:
   const std::string name_;

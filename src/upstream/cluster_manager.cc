@@ -1,5 +1,7 @@
 #include "upstream/cluster_manager.h"
 
+#include <random>
+
 #include "common/assert.h"
 #include "common/logger.h"
 #include "stats/stats.h"
@@ -8,6 +10,17 @@ namespace sluice::upstream {
 
 namespace {
 thread_local ThreadLocalClusterManager* tls_manager = nullptr;
+
+// Each level's locality weights, from the endpoints that set one.
+void setLocalityWeights(PrioritySet& set, const std::vector<EndpointConfig>& endpoints) {
+  for (const auto& e : endpoints) {
+    if (e.locality_weight == 0 || e.priority >= set.priorities.size()) continue;
+    auto& weights = set.priorities[e.priority].locality_weights;
+    bool known = false;
+    for (const auto& [l, _] : weights) known |= l == e.locality;
+    if (!known) weights.emplace_back(e.locality, e.locality_weight);
+  }
+}
 
 void setMembershipStats(const ClusterInfo& info, const PrioritySet& set) {
   uint64_t total = 0, healthy = 0, degraded = 0;
@@ -27,7 +40,7 @@ void setMembershipStats(const ClusterInfo& info, const PrioritySet& set) {
 // ---- ThreadLocalCluster
 
 ThreadLocalCluster::ThreadLocalCluster(event::Dispatcher& dispatcher, ClusterInfoConstSharedPtr info)
-    : dispatcher_(dispatcher), info_(std::move(info)) {}
+    : dispatcher_(dispatcher), info_(std::move(info)), seed_(std::random_device{}()) {}
 
 Http1ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host) {
   auto it = pools_.find(host.get());
@@ -39,7 +52,7 @@ Http1ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host) {
 
 void ThreadLocalCluster::updateHosts(PrioritySetConstSharedPtr hosts) {
   hosts_ = std::move(hosts);
-  lb_ = std::make_unique<RoundRobinLoadBalancer>(hosts_);
+  lb_ = createLoadBalancer(hosts_, info_->lb, &info_->stats().lb_healthy_panic, seed_++);
   // Pools of hosts that left: drain them; drop them once idle.
   for (auto it = pools_.begin(); it != pools_.end();) {
     bool present = false;
@@ -132,6 +145,7 @@ void ClusterManager::addCluster(ClusterConfig config) {
       set->priorities[e.priority].hosts.push_back(std::make_shared<Host>(
           name, e.address, e.address->asString(), e.weight, e.priority, e.locality));
     }
+    setLocalityWeights(*set, c->config.endpoints);
     c->hosts = set;
     setHealthHosts(*c);
     // With health checks, a cluster is ready once each host has had its first check.
@@ -246,6 +260,7 @@ void ClusterManager::onResolved(Cluster& cluster) {
       set->priorities[e.priority].hosts.push_back(existing);
     }
   }
+  setLocalityWeights(*set, cfg.endpoints);
   if (set->totalHosts() != cluster.hosts->totalHosts()) changed = true;
   if (!any && cluster.hosts->totalHosts() > 0) {
     // A failed refresh keeps the hosts we had (Envoy does the same).

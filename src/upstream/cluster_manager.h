@@ -35,6 +35,7 @@ struct EndpointConfig {
   uint32_t weight{1};
   uint32_t priority{0};
   Locality locality;
+  uint32_t locality_weight{0};  // the LocalityLbEndpoints' load_balancing_weight; 0: unset
 };
 
 struct ClusterConfig {
@@ -66,6 +67,7 @@ class ThreadLocalCluster {
   ClusterInfoConstSharedPtr info_;
   PrioritySetConstSharedPtr hosts_;
   LoadBalancerPtr lb_;
+  uint64_t seed_;  // of the next balancer's random choices
   std::unordered_map<const Host*, std::unique_ptr<Http1ConnPool>> pools_;
 };
 

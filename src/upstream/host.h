@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "network/address.h"
@@ -96,6 +97,9 @@ using HostVector = std::vector<HostSharedPtr>;
 struct HostSet {
   uint32_t priority{0};
   HostVector hosts;
+  // The load_balancing_weight of each locality of this level that has one (for
+  // locality-weighted balancing).
+  std::vector<std::pair<Locality, uint32_t>> locality_weights;
 };
 
 // Every host of a cluster, by priority (index = priority). Immutable once published.

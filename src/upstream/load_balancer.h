@@ -12,12 +12,18 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <random>
+#include <string_view>
 #include <vector>
 
 #include "upstream/host.h"
+#include "upstream/lb_config.h"
 
 namespace sluice::network {
 class Connection;
+}
+namespace sluice::stats {
+class Counter;
 }
 
 namespace sluice::upstream {
@@ -46,28 +52,136 @@ class LoadBalancer {
 };
 using LoadBalancerPtr = std::unique_ptr<LoadBalancer>;
 
-// Weighted round robin, smooth: hosts with weights 5, 1, 1 are picked a a b a c a a rather
-// than a a a a a b c.
-class RoundRobinLoadBalancer : public LoadBalancer {
+// What every balancer shares: priority levels and their load, panic, localities.
+//
+// Priority load (Envoy's): a level's health is min(100, healthy% x overprovisioning_factor
+// / 100); levels take load in order, each up to its health, the rest spilling to the next;
+// when the total is under 100 the loads are scaled up to sum to 100. A level is in panic
+// when that total is under 100 and its healthy% is under healthy_panic_threshold: it then
+// balances over all its hosts, healthy or not (counted in lb_healthy_panic). With no
+// healthy host anywhere, level 0 takes everything, in panic.
+//
+// Each level is split into subsets: one of all its hosts (or, in panic, all of them), or,
+// with locality-weighted balancing, one per locality, picked by load_balancing_weight x
+// the locality's availability, smoothly. The policy picks a host within a subset.
+class LoadBalancerBase : public LoadBalancer {
  public:
-  explicit RoundRobinLoadBalancer(PrioritySetConstSharedPtr set);
-  HostSharedPtr chooseHost(LoadBalancerContext* context) override;
+  HostSharedPtr chooseHost(LoadBalancerContext* context) final;
+
+  // For tests: the load of each level in percent, and whether it is in panic.
+  const std::vector<uint32_t>& priorityLoads() const { return loads_; }
+  bool inPanic(size_t level) const { return levels_[level].panic; }
+
+ protected:
+  // `panic_counter` may be null; `seed` seeds this balancer's random choices.
+  LoadBalancerBase(PrioritySetConstSharedPtr set, const LbConfig& config,
+                   stats::Counter* panic_counter, uint64_t seed, bool use_localities);
+
+  struct Subset {
+    size_t id;         // 0.. across all levels: index for the policy's own state
+    HostVector hosts;  // the candidates: healthy ones, or all in panic
+    int64_t weight{1};
+    int64_t current{0};  // smooth weighted round robin over subsets
+  };
+  // A host of `subset` (`hash` when the request has one); null when none is usable. Only a
+  // host whose healthy() holds may be returned unless `panic`.
+  virtual HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) = 0;
+
+  const std::vector<Subset*>& subsets() const { return all_subsets_; }
+  uint64_t random() { return rng_(); }
+  std::mt19937_64& rngRef() { return rng_; }
+  const LbConfig& config() const { return config_; }
 
  private:
-  struct Entry {
-    HostSharedPtr host;
-    int64_t weight;
-    int64_t current{0};
-  };
   struct Level {
-    std::vector<Entry> entries;
+    std::vector<Subset> subsets;
+    bool panic{false};
+  };
+  Subset* pickSubset(Level& level);
+
+  PrioritySetConstSharedPtr set_;
+  const LbConfig config_;
+  stats::Counter* panic_counter_;
+  std::mt19937_64 rng_;
+  std::vector<Level> levels_;
+  std::vector<uint32_t> loads_;
+  std::vector<Subset*> all_subsets_;
+};
+
+// Weighted round robin, smooth: hosts with weights 5, 1, 1 are picked a a b a c a a rather
+// than a a a a a b c.
+class RoundRobinLoadBalancer : public LoadBalancerBase {
+ public:
+  RoundRobinLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config = {},
+                         stats::Counter* panic_counter = nullptr, uint64_t seed = 0);
+
+ private:
+  struct State {
+    std::vector<int64_t> current;
     bool weighted{false};
     size_t next{0};
   };
-  HostSharedPtr pick(Level& level);
-
-  PrioritySetConstSharedPtr set_;
-  std::vector<Level> levels_;
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+  std::vector<State> state_;
 };
+
+// Envoy's LEAST_REQUEST. Equal weights: the fewest active requests among choice_count hosts
+// sampled at random. Unequal weights: a weighted random pick with the weights
+// weight / (active + 1)^active_request_bias (computed per pick: O(hosts)).
+class LeastRequestLoadBalancer : public LoadBalancerBase {
+ public:
+  LeastRequestLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
+                           stats::Counter* panic_counter, uint64_t seed);
+
+ private:
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+  std::vector<bool> weighted_;
+};
+
+// RANDOM: uniform over the candidates; weights are ignored, as in Envoy.
+class RandomLoadBalancer : public LoadBalancerBase {
+ public:
+  RandomLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
+                     stats::Counter* panic_counter, uint64_t seed);
+
+ private:
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+};
+
+// RING_HASH (ketama-style): each host owns points on a ring of 64-bit hashes (xxHash64 of
+// "<address>_<i>"), as many as its share of the ring size; a request's hash goes to the
+// first point at or after it. Without a hash: a random point.
+class RingHashLoadBalancer : public LoadBalancerBase {
+ public:
+  RingHashLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
+                       stats::Counter* panic_counter, uint64_t seed);
+  // For tests: the number of points of subset `i`'s ring.
+  size_t ringSize(size_t i) const { return rings_[i].size(); }
+
+ private:
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+  std::vector<std::vector<std::pair<uint64_t, const HostSharedPtr*>>> rings_;
+};
+
+// MAGLEV: a lookup table of a prime size, filled by each host in turn along its own
+// permutation of the slots (offset and skip from its address' hashes), weighted; a
+// request's hash indexes it.
+class MaglevLoadBalancer : public LoadBalancerBase {
+ public:
+  MaglevLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
+                     stats::Counter* panic_counter, uint64_t seed);
+
+ private:
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+  std::vector<std::vector<uint32_t>> tables_;  // per subset: index into subset.hosts
+};
+
+// The balancer that `config.policy` names.
+LoadBalancerPtr createLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
+                                   stats::Counter* panic_counter, uint64_t seed);
+
+// xxHash64 (seed 0 unless given): the hash Envoy uses for hash policies and rings.
+uint64_t xxHash64(std::string_view data, uint64_t seed = 0);
+bool isPrime(uint64_t n);
 
 }  // namespace sluice::upstream

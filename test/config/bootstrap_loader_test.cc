@@ -477,9 +477,13 @@ TEST(BootstrapLoaderTest, UnsupportedEnumValuesAreNamed) {
   EXPECT_THAT(loadErrors(cluster("    type: EDS\n")),
               ElementsAre("static_resources.clusters[0].type: EDS is not supported (supported: "
                           "STATIC, STRICT_DNS, LOGICAL_DNS)"));
-  EXPECT_THAT(loadErrors(cluster("    lb_policy: RING_HASH\n")),
-              ElementsAre("static_resources.clusters[0].lb_policy: RING_HASH is not supported "
-                          "(supported: ROUND_ROBIN)"));
+  EXPECT_THAT(loadErrors(cluster("    lb_policy: CLUSTER_PROVIDED\n")),
+              ElementsAre("static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not "
+                          "supported (supported: ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, "
+                          "MAGLEV)"));
+  EXPECT_THAT(loadErrors(cluster("    ring_hash_lb_config: {hash_function: MURMUR_HASH_2}\n")),
+              ElementsAre("static_resources.clusters[0].ring_hash_lb_config.hash_function: "
+                          "MURMUR_HASH_2 is not supported (supported: XX_HASH)"));
 }
 
 TEST(BootstrapLoaderTest, ValidationRulesAreEnforced) {

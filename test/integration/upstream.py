@@ -3,7 +3,7 @@ request as JSON and misbehaves on demand.
 
 Request headers that steer it:
   x-test-status: N        answer with status N
-  x-test-delay-ms: N      wait N ms before answering
+  x-test-delay-ms: N      wait N ms before answering (Upstream(name, delay_ms=N): every request)
   x-test-reset: 1         close the connection without answering
   x-test-body-size: N     answer with N bytes of body instead of the JSON echo
   x-test-close: 1         answer with "connection: close"
@@ -125,7 +125,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()
             return
-        delay = int(self.headers.get("x-test-delay-ms", "0"))
+        delay = int(self.headers.get("x-test-delay-ms", "0")) or server.delay_ms
         if delay:
             time.sleep(delay / 1000.0)
         status = int(self.headers.get("x-test-status", "200"))
@@ -167,9 +167,10 @@ class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
 class Upstream:
     """A test upstream on 127.0.0.1, port 0, in a background thread."""
 
-    def __init__(self, name):
+    def __init__(self, name, delay_ms=0):
         self.server = Server(("127.0.0.1", 0), Handler)
         self.server.name = name
+        self.server.delay_ms = delay_ms
         self.server.lock = threading.Lock()
         self.server.requests = 0
         self.server.connections = set()
