@@ -72,8 +72,11 @@ class FiltersTest(harness.unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.proxy.stop()
+        rc = cls.proxy.stop()
         cls.a.close()
+        # A clean exit (under ASan: no error or leak report).
+        if rc != 0 or "Sanitizer" in cls.proxy.output():
+            raise AssertionError("sluice exited %s:\n%s" % (rc, cls.proxy.output()[-3000:]))
 
     def log_line(self, path):
         """The access log line of `path` (waits for the flush, not the clock)."""
