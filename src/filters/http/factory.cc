@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "envoy/type/v3/percent.pb.h"
 #include "filters/http/fault/fault_filter.h"
 #include "filters/http/local_ratelimit/local_ratelimit.h"
 
@@ -27,6 +28,17 @@ const http::RouteSpecificFilterConfig* perFilterConfig(const http::Route* route,
   if (const auto* c = route->perFilterConfig(filter_name)) return c;
   if (filter_name != canonical_name) return route->perFilterConfig(canonical_name);
   return nullptr;
+}
+
+Fraction toFraction(const envoy::type::v3::FractionalPercent& proto) {
+  Fraction f;
+  f.numerator = proto.numerator();
+  switch (proto.denominator()) {
+    case envoy::type::v3::FractionalPercent::TEN_THOUSAND: f.denominator = 10000; break;
+    case envoy::type::v3::FractionalPercent::MILLION: f.denominator = 1000000; break;
+    default: f.denominator = 100; break;
+  }
+  return f;
 }
 
 }  // namespace sluice::filters

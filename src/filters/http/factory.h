@@ -20,6 +20,10 @@ namespace sluice::stats {
 class Store;
 }
 
+namespace envoy::type::v3 {
+class FractionalPercent;
+}
+
 namespace sluice::filters {
 
 // What a filter's config may use besides its proto: where its stats go and its randomness.
@@ -67,5 +71,6 @@ struct Fraction {
   uint32_t denominator{100};  // 100, 10000 or 1000000
   bool evaluate(uint64_t random) const { return random % denominator < numerator; }
 };
+Fraction toFraction(const envoy::type::v3::FractionalPercent& proto);
 
 }  // namespace sluice::filters

@@ -31,17 +31,6 @@ constexpr std::string_view kClusterHeader = "x-envoy-downstream-service-cluster"
 // The response rate limit lets data out in slices this often (Envoy refills 16 times/s).
 constexpr std::chrono::milliseconds kRateLimitTick{50};
 
-Fraction toFraction(const envoy::type::v3::FractionalPercent& p) {
-  Fraction f;
-  f.numerator = p.numerator();
-  switch (p.denominator()) {
-    case envoy::type::v3::FractionalPercent::TEN_THOUSAND: f.denominator = 10000; break;
-    case envoy::type::v3::FractionalPercent::MILLION: f.denominator = 1000000; break;
-    default: f.denominator = 100; break;
-  }
-  return f;
-}
-
 std::optional<uint64_t> parseUint(std::string_view s) {
   uint64_t v = 0;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);

@@ -87,17 +87,6 @@ struct RateLimitConfig : public http::RouteSpecificFilterConfig {
   std::function<uint64_t()> random;
 };
 
-Fraction toFraction(const envoy::type::v3::FractionalPercent& p) {
-  Fraction f;
-  f.numerator = p.numerator();
-  switch (p.denominator()) {
-    case envoy::type::v3::FractionalPercent::TEN_THOUSAND: f.denominator = 10000; break;
-    case envoy::type::v3::FractionalPercent::MILLION: f.denominator = 1000000; break;
-    default: f.denominator = 100; break;
-  }
-  return f;
-}
-
 std::shared_ptr<const RateLimitConfig> compile(const google::protobuf::Any& any,
                                                const FilterFactoryContext& context,
                                                const std::string& path, std::string* error) {
