@@ -451,9 +451,11 @@ bool buildLbConfig(const envoy::config::cluster::v3::Cluster& proto, const std::
   return true;
 }
 
-bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
-                  stats::Store& store, upstream::ClusterConfig& out,
-                  std::vector<std::string>& errors) {
+}  // namespace
+
+bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
+                        stats::Store& store, upstream::ClusterConfig& out,
+                        std::vector<std::string>& errors) {
   auto info = std::make_shared<upstream::ClusterInfo>(proto.name(), store);
   if (proto.has_connect_timeout()) info->connect_timeout = toMs(proto.connect_timeout());
   if (proto.has_per_connection_buffer_limit_bytes()) {
@@ -586,8 +588,6 @@ bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::s
   return true;
 }
 
-}  // namespace
-
 const FilterChainConfig* ListenerConfig::chainFor(uint32_t port) const {
   const FilterChainConfig* fallback = nullptr;
   for (const auto& c : chains) {
@@ -613,7 +613,7 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
   std::set<std::string> cluster_names;
   for (int i = 0; i < sr.clusters_size(); ++i) {
     upstream::ClusterConfig c;
-    if (!buildCluster(sr.clusters(i), "static_resources.clusters[" + std::to_string(i) + "]",
+    if (!buildClusterConfig(sr.clusters(i), "static_resources.clusters[" + std::to_string(i) + "]",
                       store, c, errors)) {
       return false;
     }
@@ -667,6 +667,16 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
       return false;
     }
     out.listeners.push_back(std::move(lc));
+  }
+  if (bootstrap.has_dynamic_resources() && bootstrap.dynamic_resources().has_cds_config()) {
+    const auto& cs = bootstrap.dynamic_resources().cds_config();
+    out.cds_path = cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
+    if (out.cds_path.empty()) {
+      errors.push_back(
+          "dynamic_resources.cds_config: a path_config_source with a path is required (the "
+          "only config source supported)");
+      return false;
+    }
   }
   if (bootstrap.has_admin() && bootstrap.admin().has_address()) {
     AdminConfig admin;

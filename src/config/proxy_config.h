@@ -47,12 +47,19 @@ struct ProxyConfig {
   std::vector<ListenerConfig> listeners;
   std::vector<upstream::ClusterConfig> clusters;
   std::optional<AdminConfig> admin;
+  // dynamic_resources.cds_config's file (path_config_source), if any.
+  std::string cds_path;
 };
 
 // Builds the runtime config; false with errors ("path: message").
 bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
                       stats::Store& store, access_log::FileSinkManager& sinks, ProxyConfig& out,
                       std::vector<std::string>& errors);
+
+// One cluster (from the bootstrap or CDS); `path` prefixes errors. False with errors.
+bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
+                        stats::Store& store, upstream::ClusterConfig& out,
+                        std::vector<std::string>& errors);
 
 // "127.0.0.1_10000", the form Envoy's listener stats use.
 std::string statAddress(const network::Address& address);

@@ -36,7 +36,13 @@ constexpr std::string_view kVhostFilterSlot =
 const std::vector<SupportedMessage>& supportedMessages() {
   static const auto* table = new std::vector<SupportedMessage>{
       // Bootstrap.
-      {"envoy.config.bootstrap.v3.Bootstrap", {"node", "static_resources", "admin"}},
+      {"envoy.config.bootstrap.v3.Bootstrap",
+       {"node", "static_resources", "dynamic_resources", "admin"}},
+      // Dynamic config: CDS from a watched file (a DiscoveryResponse), as Envoy reads one.
+      {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", {"cds_config"}},
+      {"envoy.config.core.v3.ConfigSource",
+       {"path", "path_config_source", "resource_api_version", "initial_fetch_timeout"}},
+      {"envoy.config.core.v3.PathConfigSource", {"path"}},
       {"envoy.config.core.v3.Node", {"id", "cluster", "metadata", "locality", "user_agent_name"}},
       {"envoy.config.core.v3.Locality", {kAllFields}},
       {"envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters"}},
@@ -235,6 +241,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
 const std::vector<SupportedValues>& supportedValues() {
   static const auto* table = new std::vector<SupportedValues>{
       {kHcm, "codec_type", {"AUTO", "HTTP1"}},
+      {"envoy.config.core.v3.ConfigSource", "resource_api_version", {"V3"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
        "UpgradeConfig",
        "upgrade_type",

@@ -1044,6 +1044,12 @@ std::string_view typeNameOfUrl(std::string_view type_url) {
   return slash == std::string_view::npos ? type_url : type_url.substr(slash + 1);
 }
 
+std::unique_ptr<pb::Message> newApiMessage(std::string_view full_name) {
+  const pb::Descriptor* type = envoyApiPool().FindMessageTypeByName(std::string(full_name));
+  if (type == nullptr) return nullptr;
+  return std::unique_ptr<pb::Message>(dynamicFactory().GetPrototype(type)->New());
+}
+
 std::unique_ptr<pb::Message> unpackAny(const pb::Message& any, std::string& error) {
   const std::string url = anyTypeUrl(any);
   if (url.empty()) {

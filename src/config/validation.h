@@ -48,6 +48,9 @@ std::string mapKeyText(const google::protobuf::Message& entry);
 std::unique_ptr<google::protobuf::Message> unpackAny(const google::protobuf::Message& any,
                                                      std::string& error);
 
+// A new, empty dynamic message of an API type (by full name); null if the API has no such type.
+std::unique_ptr<google::protobuf::Message> newApiMessage(std::string_view full_name);
+
 // The type URL of a google.protobuf.Any, and the full message name after its last '/'.
 std::string anyTypeUrl(const google::protobuf::Message& any);
 std::string_view typeNameOfUrl(std::string_view type_url);

@@ -717,12 +717,12 @@ void RouterFilter::startShadows() {
   if (!tlcm) return;
   for (const MirrorPolicy& m : entry_->mirrorPolicies()) {
     if (m.numerator < m.denominator && random64() % m.denominator >= m.numerator) continue;
-    upstream::ThreadLocalCluster* cluster = tlcm->get(m.cluster);
+    upstream::ThreadLocalClusterSharedPtr cluster = tlcm->get(m.cluster);
     if (!cluster) continue;
     buffer::Buffer body;
     body.add(retry_body_);
     body.add(buffered_body_);
-    ShadowRequest::start(callbacks_->dispatcher(), *cluster, *request_headers_, body,
+    ShadowRequest::start(callbacks_->dispatcher(), cluster, *request_headers_, body,
                          request_trailers_, timeout_);
   }
 }

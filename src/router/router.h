@@ -110,7 +110,8 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
   const RouteEntry* entry_{nullptr};
   const WeightedCluster* chosen_{nullptr};
   http::RequestHeaderMap* request_headers_{nullptr};
-  upstream::ThreadLocalCluster* cluster_{nullptr};
+  // Held for the request's life: a cluster replaced or removed meanwhile stays usable.
+  upstream::ThreadLocalClusterSharedPtr cluster_;
   upstream::HostSharedPtr host_;
   std::vector<UpstreamRequestPtr> attempts_;  // the tries in flight (two while hedging)
   UpstreamRequest* final_{nullptr};           // the try whose response the client gets

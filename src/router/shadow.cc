@@ -15,17 +15,19 @@ std::string shadowHost(std::string_view host) {
   return std::string(host) + "-shadow";
 }
 
-void ShadowRequest::start(event::Dispatcher& dispatcher, upstream::ThreadLocalCluster& cluster,
+void ShadowRequest::start(event::Dispatcher& dispatcher,
+                          const upstream::ThreadLocalClusterSharedPtr& tl_cluster,
                           const http::RequestHeaderMap& headers, buffer::Buffer& body,
                           const http::RequestTrailerMap* trailers,
                           std::chrono::milliseconds timeout) {
+  upstream::ThreadLocalCluster& cluster = *tl_cluster;
   upstream::HostSharedPtr host = cluster.chooseHost(nullptr);
   if (!host) {
     cluster.info().stats().upstream_cx_none_healthy.inc();
     return;
   }
   // Owned by itself from here: finish() hands it to the dispatcher.
-  auto* shadow = new ShadowRequest(dispatcher, cluster.info());
+  auto* shadow = new ShadowRequest(dispatcher, tl_cluster);
   shadow->headers_ = headers;
   shadow->headers_.set(http::headers::kAuthority, shadowHost(headers.authority()));
   shadow->body_.move(body);

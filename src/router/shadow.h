@@ -25,7 +25,7 @@ class ShadowRequest : public http::ResponseDecoder,
                       public event::DeferredDeletable {
  public:
   // Sends the copy; `timeout` (zero: none) bounds its whole life.
-  static void start(event::Dispatcher& dispatcher, upstream::ThreadLocalCluster& cluster,
+  static void start(event::Dispatcher& dispatcher, const upstream::ThreadLocalClusterSharedPtr& cluster,
                     const http::RequestHeaderMap& headers, buffer::Buffer& body,
                     const http::RequestTrailerMap* trailers, std::chrono::milliseconds timeout);
 
@@ -48,12 +48,14 @@ class ShadowRequest : public http::ResponseDecoder,
                      const upstream::HostSharedPtr& host) override;
 
  private:
-  ShadowRequest(event::Dispatcher& dispatcher, const upstream::ClusterInfo& cluster)
-      : dispatcher_(dispatcher), cluster_(cluster) {}
+  ShadowRequest(event::Dispatcher& dispatcher, upstream::ThreadLocalClusterSharedPtr cluster)
+      : dispatcher_(dispatcher), tl_cluster_(std::move(cluster)), cluster_(tl_cluster_->info()) {}
   // Ends this copy (resetting its stream if `reset`) and deletes it later.
   void finish(bool reset);
 
   event::Dispatcher& dispatcher_;
+  // Held so that its pools outlive this copy if the cluster is replaced or removed meanwhile.
+  const upstream::ThreadLocalClusterSharedPtr tl_cluster_;
   const upstream::ClusterInfo& cluster_;
   http::RequestHeaderMap headers_;
   buffer::Buffer body_;

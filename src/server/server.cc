@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
@@ -11,6 +12,8 @@
 #include "common/version.h"
 #include "config/api_descriptors.h"
 #include "config/bootstrap_loader.h"
+#include "config/cds_api.h"
+#include "config/filesystem_subscription.h"
 #include "config/proxy_config.h"
 #include "event/dispatcher_impl.h"
 #include "event/real_time_system.h"
@@ -112,9 +115,28 @@ class Server {
     event::DispatcherImpl main("main_thread", time_);
     main_ = &main;
     upstream::DnsResolver dns;
-    upstream::ClusterManager cm(main, dns);
+    upstream::ClusterManager cm(main, dns, store_);
     cm_ = &cm;
     for (auto& c : proxy_.clusters) cm.addCluster(c);
+    // CDS from a file: its first version is read now, so its clusters are among those the
+    // listeners wait for.
+    std::unique_ptr<config::CdsApi> cds;
+    std::unique_ptr<config::FilesystemSubscription> cds_subscription;
+    if (!proxy_.cds_path.empty()) {
+      cds = std::make_unique<config::CdsApi>(cm, store_, time_);
+      cds_ = cds.get();
+      cds_subscription = std::make_unique<config::FilesystemSubscription>(
+          main, proxy_.cds_path, std::string(config::kClusterType), store_,
+          "cluster_manager.cds.",
+          [&cds](config::DiscoveryUpdate& u, std::vector<std::string>& errors) {
+            return cds->onConfigUpdate(u, errors);
+          });
+      std::string error;
+      if (!cds_subscription->start(error)) {
+        SLUICE_LOG(critical, main, "dynamic_resources.cds_config: {}", error);
+        return 1;
+      }
+    }
     if (!bindListeners()) return 1;
 
     stats::ThreadSlot::registerCurrentThread();
@@ -187,6 +209,8 @@ class Server {
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) watchdog.unwatch(w->dispatcher());
     cm.unregisterWorkers();
+    cds_subscription.reset();
+    cds_ = nullptr;
     workers_.clear();
     admin_handler.reset();
     drain_timer_.reset();
@@ -255,6 +279,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   event::Dispatcher* main_{nullptr};
   upstream::ClusterManager* cm_{nullptr};
+  config::CdsApi* cds_{nullptr};  // with dynamic_resources.cds_config
   admin::Admin admin_;
   event::TimerPtr drain_timer_;
   event::TimerPtr uptime_timer_;
@@ -435,6 +460,20 @@ void Server::registerAdminHandlers() {
                         nlohmann::json cj = nlohmann::json::parse(messageToJson(c));
                         cj["@type"] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
                         clusters["static_clusters"].push_back({{"cluster", cj}, {"last_updated", updated}});
+                      }
+                      if (cds_) {
+                        clusters["version_info"] = cds_->version();
+                        std::set<std::string> warming;
+                        for (const auto& v : cm_->warmingClusters()) warming.insert(v.info->name());
+                        for (const auto& [name, a] : cds_->applied()) {
+                          nlohmann::json cj = nlohmann::json::parse(messageToJson(a.proto));
+                          cj["@type"] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+                          clusters[warming.count(name) ? "dynamic_warming_clusters"
+                                                       : "dynamic_active_clusters"]
+                              .push_back({{"version_info", a.version_info},
+                                          {"cluster", cj},
+                                          {"last_updated", rfc3339(a.last_updated)}});
+                        }
                       }
                       configs.push_back(clusters);
                       nlohmann::json listeners;

@@ -79,16 +79,28 @@ void ThreadLocalCluster::drainAll() {
 ThreadLocalClusterManager* ThreadLocalClusterManager::current() { return tls_manager; }
 void ThreadLocalClusterManager::setCurrent(ThreadLocalClusterManager* tlcm) { tls_manager = tlcm; }
 
-ThreadLocalCluster* ThreadLocalClusterManager::get(std::string_view name) {
+ThreadLocalClusterSharedPtr ThreadLocalClusterManager::get(std::string_view name) {
   auto it = clusters_.find(std::string(name));
-  return it == clusters_.end() ? nullptr : it->second.get();
+  return it == clusters_.end() ? nullptr : it->second;
 }
 
 void ThreadLocalClusterManager::addOrUpdate(ClusterInfoConstSharedPtr info,
                                             PrioritySetConstSharedPtr hosts) {
   auto& slot = clusters_[info->name()];
-  if (!slot) slot = std::make_unique<ThreadLocalCluster>(dispatcher_, info);
+  if (slot && slot->infoPtr() != info) {
+    // A new definition: requests on the old one finish on its pools, which drain.
+    slot->retire();
+    slot.reset();
+  }
+  if (!slot) slot = std::make_shared<ThreadLocalCluster>(dispatcher_, info);
   slot->updateHosts(std::move(hosts));
+}
+
+void ThreadLocalClusterManager::remove(const std::string& name) {
+  auto it = clusters_.find(name);
+  if (it == clusters_.end()) return;
+  it->second->retire();
+  clusters_.erase(it);
 }
 
 void ThreadLocalClusterManager::drainAll() {
@@ -99,28 +111,35 @@ void ThreadLocalClusterManager::drainAll() {
 
 struct ClusterManager::Cluster {
   ClusterConfig config;
+  bool added_via_api{false};
   PrioritySetConstSharedPtr hosts;
   event::TimerPtr refresh_timer;
   size_t outstanding{0};  // DNS queries in flight
   std::vector<std::vector<network::AddressConstSharedPtr>> resolved;  // per endpoint
   bool initialized{false};
+  bool warming{false};  // added after start(); activate() once initialized
   HealthCheckerPtr health_checker;
   OutlierDetectorSharedPtr outlier;
 };
 
-ClusterManager::ClusterManager(event::Dispatcher& main, DnsResolver& dns) : main_(main), dns_(dns) {}
+ClusterManager::ClusterManager(event::Dispatcher& main, DnsResolver& dns, stats::Store& store)
+    : main_(main), dns_(dns), store_(store) {}
 
 ClusterManager::~ClusterManager() {
-  for (auto& [_, c] : clusters_) {
-    c->refresh_timer.reset();
-    c->health_checker.reset();
-    c->outlier.reset();
+  for (auto* map : {&clusters_, &warming_}) {
+    for (auto& [_, c] : *map) {
+      c->refresh_timer.reset();
+      c->health_checker.reset();
+      c->outlier.reset();
+    }
   }
 }
 
-void ClusterManager::addCluster(ClusterConfig config) {
+std::shared_ptr<ClusterManager::Cluster> ClusterManager::makeCluster(ClusterConfig config,
+                                                                     bool added_via_api) {
   auto c = std::make_shared<Cluster>();
   c->config = std::move(config);
+  c->added_via_api = added_via_api;
   c->hosts = std::make_shared<PrioritySet>();
   const std::string name = c->config.info->name();
   Cluster* raw = c.get();
@@ -152,10 +171,89 @@ void ClusterManager::addCluster(ClusterConfig config) {
     c->initialized = !c->health_checker;
     setMembershipStats(*c->config.info, *set);
   }
+  return c;
+}
+
+void ClusterManager::addCluster(ClusterConfig config) {
+  SLUICE_ASSERT(!started_, "static clusters are added before start()");
+  auto c = makeCluster(std::move(config), false);
+  const std::string name = c->config.info->name();
   clusters_[name] = std::move(c);
+  updateGauges();
+}
+
+bool ClusterManager::addOrUpdateCluster(ClusterConfig config, std::string& error) {
+  const std::string name = config.info->name();
+  auto active = clusters_.find(name);
+  if (active != clusters_.end() && !active->second->added_via_api) {
+    error = "cluster '" + name + "' is a static cluster and cannot be changed by the API";
+    return false;
+  }
+  const bool existed = active != clusters_.end() || warming_.count(name);
+  store_.counter(existed ? "cluster_manager.cluster_modified" : "cluster_manager.cluster_added").inc();
+  auto c = makeCluster(std::move(config), true);
+  if (!started_) {
+    clusters_[name] = std::move(c);
+    updateGauges();
+    return true;
+  }
+  // Warm it beside the active one (a warming one of the same name is superseded).
+  c->warming = true;
+  warming_[name] = c;
+  updateGauges();
+  startCluster(c);
+  return true;
+}
+
+bool ClusterManager::removeCluster(const std::string& name) {
+  bool removed = warming_.erase(name) > 0;
+  auto it = clusters_.find(name);
+  if (it != clusters_.end() && it->second->added_via_api) {
+    clusters_.erase(it);
+    removed = true;
+    for (auto& w : workers_) {
+      w.dispatcher->post([tlcm = w.tlcm, name] { tlcm->remove(name); });
+    }
+  }
+  if (removed) {
+    store_.counter("cluster_manager.cluster_removed").inc();
+    updateGauges();
+  }
+  return removed;
+}
+
+std::vector<std::string> ClusterManager::apiClusterNames() const {
+  std::vector<std::string> out;
+  for (const auto& [name, c] : clusters_) {
+    if (c->added_via_api) out.push_back(name);
+  }
+  for (const auto& [name, _] : warming_) {
+    if (!clusters_.count(name)) out.push_back(name);
+  }
+  return out;
+}
+
+void ClusterManager::activate(const std::shared_ptr<Cluster>& cluster) {
+  const std::string& name = cluster->config.info->name();
+  auto it = warming_.find(name);
+  if (it == warming_.end() || it->second != cluster) return;  // superseded or removed
+  warming_.erase(it);
+  cluster->warming = false;
+  // The old definition (if any) goes now; workers retire their views of it when they get
+  // the new one.
+  clusters_[name] = cluster;
+  updateGauges();
+  publish(*cluster);
+  SLUICE_LOG(info, upstream, "cluster '{}' warmed and active", name);
+}
+
+void ClusterManager::updateGauges() {
+  store_.gauge("cluster_manager.active_clusters").set(clusters_.size());
+  store_.gauge("cluster_manager.warming_clusters").set(warming_.size());
 }
 
 void ClusterManager::registerWorker(event::Dispatcher& dispatcher, ThreadLocalClusterManager& tlcm) {
+  SLUICE_ASSERT(main_.isThreadSafe(), "registerWorker on the main thread");
   workers_.push_back({&dispatcher, &tlcm});
   for (auto& [_, c] : clusters_) tlcm.addOrUpdate(c->config.info, c->hosts);
 }
@@ -164,6 +262,7 @@ void ClusterManager::unregisterWorkers() { workers_.clear(); }
 
 void ClusterManager::publish(Cluster& cluster) {
   setMembershipStats(*cluster.config.info, *cluster.hosts);
+  if (cluster.warming) return;  // workers see it once it is active
   for (auto& w : workers_) {
     w.dispatcher->post([tlcm = w.tlcm, info = cluster.config.info, hosts = cluster.hosts] {
       tlcm->addOrUpdate(info, hosts);
@@ -184,10 +283,16 @@ void ClusterManager::setHealthHosts(Cluster& cluster) {
 void ClusterManager::markInitialized(Cluster& cluster) {
   if (cluster.initialized) return;
   cluster.initialized = true;
+  if (cluster.warming) {
+    auto it = warming_.find(cluster.config.info->name());
+    if (it != warming_.end() && it->second.get() == &cluster) activate(it->second);
+    return;
+  }
   if (--pending_init_ == 0 && on_initialized_) on_initialized_();
 }
 
 void ClusterManager::start(std::function<void()> on_initialized) {
+  started_ = true;
   on_initialized_ = std::move(on_initialized);
   for (auto& [_, c] : clusters_) {
     if (!c->initialized) ++pending_init_;
@@ -196,24 +301,31 @@ void ClusterManager::start(std::function<void()> on_initialized) {
     if (on_initialized_) on_initialized_();
     return;
   }
-  for (auto& [_, c] : clusters_) {
-    if (c->config.type != DiscoveryType::Static) {
-      resolve(*c);
-    } else if (!c->initialized) {
-      Cluster* raw = c.get();
-      c->health_checker->onFirstRound([this, raw] { markInitialized(*raw); });
-    }
+  // Copies: a callback may change the map.
+  std::vector<std::shared_ptr<Cluster>> initial;
+  for (auto& [_, c] : clusters_) initial.push_back(c);
+  for (auto& c : initial) startCluster(c);
+}
+
+void ClusterManager::startCluster(const std::shared_ptr<Cluster>& c) {
+  if (c->config.type != DiscoveryType::Static) {
+    resolve(c);
+  } else if (!c->initialized) {
+    Cluster* raw = c.get();
+    c->health_checker->onFirstRound([this, raw] { markInitialized(*raw); });
+  } else if (c->warming) {
+    activate(c);
   }
 }
 
-void ClusterManager::resolve(Cluster& cluster) {
-  cluster.config.info->stats().update_attempt.inc();
-  cluster.outstanding = cluster.config.endpoints.size();
-  cluster.resolved.assign(cluster.config.endpoints.size(), {});
-  std::weak_ptr<Cluster> weak = clusters_[cluster.config.info->name()];
-  for (size_t i = 0; i < cluster.config.endpoints.size(); ++i) {
-    const auto& e = cluster.config.endpoints[i];
-    dns_.resolve(e.hostname, e.port, cluster.config.dns_lookup_family, main_,
+void ClusterManager::resolve(const std::shared_ptr<Cluster>& cluster) {
+  cluster->config.info->stats().update_attempt.inc();
+  cluster->outstanding = cluster->config.endpoints.size();
+  cluster->resolved.assign(cluster->config.endpoints.size(), {});
+  std::weak_ptr<Cluster> weak = cluster;
+  for (size_t i = 0; i < cluster->config.endpoints.size(); ++i) {
+    const auto& e = cluster->config.endpoints[i];
+    dns_.resolve(e.hostname, e.port, cluster->config.dns_lookup_family, main_,
                  [this, weak, i](std::vector<network::AddressConstSharedPtr> addrs,
                                  std::string error) {
                    auto c = weak.lock();
@@ -283,15 +395,37 @@ void ClusterManager::onResolved(Cluster& cluster) {
     }
   }
   if (!cluster.refresh_timer) {
-    cluster.refresh_timer = main_.createTimer([this, &cluster] { resolve(cluster); });
+    std::weak_ptr<Cluster> weak;
+    for (auto* map : {&clusters_, &warming_}) {
+      auto it = map->find(cfg.info->name());
+      if (it != map->end() && it->second.get() == &cluster) weak = it->second;
+    }
+    cluster.refresh_timer = main_.createTimer([this, weak] {
+      if (auto c = weak.lock()) resolve(c);
+    });
   }
   cluster.refresh_timer->enableTimer(cfg.dns_refresh_rate);
 }
 
 std::vector<ClusterManager::ClusterView> ClusterManager::clusters() const {
   std::vector<ClusterView> out;
-  for (const auto& [_, c] : clusters_) out.push_back({c->config.info, c->hosts, c->config.type});
+  for (const auto& [_, c] : clusters_) {
+    out.push_back({c->config.info, c->hosts, c->config.type, c->added_via_api});
+  }
   return out;
+}
+
+std::vector<ClusterManager::ClusterView> ClusterManager::warmingClusters() const {
+  std::vector<ClusterView> out;
+  for (const auto& [_, c] : warming_) {
+    out.push_back({c->config.info, c->hosts, c->config.type, true});
+  }
+  return out;
+}
+
+bool ClusterManager::hasStaticCluster(std::string_view name) const {
+  auto it = clusters_.find(name);
+  return it != clusters_.end() && !it->second->added_via_api;
 }
 
 bool ClusterManager::has(std::string_view name) const { return clusters_.find(name) != clusters_.end(); }

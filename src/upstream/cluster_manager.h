@@ -4,6 +4,11 @@
 // by DNS and refreshed), and publishes each host set to every worker as an immutable
 // snapshot. Each worker keeps its own view (ThreadLocalClusterManager): load balancer state
 // and connection pools, touched by that worker only, without locks.
+//
+// Clusters from an API (CDS) come and go at run time. A new or changed one warms (first DNS
+// answer, first health-check round) before workers see it; until then the old definition
+// keeps serving. A worker's view of a replaced or removed cluster stays alive while requests
+// hold it (shared ownership) and its pools drain.
 
 #include <chrono>
 #include <functional>
@@ -23,6 +28,10 @@
 #include "upstream/host.h"
 #include "upstream/load_balancer.h"
 #include "upstream/outlier_detection.h"
+
+namespace sluice::stats {
+class Store;
+}
 
 namespace sluice::upstream {
 
@@ -61,6 +70,12 @@ class ThreadLocalCluster {
   Http1ConnPool& connPool(const HostSharedPtr& host);
   void updateHosts(PrioritySetConstSharedPtr hosts);
   void drainAll();
+  // Replaced or removed: requests that still hold it finish, then it goes.
+  bool retired() const { return retired_; }
+  void retire() {
+    retired_ = true;
+    drainAll();
+  }
 
  private:
   event::Dispatcher& dispatcher_;
@@ -68,8 +83,10 @@ class ThreadLocalCluster {
   PrioritySetConstSharedPtr hosts_;
   LoadBalancerPtr lb_;
   uint64_t seed_;  // of the next balancer's random choices
+  bool retired_{false};
   std::unordered_map<const Host*, std::unique_ptr<Http1ConnPool>> pools_;
 };
+using ThreadLocalClusterSharedPtr = std::shared_ptr<ThreadLocalCluster>;
 
 class ThreadLocalClusterManager {
  public:
@@ -78,22 +95,37 @@ class ThreadLocalClusterManager {
   static ThreadLocalClusterManager* current();
   static void setCurrent(ThreadLocalClusterManager* tlcm);
 
-  ThreadLocalCluster* get(std::string_view name);
+  // Null when the worker has no such cluster. A request keeps what it got for its whole
+  // life, even if the cluster is replaced or removed meanwhile.
+  ThreadLocalClusterSharedPtr get(std::string_view name);
+  // Same `info` object: new hosts for the cluster. A different one: the cluster was
+  // replaced; the old view retires.
   void addOrUpdate(ClusterInfoConstSharedPtr info, PrioritySetConstSharedPtr hosts);
+  void remove(const std::string& name);
   void drainAll();
+  size_t size() const { return clusters_.size(); }
 
  private:
   event::Dispatcher& dispatcher_;
-  std::unordered_map<std::string, std::unique_ptr<ThreadLocalCluster>> clusters_;
+  std::unordered_map<std::string, ThreadLocalClusterSharedPtr> clusters_;
 };
 
 class ClusterManager {
  public:
-  ClusterManager(event::Dispatcher& main, DnsResolver& dns);
+  // `store` holds the manager's own stats (cluster_manager.*); clusters have their own.
+  ClusterManager(event::Dispatcher& main, DnsResolver& dns, stats::Store& store);
   ~ClusterManager();
 
-  // Before start().
+  // A cluster of the bootstrap (static_resources): before start(); never removed.
   void addCluster(ClusterConfig config);
+  // A cluster from an API (CDS), at any time. Before start() it joins the initial clusters;
+  // after, it warms and then replaces the one of the same name (or is added). Refused (false,
+  // `error`) for the name of a static cluster.
+  bool addOrUpdateCluster(ClusterConfig config, std::string& error);
+  // Removes an API cluster (and one warming under that name). False if there is none.
+  bool removeCluster(const std::string& name);
+  // Names of the clusters added through the API (active or warming).
+  std::vector<std::string> apiClusterNames() const;
   // Workers get every cluster's current hosts now and each update from then on. Call on the
   // main thread before the worker runs or from it via post().
   void registerWorker(event::Dispatcher& dispatcher, ThreadLocalClusterManager& tlcm);
@@ -107,25 +139,39 @@ class ClusterManager {
     ClusterInfoConstSharedPtr info;
     PrioritySetConstSharedPtr hosts;
     DiscoveryType type;
+    bool added_via_api;
   };
-  // A consistent copy, for admin output (main thread).
+  // A consistent copy, for admin output (main thread): the active clusters.
   std::vector<ClusterView> clusters() const;
+  // The clusters still warming.
+  std::vector<ClusterView> warmingClusters() const;
   bool has(std::string_view name) const;
+  bool hasStaticCluster(std::string_view name) const;
 
  private:
   struct Cluster;
+  using ClusterMap = std::map<std::string, std::shared_ptr<Cluster>, std::less<>>;
+  std::shared_ptr<Cluster> makeCluster(ClusterConfig config, bool added_via_api);
+  // Starts DNS and health checks; markInitialized() once it has its first hosts.
+  void startCluster(const std::shared_ptr<Cluster>& cluster);
+  // A warmed cluster replaces the active one of its name.
+  void activate(const std::shared_ptr<Cluster>& cluster);
+  void updateGauges();
   void publish(Cluster& cluster);
   // A host's health changed: the same hosts, published again so workers rebuild balancers.
   void republish(Cluster& cluster);
   // Health checks and outlier detection follow the cluster's hosts (before publishing).
   void setHealthHosts(Cluster& cluster);
   void markInitialized(Cluster& cluster);
-  void resolve(Cluster& cluster);
+  void resolve(const std::shared_ptr<Cluster>& cluster);
   void onResolved(Cluster& cluster);
 
   event::Dispatcher& main_;
   DnsResolver& dns_;
-  std::map<std::string, std::shared_ptr<Cluster>, std::less<>> clusters_;
+  stats::Store& store_;
+  bool started_{false};
+  ClusterMap clusters_;  // active
+  ClusterMap warming_;
   struct Worker {
     event::Dispatcher* dispatcher;
     ThreadLocalClusterManager* tlcm;

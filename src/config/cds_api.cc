@@ -1,0 +1,68 @@
+#include "config/cds_api.h"
+
+#include <set>
+
+#include "common/logger.h"
+#include "config/proxy_config.h"
+
+namespace sluice::config {
+
+bool CdsApi::onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& errors) {
+  struct Built {
+    upstream::ClusterConfig config;
+    envoy::config::cluster::v3::Cluster proto;
+    std::string bytes;
+  };
+  std::vector<Built> built;
+  std::set<std::string> names;
+  for (size_t i = 0; i < update.resources.size(); ++i) {
+    const std::string path = "resources[" + std::to_string(i) + "]";
+    envoy::config::cluster::v3::Cluster proto;
+    if (!copyMessage(*update.resources[i], proto)) {
+      errors.push_back(path + ": does not parse as a Cluster");
+      return false;
+    }
+    if (!names.insert(proto.name()).second) {
+      errors.push_back(path + ".name: duplicate cluster '" + proto.name() + "'");
+      return false;
+    }
+    if (cm_.hasStaticCluster(proto.name())) {
+      errors.push_back(path + ".name: cluster '" + proto.name() +
+                       "' is a static cluster of the bootstrap; CDS cannot replace it");
+      return false;
+    }
+    Built b;
+    if (!buildClusterConfig(proto, path, store_, b.config, errors)) return false;
+    b.bytes = deterministicBytes(proto);
+    b.proto = std::move(proto);
+    built.push_back(std::move(b));
+  }
+  // Everything checked: apply.
+  for (auto& b : built) {
+    const std::string name = b.config.info->name();
+    auto it = applied_.find(name);
+    if (it != applied_.end() && it->second.bytes == b.bytes) continue;  // unchanged
+    std::string error;
+    if (!cm_.addOrUpdateCluster(std::move(b.config), error)) {
+      // Checked above; only a static name could refuse it.
+      SLUICE_LOG(err, config, "cds: {}", error);
+      continue;
+    }
+    applied_[name] = {std::move(b.proto), std::move(b.bytes), update.version_info,
+                      time_.systemTime()};
+  }
+  for (auto it = applied_.begin(); it != applied_.end();) {
+    if (names.count(it->first)) {
+      ++it;
+      continue;
+    }
+    cm_.removeCluster(it->first);
+    it = applied_.erase(it);
+  }
+  version_ = update.version_info;
+  SLUICE_LOG(info, config, "cds: version '{}' applied: {} cluster(s)", update.version_info,
+             names.size());
+  return true;
+}
+
+}  // namespace sluice::config

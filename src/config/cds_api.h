@@ -1,0 +1,51 @@
+#pragma once
+
+// CDS: the clusters of a subscription (today a watched file; ADS later). Each update is the
+// whole set (state of the world): clusters new or changed are added or replaced (they warm
+// first), clusters gone from the set are removed, unchanged ones are left alone. An update
+// with any bad cluster is refused whole and changes nothing.
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/filesystem_subscription.h"
+#include "envoy/config/cluster/v3/cluster.pb.h"
+#include "event/time.h"
+#include "upstream/cluster_manager.h"
+
+namespace sluice::stats {
+class Store;
+}
+
+namespace sluice::config {
+
+class CdsApi {
+ public:
+  CdsApi(upstream::ClusterManager& cm, stats::Store& store, event::TimeSource& time)
+      : cm_(cm), store_(store), time_(time) {}
+
+  // Checks and applies one update; false with "resources[i]...: message" errors.
+  bool onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& errors);
+
+  // What /config_dump shows of a cluster CDS gave.
+  struct Applied {
+    envoy::config::cluster::v3::Cluster proto;
+    std::string bytes;         // deterministic, to tell a change from a repeat
+    std::string version_info;  // of the update that last changed it
+    event::SystemTime last_updated;
+  };
+  const std::map<std::string, Applied>& applied() const { return applied_; }
+  // The version_info of the last accepted update.
+  const std::string& version() const { return version_; }
+
+ private:
+  upstream::ClusterManager& cm_;
+  stats::Store& store_;
+  event::TimeSource& time_;
+  std::map<std::string, Applied> applied_;  // by cluster name
+  std::string version_;
+};
+
+}  // namespace sluice::config

@@ -1,0 +1,52 @@
+#pragma once
+
+// The resources of a discovery response (xDS), checked as strictly as a bootstrap: each is of
+// the type the subscription asked for, satisfies the API's validation rules, and uses only
+// the supported subset. Errors name the resource's path, e.g.
+//   "resources[1].connect_timeout: value must be greater than 0s"
+// which is what a NACK's error_detail and a rejected file's log line carry.
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace google::protobuf {
+class Message;
+}  // namespace google::protobuf
+
+namespace sluice::config {
+
+inline constexpr std::string_view kClusterType = "envoy.config.cluster.v3.Cluster";
+inline constexpr std::string_view kListenerType = "envoy.config.listener.v3.Listener";
+inline constexpr std::string_view kRouteConfigurationType =
+    "envoy.config.route.v3.RouteConfiguration";
+inline constexpr std::string_view kClusterLoadAssignmentType =
+    "envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+struct DiscoveryUpdate {
+  DiscoveryUpdate();
+  ~DiscoveryUpdate();
+  DiscoveryUpdate(DiscoveryUpdate&&) noexcept;
+  std::string version_info;
+  // Dynamic messages (of the embedded API) of the subscription's type, in response order.
+  std::vector<std::unique_ptr<google::protobuf::Message>> resources;
+};
+
+// Decodes an envoy.service.discovery.v3.DiscoveryResponse message (dynamic or generated) whose
+// resources must be of `type` (a full message name). False with errors otherwise.
+bool decodeDiscoveryResponse(const google::protobuf::Message& response, std::string_view type,
+                             DiscoveryUpdate& out, std::vector<std::string>& errors);
+
+// The same from the text of a file (YAML or JSON), as Envoy's path config sources hold it.
+bool decodeDiscoveryResponseText(std::string_view text, std::string_view type,
+                                 DiscoveryUpdate& out, std::vector<std::string>& errors);
+
+// Copies a message into another of the same full name (a checked dynamic message into the
+// generated class the code reads). False if the bytes do not parse.
+bool copyMessage(const google::protobuf::Message& from, google::protobuf::Message& to);
+
+// The message's bytes with map entries in a fixed order: equal configs give equal strings.
+std::string deterministicBytes(const google::protobuf::Message& msg);
+
+}  // namespace sluice::config

@@ -1,0 +1,89 @@
+// The cluster manager's API clusters (CDS): added, replaced and removed at run time, seen by
+// a worker's view only once warm, and a replaced view kept alive for whoever still holds it.
+
+#include <gtest/gtest.h>
+
+#include "event/dispatcher_impl.h"
+#include "event/simulated_time_system.h"
+#include "network/address.h"
+#include "stats/stats.h"
+#include "upstream/cluster_manager.h"
+
+namespace sluice::upstream {
+namespace {
+
+class ClusterManagerTest : public ::testing::Test {
+ protected:
+  ClusterConfig staticCluster(const std::string& name, uint32_t port) {
+    ClusterConfig c;
+    c.info = std::make_shared<ClusterInfo>(name, store_);
+    EndpointConfig e;
+    e.address = network::parseIpAndPort("127.0.0.1:" + std::to_string(port), nullptr);
+    e.port = port;
+    c.endpoints.push_back(e);
+    return c;
+  }
+  // Runs what the manager posted to the "worker" (here the same dispatcher).
+  void runPosts() { main_.run(event::Dispatcher::RunType::NonBlock); }
+  uint64_t counter(const std::string& name) { return store_.counter(name).value(); }
+
+  event::SimulatedTimeSystem time_;
+  event::DispatcherImpl main_{"main", time_};
+  stats::Store store_;
+  DnsResolver dns_;
+  ClusterManager cm_{main_, dns_, store_};
+  ThreadLocalClusterManager tlcm_{main_};
+};
+
+TEST_F(ClusterManagerTest, ApiClustersComeAndGoAndStaticOnesStay) {
+  cm_.addCluster(staticCluster("fixed", 1000));
+  std::string error;
+  ASSERT_TRUE(cm_.addOrUpdateCluster(staticCluster("early", 1001), error)) << error;
+  cm_.registerWorker(main_, tlcm_);
+  bool initialized = false;
+  cm_.start([&] { initialized = true; });
+  EXPECT_TRUE(initialized);
+  EXPECT_NE(tlcm_.get("fixed"), nullptr);
+  EXPECT_NE(tlcm_.get("early"), nullptr);
+
+  ASSERT_TRUE(cm_.addOrUpdateCluster(staticCluster("late", 1002), error)) << error;
+  EXPECT_EQ(tlcm_.get("late"), nullptr);  // posted, not yet run on the worker
+  runPosts();
+  ThreadLocalClusterSharedPtr held = tlcm_.get("late");
+  ASSERT_NE(held, nullptr);
+  EXPECT_EQ(held->chooseHost(nullptr)->address()->asString(), "127.0.0.1:1002");
+
+  // Replaced: the worker gets a new view; the old one retires but lives while held.
+  ASSERT_TRUE(cm_.addOrUpdateCluster(staticCluster("late", 1003), error)) << error;
+  runPosts();
+  ThreadLocalClusterSharedPtr now = tlcm_.get("late");
+  ASSERT_NE(now, nullptr);
+  EXPECT_NE(now, held);
+  EXPECT_TRUE(held->retired());
+  EXPECT_FALSE(now->retired());
+  EXPECT_EQ(now->chooseHost(nullptr)->address()->asString(), "127.0.0.1:1003");
+  EXPECT_EQ(held->info().name(), "late");  // still usable by the request that holds it
+
+  EXPECT_TRUE(cm_.removeCluster("late"));
+  runPosts();
+  EXPECT_EQ(tlcm_.get("late"), nullptr);
+  EXPECT_TRUE(now->retired());
+  EXPECT_FALSE(cm_.removeCluster("late"));
+
+  // The bootstrap's clusters are not the API's to change.
+  EXPECT_FALSE(cm_.removeCluster("fixed"));
+  EXPECT_FALSE(cm_.addOrUpdateCluster(staticCluster("fixed", 1004), error));
+  EXPECT_NE(error.find("static cluster"), std::string::npos) << error;
+  runPosts();
+  EXPECT_EQ(tlcm_.get("fixed")->chooseHost(nullptr)->address()->asString(), "127.0.0.1:1000");
+
+  EXPECT_EQ(counter("cluster_manager.cluster_added"), 2u);
+  EXPECT_EQ(counter("cluster_manager.cluster_modified"), 1u);
+  EXPECT_EQ(counter("cluster_manager.cluster_removed"), 1u);
+  EXPECT_EQ(store_.gauge("cluster_manager.active_clusters").value(), 2u);
+  EXPECT_EQ(cm_.apiClusterNames(), std::vector<std::string>{"early"});
+  cm_.unregisterWorkers();
+}
+
+}  // namespace
+}  // namespace sluice::upstream
