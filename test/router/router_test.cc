@@ -452,6 +452,22 @@ TEST_F(RouterTest, AHedgeThatOverflowsLeavesTheFirstTryRunning) {
   EXPECT_EQ(cb.streamInfo().upstream_host->asString(), "127.0.0.1:" + std::to_string(a_.port));
 }
 
+TEST_F(RouterTest, AHedgeWithNoHealthyHostLeavesTheFirstTryRunning) {
+  random_ = [] { return uint64_t{0}; };
+  setUp(kHedge2);
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  // Both hosts fail their health checks meanwhile (the balancer's snapshot is stale).
+  for (auto& h : hosts_) h->setHealthFlag(upstream::Host::FailedActiveHealthCheck);
+  advance(milliseconds(200));  // the hedge finds no host
+  EXPECT_EQ(counter("upstream_cx_none_healthy"), 1u);
+  EXPECT_EQ(cb.local_reply, 0u);
+  a_.respond("a");
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(cb.from, "a");
+  EXPECT_EQ(info_->resourceManager().retries().count(), 0u);
+}
+
 TEST_F(RouterTest, RouteTimeoutReportsEachTryOnce) {
   random_ = [] { return uint64_t{5}; };
   setUp(std::string(kRetry) + " hedge_policy { hedge_on_per_try_timeout: true }");
