@@ -162,8 +162,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
       {"envoy.config.route.v3.HedgePolicy", {"hedge_on_per_try_timeout"}},
       {"envoy.config.route.v3.RouteAction.RequestMirrorPolicy",
        {"cluster", "runtime_fraction", "trace_sampled"}},
-      {"envoy.config.core.v3.RuntimeFractionalPercent", {"default_value"}},
-      {"envoy.type.v3.FractionalPercent", {"numerator", "denominator"}},
+      // (runtime_fraction's RuntimeFractionalPercent and FractionalPercent: with the filters'.)
       {"envoy.config.route.v3.RouteAction.HashPolicy",
        {"header", "cookie", "connection_properties", "query_parameter", "terminal"}},
       {"envoy.config.route.v3.RouteAction.HashPolicy.Header", {"header_name"}},

@@ -1,6 +1,7 @@
 #include "router/retry_state.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include "stats/stats.h"
@@ -35,7 +36,33 @@ std::unique_ptr<RetryState> RetryState::create(const RetryPolicy* policy,
     if (ec == std::errc() && p == v->data() + v->size()) num_retries = n;
   }
   if (retry_on == 0 || num_retries == 0) return nullptr;
-  return std::unique_ptr<RetryState>(new RetryState(policy, retry_on, num_retries, cluster));
+  std::unique_ptr<RetryState> state(new RetryState(policy, retry_on, num_retries, cluster));
+  // Comma lists; an entry that does not parse is skipped (as Envoy does).
+  auto forEach = [](std::string_view list, auto&& fn) {
+    while (!list.empty()) {
+      const size_t comma = list.find(',');
+      std::string_view item = list.substr(0, comma);
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+      if (!item.empty()) fn(item);
+    }
+  };
+  if (const std::string* v = request.get("x-envoy-retriable-status-codes")) {
+    forEach(*v, [&](std::string_view item) {
+      uint32_t code = 0;
+      auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), code);
+      if (ec == std::errc() && p == item.data() + item.size()) state->request_codes_.push_back(code);
+    });
+  }
+  if (const std::string* v = request.get("x-envoy-retriable-header-names")) {
+    forEach(*v, [&](std::string_view item) {
+      std::string name(item);
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      state->request_header_names_.push_back(std::move(name));
+    });
+  }
+  return state;
 }
 
 RetryState::RetryState(const RetryPolicy* policy, uint32_t retry_on, uint32_t num_retries,
@@ -47,6 +74,12 @@ RetryState::RetryState(const RetryPolicy* policy, uint32_t retry_on, uint32_t nu
       back_off_(policy_->base_interval, policy_->max_interval) {}
 
 bool RetryState::wouldRetry(const http::ResponseHeaderMap& response) const {
+  // An upstream that says it is overloaded is not retried, whatever the policy (Envoy looks
+  // only at the header's presence).
+  return retriableResponse(response) && !response.get("x-envoy-overloaded");
+}
+
+bool RetryState::retriableResponse(const http::ResponseHeaderMap& response) const {
   const uint32_t code = response.status();
   if ((retry_on_ & RetryPolicy::k5xx) && code >= 500 && code < 600) return true;
   if ((retry_on_ & RetryPolicy::kGatewayError) && code >= 502 && code <= 504) return true;
@@ -54,10 +87,16 @@ bool RetryState::wouldRetry(const http::ResponseHeaderMap& response) const {
   if (retry_on_ & RetryPolicy::kRetriableStatusCodes) {
     const auto& codes = policy_->retriable_status_codes;
     if (std::find(codes.begin(), codes.end(), code) != codes.end()) return true;
+    if (std::find(request_codes_.begin(), request_codes_.end(), code) != request_codes_.end()) {
+      return true;
+    }
   }
   if (retry_on_ & RetryPolicy::kRetriableHeaders) {
     for (const HeaderMatcher& m : policy_->retriable_headers) {
       if (m.matches(response)) return true;
+    }
+    for (const std::string& name : request_header_names_) {
+      if (response.get(name)) return true;
     }
   }
   return false;
@@ -78,6 +117,8 @@ bool RetryState::wouldRetry(Failure failure) const {
 }
 
 RetryState::Decision RetryState::decide(bool would_retry) {
+  // The previous retry (if any) has had its outcome.
+  release();
   auto& stats = cluster_.stats();
   if (!would_retry) {
     if (retries_taken_ > 0) stats.upstream_rq_retry_success.inc();
@@ -101,7 +142,7 @@ RetryState::Decision RetryState::decide(bool would_retry) {
   return Decision::Retry;
 }
 
-void RetryState::retryStarted() {
+void RetryState::release() {
   if (!holding_retry_) return;
   holding_retry_ = false;
   cluster_.resourceManager().retries().dec();

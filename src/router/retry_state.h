@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "http/header_map.h"
 #include "router/config_impl.h"
@@ -35,8 +37,10 @@ class RetryState {
   enum class Decision { No, Retry, LimitExceeded, Overflow };
 
   // Null when neither the policy nor the request asks for retries. Reads the request's
-  // retry headers (x-envoy-retry-on, x-envoy-max-retries), which go upstream unchanged.
-  ~RetryState() { retryStarted(); }
+  // retry headers (x-envoy-retry-on, x-envoy-max-retries, and x-envoy-retriable-status-codes
+  // and x-envoy-retriable-header-names, which add to the policy's lists for the
+  // retriable-status-codes and retriable-headers conditions); they go upstream unchanged.
+  ~RetryState() { release(); }
   static std::unique_ptr<RetryState> create(const RetryPolicy* policy,
                                             const http::RequestHeaderMap& request,
                                             const upstream::ClusterInfo& cluster);
@@ -44,14 +48,17 @@ class RetryState {
   // Whether the policy retries this response / failure (ignoring what is left).
   bool wouldRetry(const http::ResponseHeaderMap& response) const;
   bool wouldRetry(Failure failure) const;
-  // A failure the policy would retry: takes a retry if one is left and the cluster allows
-  // it (counting the stats Envoy counts). On Retry the caller waits backOff() and calls
-  // retryStarted() when the back-off ends (or abandoned() if the request ends first).
+  // The outcome of the latest try: takes a retry if the policy would retry it, one is left
+  // and the cluster allows it (counting the stats Envoy counts). As in Envoy, a retry holds
+  // one of the cluster's retry resources (max_retries, retry_budget) from this decision
+  // until the next decision on this request or release(): through its back-off and its
+  // try. So one request holds at most one, however its tries race.
   Decision decide(bool would_retry);
   std::chrono::milliseconds backOff(uint64_t random) { return back_off_.next(random); }
-  void retryStarted();
-  // The back-off ended without a retry (the request went away).
-  void abandoned() { retryStarted(); }
+  // Gives back the retry resource held, if any (the request is over, or the retry will
+  // not happen).
+  void release();
+  bool holdingRetry() const { return holding_retry_; }
 
   const RetryPolicy& policy() const { return *policy_; }
   uint32_t retriesLeft() const { return retries_left_; }
@@ -60,6 +67,8 @@ class RetryState {
  private:
   RetryState(const RetryPolicy* policy, uint32_t retry_on, uint32_t num_retries,
              const upstream::ClusterInfo& cluster);
+  // Whether retry_on names this response (before the overload check).
+  bool retriableResponse(const http::ResponseHeaderMap& response) const;
 
   const RetryPolicy* policy_;  // the route's, or a default one
   uint32_t retry_on_;
@@ -67,7 +76,9 @@ class RetryState {
   uint32_t retries_taken_{0};
   const upstream::ClusterInfo& cluster_;
   BackOff back_off_;
-  bool holding_retry_{false};  // a retry resource is held during the back-off
+  std::vector<uint32_t> request_codes_;         // from x-envoy-retriable-status-codes
+  std::vector<std::string> request_header_names_;  // from x-envoy-retriable-header-names
+  bool holding_retry_{false};  // one retries() count is ours
 };
 
 }  // namespace sluice::router

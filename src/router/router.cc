@@ -177,13 +177,8 @@ uint32_t RouterFilter::hostSelectionRetryCount() const {
 }
 
 void RouterFilter::startAttempt(const upstream::HostSharedPtr& host, bool new_connection) {
-  upstream::ResourceManager& rm = cluster_->info().resourceManager();
-  if (!rm.requests().canCreate()) {
-    // max_requests: the cluster has as many requests in flight as it may.
-    cluster_->info().stats().upstream_rq_pending_overflow.inc();
-    sendOverflow();
-    return;
-  }
+  // (max_requests and max_pending_requests are the pool's to check: an overflow comes back
+  // as onPoolFailure.)
   host_ = host;
   http::StreamInfo& info = callbacks_->streamInfo();
   info.upstream_host = host->address();
@@ -192,7 +187,7 @@ void RouterFilter::startAttempt(const upstream::HostSharedPtr& host, bool new_co
   if (entry_->virtualHost().includeRequestAttemptCount()) {
     request_headers_->set(kAttemptCount, std::to_string(info.attempt_count));
   }
-  attempts_.push_back(std::make_unique<UpstreamRequest>(*this, host, rm));
+  attempts_.push_back(std::make_unique<UpstreamRequest>(*this, host));
   UpstreamRequest& ur = *attempts_.back();
   // The pool may call back right away (onPoolReady or onPoolFailure).
   ur.start(cluster_->connPool(host), new_connection);
@@ -224,7 +219,9 @@ UpstreamRequest* RouterFilter::sendingAttempt() {
 }
 
 void RouterFilter::keepForRetry(const buffer::Buffer& data) {
-  if (!keep_body_ || response_started_) return;
+  // Once a response is going downstream no retry needs the body, but a mirror still to
+  // start does: it gets the whole body or nothing.
+  if (!keep_body_ || (response_started_ && !shadowing_)) return;
   // Without a retry policy or a mirror only the keep-alive race needs the body, and only
   // on a reused connection.
   const bool wanted = retry_state_ || shadowing_ || (reused_connection_ && !retried_);
@@ -273,11 +270,6 @@ void RouterFilter::onPoolReady(UpstreamRequest& ur, http::RequestEncoder& encode
     downstream_paused_ = false;
     callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
   }
-  if (per_try_idle_timeout_.count() > 0) {
-    ur.per_try_idle_timer =
-        callbacks_->dispatcher().createTimer([this, &ur] { onPerTryTimeout(ur, true); });
-    ur.per_try_idle_timer->enableTimer(per_try_idle_timeout_);
-  }
   if (request_complete_) {
     info.last_upstream_tx_byte =
         callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
@@ -311,6 +303,9 @@ void RouterFilter::onPoolFailure(UpstreamRequest& ur, upstream::PoolFailureReaso
 }
 
 bool RouterFilter::maybeRetry(bool would_retry) {
+  // A retry already waiting for its back-off (a hedge, say) stands in for this try too:
+  // deciding again would take a second retry for one request.
+  if (would_retry && retry_pending_) return true;
   switch (retry_state_->decide(would_retry)) {
     case RetryState::Decision::Retry:
       scheduleRetry();
@@ -328,22 +323,30 @@ bool RouterFilter::maybeRetry(bool would_retry) {
 }
 
 void RouterFilter::scheduleRetry() {
-  const auto delay = retry_state_->backOff(random64());
+  const auto delay = retry_state_->backOff(config_->random ? config_->random() : random64());
   SLUICE_LOG(debug, router, "retrying in {} ms", delay.count());
-  retry_timer_ = callbacks_->dispatcher().createTimer([this] { doRetry(); });
+  if (!retry_timer_) retry_timer_ = callbacks_->dispatcher().createTimer([this] { doRetry(); });
+  retry_pending_ = true;
   retry_timer_->enableTimer(delay);
 }
 
+void RouterFilter::cancelRetry() {
+  if (!retry_pending_) return;
+  retry_pending_ = false;
+  retry_timer_->disableTimer();
+  retry_state_->release();
+}
+
 void RouterFilter::doRetry() {
-  retry_state_->retryStarted();
-  // Another host if the predicate asks for one (the balancer may also honour it).
+  retry_pending_ = false;
+  // A try won meanwhile (its response is going downstream): nothing to retry.
+  if (response_started_ || done_) return;
+  // The balancer honours the previous_hosts predicate (shouldSelectAnotherHost).
   upstream::HostSharedPtr host = cluster_->chooseHost(this);
-  for (uint32_t i = 0; host && i < hostSelectionRetryCount() && shouldSelectAnotherHost(*host);
-       ++i) {
-    host = cluster_->chooseHost(this);
-  }
   if (!host) {
     cluster_->info().stats().upstream_cx_none_healthy.inc();
+    retry_state_->release();
+    if (!attempts_.empty()) return;  // a hedge: the tries still going may yet answer
     callbacks_->streamInfo().setResponseFlag(http::ResponseFlag::NoHealthyUpstream);
     cleanup();
     callbacks_->sendLocalReply(503, "no healthy upstream", nullptr, "no_healthy_upstream");
@@ -353,22 +356,41 @@ void RouterFilter::doRetry() {
 }
 
 void RouterFilter::armPerTryTimer(UpstreamRequest& ur) {
-  if (per_try_timeout_.count() == 0 || ur.per_try_timer || ur.detached || !ur.encoder) return;
-  ur.per_try_timer = callbacks_->dispatcher().createTimer([this, &ur] { onPerTryTimeout(ur, false); });
-  ur.per_try_timer->enableTimer(per_try_timeout_);
+  // Both per-try timers start once the whole request went out on this try's connection.
+  if (ur.detached || !ur.encoder) return;
+  if (per_try_timeout_.count() > 0 && !ur.per_try_timer) {
+    ur.per_try_timer =
+        callbacks_->dispatcher().createTimer([this, &ur] { onPerTryTimeout(ur, false); });
+    ur.per_try_timer->enableTimer(per_try_timeout_);
+  }
+  if (per_try_idle_timeout_.count() > 0 && !ur.per_try_idle_timer) {
+    ur.per_try_idle_timer =
+        callbacks_->dispatcher().createTimer([this, &ur] { onPerTryTimeout(ur, true); });
+    ur.per_try_idle_timer->enableTimer(per_try_idle_timeout_);
+  }
 }
 
 void RouterFilter::onPerTryTimeout(UpstreamRequest& ur, bool idle) {
-  // Once the client has the response's headers, only the route timeout applies.
-  if (response_started_) return;
   const auto& stats = cluster_->info().stats();
+  if (response_started_) {
+    // Once the client has the response's headers the per-try timeout no longer applies, but
+    // the idle one does (Envoy's): a response that stops making progress is cut.
+    if (!idle || &ur != final_) return;
+    stats.upstream_rq_per_try_idle_timeout.inc();
+    ur.host->stats().rq_timeout++;
+    callbacks_->streamInfo().setResponseFlag(http::ResponseFlag::UpstreamRequestTimeout);
+    cleanup();
+    callbacks_->resetStream();
+    return;
+  }
   (idle ? stats.upstream_rq_per_try_idle_timeout : stats.upstream_rq_per_try_timeout).inc();
   ur.host->stats().rq_timeout++;
+  ur.timeout_reported = true;
   if (auto* od = ur.host->outlierDetector()) od->putResult(upstream::LocalOriginResult::Timeout);
   if (hedge_ && !idle) {
     // Hedging: this try keeps going, and another starts beside it if a retry is left; the
     // first answer wins. (No flag here: the tries still going may yet answer.)
-    if (retryPossible() &&
+    if (retryPossible() && !retry_pending_ &&
         retry_state_->decide(retry_state_->wouldRetry(RetryState::Failure::PerTryTimeout)) ==
             RetryState::Decision::Retry) {
       scheduleRetry();
@@ -389,7 +411,12 @@ void RouterFilter::onPerTryTimeout(UpstreamRequest& ur, bool idle) {
 http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_stream) {
   request_complete_ = end_stream;
   if (upstream_complete_) {
-    // A tunnel whose upstream side already ended: the client's bytes have nowhere to go.
+    // The upstream answered before the request ended (or a tunnel's upstream side ended):
+    // the client's bytes have nowhere to go but a mirror still waiting for the whole body.
+    if (shadowing_) {
+      keepForRetry(data);
+      if (end_stream) startShadows();
+    }
     data.drain(data.length());
     return http::FilterDataStatus::StopIterationNoBuffer;
   }
@@ -475,16 +502,20 @@ void RouterFilter::onUpstreamHeaders(UpstreamRequest& ur, http::HeaderMapPtr&& h
     }
   }
 
-  // This try's response goes to the client; any other try is dropped.
+  // This try's response goes to the client; any other try is dropped, and so is a retry
+  // still waiting for its back-off.
   response_started_ = true;
   final_ = &ur;
+  cancelRetry();
+  host_ = ur.host;
+  callbacks_->streamInfo().upstream_host = ur.host->address();
   std::vector<UpstreamRequest*> losers;
   for (auto& a : attempts_) {
     if (a.get() != &ur) losers.push_back(a.get());
   }
   for (UpstreamRequest* l : losers) abandonAttempt(*l);
   ur.per_try_timer.reset();
-  retry_body_.drain(retry_body_.length());
+  if (!shadowing_) retry_body_.drain(retry_body_.length());
   http::StreamInfo& info = callbacks_->streamInfo();
   info.first_upstream_rx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
   if (!config_->suppress_envoy_headers) {
@@ -604,9 +635,14 @@ void RouterFilter::sendOverflow() {
 void RouterFilter::onTimeout() {
   http::StreamInfo& info = callbacks_->streamInfo();
   cluster_->info().stats().upstream_rq_timeout.inc();
-  if (host_) host_->stats().rq_timeout++;
-  if (auto* od = host_ ? host_->outlierDetector() : nullptr) {
-    od->putResult(upstream::LocalOriginResult::Timeout);
+  // Every try still waiting for its response timed out on its host; once per try (a hedged
+  // try whose per-try timeout fired was reported then). A try still waiting for a
+  // connection never reached its host.
+  for (auto& a : attempts_) {
+    if (response_started_ || !a->encoder || a->timeout_reported) continue;
+    a->timeout_reported = true;
+    a->host->stats().rq_timeout++;
+    if (auto* od = a->host->outlierDetector()) od->putResult(upstream::LocalOriginResult::Timeout);
   }
   info.setResponseFlag(http::ResponseFlag::UpstreamRequestTimeout);
   // cleanup() abandons every try: a connection cannot be reused mid-request.
@@ -643,10 +679,8 @@ std::optional<uint64_t> RouterFilter::computeHashKey() {
 
 void RouterFilter::cleanup() {
   if (timeout_timer_) timeout_timer_->disableTimer();
-  if (retry_timer_) {
-    retry_timer_.reset();
-    if (retry_state_) retry_state_->abandoned();
-  }
+  cancelRetry();
+  if (retry_state_) retry_state_->release();  // the request is over
   if (watermarks_registered_) {
     callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
     watermarks_registered_ = false;
@@ -672,10 +706,9 @@ void RouterFilter::onDestroy() {
     callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
   }
   timeout_timer_.reset();
-  if (retry_timer_) {
-    retry_timer_.reset();
-    if (retry_state_) retry_state_->abandoned();
-  }
+  cancelRetry();
+  retry_timer_.reset();
+  if (retry_state_) retry_state_->release();
   if (watermarks_registered_) {
     callbacks_->removeDownstreamWatermarkCallbacks(watermarks_);
     watermarks_registered_ = false;
@@ -725,6 +758,7 @@ void RouterFilter::startShadows() {
     ShadowRequest::start(callbacks_->dispatcher(), cluster, *request_headers_, body,
                          request_trailers_, timeout_);
   }
+  if (response_started_) retry_body_.drain(retry_body_.length());  // kept only for the mirror
 }
 
 http::FilterFactoryCb routerFilterFactory(RouterConfigConstSharedPtr config) {

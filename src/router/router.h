@@ -9,6 +9,7 @@
 // the request to other clusters (ShadowRequest).
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,9 @@ struct RouterConfig {
   // Envoy sets x-envoy-expected-rq-timeout-ms, x-envoy-upstream-service-time and the
   // x-envoy-original-path header unless told not to.
   bool suppress_envoy_headers{false};
+  // The randomness of the retry back-off's jitter (unset: a per-thread generator); tests
+  // fix it.
+  std::function<uint64_t()> random;
 };
 using RouterConfigConstSharedPtr = std::shared_ptr<const RouterConfig>;
 
@@ -93,6 +97,8 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
   bool maybeRetry(bool would_retry);
   bool retryPossible() const { return retry_state_ && keep_body_ && !response_started_; }
   void scheduleRetry();
+  // Stops a retry waiting for its back-off (a try won, or the request is over).
+  void cancelRetry();
   void doRetry();
   void armPerTryTimer(UpstreamRequest& ur);
   void armTimeout();
@@ -118,6 +124,7 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
   std::vector<const upstream::Host*> attempted_hosts_;
   std::unique_ptr<RetryState> retry_state_;
   event::TimerPtr retry_timer_;
+  bool retry_pending_{false};  // retry_timer_ is armed: a retry is coming
   buffer::Buffer buffered_body_;  // request body that arrived while no try could take it
   buffer::Buffer retry_body_;     // the body sent so far, for a retry (while keep_body_)
   http::RequestTrailerMap* request_trailers_{nullptr};

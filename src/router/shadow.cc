@@ -15,6 +15,37 @@ std::string shadowHost(std::string_view host) {
   return std::string(host) + "-shadow";
 }
 
+namespace {
+thread_local ShadowRequest* live_shadows = nullptr;  // this worker's, linked
+thread_local size_t live_count = 0;
+}  // namespace
+
+ShadowRequest::ShadowRequest(event::Dispatcher& dispatcher,
+                             upstream::ThreadLocalClusterSharedPtr cluster)
+    : dispatcher_(dispatcher), tl_cluster_(std::move(cluster)), cluster_(tl_cluster_->info()) {
+  next_ = live_shadows;
+  if (next_) next_->prev_ = this;
+  live_shadows = this;
+  ++live_count;
+}
+
+ShadowRequest::~ShadowRequest() {
+  if (prev_) {
+    prev_->next_ = next_;
+  } else {
+    live_shadows = next_;
+  }
+  if (next_) next_->prev_ = prev_;
+  --live_count;
+}
+
+size_t ShadowRequest::inFlight() { return live_count; }
+
+void ShadowRequest::finishAll() {
+  // finish() only hands a copy to the dispatcher (it stays listed until deleted).
+  for (ShadowRequest* s = live_shadows; s; s = s->next_) s->finish(true);
+}
+
 void ShadowRequest::start(event::Dispatcher& dispatcher,
                           const upstream::ThreadLocalClusterSharedPtr& tl_cluster,
                           const http::RequestHeaderMap& headers, buffer::Buffer& body,

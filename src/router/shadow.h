@@ -28,6 +28,12 @@ class ShadowRequest : public http::ResponseDecoder,
   static void start(event::Dispatcher& dispatcher, const upstream::ThreadLocalClusterSharedPtr& cluster,
                     const http::RequestHeaderMap& headers, buffer::Buffer& body,
                     const http::RequestTrailerMap* trailers, std::chrono::milliseconds timeout);
+  // The calling thread's (worker's) copies still in flight. Nothing else owns them, so a
+  // worker that stops calls finishAll() before its last deferred deletion: each is reset
+  // and handed to the dispatcher.
+  static size_t inFlight();
+  static void finishAll();
+  ~ShadowRequest() override;
 
   // http::ResponseDecoder: the answer is counted and dropped.
   void decode1xxHeaders(http::HeaderMapPtr&&) override {}
@@ -48,8 +54,7 @@ class ShadowRequest : public http::ResponseDecoder,
                      const upstream::HostSharedPtr& host) override;
 
  private:
-  ShadowRequest(event::Dispatcher& dispatcher, upstream::ThreadLocalClusterSharedPtr cluster)
-      : dispatcher_(dispatcher), tl_cluster_(std::move(cluster)), cluster_(tl_cluster_->info()) {}
+  ShadowRequest(event::Dispatcher& dispatcher, upstream::ThreadLocalClusterSharedPtr cluster);
   // Ends this copy (resetting its stream if `reset`) and deletes it later.
   void finish(bool reset);
 
@@ -65,6 +70,9 @@ class ShadowRequest : public http::ResponseDecoder,
   event::TimerPtr timer_;
   bool completed_{false};
   bool done_{false};
+  // This thread's list of copies, until deleted.
+  ShadowRequest* prev_{nullptr};
+  ShadowRequest* next_{nullptr};
 };
 
 }  // namespace sluice::router

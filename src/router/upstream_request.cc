@@ -5,22 +5,10 @@
 
 namespace sluice::router {
 
-UpstreamRequest::UpstreamRequest(RouterFilter& parent, upstream::HostSharedPtr h,
-                                 upstream::ResourceManager& resources)
-    : host(std::move(h)), parent_(parent), resources_(&resources) {
-  resources_->requests().inc();
-}
+UpstreamRequest::UpstreamRequest(RouterFilter& parent, upstream::HostSharedPtr h)
+    : host(std::move(h)), parent_(parent) {}
 
-UpstreamRequest::~UpstreamRequest() {
-  abandon();
-  endRequest();
-}
-
-void UpstreamRequest::endRequest() {
-  if (!resources_) return;
-  resources_->requests().dec();
-  resources_ = nullptr;
-}
+UpstreamRequest::~UpstreamRequest() { abandon(); }
 
 void UpstreamRequest::start(upstream::Http1ConnPool& pool, bool new_connection) {
   upstream::Cancellable* handle = pool.newStream(*this, *this, new_connection);
@@ -45,7 +33,6 @@ void UpstreamRequest::abandon() {
     // mid-response.
     if (!response_done) enc->getStream().resetStream(http::StreamResetReason::LocalReset);
   }
-  endRequest();
 }
 
 void UpstreamRequest::release() {
@@ -63,7 +50,6 @@ void UpstreamRequest::release() {
     encoder->getStream().removeCallbacks(*this);
     encoder = nullptr;
   }
-  endRequest();
 }
 
 void UpstreamRequest::readDisable(bool disable) {

@@ -21,9 +21,7 @@ class UpstreamRequest : public http::ResponseDecoder,
                         public upstream::ConnPoolCallbacks,
                         public event::DeferredDeletable {
  public:
-  // Counts itself in the cluster's max_requests breaker until it ends.
-  UpstreamRequest(RouterFilter& parent, upstream::HostSharedPtr host,
-                  upstream::ResourceManager& resources);
+  UpstreamRequest(RouterFilter& parent, upstream::HostSharedPtr host);
   ~UpstreamRequest() override;
 
   // Asks the host's pool for a stream; may call back before returning.
@@ -63,12 +61,10 @@ class UpstreamRequest : public http::ResponseDecoder,
   bool complete{false};       // ... and the router took it as the request's response
   bool detached{false};
   bool above_watermark{false};  // the upstream pushes back on the request body
+  bool timeout_reported{false};  // outlier detection has heard of this try's timeout
 
  private:
-  void endRequest();
-
   RouterFilter& parent_;
-  upstream::ResourceManager* resources_;
   uint32_t read_disabled_{0};
 };
 using UpstreamRequestPtr = std::unique_ptr<UpstreamRequest>;

@@ -5,6 +5,7 @@
 #include "network/connection_impl.h"
 #include "network/listener_impl.h"
 #include "network/raw_transport_socket.h"
+#include "router/shadow.h"
 #include "stats/stats.h"
 
 namespace sluice::server {
@@ -155,6 +156,8 @@ void Worker::start() {
     dispatcher_.run(event::Dispatcher::RunType::RunUntilExit);
     handler_.closeConnections();
     handler_.stopListeners();
+    // Mirrored requests belong to no connection: end them while their pools still exist.
+    router::ShadowRequest::finishAll();
     tlcm_.drainAll();
     dispatcher_.clearDeferredDeleteList();
     upstream::ThreadLocalClusterManager::setCurrent(nullptr);

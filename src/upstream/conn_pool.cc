@@ -169,6 +169,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
   void endRequest() {
     if (!request_counted) return;
     request_counted = false;
+    pool.cluster_->resourceManager().requests().dec();
     pool.cluster_->stats().upstream_rq_active.dec();
     pool.host_->stats().rq_active--;
   }
@@ -277,7 +278,16 @@ void Http1ConnPool::createClient() {
   }
 }
 
-void Http1ConnPool::attachToClient(ActiveClient& client, Pending& pending) {
+bool Http1ConnPool::attachToClient(ActiveClient& client, Pending& pending) {
+  // max_requests counts requests on connections, not those waiting for one (Envoy checks
+  // it here too).
+  ResourceManager& rm = cluster_->resourceManager();
+  if (!rm.requests().canCreate()) {
+    cluster_->stats().upstream_rq_pending_overflow.inc();
+    pending.callbacks.onPoolFailure(PoolFailureReason::Overflow, "", host_);
+    return false;
+  }
+  rm.requests().inc();
   if (client.idle_timer) client.idle_timer->disableTimer();
   const bool reused = client.served > 0;
   client.state = ActiveClient::State::Busy;
@@ -292,19 +302,24 @@ void Http1ConnPool::attachToClient(ActiveClient& client, Pending& pending) {
   ConnPoolCallbacks& callbacks = pending.callbacks;
   http::RequestEncoder& encoder = client.codec->newStream(client);
   callbacks.onPoolReady(encoder, host_, reused, client.connection->localAddress());
+  return true;
 }
 
 void Http1ConnPool::onClientReady(ActiveClient& client) {
   client.state = ActiveClient::State::Ready;
   // The oldest waiting request that may use this connection.
-  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
-    if ((*it)->new_connection && client.served > 0) continue;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if ((*it)->new_connection && client.served > 0) {
+      ++it;
+      continue;
+    }
     std::unique_ptr<Pending> p = std::move(*it);
     pending_.erase(it);
     cluster_->stats().upstream_rq_pending_active.dec();
     cluster_->resourceManager().pendingRequests().dec();
-    attachToClient(client, *p);
-    return;
+    if (attachToClient(client, *p)) return;
+    // Overflow: that request failed (its callback may have changed the queue).
+    it = pending_.begin();
   }
   if (draining_) {
     client.connection->close(network::ConnectionCloseType::NoFlush);

@@ -63,7 +63,8 @@ class Http1ConnPool {
   // A new connection, if max_connections allows one (false: the requests keep waiting).
   bool tryCreateClient();
   void createClient();
-  void attachToClient(ActiveClient& client, Pending& pending);
+  // False when max_requests is reached (the request failed with Overflow).
+  bool attachToClient(ActiveClient& client, Pending& pending);
   void onClientReady(ActiveClient& client);
   void onClientClosed(ActiveClient& client, bool connected, std::string_view reason,
                       bool timed_out);

@@ -14,9 +14,20 @@ void Resource::init(uint64_t max, stats::Gauge* open, stats::Gauge* remaining) {
   update(count());
 }
 
-void Resource::inc() { update(count_.fetch_add(1, std::memory_order_relaxed) + 1); }
+// The *_open gauge changes only when the count crosses the limit, so a request that does
+// not touch the limit does not write the shared gauge (the remaining_* gauges, asked for
+// with track_remaining, move with every request).
+void Resource::inc() {
+  const uint64_t count = count_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (open_ && count == max_) open_->set(1);
+  if (remaining_) update(count);
+}
 
-void Resource::dec() { update(count_.fetch_sub(1, std::memory_order_relaxed) - 1); }
+void Resource::dec() {
+  const uint64_t count = count_.fetch_sub(1, std::memory_order_relaxed) - 1;
+  if (open_ && count + 1 == max_) open_->set(0);
+  if (remaining_) update(count);
+}
 
 void Resource::update(uint64_t count) {
   if (open_) open_->set(count >= max_ ? 1 : 0);

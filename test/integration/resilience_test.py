@@ -53,6 +53,8 @@ class ResilienceTest(harness.unittest.TestCase):
         cls.cbpool = Upstream("cbpool")
         cls.primary = Upstream("primary")
         cls.mirror = Upstream("mirror")
+        cls.budget = Upstream("budget")
+        cls.budget100 = Upstream("budget100")
         dead = dead_port()
         routes = [
             route("/prev", "weighted", retry_policy={
@@ -81,6 +83,10 @@ class ResilienceTest(harness.unittest.TestCase):
             route("/big", "single", retry_policy={"retry_on": "5xx", "num_retries": 1,
                                                   "retry_back_off": RETRY_FAST}),
             route("/cbpool", "cbpool"),
+            route("/budget100", "budget100", retry_policy={
+                "retry_on": "5xx", "num_retries": 1, "retry_back_off": RETRY_FAST}),
+            route("/budget", "budget", retry_policy={
+                "retry_on": "5xx", "num_retries": 1, "retry_back_off": RETRY_FAST}),
             route("/cb", "cb"),
             route("/mirror-dead", "primary", request_mirror_policies=[{"cluster": "dead"}]),
             route("/mirror", "primary", request_mirror_policies=[{"cluster": "mirror"}]),
@@ -112,6 +118,10 @@ class ResilienceTest(harness.unittest.TestCase):
                 {"priority": "DEFAULT", "max_requests": 2, "track_remaining": True}]}),
             cluster("cbpool", cls.cbpool.port, circuit_breakers={"thresholds": [
                 {"max_connections": 1, "max_pending_requests": 1}]}),
+            cluster("budget", cls.budget.port, circuit_breakers={"thresholds": [
+                {"retry_budget": {"budget_percent": {"value": 20}, "min_retry_concurrency": 1}}]}),
+            cluster("budget100", cls.budget100.port, circuit_breakers={"thresholds": [
+                {"retry_budget": {"budget_percent": {"value": 100}, "min_retry_concurrency": 1}}]}),
             cluster("primary", cls.primary.port),
             cluster("mirror", cls.mirror.port),
         ]
@@ -123,11 +133,11 @@ class ResilienceTest(harness.unittest.TestCase):
         rc = cls.proxy.stop()
         if rc != 0:
             raise AssertionError("sluice exited with %s:\n%s" % (rc, cls.proxy.output()[-4000:]))
-        for u in (cls.heavy, cls.light, cls.single, cls.slow, cls.fast, cls.cb, cls.cbpool, cls.primary, cls.mirror):
+        for u in (cls.heavy, cls.light, cls.single, cls.slow, cls.fast, cls.cb, cls.cbpool, cls.primary, cls.mirror, cls.budget, cls.budget100):
             u.close()
 
     def setUp(self):
-        for u in (self.heavy, self.light, self.single, self.slow, self.fast, self.cb, self.cbpool, self.primary, self.mirror):
+        for u in (self.heavy, self.light, self.single, self.slow, self.fast, self.cb, self.cbpool, self.primary, self.mirror, self.budget, self.budget100):
             u.clear()
 
     def log_lines(self, path, count=1):
@@ -325,6 +335,59 @@ class ResilienceTest(harness.unittest.TestCase):
         self.assertEqual(self.cbpool.connections, 1)
         self.assertEqual(self.proxy.stat("cluster.cbpool.circuit_breakers.default.cx_open"), 1)
         self.assertEqual(self.proxy.stat("cluster.cbpool.circuit_breakers.default.rq_pending_open"), 0)
+
+    def concurrent_failures(self, path, n):
+        # n requests at once, each try held 300 ms by the upstream and then answered 503: the
+        # n first tries fail together and want n retries at once.
+        results = []
+        lock = threading.Lock()
+        started = threading.Barrier(n)
+
+        def one(i):
+            started.wait()
+            r, _ = self.proxy.request("GET", "%s?i=%d" % (path, i),
+                                      headers={"x-test-status": "503", "x-test-delay-ms": "300"})
+            with lock:
+                results.append(r.status)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    def test_retry_budget_limits_concurrent_retries(self):
+        # budget_percent 20 of at most 5 active requests is at most 1, and
+        # min_retry_concurrency is 1: of 5 retries wanted at once one goes (held through its
+        # try), the others overflow.
+        results = self.concurrent_failures("/budget", 5)
+        self.assertEqual(results, [503] * 5)
+        retried = self.proxy.stat("cluster.budget.upstream_rq_retry")
+        overflow = self.proxy.stat("cluster.budget.upstream_rq_retry_overflow")
+        self.assertGreaterEqual(retried, 1)
+        self.assertGreaterEqual(overflow, 3)
+        self.assertEqual(retried + overflow, 5)
+        self.assertEqual(len(self.budget.seen), 5 + retried)
+        harness.wait_until(lambda: len([l for l in read_log(self.log_path).splitlines()
+                                        if l.startswith("/budget?")]) == 5, what="5 log lines")
+        lines = [l for l in read_log(self.log_path).splitlines() if l.startswith("/budget?")]
+        self.assertEqual(len([l for l in lines if " 503 UO " in l]), overflow)
+        # Every retry gave its budget back.
+        harness.wait_until(lambda: self.proxy.stat("cluster.budget.circuit_breakers.default.rq_retry_open") == 0,
+                           what="no retry held")
+
+    def test_retry_budget_percent_scales_with_load(self):
+        # The same load with budget_percent 100: every failure may retry.
+        results = self.concurrent_failures("/budget100", 5)
+        # (A retry still in its back-off is not an active request, so the limit may dip
+        # below the retries held for a moment: most, not necessarily all, go.)
+        self.assertEqual(results, [503] * 5)  # the retries fail too (URX)
+        retried = self.proxy.stat("cluster.budget100.upstream_rq_retry")
+        overflow = self.proxy.stat("cluster.budget100.upstream_rq_retry_overflow") or 0
+        self.assertGreaterEqual(retried, 3)
+        self.assertEqual(retried + overflow, 5)
+        self.assertEqual(len(self.budget100.seen), 5 + retried)
 
     def test_mirror_sees_every_request_with_shadow_host(self):
         for i in range(5):

@@ -84,6 +84,47 @@ TEST_F(RetryStateTest, RetryOnConditions) {
   EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "503"}}));
 }
 
+TEST_F(RetryStateTest, AnOverloadedUpstreamIsNotRetried) {
+  http::RequestHeaderMap request;
+  policy_.retry_on = RetryPolicy::parseRetryOn("5xx,gateway-error,retriable-status-codes");
+  policy_.retriable_status_codes = {503};
+  auto rs = RetryState::create(&policy_, request, cluster_);
+  ASSERT_NE(rs, nullptr);
+  EXPECT_TRUE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "503"}}));
+  EXPECT_FALSE(rs->wouldRetry(
+      http::ResponseHeaderMap{{":status", "503"}, {"x-envoy-overloaded", "true"}}));
+  // Its presence is what counts, not its value.
+  EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "503"}, {"x-envoy-overloaded", ""}}));
+}
+
+TEST_F(RetryStateTest, RequestHeadersAddRetriableCodesAndHeaderNames) {
+  http::RequestHeaderMap request{{"x-envoy-retry-on", "retriable-status-codes,retriable-headers"},
+                                 {"x-envoy-retriable-status-codes", "409, 418,bogus"},
+                                 {"x-envoy-retriable-header-names", "X-Upstream-Retry,x-try-again"}};
+  policy_.retry_on = 0;
+  policy_.retriable_status_codes = {503};
+  auto rs = RetryState::create(&policy_, request, cluster_);
+  ASSERT_NE(rs, nullptr);
+  // The request's codes add to the policy's.
+  EXPECT_TRUE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "503"}}));
+  EXPECT_TRUE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "409"}}));
+  EXPECT_TRUE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "418"}}));
+  EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "500"}}));
+  // A response carrying one of the named headers (names are case-insensitive).
+  EXPECT_TRUE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "200"}, {"x-upstream-retry", "1"}}));
+  EXPECT_TRUE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "200"}, {"x-try-again", ""}}));
+  EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "200"}, {"x-other", "1"}}));
+
+  // Without the conditions in retry_on the lists do nothing.
+  http::RequestHeaderMap plain{{"x-envoy-retry-on", "5xx"},
+                               {"x-envoy-retriable-status-codes", "409"},
+                               {"x-envoy-retriable-header-names", "x-try-again"}};
+  rs = RetryState::create(nullptr, plain, cluster_);
+  ASSERT_NE(rs, nullptr);
+  EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "409"}}));
+  EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "200"}, {"x-try-again", "1"}}));
+}
+
 TEST_F(RetryStateTest, ParseRetryOnReportsUnknown) {
   std::string unknown;
   EXPECT_EQ(RetryPolicy::parseRetryOn("5xx, reset,bogus", &unknown),
@@ -105,12 +146,12 @@ TEST_F(RetryStateTest, LimitThenExceededAndSuccessCounted) {
   policy_.num_retries = 2;
   auto rs = RetryState::create(&policy_, request, cluster_);
   EXPECT_EQ(rs->decide(true), RetryState::Decision::Retry);
-  EXPECT_EQ(cluster_.resourceManager().retries().count(), 1u);  // held during the back-off
-  rs->retryStarted();
-  EXPECT_EQ(cluster_.resourceManager().retries().count(), 0u);
+  // Held through the back-off and the retry's try, until the next decision (as Envoy).
+  EXPECT_EQ(cluster_.resourceManager().retries().count(), 1u);
   EXPECT_EQ(rs->decide(true), RetryState::Decision::Retry);
-  rs->retryStarted();
+  EXPECT_EQ(cluster_.resourceManager().retries().count(), 1u);  // one per request
   EXPECT_EQ(rs->decide(true), RetryState::Decision::LimitExceeded);
+  EXPECT_EQ(cluster_.resourceManager().retries().count(), 0u);
   EXPECT_EQ(counter("upstream_rq_retry"), 2u);
   EXPECT_EQ(counter("upstream_rq_retry_backoff_exponential"), 2u);
   EXPECT_EQ(counter("upstream_rq_retry_limit_exceeded"), 1u);
@@ -178,6 +219,29 @@ TEST(ResourceManagerTest, CountsOpenAndRemaining) {
   EXPECT_TRUE(rm.requests().canCreate());
   EXPECT_EQ(store.gauge(p + "rq_open").value(), 0u);
   EXPECT_EQ(store.gauge(p + "remaining_rq").value(), 1u);
+}
+
+TEST(ResourceManagerTest, OpenGaugeIsWrittenOnlyWhenTheLimitIsCrossed) {
+  stats::Store store;
+  upstream::CircuitBreakerThresholds t;
+  t.max_requests = 3;
+  const std::string p = "cluster.c.circuit_breakers.default.";
+  upstream::ResourceManager rm(t, store, p);
+  stats::Gauge& open = store.gauge(p + "rq_open");
+  // A marker: a request below the limit must not store the (shared) gauge.
+  open.set(7);
+  rm.requests().inc();
+  rm.requests().inc();
+  rm.requests().dec();
+  EXPECT_EQ(open.value(), 7u);
+  rm.requests().inc();
+  rm.requests().inc();  // 3: at the limit
+  EXPECT_EQ(open.value(), 1u);
+  rm.requests().inc();  // past it (a race between workers): still open
+  rm.requests().dec();
+  EXPECT_EQ(open.value(), 1u);
+  rm.requests().dec();  // 2: below
+  EXPECT_EQ(open.value(), 0u);
 }
 
 TEST(ResourceManagerTest, SharedAcrossThreads) {

@@ -19,6 +19,7 @@
 #include "event/simulated_time_system.h"
 #include "router/config_impl.h"
 #include "router/router.h"
+#include "router/shadow.h"
 #include "stats/stats.h"
 #include "upstream/cluster_manager.h"
 
@@ -57,6 +58,14 @@ struct RawUpstream {
     if (n == 0) eof = true;
   }
   bool gotRequest() const { return received.find("\r\n\r\n") != std::string::npos; }
+  // Drops the connection (the router sees a reset).
+  void drop() {
+    ::close(fd);
+    fd = -1;
+  }
+  void send(const std::string& bytes) {
+    ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  }
   void respond(const std::string& who) {
     const std::string r = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-from: " + who + "\r\n\r\n";
     ASSERT_EQ(::write(fd, r.data(), r.size()), static_cast<ssize_t>(r.size()));
@@ -142,28 +151,46 @@ class RouterTest : public testing::Test {
     for (RawUpstream* u : {&a_, &b_}) {
       set->priorities[0].hosts.push_back(std::make_shared<upstream::Host>(
           "c", network::fromIp("127.0.0.1", u->port, &error), "", 1, 0, upstream::Locality{}));
+      hosts_.push_back(set->priorities[0].hosts.back());
     }
     tlcm_.addOrUpdate(info_, set);
+    // "m", a mirror cluster on b.
+    mirror_info_ = std::make_shared<upstream::ClusterInfo>("m", store_);
+    auto mirror_set = std::make_shared<upstream::PrioritySet>();
+    mirror_set->priorities.resize(1);
+    mirror_set->priorities[0].hosts.push_back(std::make_shared<upstream::Host>(
+        "m", network::fromIp("127.0.0.1", b_.port, &error), "", 1, 0, upstream::Locality{}));
+    tlcm_.addOrUpdate(mirror_info_, mirror_set);
     upstream::ThreadLocalClusterManager::setCurrent(&tlcm_);
   }
   void TearDown() override {
     for (auto& f : filters_) f->onDestroy();
     filters_.clear();
+    ShadowRequest::finishAll();
     dispatcher_.run(event::Dispatcher::RunType::NonBlock);
     upstream::ThreadLocalClusterManager::setCurrent(nullptr);
   }
 
-  // A GET through a new router filter.
-  FakeCallbacks& request() {
+  // A GET through a new router filter (a POST with `content_length` when not `end_stream`).
+  FakeCallbacks& request(bool end_stream = true, size_t content_length = 0) {
     callbacks_.push_back(std::make_unique<FakeCallbacks>(dispatcher_, table_));
     FakeCallbacks& cb = *callbacks_.back();
     headers_.push_back(std::make_unique<http::RequestHeaderMap>(http::RequestHeaderMap{
-        {":method", "GET"}, {":path", "/"}, {":authority", "host"}, {":scheme", "http"}}));
+        {":method", end_stream ? "GET" : "POST"}, {":path", "/"}, {":authority", "host"},
+        {":scheme", "http"}}));
+    if (!end_stream) headers_.back()->set("content-length", std::to_string(content_length));
     cb.headers = headers_.back().get();
-    filters_.push_back(std::make_shared<RouterFilter>(std::make_shared<RouterConfig>()));
+    auto config = std::make_shared<RouterConfig>();
+    config->random = random_;
+    filters_.push_back(std::make_shared<RouterFilter>(config));
     filters_.back()->setDecoderFilterCallbacks(cb);
-    filters_.back()->decodeHeaders(*cb.headers, true);
+    filters_.back()->decodeHeaders(*cb.headers, end_stream);
     return cb;
+  }
+  void sendBody(std::string_view bytes, bool end_stream) {
+    buffer::Buffer data;
+    data.add(bytes);
+    filters_.back()->decodeData(data, end_stream);
   }
 
   // Runs the dispatcher (real sockets; simulated time stands still) until `pred`.
@@ -179,6 +206,16 @@ class RouterTest : public testing::Test {
     return false;
   }
   void advance(milliseconds d) { time_.advanceTimeAndRun(d, dispatcher_); }
+  // Runs what the sockets have for a while, for checking that nothing happens.
+  void settle() {
+    for (int i = 0; i < 50; ++i) {
+      dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+      a_.poll();
+      b_.poll();
+      ::usleep(1000);
+    }
+  }
+
   uint64_t counter(const std::string& name) { return store_.counter("cluster.c." + name).value(); }
 
   event::SimulatedTimeSystem time_;
@@ -187,6 +224,9 @@ class RouterTest : public testing::Test {
   RawUpstream a_, b_;
   std::shared_ptr<const RouteTableImpl> table_;
   std::shared_ptr<upstream::ClusterInfo> info_;
+  std::shared_ptr<upstream::ClusterInfo> mirror_info_;
+  std::vector<upstream::HostSharedPtr> hosts_;  // a_, b_
+  std::function<uint64_t()> random_;             // the back-off's jitter
   upstream::ThreadLocalClusterManager tlcm_{dispatcher_};
   std::vector<std::unique_ptr<FakeCallbacks>> callbacks_;
   std::vector<std::unique_ptr<http::RequestHeaderMap>> headers_;
@@ -247,6 +287,41 @@ TEST_F(RouterTest, PerTryIdleTimeoutRetriesASilentTry) {
   EXPECT_EQ(cb.from, "b");
 }
 
+constexpr char kIdle[] =
+    "retry_policy { retry_on: 'reset' per_try_idle_timeout { nanos: 100000000 } "
+    "retry_back_off { base_interval { nanos: 1000000 } } }";
+
+TEST_F(RouterTest, PerTryIdleTimeoutStartsOnceTheWholeRequestWentOut) {
+  setUp(kIdle);
+  FakeCallbacks& cb = request(false, 5);
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  advance(milliseconds(500));  // the client is slow to send its body: not the upstream's fault
+  EXPECT_EQ(counter("upstream_rq_per_try_idle_timeout"), 0u);
+  sendBody("hello", true);
+  ASSERT_TRUE(runUntil([&] { return a_.received.find("hello") != std::string::npos; }));
+  advance(milliseconds(99));
+  EXPECT_EQ(counter("upstream_rq_per_try_idle_timeout"), 0u);
+  advance(milliseconds(1));
+  EXPECT_EQ(counter("upstream_rq_per_try_idle_timeout"), 1u);
+  EXPECT_EQ(cb.local_reply, 0u);  // retried
+}
+
+TEST_F(RouterTest, PerTryIdleTimeoutGoesOnWhileTheResponseStreams) {
+  setUp(kIdle);
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  advance(milliseconds(50));
+  a_.send("HTTP/1.1 200 OK\r\ncontent-length: 10\r\nx-from: a\r\n\r\n12345");
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  advance(milliseconds(99));  // each response byte restarts the idle timer
+  EXPECT_FALSE(cb.reset);
+  advance(milliseconds(1));  // ... and a response that stalls is cut
+  EXPECT_EQ(counter("upstream_rq_per_try_idle_timeout"), 1u);
+  EXPECT_TRUE(cb.reset);
+  EXPECT_TRUE(cb.streamInfo().hasResponseFlag(http::ResponseFlag::UpstreamRequestTimeout));
+  ASSERT_TRUE(runUntil([&] { return a_.eof; }));
+}
+
 TEST_F(RouterTest, HedgingKeepsTheFirstTryAndTheFirstAnswerWins) {
   setUp(std::string(kRetry) + " hedge_policy { hedge_on_per_try_timeout: true }");
   FakeCallbacks& cb = request();
@@ -263,6 +338,8 @@ TEST_F(RouterTest, HedgingKeepsTheFirstTryAndTheFirstAnswerWins) {
   ASSERT_TRUE(runUntil([&] { return b_.eof; }));  // the hedge is reset
   EXPECT_EQ(counter("upstream_rq_per_try_timeout"), 1u);
   EXPECT_EQ(counter("upstream_rq_retry"), 1u);
+  // The request's upstream host is the winner's, not the latest try's.
+  EXPECT_EQ(cb.streamInfo().upstream_host->asString(), "127.0.0.1:" + std::to_string(a_.port));
 }
 
 TEST_F(RouterTest, MaxRequestsOverflowIs503UO) {
@@ -271,7 +348,10 @@ TEST_F(RouterTest, MaxRequestsOverflowIs503UO) {
   setUp("", cb_limits);
   FakeCallbacks& first = request();
   ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  // max_requests counts requests on connections: the second overflows when its connection
+  // would take it.
   FakeCallbacks& second = request();
+  ASSERT_TRUE(runUntil([&] { return second.local_reply != 0; }));
   EXPECT_EQ(second.local_reply, 503u);
   EXPECT_TRUE(second.overloaded);
   EXPECT_TRUE(second.streamInfo().hasResponseFlag(http::ResponseFlag::UpstreamOverflow));
@@ -280,6 +360,173 @@ TEST_F(RouterTest, MaxRequestsOverflowIs503UO) {
   a_.respond("a");
   ASSERT_TRUE(runUntil([&] { return first.status != 0; }));
   EXPECT_EQ(info_->resourceManager().requests().count(), 0u);
+}
+
+// Hedging with two retries and a 50 ms back-off (the jitter fixed by random_).
+constexpr char kHedge2[] =
+    "retry_policy { retry_on: '5xx' num_retries { value: 2 } per_try_timeout { nanos: 200000000 } "
+    "retry_back_off { base_interval { nanos: 100000000 } } } "
+    "hedge_policy { hedge_on_per_try_timeout: true }";
+
+TEST_F(RouterTest, AFailureDuringAHedgesBackOffTakesNoSecondRetry) {
+  random_ = [] { return uint64_t{50}; };
+  setUp(kHedge2);
+  upstream::ResourceManager& rm = info_->resourceManager();
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  advance(milliseconds(200));  // per-try timeout: a hedge, after 50 ms
+  EXPECT_EQ(rm.retries().count(), 1u);
+  a_.drop();  // the first try fails during the back-off
+  ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_rx_reset") == 1; }));
+  // The hedge already coming is the retry: one retry resource, one retry taken.
+  EXPECT_EQ(rm.retries().count(), 1u);
+  EXPECT_EQ(counter("upstream_rq_retry"), 1u);
+  EXPECT_EQ(cb.local_reply, 0u);
+  advance(milliseconds(50));
+  ASSERT_TRUE(runUntil([&] { return b_.gotRequest(); }));
+  b_.respond("b");
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(cb.from, "b");
+  // The retry had its outcome: the breaker is back to zero (it leaked one before).
+  EXPECT_EQ(rm.retries().count(), 0u);
+  EXPECT_EQ(store_.gauge("cluster.c.circuit_breakers.default.rq_retry_open").value(), 0u);
+}
+
+TEST_F(RouterTest, RetryBreakerIsBalancedAfterManyHedgeRaces) {
+  random_ = [] { return uint64_t{50}; };
+  upstream::CircuitBreakerThresholds limits;
+  limits.max_retries = 1;
+  setUp(kHedge2, limits);
+  upstream::ResourceManager& rm = info_->resourceManager();
+  for (int i = 0; i < 3; ++i) {
+    FakeCallbacks& cb = request();
+    ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+    a_.received.clear();
+    advance(milliseconds(200));
+    a_.drop();
+    ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_rx_reset") == uint64_t(i + 1); }));
+    advance(milliseconds(50));
+    ASSERT_TRUE(runUntil([&] { return b_.gotRequest(); }));
+    b_.received.clear();
+    b_.respond("b");
+    ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+    EXPECT_EQ(cb.from, "b") << i;
+    EXPECT_EQ(rm.retries().count(), 0u) << i;
+    b_.drop();
+  }
+  EXPECT_EQ(counter("upstream_rq_retry_overflow"), 0u);
+}
+
+TEST_F(RouterTest, AWinningTryCancelsTheHedgeWaitingForItsBackOff) {
+  random_ = [] { return uint64_t{50}; };
+  setUp(kHedge2);
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  advance(milliseconds(200));  // a hedge is coming in 50 ms
+  a_.respond("a");             // ... but the first try answers first
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(cb.from, "a");
+  advance(milliseconds(100));  // past the back-off: nothing goes upstream again
+  settle();
+  EXPECT_EQ(b_.accepted, 0);
+  EXPECT_EQ(cb.streamInfo().attempt_count, 1u);
+  EXPECT_EQ(info_->resourceManager().retries().count(), 0u);
+}
+
+TEST_F(RouterTest, AHedgeThatOverflowsLeavesTheFirstTryRunning) {
+  random_ = [] { return uint64_t{0}; };
+  upstream::CircuitBreakerThresholds limits;
+  limits.max_requests = 1;
+  setUp(kHedge2, limits);
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  advance(milliseconds(200));  // the hedge starts now, and overflows max_requests
+  ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_pending_overflow") == 1; }));
+  EXPECT_EQ(cb.local_reply, 0u);
+  settle();
+  EXPECT_FALSE(a_.eof);
+  a_.respond("a");
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(cb.status, 200u);
+  EXPECT_EQ(cb.from, "a");
+  EXPECT_EQ(cb.streamInfo().upstream_host->asString(), "127.0.0.1:" + std::to_string(a_.port));
+}
+
+TEST_F(RouterTest, AHedgeWithNoHealthyHostLeavesTheFirstTryRunning) {
+  random_ = [] { return uint64_t{0}; };
+  setUp(kHedge2);
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  // Both hosts fail their health checks meanwhile (the balancer's snapshot is stale).
+  for (auto& h : hosts_) h->setHealthFlag(upstream::Host::FailedActiveHealthCheck);
+  advance(milliseconds(200));  // the hedge finds no host
+  EXPECT_EQ(counter("upstream_cx_none_healthy"), 1u);
+  EXPECT_EQ(cb.local_reply, 0u);
+  a_.respond("a");
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(cb.from, "a");
+  EXPECT_EQ(info_->resourceManager().retries().count(), 0u);
+}
+
+TEST_F(RouterTest, RouteTimeoutReportsEachTryOnce) {
+  random_ = [] { return uint64_t{5}; };
+  setUp(std::string(kRetry) + " hedge_policy { hedge_on_per_try_timeout: true }");
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  advance(milliseconds(200));  // a's per-try timeout: hedge to b after 5 ms
+  advance(milliseconds(5));
+  ASSERT_TRUE(runUntil([&] { return b_.gotRequest(); }));
+  advance(milliseconds(200));  // b's per-try timeout; no retry left: both tries go on
+  EXPECT_EQ(counter("upstream_rq_per_try_timeout"), 2u);
+  EXPECT_EQ(hosts_[0]->stats().rq_timeout, 1u);
+  EXPECT_EQ(hosts_[1]->stats().rq_timeout, 1u);
+  advance(milliseconds(10000));  // the route timeout
+  EXPECT_EQ(cb.local_reply, 504u);
+  EXPECT_EQ(counter("upstream_rq_timeout"), 1u);
+  // Each try's host heard of its timeout once (b was counted twice before).
+  EXPECT_EQ(hosts_[0]->stats().rq_timeout, 1u);
+  EXPECT_EQ(hosts_[1]->stats().rq_timeout, 1u);
+}
+
+constexpr char kMirror[] = "request_mirror_policies { cluster: 'm' }";
+
+TEST_F(RouterTest, AMirrorGetsTheWholeBodyWhenTheResponseStartedFirst) {
+  setUp(kMirror);
+  FakeCallbacks& cb = request(false, 11);
+  sendBody("hello ", false);
+  ASSERT_TRUE(runUntil([&] { return a_.received.find("hello ") != std::string::npos; }));
+  a_.send("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-from: a\r\n\r\n");  // body to come
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(b_.accepted, 0);  // the mirror waits for the whole request
+  sendBody("world", true);
+  ASSERT_TRUE(runUntil([&] { return b_.received.find("hello world") != std::string::npos; }));
+  EXPECT_NE(b_.received.find("host-shadow"), std::string::npos);
+  EXPECT_NE(b_.received.find("content-length: 11"), std::string::npos);
+}
+
+TEST_F(RouterTest, AMirrorGetsTheWholeBodyWhenTheResponseEndedFirst) {
+  setUp(kMirror);
+  FakeCallbacks& cb = request(false, 11);
+  sendBody("hello ", false);
+  ASSERT_TRUE(runUntil([&] { return a_.received.find("hello ") != std::string::npos; }));
+  a_.respond("a");  // a whole response before the whole request
+  ASSERT_TRUE(runUntil([&] { return cb.ended; }));
+  sendBody("world", true);
+  ASSERT_TRUE(runUntil([&] { return b_.received.find("hello world") != std::string::npos; }));
+}
+
+TEST_F(RouterTest, WorkerShutdownFinishesMirrorsInFlight) {
+  setUp(kMirror);
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest() && b_.gotRequest(); }));
+  a_.respond("a");
+  ASSERT_TRUE(runUntil([&] { return cb.ended; }));
+  EXPECT_EQ(ShadowRequest::inFlight(), 1u);  // the mirror never answers
+  // What a stopping worker does before its last deferred deletion.
+  ShadowRequest::finishAll();
+  dispatcher_.clearDeferredDeleteList();
+  EXPECT_EQ(ShadowRequest::inFlight(), 0u);
+  ASSERT_TRUE(runUntil([&] { return b_.eof; }));  // its stream was reset
 }
 
 }  // namespace
