@@ -58,7 +58,7 @@ class ThreadLocalCluster {
   HostSharedPtr chooseHost(LoadBalancerContext* context) {
     return lb_ ? lb_->chooseHost(context) : nullptr;
   }
-  Http1ConnPool& connPool(const HostSharedPtr& host);
+  ConnPool& connPool(const HostSharedPtr& host);
   void updateHosts(PrioritySetConstSharedPtr hosts);
   void drainAll();
 
@@ -68,7 +68,7 @@ class ThreadLocalCluster {
   PrioritySetConstSharedPtr hosts_;
   LoadBalancerPtr lb_;
   uint64_t seed_;  // of the next balancer's random choices
-  std::unordered_map<const Host*, std::unique_ptr<Http1ConnPool>> pools_;
+  std::unordered_map<const Host*, ConnPoolPtr> pools_;
 };
 
 class ThreadLocalClusterManager {
