@@ -7,6 +7,7 @@ import concurrent.futures
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import tempfile
@@ -128,6 +129,19 @@ class Http2DownstreamTest(harness.unittest.TestCase):
         # The connection window grows to 1 MiB: a WINDOW_UPDATE on stream 0 of the difference.
         self.assertRegex(r.stdout, r"WINDOW_UPDATE frame <length=4, flags=0x00, stream_id=0>\s+"
                                    r"\(window_size_increment=983041\)")
+
+    def test_drain_sends_goaway_and_lets_the_stream_finish(self):
+        p = self.start(codec_type="HTTP2")
+        client = subprocess.Popen(["nghttp", "-nv", "-H", "x-test-delay-ms: 800",
+                                   "http://127.0.0.1:%d/slow" % p.port],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_until(lambda: self.u.requests >= 1, what="the request at the upstream")
+        p.proc.send_signal(signal.SIGTERM)
+        out, _ = client.communicate(timeout=30)
+        self.assertEqual(client.returncode, 0, out)
+        self.assertRegex(out, r"recv GOAWAY frame <length=8, flags=0x00, stream_id=0>\s+"
+                              r"\(last_stream_id=13, error_code=NO_ERROR")
+        self.assertIn(":status: 200", out)
 
     def test_bad_http2_protocol_options_are_refused_with_the_path(self):
         cfg = bootstrap(hcm(catch_all(), http2_protocol_options={"initial_stream_window_size": 100}),

@@ -476,5 +476,38 @@ TEST_F(Http2CodecTest, RapidResetClosesTheConnection) {
   ASSERT_EQ(server_.errors.size(), 1u);
 }
 
+// A frame as bytes: the 9-byte header, then the payload.
+std::string frame(uint8_t type, uint8_t flags, uint32_t stream, std::string_view payload) {
+  std::string f;
+  f.push_back(static_cast<char>((payload.size() >> 16) & 0xff));
+  f.push_back(static_cast<char>((payload.size() >> 8) & 0xff));
+  f.push_back(static_cast<char>(payload.size() & 0xff));
+  f.push_back(static_cast<char>(type));
+  f.push_back(static_cast<char>(flags));
+  for (int shift = 24; shift >= 0; shift -= 8) f.push_back(static_cast<char>((stream >> shift) & 0xff));
+  f.append(payload);
+  return f;
+}
+
+// CONTINUATION flood (CVE-2024-27316 and kin): a header block split over more CONTINUATION
+// frames than allowed closes the connection; nothing of it reaches a stream.
+TEST_F(Http2CodecTest, ContinuationFloodClosesTheConnection) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  network::SocketFd raw(fd);
+  ASSERT_EQ(::connect(fd, address_->sockAddr(), address_->sockAddrLen()), 0);
+  ASSERT_TRUE(runUntil([&] { return server_conn_ != nullptr; }));
+  std::string bytes(kConnectionPreface);
+  bytes += frame(0x4, 0, 0, "");  // SETTINGS
+  // HEADERS without END_HEADERS: :method GET, :path /, :scheme http (HPACK static indexes).
+  bytes += frame(0x1, 0x1, 1, "\x82\x84\x86");
+  const std::string literal("\x00\x01x\x01y", 5);  // "x: y", not indexed
+  for (int i = 0; i < 50; ++i) bytes += frame(0x9, 0, 1, literal);  // CONTINUATION
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  ASSERT_TRUE(runUntil([&] { return server_.closed; }));
+  EXPECT_TRUE(server_.streams.empty());
+  EXPECT_EQ(server_.errors.size(), 1u);
+}
+
 }  // namespace
 }  // namespace sluice::http::http2
