@@ -147,6 +147,37 @@ bool validateRouteClusters(const envoy::config::route::v3::RouteConfiguration& r
   return true;
 }
 
+// Http2ProtocolOptions (downstream on the connection manager, upstream on a cluster), with
+// Envoy's defaults and ranges.
+bool buildHttp2Settings(const envoy::config::core::v3::Http2ProtocolOptions& proto,
+                        const std::string& path, http::http2::CodecSettings& out,
+                        std::vector<std::string>& errors) {
+  auto check = [&](const char* name, uint32_t value, uint32_t min) {
+    if (value >= min && value <= 2147483647) return true;
+    errors.push_back(path + "." + name + ": must be between " + std::to_string(min) +
+                     " and 2147483647");
+    return false;
+  };
+  if (proto.has_max_concurrent_streams()) {
+    if (!check("max_concurrent_streams", proto.max_concurrent_streams().value(), 1)) return false;
+    out.max_concurrent_streams = proto.max_concurrent_streams().value();
+  }
+  if (proto.has_initial_stream_window_size()) {
+    if (!check("initial_stream_window_size", proto.initial_stream_window_size().value(), 65535)) {
+      return false;
+    }
+    out.initial_stream_window_size = proto.initial_stream_window_size().value();
+  }
+  if (proto.has_initial_connection_window_size()) {
+    if (!check("initial_connection_window_size", proto.initial_connection_window_size().value(),
+               65535)) {
+      return false;
+    }
+    out.initial_connection_window_size = proto.initial_connection_window_size().value();
+  }
+  return true;
+}
+
 bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& path,
               const std::set<std::string>& clusters, stats::Store& store, access_log::FileSinkManager& sinks,
               http::ConnectionManagerConfigConstSharedPtr& out, std::vector<std::string>& errors) {
@@ -233,6 +264,16 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
     if (type == "websocket") cfg->allow_websocket = enabled;
   }
   cfg->via = proto.via();
+  switch (proto.codec_type()) {
+    case hcm_v3::HttpConnectionManager::HTTP1: cfg->codec_type = http::CodecType::Http1; break;
+    case hcm_v3::HttpConnectionManager::HTTP2: cfg->codec_type = http::CodecType::Http2; break;
+    default: cfg->codec_type = http::CodecType::Auto;
+  }
+  if (proto.has_http2_protocol_options() &&
+      !buildHttp2Settings(proto.http2_protocol_options(), path + ".http2_protocol_options",
+                          cfg->http2_settings, errors)) {
+    return false;
+  }
   if (!buildAccessLogs(proto.access_log(), path + ".access_log", sinks, cfg->access_logs, errors)) {
     return false;
   }
@@ -517,6 +558,17 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
     if (common.has_idle_timeout()) info->idle_timeout = toMs(common.idle_timeout());
     if (common.has_max_requests_per_connection()) {
       info->max_requests_per_connection = common.max_requests_per_connection().value();
+    }
+    if (http.has_explicit_http_config() &&
+        http.explicit_http_config().has_http2_protocol_options()) {
+      http::http2::CodecSettings h2;
+      if (!buildHttp2Settings(http.explicit_http_config().http2_protocol_options(),
+                              path + ".typed_extension_protocol_options.explicit_http_config."
+                                     "http2_protocol_options",
+                              h2, errors)) {
+        return false;
+      }
+      info->http2_settings = h2;
     }
   }
   out.info = info;

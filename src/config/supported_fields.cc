@@ -88,7 +88,8 @@ const std::vector<SupportedMessage>& supportedMessages() {
         "via",
         "delayed_close_timeout",
         "drain_timeout",
-        "http_protocol_options"}},
+        "http_protocol_options",
+        "http2_protocol_options"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter",
        {"name", "typed_config"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
@@ -98,6 +99,8 @@ const std::vector<SupportedMessage>& supportedMessages() {
        {"idle_timeout", "max_headers_count", "max_stream_duration",
         "headers_with_underscores_action", "max_requests_per_connection"}},
       {"envoy.config.core.v3.Http1ProtocolOptions", {"accept_http_10", "default_host_for_http_10"}},
+      {"envoy.config.core.v3.Http2ProtocolOptions",
+       {"max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"}},
       {kRouter, {}},
       // HTTP filters (src/filters/http).
       {kFault,
@@ -232,14 +235,14 @@ const std::vector<SupportedMessage>& supportedMessages() {
       {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
        {"common_http_protocol_options", "explicit_http_config"}},
       {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
-       {"http_protocol_options"}},
+       {"http_protocol_options", "http2_protocol_options"}},
   };
   return *table;
 }
 
 const std::vector<SupportedValues>& supportedValues() {
   static const auto* table = new std::vector<SupportedValues>{
-      {kHcm, "codec_type", {"AUTO", "HTTP1"}},
+      {kHcm, "codec_type", {"AUTO", "HTTP1", "HTTP2"}},
       {"envoy.config.core.v3.ConfigSource", "resource_api_version", {"V3"}},
       {"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager."
        "UpgradeConfig",
@@ -298,6 +301,8 @@ const std::vector<FieldHint>& fieldHints() {
       {"envoy.config.cluster.v3.Cluster", "http_protocol_options",
        "use typed_extension_protocol_options"},
       {"envoy.config.cluster.v3.Cluster", "common_http_protocol_options",
+       "use typed_extension_protocol_options"},
+      {"envoy.config.cluster.v3.Cluster", "http2_protocol_options",
        "use typed_extension_protocol_options"},
   };
   return *table;

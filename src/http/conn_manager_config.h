@@ -11,6 +11,7 @@
 #include "http/access_log.h"
 #include "http/filter.h"
 #include "http/http1/codec_impl.h"
+#include "http/http2/codec_impl.h"
 #include "http/route.h"
 
 namespace sluice::stats {
@@ -26,8 +27,10 @@ namespace sluice::http {
 #define ALL_HTTP_CONN_MAN_STATS(COUNTER, GAUGE)      \
   COUNTER(downstream_cx_total)                       \
   COUNTER(downstream_cx_http1_total)                 \
+  COUNTER(downstream_cx_http2_total)                 \
   GAUGE(downstream_cx_active)                        \
   GAUGE(downstream_cx_http1_active)                  \
+  GAUGE(downstream_cx_http2_active)                  \
   COUNTER(downstream_cx_destroy)                     \
   COUNTER(downstream_cx_destroy_remote)              \
   COUNTER(downstream_cx_destroy_local)               \
@@ -46,6 +49,7 @@ namespace sluice::http {
   GAUGE(downstream_cx_upgrades_active)               \
   COUNTER(downstream_rq_total)                       \
   COUNTER(downstream_rq_http1_total)                 \
+  COUNTER(downstream_rq_http2_total)                 \
   GAUGE(downstream_rq_active)                        \
   COUNTER(downstream_rq_completed)                   \
   COUNTER(downstream_rq_1xx)                         \
@@ -77,6 +81,10 @@ struct ConnectionManagerStats {
   static ConnectionManagerStats create(stats::Store& store, const std::string& stat_prefix);
 };
 
+// HttpConnectionManager.codec_type: AUTO tells HTTP/2 (prior knowledge) from HTTP/1.1 by the
+// connection preface.
+enum class CodecType { Auto, Http1, Http2 };
+
 enum class ServerHeaderTransformation { Overwrite, AppendIfAbsent, PassThrough };
 
 struct ConnectionManagerConfig {
@@ -100,7 +108,9 @@ struct ConnectionManagerConfig {
   bool merge_slashes{false};
   bool allow_websocket{false};
   std::string via;
+  CodecType codec_type{CodecType::Auto};
   http1::CodecSettings http1_settings;
+  http2::CodecSettings http2_settings;
   std::vector<AccessLogSharedPtr> access_logs;
   std::shared_ptr<ConnectionManagerStats> stats;
 };

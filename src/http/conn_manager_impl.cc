@@ -260,7 +260,11 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
                id, request_headers->method(), request_headers->path(), end_stream);
     resetIdleTimer();
     info.protocol = parent.codec_->protocol();
-    parent.stats_.downstream_rq_http1_total.inc();
+    if (info.protocol == Protocol::Http2) {
+      parent.stats_.downstream_rq_http2_total.inc();
+    } else {
+      parent.stats_.downstream_rq_http1_total.inc();
+    }
     if (end_stream) onRequestComplete();
     if (!prepareRequest()) return;
     decodeHeadersFrom(0, end_stream);
@@ -1033,13 +1037,12 @@ void ConnectionManagerImpl::initializeReadFilterCallbacks(network::ReadFilterCal
   connection_->setDelayedCloseTimeout(config_->delayed_close_timeout);
   stats_.downstream_cx_total.inc();
   stats_.downstream_cx_active.inc();
-  stats_.downstream_cx_http1_total.inc();
-  stats_.downstream_cx_http1_active.inc();
   connection_->setConnectionStats(
       {&stats_.downstream_cx_rx_bytes_total, &stats_.downstream_cx_tx_bytes_total,
        &stats_.downstream_cx_rx_bytes_buffered, &stats_.downstream_cx_tx_bytes_buffered});
-  http1::CodecStats codec_stats;
-  codec_ = http1::createServerCodec(*connection_, *this, config_->http1_settings, codec_stats);
+  // AUTO waits for the first bytes to tell the protocol.
+  if (config_->codec_type == CodecType::Http1) createCodec("http/1.1");
+  if (config_->codec_type == CodecType::Http2) createCodec("h2");
   if (config_->idle_timeout.count() > 0) {
     idle_timer_ = connection_->dispatcher().createTimer([this] { onIdleTimeout(); });
     idle_timer_->enableTimer(config_->idle_timeout);
@@ -1054,6 +1057,12 @@ network::FilterStatus ConnectionManagerImpl::onData(buffer::Buffer& data, bool e
   if (closed_) {
     data.drain(data.length());
     return network::FilterStatus::StopIteration;
+  }
+  if (!codec_) {
+    bool need_more = false;
+    const bool h2 = http2::startsWithPreface(data, need_more);
+    if (need_more) return network::FilterStatus::StopIteration;
+    createCodec(h2 ? "h2" : "http/1.1");
   }
   CodecStatus status = codec_->dispatch(data);
   if (!status.ok()) {
@@ -1119,9 +1128,27 @@ void ConnectionManagerImpl::doEndStream(ActiveStream& stream) {
   checkForDeferredClose();
 }
 
+void ConnectionManagerImpl::createCodec(std::string_view protocol) {
+  if (protocol == "h2") {
+    http2_ = true;
+    stats_.downstream_cx_http2_total.inc();
+    stats_.downstream_cx_http2_active.inc();
+    http2::CodecSettings settings = config_->http2_settings;
+    settings.max_headers_kb = config_->http1_settings.max_request_headers_kb;
+    settings.max_headers_count = config_->http1_settings.max_headers_count;
+    codec_ = http2::createServerCodec(*connection_, *this, settings);
+    if (draining_) codec_->goAway();
+    return;
+  }
+  stats_.downstream_cx_http1_total.inc();
+  stats_.downstream_cx_http1_active.inc();
+  codec_ = http1::createServerCodec(*connection_, *this, config_->http1_settings, {});
+}
+
 void ConnectionManagerImpl::checkForDeferredClose() {
   if (closed_ || !streams_.empty()) return;
-  if (close_after_stream_ || draining_) {
+  // HTTP/2: one stream's "close" is that stream's end, not the connection's.
+  if ((close_after_stream_ && !http2_) || draining_) {
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
     return;
   }
@@ -1130,6 +1157,7 @@ void ConnectionManagerImpl::checkForDeferredClose() {
 
 void ConnectionManagerImpl::startDrain() {
   draining_ = true;
+  if (http2_) codec_->goAway();
   if (streams_.empty()) {
     stats_.downstream_cx_drain_close.inc();
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
@@ -1177,8 +1205,10 @@ void ConnectionManagerImpl::onEvent(network::ConnectionEvent event) {
   }
   if (had_streams) stats_.downstream_cx_destroy_active_rq.inc();
   stats_.downstream_cx_active.dec();
-  stats_.downstream_cx_http1_active.dec();
-  codec_->onConnectionClosed();
+  if (codec_) {
+    (http2_ ? stats_.downstream_cx_http2_active : stats_.downstream_cx_http1_active).dec();
+    codec_->onConnectionClosed();
+  }
   stats_.downstream_cx_length_ms.recordValue(
       std::chrono::duration_cast<std::chrono::milliseconds>(
           connection_->dispatcher().timeSource().monotonicTime() - connected_at_)
@@ -1187,11 +1217,11 @@ void ConnectionManagerImpl::onEvent(network::ConnectionEvent event) {
 }
 
 void ConnectionManagerImpl::onAboveWriteBufferHighWatermark() {
-  codec_->onUnderlyingConnectionAboveWriteBufferHighWatermark();
+  if (codec_) codec_->onUnderlyingConnectionAboveWriteBufferHighWatermark();
 }
 
 void ConnectionManagerImpl::onBelowWriteBufferLowWatermark() {
-  codec_->onUnderlyingConnectionBelowWriteBufferLowWatermark();
+  if (codec_) codec_->onUnderlyingConnectionBelowWriteBufferLowWatermark();
 }
 
 }  // namespace sluice::http

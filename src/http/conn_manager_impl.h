@@ -45,6 +45,9 @@ class ConnectionManagerImpl : public network::ReadFilter,
   struct ActiveStream;
   friend struct ActiveStream;
 
+  // The server codec for a protocol: "h2" is HTTP/2, anything else (ALPN "http/1.1", or no
+  // ALPN) HTTP/1.1. The seam where TLS's negotiated protocol picks the codec.
+  void createCodec(std::string_view protocol);
   void doEndStream(ActiveStream& stream);
   void checkForDeferredClose();
   void resetAllStreams(StreamResetReason reason);
@@ -62,6 +65,7 @@ class ConnectionManagerImpl : public network::ReadFilter,
   bool draining_{false};
   bool close_after_stream_{false};  // a response carried "connection: close"
   bool closed_{false};
+  bool http2_{false};
 };
 
 }  // namespace sluice::http

@@ -583,7 +583,11 @@ void RouterFilter::onUpstreamReset(UpstreamRequest& ur, http::StreamResetReason 
   ur.host->stats().rq_error++;
   if (auto* od = ur.host->outlierDetector()) od->putResult(upstream::LocalOriginResult::Reset);
   abandonAttempt(ur);
-  if (retryPossible() && maybeRetry(retry_state_->wouldRetry(RetryState::Failure::Reset))) return;
+  // HTTP/2 REFUSED_STREAM: the upstream did not process the request (retry_on refused-stream).
+  const auto failure = reason == http::StreamResetReason::RemoteRefusedStreamReset
+                           ? RetryState::Failure::RefusedStream
+                           : RetryState::Failure::Reset;
+  if (retryPossible() && maybeRetry(retry_state_->wouldRetry(failure))) return;
   if (!attempts_.empty()) return;  // a hedged try is still going
   const bool termination = reason == http::StreamResetReason::ConnectionTermination;
   std::string reason_text(http::resetReasonString(reason));

@@ -10,7 +10,7 @@ UpstreamRequest::UpstreamRequest(RouterFilter& parent, upstream::HostSharedPtr h
 
 UpstreamRequest::~UpstreamRequest() { abandon(); }
 
-void UpstreamRequest::start(upstream::Http1ConnPool& pool, bool new_connection) {
+void UpstreamRequest::start(upstream::ConnPool& pool, bool new_connection) {
   upstream::Cancellable* handle = pool.newStream(*this, *this, new_connection);
   // The pool may have called back already (and this try may be over).
   if (!encoder && !detached) pending = handle;

@@ -25,7 +25,7 @@ class UpstreamRequest : public http::ResponseDecoder,
   ~UpstreamRequest() override;
 
   // Asks the host's pool for a stream; may call back before returning.
-  void start(upstream::Http1ConnPool& pool, bool new_connection);
+  void start(upstream::ConnPool& pool, bool new_connection);
   // Gives up on this try: withdraws it from the pool or resets its stream, and goes quiet.
   void abandon();
   // The response is complete: leave the stream to the pool (which reuses the connection).

@@ -8,9 +8,11 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "http/http1/codec_impl.h"
+#include "http/http2/codec_impl.h"
 #include "upstream/resource_manager.h"
 #include "upstream/lb_config.h"
 
@@ -27,6 +29,7 @@ namespace sluice::upstream {
   COUNTER(upstream_cx_total)                \
   GAUGE(upstream_cx_active)                 \
   COUNTER(upstream_cx_http1_total)          \
+  COUNTER(upstream_cx_http2_total)          \
   COUNTER(upstream_cx_connect_fail)         \
   COUNTER(upstream_cx_connect_timeout)      \
   COUNTER(upstream_cx_destroy)              \
@@ -108,6 +111,8 @@ class ClusterInfo {
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  // an idle upstream connection
   uint32_t max_requests_per_connection{0};                        // 0: unlimited
   http::http1::CodecSettings http1_settings;
+  // Set: the cluster speaks HTTP/2 (h2c) to its hosts, through a multiplexed pool.
+  std::optional<http::http2::CodecSettings> http2_settings;
   LbConfig lb;
 
  private:

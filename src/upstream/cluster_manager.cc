@@ -5,6 +5,7 @@
 #include "common/assert.h"
 #include "common/logger.h"
 #include "stats/stats.h"
+#include "upstream/http2_conn_pool.h"
 
 namespace sluice::upstream {
 
@@ -42,10 +43,16 @@ void setMembershipStats(const ClusterInfo& info, const PrioritySet& set) {
 ThreadLocalCluster::ThreadLocalCluster(event::Dispatcher& dispatcher, ClusterInfoConstSharedPtr info)
     : dispatcher_(dispatcher), info_(std::move(info)), seed_(std::random_device{}()) {}
 
-Http1ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host) {
+ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host) {
   auto it = pools_.find(host.get());
   if (it == pools_.end()) {
-    it = pools_.emplace(host.get(), std::make_unique<Http1ConnPool>(dispatcher_, host, info_)).first;
+    ConnPoolPtr pool;
+    if (info_->http2_settings) {
+      pool = std::make_unique<Http2ConnPool>(dispatcher_, host, info_);
+    } else {
+      pool = std::make_unique<Http1ConnPool>(dispatcher_, host, info_);
+    }
+    it = pools_.emplace(host.get(), std::move(pool)).first;
   }
   return *it->second;
 }

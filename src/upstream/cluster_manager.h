@@ -67,7 +67,7 @@ class ThreadLocalCluster {
   HostSharedPtr chooseHost(LoadBalancerContext* context) {
     return lb_ ? lb_->chooseHost(context) : nullptr;
   }
-  Http1ConnPool& connPool(const HostSharedPtr& host);
+  ConnPool& connPool(const HostSharedPtr& host);
   void updateHosts(PrioritySetConstSharedPtr hosts);
   void drainAll();
   // Replaced or removed: requests that still hold it finish, then it goes.
@@ -84,7 +84,7 @@ class ThreadLocalCluster {
   LoadBalancerPtr lb_;
   uint64_t seed_;  // of the next balancer's random choices
   bool retired_{false};
-  std::unordered_map<const Host*, std::unique_ptr<Http1ConnPool>> pools_;
+  std::unordered_map<const Host*, ConnPoolPtr> pools_;
 };
 using ThreadLocalClusterSharedPtr = std::shared_ptr<ThreadLocalCluster>;
 

@@ -38,21 +38,37 @@ class Cancellable {
   virtual void cancel() = 0;
 };
 
-class Http1ConnPool {
+// A connection pool of one host: HTTP/1.1 (Http1ConnPool) or HTTP/2 (Http2ConnPool).
+class ConnPool {
+ public:
+  virtual ~ConnPool() = default;
+  // Starts a request whose response goes to `decoder`. Returns null when `callbacks` were
+  // already called (a ready connection, or an immediate failure); otherwise a handle to
+  // cancel the waiting request. `new_connection`: never reuse an idle connection.
+  virtual Cancellable* newStream(http::ResponseDecoder& decoder, ConnPoolCallbacks& callbacks,
+                                 bool new_connection = false) = 0;
+  // Closes idle connections and lets busy ones close when their requests end.
+  virtual void drainConnections() = 0;
+  virtual bool idle() const = 0;
+  virtual const HostSharedPtr& host() const = 0;
+};
+using ConnPoolPtr = std::unique_ptr<ConnPool>;
+
+class Http1ConnPool : public ConnPool {
  public:
   Http1ConnPool(event::Dispatcher& dispatcher, HostSharedPtr host, ClusterInfoConstSharedPtr cluster);
-  ~Http1ConnPool();
+  ~Http1ConnPool() override;
 
   // Starts a request whose response goes to `decoder`. Returns null when `callbacks` were
   // already called (a ready connection, or an immediate failure); otherwise a handle to
   // cancel the waiting request. `new_connection`: never reuse an idle connection.
   Cancellable* newStream(http::ResponseDecoder& decoder, ConnPoolCallbacks& callbacks,
-                         bool new_connection = false);
+                         bool new_connection = false) override;
 
   // Closes idle connections and lets busy ones close when their request ends.
-  void drainConnections();
-  bool idle() const;
-  const HostSharedPtr& host() const { return host_; }
+  void drainConnections() override;
+  bool idle() const override;
+  const HostSharedPtr& host() const override { return host_; }
 
  private:
   struct ActiveClient;

@@ -470,10 +470,10 @@ TEST(BootstrapLoaderTest, TheRouterMayBeNamedWithoutTypedConfig) {
 }
 
 TEST(BootstrapLoaderTest, UnsupportedEnumValuesAreNamed) {
-  EXPECT_THAT(loadErrors(listenerWithHcm(std::string("          codec_type: HTTP2\n") +
+  EXPECT_THAT(loadErrors(listenerWithHcm(std::string("          codec_type: HTTP3\n") +
                                          "          http_filters:" + kRouterFilter)),
               ElementsAre(std::string(kHcmPath) +
-                          ".codec_type: HTTP2 is not supported (supported: AUTO, HTTP1)"));
+                          ".codec_type: HTTP3 is not supported (supported: AUTO, HTTP1, HTTP2)"));
   EXPECT_THAT(loadErrors(cluster("    type: EDS\n")),
               ElementsAre("static_resources.clusters[0].type: EDS is not supported (supported: "
                           "STATIC, STRICT_DNS, LOGICAL_DNS)"));

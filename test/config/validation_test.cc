@@ -382,7 +382,7 @@ name: c
 typed_extension_protocol_options:
   envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
     "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-    explicit_http_config: {http2_protocol_options: {}}
+    explicit_http_config: {http3_protocol_options: {}}
   envoy.filters.network.tcp_proxy:
     "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
 )",
@@ -391,8 +391,8 @@ typed_extension_protocol_options:
   EXPECT_FALSE(checkSupported(cluster, errors));
   EXPECT_THAT(errors, testing::UnorderedElementsAre(
                           "typed_extension_protocol_options[envoy.extensions.upstreams.http.v3."
-                          "HttpProtocolOptions].explicit_http_config.http2_protocol_options: "
-                          "http2_protocol_options is not supported",
+                          "HttpProtocolOptions].explicit_http_config.http3_protocol_options: "
+                          "http3_protocol_options is not supported",
                           "typed_extension_protocol_options[envoy.filters.network.tcp_proxy]: "
                           "envoy.filters.network.tcp_proxy is not supported"));
 }

@@ -259,6 +259,49 @@ TEST_F(RouterTest, PerTryTimeoutThenRetryOnTheNextHost) {
   EXPECT_EQ(counter("upstream_rq_retry_success"), 1u);
 }
 
+// An HTTP/2 frame as bytes (for the raw upstreams below, which speak h2c by hand).
+std::string h2Frame(uint8_t type, uint8_t flags, uint32_t stream, const std::string& payload) {
+  std::string f = {static_cast<char>(payload.size() >> 16), static_cast<char>(payload.size() >> 8),
+                   static_cast<char>(payload.size()), static_cast<char>(type),
+                   static_cast<char>(flags),      static_cast<char>(stream >> 24),
+                   static_cast<char>(stream >> 16), static_cast<char>(stream >> 8),
+                   static_cast<char>(stream)};
+  return f + payload;
+}
+
+// An HTTP/2 upstream refuses the stream (REFUSED_STREAM): with retry_on refused-stream the
+// router tries again, and the retry's answer is the response.
+TEST_F(RouterTest, Http2RefusedStreamIsRetried) {
+  setUp("retry_policy { retry_on: 'refused-stream' num_retries { value: 1 } "
+        "retry_back_off { base_interval { nanos: 10000000 } } }");
+  info_->http2_settings = http::http2::CodecSettings{};
+  FakeCallbacks& cb = request();
+  const std::string preface = "PRI * HTTP/2.0";
+  ASSERT_TRUE(runUntil([&] { return a_.received.find(preface) != std::string::npos; }));
+  ASSERT_TRUE(runUntil([&] { return a_.received.size() > 60; }));  // preface, SETTINGS, HEADERS
+  const std::string refuse = h2Frame(4, 0, 0, "") + h2Frame(3, 0, 1, std::string("\0\0\0\x07", 4));
+  ASSERT_EQ(::write(a_.fd, refuse.data(), refuse.size()), static_cast<ssize_t>(refuse.size()));
+  ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_retry") == 1; }));
+  EXPECT_EQ(cb.local_reply, 0u);
+  const size_t a_before = a_.received.size();
+  advance(milliseconds(10));
+  // The retry goes to b (a new connection) or to a (a new stream on the same connection).
+  ASSERT_TRUE(runUntil([&] {
+    return b_.received.size() > 60 || a_.received.size() > a_before + 20;
+  }));
+  if (b_.received.size() > 60) {
+    const std::string r = h2Frame(4, 0, 0, "") + h2Frame(1, 0x5, 1, "\x88");
+    ASSERT_EQ(::write(b_.fd, r.data(), r.size()), static_cast<ssize_t>(r.size()));
+  } else {
+    const std::string r = h2Frame(1, 0x5, 3, "\x88");
+    ASSERT_EQ(::write(a_.fd, r.data(), r.size()), static_cast<ssize_t>(r.size()));
+  }
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(cb.status, 200u);
+  EXPECT_EQ(cb.streamInfo().attempt_count, 2u);
+  EXPECT_EQ(counter("upstream_cx_http2_total") >= 1, true);
+}
+
 TEST_F(RouterTest, PerTryTimeoutWithoutRetriesIs504UT) {
   setUp("retry_policy { retry_on: 'connect-failure' per_try_timeout { nanos: 200000000 } }");
   FakeCallbacks& cb = request();

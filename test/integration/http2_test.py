@@ -1,0 +1,302 @@
+"""HTTP/2 end to end: h2c with prior knowledge (curl, nghttp, h2load) into sluice, AUTO
+serving HTTP/1.1 and HTTP/2 on one port, an HTTP/2 upstream (a second sluice answering with
+direct responses, and a python gRPC server), trailers, large bodies both ways, and gRPC
+unary and streaming calls through the proxy."""
+
+import concurrent.futures
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+
+import harness
+from harness import Proxy, bootstrap, cluster, hcm, wait_until
+from upstream import Upstream
+
+
+def catch_all(cluster_name="u", **action):
+    a = {"cluster": cluster_name}
+    a.update(action)
+    return [{"match": {"prefix": "/"}, "route": a}]
+
+
+def h2_cluster(name, port, **h2_options):
+    return cluster(name, port, typed_extension_protocol_options={
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": h2_options}}})
+
+
+def curl(*args, timeout=60):
+    r = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
+    return r
+
+
+def h2load(url, *args):
+    r = subprocess.run(["h2load", *args, url], capture_output=True, text=True, timeout=120)
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored", r.stdout)
+    assert m, r.stdout + r.stderr
+    status = re.search(r"status codes: (\d+) 2xx", r.stdout)
+    return [int(x) for x in m.groups()], int(status.group(1)) if status else 0, r.stdout
+
+
+class Http2DownstreamTest(harness.unittest.TestCase):
+    def setUp(self):
+        self.u = Upstream("u")
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy:
+            self.proxy.stop()
+        self.u.close()
+
+    def start(self, routes=None, **hcm_extra):
+        self.proxy = Proxy(bootstrap(hcm(routes or catch_all(), **hcm_extra),
+                                     [cluster("u", self.u.port)]))
+        return self.proxy
+
+    def test_prior_knowledge_request_reaches_an_http1_upstream(self):
+        p = self.start(codec_type="HTTP2")
+        r = curl("--http2-prior-knowledge", "-D", "-", "-H", "x-hello: h2",
+                 "http://127.0.0.1:%d/some/path?q=1" % p.port)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        head, _, body = r.stdout.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/2 200"), head)
+        echo = json.loads(body)
+        self.assertEqual(echo["path"], "/some/path?q=1")
+        self.assertEqual(echo["headers"]["x-hello"], "h2")
+        self.assertEqual(echo["headers"]["host"], "127.0.0.1:%d" % p.port)
+        self.assertEqual(echo["headers"]["x-forwarded-proto"], "http")
+        self.assertEqual(p.stat("http.ingress_http.downstream_rq_http2_total"), 1)
+        self.assertEqual(p.stat("http.ingress_http.downstream_cx_http2_total"), 1)
+
+    def test_auto_serves_http1_and_http2_on_one_port(self):
+        p = self.start()  # codec_type defaults to AUTO
+        h2 = curl("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version}",
+                  "http://127.0.0.1:%d/a" % p.port)
+        h1 = curl("--http1.1", "-o", "/dev/null", "-w", "%{http_version}",
+                  "http://127.0.0.1:%d/b" % p.port)
+        self.assertEqual((h2.stdout, h1.stdout), (b"2", b"1.1"), h2.stderr + h1.stderr)
+        self.assertEqual(p.stat("http.ingress_http.downstream_cx_http2_total"), 1)
+        self.assertEqual(p.stat("http.ingress_http.downstream_cx_http1_total"), 1)
+        self.assertEqual(p.stat("http.ingress_http.downstream_rq_2xx"), 2)
+
+    def test_many_concurrent_streams_with_nghttp(self):
+        p = self.start(codec_type="AUTO")
+        r = subprocess.run(["nghttp", "-ns", "-m", "100", "http://127.0.0.1:%d/m" % p.port],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(p.stat("http.ingress_http.downstream_rq_2xx"), 100)
+        self.assertEqual(p.stat("http.ingress_http.downstream_cx_http2_total"), 1)
+
+    def test_h2load_thousand_requests_no_failures(self):
+        direct = [{"match": {"prefix": "/"},
+                   "direct_response": {"status": 200, "body": {"inline_string": "ok"}}}]
+        p = self.start(direct, codec_type="HTTP2")
+        counts, ok, out = h2load("http://127.0.0.1:%d/load" % p.port, "-n", "1000", "-c", "4",
+                                 "-m", "20")
+        self.assertEqual(counts[:5], [1000, 1000, 1000, 1000, 0], out)
+        self.assertEqual(ok, 1000, out)
+
+    def test_large_bodies_both_ways(self):
+        p = self.start(codec_type="HTTP2")
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(os.urandom(5 * 1024 * 1024))
+            f.flush()
+            r = curl("--http2-prior-knowledge", "--data-binary", "@" + f.name,
+                     "http://127.0.0.1:%d/up" % p.port)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["body_len"], 5 * 1024 * 1024)
+        r = curl("--http2-prior-knowledge", "-H", "x-test-body-size: 7000000",
+                 "http://127.0.0.1:%d/down" % p.port)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout), 7000000)
+        self.assertEqual(r.stdout[:3], bytes([0, 7, 14]))
+
+    def test_http2_protocol_options_are_advertised(self):
+        p = self.start(codec_type="HTTP2", http2_protocol_options={
+            "max_concurrent_streams": 7, "initial_stream_window_size": 131072,
+            "initial_connection_window_size": 1048576})
+        r = subprocess.run(["nghttp", "-nv", "http://127.0.0.1:%d/s" % p.port],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7", r.stdout)
+        self.assertIn("SETTINGS_INITIAL_WINDOW_SIZE(0x04):131072", r.stdout)
+        # The connection window grows to 1 MiB: a WINDOW_UPDATE on stream 0 of the difference.
+        self.assertRegex(r.stdout, r"WINDOW_UPDATE frame <length=4, flags=0x00, stream_id=0>\s+"
+                                   r"\(window_size_increment=983041\)")
+
+    def test_drain_sends_goaway_and_lets_the_stream_finish(self):
+        p = self.start(codec_type="HTTP2")
+        client = subprocess.Popen(["nghttp", "-nv", "-H", "x-test-delay-ms: 800",
+                                   "http://127.0.0.1:%d/slow" % p.port],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_until(lambda: self.u.requests >= 1, what="the request at the upstream")
+        p.proc.send_signal(signal.SIGTERM)
+        out, _ = client.communicate(timeout=30)
+        self.assertEqual(client.returncode, 0, out)
+        self.assertRegex(out, r"recv GOAWAY frame <length=8, flags=0x00, stream_id=0>\s+"
+                              r"\(last_stream_id=13, error_code=NO_ERROR")
+        self.assertIn(":status: 200", out)
+
+    def test_bad_http2_protocol_options_are_refused_with_the_path(self):
+        cfg = bootstrap(hcm(catch_all(), http2_protocol_options={"initial_stream_window_size": 100}),
+                        [cluster("u", self.u.port)])
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(cfg, f)
+            f.flush()
+            r = harness.run("proxy", "-c", f.name, "--mode", "validate")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("typed_config.http2_protocol_options.initial_stream_window_size: value must "
+                      "be inside range [65535, 2147483647]", r.stdout + r.stderr)
+
+
+class Http2UpstreamTest(harness.unittest.TestCase):
+    """sluice in front of a second sluice that speaks HTTP/2 only: it answers /direct itself
+    and passes the rest to an HTTP/1.1 test upstream."""
+
+    def setUp(self):
+        self.u = Upstream("u")
+        routes = [{"match": {"prefix": "/direct"},
+                   "direct_response": {"status": 200, "body": {"inline_string": "from-h2"}}},
+                  {"match": {"prefix": "/"}, "route": {"cluster": "u"}}]
+        self.back = Proxy(bootstrap(hcm(routes, codec_type="HTTP2"), [cluster("u", self.u.port)]))
+        self.front = Proxy(bootstrap(hcm(catch_all("h2")),
+                                     [h2_cluster("h2", self.back.port, max_concurrent_streams=50)]))
+
+    def tearDown(self):
+        self.front.stop()
+        self.back.stop()
+        self.u.close()
+
+    def test_http1_and_http2_clients_through_an_http2_upstream(self):
+        r = curl("--http1.1", "http://127.0.0.1:%d/direct" % self.front.port)
+        self.assertEqual(r.stdout, b"from-h2", r.stderr)
+        r = curl("--http2-prior-knowledge", "-H", "x-test-body-size: 3000000",
+                 "http://127.0.0.1:%d/big" % self.front.port)
+        self.assertEqual(len(r.stdout), 3000000, r.stderr)
+        self.assertEqual(r.stdout[:3], bytes([0, 7, 14]))
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(os.urandom(2 * 1024 * 1024))
+            f.flush()
+            r = curl("--http1.1", "--data-binary", "@" + f.name,
+                     "http://127.0.0.1:%d/up" % self.front.port)
+        echo = json.loads(r.stdout)
+        self.assertEqual(echo["body_len"], 2 * 1024 * 1024)
+        self.assertEqual(echo["path"], "/up")
+        self.assertEqual(self.front.stat("cluster.h2.upstream_cx_http2_total"), 1)
+        self.assertEqual(self.back.stat("http.ingress_http.downstream_rq_http2_total"), 3)
+
+    def test_many_streams_share_few_connections(self):
+        counts, ok, out = h2load("http://127.0.0.1:%d/direct" % self.front.port, "-n", "1000",
+                                 "-c", "4", "-m", "20")
+        self.assertEqual(counts[:5], [1000, 1000, 1000, 1000, 0], out)
+        self.assertEqual(ok, 1000, out)
+        # 80 streams at most in flight, 50 per upstream connection: a handful of connections.
+        cx = self.front.stat("cluster.h2.upstream_cx_http2_total")
+        self.assertGreaterEqual(cx, 1)
+        self.assertLessEqual(cx, 4)
+        self.assertEqual(self.back.stat("http.ingress_http.downstream_rq_http2_total"), 1000)
+        self.assertLessEqual(self.back.stat("http.ingress_http.downstream_cx_http2_total"), 4)
+
+
+GRPC_SERVER = r'''
+import sys, grpc
+from concurrent import futures
+
+def unary(request, context):
+    if request == b"fail":
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "asked to fail")
+    context.set_trailing_metadata((("x-trailer", "t1"),))
+    return b"echo:" + request
+
+def server_stream(request, context):
+    for i in range(int(request)):
+        yield b"m%d:" % i + b"z" * 100000
+
+def client_stream(it, context):
+    return b"%d" % sum(len(m) for m in it)
+
+def bidi(it, context):
+    for m in it:
+        yield m[::-1]
+
+ident = lambda b: b
+handlers = {
+    "Unary": grpc.unary_unary_rpc_method_handler(unary, ident, ident),
+    "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream, ident, ident),
+    "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream, ident, ident),
+    "Bidi": grpc.stream_stream_rpc_method_handler(bidi, ident, ident),
+}
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print("listening on %d" % port, flush=True)
+server.wait_for_termination()
+'''
+
+
+class GrpcTest(harness.unittest.TestCase):
+    """A python gRPC server behind sluice (HTTP/2 both sides), a python gRPC client."""
+
+    @classmethod
+    def setUpClass(cls):
+        import grpc  # Debian's python3-grpcio
+        cls.grpc = grpc
+        cls.server = subprocess.Popen(["/usr/bin/python3", "-c", GRPC_SERVER],
+                                      stdout=subprocess.PIPE, text=True)
+        cls.server_port = int(re.search(r"listening on (\d+)", cls.server.stdout.readline()).group(1))
+        cls.proxy = Proxy(bootstrap(hcm(catch_all("grpc")), [h2_cluster("grpc", cls.server_port)]))
+        cls.channel = grpc.insecure_channel("127.0.0.1:%d" % cls.proxy.port)
+        ident = lambda b: b
+        cls.unary = cls.channel.unary_unary("/test.Echo/Unary", ident, ident)
+        cls.server_stream = cls.channel.unary_stream("/test.Echo/ServerStream", ident, ident)
+        cls.client_stream = cls.channel.stream_unary("/test.Echo/ClientStream", ident, ident)
+        cls.bidi = cls.channel.stream_stream("/test.Echo/Bidi", ident, ident)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.proxy.stop()
+        cls.server.kill()
+        cls.server.wait()
+
+    def test_unary_with_trailers(self):
+        resp, call = self.unary.with_call(b"hello", timeout=10)
+        self.assertEqual(resp, b"echo:hello")
+        self.assertEqual(call.code(), self.grpc.StatusCode.OK)
+        self.assertIn(("x-trailer", "t1"), tuple(call.trailing_metadata()))
+
+    def test_error_status_and_message_pass_through(self):
+        with self.assertRaises(self.grpc.RpcError) as e:
+            self.unary(b"fail", timeout=10)
+        self.assertEqual(e.exception.code(), self.grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertEqual(e.exception.details(), "asked to fail")
+
+    def test_server_streaming_large_messages(self):
+        msgs = list(self.server_stream(b"50", timeout=30))
+        self.assertEqual(len(msgs), 50)
+        self.assertTrue(all(m.startswith(b"m%d:" % i) and len(m) > 100000
+                            for i, m in enumerate(msgs)))
+
+    def test_client_streaming(self):
+        resp = self.client_stream(iter([b"a" * 1000] * 300), timeout=30)
+        self.assertEqual(resp, b"300000")
+
+    def test_bidi_streaming(self):
+        out = list(self.bidi(iter([b"abc", b"hello", b"xyz" * 1000]), timeout=30))
+        self.assertEqual(out, [b"cba", b"olleh", (b"xyz" * 1000)[::-1]])
+
+    def test_many_concurrent_calls(self):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as ex:
+            results = list(ex.map(lambda i: self.unary(b"%d" % i, timeout=30), range(200)))
+        self.assertEqual(results, [b"echo:%d" % i for i in range(200)])
+
+
+if __name__ == "__main__":
+    harness.main()
