@@ -253,6 +253,14 @@ bool Http2ConnPool::tryCreateClient() {
 
 void Http2ConnPool::attach(ActiveClient& client, http::ResponseDecoder& decoder,
                            ConnPoolCallbacks& callbacks) {
+  // max_requests counts streams on connections, as the HTTP/1 pool does.
+  ResourceManager& rm = cluster_->resourceManager();
+  if (!rm.requests().canCreate()) {
+    cluster_->stats().upstream_rq_pending_overflow.inc();
+    callbacks.onPoolFailure(PoolFailureReason::Overflow, "", host_);
+    return;
+  }
+  rm.requests().inc();
   if (client.idle_timer) client.idle_timer->disableTimer();
   const bool reused = client.served > 0;
   ++client.active;
@@ -299,6 +307,7 @@ void Http2ConnPool::attachPending(ActiveClient& client) {
 
 void Http2ConnPool::onStreamDone(ActiveClient& client) {
   --client.active;
+  cluster_->resourceManager().requests().dec();
   cluster_->stats().upstream_rq_active.dec();
   host_->stats().rq_active--;
   upkeep_timer_->enableTimer(std::chrono::milliseconds(0));
