@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 
 #include "access_log/file_sink.h"
@@ -187,14 +188,33 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
       http::ConnectionManagerStats::create(store, cfg->stat_prefix));
   std::string error;
   const filters::FilterFactoryContext filter_context{store, cfg->stat_prefix, {}};
-  // typed_per_filter_config entries go to the filter that owns their type.
-  auto compile_filter_config = [&filter_context](const std::string& name,
-                                                 const google::protobuf::Any& any,
-                                                 const std::string& path, std::string* err)
+  // The filters of this chain by the names a typed_per_filter_config key may use for them:
+  // their http_filters name, and their canonical name.
+  std::map<std::string, const filters::HttpFilterFactory*, std::less<>> chain;
+  for (int i = 0; i + 1 < proto.http_filters_size(); ++i) {
+    const auto* f = filters::findHttpFilterFactory(proto.http_filters(i).typed_config().type_url());
+    if (f == nullptr) continue;  // refused below
+    chain.emplace(proto.http_filters(i).name(), f);
+  }
+  for (int i = 0; i + 1 < proto.http_filters_size(); ++i) {
+    const auto* f = filters::findHttpFilterFactory(proto.http_filters(i).typed_config().type_url());
+    if (f != nullptr) chain.emplace(std::string(f->name()), f);  // a name given above wins
+  }
+  // typed_per_filter_config entries go to the filter that owns their type; an entry keyed by
+  // the name of a filter of this chain must be of that filter's type (the filter reads it as
+  // its own).
+  auto compile_filter_config = [&filter_context, &chain](const std::string& name,
+                                                         const google::protobuf::Any& any,
+                                                         const std::string& path, std::string* err)
       -> http::RouteSpecificFilterConfigConstSharedPtr {
     const filters::HttpFilterFactory* factory = filters::findHttpFilterFactory(any.type_url());
     if (factory == nullptr) {
       *err = path + ": " + name + " has no per-route config (" + any.type_url() + ")";
+      return nullptr;
+    }
+    if (const auto it = chain.find(name); it != chain.end() && it->second != factory) {
+      *err = path + ": " + std::string(factory->configType()) + " is not the config of filter '" +
+             name + "' (" + std::string(it->second->name()) + ")";
       return nullptr;
     }
     return factory->createRouteConfig(any, filter_context, path, err);
@@ -393,9 +413,9 @@ bool buildHealthCheck(const envoy::config::core::v3::HealthCheck& hc, const std:
   return true;
 }
 
-upstream::OutlierDetectionConfig buildOutlierDetection(
-    const envoy::config::cluster::v3::OutlierDetection& od) {
-  upstream::OutlierDetectionConfig c;
+bool buildOutlierDetection(const envoy::config::cluster::v3::OutlierDetection& od,
+                           const std::string& path, upstream::OutlierDetectionConfig& c,
+                           std::vector<std::string>& errors) {
 #define SLUICE_OD_U32(f) \
   if (od.has_##f()) c.f = od.f().value();
 #define SLUICE_OD_MS(f) \
@@ -429,7 +449,20 @@ upstream::OutlierDetectionConfig buildOutlierDetection(
   if (!od.has_max_ejection_time()) {
     c.max_ejection_time = std::max(c.max_ejection_time, c.base_ejection_time);
   }
-  return c;
+  // The API only asks for more than zero; under a millisecond would be a zero-length timer.
+  if (c.interval.count() < 1) {
+    errors.push_back(path + ".interval: must be at least 1ms");
+    return false;
+  }
+  if (c.base_ejection_time.count() < 1) {
+    errors.push_back(path + ".base_ejection_time: must be at least 1ms");
+    return false;
+  }
+  if (c.max_ejection_time < c.base_ejection_time) {  // as Envoy refuses it
+    errors.push_back(path + ".max_ejection_time: must not be less than base_ejection_time");
+    return false;
+  }
+  return true;
 }
 
 // lb_policy and what tunes it. (The ranges the API declares are checked before this.)
@@ -594,7 +627,11 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
     }
   }
   if (proto.has_outlier_detection()) {
-    out.outlier_detection = buildOutlierDetection(proto.outlier_detection());
+    out.outlier_detection.emplace();
+    if (!buildOutlierDetection(proto.outlier_detection(), path + ".outlier_detection",
+                               *out.outlier_detection, errors)) {
+      return false;
+    }
   }
   switch (proto.dns_lookup_family()) {
     case envoy::config::cluster::v3::Cluster::V4_ONLY:

@@ -169,6 +169,13 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
       if (stream.encodingHalted() || !it.headers_continued) return;
       stream.encodeDataFrom(index + 1, data, end_stream);
     }
+    void onEncoderFilterAboveWriteBufferHighWatermark() override {
+      for (auto* cb : stream.watermark_callbacks) cb->onAboveWriteBufferHighWatermark();
+    }
+    void onEncoderFilterBelowWriteBufferLowWatermark() override {
+      for (auto* cb : stream.watermark_callbacks) cb->onBelowWriteBufferLowWatermark();
+    }
+    uint32_t encoderBufferLimit() override { return stream.parent.connection_->bufferLimit(); }
 
     StreamEncoderFilterSharedPtr filter;
     bool dual{false};  // the same filter is a decoder filter too (its onDestroy runs there)

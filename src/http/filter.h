@@ -116,6 +116,11 @@ class StreamEncoderFilterCallbacks : public StreamFilterCallbacks {
   // passed it: for a filter that keeps the response body itself (StopIterationNoBuffer) and
   // lets it out in pieces, e.g. paced by a timer. Only after the headers went past it.
   virtual void injectEncodedDataToFilterChain(buffer::Buffer& data, bool end_stream) = 0;
+  // Such a filter keeps more than encoderBufferLimit(): the upstream should stop sending the
+  // response (through the DownstreamWatermarkCallbacks); and it may resume. In pairs.
+  virtual void onEncoderFilterAboveWriteBufferHighWatermark() = 0;
+  virtual void onEncoderFilterBelowWriteBufferLowWatermark() = 0;
+  virtual uint32_t encoderBufferLimit() = 0;
 };
 
 class StreamDecoderFilter {

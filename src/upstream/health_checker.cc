@@ -210,7 +210,13 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
     if (!in_progress_) return;
     in_progress_ = false;
     timeout_timer_->disableTimer();
-    if (!parent_.config_.reuse_connection || !keep_alive_ || !passed) closeClient();
+    // A connect-only TCP check (nothing to receive) closes after each pass, as Envoy's
+    // does: connecting is the check, so every check must connect again.
+    const bool connect_only =
+        parent_.config_.type == HealthCheckConfig::Type::Tcp && parent_.config_.receive.empty();
+    if (!parent_.config_.reuse_connection || !keep_alive_ || !passed || connect_only) {
+      closeClient();
+    }
     bool changed = false;
     const auto next = parent_.onCheckDone(*this, passed, network, changed);
     // The session may be gone now only if the host left, which happens in setHosts, never
@@ -315,7 +321,10 @@ std::chrono::milliseconds HealthChecker::onCheckDone(Session& s, bool passed, bo
   }
   if (changed) updateHealthyGauge();
   const bool first = std::exchange(s.first_check, false);
-  const auto next = nextInterval(h.healthFlags() & Host::FailedActiveHealthCheck, changed);
+  // As Envoy: the check's result picks the interval; a result that goes against the host's
+  // state without changing it yet (a threshold not reached) takes the edge interval.
+  const bool pending = !changed && passed == failed;
+  const auto next = nextInterval(!passed, pending);
   if (on_result_) on_result_(s.host, passed, changed);
   if (first && --first_round_pending_ == 0 && on_first_round_) {
     std::exchange(on_first_round_, nullptr)();
@@ -323,14 +332,14 @@ std::chrono::milliseconds HealthChecker::onCheckDone(Session& s, bool passed, bo
   return next;
 }
 
-std::chrono::milliseconds HealthChecker::nextInterval(bool unhealthy, bool changed) {
+std::chrono::milliseconds HealthChecker::nextInterval(bool failed_check, bool pending) {
   uint64_t base;
   if (cluster_->stats().upstream_cx_total.value() == 0) {
     base = config_.no_traffic_interval.count();  // no traffic yet: check rarely
-  } else if (unhealthy) {
-    base = (changed ? config_.unhealthy_edge_interval : config_.unhealthy_interval).count();
+  } else if (failed_check) {
+    base = (pending ? config_.unhealthy_edge_interval : config_.unhealthy_interval).count();
   } else {
-    base = (changed ? config_.healthy_edge_interval : config_.interval).count();
+    base = (pending ? config_.healthy_edge_interval : config_.interval).count();
   }
   uint64_t jitter = 0;
   const uint64_t pct_span = config_.interval_jitter_percent * base / 100;

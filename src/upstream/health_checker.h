@@ -86,9 +86,10 @@ class HealthChecker {
 
   const HealthCheckerStats& stats() const { return stats_; }
   const HealthCheckConfig& config() const { return config_; }
-  // The wait before the next check (exposed for tests): `unhealthy` is the host's state,
-  // `changed` whether the last check changed it.
-  std::chrono::milliseconds nextInterval(bool unhealthy, bool changed);
+  // The wait before the next check (exposed for tests), as Envoy's: by the last check's
+  // result (`failed_check`), at the edge interval while that result has not yet changed the
+  // host's state but counts toward changing it (`pending`, a threshold not reached yet).
+  std::chrono::milliseconds nextInterval(bool failed_check, bool pending);
 
  private:
   class Session;

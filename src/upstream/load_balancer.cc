@@ -29,12 +29,20 @@ LoadBalancerBase::LoadBalancerBase(PrioritySetConstSharedPtr set, const LbConfig
                                    bool use_localities)
     : set_(std::move(set)), config_(config), panic_counter_(panic_counter), rng_(seed) {
   const size_t n = set_->priorities.size();
+  // The hosts' health, read once: the main thread may change it while this is built, and
+  // the loads, panic and candidates below must agree with each other.
+  std::vector<std::vector<char>> up(n);
+  for (size_t i = 0; i < n; ++i) {
+    for (const auto& h : set_->priorities[i].hosts) up[i].push_back(h->healthy());
+  }
+  auto healthyCount = [&up](size_t i) {
+    return static_cast<size_t>(std::count(up[i].begin(), up[i].end(), char{1}));
+  };
   std::vector<uint32_t> health(n, 0);
   uint32_t total_health = 0;
   for (size_t i = 0; i < n; ++i) {
     const auto& hosts = set_->priorities[i].hosts;
-    size_t healthy = 0;
-    for (const auto& h : hosts) healthy += h->healthy() ? 1 : 0;
+    const size_t healthy = healthyCount(i);
     if (!hosts.empty()) {
       health[i] = static_cast<uint32_t>(std::min<uint64_t>(
           100, uint64_t{config_.overprovisioning_factor} * healthy / hosts.size()));
@@ -49,8 +57,7 @@ LoadBalancerBase::LoadBalancerBase(PrioritySetConstSharedPtr set, const LbConfig
     const auto& hosts = set_->priorities[i].hosts;
     if (hosts.empty()) continue;
     any_hosts = true;
-    size_t healthy = 0;
-    for (const auto& h : hosts) healthy += h->healthy() ? 1 : 0;
+    const size_t healthy = healthyCount(i);
     // Panic only when the levels together lack capacity (normalized health under 100).
     levels_[i].panic = normalized < 100 && config_.healthy_panic_threshold > 0 &&
                        100.0 * healthy / hosts.size() < config_.healthy_panic_threshold;
@@ -92,17 +99,17 @@ LoadBalancerBase::LoadBalancerBase(PrioritySetConstSharedPtr set, const LbConfig
     const HostSet& hs = set_->priorities[i];
     Level& level = levels_[i];
     HostVector candidates;
-    for (const auto& h : hs.hosts) {
-      if (level.panic || h->healthy()) candidates.push_back(h);
+    for (size_t j = 0; j < hs.hosts.size(); ++j) {
+      if (level.panic || up[i][j]) candidates.push_back(hs.hosts[j]);
     }
     if (use_localities && config_.locality_weighted) {
       for (const auto& [locality, weight] : hs.locality_weights) {
         Subset s{0, {}, 0, 0};
         size_t total = 0, healthy = 0;
-        for (const auto& h : hs.hosts) {
-          if (!(h->locality() == locality)) continue;
+        for (size_t j = 0; j < hs.hosts.size(); ++j) {
+          if (!(hs.hosts[j]->locality() == locality)) continue;
           ++total;
-          healthy += h->healthy() ? 1 : 0;
+          healthy += up[i][j] ? 1 : 0;
         }
         for (const auto& h : candidates) {
           if (h->locality() == locality) s.hosts.push_back(h);
@@ -148,7 +155,12 @@ LoadBalancerBase::Subset* LoadBalancerBase::pickSubset(Level& level) {
 
 HostSharedPtr LoadBalancerBase::chooseHost(LoadBalancerContext* context) {
   if (levels_.empty()) return nullptr;
-  const std::optional<uint64_t> hash = context ? context->computeHashKey() : std::nullopt;
+  // Only the hashing policies use the request's hash: computing it costs (and a cookie
+  // hash_policy with a ttl would even set a cookie) for nothing on the others.
+  const bool hashing =
+      config_.policy == LbConfig::Policy::RingHash || config_.policy == LbConfig::Policy::Maglev;
+  const std::optional<uint64_t> hash =
+      context && hashing ? context->computeHashKey() : std::nullopt;
   // The level: by load, with the request's hash when it has one (so a key keeps its level).
   // One level (the usual case) costs no random number.
   size_t chosen = 0;
@@ -163,17 +175,17 @@ HostSharedPtr LoadBalancerBase::chooseHost(LoadBalancerContext* context) {
       }
     }
   }
-  uint32_t attempts = context ? context->hostSelectionRetryCount() : 0;
-  for (;;) {
+  const uint32_t attempts = context ? context->hostSelectionRetryCount() : 0;
+  for (uint32_t attempt = 0;; ++attempt) {
     HostSharedPtr host;
     Level& level = levels_[chosen];
-    if (Subset* s = pickSubset(level)) host = pick(*s, level.panic, hash);
+    if (Subset* s = pickSubset(level)) host = pick(*s, level.panic, hash, attempt);
     if (!host) {
       // The snapshot is stale (hosts turned unhealthy since): the first level with a
       // healthy host that the policy gives.
       for (auto& l : levels_) {
         for (auto& s : l.subsets) {
-          if ((host = pick(s, false, hash))) break;
+          if ((host = pick(s, false, hash, attempt))) break;
         }
         if (host) break;
       }
@@ -181,8 +193,7 @@ HostSharedPtr LoadBalancerBase::chooseHost(LoadBalancerContext* context) {
     } else if (level.panic && panic_counter_) {
       panic_counter_->inc();
     }
-    if (attempts == 0 || !context->shouldSelectAnotherHost(*host)) return host;
-    --attempts;
+    if (attempt == attempts || !context->shouldSelectAnotherHost(*host)) return host;
   }
 }
 
@@ -196,11 +207,15 @@ RoundRobinLoadBalancer::RoundRobinLoadBalancer(PrioritySetConstSharedPtr set,
     State st;
     st.current.assign(s->hosts.size(), 0);
     for (const auto& h : s->hosts) st.weighted |= h->weight() != s->hosts.front()->weight();
+    // Each build (and each worker: they have their own seeds) starts at its own host, so
+    // that rebuilds do not all send their first requests to hosts[0].
+    if (!s->hosts.empty()) st.next = seed % s->hosts.size();
     state_.push_back(std::move(st));
   }
 }
 
-HostSharedPtr RoundRobinLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t>) {
+HostSharedPtr RoundRobinLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t>,
+                                           uint32_t) {
   State& st = state_[subset.id];
   const size_t n = subset.hosts.size();
   if (!st.weighted) {
@@ -235,10 +250,12 @@ LeastRequestLoadBalancer::LeastRequestLoadBalancer(PrioritySetConstSharedPtr set
     bool weighted = false;
     for (const auto& h : s->hosts) weighted |= h->weight() != s->hosts.front()->weight();
     weighted_.push_back(weighted);
+    scratch_.emplace_back().reserve(weighted ? s->hosts.size() : 0);
   }
 }
 
-HostSharedPtr LeastRequestLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t>) {
+HostSharedPtr LeastRequestLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t>,
+                                             uint32_t) {
   const auto& hosts = subset.hosts;
   const size_t n = hosts.size();
   auto usable = [panic](const Host& h) { return panic || h.healthy(); };
@@ -260,9 +277,10 @@ HostSharedPtr LeastRequestLoadBalancer::pick(Subset& subset, bool panic, std::op
     }
     return nullptr;
   }
-  // Weighted: weight / (active + 1)^bias.
+  // Weighted: weight / (active + 1)^bias, into this subset's scratch (no allocation per pick).
   const double bias = config().active_request_bias;
-  std::vector<double> weights(n, 0.0);
+  std::vector<double>& weights = scratch_[subset.id];
+  weights.assign(n, 0.0);
   double total = 0;
   for (size_t i = 0; i < n; ++i) {
     if (!usable(*hosts[i])) continue;
@@ -289,7 +307,8 @@ RandomLoadBalancer::RandomLoadBalancer(PrioritySetConstSharedPtr set, const LbCo
                                        stats::Counter* panic_counter, uint64_t seed)
     : LoadBalancerBase(std::move(set), config, panic_counter, seed, true) {}
 
-HostSharedPtr RandomLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t>) {
+HostSharedPtr RandomLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t>,
+                                       uint32_t) {
   const size_t n = subset.hosts.size();
   const size_t start = random() % n;
   for (size_t k = 0; k < n; ++k) {
@@ -333,13 +352,17 @@ RingHashLoadBalancer::RingHashLoadBalancer(PrioritySetConstSharedPtr set, const 
   }
 }
 
-HostSharedPtr RingHashLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t> hash) {
+HostSharedPtr RingHashLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
+                                         uint32_t attempt) {
   const auto& ring = rings_[subset.id];
   if (ring.empty()) return nullptr;
   const uint64_t h = hash ? *hash : random();
   auto it = std::lower_bound(ring.begin(), ring.end(), h,
                              [](const auto& e, uint64_t v) { return e.first < v; });
   size_t i = it == ring.end() ? 0 : static_cast<size_t>(it - ring.begin());
+  // A retry host predicate rejected the last pick: the point `attempt` further on (Envoy's
+  // way; it may land on the same host again, and the predicate asks again).
+  i = (i + attempt) % ring.size();
   // A host that turned unhealthy since the ring was built: the next point's.
   for (size_t k = 0; k < ring.size(); ++k) {
     const HostSharedPtr& host = *ring[(i + k) % ring.size()].second;
@@ -392,10 +415,14 @@ MaglevLoadBalancer::MaglevLoadBalancer(PrioritySetConstSharedPtr set, const LbCo
   }
 }
 
-HostSharedPtr MaglevLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t> hash) {
+HostSharedPtr MaglevLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
+                                       uint32_t attempt) {
   const auto& table = tables_[subset.id];
   if (table.empty()) return nullptr;
   uint64_t h = hash ? *hash : random();
+  // A retry host predicate rejected the last pick: the hash mixed with the attempt (Envoy's
+  // way), another slot.
+  if (attempt > 0) h = xxHash64(std::string_view(reinterpret_cast<const char*>(&h), sizeof(h)), attempt);
   // A host that turned unhealthy since the table was built: rehash a few times, then any.
   for (int k = 0; k < 8; ++k) {
     const HostSharedPtr& host = subset.hosts[table[h % table.size()]];

@@ -84,8 +84,10 @@ class LoadBalancerBase : public LoadBalancer {
     int64_t current{0};  // smooth weighted round robin over subsets
   };
   // A host of `subset` (`hash` when the request has one); null when none is usable. Only a
-  // host whose healthy() holds may be returned unless `panic`.
-  virtual HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) = 0;
+  // host whose healthy() holds may be returned unless `panic`. `attempt`: how many picks of
+  // this request a retry host predicate rejected (the hashing policies move off their point).
+  virtual HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
+                             uint32_t attempt) = 0;
 
   const std::vector<Subset*>& subsets() const { return all_subsets_; }
   uint64_t random() { return rng_(); }
@@ -121,7 +123,8 @@ class RoundRobinLoadBalancer : public LoadBalancerBase {
     bool weighted{false};
     size_t next{0};
   };
-  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
+                     uint32_t attempt) override;
   std::vector<State> state_;
 };
 
@@ -134,8 +137,10 @@ class LeastRequestLoadBalancer : public LoadBalancerBase {
                            stats::Counter* panic_counter, uint64_t seed);
 
  private:
-  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
+                     uint32_t attempt) override;
   std::vector<bool> weighted_;
+  std::vector<std::vector<double>> scratch_;  // per subset: the weighted pick's weights
 };
 
 // RANDOM: uniform over the candidates; weights are ignored, as in Envoy.
@@ -145,7 +150,8 @@ class RandomLoadBalancer : public LoadBalancerBase {
                      stats::Counter* panic_counter, uint64_t seed);
 
  private:
-  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
+                     uint32_t attempt) override;
 };
 
 // RING_HASH (ketama-style): each host owns points on a ring of 64-bit hashes (xxHash64 of
@@ -159,7 +165,8 @@ class RingHashLoadBalancer : public LoadBalancerBase {
   size_t ringSize(size_t i) const { return rings_[i].size(); }
 
  private:
-  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
+                     uint32_t attempt) override;
   std::vector<std::vector<std::pair<uint64_t, const HostSharedPtr*>>> rings_;
 };
 
@@ -172,7 +179,8 @@ class MaglevLoadBalancer : public LoadBalancerBase {
                      stats::Counter* panic_counter, uint64_t seed);
 
  private:
-  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash) override;
+  HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
+                     uint32_t attempt) override;
   std::vector<std::vector<uint32_t>> tables_;  // per subset: index into subset.hosts
 };
 

@@ -24,7 +24,9 @@ void DetectorHostMonitor::streak(std::atomic<uint32_t>& counter, uint32_t thresh
                                  EjectionType type) {
   // Only the request that reaches the threshold posts; the main thread resets the counter.
   if (counter.fetch_add(1, std::memory_order_relaxed) + 1 != threshold) return;
-  main_.post([weak = detector_, host = &host_, type] {
+  HostSharedPtr host = host_.lock();
+  if (!host) return;  // going away
+  main_.post([weak = detector_, host = std::move(host), type] {
     if (auto d = weak.lock()) d->onConsecutiveErrors(host, type);
   });
 }
@@ -117,7 +119,7 @@ void OutlierDetector::setHosts(const PrioritySet& set) {
       }
       HostState s;
       s.host = h;
-      s.monitor = std::make_shared<DetectorHostMonitor>(weak_from_this(), config_, main_, *h);
+      s.monitor = std::make_shared<DetectorHostMonitor>(weak_from_this(), config_, main_, h);
       h->setOutlierDetector(s.monitor);
       next.emplace(h.get(), std::move(s));
     }
@@ -163,6 +165,9 @@ bool OutlierDetector::enforced(EjectionType type) {
 
 void OutlierDetector::eject(HostState& s, EjectionType type) {
   if (s.ejected) return;
+  // As Envoy: an outlier is counted as detected whether or not it is then ejected (overflow
+  // or enforcement may spare it).
+  countEjection(type, false);
   const uint64_t active = stats_.ejections_active.value();
   const double percent =
       100.0 * static_cast<double>(active + 1) / static_cast<double>(hosts_.size());
@@ -170,23 +175,8 @@ void OutlierDetector::eject(HostState& s, EjectionType type) {
     stats_.ejections_overflow.inc();
     return;
   }
-  const bool enforce = enforced(type);
-  switch (type) {
-#define SLUICE_EJECTION_STATS(T, name)                   \
-  case EjectionType::T:                                  \
-    stats_.ejections_detected_##name.inc();              \
-    if (enforce) stats_.ejections_enforced_##name.inc(); \
-    break;
-    SLUICE_EJECTION_STATS(Consecutive5xx, consecutive_5xx)
-    SLUICE_EJECTION_STATS(ConsecutiveGatewayFailure, consecutive_gateway_failure)
-    SLUICE_EJECTION_STATS(ConsecutiveLocalOriginFailure, consecutive_local_origin_failure)
-    SLUICE_EJECTION_STATS(SuccessRate, success_rate)
-    SLUICE_EJECTION_STATS(LocalOriginSuccessRate, local_origin_success_rate)
-    SLUICE_EJECTION_STATS(FailurePercentage, failure_percentage)
-    SLUICE_EJECTION_STATS(LocalOriginFailurePercentage, failure_percentage_local_origin)
-#undef SLUICE_EJECTION_STATS
-  }
-  if (!enforce) return;
+  if (!enforced(type)) return;
+  countEjection(type, true);
   stats_.ejections_enforced_total.inc();
   stats_.ejections_active.inc();
   s.ejected = true;
@@ -199,9 +189,29 @@ void OutlierDetector::eject(HostState& s, EjectionType type) {
   if (on_change_) on_change_();
 }
 
+void OutlierDetector::countEjection(EjectionType type, bool enforced) {
+  switch (type) {
+#define SLUICE_EJECTION_STATS(T, name)            \
+  case EjectionType::T:                           \
+    if (enforced) {                               \
+      stats_.ejections_enforced_##name.inc();     \
+    } else {                                      \
+      stats_.ejections_detected_##name.inc();     \
+    }                                             \
+    break;
+    SLUICE_EJECTION_STATS(Consecutive5xx, consecutive_5xx)
+    SLUICE_EJECTION_STATS(ConsecutiveGatewayFailure, consecutive_gateway_failure)
+    SLUICE_EJECTION_STATS(ConsecutiveLocalOriginFailure, consecutive_local_origin_failure)
+    SLUICE_EJECTION_STATS(SuccessRate, success_rate)
+    SLUICE_EJECTION_STATS(LocalOriginSuccessRate, local_origin_success_rate)
+    SLUICE_EJECTION_STATS(FailurePercentage, failure_percentage)
+    SLUICE_EJECTION_STATS(LocalOriginFailurePercentage, failure_percentage_local_origin)
+#undef SLUICE_EJECTION_STATS
+  }
+}
+
 void OutlierDetector::uneject(HostState& s) {
   s.ejected = false;
-  s.unejected_at = main_.timeSource().monotonicTime();
   stats_.ejections_active.dec();
   // A host starts over: the streaks that led to its ejection are history.
   s.monitor->consecutive_5xx_.store(0, std::memory_order_relaxed);
@@ -213,20 +223,17 @@ void OutlierDetector::uneject(HostState& s) {
   if (on_change_) on_change_();
 }
 
-void OutlierDetector::onConsecutiveErrors(const Host* host, EjectionType type) {
-  auto it = hosts_.find(host);
-  if (it == hosts_.end()) return;  // the host left the cluster meanwhile
+void OutlierDetector::onConsecutiveErrors(const HostSharedPtr& host, EjectionType type) {
+  auto it = hosts_.find(host.get());
+  if (it == hosts_.end() || it->second.host != host) return;  // the host left meanwhile
   HostState& s = it->second;
   auto& counter = type == EjectionType::Consecutive5xx ? s.monitor->consecutive_5xx_
                   : type == EjectionType::ConsecutiveGatewayFailure
                       ? s.monitor->consecutive_gateway_
                       : s.monitor->consecutive_local_;
+  // Only the streak that fired starts over (as Envoy): a gateway-failure verdict leaves the
+  // 5xx streak running, and the other way round.
   counter.store(0, std::memory_order_relaxed);
-  // Envoy: a gateway-failure ejection also resets the 5xx streak, and the other way round.
-  if (type != EjectionType::ConsecutiveLocalOriginFailure) {
-    s.monitor->consecutive_5xx_.store(0, std::memory_order_relaxed);
-    s.monitor->consecutive_gateway_.store(0, std::memory_order_relaxed);
-  }
   eject(s, type);
 }
 
@@ -282,22 +289,26 @@ void OutlierDetector::evaluateRates(
 void OutlierDetector::onIntervalTimer() {
   const auto now = main_.timeSource().monotonicTime();
   const auto& c = *config_;
-  // Ejections that have served their time end; a host that stayed in service for a base
-  // ejection time earns one step of its multiplier back.
+  // Ejections that have served their time end; a host in service earns one step of its
+  // multiplier back per interval (Envoy's code does so, whatever its docs suggest).
   for (auto& [_, s] : hosts_) {
     if (s.ejected) {
       const auto served = std::min(c.base_ejection_time * s.multiplier, c.max_ejection_time);
       if (now - s.ejected_at >= served) uneject(s);
-    } else if (s.multiplier > 0 && s.unejected_at &&
-               now - *s.unejected_at >= c.base_ejection_time) {
+    } else if (s.multiplier > 0) {
       --s.multiplier;
     }
   }
   std::vector<std::pair<HostState*, std::pair<uint64_t, uint64_t>>> ext, local;
   for (auto& [_, s] : hosts_) {
     auto& m = *s.monitor;
-    ext.push_back({&s, {m.ext_total_.exchange(0), m.ext_failed_.exchange(0)}});
-    local.push_back({&s, {m.local_total_.exchange(0), m.local_failed_.exchange(0)}});
+    const std::pair<uint64_t, uint64_t> e{m.ext_total_.exchange(0), m.ext_failed_.exchange(0)};
+    const std::pair<uint64_t, uint64_t> l{m.local_total_.exchange(0), m.local_failed_.exchange(0)};
+    // A host already ejected takes no part (as Envoy): neither judged again nor counted in
+    // the others' mean.
+    if (s.ejected) continue;
+    ext.push_back({&s, e});
+    local.push_back({&s, l});
   }
   evaluateRates(ext, false);
   if (c.split_external_local_origin_errors) evaluateRates(local, true);

@@ -101,8 +101,9 @@ class DetectorHostMonitor {
  public:
   DetectorHostMonitor(std::weak_ptr<OutlierDetector> detector,
                       std::shared_ptr<const OutlierDetectionConfig> config, event::Dispatcher& main,
-                      Host& host)
-      : detector_(std::move(detector)), config_(std::move(config)), main_(main), host_(host) {}
+                      std::weak_ptr<Host> host)
+      : detector_(std::move(detector)), config_(std::move(config)), main_(main),
+        host_(std::move(host)) {}
 
   // An HTTP response from the host.
   void putHttpResponseCode(uint32_t code);
@@ -117,7 +118,9 @@ class DetectorHostMonitor {
   const std::weak_ptr<OutlierDetector> detector_;
   const std::shared_ptr<const OutlierDetectionConfig> config_;  // the host may outlive the detector
   event::Dispatcher& main_;
-  Host& host_;
+  // Weak: the host owns this monitor. A verdict posts the host itself (a strong reference),
+  // so that the main thread can never take another host at a reused address for it.
+  const std::weak_ptr<Host> host_;
   std::atomic<uint32_t> consecutive_5xx_{0};
   std::atomic<uint32_t> consecutive_gateway_{0};
   std::atomic<uint32_t> consecutive_local_{0};
@@ -153,7 +156,7 @@ class OutlierDetector : public std::enable_shared_from_this<OutlierDetector> {
   uint32_t ejectionMultiplier(const Host& host) const;
 
   // Main thread; public for the monitors' posts.
-  void onConsecutiveErrors(const Host* host, EjectionType type);
+  void onConsecutiveErrors(const HostSharedPtr& host, EjectionType type);
 
  private:
   OutlierDetector(const OutlierDetectionConfig& config, event::Dispatcher& main,
@@ -165,12 +168,13 @@ class OutlierDetector : public std::enable_shared_from_this<OutlierDetector> {
     bool ejected{false};
     uint32_t multiplier{0};  // Envoy's ejection time backoff
     event::MonotonicTime ejected_at{};
-    std::optional<event::MonotonicTime> unejected_at;
   };
   void onIntervalTimer();
   void eject(HostState& s, EjectionType type);
   void uneject(HostState& s);
   bool enforced(EjectionType type);
+  // ejections_detected_* (or, with `enforced`, ejections_enforced_*) of `type`.
+  void countEjection(EjectionType type, bool enforced);
   // Success rate and failure percentage over (total, failed) pairs of this interval.
   void evaluateRates(
       const std::vector<std::pair<HostState*, std::pair<uint64_t, uint64_t>>>& volumes, bool local);

@@ -54,6 +54,9 @@ struct Recorder {
   std::string injected;
   bool injected_end{false};
   std::vector<event::MonotonicTime> inject_times;
+  uint32_t encoder_limit{1 << 20};
+  int above{0};  // onEncoderFilterAboveWriteBufferHighWatermark calls
+  int below{0};
 };
 
 template <class Base>
@@ -113,6 +116,9 @@ class FakeEncoderCallbacks : public CommonCallbacks<http::StreamEncoderFilterCal
     rec_.injected_end = end_stream;
     rec_.inject_times.push_back(dispatcher_.timeSource().monotonicTime());
   }
+  void onEncoderFilterAboveWriteBufferHighWatermark() override { ++rec_.above; }
+  void onEncoderFilterBelowWriteBufferLowWatermark() override { ++rec_.below; }
+  uint32_t encoderBufferLimit() override { return rec_.encoder_limit; }
 };
 
 // One stream: the filter the factory adds, and its callbacks.
@@ -376,6 +382,171 @@ max_active_faults: 2
   EXPECT_EQ(counter("http.ingress.fault.delays_injected"), 3u);
 }
 
+constexpr char kBucket[] = R"(
+stat_prefix: lrl
+token_bucket: {max_tokens: 2, tokens_per_fill: 1, fill_interval: 1s}
+filter_enabled: {runtime_key: a, default_value: {numerator: 100}}
+filter_enforced: {runtime_key: b, default_value: {numerator: 100}}
+response_headers_to_add: [{header: {key: x-local-rate-limit, value: "true"}}]
+)";
+
+TEST_F(FiltersTest, ADelayFreesItsActiveFaultSlotWhenItEnds) {
+  auto cb = factory<FaultProto>(R"(
+delay: {fixed_delay: 1s, percentage: {numerator: 100}}
+max_active_faults: 1
+)", "f");
+  auto a = stream(cb);
+  EXPECT_EQ(a->headers(), http::FilterHeadersStatus::StopIteration);
+  EXPECT_EQ(gauge("http.ingress.fault.active_faults"), 1u);
+  advance(1s);
+  EXPECT_EQ(a->rec.continued_decoding, 1);
+  EXPECT_EQ(gauge("http.ingress.fault.active_faults"), 0u) << "the delay is over";
+  // `a` is still streaming (its response may take long): the next request gets its delay.
+  auto b = stream(cb);
+  EXPECT_EQ(b->headers(), http::FilterHeadersStatus::StopIteration);
+  EXPECT_EQ(counter("http.ingress.fault.faults_overflow"), 0u);
+
+  // With a response rate limit to come, the slot stays taken after the delay.
+  auto rl = factory<FaultProto>(R"(
+delay: {fixed_delay: 1s, percentage: {numerator: 100}}
+response_rate_limit: {fixed_limit: {limit_kbps: 1}, percentage: {numerator: 100}}
+max_active_faults: 5
+)", "g");
+  auto c = stream(rl);
+  EXPECT_EQ(c->headers(), http::FilterHeadersStatus::StopIteration);
+  EXPECT_EQ(gauge("http.ingress.fault.active_faults"), 2u);  // b and c delaying
+  advance(1s);
+  // Both delays are over: b lets its slot go, c keeps its own for the response to come.
+  EXPECT_EQ(gauge("http.ingress.fault.active_faults"), 1u);
+  c.reset();
+  EXPECT_EQ(gauge("http.ingress.fault.active_faults"), 0u);
+}
+
+TEST_F(FiltersTest, MaxActiveFaultsOverflowCountsOnlyFaultsAboutToBeInjected) {
+  auto cb = factory<FaultProto>(R"(
+delay: {header_delay: {}, percentage: {numerator: 100}}
+max_active_faults: 1
+)", "f");
+  auto a = stream(cb);
+  EXPECT_EQ(a->headers({{":path", "/"}, {"x-envoy-fault-delay-request", "500"}}),
+            http::FilterHeadersStatus::StopIteration);
+  // No fault asked for: nothing overflows.
+  auto b = stream(cb);
+  EXPECT_EQ(b->headers(), http::FilterHeadersStatus::Continue);
+  EXPECT_EQ(counter("http.ingress.fault.faults_overflow"), 0u);
+  auto c = stream(cb);
+  EXPECT_EQ(c->headers({{":path", "/"}, {"x-envoy-fault-delay-request", "500"}}),
+            http::FilterHeadersStatus::Continue);
+  EXPECT_EQ(counter("http.ingress.fault.faults_overflow"), 1u);
+  EXPECT_EQ(counter("http.ingress.fault.delays_injected"), 1u);
+}
+
+TEST_F(FiltersTest, HeaderDelayOfZeroInjectsNothingAndAHugeOneIsClamped) {
+  auto cb = factory<FaultProto>("delay: {header_delay: {}, percentage: {numerator: 100}}", "f");
+  auto zero = stream(cb);
+  EXPECT_EQ(zero->headers({{":path", "/"}, {"x-envoy-fault-delay-request", "0"}}),
+            http::FilterHeadersStatus::Continue);
+  EXPECT_EQ(counter("http.ingress.fault.delays_injected"), 0u);
+  EXPECT_EQ(gauge("http.ingress.fault.active_faults"), 0u);
+  EXPECT_FALSE(zero->info.hasResponseFlag(http::ResponseFlag::DelayInjected));
+  // 9e18 ms: held for the longest delay the filter allows (2^31 - 1 ms), not overflowed.
+  auto huge = stream(cb);
+  EXPECT_EQ(huge->headers({{":path", "/"}, {"x-envoy-fault-delay-request", "9000000000000000000"}}),
+            http::FilterHeadersStatus::StopIteration);
+  advance(std::chrono::hours(24));
+  EXPECT_EQ(huge->rec.continued_decoding, 0);
+  advance(std::chrono::milliseconds(INT32_MAX) - std::chrono::hours(24));
+  EXPECT_EQ(huge->rec.continued_decoding, 1);
+}
+
+TEST_F(FiltersTest, ResponseRateLimitPushesBackOverTheEncoderBufferLimit) {
+  // 1 KiB/s: 51 bytes per 50 ms tick; the stream's limit 1000 bytes.
+  auto cb = factory<FaultProto>(
+      "response_rate_limit: {fixed_limit: {limit_kbps: 1}, percentage: {numerator: 100}}", "f");
+  auto s = stream(cb);
+  s->rec.encoder_limit = 1000;
+  s->headers();
+  http::HeaderMap response{{":status", "200"}};
+  s->encoder->encodeHeaders(response, false);
+  buffer::Buffer body;
+  body.add(std::string(600, 'a'));
+  s->encoder->encodeData(body, false);  // 51 out, 549 kept
+  EXPECT_EQ(s->rec.above, 0);
+  body.add(std::string(600, 'b'));
+  s->encoder->encodeData(body, false);  // 1149 kept: over the limit
+  EXPECT_EQ(s->rec.above, 1);
+  body.add(std::string(10, 'c'));
+  s->encoder->encodeData(body, false);  // still over: told once
+  EXPECT_EQ(s->rec.above, 1);
+  // Down to half the limit (500) after 13 more slices: 1159 - 13 x 51 = 496.
+  advance(12 * 50ms);
+  EXPECT_EQ(s->rec.below, 0);
+  advance(50ms);
+  EXPECT_EQ(s->rec.below, 1);
+  body.add(std::string(10, 'd'));
+  s->encoder->encodeData(body, true);
+  advance(10s);
+  EXPECT_EQ(s->rec.injected.size(), 1220u);
+  EXPECT_TRUE(s->rec.injected_end);
+  EXPECT_EQ(s->rec.above, 1);
+  EXPECT_EQ(s->rec.below, 1);
+}
+
+TEST_F(FiltersTest, APerRouteEntryOfAnotherFiltersTypeIsIgnored) {
+  // The loader refuses such an entry under an http_filters name; keyed by a canonical name
+  // it may still reach a filter, which must not read it as its own.
+  auto cb = factory<FaultProto>("abort: {http_status: 503, percentage: {numerator: 100}}",
+                                "my-fault");
+  auto route = std::make_shared<FakeRoute>();
+  route->configs.emplace_back("envoy.filters.http.fault", routeConfig<RateLimitProto>(kBucket));
+  auto s = stream(cb, route);
+  EXPECT_EQ(s->headers(), http::FilterHeadersStatus::StopIteration);
+  ASSERT_TRUE(s->rec.reply_code);
+  EXPECT_EQ(*s->rec.reply_code, 503u) << "the filter's own config";
+
+  auto rl = factory<RateLimitProto>(kBucket, "envoy.filters.http.local_ratelimit");
+  auto route2 = std::make_shared<FakeRoute>();
+  route2->configs.emplace_back("envoy.filters.http.local_ratelimit",
+                               routeConfig<FaultProto>("{}"));
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(stream(rl, route2)->headers(), http::FilterHeadersStatus::Continue);
+  }
+  EXPECT_EQ(counter("lrl.http_local_rate_limit.ok"), 2u);
+}
+
+TEST_F(FiltersTest, RateLimitStatusUnder400AnswersTooManyRequests) {
+  auto cb = factory<RateLimitProto>(std::string(kBucket) + "status: {code: 200}\n", "f");
+  auto code = [&] {
+    auto s = stream(cb);
+    s->headers();
+    return s->rec.reply_code.value_or(0);
+  };
+  code();
+  code();
+  EXPECT_EQ(code(), 429u);
+  auto teapot = factory<RateLimitProto>(
+      "stat_prefix: t\ntoken_bucket: {max_tokens: 1, fill_interval: 1s}\n"
+      "filter_enabled: {runtime_key: a, default_value: {numerator: 100}}\n"
+      "filter_enforced: {runtime_key: b, default_value: {numerator: 100}}\n"
+      "status: {code: 418}\n",
+      "f");
+  stream(teapot)->headers();
+  auto s = stream(teapot);
+  s->headers();
+  EXPECT_EQ(s->rec.reply_code.value_or(0), 418u);
+}
+
+TEST_F(FiltersTest, PerRouteRateLimitWithoutATokenBucketIsRefused) {
+  const auto any = anyFromYaml<RateLimitProto>(
+      "stat_prefix: r\nfilter_enabled: {runtime_key: a, default_value: {numerator: 100}}");
+  std::string error;
+  EXPECT_FALSE(findHttpFilterFactory(any.type_url())->createRouteConfig(any, context_, "p", &error));
+  EXPECT_EQ(error, "p.token_bucket: a token_bucket is required in a per-route config");
+  // The filter's own config may go without one.
+  EXPECT_TRUE(findHttpFilterFactory(any.type_url())
+                  ->createFilterFactory(any, "f", context_, "typed_config", &error));
+}
+
 TEST_F(FiltersTest, DownstreamClusterStatsUnlessDisabled) {
   auto cb = factory<FaultProto>("abort: {http_status: 503, percentage: {numerator: 100}}", "f");
   stream(cb)->headers({{":path", "/"}, {"x-envoy-downstream-service-cluster", "web"}});
@@ -425,13 +596,6 @@ TEST_F(FiltersTest, PerRouteFaultConfigReplacesTheFiltersOwn) {
   EXPECT_EQ(*s2->rec.reply_code, 418u);
 }
 
-constexpr char kBucket[] = R"(
-stat_prefix: lrl
-token_bucket: {max_tokens: 2, tokens_per_fill: 1, fill_interval: 1s}
-filter_enabled: {runtime_key: a, default_value: {numerator: 100}}
-filter_enforced: {runtime_key: b, default_value: {numerator: 100}}
-response_headers_to_add: [{header: {key: x-local-rate-limit, value: "true"}}]
-)";
 
 TEST_F(FiltersTest, TokenBucketRefillsByTimeAndAnswers429WhenEmpty) {
   auto cb = factory<RateLimitProto>(kBucket, "envoy.filters.http.local_ratelimit");
@@ -636,6 +800,55 @@ TEST(FilterConfigErrorsTest, BadFieldsAreNamedByTheirPath) {
             std::string::npos)
       << errors[0];
 
+  // A per-route entry under the name of a filter of the chain must be that filter's type.
+  errors = loadErrors(R"(
+          - name: chaos
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault
+              abort: {http_status: 503, percentage: {numerator: 100}})",
+                      R"(
+                typed_per_filter_config:
+                  chaos:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: r
+                    token_bucket: {max_tokens: 1, fill_interval: 1s})");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], hcm +
+                           "route_config.virtual_hosts[0].routes[0].typed_per_filter_config[chaos]: "
+                           "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit is "
+                           "not the config of filter 'chaos' (envoy.filters.http.fault)");
+  // ...and under a canonical name of a filter of the chain too.
+  errors = loadErrors(R"(
+          - name: chaos
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault)",
+                      R"(
+                typed_per_filter_config:
+                  envoy.filters.http.fault:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: r
+                    token_bucket: {max_tokens: 1, fill_interval: 1s})");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("is not the config of filter 'envoy.filters.http.fault'"),
+            std::string::npos)
+      << errors[0];
+  // A per-route rate limit needs its own bucket.
+  errors = loadErrors(R"(
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: x)",
+                      R"(
+                typed_per_filter_config:
+                  envoy.filters.http.local_ratelimit:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: r)");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], hcm +
+                           "route_config.virtual_hosts[0].routes[0].typed_per_filter_config["
+                           "envoy.filters.http.local_ratelimit].token_bucket: a token_bucket is "
+                           "required in a per-route config");
+
   // A well-formed config loads.
   errors = loadErrors(R"(
           - name: envoy.filters.http.fault
@@ -645,6 +858,43 @@ TEST(FilterConfigErrorsTest, BadFieldsAreNamedByTheirPath) {
               delay_percent_runtime: fault.delay)",
                       "");
   EXPECT_TRUE(errors.empty()) << errors[0];
+}
+
+// Outlier detection settings Envoy refuses are refused at load, with their path.
+std::vector<std::string> outlierErrors(const std::string& outlier_fields) {
+  const std::string yaml = R"(
+static_resources:
+  clusters:
+  - name: c
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: c
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}}]}]
+    outlier_detection: )" + outlier_fields + "\n";
+  std::vector<std::string> errors;
+  envoy::config::bootstrap::v3::Bootstrap bootstrap;
+  if (!config::loadBootstrap({"", yaml}, bootstrap, errors)) return errors;
+  stats::Store store;
+  access_log::FileSinkManager sinks;
+  config::ProxyConfig out;
+  config::buildProxyConfig(bootstrap, store, sinks, out, errors);
+  return errors;
+}
+
+TEST(OutlierConfigErrorsTest, EjectionTimesAndIntervalAreChecked) {
+  const std::string od = "static_resources.clusters[0].outlier_detection.";
+  EXPECT_EQ(outlierErrors("{base_ejection_time: 60s, max_ejection_time: 30s}"),
+            std::vector<std::string>{od + "max_ejection_time: must not be less than "
+                                          "base_ejection_time"});
+  // max_ejection_time alone under the default base (30 s): refused too, as Envoy does.
+  EXPECT_EQ(outlierErrors("{max_ejection_time: 10s}").size(), 1u);
+  // base alone over the default max (300 s): the max follows it.
+  EXPECT_TRUE(outlierErrors("{base_ejection_time: 400s}").empty());
+  EXPECT_EQ(outlierErrors("{interval: 0.0005s}"),
+            std::vector<std::string>{od + "interval: must be at least 1ms"});
+  EXPECT_EQ(outlierErrors("{base_ejection_time: 0.0001s}"),
+            std::vector<std::string>{od + "base_ejection_time: must be at least 1ms"});
+  EXPECT_TRUE(outlierErrors("{interval: 1s, base_ejection_time: 1s, max_ejection_time: 1s}").empty());
 }
 
 }  // namespace

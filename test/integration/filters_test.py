@@ -47,6 +47,13 @@ class FiltersTest(harness.unittest.TestCase):
                 "filter_enforced": {"runtime_key": "rl_enforced", "default_value": percent(100)},
                 "response_headers_to_add": [{"header": {"key": "x-local-rate-limit", "value": "true"}}],
             }}),
+            # A status under 400 is not an error: Envoy answers 429 instead.
+            route("/okstatus", {"envoy.filters.http.local_ratelimit": {
+                "@type": LRL, "stat_prefix": "ok_rl", "status": {"code": 200},
+                "token_bucket": {"max_tokens": 1, "tokens_per_fill": 1, "fill_interval": "3600s"},
+                "filter_enabled": {"runtime_key": "a", "default_value": percent(100)},
+                "filter_enforced": {"runtime_key": "b", "default_value": percent(100)},
+            }}),
             route("/"),
         ]
         cls.log_path = os.path.join(harness.tempfile.mkdtemp(), "access.log")
@@ -170,6 +177,44 @@ class FiltersTest(harness.unittest.TestCase):
         r, _ = self.proxy.request("GET", "/other")
         self.assertEqual(r.status, 200)
         self.assertEqual(self.proxy.stat("global_rl.http_local_rate_limit.enabled"), 0)
+
+    def test_rate_limit_status_under_400_answers_429(self):
+        r, _ = self.proxy.request("GET", "/okstatus/1")
+        self.assertEqual(r.status, 200)
+        r, _ = self.proxy.request("GET", "/okstatus/2")
+        self.assertEqual(r.status, 429)
+        self.assertEqual(self.proxy.stat("ok_rl.http_local_rate_limit.enforced"), 1)
+
+    def refused(self, config):
+        path = os.path.join(harness.tempfile.mkdtemp(), "bad.json")
+        with open(path, "w") as f:
+            harness.json.dump(config, f)
+        out = harness.run("proxy", "-c", path)
+        self.assertNotEqual(out.returncode, 0)
+        return out.stderr + out.stdout
+
+    def test_per_route_config_of_another_filters_type_is_refused(self):
+        # Keyed by the fault filter's name, a local rate limit config: refused at load (the
+        # fault filter would read it as its own).
+        router = {"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+        bad = route("/", {"envoy.filters.http.fault": {
+            "@type": LRL, "stat_prefix": "x",
+            "token_bucket": {"max_tokens": 1, "fill_interval": "1s"}}})
+        config = bootstrap(hcm([bad], http_filters=[
+            {"name": "envoy.filters.http.fault", "typed_config": {"@type": FAULT}}, router]),
+            [cluster("a", self.a.port)])
+        self.assertIn("routes[0].typed_per_filter_config[envoy.filters.http.fault]: "
+                      "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit is not "
+                      "the config of filter 'envoy.filters.http.fault'", self.refused(config))
+        # A per-route rate limit without its own token bucket limits nothing: refused too.
+        bad = route("/", {"envoy.filters.http.local_ratelimit": {"@type": LRL, "stat_prefix": "y"}})
+        config = bootstrap(hcm([bad], http_filters=[
+            {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+                "@type": LRL, "stat_prefix": "x"}}, router]),
+            [cluster("a", self.a.port)])
+        self.assertIn("typed_per_filter_config[envoy.filters.http.local_ratelimit].token_bucket",
+                      self.refused(config))
 
     def test_bad_filter_config_is_refused_with_its_path(self):
         config = bootstrap(hcm([route("/")], http_filters=[

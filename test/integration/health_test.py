@@ -148,6 +148,8 @@ class ActiveHealthCheckTest(HealthCase):
              "static_resources.clusters[0].health_checks[0].interval"),
             ({"outlier_detection": {"max_ejection_percent": 101}},
              "static_resources.clusters[0].outlier_detection.max_ejection_percent"),
+            ({"outlier_detection": {"base_ejection_time": "60s", "max_ejection_time": "30s"}},
+             "static_resources.clusters[0].outlier_detection.max_ejection_time"),
         ]
         for extra, want in cases:
             cfg = bootstrap(hcm(CATCH_ALL), [cluster("u", self.a.port, **extra)])
@@ -178,6 +180,25 @@ class TcpHealthCheckTest(harness.unittest.TestCase):
                    what="the wrong answer failing the check")
         server.answer = b"PONG"
         wait_until(lambda: health_flags(p, "u", server.port) == "healthy", what="PONG again")
+
+
+class TcpConnectOnlyHealthCheckTest(harness.unittest.TestCase):
+    def test_every_check_connects_so_a_closed_port_fails(self):
+        # No send, no receive: connecting is the check, so each check connects again (the
+        # default reuse_connection notwithstanding) and a port that stops listening fails.
+        server = TcpPingServer()
+        self.addCleanup(server.close)
+        check = {
+            "timeout": "1s", "interval": "0.1s", "no_traffic_interval": "0.1s",
+            "unhealthy_threshold": 1, "healthy_threshold": 1, "tcp_health_check": {},
+        }
+        p = Proxy(bootstrap(hcm(CATCH_ALL), [cluster("u", server.port, health_checks=[check])]))
+        self.addCleanup(p.stop)
+        self.assertEqual(health_flags(p, "u", server.port), "healthy")
+        wait_until(lambda: p.stat("cluster.u.health_check.success") >= 3, what="three passes")
+        server.close()
+        wait_until(lambda: health_flags(p, "u", server.port) == "/failed_active_hc",
+                   what="the closed port failing the check")
 
 
 class OutlierDetectionTest(HealthCase):

@@ -312,6 +312,8 @@ TEST_F(HealthCheckerTest, NoTrafficIntervalUntilTheClusterHasTraffic) {
 }
 
 TEST_F(HealthCheckerTest, IntervalsByStateAndTransition) {
+  // As Envoy: the check's result picks the interval; a result that counts toward a change
+  // its threshold has not reached yet takes the edge interval.
   HealthCheckConfig cfg = httpConfig();
   cfg.interval = milliseconds(1000);
   cfg.no_traffic_interval = milliseconds(60000);
@@ -335,6 +337,72 @@ TEST_F(HealthCheckerTest, IntervalsByStateAndTransition) {
   HealthChecker hd(d, info_, dispatcher_, nullptr);
   EXPECT_EQ(hd.nextInterval(false, true), milliseconds(1000));
   EXPECT_EQ(hd.nextInterval(true, true), milliseconds(2000));
+}
+
+TEST_F(HealthCheckerTest, RealChecksTakeTheIntervalOfTheirResultAndTransition) {
+  info_->stats().upstream_cx_total.inc();
+  FakeServer server(dispatcher_);
+  HealthCheckConfig cfg = httpConfig();
+  cfg.timeout = milliseconds(100);
+  cfg.interval = milliseconds(1000);
+  cfg.unhealthy_interval = milliseconds(3000);
+  cfg.unhealthy_edge_interval = milliseconds(500);
+  cfg.healthy_edge_interval = milliseconds(700);
+  cfg.healthy_threshold = 2;
+  cfg.unhealthy_threshold = 2;
+  auto hc = make(cfg, server.port);
+  // The next check comes exactly `d` after the last result.
+  auto next_after = [&](milliseconds d) {
+    const int r = results_;
+    const int req = server.requests;
+    advance(d - milliseconds(1));
+    EXPECT_EQ(server.requests, req) << "no check before " << d.count() << " ms";
+    advance(milliseconds(1));
+    EXPECT_TRUE(runUntil([&] { return server.requests == req + 1; }));
+    if (server.answer) EXPECT_TRUE(runUntil([&] { return results_ == r + 1; }));
+  };
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  ASSERT_FALSE(failed());  // the first pass decides at once
+  next_after(milliseconds(1000));  // passed, changed: interval
+  server.response = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
+  next_after(milliseconds(1000));  // passed, healthy: interval
+  ASSERT_TRUE(failed());           // a wrong status fails it at once
+  server.response = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+  next_after(milliseconds(3000));  // failed, changed: unhealthy_interval
+  ASSERT_TRUE(failed());           // one pass of two
+  next_after(milliseconds(700));   // passed, pending: healthy_edge_interval
+  ASSERT_FALSE(failed());
+  server.answer = false;
+  next_after(milliseconds(1000));  // passed, changed: interval
+  advance(milliseconds(100));      // the timeout: a network failure, one of two
+  ASSERT_EQ(results_, 6);
+  ASSERT_FALSE(failed());
+  next_after(milliseconds(500));  // failed, pending: unhealthy_edge_interval
+}
+
+TEST_F(HealthCheckerTest, ConnectOnlyTcpCheckConnectsEveryTime) {
+  FakeServer server(dispatcher_);
+  server.http = false;
+  HealthCheckConfig cfg;
+  cfg.type = HealthCheckConfig::Type::Tcp;  // no send, no receive: connecting is the check
+  cfg.reuse_connection = true;
+  cfg.timeout = milliseconds(1000);
+  cfg.interval = milliseconds(5000);
+  cfg.no_traffic_interval = milliseconds(5000);
+  auto hc = make(cfg, server.port);
+  for (int i = 1; i <= 3; ++i) {
+    advance(milliseconds(i == 1 ? 0 : 5000));
+    ASSERT_TRUE(runUntil([&] { return results_ == i; }));
+    ASSERT_TRUE(runUntil([&] { return server.accepted == i; }));
+  }
+  EXPECT_FALSE(failed());
+  // Nothing listens any more: the next check cannot connect, so it fails.
+  server.stop();
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 4; }));
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(hc->stats().network_failure.value(), 1u);
 }
 
 TEST_F(HealthCheckerTest, JitterStaysWithinItsBounds) {

@@ -403,6 +403,28 @@ TEST_P(ConsistentHashTest, AHostThatTurnedUnhealthyIsSkipped) {
   }
 }
 
+TEST_P(ConsistentHashTest, ARetryHostPredicateMovesThePickOffTheKeysHost) {
+  struct Avoid : HashContext {
+    const Host* avoid{nullptr};
+    bool shouldSelectAnotherHost(const Host& h) override { return &h == avoid; }
+    uint32_t hostSelectionRetryCount() const override { return 5; }
+  };
+  auto hs = hosts(3);
+  auto lb = make(hs, 1);
+  int moved = 0;
+  for (uint64_t key = 0; key < 200; ++key) {
+    Avoid ctx;
+    ctx.hash = xxHash64(std::to_string(key));
+    const HostSharedPtr first = lb->chooseHost(&ctx);
+    ctx.avoid = first.get();
+    const HostSharedPtr again = lb->chooseHost(&ctx);
+    moved += again != first;
+  }
+  // Each attempt moves (Envoy: the next ring point; maglev: a rehash); five of them leave
+  // the key's host nearly always.
+  EXPECT_GE(moved, 195);
+}
+
 INSTANTIATE_TEST_SUITE_P(Policies, ConsistentHashTest,
                          testing::Values(LbConfig::Policy::RingHash, LbConfig::Policy::Maglev),
                          [](const auto& info) {
@@ -431,6 +453,32 @@ TEST(RetryPredicateTest, AnotherHostIsPickedWhenAsked) {
   Avoid ctx;
   ctx.avoid = hs[0].get();
   for (int i = 0; i < 10; ++i) EXPECT_EQ(lb.chooseHost(&ctx), hs[1]);
+}
+
+TEST(RoundRobinTest, EachBuildStartsAtItsSeed) {
+  auto a = host(1), b = host(2), c = host(3);
+  RoundRobinLoadBalancer lb(set({a, b, c}), {}, nullptr, 4);  // 4 % 3: b first
+  std::vector<HostSharedPtr> got;
+  for (int i = 0; i < 4; ++i) got.push_back(lb.chooseHost(nullptr));
+  EXPECT_EQ(got, (std::vector<HostSharedPtr>{b, c, a, b}));
+}
+
+TEST(HashKeyTest, OnlyTheHashingPoliciesAskForTheRequestsHash) {
+  struct Counting : LoadBalancerContext {
+    int calls{0};
+    std::optional<uint64_t> computeHashKey() override {
+      ++calls;
+      return 42;
+    }
+  };
+  using P = LbConfig::Policy;
+  for (P p : {P::RoundRobin, P::LeastRequest, P::Random, P::RingHash, P::Maglev}) {
+    auto lb = createLoadBalancer(set(hosts(3)), policy(p), nullptr, 1);
+    Counting ctx;
+    for (int i = 0; i < 5; ++i) ASSERT_NE(lb->chooseHost(&ctx), nullptr);
+    const bool hashing = p == P::RingHash || p == P::Maglev;
+    EXPECT_EQ(ctx.calls, hashing ? 5 : 0) << static_cast<int>(p);
+  }
 }
 
 }  // namespace

@@ -134,14 +134,75 @@ TEST_F(OutlierDetectionTest, EjectionTimeIsBaseTimesEjectionsCappedAtMax) {
 }
 
 TEST_F(OutlierDetectionTest, MultiplierDecaysWhileTheHostStaysIn) {
+  // Envoy's code takes one step of the multiplier back per interval the host spends in
+  // service (not per base ejection time).
   make(base(), 3);
   put(0, 500, 3);
   run();
   advance(milliseconds(10000));
   ASSERT_FALSE(ejected(0));
   EXPECT_EQ(detector_->ejectionMultiplier(*hosts_[0]), 1u);
-  advance(milliseconds(10000));  // a base ejection time in service
+  advance(milliseconds(1000));  // one interval in service
   EXPECT_EQ(detector_->ejectionMultiplier(*hosts_[0]), 0u);
+  // Two ejections in a row: 10 s, then 20 s; then two intervals bring it back to zero.
+  put(0, 500, 3);
+  run();
+  advance(milliseconds(10000));
+  ASSERT_FALSE(ejected(0));
+  put(0, 500, 3);
+  run();
+  ASSERT_TRUE(ejected(0));
+  EXPECT_EQ(detector_->ejectionMultiplier(*hosts_[0]), 2u);
+  advance(milliseconds(19000));
+  EXPECT_TRUE(ejected(0)) << "base x 2";
+  advance(milliseconds(1000));
+  ASSERT_FALSE(ejected(0));
+  EXPECT_EQ(detector_->ejectionMultiplier(*hosts_[0]), 2u);
+  advance(milliseconds(1000));
+  EXPECT_EQ(detector_->ejectionMultiplier(*hosts_[0]), 1u);
+  advance(milliseconds(1000));
+  EXPECT_EQ(detector_->ejectionMultiplier(*hosts_[0]), 0u);
+}
+
+TEST_F(OutlierDetectionTest, AGatewayVerdictLeavesTheFiveHundredStreakRunning) {
+  // consecutive_gateway_failure (2) fires first, detected but not enforced (its default
+  // enforcement is 0); the 5xx streak goes on and ejects at its own threshold (3).
+  auto cfg = base();
+  cfg.consecutive_gateway_failure = 2;
+  cfg.consecutive_5xx = 3;
+  make(cfg, 3);
+  put(0, 502, 2);
+  run();
+  EXPECT_EQ(counter("ejections_detected_consecutive_gateway_failure"), 1u);
+  EXPECT_FALSE(ejected(0));
+  put(0, 502, 1);
+  run();
+  EXPECT_TRUE(ejected(0)) << "the third 5xx in a row";
+  EXPECT_EQ(counter("ejections_enforced_consecutive_5xx"), 1u);
+}
+
+TEST_F(OutlierDetectionTest, SuccessRateLeavesEjectedHostsOut) {
+  auto cfg = base();
+  cfg.consecutive_5xx = 3;
+  cfg.failure_percentage_threshold = 100;  // failure percentage would not act either way
+  make(cfg, 6);
+  put(0, 500, 3);
+  run();
+  ASSERT_TRUE(ejected(0));
+  advance(milliseconds(1000));  // a fresh interval
+  // Host 0, ejected, still reports failures (requests that were in flight). Left out, the
+  // others are 100, 100, 100, 100, 90: 90 is below the threshold. Counted in, host 0's 0%
+  // would widen the spread and spare host 5.
+  put(0, 500, 100);
+  for (size_t i = 1; i < 5; ++i) put(i, 200, 100);
+  put(5, 200, 80);
+  for (int k = 0; k < 10; ++k) {  // 90 of 100; no 5xx streak to bring consecutive_5xx in
+    put(5, 500, 1);
+    put(5, 200, 1);
+  }
+  advance(milliseconds(1000));
+  EXPECT_TRUE(ejected(5));
+  EXPECT_EQ(counter("ejections_detected_success_rate"), 1u);
 }
 
 TEST_F(OutlierDetectionTest, MaxEjectionPercentIsHonoured) {
@@ -155,6 +216,9 @@ TEST_F(OutlierDetectionTest, MaxEjectionPercentIsHonoured) {
   EXPECT_TRUE(ejected(1));
   EXPECT_FALSE(ejected(2));
   EXPECT_EQ(counter("ejections_overflow"), 1u);
+  // Detected counts every verdict, the one that overflowed too (as Envoy).
+  EXPECT_EQ(counter("ejections_detected_consecutive_5xx"), 3u);
+  EXPECT_EQ(counter("ejections_enforced_consecutive_5xx"), 2u);
 }
 
 TEST_F(OutlierDetectionTest, DefaultTenPercentOfThreeHostsEjectsNoneUnlessAlwaysEjectOne) {

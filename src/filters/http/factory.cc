@@ -20,16 +20,6 @@ const HttpFilterFactory* findHttpFilterFactory(std::string_view config_type) {
   return nullptr;
 }
 
-const http::RouteSpecificFilterConfig* perFilterConfig(const http::Route* route,
-                                                       std::string_view filter_name,
-                                                       std::string_view canonical_name) {
-  if (route == nullptr) return nullptr;
-  // By the http_filters name (route, then virtual host), then by the canonical name.
-  if (const auto* c = route->perFilterConfig(filter_name)) return c;
-  if (filter_name != canonical_name) return route->perFilterConfig(canonical_name);
-  return nullptr;
-}
-
 Fraction toFraction(const envoy::type::v3::FractionalPercent& proto) {
   Fraction f;
   f.numerator = proto.numerator();

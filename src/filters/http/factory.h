@@ -60,10 +60,17 @@ class HttpFilterFactory {
 const HttpFilterFactory* findHttpFilterFactory(std::string_view config_type);
 
 // The per-route config for a filter: the entry keyed by its http_filters name, else by its
-// canonical name; most specific (route over virtual host) first. Null without a route.
-const http::RouteSpecificFilterConfig* perFilterConfig(const http::Route* route,
-                                                       std::string_view filter_name,
-                                                       std::string_view canonical_name);
+// canonical name; most specific (route over virtual host) first. Null without a route, and for
+// an entry of another filter's type (the loader refuses those for names in http_filters; a
+// canonical-name key may still hold one): as Envoy's filters, the filter ignores it.
+template <class T>
+const T* perFilterConfig(const http::Route* route, std::string_view filter_name,
+                         std::string_view canonical_name) {
+  if (route == nullptr) return nullptr;
+  if (const auto* c = route->perFilterConfig(filter_name)) return dynamic_cast<const T*>(c);
+  if (filter_name == canonical_name) return nullptr;
+  return dynamic_cast<const T*>(route->perFilterConfig(canonical_name));
+}
 
 // A FractionalPercent, ready to evaluate: `random % denominator < numerator`.
 struct Fraction {

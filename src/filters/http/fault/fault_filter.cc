@@ -30,6 +30,9 @@ constexpr std::string_view kNodeHeader = "x-envoy-downstream-service-node";
 constexpr std::string_view kClusterHeader = "x-envoy-downstream-service-cluster";
 // The response rate limit lets data out in slices this often (Envoy refills 16 times/s).
 constexpr std::chrono::milliseconds kRateLimitTick{50};
+// The longest delay x-envoy-fault-delay-request may ask for (~24.8 days): longer values are
+// clamped to it rather than overflow the timer's arithmetic.
+constexpr uint64_t kMaxHeaderDelayMs = INT32_MAX;
 
 std::optional<uint64_t> parseUint(std::string_view s) {
   uint64_t v = 0;
@@ -190,24 +193,20 @@ class FaultFilter : public http::StreamFilter {
   http::FilterHeadersStatus decodeHeaders(http::RequestHeaderMap& headers, bool) override {
     settings_ = config_->settings.get();
     const http::RouteConstSharedPtr route = decoder_->route();
-    if (const auto* per_route = perFilterConfig(route.get(), config_->filter_name, kName)) {
-      settings_ = static_cast<const FaultSettings*>(per_route);
+    if (const auto* per_route =
+            perFilterConfig<FaultSettings>(route.get(), config_->filter_name, kName)) {
+      settings_ = per_route;
       route_ = route;  // keeps the per-route settings alive
     }
     const FaultSettings& s = *settings_;
     if (!matches(s, headers)) return http::FilterHeadersStatus::Continue;
-    if (s.max_active_faults && config_->stats.active_faults.value() >= *s.max_active_faults) {
-      config_->stats.faults_overflow.inc();
-      return http::FilterHeadersStatus::Continue;
-    }
     request_headers_ = &headers;
-    if (s.response_kbps > 0 && s.response_rl_percent.evaluate(random())) {
+    // max_active_faults is checked only for a fault about to be injected (as Envoy).
+    if (s.response_kbps > 0 && s.response_rl_percent.evaluate(random()) && tryActive()) {
       bytes_per_tick_ = std::max<uint64_t>(1, s.response_kbps * 1024 * kRateLimitTick.count() / 1000);
       config_->stats.response_rl_injected.inc();
-      countActive();
     }
-    if (const auto delay = delayFor(s, headers)) {
-      countActive();
+    if (const auto delay = delayFor(s, headers); delay && tryActive()) {
       config_->stats.delays_injected.inc();
       config_->stats.incDownstream(s, headers, "delays_injected");
       decoder_->streamInfo().setResponseFlag(http::ResponseFlag::DelayInjected);
@@ -234,9 +233,15 @@ class FaultFilter : public http::StreamFilter {
   }
   http::FilterDataStatus encodeData(buffer::Buffer& data, bool end_stream) override {
     if (bytes_per_tick_ == 0) return http::FilterDataStatus::Continue;
-    // Keep the body and let it out bytes_per_tick_ at a time, one slice per tick.
+    // Keep the body and let it out bytes_per_tick_ at a time, one slice per tick. What is
+    // kept is bounded: over the encoder buffer limit, the upstream is asked to stop sending
+    // until half of it is out.
     pending_.move(data);
     pending_end_ = end_stream;
+    if (!above_limit_ && pending_.length() > encoder_->encoderBufferLimit()) {
+      above_limit_ = true;
+      encoder_->onEncoderFilterAboveWriteBufferHighWatermark();
+    }
     if (!tick_timer_) {
       // The first slice goes now; the rest one per tick.
       tick_timer_ = encoder_->dispatcher().createTimer([this] { onTick(); });
@@ -259,10 +264,7 @@ class FaultFilter : public http::StreamFilter {
     delaying_ = false;
     if (delay_timer_) delay_timer_->disableTimer();
     if (tick_timer_) tick_timer_->disableTimer();
-    if (active_) {
-      config_->stats.active_faults.dec();
-      active_ = false;
-    }
+    releaseActive();
   }
 
  private:
@@ -297,15 +299,16 @@ class FaultFilter : public http::StreamFilter {
     switch (s.delay) {
       case FaultSettings::Delay::None: return std::nullopt;
       case FaultSettings::Delay::Fixed:
-        if (!s.delay_percent.evaluate(random())) return std::nullopt;
+        // A delay of 0 is no delay (as Envoy): nothing injected, nothing counted.
+        if (s.fixed_delay.count() <= 0 || !s.delay_percent.evaluate(random())) return std::nullopt;
         return s.fixed_delay;
       case FaultSettings::Delay::Header: {
         const auto ms = parseUint(headers.getValue(kDelayHeader));
-        if (!ms) return std::nullopt;
+        if (!ms || *ms == 0) return std::nullopt;
         if (!headerPercent(s.delay_percent, headers, kDelayPercentHeader).evaluate(random())) {
           return std::nullopt;
         }
-        return std::chrono::milliseconds(*ms);
+        return std::chrono::milliseconds(std::min(*ms, kMaxHeaderDelayMs));
       }
     }
     return std::nullopt;
@@ -335,8 +338,7 @@ class FaultFilter : public http::StreamFilter {
         break;
       }
     }
-    if (!percent.evaluate(random())) return false;
-    countActive();
+    if (!percent.evaluate(random()) || !tryActive()) return false;
     config_->stats.aborts_injected.inc();
     config_->stats.incDownstream(s, headers, "aborts_injected");
     decoder_->streamInfo().setResponseFlag(http::ResponseFlag::FaultInjected);
@@ -361,6 +363,9 @@ class FaultFilter : public http::StreamFilter {
     // The timer stays until onDestroy: this runs inside its own callback.
     delaying_ = false;
     if (maybeAbort()) return;
+    // The delay is over: unless a response rate limit is still to come, this request no
+    // longer counts toward max_active_faults (as Envoy).
+    if (bytes_per_tick_ == 0) releaseActive();
     decoder_->continueDecoding();
   }
 
@@ -377,6 +382,10 @@ class FaultFilter : public http::StreamFilter {
       encoder_->injectEncodedDataToFilterChain(slice, last && pending_end_);
       if (destroyed_) return;  // that ended (or reset) the stream
     }
+    if (above_limit_ && pending_.length() <= encoder_->encoderBufferLimit() / 2) {
+      above_limit_ = false;
+      encoder_->onEncoderFilterBelowWriteBufferLowWatermark();
+    }
     if (!last) {
       tick_timer_->enableTimer(kRateLimitTick);
       return;
@@ -388,10 +397,23 @@ class FaultFilter : public http::StreamFilter {
     }
   }
 
-  void countActive() {
-    if (active_) return;
+  // Takes this request's slot among max_active_faults (one per request, whatever it gets);
+  // false, counting faults_overflow, if none is left.
+  bool tryActive() {
+    if (active_) return true;
+    const auto& max = settings_->max_active_faults;
+    if (max && config_->stats.active_faults.value() >= *max) {
+      config_->stats.faults_overflow.inc();
+      return false;
+    }
     active_ = true;
     config_->stats.active_faults.inc();
+    return true;
+  }
+  void releaseActive() {
+    if (!active_) return;
+    active_ = false;
+    config_->stats.active_faults.dec();
   }
 
   std::shared_ptr<const FaultConfig> config_;
@@ -408,6 +430,7 @@ class FaultFilter : public http::StreamFilter {
   uint64_t bytes_per_tick_{0};
   buffer::Buffer pending_;
   bool pending_end_{false};
+  bool above_limit_{false};  // asked the upstream to stop sending
   bool trailers_waiting_{false};
   event::TimerPtr tick_timer_;
 };

@@ -89,7 +89,8 @@ struct RateLimitConfig : public http::RouteSpecificFilterConfig {
 
 std::shared_ptr<const RateLimitConfig> compile(const google::protobuf::Any& any,
                                                const FilterFactoryContext& context,
-                                               const std::string& path, std::string* error) {
+                                               const std::string& path, bool per_route,
+                                               std::string* error) {
   LocalRateLimitProto proto;
   if (!any.UnpackTo(&proto)) {
     *error = path + ": cannot read " + std::string(LocalRateLimitProto::descriptor()->full_name());
@@ -97,6 +98,12 @@ std::shared_ptr<const RateLimitConfig> compile(const google::protobuf::Any& any,
   }
   if (proto.stat_prefix().empty()) {
     *error = path + ".stat_prefix: a stat_prefix is required";
+    return nullptr;
+  }
+  // As Envoy: the filter's own config may go without a bucket (enabled here, limited per
+  // route), but a route's config without one would limit nothing.
+  if (per_route && !proto.has_token_bucket()) {
+    *error = path + ".token_bucket: a token_bucket is required in a per-route config";
     return nullptr;
   }
   auto c = std::make_shared<RateLimitConfig>(context.store, proto.stat_prefix());
@@ -128,11 +135,12 @@ std::shared_ptr<const RateLimitConfig> compile(const google::protobuf::Any& any,
   }
   if (proto.has_status()) {
     const uint32_t code = static_cast<uint32_t>(proto.status().code());
-    if (code < 200 || code >= 600) {
-      *error = path + ".status.code: " + std::to_string(code) + " is not a status code in [200, 600)";
+    if (code >= 600) {
+      *error = path + ".status.code: " + std::to_string(code) + " is not a status code under 600";
       return nullptr;
     }
-    c->status = code;
+    // As Envoy: a status that is not an error (under 400) answers 429.
+    c->status = code >= 400 ? code : 429;
   }
   const google::protobuf::RepeatedPtrField<std::string> none;
   if (!c->response_headers.init(proto.response_headers_to_add(), none,
@@ -158,8 +166,8 @@ class LocalRateLimitFilter : public http::StreamDecoderFilter {
   http::FilterHeadersStatus decodeHeaders(http::RequestHeaderMap& headers, bool) override {
     const RateLimitConfig* config = config_.get();
     const http::RouteConstSharedPtr route = callbacks_->route();
-    if (const auto* per_route = perFilterConfig(route.get(), *name_, kName)) {
-      config = static_cast<const RateLimitConfig*>(per_route);
+    if (const auto* per_route = perFilterConfig<RateLimitConfig>(route.get(), *name_, kName)) {
+      config = per_route;
       route_ = route;  // keeps it alive for the reply below
     }
     if (!config->filter_enabled.evaluate(random(*config))) {
@@ -215,7 +223,7 @@ class LocalRateLimitFilterFactory : public HttpFilterFactory {
                                             const FilterFactoryContext& context,
                                             const std::string& path,
                                             std::string* error) const override {
-    auto config = compile(any, context, path, error);
+    auto config = compile(any, context, path, false, error);
     if (!config) return nullptr;
     auto name = std::make_shared<const std::string>(filter_name);
     return [config, name](http::FilterChainFactoryCallbacks& cb) {
@@ -226,7 +234,7 @@ class LocalRateLimitFilterFactory : public HttpFilterFactory {
   http::RouteSpecificFilterConfigConstSharedPtr createRouteConfig(
       const google::protobuf::Any& any, const FilterFactoryContext& context,
       const std::string& path, std::string* error) const override {
-    return compile(any, context, path, error);
+    return compile(any, context, path, true, error);
   }
 };
 
