@@ -101,6 +101,12 @@ class Server {
         }
         ls.sockets.push_back(std::move(s));
       }
+      for (const auto& chain : l.chains) {
+        if (chain.transport_socket) {
+          chain.transport_socket->initializeStats(
+              store_, "listener." + config::statAddress(*ls.bound) + ".");
+        }
+      }
       SLUICE_LOG(info, main, "listener '{}' listening on {}", l.name, ls.bound->asString());
       sockets_.push_back(std::move(ls));
     }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "http/http1/codec_impl.h"
+#include "network/raw_transport_socket.h"
 #include "upstream/resource_manager.h"
 #include "upstream/lb_config.h"
 
@@ -109,6 +110,13 @@ class ClusterInfo {
   uint32_t max_requests_per_connection{0};                        // 0: unlimited
   http::http1::CodecSettings http1_settings;
   LbConfig lb;
+  // The cluster's transport_socket (TLS); null: plain TCP.
+  network::TransportSocketFactoryConstSharedPtr transport_socket_factory;
+  network::TransportSocketPtr createTransportSocket(
+      const network::TransportSocketOptions* options = nullptr) const {
+    if (!transport_socket_factory) return std::make_unique<network::RawTransportSocket>();
+    return transport_socket_factory->createTransportSocket(options);
+  }
 
  private:
   const std::string name_;
