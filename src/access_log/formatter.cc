@@ -232,6 +232,10 @@ enum class Op : uint8_t {
   ConnectionId,
   RouteName,
   UpstreamRequestAttemptCount,
+  DownstreamTlsVersion,
+  DownstreamPeerUriSan,
+  DownstreamLocalUriSan,
+  DownstreamPeerSubject,
 };
 
 enum class Arg : uint8_t { None, Header, Time };
@@ -272,6 +276,10 @@ constexpr OperatorSpec kOperators[] = {
     {"DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT", Op::DownstreamLocalAddressWithoutPort, Arg::None,
      false, true},
     {"DOWNSTREAM_LOCAL_PORT", Op::DownstreamLocalPort, Arg::None, true, true},
+    {"DOWNSTREAM_TLS_VERSION", Op::DownstreamTlsVersion, Arg::None, false, true},
+    {"DOWNSTREAM_PEER_URI_SAN", Op::DownstreamPeerUriSan, Arg::None, false, true},
+    {"DOWNSTREAM_LOCAL_URI_SAN", Op::DownstreamLocalUriSan, Arg::None, false, true},
+    {"DOWNSTREAM_PEER_SUBJECT", Op::DownstreamPeerSubject, Arg::None, false, true},
     {"DOWNSTREAM_DIRECT_REMOTE_ADDRESS", Op::DownstreamDirectRemoteAddress, Arg::None, false, true},
     {"DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT", Op::DownstreamDirectRemoteAddressWithoutPort,
      Arg::None, false, true},
@@ -318,6 +326,14 @@ bool appendMillis(std::optional<std::chrono::nanoseconds> d, std::string& out) {
   if (!d) return false;
   appendInt(std::chrono::duration_cast<std::chrono::milliseconds>(*d).count(), out);
   return true;
+}
+
+// URI SANs as Envoy prints them: comma-separated.
+void appendJoined(const std::vector<std::string>& values, std::string& out) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.append(values[i]);
+  }
 }
 
 void appendHeader(const http::HeaderMap* map, const Part& p, std::string& out) {
@@ -407,6 +423,18 @@ bool appendValue(const Part& p, const FormatContext& ctx, std::string& out) {
       return true;
     case Op::DownstreamDirectRemoteAddress:
       appendAddress(info.downstream_direct_remote_address, out);
+      break;
+    case Op::DownstreamTlsVersion:
+      if (info.downstream_ssl) out.append(info.downstream_ssl->tls_version);
+      break;
+    case Op::DownstreamPeerUriSan:
+      if (info.downstream_ssl) appendJoined(info.downstream_ssl->peer_uri_sans, out);
+      break;
+    case Op::DownstreamLocalUriSan:
+      if (info.downstream_ssl) appendJoined(info.downstream_ssl->local_uri_sans, out);
+      break;
+    case Op::DownstreamPeerSubject:
+      if (info.downstream_ssl) out.append(info.downstream_ssl->peer_subject);
       break;
     case Op::DownstreamDirectRemoteAddressWithoutPort:
       appendAddressWithoutPort(info.downstream_direct_remote_address, out);

@@ -32,7 +32,7 @@ bool CdsApi::onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& e
       return false;
     }
     Built b;
-    if (!buildClusterConfig(proto, path, store_, b.config, errors)) return false;
+    if (!buildClusterConfig(proto, path, secrets_, store_, b.config, errors)) return false;
     b.bytes = deterministicBytes(proto);
     b.proto = std::move(proto);
     built.push_back(std::move(b));

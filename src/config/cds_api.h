@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/filesystem_subscription.h"
+#include "config/tls_config.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "event/time.h"
 #include "upstream/cluster_manager.h"
@@ -23,8 +24,10 @@ namespace sluice::config {
 
 class CdsApi {
  public:
-  CdsApi(upstream::ClusterManager& cm, stats::Store& store, event::TimeSource& time)
-      : cm_(cm), store_(store), time_(time) {}
+  // `secrets`: the bootstrap's static secrets, which CDS clusters' TLS contexts may name.
+  CdsApi(upstream::ClusterManager& cm, const SecretMap& secrets, stats::Store& store,
+         event::TimeSource& time)
+      : cm_(cm), secrets_(secrets), store_(store), time_(time) {}
 
   // Checks and applies one update; false with "resources[i]...: message" errors.
   bool onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& errors);
@@ -42,6 +45,7 @@ class CdsApi {
 
  private:
   upstream::ClusterManager& cm_;
+  const SecretMap& secrets_;
   stats::Store& store_;
   event::TimeSource& time_;
   std::map<std::string, Applied> applied_;  // by cluster name

@@ -3,10 +3,12 @@
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 #include <map>
+#include <algorithm>
 #include <set>
 
 #include "access_log/file_sink.h"
 #include "access_log/formatter.h"
+#include "config/tls_config.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb.h"
 #include "envoy/extensions/access_loggers/stream/v3/stream.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
@@ -56,6 +58,11 @@ access_log::FormatterPtr makeFormatter(
   }
   if (fmt->has_text_format_source()) {
     const auto& src = fmt->text_format_source();
+    // DataSource takes a filename too (for certificates); a log format is inline only.
+    if (src.has_filename()) {
+      *error = "text_format_source.filename: only inline_string and inline_bytes are supported";
+      return nullptr;
+    }
     return access_log::createTextFormatter(
         src.has_inline_string() ? src.inline_string() : src.inline_bytes(), error);
   }
@@ -241,6 +248,27 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   }
   cfg->use_remote_address = proto.has_use_remote_address() && proto.use_remote_address().value();
   cfg->xff_num_trusted_hops = proto.xff_num_trusted_hops();
+  switch (proto.forward_client_cert_details()) {
+    case hcm_v3::HttpConnectionManager::FORWARD_ONLY:
+      cfg->forward_client_cert = http::ForwardClientCert::ForwardOnly;
+      break;
+    case hcm_v3::HttpConnectionManager::APPEND_FORWARD:
+      cfg->forward_client_cert = http::ForwardClientCert::AppendForward;
+      break;
+    case hcm_v3::HttpConnectionManager::SANITIZE_SET:
+      cfg->forward_client_cert = http::ForwardClientCert::SanitizeSet;
+      break;
+    case hcm_v3::HttpConnectionManager::ALWAYS_FORWARD_ONLY:
+      cfg->forward_client_cert = http::ForwardClientCert::AlwaysForwardOnly;
+      break;
+    default: cfg->forward_client_cert = http::ForwardClientCert::Sanitize;
+  }
+  if (proto.has_set_current_client_cert_details()) {
+    const auto& d = proto.set_current_client_cert_details();
+    cfg->client_cert_details.subject = d.has_subject() && d.subject().value();
+    cfg->client_cert_details.uri = d.uri();
+    cfg->client_cert_details.dns = d.dns();
+  }
   if (proto.has_generate_request_id()) cfg->generate_request_id = proto.generate_request_id().value();
   cfg->preserve_external_request_id = proto.preserve_external_request_id();
   if (proto.has_stream_idle_timeout()) cfg->stream_idle_timeout = toMs(proto.stream_idle_timeout());
@@ -528,9 +556,16 @@ bool buildLbConfig(const envoy::config::cluster::v3::Cluster& proto, const std::
 }  // namespace
 
 bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
-                        stats::Store& store, upstream::ClusterConfig& out,
+                        const SecretMap& secrets, stats::Store& store,
+                        upstream::ClusterConfig& out,
                         std::vector<std::string>& errors) {
   auto info = std::make_shared<upstream::ClusterInfo>(proto.name(), store);
+  if (proto.has_transport_socket()) {
+    info->transport_socket_factory =
+        buildTransportSocketFactory(proto.transport_socket(), false, secrets, store,
+                                    "cluster." + proto.name() + ".", path + ".transport_socket", errors);
+    if (!info->transport_socket_factory) return false;
+  }
   if (proto.has_connect_timeout()) info->connect_timeout = toMs(proto.connect_timeout());
   if (proto.has_per_connection_buffer_limit_bytes()) {
     info->per_connection_buffer_limit_bytes = proto.per_connection_buffer_limit_bytes().value();
@@ -677,13 +712,63 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
   return true;
 }
 
-const FilterChainConfig* ListenerConfig::chainFor(uint32_t port) const {
-  const FilterChainConfig* fallback = nullptr;
-  for (const auto& c : chains) {
-    if (c.destination_port && *c.destination_port == port) return &c;
-    if (!c.destination_port && !fallback) fallback = &c;
+namespace {
+// Keeps the candidates for which `rank` is highest, when it is above 0 for any of them;
+// rank 0 means "does not match", 1 "matches by not naming the criterion".
+template <class Rank>
+void narrow(std::vector<const FilterChainConfig*>& candidates, Rank rank) {
+  int best = 0;
+  for (const auto* c : candidates) best = std::max(best, rank(*c));
+  std::vector<const FilterChainConfig*> kept;
+  if (best > 0) {
+    for (const auto* c : candidates) {
+      if (rank(*c) == best) kept.push_back(c);
+    }
   }
-  return fallback;
+  candidates.swap(kept);
+}
+}  // namespace
+
+const FilterChainConfig* ListenerConfig::chainFor(uint32_t port, std::string_view server_name,
+                                                  std::string_view transport_protocol,
+                                                  const std::vector<std::string>& alpn) const {
+  if (chains.size() == 1 && !chains[0].destination_port && chains[0].server_names.empty() &&
+      chains[0].transport_protocol.empty() && chains[0].application_protocols.empty()) {
+    return &chains[0];  // the common case: nothing to match
+  }
+  std::vector<const FilterChainConfig*> c;
+  for (const auto& chain : chains) c.push_back(&chain);
+  narrow(c, [&](const FilterChainConfig& f) {
+    if (!f.destination_port) return 1;
+    return *f.destination_port == port ? 2 : 0;
+  });
+  narrow(c, [&](const FilterChainConfig& f) {
+    if (f.server_names.empty()) return 1;
+    int best = 0;
+    for (const auto& n : f.server_names) {
+      if (n == server_name) return 1 << 20;  // exact beats any wildcard
+      // "*.example.com" matches "a.example.com" (and "a.b.example.com"); longer is better.
+      if (n.size() > 1 && n[0] == '*' && server_name.size() > n.size() - 1 &&
+          server_name.substr(server_name.size() - (n.size() - 1)) == std::string_view(n).substr(1)) {
+        best = std::max(best, static_cast<int>(n.size()) + 1);
+      }
+    }
+    return best;
+  });
+  narrow(c, [&](const FilterChainConfig& f) {
+    if (f.transport_protocol.empty()) return 1;
+    return f.transport_protocol == transport_protocol ? 2 : 0;
+  });
+  narrow(c, [&](const FilterChainConfig& f) {
+    if (f.application_protocols.empty()) return 1;
+    for (const auto& p : f.application_protocols) {
+      for (const auto& a : alpn) {
+        if (p == a) return 2;
+      }
+    }
+    return 0;
+  });
+  return c.empty() ? nullptr : c.front();
 }
 
 std::string statAddress(const network::Address& address) {
@@ -699,11 +784,13 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
                       stats::Store& store, access_log::FileSinkManager& sinks, ProxyConfig& out,
                       std::vector<std::string>& errors) {
   const auto& sr = bootstrap.static_resources();
+  SecretMap secrets;
+  if (!indexSecrets(sr.secrets(), secrets, errors)) return false;
   std::set<std::string> cluster_names;
   for (int i = 0; i < sr.clusters_size(); ++i) {
     upstream::ClusterConfig c;
     if (!buildClusterConfig(sr.clusters(i), "static_resources.clusters[" + std::to_string(i) + "]",
-                      store, c, errors)) {
+                      secrets, store, c, errors)) {
       return false;
     }
     for (const auto& existing : out.clusters) {
@@ -724,6 +811,17 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
     lc.address = socketAddress(l.address(), lp + ".address", errors);
     if (!lc.address) return false;
     if (l.has_enable_reuse_port()) lc.reuse_port = l.enable_reuse_port().value();
+    for (int k = 0; k < l.listener_filters_size(); ++k) {
+      // Only the TLS inspector is supported (the unsupported-field check enforces it).
+      if (l.listener_filters(k).name() == "envoy.filters.listener.tls_inspector" ||
+          l.listener_filters(k).typed_config().type_url() ==
+              "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector") {
+        lc.tls_inspector = true;
+      }
+    }
+    if (l.has_listener_filters_timeout()) {
+      lc.listener_filters_timeout = toMs(l.listener_filters_timeout());
+    }
     if (l.has_per_connection_buffer_limit_bytes()) {
       lc.buffer_limit = l.per_connection_buffer_limit_bytes().value();
     }
@@ -733,6 +831,23 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
       FilterChainConfig chain;
       if (fc.filter_chain_match().has_destination_port()) {
         chain.destination_port = fc.filter_chain_match().destination_port().value();
+      }
+      const auto& m = fc.filter_chain_match();
+      chain.server_names.assign(m.server_names().begin(), m.server_names().end());
+      chain.transport_protocol = m.transport_protocol();
+      chain.application_protocols.assign(m.application_protocols().begin(),
+                                         m.application_protocols().end());
+      if (!lc.tls_inspector && (!chain.server_names.empty() || chain.transport_protocol == "tls" ||
+                                !chain.application_protocols.empty())) {
+        errors.push_back(fp + ".filter_chain_match: server_names, transport_protocol 'tls' and "
+                              "application_protocols need the envoy.filters.listener.tls_inspector "
+                              "listener filter");
+        return false;
+      }
+      if (fc.has_transport_socket()) {
+        chain.transport_socket = buildTransportSocketFactory(
+            fc.transport_socket(), true, secrets, store, "", fp + ".transport_socket", errors);
+        if (!chain.transport_socket) return false;
       }
       for (int k = 0; k < fc.filters_size(); ++k) {
         hcm_v3::HttpConnectionManager hcm;

@@ -4,14 +4,17 @@
 // connection manager configs (routes, filters, access logs), clusters, and the admin
 // listener. Built once per config; immutable afterwards.
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "config/tls_config.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 #include "http/conn_manager_config.h"
 #include "network/address.h"
+#include "network/transport_socket.h"
 #include "upstream/cluster_manager.h"
 
 namespace sluice::stats {
@@ -26,6 +29,11 @@ namespace sluice::config {
 struct FilterChainConfig {
   std::optional<uint32_t> destination_port;
   http::ConnectionManagerConfigConstSharedPtr hcm;
+  // filter_chain_match by what the TLS inspector saw; empty: any.
+  std::vector<std::string> server_names;  // "example.com" or "*.example.com"
+  std::string transport_protocol;         // "tls" or "raw_buffer"
+  std::vector<std::string> application_protocols;
+  network::TransportSocketFactoryConstSharedPtr transport_socket;  // null: plain TCP
 };
 
 struct ListenerConfig {
@@ -34,8 +42,16 @@ struct ListenerConfig {
   bool reuse_port{true};
   uint32_t buffer_limit{1024 * 1024};
   std::vector<FilterChainConfig> chains;
-  // The chain for a connection to `port`, or null.
-  const FilterChainConfig* chainFor(uint32_t port) const;
+  // envoy.filters.listener.tls_inspector: peek at the ClientHello before choosing a chain.
+  bool tls_inspector{false};
+  std::chrono::milliseconds listener_filters_timeout{15000};
+  // The chain for a connection to `port`, or null. Envoy's order: the most specific match
+  // of destination port, then server name (exact, then the longest wildcard), then transport
+  // protocol, then application protocols; at each step a chain that does not name the
+  // criterion is the fallback.
+  const FilterChainConfig* chainFor(uint32_t port, std::string_view server_name = {},
+                                    std::string_view transport_protocol = "raw_buffer",
+                                    const std::vector<std::string>& alpn = {}) const;
 };
 
 struct AdminConfig {
@@ -57,9 +73,10 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
                       std::vector<std::string>& errors);
 
 // One cluster (from the bootstrap or CDS); `path` prefixes errors. False with errors.
+// `secrets` are the bootstrap's static secrets (indexSecrets), for TLS transport sockets.
 bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
-                        stats::Store& store, upstream::ClusterConfig& out,
-                        std::vector<std::string>& errors);
+                        const SecretMap& secrets, stats::Store& store,
+                        upstream::ClusterConfig& out, std::vector<std::string>& errors);
 
 // "127.0.0.1_10000", the form Envoy's listener stats use.
 std::string statAddress(const network::Address& address);

@@ -87,6 +87,15 @@ enum class CodecType { Auto, Http1, Http2 };
 
 enum class ServerHeaderTransformation { Overwrite, AppendIfAbsent, PassThrough };
 
+// forward_client_cert_details: what happens to x-forwarded-client-cert.
+enum class ForwardClientCert { Sanitize, ForwardOnly, AppendForward, SanitizeSet, AlwaysForwardOnly };
+// set_current_client_cert_details: what goes in the header besides By and Hash.
+struct ClientCertDetails {
+  bool subject{false};
+  bool uri{false};
+  bool dns{false};
+};
+
 struct ConnectionManagerConfig {
   std::string stat_prefix;
   std::vector<FilterFactoryCb> filter_factories;  // the router is last
@@ -97,6 +106,8 @@ struct ConnectionManagerConfig {
   uint32_t xff_num_trusted_hops{0};
   bool generate_request_id{true};
   bool preserve_external_request_id{false};
+  ForwardClientCert forward_client_cert{ForwardClientCert::Sanitize};
+  ClientCertDetails client_cert_details;
   std::chrono::milliseconds stream_idle_timeout{std::chrono::minutes(5)};  // 0 disables
   std::chrono::milliseconds request_timeout{0};
   std::chrono::milliseconds request_headers_timeout{0};

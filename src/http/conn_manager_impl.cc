@@ -180,12 +180,48 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     StreamEncoderFilterSharedPtr filter;
     bool dual{false};  // the same filter is a decoder filter too (its onDestroy runs there)
   };
+  // x-forwarded-client-cert by forward_client_cert_details, as Envoy: removed unless the
+  // mode keeps it; with mTLS, set or appended with this hop's element
+  // (By=<our URI SAN>;Hash=<peer cert SHA-256>;Subject="...";URI=...;DNS=...).
+  void forwardClientCert(HeaderMap& h, const ConnectionManagerConfig& cfg) {
+    const ForwardClientCert mode = cfg.forward_client_cert;
+    if (mode == ForwardClientCert::AlwaysForwardOnly) return;
+    const bool mtls = info.downstream_ssl && info.downstream_ssl->peer_certificate_presented;
+    if (mode == ForwardClientCert::Sanitize || !mtls) {
+      h.remove(headers::kXForwardedClientCert);
+      return;
+    }
+    if (mode == ForwardClientCert::ForwardOnly) return;
+    const network::SslConnectionInfo& ssl = *info.downstream_ssl;
+    std::string v;
+    auto add = [&v](std::string_view key, std::string_view value) {
+      if (!v.empty()) v.push_back(';');
+      v.append(key).push_back('=');
+      v.append(value);
+    };
+    for (const auto& uri : ssl.local_uri_sans) add("By", uri);
+    add("Hash", ssl.peer_cert_sha256);
+    if (cfg.client_cert_details.subject) add("Subject", "\"" + ssl.peer_subject + "\"");
+    if (cfg.client_cert_details.uri) {
+      for (const auto& uri : ssl.peer_uri_sans) add("URI", uri);
+    }
+    if (cfg.client_cert_details.dns) {
+      for (const auto& dns : ssl.peer_dns_sans) add("DNS", dns);
+    }
+    if (mode == ForwardClientCert::AppendForward) {
+      h.append(headers::kXForwardedClientCert, v);
+    } else {
+      h.set(headers::kXForwardedClientCert, v);
+    }
+  }
+
   ActiveStream(ConnectionManagerImpl& p, ResponseEncoder& e)
       : parent(p), encoder(e), info(p.connection_->dispatcher().timeSource()), id(randomU64()) {
     info.downstream_local_address = p.connection_->localAddress();
     info.downstream_remote_address = p.connection_->remoteAddress();
     info.downstream_direct_remote_address = p.connection_->remoteAddress();
     info.connection_id = p.connection_->id();
+    info.downstream_ssl = p.connection_->ssl();
     encoder.getStream().addCallbacks(*this);
     for (const auto& factory : p.config_->filter_factories) factory(*this);
     // Encoder filters run in reverse order of their place in the chain.
@@ -372,7 +408,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
       }
       h.set(headers::kPath, path);
     }
-    if (!h.has(headers::kScheme)) h.add(headers::kScheme, "http");
+    if (!h.has(headers::kScheme)) h.add(headers::kScheme, info.downstream_ssl ? "https" : "http");
 
     // x-forwarded-for, the trusted client address and internal or external origin, by Envoy's
     // rules (its docs: "HTTP header manipulation", x-forwarded-for).
@@ -415,6 +451,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     } else {
       h.remove(headers::kXEnvoyInternal);
     }
+    forwardClientCert(h, cfg);
 
     // x-request-id.
     if (cfg.generate_request_id) {

@@ -38,6 +38,7 @@ inline constexpr std::string_view kLocation = "location";
 inline constexpr std::string_view kVia = "via";
 inline constexpr std::string_view kUserAgent = "user-agent";
 inline constexpr std::string_view kXForwardedFor = "x-forwarded-for";
+inline constexpr std::string_view kXForwardedClientCert = "x-forwarded-client-cert";
 inline constexpr std::string_view kXForwardedProto = "x-forwarded-proto";
 inline constexpr std::string_view kXForwardedHost = "x-forwarded-host";
 inline constexpr std::string_view kXRequestId = "x-request-id";

@@ -13,6 +13,7 @@
 #include "event/time.h"
 #include "http/codec.h"
 #include "network/address.h"
+#include "network/connection.h"
 
 namespace sluice::http {
 
@@ -74,6 +75,7 @@ struct StreamInfo {
   network::AddressConstSharedPtr downstream_remote_address;
   network::AddressConstSharedPtr downstream_direct_remote_address;
   uint64_t connection_id{0};
+  network::SslConnectionInfoConstSharedPtr downstream_ssl;  // null: not TLS
   std::string request_id;
   uint32_t attempt_count{0};
 

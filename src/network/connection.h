@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "event/dispatcher.h"
 #include "network/address.h"
@@ -75,6 +76,20 @@ struct ConnectionStats {
   stats::Gauge* tx_buffered{nullptr};
 };
 
+// What a TLS connection's handshake established, for headers and access logs. Made once per
+// connection, after the handshake; shared with the streams that log it.
+struct SslConnectionInfo {
+  std::string tls_version;  // "TLSv1.3"
+  std::string peer_subject;  // RFC 2253, empty without a peer certificate
+  std::vector<std::string> peer_uri_sans;
+  std::vector<std::string> peer_dns_sans;
+  std::string peer_cert_sha256;  // hex, of the DER
+
+  std::vector<std::string> local_uri_sans;
+  bool peer_certificate_presented{false};
+};
+using SslConnectionInfoConstSharedPtr = std::shared_ptr<const SslConnectionInfo>;
+
 class Connection : public event::DeferredDeletable {
  public:
   enum class State { Open, Closing, Closed };
@@ -131,6 +146,8 @@ class Connection : public event::DeferredDeletable {
   // Bytes waiting in the write buffer.
   virtual size_t bufferedWriteBytes() const = 0;
   virtual std::string_view transportProtocol() const = 0;
+  // Null unless the transport is TLS and its handshake completed.
+  virtual SslConnectionInfoConstSharedPtr ssl() const { return nullptr; }
 };
 using ConnectionPtr = std::unique_ptr<Connection>;
 

@@ -152,7 +152,14 @@ void ConnectionImpl::setTransportSocketIsReadable() {
   file_event_->activate(event::FileReadyType::Read);
 }
 
+void ConnectionImpl::flushWriteBuffer() {
+  if (state_ != State::Closed && !write_buffer_.empty()) {
+    file_event_->activate(event::FileReadyType::Write);
+  }
+}
+
 void ConnectionImpl::raiseEvent(ConnectionEvent event) {
+  if (event == ConnectionEvent::Connected) connect_timer_.reset();
   // A callback may remove itself (or others): walk a copy.
   std::vector<ConnectionCallbacks*> callbacks = callbacks_;
   for (auto* cb : callbacks) {
@@ -191,7 +198,7 @@ void ConnectionImpl::onConnectResult() {
     return;
   }
   connecting_ = false;
-  connect_timer_.reset();
+  // The connect timeout runs on until Connected: over TLS, that is after the handshake.
   local_ = network::localAddress(socket_.fd());
   SLUICE_LOG(debug, connection, "[C{}] connected to {}", id_, remote_->asString());
   transport_->onConnected();

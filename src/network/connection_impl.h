@@ -48,6 +48,7 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   uint64_t bytesSent() const override { return bytes_sent_; }
   size_t bufferedWriteBytes() const override { return write_buffer_.length(); }
   std::string_view transportProtocol() const override { return transport_->protocol(); }
+  SslConnectionInfoConstSharedPtr ssl() const override { return transport_->ssl(); }
 
   // ClientConnection
   void connect(std::chrono::milliseconds timeout) override;
@@ -61,6 +62,7 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   void setTransportSocketIsReadable() override;
   bool peerClosedSeen() const override { return peer_closed_seen_; }
   void raiseEvent(ConnectionEvent event) override;
+  void flushWriteBuffer() override;
 
  private:
   struct ActiveReadFilter;

@@ -21,4 +21,12 @@ class RawTransportSocket : public TransportSocket {
   bool shutdown_{false};
 };
 
+class RawTransportSocketFactory : public TransportSocketFactory {
+ public:
+  TransportSocketPtr createTransportSocket(const TransportSocketOptions* = nullptr) const override {
+    return std::make_unique<RawTransportSocket>();
+  }
+  bool implementsSecureTransport() const override { return false; }
+};
+
 }  // namespace sluice::network

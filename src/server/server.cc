@@ -104,6 +104,12 @@ class Server {
         }
         ls.sockets.push_back(std::move(s));
       }
+      for (const auto& chain : l.chains) {
+        if (chain.transport_socket) {
+          chain.transport_socket->initializeStats(
+              store_, "listener." + config::statAddress(*ls.bound) + ".");
+        }
+      }
       SLUICE_LOG(info, main, "listener '{}' listening on {}", l.name, ls.bound->asString());
       sockets_.push_back(std::move(ls));
     }
@@ -123,7 +129,9 @@ class Server {
     std::unique_ptr<config::CdsApi> cds;
     std::unique_ptr<config::FilesystemSubscription> cds_subscription;
     if (!proxy_.cds_path.empty()) {
-      cds = std::make_unique<config::CdsApi>(cm, store_, time_);
+      std::vector<std::string> errors;
+      config::indexSecrets(bootstrap_.static_resources().secrets(), secrets_, errors);
+      cds = std::make_unique<config::CdsApi>(cm, secrets_, store_, time_);
       cds_ = cds.get();
       cds_subscription = std::make_unique<config::FilesystemSubscription>(
           main, proxy_.cds_path, std::string(config::kClusterType), store_,
@@ -280,6 +288,7 @@ class Server {
   event::Dispatcher* main_{nullptr};
   upstream::ClusterManager* cm_{nullptr};
   config::CdsApi* cds_{nullptr};  // with dynamic_resources.cds_config
+  config::SecretMap secrets_;      // into bootstrap_, for CDS clusters' TLS
   admin::Admin admin_;
   event::TimerPtr drain_timer_;
   event::TimerPtr uptime_timer_;

@@ -6,6 +6,10 @@
 #include "network/listener_impl.h"
 #include "network/raw_transport_socket.h"
 #include "router/shadow.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
 #include "stats/stats.h"
 
 namespace sluice::server {
@@ -22,7 +26,9 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
         cx_total(h.store_.counter(prefix + "downstream_cx_total")),
         cx_destroy(h.store_.counter(prefix + "downstream_cx_destroy")),
         cx_active(h.store_.gauge(prefix + "downstream_cx_active")),
-        no_filter_chain(h.store_.counter(prefix + "no_filter_chain_match")) {
+        no_filter_chain(h.store_.counter(prefix + "no_filter_chain_match")),
+        pre_cx_timeout(c.tls_inspector ? &h.store_.counter(prefix + "downstream_pre_cx_timeout")
+                                       : nullptr) {
     network::ListenerConfig lc;
     lc.accept_errors = &h.store_.counter(prefix + "downstream_cx_overflow");
     listener = std::make_unique<network::TcpListenerImpl>(h.dispatcher_, socket, *this, lc);
@@ -37,6 +43,7 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
   stats::Counter& cx_destroy;
   stats::Gauge& cx_active;
   stats::Counter& no_filter_chain;
+  stats::Counter* pre_cx_timeout;  // with a listener filter only
   std::unique_ptr<network::TcpListenerImpl> listener;
 };
 
@@ -51,6 +58,16 @@ struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks
   ActiveListener& listener;
   network::ConnectionPtr connection;
   std::shared_ptr<http::ConnectionManagerImpl> hcm;
+};
+
+struct ConnectionHandler::PendingSocket : public event::DeferredDeletable {
+  PendingSocket(ActiveListener& l, network::SocketFd&& s, network::AddressConstSharedPtr a)
+      : listener(l), socket(std::move(s)), local(std::move(a)) {}
+  ActiveListener& listener;
+  network::SocketFd socket;
+  network::AddressConstSharedPtr local;
+  event::FileEventPtr event;
+  event::TimerPtr timer;
 };
 
 namespace {
@@ -74,16 +91,81 @@ void ConnectionHandler::addListener(const config::ListenerConfig& config,
 }
 
 void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& socket) {
-  auto conn = network::createServerConnection(
-      dispatcher_, std::move(socket), std::make_unique<network::RawTransportSocket>(), listener.bound);
-  const uint32_t port = conn->localAddress() ? conn->localAddress()->port() : 0;
-  const config::FilterChainConfig* chain = listener.config.chainFor(port);
-  if (!chain) {
-    listener.no_filter_chain.inc();
-    conn->close(network::ConnectionCloseType::NoFlush);
-    dispatcher_.deferredDelete(std::move(conn));
+  // The chain (and so the transport: TLS or not) is chosen before the connection is made.
+  network::AddressConstSharedPtr local =
+      listener.bound ? listener.bound : network::localAddress(socket.fd());
+  if (!listener.config.tls_inspector) {
+    finishAccept(listener, std::move(socket), std::move(local), nullptr);
     return;
   }
+  auto pending = std::make_unique<PendingSocket>(listener, std::move(socket), std::move(local));
+  PendingSocket* raw = pending.get();
+  // Edge-triggered: bytes peeked stay in the socket, so only new bytes raise a new event.
+  raw->event = dispatcher_.createFileEvent(
+      raw->socket.fd(), [this, raw](uint32_t) { onInspectReady(*raw); },
+      event::FileTriggerType::Edge, event::FileReadyType::Read | event::FileReadyType::Closed);
+  if (listener.config.listener_filters_timeout.count() > 0) {
+    raw->timer = dispatcher_.createTimer([this, raw] {
+      raw->listener.pre_cx_timeout->inc();
+      dropPending(*raw);
+    });
+    raw->timer->enableTimer(listener.config.listener_filters_timeout);
+  }
+  pending_.emplace(raw, std::move(pending));
+}
+
+void ConnectionHandler::onInspectReady(PendingSocket& pending) {
+  if (!pending.socket.isOpen()) return;
+  static thread_local uint8_t buf[tls::kMaxClientHelloPeek];
+  const ssize_t n = ::recv(pending.socket.fd(), buf, sizeof(buf), MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  if (n <= 0) {
+    dropPending(pending);  // closed (or failed) before a ClientHello
+    return;
+  }
+  tls::ClientHelloInfo hello;
+  if (tls::parseClientHello(buf, static_cast<size_t>(n), hello) ==
+          tls::ClientHelloResult::NeedMoreData &&
+      static_cast<size_t>(n) < sizeof(buf)) {
+    return;  // the rest of the hello raises a new edge
+  }
+  ActiveListener& listener = pending.listener;
+  network::SocketFd socket = std::move(pending.socket);
+  network::AddressConstSharedPtr local = std::move(pending.local);
+  dropPending(pending);
+  finishAccept(listener, std::move(socket), std::move(local), &hello);
+}
+
+void ConnectionHandler::dropPending(PendingSocket& pending) {
+  auto it = pending_.find(&pending);
+  if (it == pending_.end()) return;
+  std::unique_ptr<PendingSocket> owned = std::move(it->second);
+  pending_.erase(it);
+  // Unregistered before the fd closes; the rest (maybe the running callback's owner) goes
+  // after the callback.
+  owned->event.reset();
+  if (owned->timer) owned->timer->disableTimer();
+  owned->socket.close();
+  dispatcher_.deferredDelete(std::move(owned));
+}
+
+void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd&& socket,
+                                     network::AddressConstSharedPtr local,
+                                     const tls::ClientHelloInfo* hello) {
+  const uint32_t port = local ? local->port() : 0;
+  const config::FilterChainConfig* chain =
+      hello ? listener.config.chainFor(port, hello->server_name,
+                                       hello->is_tls ? "tls" : "raw_buffer", hello->alpn)
+            : listener.config.chainFor(port);
+  if (!chain) {
+    listener.no_filter_chain.inc();
+    return;  // the socket closes here
+  }
+  auto conn = network::createServerConnection(
+      dispatcher_, std::move(socket),
+      chain->transport_socket ? chain->transport_socket->createTransportSocket()
+                              : std::make_unique<network::RawTransportSocket>(),
+      std::move(local));
   listener.cx_total.inc();
   listener.cx_active.inc();
   conn->setBufferLimits(listener.config.buffer_limit);
@@ -124,6 +206,7 @@ void ConnectionHandler::drainConnections() {
 }
 
 void ConnectionHandler::closeConnections() {
+  while (!pending_.empty()) dropPending(*pending_.begin()->first);
   while (!connections_.empty()) {
     ActiveConnection* c = connections_.begin()->first;
     c->connection->close(network::ConnectionCloseType::NoFlush);

@@ -14,6 +14,7 @@
 #include "event/dispatcher_impl.h"
 #include "network/connection.h"
 #include "network/listener.h"
+#include "tls/client_hello.h"
 #include "upstream/cluster_manager.h"
 
 namespace sluice::stats {
@@ -53,7 +54,13 @@ class ConnectionHandler {
  private:
   struct ActiveListener;
   struct ActiveConnection;
+  struct PendingSocket;
   void onAccept(ActiveListener& listener, network::SocketFd&& socket);
+  // With the TLS inspector: waits (peeking, consuming nothing) for the ClientHello.
+  void onInspectReady(PendingSocket& pending);
+  void dropPending(PendingSocket& pending);
+  void finishAccept(ActiveListener& listener, network::SocketFd&& socket,
+                    network::AddressConstSharedPtr local, const tls::ClientHelloInfo* hello);
   void removeConnection(ActiveConnection& conn);
 
   event::Dispatcher& dispatcher_;
@@ -61,6 +68,7 @@ class ConnectionHandler {
   std::atomic<size_t>* count_;
   std::vector<std::unique_ptr<ActiveListener>> listeners_;
   std::unordered_map<ActiveConnection*, std::unique_ptr<ActiveConnection>> connections_;
+  std::unordered_map<PendingSocket*, std::unique_ptr<PendingSocket>> pending_;
 };
 
 class Worker {

@@ -13,6 +13,7 @@
 
 #include "http/http1/codec_impl.h"
 #include "http/http2/codec_impl.h"
+#include "network/raw_transport_socket.h"
 #include "upstream/resource_manager.h"
 #include "upstream/lb_config.h"
 
@@ -114,6 +115,13 @@ class ClusterInfo {
   // Set: the cluster speaks HTTP/2 (h2c) to its hosts, through a multiplexed pool.
   std::optional<http::http2::CodecSettings> http2_settings;
   LbConfig lb;
+  // The cluster's transport_socket (TLS); null: plain TCP.
+  network::TransportSocketFactoryConstSharedPtr transport_socket_factory;
+  network::TransportSocketPtr createTransportSocket(
+      const network::TransportSocketOptions* options = nullptr) const {
+    if (!transport_socket_factory) return std::make_unique<network::RawTransportSocket>();
+    return transport_socket_factory->createTransportSocket(options);
+  }
 
  private:
   const std::string name_;

@@ -38,7 +38,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
       : pool(p), created(p.dispatcher_.timeSource().monotonicTime()) {
     std::string error;
     connection = network::createClientConnection(pool.dispatcher_, pool.host_->address(),
-                                                 std::make_unique<network::RawTransportSocket>(),
+                                                 pool.cluster_->createTransportSocket(),
                                                  &error);
     const auto& stats = pool.cluster_->stats();
     stats.upstream_cx_total.inc();

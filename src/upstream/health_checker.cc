@@ -142,7 +142,7 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
     std::string error;
     auto c = std::make_unique<Client>();
     c->connection = network::createClientConnection(
-        parent_.main_, host->address(), std::make_unique<network::RawTransportSocket>(), &error);
+        parent_.main_, host->address(), parent_.cluster_->createTransportSocket(), &error);
     if (!c->connection) {
       SLUICE_LOG(debug, upstream, "health check of {}: {}", host->address()->asString(), error);
       finish(false, true);

@@ -404,10 +404,12 @@ static_resources:
   - name: l
     address: {socket_address: {address: 0.0.0.0, port_value: 80}}
     listener_filters:
-    - name: envoy.filters.listener.tls_inspector
+    - name: envoy.filters.listener.proxy_protocol
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol
 )"),
-              ElementsAre("static_resources.listeners[0].listener_filters: listener_filters is "
-                          "not supported"));
+              ElementsAre("static_resources.listeners[0].listener_filters[0]: "
+                          "envoy.filters.listener.proxy_protocol is not supported"));
   EXPECT_THAT(loadErrors(cluster(R"(
     health_checks:
     - timeout: 1s

@@ -162,13 +162,33 @@ class Handler(BaseHTTPRequestHandler):
 class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    tls = None  # an ssl.SSLContext: serve HTTPS
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.tls is None:
+            return sock, addr
+        # The handshake runs in the request's thread (a failed one ends only that request).
+        return self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    def finish_request(self, request, client_address):
+        if self.tls is not None:
+            try:
+                request.do_handshake()
+            except (OSError, ValueError):
+                with self.lock:
+                    self.tls_failures = getattr(self, "tls_failures", 0) + 1
+                return
+        super().finish_request(request, client_address)
 
 
 class Upstream:
     """A test upstream on 127.0.0.1, port 0, in a background thread."""
 
-    def __init__(self, name, delay_ms=0):
+    def __init__(self, name, delay_ms=0, tls=None):
+        """tls: an ssl.SSLContext (server side) to serve HTTPS instead of HTTP."""
         self.server = Server(("127.0.0.1", 0), Handler)
+        self.server.tls = tls
         self.server.name = name
         self.server.delay_ms = delay_ms
         self.server.lock = threading.Lock()

@@ -1,0 +1,298 @@
+#include "tls/tls_socket.h"
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "buffer/buffer.h"
+#include "common/logger.h"
+#include "stats/stats.h"
+
+namespace sluice::tls {
+
+namespace {
+// One SSL_write at most this long: a full TLS record.
+constexpr size_t kMaxWriteChunk = 16 * 1024;
+
+// The SANs of one type (GEN_URI, GEN_DNS) of a certificate.
+std::vector<std::string> sansOfType(X509* cert, int type) {
+  std::vector<std::string> out;
+  if (!cert) return out;
+  auto* names = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  if (!names) return out;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+    if (n->type != type) continue;
+    const ASN1_STRING* s = n->d.ia5;
+    out.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                     static_cast<size_t>(ASN1_STRING_length(s)));
+  }
+  GENERAL_NAMES_free(names);
+  return out;
+}
+std::vector<std::string> uriSans(X509* cert) { return sansOfType(cert, GEN_URI); }
+std::vector<std::string> dnsSans(X509* cert) { return sansOfType(cert, GEN_DNS); }
+std::string subjectOf(X509* cert) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio, &data);
+  std::string out(data, static_cast<size_t>(len));
+  BIO_free(bio);
+  return out;
+}
+}  // namespace
+
+network::SslConnectionInfoConstSharedPtr TlsTransportSocket::makeInfo() const {
+  auto info = std::make_shared<network::SslConnectionInfo>();
+  info->tls_version = SSL_get_version(ssl_.get());
+  if (X509* peer = SSL_get0_peer_certificate(ssl_.get())) {
+    info->peer_certificate_presented = true;
+    info->peer_subject = subjectOf(peer);
+    info->peer_uri_sans = uriSans(peer);
+    info->peer_dns_sans = dnsSans(peer);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    if (X509_digest(peer, EVP_sha256(), md, &md_len)) {
+      static const char* kHex = "0123456789abcdef";
+      for (unsigned int i = 0; i < md_len; ++i) {
+        info->peer_cert_sha256.push_back(kHex[md[i] >> 4]);
+        info->peer_cert_sha256.push_back(kHex[md[i] & 0xf]);
+      }
+    }
+  }
+  info->local_uri_sans = uriSans(SSL_get_certificate(ssl_.get()));
+  return info;
+}
+
+TlsTransportSocket::TlsTransportSocket(TlsContextConstSharedPtr context,
+                                       const network::TransportSocketOptions* options)
+    : context_(std::move(context)), ssl_(context_->newSsl()) {
+  if (ssl_) SSL_set_app_data(ssl_.get(), &verify_);
+  if (ssl_ && options && !context_->isServer()) {
+    if (!options->server_name.empty()) {
+      SSL_set_tlsext_host_name(ssl_.get(), options->server_name.c_str());
+    }
+    if (!options->alpn.empty()) {
+      alpn_override_wire_ = TlsContext::alpnWire(options->alpn);
+      SSL_set_alpn_protos(ssl_.get(),
+                          reinterpret_cast<const unsigned char*>(alpn_override_wire_.data()),
+                          static_cast<unsigned int>(alpn_override_wire_.size()));
+    }
+  }
+}
+
+void TlsTransportSocket::setTransportSocketCallbacks(network::TransportSocketCallbacks& callbacks) {
+  callbacks_ = &callbacks;
+  if (ssl_) SSL_set_fd(ssl_.get(), callbacks.fd());
+}
+
+bool TlsTransportSocket::connectionClosed() {
+  return callbacks_->connection().state() == network::Connection::State::Closed;
+}
+
+void TlsTransportSocket::onConnected() {
+  // The TCP connect finished: send the ClientHello. Connected is raised after the handshake.
+  if (!doHandshake()) callbacks_->connection().close(network::ConnectionCloseType::NoFlush);
+}
+
+bool TlsTransportSocket::doHandshake() {
+  if (!ssl_) {
+    state_ = State::Failed;
+    context_->stats().connection_error.inc();
+    return false;
+  }
+  ERR_clear_error();
+  const int rc = SSL_do_handshake(ssl_.get());
+  if (rc == 1) {
+    state_ = State::Open;
+    context_->stats().handshake.inc();
+    if (SSL_session_reused(ssl_.get())) context_->stats().session_reused.inc();
+    if (context_->isServer() && context_->config().validation) {
+      X509* peer = SSL_get0_peer_certificate(ssl_.get());
+      if (!peer) context_->stats().no_certificate.inc();
+    }
+    const unsigned char* proto = nullptr;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(ssl_.get(), &proto, &len);
+    if (proto) alpn_.assign(reinterpret_cast<const char*>(proto), len);
+    info_ = makeInfo();
+    SLUICE_LOG(debug, connection, "[C{}] TLS handshake complete ({}, alpn '{}')",
+               callbacks_->connection().id(), SSL_get_version(ssl_.get()), alpn_);
+    callbacks_->raiseEvent(network::ConnectionEvent::Connected);
+    if (!connectionClosed()) callbacks_->flushWriteBuffer();
+    return true;
+  }
+  const int err = SSL_get_error(ssl_.get(), rc);
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return true;
+  onHandshakeFailed(err);
+  return false;
+}
+
+void TlsTransportSocket::onHandshakeFailed(int ssl_error) {
+  state_ = State::Failed;
+  SslStats& stats = context_->stats();
+  stats.connection_error.inc();
+  const unsigned long e = ERR_peek_error();
+  if (verify_.failure == VerifyOutcome::Failure::San) {
+    stats.fail_verify_san.inc();
+  } else if (verify_.failure == VerifyOutcome::Failure::Error) {
+    stats.fail_verify_error.inc();
+  } else if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+             ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    stats.fail_verify_no_cert.inc();
+  }
+  // Debug only: a scanner or a misconfigured client must not flood the log.
+  char reason[256] = "";
+  if (e != 0) ERR_error_string_n(e, reason, sizeof(reason));
+  SLUICE_LOG(debug, connection, "[C{}] TLS handshake failed (ssl error {}): {}{}{}",
+             callbacks_->connection().id(), ssl_error, reason,
+             verify_.x509_error ? ", verify: " : "",
+             verify_.x509_error ? X509_verify_cert_error_string(verify_.x509_error) : "");
+  ERR_clear_error();
+}
+
+network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
+  network::TransportIoResult result;
+  if (state_ == State::Failed) {
+    result.action = network::PostIoAction::Close;
+    result.err = EPROTO;
+    return result;
+  }
+  if (state_ == State::Handshaking) {
+    if (!doHandshake()) {
+      result.action = network::PostIoAction::Close;
+      result.err = EPROTO;
+      return result;
+    }
+    if (state_ == State::Handshaking || connectionClosed()) return result;
+  }
+  while (true) {
+    buffer::Reservation res = buffer.reserveForRead();
+    size_t got = 0;
+    int err = SSL_ERROR_NONE;
+    for (size_t i = 0; i < res.numSlices() && err == SSL_ERROR_NONE; ++i) {
+      const buffer::RawSlice& slice = res.slices()[i];
+      size_t filled = 0;
+      while (filled < slice.len) {
+        ERR_clear_error();
+        const int n = SSL_read(ssl_.get(), static_cast<uint8_t*>(slice.mem) + filled,
+                               static_cast<int>(std::min<size_t>(slice.len - filled, INT32_MAX)));
+        if (n <= 0) {
+          err = SSL_get_error(ssl_.get(), n);
+          break;
+        }
+        filled += static_cast<size_t>(n);
+      }
+      got += filled;
+    }
+    buffer.commit(res, got);
+    result.bytes += got;
+    switch (err) {
+      case SSL_ERROR_NONE:
+        break;  // the reservation is full: read on
+      case SSL_ERROR_WANT_READ:
+        return result;  // the socket is drained: the next edge brings more
+      case SSL_ERROR_WANT_WRITE:
+        // A post-handshake message must be written first; the write event retries the read.
+        read_wants_write_ = true;
+        return result;
+      case SSL_ERROR_ZERO_RETURN:
+        result.end_stream_read = true;  // close_notify, or EOF (SSL_OP_IGNORE_UNEXPECTED_EOF)
+        return result;
+      case SSL_ERROR_SYSCALL:
+        if (errno == 0) {
+          result.end_stream_read = true;
+          return result;
+        }
+        result.action = network::PostIoAction::Close;
+        result.err = errno;
+        ERR_clear_error();
+        return result;
+      default:
+        SLUICE_LOG(debug, connection, "[C{}] TLS read error {}", callbacks_->connection().id(),
+                   err);
+        ERR_clear_error();
+        result.action = network::PostIoAction::Close;
+        result.err = EPROTO;
+        return result;
+    }
+    if (callbacks_->shouldDrainReadBuffer()) {
+      callbacks_->setTransportSocketIsReadable();
+      return result;
+    }
+  }
+}
+
+network::TransportIoResult TlsTransportSocket::doWrite(buffer::Buffer& buffer, bool end_stream) {
+  network::TransportIoResult result;
+  if (state_ == State::Failed) {
+    result.action = network::PostIoAction::Close;
+    result.err = EPROTO;
+    return result;
+  }
+  if (state_ == State::Handshaking) {
+    if (!doHandshake()) {
+      result.action = network::PostIoAction::Close;
+      result.err = EPROTO;
+      return result;
+    }
+    // Until the handshake completes, what is written waits in the buffer.
+    if (state_ == State::Handshaking || connectionClosed()) return result;
+  }
+  if (read_wants_write_) {
+    read_wants_write_ = false;
+    callbacks_->setTransportSocketIsReadable();
+  }
+  if (state_ == State::ShutdownSent) {
+    buffer.drain(buffer.length());
+    return result;
+  }
+  while (!buffer.empty()) {
+    const size_t len =
+        bytes_to_retry_ ? bytes_to_retry_ : std::min(buffer.length(), kMaxWriteChunk);
+    void* data = buffer.linearize(len);
+    ERR_clear_error();
+    const int n = SSL_write(ssl_.get(), data, static_cast<int>(len));
+    if (n > 0) {
+      bytes_to_retry_ = 0;
+      buffer.drain(static_cast<size_t>(n));
+      result.bytes += static_cast<size_t>(n);
+      continue;
+    }
+    const int err = SSL_get_error(ssl_.get(), n);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) {
+      // OpenSSL wants the same write again once the socket is writable.
+      bytes_to_retry_ = len;
+      return result;
+    }
+    result.action = network::PostIoAction::Close;
+    result.err = err == SSL_ERROR_SYSCALL && errno != 0 ? errno : EPROTO;
+    ERR_clear_error();
+    return result;
+  }
+  if (end_stream) {
+    sendCloseNotify();
+    ::shutdown(callbacks_->fd(), SHUT_WR);
+  }
+  return result;
+}
+
+void TlsTransportSocket::sendCloseNotify() {
+  if (state_ != State::Open) return;
+  state_ = State::ShutdownSent;
+  // Best effort on a non-blocking socket: the peer's close_notify is not awaited.
+  ERR_clear_error();
+  SSL_shutdown(ssl_.get());
+  ERR_clear_error();
+}
+
+void TlsTransportSocket::closeSocket(network::ConnectionEvent event) {
+  if (event == network::ConnectionEvent::LocalClose) sendCloseNotify();
+}
+
+}  // namespace sluice::tls

@@ -1,0 +1,70 @@
+#pragma once
+
+// TLS under a connection: OpenSSL works directly on the connection's non-blocking fd; reads
+// and writes go through the connection's buffers as plaintext. The handshake runs from
+// whichever of doRead/doWrite the loop calls first; Connected is raised once it completes
+// (client and server), and what was written meanwhile is then flushed. A failed handshake
+// closes only its connection, counted under the context's ssl.* stats, logged at debug.
+
+#include <string>
+
+#include "network/transport_socket.h"
+#include "tls/context.h"
+
+namespace sluice::tls {
+
+class TlsTransportSocket : public network::TransportSocket {
+ public:
+  TlsTransportSocket(TlsContextConstSharedPtr context,
+                     const network::TransportSocketOptions* options);
+
+  void setTransportSocketCallbacks(network::TransportSocketCallbacks& callbacks) override;
+  // The negotiated ALPN protocol ("h2"), or empty.
+  std::string_view protocol() const override { return alpn_; }
+  network::TransportIoResult doRead(buffer::Buffer& buffer) override;
+  network::TransportIoResult doWrite(buffer::Buffer& buffer, bool end_stream) override;
+  void onConnected() override;
+  void closeSocket(network::ConnectionEvent event) override;
+
+  network::SslConnectionInfoConstSharedPtr ssl() const override { return info_; }
+
+ private:
+  enum class State { Handshaking, Open, ShutdownSent, Failed };
+  // Advances the handshake; false when it failed (the connection must close).
+  bool doHandshake();
+  void onHandshakeFailed(int ssl_error);
+  void sendCloseNotify();
+  bool connectionClosed();
+  network::SslConnectionInfoConstSharedPtr makeInfo() const;
+
+  TlsContextConstSharedPtr context_;
+  SslPtr ssl_;
+  network::TransportSocketCallbacks* callbacks_{nullptr};
+  VerifyOutcome verify_;
+  std::string alpn_;
+  network::SslConnectionInfoConstSharedPtr info_;
+  std::string alpn_override_wire_;
+  size_t bytes_to_retry_{0};  // an SSL_write that must be repeated with the same length
+  State state_{State::Handshaking};
+  bool read_wants_write_{false};
+};
+
+class TlsTransportSocketFactory : public network::TransportSocketFactory {
+ public:
+  explicit TlsTransportSocketFactory(TlsContextConstSharedPtr context)
+      : context_(std::move(context)) {}
+  network::TransportSocketPtr createTransportSocket(
+      const network::TransportSocketOptions* options = nullptr) const override {
+    return std::make_unique<TlsTransportSocket>(context_, options);
+  }
+  bool implementsSecureTransport() const override { return true; }
+  void initializeStats(stats::Store& store, const std::string& prefix) const override {
+    context_->bindStats(SslStats::create(store, prefix + "ssl."));
+  }
+  const TlsContext& context() const { return *context_; }
+
+ private:
+  TlsContextConstSharedPtr context_;
+};
+
+}  // namespace sluice::tls

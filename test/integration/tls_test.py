@@ -1,0 +1,388 @@
+"""TLS end to end: the real binary with envoy.transport_sockets.tls on listeners and clusters,
+driven by curl and openssl s_client, against HTTP and HTTPS test upstreams. The certificates
+are made for this run by test/tls/gen_certs.sh (never committed keys)."""
+
+import hashlib
+import json
+import os
+import ssl
+import subprocess
+import tempfile
+import threading
+
+import harness
+from harness import Proxy, bootstrap, cluster, hcm
+from upstream import Upstream
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CERTS = None
+
+TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+
+
+def setUpModule():
+    global CERTS
+    CERTS = tempfile.mkdtemp(prefix="sluice-tls-certs-")
+    subprocess.run([os.path.join(HERE, "..", "tls", "gen_certs.sh"), CERTS], check=True)
+
+
+def cert(name):
+    return os.path.join(CERTS, name)
+
+
+def read(name):
+    with open(cert(name)) as f:
+        return f.read()
+
+
+def downstream_tls(**common_extra):
+    common = {
+        "tls_certificates": [{"certificate_chain": {"filename": cert("server.pem")},
+                              "private_key": {"filename": cert("server.key")}}],
+        "alpn_protocols": ["http/1.1"],
+    }
+    common.update(common_extra)
+    return {"name": "envoy.transport_sockets.tls",
+            "typed_config": {"@type": TLS_TYPE + "DownstreamTlsContext", "common_tls_context": common}}
+
+
+def tls_proxy(transport_socket, clusters=None, secrets=None, **hcm_extra):
+    cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "app"}}], **hcm_extra),
+                    clusters or [cluster("app", TlsTest.app.port)])
+    cfg["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = transport_socket
+    if secrets:
+        cfg["static_resources"]["secrets"] = secrets
+    return cfg
+
+
+def curl(port, *args, path="/hello"):
+    """curl over HTTPS to localhost:port trusting the test CA; (exit code, status, body)."""
+    r = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", cert("ca.pem"),
+                        "-o", "-", "-w", "\n%{http_code}", *args,
+                        "https://localhost:%d%s" % (port, path)],
+                       capture_output=True, text=True, timeout=30)
+    body, _, code = r.stdout.rpartition("\n")
+    return r.returncode, code, body
+
+
+def s_client(port, *args):
+    """openssl s_client: the handshake's summary (stdout) and whether it completed."""
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port,
+                        "-servername", "localhost", "-CAfile", cert("ca.pem"), *args],
+                       input="", capture_output=True, text=True, timeout=30)
+    return r.stdout + r.stderr, r.returncode == 0 and "Verify return code: 0 (ok)" in r.stdout
+
+
+class TlsTest(harness.unittest.TestCase):
+    app = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.app = Upstream("app")
+
+    def stat(self, proxy, name):
+        return proxy.stat(name) or 0
+
+    def listener_stat(self, proxy, name):
+        return self.stat(proxy, "listener.127.0.0.1_%d.ssl.%s" % (proxy.port, name))
+
+    # Downstream.
+
+    def test_curl_https_through_the_proxy(self):
+        with Proxy(tls_proxy(downstream_tls())) as p:
+            rc, code, body = curl(p.port, "-H", "x-forwarded-client-cert: By=spoofed")
+            self.assertEqual((rc, code), (0, "200"), body)
+            self.assertEqual(json.loads(body)["path"], "/hello")
+            # SANITIZE, Envoy's default: a client's own x-forwarded-client-cert is dropped.
+            self.assertNotIn("x-forwarded-client-cert", json.loads(body)["headers"])
+            harness.wait_until(lambda: self.listener_stat(p, "handshake") == 1, what="handshake stat")
+            self.assertEqual(self.listener_stat(p, "connection_error"), 0)
+            p.stop()
+
+    def test_plain_http_to_a_tls_listener_is_refused(self):
+        with Proxy(tls_proxy(downstream_tls())) as p:
+            with self.assertRaises(Exception):
+                p.request("GET", "/hello")
+            harness.wait_until(lambda: self.listener_stat(p, "connection_error") == 1,
+                               what="connection_error")
+            # The listener goes on serving TLS clients.
+            self.assertEqual(curl(p.port)[1], "200")
+            p.stop()
+
+    def test_alpn(self):
+        ts = downstream_tls(alpn_protocols=["h2", "http/1.1"])
+        with Proxy(tls_proxy(ts)) as p:
+            out, ok = s_client(p.port, "-alpn", "foo,http/1.1")
+            self.assertTrue(ok, out)
+            self.assertIn("ALPN protocol: http/1.1", out)
+            out, ok = s_client(p.port, "-alpn", "h2,http/1.1")
+            self.assertIn("ALPN protocol: h2", out)
+            out, ok = s_client(p.port, "-alpn", "foo")
+            self.assertTrue(ok, out)
+            self.assertIn("No ALPN negotiated", out)
+            p.stop()
+
+    def test_tls_versions(self):
+        only13 = downstream_tls(tls_params={"tls_minimum_protocol_version": "TLSv1_3"})
+        with Proxy(tls_proxy(only13)) as p:
+            out, ok = s_client(p.port, "-tls1_2")
+            self.assertFalse(ok, out)
+            out, ok = s_client(p.port, "-tls1_3")
+            self.assertTrue(ok, out)
+            self.assertIn("TLSv1.3", out)
+            rc, code, _ = curl(p.port, "--tls-max", "1.2")
+            self.assertNotEqual(rc, 0)
+            harness.wait_until(lambda: self.listener_stat(p, "connection_error") >= 2,
+                               what="connection_error")
+            p.stop()
+        only12 = downstream_tls(tls_params={"tls_maximum_protocol_version": "TLSv1_2",
+                                            "cipher_suites": ["[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]"],
+                                            "ecdh_curves": ["P-256"]})
+        with Proxy(tls_proxy(only12)) as p:
+            out, ok = s_client(p.port, "-tls1_3")
+            self.assertFalse(ok, out)
+            out, ok = s_client(p.port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")
+            self.assertTrue(ok, out)
+            out, ok = s_client(p.port, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384")
+            self.assertFalse(ok, out)
+            p.stop()
+
+    def test_filter_chain_by_sni_with_tls_inspector(self):
+        def direct(body):
+            return hcm([{"match": {"prefix": "/"},
+                         "direct_response": {"status": 200, "body": {"inline_string": body}}}])
+
+        def chain(match, body, tls=True):
+            c = {"filter_chain_match": match,
+                 "filters": [{"name": "envoy.filters.network.http_connection_manager",
+                              "typed_config": direct(body)}]}
+            if tls:
+                c["transport_socket"] = downstream_tls()
+            return c
+
+        cfg = bootstrap(direct("unused"), [cluster("app", TlsTest.app.port)])
+        listener = cfg["static_resources"]["listeners"][0]
+        listener["listener_filters"] = [{
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}]
+        listener["filter_chains"] = [
+            chain({"server_names": ["a.test"]}, "chain-a"),
+            chain({"server_names": ["*.b.test"]}, "chain-b"),
+            chain({"transport_protocol": "tls"}, "chain-tls-default"),
+            chain({}, "chain-plain", tls=False),
+        ]
+        with Proxy(cfg) as p:
+            def get(host):
+                r = subprocess.run(["curl", "-sS", "-k", "--max-time", "10", "--resolve",
+                                    "%s:%d:127.0.0.1" % (host, p.port),
+                                    "https://%s:%d/" % (host, p.port)],
+                                   capture_output=True, text=True, timeout=30)
+                return r.stdout
+            self.assertEqual(get("a.test"), "chain-a")
+            self.assertEqual(get("x.b.test"), "chain-b")
+            self.assertEqual(get("c.test"), "chain-tls-default")
+            # Plain HTTP on the same port takes the chain without TLS.
+            r, body = p.request("GET", "/")
+            self.assertEqual(body, b"chain-plain")
+            p.stop()
+
+    # Mutual TLS, with static secrets and inline PEM.
+
+    def mtls_proxy(self):
+        secrets = [
+            {"name": "server_cert", "tls_certificate": {
+                "certificate_chain": {"inline_string": read("server.pem")},
+                "private_key": {"inline_string": read("server.key")}}},
+            {"name": "mesh_ca", "validation_context": {
+                "trusted_ca": {"filename": cert("ca.pem")},
+                "crl": {"filename": cert("ca.crl")},
+                "match_typed_subject_alt_names": [
+                    {"san_type": "URI", "matcher": {"prefix": "spiffe://cluster.local/ns/default/"}}]}},
+        ]
+        ts = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": TLS_TYPE + "DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "tls_certificate_sds_secret_configs": [{"name": "server_cert"}],
+                "validation_context_sds_secret_config": {"name": "mesh_ca"}}}}
+        self.log_path = os.path.join(tempfile.mkdtemp(), "access.log")
+        access_log = [{"name": "envoy.access_loggers.file", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": self.log_path,
+            "log_format": {"text_format_source": {"inline_string":
+                "%REQ(:PATH)%|%DOWNSTREAM_TLS_VERSION%|%DOWNSTREAM_PEER_URI_SAN%|"
+                "%DOWNSTREAM_LOCAL_URI_SAN%|%DOWNSTREAM_PEER_SUBJECT%\n"}}}}]
+        return Proxy(tls_proxy(ts, secrets=secrets, access_log=access_log,
+                               forward_client_cert_details="SANITIZE_SET",
+                               set_current_client_cert_details={"subject": True, "uri": True}))
+
+    def test_mtls_accepted_and_refused(self):
+        with self.mtls_proxy() as p:
+            rc, code, body = curl(p.port, "--cert", cert("client.pem"), "--key", cert("client.key"),
+                                  "--tlsv1.3", path="/mtls")
+            self.assertEqual((rc, code), (0, "200"), body)
+            headers = json.loads(body)["headers"]
+            self.assertEqual(headers["x-forwarded-proto"], "https")
+            digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(read("client.pem"))).hexdigest()
+            self.assertEqual(headers["x-forwarded-client-cert"],
+                             'By=spiffe://cluster.local/ns/default/sa/server;Hash=%s;'
+                             'Subject="CN=client,O=Sluice";'
+                             'URI=spiffe://cluster.local/ns/default/sa/client' % digest)
+
+            def logged():
+                if not os.path.exists(self.log_path):
+                    return None
+                with open(self.log_path) as f:
+                    return [l for l in f.read().splitlines() if l.startswith("/mtls|")]
+            line = harness.wait_until(logged, what="access log line")[0]
+            self.assertEqual(line, "/mtls|TLSv1.3|spiffe://cluster.local/ns/default/sa/client|"
+                                   "spiffe://cluster.local/ns/default/sa/server|CN=client,O=Sluice")
+            cases = [
+                ([], "fail_verify_no_cert"),
+                (["--cert", cert("untrusted_client.pem"), "--key", cert("untrusted_client.key")],
+                 "fail_verify_error"),
+                (["--cert", cert("client2.pem"), "--key", cert("client2.key")], "fail_verify_san"),
+                (["--cert", cert("revoked.pem"), "--key", cert("revoked.key")], "fail_verify_error"),
+            ]
+            expected = {"fail_verify_no_cert": 0, "fail_verify_error": 0, "fail_verify_san": 0}
+            for n, (args, counter) in enumerate(cases, 1):
+                rc, code, _ = curl(p.port, *args)
+                self.assertNotEqual(code, "200", counter)
+                expected[counter] += 1
+                harness.wait_until(lambda: self.listener_stat(p, "connection_error") == n,
+                                   what="connection_error %d" % n)
+                for k, v in expected.items():
+                    self.assertEqual(self.listener_stat(p, k), v, k)
+            # Refusals closed only their own connections.
+            rc, code, _ = curl(p.port, "--cert", cert("client.pem"), "--key", cert("client.key"))
+            self.assertEqual(code, "200")
+            self.assertEqual(self.listener_stat(p, "handshake"), 2)
+            # Handshake failures are not logged above debug.
+            self.assertNotIn("handshake failed", p.output())
+            p.stop()
+
+    # Upstream.
+
+    def upstream_server(self, certname="server", require_client_cert=False):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert(certname + ".pem"), cert(certname + ".key"))
+        seen_sni = []
+        ctx.sni_callback = lambda sock, name, c: seen_sni.append(name)
+        if require_client_cert:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(cert("ca.pem"))
+        up = Upstream("tls-app", tls=ctx)
+        return up, seen_sni
+
+    def upstream_proxy(self, port, **upstream_tls):
+        ctx = {"@type": TLS_TYPE + "UpstreamTlsContext",
+               "sni": "upstream.test",
+               "common_tls_context": {"validation_context": {
+                   "trusted_ca": {"filename": cert("ca.pem")},
+                   "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": "upstream.test"}}]}}}
+        for k, v in upstream_tls.items():
+            if k == "common":
+                ctx["common_tls_context"].update(v)
+            else:
+                ctx[k] = v
+        c = cluster("secure", port, transport_socket={"name": "envoy.transport_sockets.tls",
+                                                      "typed_config": ctx})
+        cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "secure"}}]), [c])
+        return Proxy(cfg)
+
+    def test_upstream_tls_with_sni_and_san(self):
+        up, sni = self.upstream_server()
+        with self.upstream_proxy(up.port) as p:
+            r, body = p.request("GET", "/up")
+            self.assertEqual(r.status, 200, body)
+            self.assertEqual(json.loads(body)["path"], "/up")
+            self.assertEqual(sni[0], "upstream.test")
+            self.assertEqual(self.stat(p, "cluster.secure.ssl.handshake"), 1)
+            p.stop()
+
+    def test_upstream_san_mismatch_is_refused(self):
+        up, _ = self.upstream_server()
+        bad_san = {"validation_context": {
+            "trusted_ca": {"filename": cert("ca.pem")},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": "other.test"}}]}}
+        with self.upstream_proxy(up.port, common=bad_san) as p:
+            r, body = p.request("GET", "/up")
+            self.assertEqual(r.status, 503)
+            self.assertGreaterEqual(self.stat(p, "cluster.secure.ssl.fail_verify_san"), 1)
+            self.assertEqual(up.requests, 0)
+            p.stop()
+
+    def test_expired_upstream_certificate_is_refused(self):
+        up, _ = self.upstream_server("expired")
+        with self.upstream_proxy(up.port, common={"validation_context": {
+                "trusted_ca": {"filename": cert("ca.pem")}}}) as p:
+            r, body = p.request("GET", "/up")
+            self.assertEqual(r.status, 503)
+            self.assertGreaterEqual(self.stat(p, "cluster.secure.ssl.fail_verify_error"), 1)
+            self.assertEqual(self.stat(p, "cluster.secure.ssl.handshake"), 0)
+            p.stop()
+
+    def test_upstream_mtls(self):
+        up, _ = self.upstream_server(require_client_cert=True)
+        client_cert = {"tls_certificates": [{"certificate_chain": {"filename": cert("client.pem")},
+                                             "private_key": {"filename": cert("client.key")}}]}
+        with self.upstream_proxy(up.port, common=client_cert) as p:
+            r, body = p.request("GET", "/up")
+            self.assertEqual(r.status, 200, body)
+            p.stop()
+        with self.upstream_proxy(up.port) as p:  # no client certificate
+            r, body = p.request("GET", "/up")
+            self.assertEqual(r.status, 503)
+            p.stop()
+
+    # Config refused at load, with the field's path.
+
+    def validate(self, cfg):
+        d = tempfile.mkdtemp(prefix="sluice-tls-")
+        path = os.path.join(d, "envoy.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        r = harness.run("proxy", "--mode", "validate", "-c", path)
+        return r.returncode, r.stderr
+
+    def test_bad_config_is_refused_with_the_path(self):
+        fc = "static_resources.listeners[0].filter_chains[0].transport_socket.typed_config"
+        ts = downstream_tls()
+        ts["typed_config"]["common_tls_context"]["tls_certificates"][0]["private_key"] = {
+            "filename": "/nonexistent/key.pem"}
+        rc, err = self.validate(tls_proxy(ts))
+        self.assertEqual(rc, 1)
+        self.assertIn(fc + ".common_tls_context.tls_certificates[0].private_key.filename: cannot read", err)
+
+        ts = downstream_tls()
+        ts["typed_config"]["common_tls_context"]["tls_certificates"][0]["private_key"] = {
+            "filename": cert("client.key")}
+        rc, err = self.validate(tls_proxy(ts))
+        self.assertIn(fc + ".common_tls_context.tls_certificates[0].private_key: does not match", err)
+
+        ts = downstream_tls()
+        ts["typed_config"]["common_tls_context"]["tls_certificates"][0]["certificate_chain"] = {
+            "inline_string": "garbage"}
+        rc, err = self.validate(tls_proxy(ts))
+        self.assertIn(fc + ".common_tls_context.tls_certificates[0].certificate_chain: no PEM", err)
+
+        ts = downstream_tls()
+        ts["typed_config"]["common_tls_context"]["tls_certificate_sds_secret_configs"] = [{"name": "nope"}]
+        del ts["typed_config"]["common_tls_context"]["tls_certificates"]
+        rc, err = self.validate(tls_proxy(ts))
+        self.assertIn(fc + ".common_tls_context.tls_certificate_sds_secret_configs[0].name: unknown secret 'nope'", err)
+
+        ts = downstream_tls()
+        ts["typed_config"]["common_tls_context"]["tls_certificate_sds_secret_configs"] = [
+            {"name": "x", "sds_config": {"path_config_source": {"path": "/tmp/x.yaml"}}}]
+        del ts["typed_config"]["common_tls_context"]["tls_certificates"]
+        rc, err = self.validate(tls_proxy(ts))
+        self.assertEqual(rc, 1)
+        self.assertIn("sds_config", err)
+
+        ok_rc, ok_err = self.validate(tls_proxy(downstream_tls()))
+        self.assertEqual(ok_rc, 0, ok_err)
+
+
+if __name__ == "__main__":
+    harness.main()
