@@ -89,13 +89,13 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
   }
 
   const uint64_t random = callbacks_->streamId();
-  const std::string* cluster_name;
+  std::optional<std::string_view> cluster_name;
   if (!entry_->weightedClusters().empty()) {
     chosen_ = entry_->weightedCluster(random);
-    cluster_name = chosen_ ? &chosen_->name : nullptr;
+    if (chosen_) cluster_name = chosen_->name;
     if (chosen_ && !chosen_->cluster_header.empty()) {
-      const std::string* v = headers.get(chosen_->cluster_header);
-      cluster_name = (v && !v->empty()) ? v : nullptr;
+      const std::string_view* v = headers.get(chosen_->cluster_header);
+      cluster_name = (v && !v->empty()) ? std::optional<std::string_view>(*v) : std::nullopt;
     }
   } else {
     cluster_name = entry_->clusterName(headers, random);
