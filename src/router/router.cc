@@ -33,6 +33,14 @@ uint64_t random64() {
 
 constexpr std::string_view kAttemptCount = "x-envoy-attempt-count";
 
+// A number's decimal digits on the stack, for a header value (no std::to_string per request).
+struct Decimal {
+  explicit Decimal(uint64_t v) : len(std::to_chars(buf, buf + sizeof(buf), v).ptr - buf) {}
+  std::string_view view() const { return {buf, len}; }
+  char buf[20];
+  size_t len;
+};
+
 }  // namespace
 
 RouterFilter::RouterFilter(RouterConfigConstSharedPtr config) : config_(std::move(config)) {}
@@ -150,7 +158,7 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
   if (!config_->suppress_envoy_headers) {
     const auto expected = per_try_timeout_.count() > 0 ? per_try_timeout_ : timeout_;
     if (expected.count() > 0) {
-      headers.set(http::headers::kXEnvoyExpectedRqTimeoutMs, std::to_string(expected.count()));
+      headers.set(http::headers::kXEnvoyExpectedRqTimeoutMs, Decimal(expected.count()).view());
     }
   }
 
@@ -490,7 +498,7 @@ void RouterFilter::onUpstreamHeaders(UpstreamRequest& ur, http::HeaderMapPtr&& h
   if (!config_->suppress_envoy_headers) {
     const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         callbacks_->dispatcher().timeSource().monotonicTime() - ur.sent);
-    headers->set(http::headers::kXEnvoyUpstreamServiceTime, std::to_string(elapsed.count()));
+    headers->set(http::headers::kXEnvoyUpstreamServiceTime, Decimal(elapsed.count()).view());
   }
   if (entry_->virtualHost().includeAttemptCountInResponse()) {
     headers->set(kAttemptCount, std::to_string(info.attempt_count));
