@@ -632,7 +632,7 @@ virtual_hosts:
   std::mt19937_64 rng(42);
   std::map<std::string, int> counts;
   constexpr int kN = 10000;
-  for (int i = 0; i < kN; ++i) ++counts[pick(rng())];
+  for (int i = 0; i < kN; ++i) ++counts[std::string(pick(rng()))];
   EXPECT_EQ(counts.count("never"), 0u);
   for (const auto& [name, weight] :
        std::vector<std::pair<std::string, double>>{{"a", 0.1}, {"b", 0.3}, {"c", 0.6}}) {
