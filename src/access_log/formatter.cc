@@ -338,7 +338,7 @@ void appendJoined(const std::vector<std::string>& values, std::string& out) {
 
 void appendHeader(const http::HeaderMap* map, const Part& p, std::string& out) {
   if (map == nullptr) return;
-  const std::string* v = map->get(p.header);
+  const std::string_view* v = map->get(p.header);
   if (v == nullptr && !p.fallback.empty()) v = map->get(p.fallback);
   if (v != nullptr) out.append(*v);
 }

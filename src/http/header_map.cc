@@ -1,6 +1,9 @@
 #include "http/header_map.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
+#include <new>
 
 namespace sluice::http {
 
@@ -10,63 +13,129 @@ void toLowerInPlace(std::string& s) {
   }
 }
 
-const std::string* HeaderMap::get(std::string_view key) const {
-  for (const auto& e : entries_) {
-    if (e.key == key) return &e.value;
+namespace {
+// Heap blocks of the arena: big enough for a large header set in a few steps.
+constexpr size_t kBlockSize = 1024;
+}  // namespace
+
+void HeaderMap::newBlock(size_t at_least) {
+  const size_t size = std::max(kBlockSize, at_least);
+  void* mem = ::operator new(sizeof(Block) + size);
+  Block* block = new (mem) Block{blocks_};
+  blocks_ = block;
+  bytes_next_ = reinterpret_cast<char*>(block + 1);
+  bytes_left_ = size;
+}
+
+void HeaderMap::growEntries() {
+  const uint32_t capacity = capacity_ * 2;
+  HeaderEntry* entries = new HeaderEntry[capacity];
+  std::copy(entries_, entries_ + size_, entries);
+  if (entries_ != inline_entries_) delete[] entries_;
+  entries_ = entries;
+  capacity_ = capacity;
+}
+
+void HeaderMap::release() {
+  while (blocks_ != nullptr) {
+    Block* next = blocks_->next;
+    ::operator delete(blocks_);
+    blocks_ = next;
+  }
+  bytes_next_ = inline_bytes_;
+  bytes_left_ = kInlineBytes;
+  if (entries_ != inline_entries_) {
+    delete[] entries_;
+    entries_ = inline_entries_;
+    capacity_ = kInlineEntries;
+  }
+}
+
+void HeaderMap::copyFrom(const HeaderMap& other) {
+  for (const HeaderEntry& e : other) {
+    reserveEntry();
+    entries_[size_++] = HeaderEntry{store(e.key), store(e.value)};
+  }
+  byte_size_ = other.byte_size_;
+}
+
+const std::string_view* HeaderMap::get(std::string_view key) const {
+  for (const HeaderEntry* e = begin(); e != end(); ++e) {
+    if (e->key == key) return &e->value;
   }
   return nullptr;
 }
 
 size_t HeaderMap::count(std::string_view key) const {
   size_t n = 0;
-  for (const auto& e : entries_) n += e.key == key;
+  for (const HeaderEntry& e : *this) n += e.key == key;
   return n;
 }
 
 void HeaderMap::add(std::string_view key, std::string_view value) {
+  reserveEntry();
   byte_size_ += key.size() + value.size();
+  const HeaderEntry entry{store(key), store(value)};
+  size_t at = size_;
   if (!key.empty() && key[0] == ':') {
     // Keep pseudo-headers ahead of regular headers.
-    auto it = entries_.begin();
-    while (it != entries_.end() && !it->key.empty() && it->key[0] == ':') ++it;
-    entries_.insert(it, HeaderEntry{std::string(key), std::string(value)});
-    return;
+    at = 0;
+    while (at < size_ && !entries_[at].key.empty() && entries_[at].key[0] == ':') ++at;
+    std::memmove(static_cast<void*>(entries_ + at + 1), entries_ + at,
+                 (size_ - at) * sizeof(HeaderEntry));
   }
-  entries_.push_back(HeaderEntry{std::string(key), std::string(value)});
+  entries_[at] = entry;
+  ++size_;
 }
 
 void HeaderMap::set(std::string_view key, std::string_view value) {
-  bool found = false;
-  for (size_t i = 0; i < entries_.size();) {
-    HeaderEntry& e = entries_[i];
-    if (e.key != key) {
-      ++i;
-      continue;
-    }
-    if (!found) {
-      byte_size_ = byte_size_ - e.value.size() + value.size();
-      e.value.assign(value);
-      found = true;
-      ++i;
-    } else {
-      byte_size_ -= e.key.size() + e.value.size();
-      entries_.erase(entries_.begin() + i);
+  HeaderEntry* first = nullptr;
+  for (HeaderEntry* e = entries_; e != entries_ + size_; ++e) {
+    if (e->key == key) {
+      first = e;
+      break;
     }
   }
-  if (!found) add(key, value);
+  if (first == nullptr) {
+    add(key, value);
+    return;
+  }
+  byte_size_ = byte_size_ - first->value.size() + value.size();
+  first->value = store(value);
+  // Later duplicates go.
+  const size_t from = static_cast<size_t>(first - entries_) + 1;
+  size_t kept = from;
+  for (size_t i = from; i < size_; ++i) {
+    if (entries_[i].key == key) {
+      byte_size_ -= entries_[i].key.size() + entries_[i].value.size();
+    } else {
+      if (kept != i) entries_[kept] = entries_[i];
+      ++kept;
+    }
+  }
+  size_ = static_cast<uint32_t>(kept);
 }
 
 void HeaderMap::append(std::string_view key, std::string_view value) {
-  for (auto& e : entries_) {
-    if (e.key == key) {
-      if (!e.value.empty()) {
-        e.value.push_back(',');
-        ++byte_size_;
-      }
-      e.value.append(value);
+  for (HeaderEntry* e = entries_; e != entries_ + size_; ++e) {
+    if (e->key != key) continue;
+    if (e->value.empty()) {
+      e->value = store(value);
       byte_size_ += value.size();
       return;
     }
+    // old + ',' + value, written as one new run of bytes.
+    const size_t size = e->value.size() + 1 + value.size();
+    if (size > bytes_left_) newBlock(size);
+    char* p = bytes_next_;
+    std::memcpy(p, e->value.data(), e->value.size());
+    p[e->value.size()] = ',';
+    std::memcpy(p + e->value.size() + 1, value.data(), value.size());
+    bytes_next_ += size;
+    bytes_left_ -= size;
+    e->value = std::string_view(p, size);
+    byte_size_ += 1 + value.size();
+    return;
   }
   add(key, value);
 }
@@ -84,8 +153,8 @@ uint32_t HeaderMap::status() const {
 }
 
 bool HeaderMap::operator==(const HeaderMap& other) const {
-  if (entries_.size() != other.entries_.size()) return false;
-  for (size_t i = 0; i < entries_.size(); ++i) {
+  if (size_ != other.size_) return false;
+  for (size_t i = 0; i < size_; ++i) {
     if (entries_[i].key != other.entries_[i].key || entries_[i].value != other.entries_[i].value) {
       return false;
     }

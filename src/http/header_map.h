@@ -5,13 +5,23 @@
 // :method, :path, :authority and :scheme, responses carry :status, whatever the protocol:
 // the HTTP/1 codec makes them from the request and status lines (Envoy's convention).
 // Pseudo-headers come first. Duplicate names are kept, in order.
+//
+// Storage is built for the request path: a map is one object with room inside it for a
+// typical message's entries and bytes, so a request's headers cost one allocation (the map)
+// rather than one per name or value longer than std::string's inline buffer. Names and values
+// are copied into the map's byte arena and handed out as string_views. Bytes are never moved
+// or reused while the map lives (set() and append() write new bytes; removal leaves the old
+// ones), so a view obtained from the map stays valid until the map is destroyed or cleared,
+// whatever is added or changed meanwhile. Pointers returned by get() and iterators point into
+// the entry array, which moves when it grows: they last until the next add, set or remove.
 
 #include <cstdint>
+#include <cstddef>
+#include <initializer_list>
 #include <memory>
-#include <algorithm>
 #include <string>
 #include <string_view>
-#include <vector>
+#include <utility>
 
 namespace sluice::http {
 
@@ -51,27 +61,40 @@ inline constexpr std::string_view kXEnvoyDecoratorOperation = "x-envoy-decorator
 }  // namespace headers
 
 struct HeaderEntry {
-  std::string key;  // lower case
-  std::string value;
+  std::string_view key;  // lower case
+  std::string_view value;
 };
 
 class HeaderMap {
  public:
-  // Room for a typical request's or response's headers up front: one allocation instead of
-  // the vector's five as it grows to a dozen entries.
-  static constexpr size_t kInitialCapacity = 16;
-  HeaderMap() { entries_.reserve(kInitialCapacity); }
+  // Entries and bytes that fit in the object itself; beyond them the map allocates. Sized so
+  // that the whole object stays under 1 KiB (allocators serve that from their fast caches).
+  static constexpr size_t kInlineEntries = 16;
+  static constexpr size_t kInlineBytes = 440;
+
+  HeaderMap() {}
   HeaderMap(std::initializer_list<std::pair<std::string_view, std::string_view>> init) {
-    entries_.reserve(std::max(kInitialCapacity, init.size()));
     for (const auto& [k, v] : init) add(k, v);
   }
+  HeaderMap(const HeaderMap& other) { copyFrom(other); }
+  HeaderMap& operator=(const HeaderMap& other) {
+    if (this != &other) {
+      clear();
+      copyFrom(other);
+    }
+    return *this;
+  }
+  // A move copies (the entries point into the object's own storage).
+  HeaderMap(HeaderMap&& other) : HeaderMap(static_cast<const HeaderMap&>(other)) {}
+  HeaderMap& operator=(HeaderMap&& other) { return *this = static_cast<const HeaderMap&>(other); }
+  ~HeaderMap() { release(); }
 
   // The first value of `key`, or null. `key` must be lower case.
-  const std::string* get(std::string_view key) const;
+  const std::string_view* get(std::string_view key) const;
   // The first value of `key`, or "" when absent.
   std::string_view getValue(std::string_view key) const {
-    const std::string* v = get(key);
-    return v ? std::string_view(*v) : std::string_view();
+    const std::string_view* v = get(key);
+    return v ? *v : std::string_view();
   }
   bool has(std::string_view key) const { return get(key) != nullptr; }
   size_t count(std::string_view key) const;
@@ -86,30 +109,33 @@ class HeaderMap {
   size_t remove(std::string_view key);
   template <class Pred>
   size_t removeIf(Pred&& pred) {
-    size_t removed = 0;
-    for (size_t i = 0; i < entries_.size();) {
-      if (pred(entries_[i])) {
+    size_t kept = 0;
+    for (size_t i = 0; i < size_; ++i) {
+      if (pred(static_cast<const HeaderEntry&>(entries_[i]))) {
         byte_size_ -= entries_[i].key.size() + entries_[i].value.size();
-        entries_.erase(entries_.begin() + i);
-        ++removed;
       } else {
-        ++i;
+        if (kept != i) entries_[kept] = entries_[i];
+        ++kept;
       }
     }
+    const size_t removed = size_ - kept;
+    size_ = kept;
     return removed;
   }
+  // Removes every entry and frees what the map allocated.
   void clear() {
-    entries_.clear();
+    release();
+    size_ = 0;
     byte_size_ = 0;
   }
 
-  size_t size() const { return entries_.size(); }
-  bool empty() const { return entries_.empty(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
   // Sum of the names' and values' lengths.
   uint64_t byteSize() const { return byte_size_; }
 
-  std::vector<HeaderEntry>::const_iterator begin() const { return entries_.begin(); }
-  std::vector<HeaderEntry>::const_iterator end() const { return entries_.end(); }
+  const HeaderEntry* begin() const { return entries_; }
+  const HeaderEntry* end() const { return entries_ + size_; }
 
   // Shorthands for the pseudo-headers.
   std::string_view method() const { return getValue(headers::kMethod); }
@@ -122,8 +148,44 @@ class HeaderMap {
   bool operator==(const HeaderMap& other) const;
 
  private:
-  std::vector<HeaderEntry> entries_;
+  // A heap block of bytes, once the inline bytes are used up; blocks form a list.
+  struct Block {
+    Block* next;
+    // The bytes follow.
+  };
+
+  // A copy of `s` in the arena.
+  std::string_view store(std::string_view s) {
+    if (s.empty()) return std::string_view("", 0);
+    if (s.size() > bytes_left_) newBlock(s.size());
+    char* p = bytes_next_;
+    std::char_traits<char>::copy(p, s.data(), s.size());
+    bytes_next_ += s.size();
+    bytes_left_ -= s.size();
+    return std::string_view(p, s.size());
+  }
+  void newBlock(size_t at_least);
+  // Room for one more entry.
+  void reserveEntry() {
+    if (size_ == capacity_) growEntries();
+  }
+  void growEntries();
+  void copyFrom(const HeaderMap& other);
+  // Frees the heap blocks and entries and returns to the inline storage.
+  void release();
+
+  HeaderEntry* entries_{inline_entries_};
+  uint32_t size_{0};
+  uint32_t capacity_{kInlineEntries};
   uint64_t byte_size_{0};
+  char* bytes_next_{inline_bytes_};
+  size_t bytes_left_{kInlineBytes};
+  Block* blocks_{nullptr};
+  // Left uninitialised: entries and bytes are written before they are read.
+  union {
+    HeaderEntry inline_entries_[kInlineEntries];
+  };
+  char inline_bytes_[kInlineBytes];
 };
 
 using RequestHeaderMap = HeaderMap;

@@ -302,7 +302,7 @@ bool HeaderMatcher::init(const envoy::config::route::v3::HeaderMatcher& proto,
 
 bool HeaderMatcher::matches(const http::RequestHeaderMap& headers) const {
   // All the header's values joined with ','; a copy only when it appears more than once.
-  const std::string* first = nullptr;
+  const std::string_view* first = nullptr;
   std::string joined;
   bool repeated = false;
   for (const http::HeaderEntry& e : headers) {
@@ -896,18 +896,19 @@ const WeightedCluster* RouteEntry::weightedCluster(uint64_t random) const {
   return &weighted_clusters_.back();  // not reached: the weights sum to total_weight_
 }
 
-const std::string* RouteEntry::clusterName(const http::RequestHeaderMap& headers,
-                                           uint64_t random) const {
-  if (kind_ != Kind::Cluster) return nullptr;
+std::optional<std::string_view> RouteEntry::clusterName(const http::RequestHeaderMap& headers,
+                                                        uint64_t random) const {
+  if (kind_ != Kind::Cluster) return std::nullopt;
   const std::string* header_name = &cluster_header_;
   if (const WeightedCluster* choice = weightedCluster(random)) {
-    if (choice->cluster_header.empty()) return &choice->name;
+    if (choice->cluster_header.empty()) return choice->name;
     header_name = &choice->cluster_header;
   } else if (cluster_header_.empty()) {
-    return &cluster_;
+    return cluster_;
   }
-  const std::string* value = headers.get(*header_name);
-  return value == nullptr || value->empty() ? nullptr : value;
+  const std::string_view* value = headers.get(*header_name);
+  if (value == nullptr || value->empty()) return std::nullopt;
+  return *value;
 }
 
 std::string RouteEntry::replaceMatchedPrefix(std::string_view path,

@@ -213,9 +213,10 @@ class RouteEntry : public http::Route {
 
   // Kind::Cluster. The cluster for this request: the configured one; with weighted_clusters
   // the choice at `random % total weight`; with cluster_header that header's (first) value.
-  // Null when the header is absent or empty. The pointer lives as long as the route and the
+  // None when the header is absent or empty. The view lives as long as the route and the
   // headers.
-  const std::string* clusterName(const http::RequestHeaderMap& headers, uint64_t random) const;
+  std::optional<std::string_view> clusterName(const http::RequestHeaderMap& headers,
+                                              uint64_t random) const;
   // The weighted choice for `random` (what clusterName() picks), or null without
   // weighted_clusters. Pass it to finalize*Headers() to apply that choice's mutations.
   const WeightedCluster* weightedCluster(uint64_t random) const;

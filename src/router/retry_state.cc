@@ -27,10 +27,10 @@ std::unique_ptr<RetryState> RetryState::create(const RetryPolicy* policy,
                                                const upstream::ClusterInfo& cluster) {
   uint32_t retry_on = policy ? policy->retry_on : 0;
   uint32_t num_retries = policy ? policy->num_retries : 1;
-  if (const std::string* v = request.get("x-envoy-retry-on")) {
+  if (const std::string_view* v = request.get("x-envoy-retry-on")) {
     retry_on |= RetryPolicy::parseRetryOn(*v);
   }
-  if (const std::string* v = request.get("x-envoy-max-retries")) {
+  if (const std::string_view* v = request.get("x-envoy-max-retries")) {
     uint32_t n = 0;
     auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
     if (ec == std::errc() && p == v->data() + v->size()) num_retries = n;

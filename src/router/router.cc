@@ -33,6 +33,14 @@ uint64_t random64() {
 
 constexpr std::string_view kAttemptCount = "x-envoy-attempt-count";
 
+// A number's decimal digits on the stack, for a header value (no std::to_string per request).
+struct Decimal {
+  explicit Decimal(uint64_t v) : len(std::to_chars(buf, buf + sizeof(buf), v).ptr - buf) {}
+  std::string_view view() const { return {buf, len}; }
+  char buf[20];
+  size_t len;
+};
+
 }  // namespace
 
 RouterFilter::RouterFilter(RouterConfigConstSharedPtr config) : config_(std::move(config)) {}
@@ -89,13 +97,13 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
   }
 
   const uint64_t random = callbacks_->streamId();
-  const std::string* cluster_name;
+  std::optional<std::string_view> cluster_name;
   if (!entry_->weightedClusters().empty()) {
     chosen_ = entry_->weightedCluster(random);
-    cluster_name = chosen_ ? &chosen_->name : nullptr;
+    if (chosen_) cluster_name = chosen_->name;
     if (chosen_ && !chosen_->cluster_header.empty()) {
-      const std::string* v = headers.get(chosen_->cluster_header);
-      cluster_name = (v && !v->empty()) ? v : nullptr;
+      const std::string_view* v = headers.get(chosen_->cluster_header);
+      cluster_name = (v && !v->empty()) ? std::optional<std::string_view>(*v) : std::nullopt;
     }
   } else {
     cluster_name = entry_->clusterName(headers, random);
@@ -150,7 +158,7 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
   if (!config_->suppress_envoy_headers) {
     const auto expected = per_try_timeout_.count() > 0 ? per_try_timeout_ : timeout_;
     if (expected.count() > 0) {
-      headers.set(http::headers::kXEnvoyExpectedRqTimeoutMs, std::to_string(expected.count()));
+      headers.set(http::headers::kXEnvoyExpectedRqTimeoutMs, Decimal(expected.count()).view());
     }
   }
 
@@ -521,7 +529,7 @@ void RouterFilter::onUpstreamHeaders(UpstreamRequest& ur, http::HeaderMapPtr&& h
   if (!config_->suppress_envoy_headers) {
     const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
         callbacks_->dispatcher().timeSource().monotonicTime() - ur.sent);
-    headers->set(http::headers::kXEnvoyUpstreamServiceTime, std::to_string(elapsed.count()));
+    headers->set(http::headers::kXEnvoyUpstreamServiceTime, Decimal(elapsed.count()).view());
   }
   if (entry_->virtualHost().includeAttemptCountInResponse()) {
     headers->set(kAttemptCount, std::to_string(info.attempt_count));

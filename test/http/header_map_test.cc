@@ -2,6 +2,9 @@
 
 #include "http/header_map.h"
 
+#include <string>
+#include <vector>
+
 namespace sluice::http {
 namespace {
 
@@ -13,7 +16,7 @@ TEST(HeaderMapTest, PseudoHeadersStayFirstAndDuplicatesAreKept) {
   h.add(":method", "GET");
   h.add("accept", "2");
   std::vector<std::string> keys;
-  for (const auto& e : h) keys.push_back(e.key);
+  for (const auto& e : h) keys.emplace_back(e.key);
   EXPECT_EQ(keys, (std::vector<std::string>{":path", ":method", "user-agent", "accept", "accept"}));
   EXPECT_EQ(h.count("accept"), 2u);
   EXPECT_EQ(h.getValue("accept"), "1");
@@ -42,6 +45,47 @@ TEST(HeaderMapTest, StatusParses) {
   EXPECT_EQ(h.status(), 404u);
   h.set(":status", "4x4");
   EXPECT_EQ(h.status(), 0u);
+}
+
+TEST(HeaderMapTest, GrowsPastItsInlineEntriesAndBytes) {
+  HeaderMap h;
+  std::vector<std::string> values;
+  for (size_t i = 0; i < 3 * HeaderMap::kInlineEntries; ++i) {
+    values.push_back(std::string(100 + i, static_cast<char>('a' + i % 26)));
+    h.add("x-header-" + std::to_string(i), values.back());
+  }
+  h.add(":path", "/p");
+  ASSERT_EQ(h.size(), 3 * HeaderMap::kInlineEntries + 1);
+  EXPECT_EQ(h.begin()->key, ":path");
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(h.getValue("x-header-" + std::to_string(i)), values[i]) << i;
+  }
+  const HeaderMap copy = h;
+  EXPECT_TRUE(copy == h);
+  h.clear();
+  EXPECT_TRUE(h.empty());
+  EXPECT_EQ(h.byteSize(), 0u);
+  h.add("a", "1");
+  EXPECT_EQ(h.getValue("a"), "1");
+  EXPECT_EQ(copy.getValue("x-header-0"), values[0]);
+}
+
+TEST(HeaderMapTest, ViewsOutliveChangesToTheirEntry) {
+  HeaderMap h{{"a", "first-value-longer-than-sso"}, {"b", "x"}};
+  const std::string_view old = h.getValue("a");
+  h.set("a", h.getValue("a"));  // a value from the map itself
+  h.append("a", "more");
+  h.append("b", "");
+  h.remove("a");
+  EXPECT_EQ(old, "first-value-longer-than-sso");
+  EXPECT_EQ(h.getValue("b"), "x,");
+  EXPECT_EQ(h.byteSize(), 3u);
+  h.set("c", "");
+  ASSERT_NE(h.get("c"), nullptr);
+  EXPECT_EQ(*h.get("c"), "");
+  HeaderMap moved = std::move(h);
+  EXPECT_EQ(moved.getValue("b"), "x,");
+  EXPECT_EQ(moved.size(), 2u);
 }
 
 }  // namespace

@@ -82,7 +82,7 @@ class FixedTime : public event::TimeSource {
 std::vector<std::string> values(const http::HeaderMap& h, std::string_view key) {
   std::vector<std::string> out;
   for (const auto& e : h) {
-    if (e.key == key) out.push_back(e.value);
+    if (e.key == key) out.emplace_back(e.value);
   }
   return out;
 }
@@ -577,8 +577,8 @@ virtual_hosts:
   ASSERT_NE(t, nullptr);
   const RouteEntry& r = onlyRoute(t);
   EXPECT_EQ(r.kind(), RouteEntry::Kind::Cluster);
-  const std::string* name = r.clusterName(request("/"), 12345);
-  ASSERT_NE(name, nullptr);
+  const auto name = r.clusterName(request("/"), 12345);
+  ASSERT_NE(name, std::nullopt);
   EXPECT_EQ(*name, "backend");
   EXPECT_EQ(r.weightedCluster(1), nullptr);
 }
@@ -591,11 +591,11 @@ virtual_hosts:
   ASSERT_NE(t, nullptr);
   const RouteEntry& r = onlyRoute(t);
   const http::RequestHeaderMap h = request("/", "x", {{"x-cluster", "blue"}, {"x-cluster", "red"}});
-  const std::string* name = r.clusterName(h, 0);
-  ASSERT_NE(name, nullptr);
+  const auto name = r.clusterName(h, 0);
+  ASSERT_NE(name, std::nullopt);
   EXPECT_EQ(*name, "blue");  // the first value
-  EXPECT_EQ(r.clusterName(request("/"), 0), nullptr);
-  EXPECT_EQ(r.clusterName(request("/", "x", {{"x-cluster", ""}}), 0), nullptr);
+  EXPECT_EQ(r.clusterName(request("/"), 0), std::nullopt);
+  EXPECT_EQ(r.clusterName(request("/", "x", {{"x-cluster", ""}}), 0), std::nullopt);
 }
 
 TEST(ClusterTest, WeightedPicks) {
@@ -632,7 +632,7 @@ virtual_hosts:
   std::mt19937_64 rng(42);
   std::map<std::string, int> counts;
   constexpr int kN = 10000;
-  for (int i = 0; i < kN; ++i) ++counts[pick(rng())];
+  for (int i = 0; i < kN; ++i) ++counts[std::string(pick(rng()))];
   EXPECT_EQ(counts.count("never"), 0u);
   for (const auto& [name, weight] :
        std::vector<std::pair<std::string, double>>{{"a", 0.1}, {"b", 0.3}, {"c", 0.6}}) {
@@ -660,7 +660,7 @@ virtual_hosts:
   const http::RequestHeaderMap h = request("/", "x", {{"x-pick", "dyn"}});
   EXPECT_EQ(*r.clusterName(h, 0), "fixed");
   EXPECT_EQ(*r.clusterName(h, 1), "dyn");
-  EXPECT_EQ(r.clusterName(request("/"), 1), nullptr);
+  EXPECT_EQ(r.clusterName(request("/"), 1), std::nullopt);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -870,7 +870,7 @@ TEST(RedirectTest, ResponseCodes) {
   EXPECT_EQ(code("/see"), 303u);
   EXPECT_EQ(code("/temp"), 307u);
   EXPECT_EQ(code("/perm"), 308u);
-  EXPECT_EQ(t->findRoute(request("/https"))->clusterName(request("/https"), 0), nullptr);
+  EXPECT_EQ(t->findRoute(request("/https"))->clusterName(request("/https"), 0), std::nullopt);
 }
 
 // ---------------------------------------------------------------------------------------------

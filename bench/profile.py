@@ -1,0 +1,166 @@
+"""Instructions and heap allocations per request of Sluice, counted by callgrind.
+
+The benchmark's CPU figures (bench/run) move with whatever else the machine runs; these do
+not. It starts the benchmark's upstream nginx and Sluice with the benchmark's config
+(bench/configs/sluice.yaml, --concurrency 1) under `valgrind --tool=callgrind`, warms up,
+zeroes callgrind's counters, sends a fixed number of keep-alive requests with h2load (HTTP/1.1,
+50 connections by default), dumps the counters, and divides by the requests:
+  instructions/request   user-space instructions executed by Sluice (all its threads)
+  allocations/request    calls to malloc, calloc, realloc and the aligned allocators
+                         (operator new goes through malloc, so it is counted there)
+The 50 connections' accept and close fall inside the measured window (about 1% at 20,000
+requests). --callers N lists the N functions that allocate most, per request.
+
+Needs valgrind (Debian package `valgrind`, not installed by scripts/setup: install it by hand)
+and what bench/run needs (nginx-light, h2load).
+"""
+
+import argparse
+import collections
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import procs
+import targets
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+ALLOCATORS = {"malloc", "calloc", "realloc", "memalign", "aligned_alloc", "posix_memalign",
+              "__libc_malloc", "__libc_calloc", "__libc_realloc"}
+
+
+def parse_args():
+    p = argparse.ArgumentParser(prog="bench/profile", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-n", "--requests", type=int, default=20000, help="requests measured")
+    p.add_argument("-c", "--conns", type=int, default=50, help="client connections")
+    p.add_argument("--warmup", type=int, default=2000, help="requests before measuring")
+    p.add_argument("--path", default="/small", help="/small (64 B) or /big (16 KiB)")
+    p.add_argument("--sluice", default=os.path.join(ROOT, "build", "bin", "sluice"))
+    p.add_argument("--config", default="sluice.yaml", help="template in bench/configs")
+    p.add_argument("--callers", type=int, default=0, metavar="N",
+                   help="also list the N functions that call the allocator most")
+    p.add_argument("--keep", metavar="DIR",
+                   help="copy the callgrind dump there (for callgrind_annotate)")
+    return p.parse_args()
+
+
+def _wrapper(name):
+    """Functions that only pass an allocation on (credited to their callers instead)."""
+    return name.startswith(("operator new", "event_mm_malloc_", "event_mm_calloc_",
+                            "event_mm_realloc_"))
+
+
+def parse_dump(path):
+    """(total instructions, allocator calls, Counter of allocation calls by caller, where a
+    caller of operator new or libevent's wrappers counts rather than the wrapper)."""
+    names = {}
+    total = 0
+    allocs = 0
+    callers = collections.Counter()
+    fn = cfn = None
+    expect_calls = False
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith(("fn=", "cfn=")):
+                key, _, rest = line.rstrip("\n").partition("=")
+                m = re.match(r"\((\d+)\)(?: (.*))?$", rest)
+                if m:
+                    if m.group(2) is not None:
+                        names[m.group(1)] = m.group(2)
+                    name = names.get(m.group(1), rest)
+                else:
+                    name = rest
+                if key == "fn":
+                    fn = name
+                else:
+                    cfn = name
+                continue
+            if line.startswith("calls="):
+                expect_calls = True
+                count = int(line[6:].split()[0])
+                if cfn in ALLOCATORS and fn not in ALLOCATORS:
+                    allocs += count
+                    if not _wrapper(fn):
+                        callers[fn] += count
+                elif _wrapper(cfn) and not _wrapper(fn) and fn not in ALLOCATORS:
+                    callers[fn] += count
+                continue
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+    return total, allocs, callers
+
+
+def h2load(port, n, conns, path, log):
+    out = procs.run_client("h2load", ["h2load", "--h1", "-n", str(n), "-c", str(conns),
+                                      "-t", "1", "http://127.0.0.1:%d%s" % (port, path)],
+                           log, timeout=600)
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded", out)
+    if not m or int(m.group(4)) != n:
+        raise procs.BenchError("h2load did not complete %d requests:\n%s" % (n, out[-600:]))
+    return int(m.group(4))
+
+
+def main():
+    args = parse_args()
+    for tool in ("valgrind", "callgrind_control", "h2load", targets.NGINX):
+        if not shutil.which(tool):
+            sys.exit("bench/profile: %s is missing (valgrind: apt-get install valgrind; "
+                     "the rest: scripts/setup)" % tool)
+    procs.install_cleanup()
+    procs.start_guard()
+    nofile = procs.raise_nofile(65536)
+    tmp = tempfile.mkdtemp(prefix="sluice-profile-")
+    os.chmod(tmp, 0o755)
+    procs.guard_remove_dir(tmp)
+    env = targets.Env(tmp, args.sluice, nofile, False)
+    try:
+        upstream = targets.start_upstream(env)
+        d = env.newdir("sluice")
+        port, admin_port = procs.free_port(), procs.free_port()
+        cfg = targets.render(args.config, os.path.join(d, "sluice.yaml"), port=port,
+                             admin_port=admin_port, upstream_port=upstream.port)
+        out = os.path.join(d, "callgrind.out")
+        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                args.sluice, "-l", "warning", "proxy", "-c", cfg, "--concurrency", "1",
+                "--drain-time-s", "1"]
+        sluice = procs.Child("sluice", argv, os.path.join(d, "log"))
+        procs.wait_serving(sluice, port, args.path, timeout=300)
+        if args.warmup:
+            h2load(port, args.warmup, args.conns, args.path, os.path.join(d, "warmup.log"))
+        pid = str(sluice.proc.pid)
+        subprocess.run(["callgrind_control", "-z", pid], check=True, stdout=subprocess.DEVNULL)
+        n = h2load(port, args.requests, args.conns, args.path, os.path.join(d, "h2load.log"))
+        before = set(glob.glob(out + "*"))
+        subprocess.run(["callgrind_control", "-d", pid], check=True, stdout=subprocess.DEVNULL)
+        dumps = sorted(set(glob.glob(out + "*")) - before, key=os.path.getmtime)
+        if not dumps:
+            raise procs.BenchError("callgrind wrote no dump")
+        total, allocs, callers = parse_dump(dumps[-1])
+        print("requests            %d (%d connections, %s)" % (n, args.conns, args.path))
+        print("instructions/request %.0f" % (total / n))
+        print("allocations/request  %.2f" % (allocs / n))
+        if args.callers:
+            print("top allocating functions (calls per request):")
+            for name, count in callers.most_common(args.callers):
+                print("  %7.2f  %s" % (count / n, name[:150]))
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+            shutil.copy(dumps[-1], os.path.join(args.keep, "callgrind.out"))
+            print("dump: %s" % os.path.join(args.keep, "callgrind.out"))
+    except procs.BenchError as e:
+        sys.exit("bench/profile: %s" % e)
+    finally:
+        procs.ignore_signals_during_cleanup()
+        procs.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
