@@ -48,14 +48,14 @@ std::unique_ptr<RetryState> RetryState::create(const RetryPolicy* policy,
       if (!item.empty()) fn(item);
     }
   };
-  if (const std::string* v = request.get("x-envoy-retriable-status-codes")) {
+  if (const std::string_view* v = request.get("x-envoy-retriable-status-codes")) {
     forEach(*v, [&](std::string_view item) {
       uint32_t code = 0;
       auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), code);
       if (ec == std::errc() && p == item.data() + item.size()) state->request_codes_.push_back(code);
     });
   }
-  if (const std::string* v = request.get("x-envoy-retriable-header-names")) {
+  if (const std::string_view* v = request.get("x-envoy-retriable-header-names")) {
     forEach(*v, [&](std::string_view item) {
       std::string name(item);
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

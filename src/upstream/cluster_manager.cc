@@ -40,8 +40,11 @@ void setMembershipStats(const ClusterInfo& info, const PrioritySet& set) {
 
 // ---- ThreadLocalCluster
 
-ThreadLocalCluster::ThreadLocalCluster(event::Dispatcher& dispatcher, ClusterInfoConstSharedPtr info)
-    : dispatcher_(dispatcher), info_(std::move(info)), seed_(std::random_device{}()) {}
+ThreadLocalCluster::ThreadLocalCluster(event::Dispatcher& dispatcher, ClusterInfoConstSharedPtr info,
+                                       std::optional<uint64_t> seed)
+    : dispatcher_(dispatcher),
+      info_(std::move(info)),
+      seed_(seed ? *seed : std::random_device{}()) {}
 
 ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host) {
   auto it = pools_.find(host.get());
@@ -99,7 +102,7 @@ void ThreadLocalClusterManager::addOrUpdate(ClusterInfoConstSharedPtr info,
     slot->retire();
     slot.reset();
   }
-  if (!slot) slot = std::make_shared<ThreadLocalCluster>(dispatcher_, info);
+  if (!slot) slot = std::make_shared<ThreadLocalCluster>(dispatcher_, info, seed_);
   slot->updateHosts(std::move(hosts));
 }
 

@@ -60,7 +60,9 @@ struct ClusterConfig {
 // A worker's view of one cluster.
 class ThreadLocalCluster {
  public:
-  ThreadLocalCluster(event::Dispatcher& dispatcher, ClusterInfoConstSharedPtr info);
+  // `seed`: of the balancers' random choices (where round robin starts, ...); random if unset.
+  ThreadLocalCluster(event::Dispatcher& dispatcher, ClusterInfoConstSharedPtr info,
+                     std::optional<uint64_t> seed = std::nullopt);
   const ClusterInfo& info() const { return *info_; }
   const ClusterInfoConstSharedPtr& infoPtr() const { return info_; }
   // A host from the load balancer; null when none is healthy.
@@ -104,9 +106,12 @@ class ThreadLocalClusterManager {
   void remove(const std::string& name);
   void drainAll();
   size_t size() const { return clusters_.size(); }
+  // Tests: clusters created from now on seed their balancers with this, not at random.
+  void setSeed(uint64_t seed) { seed_ = seed; }
 
  private:
   event::Dispatcher& dispatcher_;
+  std::optional<uint64_t> seed_;
   std::unordered_map<std::string, ThreadLocalClusterSharedPtr> clusters_;
 };
 

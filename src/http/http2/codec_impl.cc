@@ -318,7 +318,7 @@ class ConnectionImpl {
     const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
     if (k == "cookie" && s->headers_->has("cookie")) {
       // HTTP/2 may split cookies; HTTP/1 and the filters expect one header.
-      std::string joined = *s->headers_->get("cookie");
+      std::string joined(*s->headers_->get("cookie"));
       joined.append("; ").append(v);
       s->headers_->set("cookie", joined);
     } else {
