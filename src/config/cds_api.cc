@@ -32,16 +32,18 @@ bool CdsApi::onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& e
       return false;
     }
     Built b;
-    if (!buildClusterConfig(proto, path, secrets_, store_, b.config, errors)) return false;
     b.bytes = deterministicBytes(proto);
+    auto known = applied_.find(proto.name());
+    // Unchanged: it was checked when it came; building it again would only make a second
+    // ClusterInfo whose set-up writes the live cluster's gauges.
+    if (known != applied_.end() && known->second.bytes == b.bytes) continue;
+    if (!buildClusterConfig(proto, path, secrets_, store_, b.config, errors)) return false;
     b.proto = std::move(proto);
     built.push_back(std::move(b));
   }
   // Everything checked: apply.
   for (auto& b : built) {
     const std::string name = b.config.info->name();
-    auto it = applied_.find(name);
-    if (it != applied_.end() && it->second.bytes == b.bytes) continue;  // unchanged
     std::string error;
     if (!cm_.addOrUpdateCluster(std::move(b.config), error)) {
       // Checked above; only a static name could refuse it.

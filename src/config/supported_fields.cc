@@ -41,7 +41,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
       // Dynamic config: CDS from a watched file (a DiscoveryResponse), as Envoy reads one.
       {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", {"cds_config"}},
       {"envoy.config.core.v3.ConfigSource",
-       {"path", "path_config_source", "resource_api_version", "initial_fetch_timeout"}},
+       {"path", "path_config_source", "resource_api_version"}},
       {"envoy.config.core.v3.PathConfigSource", {"path"}},
       {"envoy.config.core.v3.Node", {"id", "cluster", "metadata", "locality", "user_agent_name"}},
       {"envoy.config.core.v3.Locality", {kAllFields}},

@@ -31,7 +31,7 @@ bool FileWatcher::addWatch(const std::string& path, OnChange cb, std::string& er
   const auto slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   const std::string file = slash == std::string::npos ? path : path.substr(slash + 1);
-  const int wd = ::inotify_add_watch(fd_, dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE);
+  const int wd = ::inotify_add_watch(fd_, dir.c_str(), IN_MOVED_TO);
   if (wd < 0) {
     error = "cannot watch directory '" + dir + "': " + std::strerror(errno);
     return false;

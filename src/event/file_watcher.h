@@ -1,9 +1,9 @@
 #pragma once
 
 // Watches files for replacement, as Envoy's path-based config sources expect: a config file
-// is updated by writing a new file beside it and renaming it into place (atomic), or by
-// writing it in place. inotify watches the file's directory, so a rename onto the path is
-// seen even though the old inode goes away.
+// is updated by writing a new file beside it and renaming it into place (atomic). Writes in
+// place are not watched (as with Envoy): a reader could see half a file. inotify watches the
+// file's directory, so a rename onto the path is seen although the old inode goes away.
 
 #include <functional>
 #include <memory>
@@ -25,7 +25,7 @@ class FileWatcher {
   FileWatcher(const FileWatcher&) = delete;
   FileWatcher& operator=(const FileWatcher&) = delete;
 
-  // Runs `cb` each time `path` is renamed into place or closed after writing. False with
+  // Runs `cb` each time a file is renamed onto `path`. False with
   // `error` when the directory cannot be watched (it must exist).
   bool addWatch(const std::string& path, OnChange cb, std::string& error);
 

@@ -1,6 +1,7 @@
 #include "upstream/cluster_manager.h"
 
 #include <random>
+#include <utility>
 
 #include "common/assert.h"
 #include "common/logger.h"
@@ -90,7 +91,7 @@ ThreadLocalClusterManager* ThreadLocalClusterManager::current() { return tls_man
 void ThreadLocalClusterManager::setCurrent(ThreadLocalClusterManager* tlcm) { tls_manager = tlcm; }
 
 ThreadLocalClusterSharedPtr ThreadLocalClusterManager::get(std::string_view name) {
-  auto it = clusters_.find(std::string(name));
+  auto it = clusters_.find(name);
   return it == clusters_.end() ? nullptr : it->second;
 }
 
@@ -215,11 +216,21 @@ bool ClusterManager::addOrUpdateCluster(ClusterConfig config, std::string& error
   return true;
 }
 
+void ClusterManager::leaveInitialSet(Cluster& cluster) {
+  // An initial cluster still initializing, replaced or removed: the listeners no longer wait
+  // for it (its DNS and health-check callbacks go with it).
+  if (!started_ || cluster.initialized || cluster.warming) return;
+  cluster.initialized = true;
+  if (--pending_init_ == 0 && on_initialized_) on_initialized_();
+}
+
 bool ClusterManager::removeCluster(const std::string& name) {
   bool removed = warming_.erase(name) > 0;
   auto it = clusters_.find(name);
   if (it != clusters_.end() && it->second->added_via_api) {
+    std::shared_ptr<Cluster> old = std::move(it->second);
     clusters_.erase(it);
+    leaveInitialSet(*old);
     removed = true;
     for (auto& w : workers_) {
       w.dispatcher->post([tlcm = w.tlcm, name] { tlcm->remove(name); });
@@ -251,10 +262,11 @@ void ClusterManager::activate(const std::shared_ptr<Cluster>& cluster) {
   cluster->warming = false;
   // The old definition (if any) goes now; workers retire their views of it when they get
   // the new one.
-  clusters_[name] = cluster;
+  std::shared_ptr<Cluster> old = std::exchange(clusters_[name], cluster);
   updateGauges();
   publish(*cluster);
   SLUICE_LOG(info, upstream, "cluster '{}' warmed and active", name);
+  if (old) leaveInitialSet(*old);
 }
 
 void ClusterManager::updateGauges() {

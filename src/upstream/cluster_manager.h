@@ -112,7 +112,12 @@ class ThreadLocalClusterManager {
  private:
   event::Dispatcher& dispatcher_;
   std::optional<uint64_t> seed_;
-  std::unordered_map<std::string, ThreadLocalClusterSharedPtr> clusters_;
+  // Looked up by string_view on every request: no key string is built.
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, ThreadLocalClusterSharedPtr, NameHash, std::equal_to<>> clusters_;
 };
 
 class ClusterManager {
@@ -162,6 +167,7 @@ class ClusterManager {
   // A warmed cluster replaces the active one of its name.
   void activate(const std::shared_ptr<Cluster>& cluster);
   void updateGauges();
+  void leaveInitialSet(Cluster& cluster);
   void publish(Cluster& cluster);
   // A host's health changed: the same hosts, published again so workers rebuild balancers.
   void republish(Cluster& cluster);

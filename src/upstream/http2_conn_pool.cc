@@ -71,9 +71,14 @@ struct Http2ConnPool::ActiveClient : public network::ConnectionCallbacks,
   explicit ActiveClient(Http2ConnPool& p)
       : pool(p), created(p.dispatcher_.timeSource().monotonicTime()) {
     std::string error;
-    connection = network::createClientConnection(pool.dispatcher_, pool.host_->address(),
-                                                 std::make_unique<network::RawTransportSocket>(),
-                                                 &error);
+    // Over TLS the cluster's transport (its UpstreamTlsContext), offering ALPN "h2".
+    network::TransportSocketOptions options;
+    options.alpn = {"h2"};
+    connection = network::createClientConnection(
+        pool.dispatcher_, pool.host_->address(),
+        pool.cluster_->createTransportSocket(
+            pool.cluster_->transport_socket_factory ? &options : nullptr),
+        &error);
     const auto& stats = pool.cluster_->stats();
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http2_total.inc();

@@ -62,21 +62,6 @@ TEST_F(FileWatcherTest, RenameIntoPlaceFiresForTheWatchedNameOnly) {
   EXPECT_EQ(other, 0);  // the .tmp file's own writes and the other name do not fire it
 }
 
-TEST_F(FileWatcherTest, WriteInPlaceFires) {
-  write("cds.yaml", "v1");
-  FileWatcher watcher(dispatcher_);
-  int fired = 0;
-  std::string error;
-  ASSERT_TRUE(watcher.addWatch(dir_ + "/cds.yaml", [&] {
-    ++fired;
-    dispatcher_.exit();
-  }, error)) << error;
-  write("cds.yaml", "v2");
-  run();
-  EXPECT_FALSE(timed_out_);
-  EXPECT_GE(fired, 1);
-}
-
 TEST_F(FileWatcherTest, MissingDirectoryIsAnError) {
   FileWatcher watcher(dispatcher_);
   std::string error;

@@ -300,6 +300,33 @@ class TlsTest(harness.unittest.TestCase):
             self.assertEqual(self.stat(p, "cluster.secure.ssl.handshake"), 1)
             p.stop()
 
+    def test_http2_upstream_over_tls(self):
+        # A cluster with both an UpstreamTlsContext and HTTP/2 speaks h2 inside TLS (ALPN h2):
+        # here to a second sluice whose TLS listener (codec AUTO) serves HTTP/2.
+        inner_cfg = tls_proxy(downstream_tls(alpn_protocols=["h2", "http/1.1"]))
+        with Proxy(inner_cfg) as inner:
+            ctx = {"@type": TLS_TYPE + "UpstreamTlsContext", "sni": "upstream.test",
+                   "common_tls_context": {"validation_context": {
+                       "trusted_ca": {"filename": cert("ca.pem")}}}}
+            c = cluster("secure", inner.port,
+                        transport_socket={"name": "envoy.transport_sockets.tls", "typed_config": ctx},
+                        typed_extension_protocol_options={
+                            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                                "explicit_http_config": {"http2_protocol_options": {}}}})
+            with Proxy(bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "secure"}}]),
+                                 [c])) as outer:
+                for _ in range(3):
+                    r, body = outer.request("GET", "/h2tls")
+                    self.assertEqual(r.status, 200, body)
+                    self.assertEqual(json.loads(body)["path"], "/h2tls")
+                self.assertEqual(self.stat(outer, "cluster.secure.ssl.handshake"), 1)
+                self.assertEqual(self.stat(outer, "cluster.secure.upstream_cx_http2_total"), 1)
+                self.assertEqual(self.stat(inner, "http.ingress_http.downstream_cx_http2_total"), 1)
+                self.assertEqual(self.stat(inner, "http.ingress_http.downstream_rq_http2_total"), 3)
+                outer.stop()
+            inner.stop()
+
     def test_upstream_san_mismatch_is_refused(self):
         up, _ = self.upstream_server()
         bad_san = {"validation_context": {

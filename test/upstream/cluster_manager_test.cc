@@ -85,5 +85,25 @@ TEST_F(ClusterManagerTest, ApiClustersComeAndGoAndStaticOnesStay) {
   cm_.unregisterWorkers();
 }
 
+TEST_F(ClusterManagerTest, AnInitialClusterRemovedBeforeItsFirstAnswerNoLongerHoldsStartUp) {
+  // A DNS cluster from the first CDS version: the listeners wait for its first answer. If
+  // the next version removes it first, they must not wait for ever.
+  ClusterConfig dns_cluster = staticCluster("early", 1001);
+  dns_cluster.type = DiscoveryType::StrictDns;
+  dns_cluster.endpoints[0].address = nullptr;
+  dns_cluster.endpoints[0].hostname = "localhost";
+  std::string error;
+  ASSERT_TRUE(cm_.addOrUpdateCluster(std::move(dns_cluster), error)) << error;
+  cm_.addCluster(staticCluster("fixed", 1000));
+  bool initialized = false;
+  cm_.start([&] { initialized = true; });
+  EXPECT_FALSE(initialized);  // the DNS answer is posted to the loop, not yet run
+  EXPECT_TRUE(cm_.removeCluster("early"));
+  EXPECT_TRUE(initialized);
+  // Its answer, when it comes, goes nowhere.
+  runPosts();
+  EXPECT_FALSE(cm_.has("early"));
+}
+
 }  // namespace
 }  // namespace sluice::upstream
