@@ -129,6 +129,8 @@ struct ClusterManager::Cluster {
   std::vector<std::vector<network::AddressConstSharedPtr>> resolved;  // per endpoint
   bool initialized{false};
   bool warming{false};  // added after start(); activate() once initialized
+  // Warming while start-up waits on an API (holdInit): start-up waits for it too.
+  bool holds_init{false};
   HealthCheckerPtr health_checker;
   OutlierDetectorSharedPtr outlier;
 };
@@ -210,6 +212,13 @@ bool ClusterManager::addOrUpdateCluster(ClusterConfig config, std::string& error
   }
   // Warm it beside the active one (a warming one of the same name is superseded).
   c->warming = true;
+  if (on_initialized_) {
+    // Start-up is still waiting (on an API's first update): it waits for this one too.
+    c->holds_init = true;
+    ++pending_init_;
+  }
+  auto superseded = warming_.find(name);
+  if (superseded != warming_.end()) releaseHold(*superseded->second);
   warming_[name] = c;
   updateGauges();
   startCluster(c);
@@ -221,11 +230,33 @@ void ClusterManager::leaveInitialSet(Cluster& cluster) {
   // for it (its DNS and health-check callbacks go with it).
   if (!started_ || cluster.initialized || cluster.warming) return;
   cluster.initialized = true;
-  if (--pending_init_ == 0 && on_initialized_) on_initialized_();
+  initTargetDone();
 }
 
+void ClusterManager::releaseHold(Cluster& cluster) {
+  if (!std::exchange(cluster.holds_init, false)) return;
+  initTargetDone();
+}
+
+void ClusterManager::initTargetDone() {
+  if (--pending_init_ == 0 && on_initialized_) std::exchange(on_initialized_, nullptr)();
+}
+
+void ClusterManager::holdInit() {
+  SLUICE_ASSERT(!started_, "holdInit() before start()");
+  ++pending_init_;
+}
+
+void ClusterManager::releaseInit() { initTargetDone(); }
+
 bool ClusterManager::removeCluster(const std::string& name) {
-  bool removed = warming_.erase(name) > 0;
+  bool removed = false;
+  auto warming = warming_.find(name);
+  if (warming != warming_.end()) {
+    releaseHold(*warming->second);
+    warming_.erase(warming);
+    removed = true;
+  }
   auto it = clusters_.find(name);
   if (it != clusters_.end() && it->second->added_via_api) {
     std::shared_ptr<Cluster> old = std::move(it->second);
@@ -254,12 +285,14 @@ std::vector<std::string> ClusterManager::apiClusterNames() const {
   return out;
 }
 
-void ClusterManager::activate(const std::shared_ptr<Cluster>& cluster) {
+// By value: the caller's pointer may be the warming map's entry, which this erases.
+void ClusterManager::activate(std::shared_ptr<Cluster> cluster) {
   const std::string& name = cluster->config.info->name();
   auto it = warming_.find(name);
   if (it == warming_.end() || it->second != cluster) return;  // superseded or removed
   warming_.erase(it);
   cluster->warming = false;
+  const bool held = std::exchange(cluster->holds_init, false);
   // The old definition (if any) goes now; workers retire their views of it when they get
   // the new one.
   std::shared_ptr<Cluster> old = std::exchange(clusters_[name], cluster);
@@ -267,6 +300,7 @@ void ClusterManager::activate(const std::shared_ptr<Cluster>& cluster) {
   publish(*cluster);
   SLUICE_LOG(info, upstream, "cluster '{}' warmed and active", name);
   if (old) leaveInitialSet(*old);
+  if (held) initTargetDone();
 }
 
 void ClusterManager::updateGauges() {
@@ -310,17 +344,18 @@ void ClusterManager::markInitialized(Cluster& cluster) {
     if (it != warming_.end() && it->second.get() == &cluster) activate(it->second);
     return;
   }
-  if (--pending_init_ == 0 && on_initialized_) on_initialized_();
+  initTargetDone();
 }
 
 void ClusterManager::start(std::function<void()> on_initialized) {
   started_ = true;
   on_initialized_ = std::move(on_initialized);
+  if (!on_initialized_) on_initialized_ = [] {};
   for (auto& [_, c] : clusters_) {
     if (!c->initialized) ++pending_init_;
   }
   if (pending_init_ == 0) {
-    if (on_initialized_) on_initialized_();
+    std::exchange(on_initialized_, nullptr)();
     return;
   }
   // Copies: a callback may change the map.

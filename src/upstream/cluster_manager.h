@@ -132,6 +132,10 @@ class ClusterManager {
   // after, it warms and then replaces the one of the same name (or is added). Refused (false,
   // `error`) for the name of a static cluster.
   bool addOrUpdateCluster(ClusterConfig config, std::string& error);
+  // Start-up (start()'s on_initialized) also waits until releaseInit(): for an API's first
+  // update (ADS). Clusters added while start-up waits are waited for until they warm.
+  void holdInit();
+  void releaseInit();
   // Removes an API cluster (and one warming under that name). False if there is none.
   bool removeCluster(const std::string& name);
   // Names of the clusters added through the API (active or warming).
@@ -165,9 +169,12 @@ class ClusterManager {
   // Starts DNS and health checks; markInitialized() once it has its first hosts.
   void startCluster(const std::shared_ptr<Cluster>& cluster);
   // A warmed cluster replaces the active one of its name.
-  void activate(const std::shared_ptr<Cluster>& cluster);
+  void activate(std::shared_ptr<Cluster> cluster);
   void updateGauges();
   void leaveInitialSet(Cluster& cluster);
+  void releaseHold(Cluster& cluster);
+  // One of the things start-up waits for is done; the last one runs on_initialized.
+  void initTargetDone();
   void publish(Cluster& cluster);
   // A host's health changed: the same hosts, published again so workers rebuild balancers.
   void republish(Cluster& cluster);
@@ -188,7 +195,7 @@ class ClusterManager {
     ThreadLocalClusterManager* tlcm;
   };
   std::vector<Worker> workers_;
-  std::function<void()> on_initialized_;
+  std::function<void()> on_initialized_;  // set from start() until it has run
   size_t pending_init_{0};
 };
 

@@ -105,5 +105,59 @@ TEST_F(ClusterManagerTest, AnInitialClusterRemovedBeforeItsFirstAnswerNoLongerHo
   EXPECT_FALSE(cm_.has("early"));
 }
 
+TEST_F(ClusterManagerTest, StartUpWaitsForAHeldApiAndTheClustersItBrings) {
+  // ADS: the listeners wait for the first CDS version and for its clusters to warm.
+  cm_.addCluster(staticCluster("xds", 1000));
+  cm_.holdInit();
+  int initialized = 0;
+  cm_.start([&] {
+    ++initialized;
+    main_.exit();
+  });
+  EXPECT_EQ(initialized, 0);  // the static cluster is ready; the API is not
+
+  // The first version brings a DNS cluster (warming until its answer) and a static one.
+  ClusterConfig dns_cluster = staticCluster("dns", 1001);
+  dns_cluster.type = DiscoveryType::StrictDns;
+  dns_cluster.endpoints[0].address = nullptr;
+  dns_cluster.endpoints[0].hostname = "localhost";
+  std::string error;
+  ASSERT_TRUE(cm_.addOrUpdateCluster(std::move(dns_cluster), error)) << error;
+  ASSERT_TRUE(cm_.addOrUpdateCluster(staticCluster("plain", 1002), error)) << error;
+  cm_.releaseInit();
+  EXPECT_EQ(initialized, 0);  // "dns" still warms
+  main_.run(event::Dispatcher::RunType::RunUntilExit);  // until its answer warms it
+  EXPECT_EQ(initialized, 1);
+  EXPECT_TRUE(cm_.has("dns"));
+
+  // Later versions warm as before and never run the callback again.
+  ASSERT_TRUE(cm_.addOrUpdateCluster(staticCluster("later", 1003), error)) << error;
+  runPosts();
+  EXPECT_EQ(initialized, 1);
+  EXPECT_TRUE(cm_.has("later"));
+}
+
+TEST_F(ClusterManagerTest, AHeldClusterSupersededOrRemovedWhileWarmingReleasesStartUp) {
+  cm_.holdInit();
+  bool initialized = false;
+  cm_.start([&] { initialized = true; });
+  auto dns = [this](uint32_t port) {
+    ClusterConfig c = staticCluster("dns", port);
+    c.type = DiscoveryType::StrictDns;
+    c.endpoints[0].address = nullptr;
+    c.endpoints[0].hostname = "localhost";
+    return c;
+  };
+  std::string error;
+  ASSERT_TRUE(cm_.addOrUpdateCluster(dns(1001), error)) << error;
+  ASSERT_TRUE(cm_.addOrUpdateCluster(dns(1002), error)) << error;  // supersedes the first
+  cm_.releaseInit();
+  EXPECT_FALSE(initialized);
+  EXPECT_TRUE(cm_.removeCluster("dns"));  // the warming one goes: nothing is left to wait for
+  EXPECT_TRUE(initialized);
+  runPosts();
+  EXPECT_FALSE(cm_.has("dns"));
+}
+
 }  // namespace
 }  // namespace sluice::upstream
