@@ -780,6 +780,78 @@ std::string statAddress(const network::Address& address) {
   return s;
 }
 
+namespace {
+
+// dynamic_resources: CDS from a file or over ADS; the ADS stream's cluster and node.
+bool buildDynamicResources(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
+                           ProxyConfig& out, std::vector<std::string>& errors) {
+  const auto& dr = bootstrap.dynamic_resources();
+  if (dr.has_ads_config()) {
+    const auto& ads = dr.ads_config();
+    const std::string p = "dynamic_resources.ads_config";
+    if (ads.api_type() != envoy::config::core::v3::ApiConfigSource::GRPC) {
+      errors.push_back(p + ".api_type: only GRPC (state of the world) is supported");
+      return false;
+    }
+    if (ads.transport_api_version() != envoy::config::core::v3::V3) {
+      errors.push_back(p + ".transport_api_version: must be V3");
+      return false;
+    }
+    if (ads.grpc_services_size() != 1 || !ads.grpc_services(0).has_envoy_grpc()) {
+      errors.push_back(p + ".grpc_services: exactly one envoy_grpc service is supported");
+      return false;
+    }
+    AdsConfig cfg;
+    cfg.cluster_name = ads.grpc_services(0).envoy_grpc().cluster_name();
+    const std::string cp = p + ".grpc_services[0].envoy_grpc.cluster_name";
+    const upstream::ClusterConfig* cluster = nullptr;
+    for (const auto& c : out.clusters) {
+      if (c.info->name() == cfg.cluster_name) cluster = &c;
+    }
+    if (!cluster) {
+      errors.push_back(cp + ": no static cluster '" + cfg.cluster_name + "'");
+      return false;
+    }
+    if (!cluster->info->http2_settings) {
+      errors.push_back(cp + ": cluster '" + cfg.cluster_name +
+                       "' must use HTTP/2 (gRPC): give it typed_extension_protocol_options "
+                       "with explicit_http_config.http2_protocol_options");
+      return false;
+    }
+    envoy::config::core::v3::Node node = bootstrap.node();
+    // As Envoy does, the proxy names itself in the node it sends.
+    node.set_user_agent_name("sluice");
+    cfg.node = node.SerializeAsString();
+    cfg.set_node_on_first_message_only = ads.set_node_on_first_message_only();
+    out.ads = std::move(cfg);
+  }
+  if (dr.has_cds_config()) {
+    const auto& cs = dr.cds_config();
+    if (cs.has_ads()) {
+      if (!out.ads) {
+        errors.push_back("dynamic_resources.cds_config.ads: needs dynamic_resources.ads_config");
+        return false;
+      }
+      out.cds_ads = true;
+      if (cs.has_initial_fetch_timeout()) {
+        out.cds_initial_fetch_timeout = std::chrono::milliseconds(
+            cs.initial_fetch_timeout().seconds() * 1000 + cs.initial_fetch_timeout().nanos() / 1000000);
+      }
+      return true;
+    }
+    out.cds_path = cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
+    if (out.cds_path.empty()) {
+      errors.push_back(
+          "dynamic_resources.cds_config: a path_config_source with a path, or ads, is required "
+          "(the config sources supported)");
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
                       stats::Store& store, access_log::FileSinkManager& sinks, ProxyConfig& out,
                       std::vector<std::string>& errors) {
@@ -872,15 +944,9 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
     }
     out.listeners.push_back(std::move(lc));
   }
-  if (bootstrap.has_dynamic_resources() && bootstrap.dynamic_resources().has_cds_config()) {
-    const auto& cs = bootstrap.dynamic_resources().cds_config();
-    out.cds_path = cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
-    if (out.cds_path.empty()) {
-      errors.push_back(
-          "dynamic_resources.cds_config: a path_config_source with a path is required (the "
-          "only config source supported)");
-      return false;
-    }
+  if (bootstrap.has_dynamic_resources() &&
+      !buildDynamicResources(bootstrap, out, errors)) {
+    return false;
   }
   if (bootstrap.has_admin() && bootstrap.admin().has_address()) {
     AdminConfig admin;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/tls_config.h"
+#include "config/xds_resources.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 #include "http/conn_manager_config.h"
 #include "network/address.h"
@@ -65,6 +66,12 @@ struct ProxyConfig {
   std::optional<AdminConfig> admin;
   // dynamic_resources.cds_config's file (path_config_source), if any.
   std::string cds_path;
+  // dynamic_resources.cds_config: {ads: {}}: clusters come over the ADS stream.
+  bool cds_ads{false};
+  // cds_config.initial_fetch_timeout (ADS only; Envoy's default 15 s; 0: wait forever).
+  std::chrono::milliseconds cds_initial_fetch_timeout{15000};
+  // dynamic_resources.ads_config, if any.
+  std::optional<AdsConfig> ads;
 };
 
 // Builds the runtime config; false with errors ("path: message").

@@ -38,11 +38,17 @@ const std::vector<SupportedMessage>& supportedMessages() {
       // Bootstrap.
       {"envoy.config.bootstrap.v3.Bootstrap",
        {"node", "static_resources", "dynamic_resources", "admin"}},
-      // Dynamic config: CDS from a watched file (a DiscoveryResponse), as Envoy reads one.
-      {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", {"cds_config"}},
+      // Dynamic config: CDS from a watched file (a DiscoveryResponse), as Envoy reads one, or
+      // over ADS (state of the world, gRPC to a static HTTP/2 cluster).
+      {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", {"cds_config", "ads_config"}},
       {"envoy.config.core.v3.ConfigSource",
-       {"path", "path_config_source", "resource_api_version"}},
+       {"path", "path_config_source", "ads", "initial_fetch_timeout", "resource_api_version"}},
       {"envoy.config.core.v3.PathConfigSource", {"path"}},
+      {"envoy.config.core.v3.AggregatedConfigSource", {}},
+      {"envoy.config.core.v3.ApiConfigSource",
+       {"api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only"}},
+      {"envoy.config.core.v3.GrpcService", {"envoy_grpc"}},
+      {"envoy.config.core.v3.GrpcService.EnvoyGrpc", {"cluster_name"}},
       {"envoy.config.core.v3.Node", {"id", "cluster", "metadata", "locality", "user_agent_name"}},
       {"envoy.config.core.v3.Locality", {kAllFields}},
       {"envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters", "secrets"}},

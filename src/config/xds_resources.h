@@ -24,6 +24,13 @@ inline constexpr std::string_view kRouteConfigurationType =
 inline constexpr std::string_view kClusterLoadAssignmentType =
     "envoy.config.endpoint.v3.ClusterLoadAssignment";
 
+// dynamic_resources.ads_config: where the ADS stream goes (config/grpc_mux.h).
+struct AdsConfig {
+  std::string cluster_name;  // grpc_services[0].envoy_grpc.cluster_name
+  std::string node;          // the bootstrap's envoy.config.core.v3.Node, serialized
+  bool set_node_on_first_message_only{false};
+};
+
 struct DiscoveryUpdate {
   DiscoveryUpdate();
   ~DiscoveryUpdate();

@@ -13,6 +13,7 @@
 #include "config/api_descriptors.h"
 #include "config/bootstrap_loader.h"
 #include "config/cds_api.h"
+#include "config/grpc_mux.h"
 #include "config/filesystem_subscription.h"
 #include "config/proxy_config.h"
 #include "event/dispatcher_impl.h"
@@ -125,24 +126,39 @@ class Server {
     cm_ = &cm;
     for (auto& c : proxy_.clusters) cm.addCluster(c);
     // CDS from a file: its first version is read now, so its clusters are among those the
-    // listeners wait for.
+    // listeners wait for. Over ADS: the listeners wait for its first version (or its
+    // initial_fetch_timeout) and for the clusters it brings to warm.
     std::unique_ptr<config::CdsApi> cds;
     std::unique_ptr<config::FilesystemSubscription> cds_subscription;
-    if (!proxy_.cds_path.empty()) {
+    // The ADS stream runs on the main thread, through its own view of the clusters.
+    upstream::ThreadLocalClusterManager main_tlcm(main);
+    std::unique_ptr<config::GrpcMux> ads;
+    if (!proxy_.cds_path.empty() || proxy_.cds_ads) {
       std::vector<std::string> errors;
       config::indexSecrets(bootstrap_.static_resources().secrets(), secrets_, errors);
       cds = std::make_unique<config::CdsApi>(cm, secrets_, store_, time_);
       cds_ = cds.get();
+    }
+    auto apply_cds = [&cds](config::DiscoveryUpdate& u, std::vector<std::string>& errors) {
+      return cds->onConfigUpdate(u, errors);
+    };
+    if (!proxy_.cds_path.empty()) {
       cds_subscription = std::make_unique<config::FilesystemSubscription>(
           main, proxy_.cds_path, std::string(config::kClusterType), store_,
-          "cluster_manager.cds.",
-          [&cds](config::DiscoveryUpdate& u, std::vector<std::string>& errors) {
-            return cds->onConfigUpdate(u, errors);
-          });
+          "cluster_manager.cds.", apply_cds);
       std::string error;
       if (!cds_subscription->start(error)) {
         SLUICE_LOG(critical, main, "dynamic_resources.cds_config: {}", error);
         return 1;
+      }
+    }
+    if (proxy_.ads) {
+      cm.registerWorker(main, main_tlcm);
+      ads = std::make_unique<config::GrpcMux>(main, main_tlcm, *proxy_.ads, store_);
+      if (proxy_.cds_ads) {
+        cm.holdInit();
+        ads->subscribe(config::kClusterType, "cluster_manager.cds.", apply_cds,
+                       proxy_.cds_initial_fetch_timeout, [&cm] { cm.releaseInit(); });
       }
     }
     if (!bindListeners()) return 1;
@@ -210,12 +226,14 @@ class Server {
       store_.gauge("server.live").set(1);
       SLUICE_LOG(info, main, "all clusters initialized; {} worker(s) serving", workers_.size());
     });
+    if (ads) ads->start();
 
     main.run(event::Dispatcher::RunType::RunUntilExit);
 
     // Workers stop (their threads joined) before the watchdog lets go of their touch timers.
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) watchdog.unwatch(w->dispatcher());
+    ads.reset();
     cm.unregisterWorkers();
     cds_subscription.reset();
     cds_ = nullptr;

@@ -28,9 +28,10 @@ class Process:
     """A running sluice process. A thread reads its stderr continuously (so a chatty process
     never blocks on a full pipe) and keeps the lines for wait_for_line()."""
 
-    def __init__(self, *args):
-        self.proc = subprocess.Popen([SLUICE, *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, bufsize=0)
+    def __init__(self, *args, argv=None, stdin=None):
+        """Runs `sluice *args`, or another program's `argv` (a test server)."""
+        self.proc = subprocess.Popen(argv or [SLUICE, *args], stdin=stdin,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         self.lines = []
         self._cond = threading.Condition()
         self._eof = False
@@ -170,7 +171,9 @@ def bootstrap(hcm_config, clusters, listener_extra=None):
 class Proxy(Process):
     """`sluice proxy` on a config given as a dict; knows its listener and admin ports."""
 
-    def __init__(self, config, *args, concurrency=1):
+    def __init__(self, config, *args, concurrency=1, wait_serving=True):
+        """`wait_serving`: returns once the workers serve (else once the ports are known: a
+        proxy that waits on a control plane serves later)."""
         self.dir = tempfile.mkdtemp(prefix="sluice-test-")
         self.config_path = os.path.join(self.dir, "envoy.json")
         with open(self.config_path, "w") as f:
@@ -182,7 +185,8 @@ class Proxy(Process):
         self.port = int(m.group(1))
         m = self.wait_for_line(r"admin address: 127\.0\.0\.1:(\d+)")
         self.admin_port = int(m.group(1))
-        self.wait_for_line(r"worker\(s\) serving")
+        if wait_serving:
+            self.wait_for_line(r"worker\(s\) serving")
 
     def request(self, method, path, headers=None, body=None, port=None):
         c = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)

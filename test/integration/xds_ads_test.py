@@ -1,0 +1,238 @@
+"""Clusters over ADS (state-of-the-world gRPC), end to end: the real proxy against a scriptable
+gRPC server (test/ads_server). The proxy's requests are checked as the xDS protocol has them:
+the node, the subscribed type, ACKs (version and nonce of the response) and NACKs (the last
+good version, the nonce, and the path-named error); the proxy waits for its first clusters
+before it serves, keeps serving its last config while the control plane is away, and
+resubscribes with the version it has when the control plane returns."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import harness
+from harness import Proxy, bootstrap, cluster, hcm, wait_until
+from upstream import Upstream
+
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+ADS_SERVER = None
+
+
+class AdsServer(harness.Process):
+    """The scriptable ADS server; commands go to its stdin, its events come on stderr."""
+
+    def __init__(self, port=0):
+        super().__init__(argv=[ADS_SERVER, "127.0.0.1:%d" % port], stdin=subprocess.PIPE)
+        self.port = int(self.wait_for_line(r"^listening (\d+)").group(1))
+        self.seen = 0  # lines already matched by next()
+
+    def send(self, command):
+        self.proc.stdin.write((command + "\n").encode())
+        self.proc.stdin.flush()
+
+    def next(self, pattern, timeout=20):
+        """Waits for a line after the last one next() matched; returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for i in range(self.seen, len(self.lines)):
+                    m = rx.search(self.lines[i])
+                    if m:
+                        self.seen = i + 1
+                        return m
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._eof:
+                    raise AssertionError("no line matching %r after line %d:\n%s" % (
+                        pattern, self.seen, "".join(self.lines)))
+                self._cond.wait(remaining)
+
+    def next_request(self):
+        return json.loads(self.next(r"^request (.*)$").group(1))
+
+    def quit(self):
+        if self.proc.poll() is None:
+            self.send("quit")
+        self.proc.wait(timeout=20)
+        self._reader.join(10)
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            pipe.close()
+
+
+class AdsTest(harness.unittest.TestCase):
+    def setUp(self):
+        self.a = Upstream("a")
+        self.b = Upstream("b")
+        self.ads = AdsServer()
+        self.dir = tempfile.mkdtemp(prefix="sluice-ads-")
+        self.responses = 0
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy:
+            self.proxy.stop()
+        self.ads.quit()
+        self.a.close()
+        self.b.close()
+
+    def respond(self, clusters, version):
+        self.responses += 1
+        path = os.path.join(self.dir, "r%d.json" % self.responses)
+        with open(path, "w") as f:
+            json.dump({"version_info": version, "type_url": CLUSTER_TYPE,
+                       "resources": [dict(c, **{"@type": CLUSTER_TYPE}) for c in clusters]}, f)
+        self.ads.send("respond " + path)
+        return self.ads.next(r"^sent (\S+)").group(1)
+
+    def start(self, **cds_extra):
+        hc = hcm([{"match": {"prefix": "/"}, "route": {"cluster": "dyn"}}])
+        hc["route_config"]["validate_clusters"] = False
+        xds = cluster("xds", self.ads.port, typed_extension_protocol_options={
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}})
+        cfg = bootstrap(hc, [xds])
+        cfg["node"] = {"id": "node-1", "cluster": "test-cluster",
+                       "metadata": {"role": "sidecar"}, "locality": {"zone": "z1"}}
+        cfg["dynamic_resources"] = {
+            "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                           "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
+            "cds_config": dict({"ads": {}, "resource_api_version": "V3"}, **cds_extra)}
+        self.proxy = Proxy(cfg, wait_serving=False)
+        return self.proxy
+
+    def served_by(self):
+        r, _ = self.proxy.request("GET", "/")
+        return r.status, r.getheader("x-upstream")
+
+    def serving(self):
+        return "worker(s) serving" in self.proxy.output()
+
+    def test_clusters_arrive_are_acked_changed_and_a_bad_version_is_nacked(self):
+        p = self.start()
+        self.ads.next(r"^stream open")
+        first = self.ads.next_request()
+        self.assertEqual(first["typeUrl"], CLUSTER_TYPE)
+        self.assertNotIn("versionInfo", first)
+        self.assertNotIn("responseNonce", first)
+        self.assertEqual(first["node"]["id"], "node-1")
+        self.assertEqual(first["node"]["cluster"], "test-cluster")
+        self.assertEqual(first["node"]["metadata"], {"role": "sidecar"})
+        self.assertEqual(first["node"]["locality"], {"zone": "z1"})
+        self.assertEqual(first["node"]["userAgentName"], "sluice")
+        # No clusters yet: the proxy waits (Envoy's initial fetch) and does not serve.
+        self.assertEqual(p.stat("control_plane.connected_state"), 1)
+        self.assertEqual(p.stat("server.state"), 2)  # PRE_INITIALIZING
+        self.assertFalse(self.serving())
+
+        nonce = self.respond([cluster("dyn", self.a.port)], "v1")
+        ack = self.ads.next_request()
+        self.assertEqual((ack.get("versionInfo"), ack.get("responseNonce")), ("v1", nonce))
+        self.assertNotIn("errorDetail", ack)
+        self.assertIn("node", ack)  # set_node_on_first_message_only is false by default
+        p.wait_for_line(r"worker\(s\) serving")
+        self.assertEqual(self.served_by(), (200, "a"))
+        self.assertEqual(p.stat("cluster_manager.cds.update_success"), 1)
+
+        nonce = self.respond([cluster("dyn", self.b.port)], "v2")
+        ack = self.ads.next_request()
+        self.assertEqual((ack.get("versionInfo"), ack.get("responseNonce")), ("v2", nonce))
+        wait_until(lambda: self.served_by() == (200, "b"), what="dyn moved to b")
+
+        # A bad version: NACKed with the last good version and the path of the bad field;
+        # nothing of it applies (not even its good cluster).
+        nonce = self.respond([cluster("fine", self.a.port),
+                              cluster("dyn", self.a.port, connect_timeout="0s")], "v3")
+        nack = self.ads.next_request()
+        self.assertEqual((nack.get("versionInfo"), nack.get("responseNonce")), ("v2", nonce))
+        self.assertEqual(nack["errorDetail"]["code"], 13)
+        self.assertIn("resources[1].connect_timeout: value must be greater than 0s",
+                      nack["errorDetail"]["message"])
+        self.assertEqual(p.stat("cluster_manager.cds.update_rejected"), 1)
+        self.assertEqual(self.served_by(), (200, "b"))
+        self.assertIsNone(p.stat("cluster.fine.upstream_cx_total"))
+
+        # Removal: a version without dyn.
+        self.respond([cluster("fine", self.a.port)], "v4")
+        self.assertEqual(self.ads.next_request().get("versionInfo"), "v4")
+        wait_until(lambda: self.served_by()[0] == 503, what="dyn removed")
+        self.assertEqual(p.stat("cluster_manager.cds.update_success"), 3)
+
+    def test_control_plane_away_keeps_the_config_and_resubscribes_on_return(self):
+        p = self.start()
+        self.ads.next_request()
+        self.respond([cluster("dyn", self.a.port)], "v1")
+        self.ads.next_request()
+        p.wait_for_line(r"worker\(s\) serving")
+        self.assertEqual(self.served_by(), (200, "a"))
+
+        # The stream ends with UNAVAILABLE: the proxy keeps serving and opens a new stream,
+        # asking again with the version it has and no nonce.
+        self.ads.send("close 14 going away")
+        self.ads.next(r"^stream closed")
+        self.ads.next(r"^stream open")
+        again = self.ads.next_request()
+        self.assertEqual(again.get("versionInfo"), "v1")
+        self.assertNotIn("responseNonce", again)
+        self.assertEqual(self.served_by(), (200, "a"))
+        self.assertGreaterEqual(p.stat("cluster_manager.cds.update_failure"), 1)
+
+        # The control plane process goes away altogether; the proxy serves on.
+        port = self.ads.port
+        self.ads.quit()
+        wait_until(lambda: p.stat("control_plane.connected_state") == 0, what="disconnected")
+        for _ in range(5):
+            self.assertEqual(self.served_by(), (200, "a"))
+        # It comes back on the same port; the proxy reconnects (back-off of at most a few
+        # seconds this early) and takes a new version.
+        self.ads = AdsServer(port)
+        self.ads.next(r"^stream open", timeout=40)
+        self.assertEqual(self.ads.next_request().get("versionInfo"), "v1")
+        self.respond([cluster("dyn", self.b.port)], "v2")
+        self.assertEqual(self.ads.next_request().get("versionInfo"), "v2")
+        wait_until(lambda: self.served_by() == (200, "b"), what="v2 applied")
+        self.assertEqual(p.stat("control_plane.connected_state"), 1)
+
+    def test_initial_fetch_timeout_lets_the_proxy_serve_without_clusters(self):
+        p = self.start(initial_fetch_timeout="0.3s")
+        self.ads.next_request()
+        p.wait_for_line(r"worker\(s\) serving")
+        self.assertEqual(p.stat("cluster_manager.cds.init_fetch_timeout"), 1)
+        self.assertEqual(self.served_by()[0], 503)  # no cluster dyn yet
+        self.respond([cluster("dyn", self.a.port)], "v1")
+        wait_until(lambda: self.served_by() == (200, "a"), what="dyn arrived")
+
+    def test_bad_ads_config_is_refused_with_the_path(self):
+        not_h2 = cluster("xds", self.ads.port)
+        cfg = bootstrap(hcm([]), [not_h2])
+        cfg["dynamic_resources"] = {
+            "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
+                           "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
+            "cds_config": {"ads": {}, "resource_api_version": "V3"}}
+        for dyn, expect in [
+                (None, "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: "
+                       "cluster 'xds' must use HTTP/2"),
+                ({"grpc_services": [{"envoy_grpc": {"cluster_name": "nope"}}]},
+                 "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: no "
+                 "static cluster 'nope'"),
+                ({"api_type": "DELTA_GRPC"}, "dynamic_resources.ads_config.api_type: only GRPC")]:
+            c = json.loads(json.dumps(cfg))
+            if dyn:
+                c["dynamic_resources"]["ads_config"].update(dyn)
+            with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+                json.dump(c, f)
+                f.flush()
+                r = harness.run("proxy", "-c", f.name, "--mode", "validate")
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn(expect, r.stdout + r.stderr)
+
+
+if __name__ == "__main__":
+    if "--ads-server" in sys.argv:
+        i = sys.argv.index("--ads-server")
+        ADS_SERVER = os.path.abspath(sys.argv[i + 1])
+        del sys.argv[i:i + 2]
+    harness.main()
