@@ -169,6 +169,8 @@ def _loadavg():
 
 def summary(scenario, sample):
     """One progress line's worth of a sample."""
+    if sample.get("na"):
+        return sample["error"]
     if sample.get("error") and len(sample) <= 2:
         return "ERROR: " + sample["error"].splitlines()[0]
     parts = []
@@ -202,69 +204,17 @@ def run(args, env, results, t_start):
     persistent = [s for s in scenarios.PERSISTENT if s in args.scenarios and s != "cpu"]
     if "cpu" in args.scenarios and "keepalive" not in persistent:
         persistent.insert(0, "keepalive")  # CPU is measured during scenario 1's runs
-    if persistent:
-        servers = {}
-        start_errors = {}
-        for t in args.target_list:
-            try:
-                servers[t] = upstream if t == "direct" else targets.start_proxy(
-                    env, t, upstream.port, cpus=env.server_cpus())
-            except procs.BenchError as e:  # e.g. the config is refused: an error cell
-                start_errors[t] = "did not start: %s" % e
-                print("bench: %s %s" % (t, start_errors[t]), flush=True)
-        # A short warm-up of every target (connection pools, caches, page faults).
-        for t in servers:
-            with pinned(env, upstream, t):
-                try:
-                    clients.wrk(servers[t].port, "/small", 1, ctx.log("warmup"),
-                                cpus=env.client_cpus())
-                except procs.BenchError as e:
-                    print("warm-up of %s failed: %s" % (t, e), flush=True)
-        for scenario in persistent:
-            if scenario == "fixedrate" and loadgen_bin is None:
-                for t in args.target_list:
-                    results.add(scenario, t, {"error": "skipped: " + loadgen_missing,
-                                              "skipped": True})
-                continue
-            for r in range(args.rounds):
-                for t in args.target_list:
-                    server = servers.get(t)
-                    if server is None:
-                        sample = {"error": start_errors[t]}
-                    elif not server.child.alive():
-                        if t == "direct":
-                            raise procs.BenchError("the upstream nginx exited:\n" +
-                                                   server.child.log_tail())
-                        sample = {"error": "%s had exited (code %s) before this run; its log:\n%s"
-                                  % (t, server.child.proc.returncode, server.child.log_tail())}
-                        try:  # restart it for the next measurements
-                            servers[t] = targets.start_proxy(env, t, upstream.port,
-                                                             cpus=env.server_cpus())
-                        except procs.BenchError as e:
-                            print("restart of %s failed: %s" % (t, e), flush=True)
-                    else:
-                        with pinned(env, upstream, t):
-                            try:
-                                sample = scenarios.RUNNERS[scenario](ctx, server)
-                            except procs.BenchError as e:
-                                sample = {"error": str(e)}
-                        if not server.child.alive():
-                            sample["error"] = ((sample.get("error") or "") +
-                                               " %s exited during the run (code %s); its log:\n%s"
-                                               % (t, server.child.proc.returncode,
-                                                  server.child.log_tail())).strip()
-                    results.add(scenario, t, sample)
-                    progress(scenario, r, args.rounds, t, sample)
-        for t, s in servers.items():
-            if t != "direct":
-                s.stop()
+    run_persistent(args, env, ctx, upstream, results, persistent, progress, tls=False)
+    # --- scenarios 10-12: one long-running instance per proxy, with its -tls config -------
+    persistent = [s for s in scenarios.PERSISTENT_TLS if s in args.scenarios]
+    run_persistent(args, env, ctx, upstream, results, persistent, progress, tls=True)
 
     # --- scenarios 6-8: a fresh instance per measurement --------------------------------
-    for scenario in ("memory", "startup", "scale", "policy"):
+    for scenario in ("memory", "startup", "scale", "policy", "mtls"):
         if scenario not in args.scenarios:
             continue
         tlist = [t for t in args.target_list if scenario != "scale" or t != "direct"]
-        if scenario == "policy":
+        if scenario in ("policy", "mtls"):
             tlist = [t for t in tlist if t == "sluice"]
         rounds = args.rounds if scenario == "startup" else args.fresh_rounds
         for r in range(rounds):
@@ -276,6 +226,74 @@ def run(args, env, results, t_start):
                 results.add(scenario, t, sample)
                 progress(scenario, r, rounds, t, sample)
     upstream.stop()
+
+
+def run_persistent(args, env, ctx, upstream, results, names, progress, tls):
+    """Scenarios `names` on one long-running instance per target (tls=True: the proxies with
+    their *-tls configs; `direct` is n/a there), round after round, targets interleaved."""
+    if not names:
+        return
+    persistent = names
+    servers = {}
+    start_errors = {}
+    for t in args.target_list:
+        try:
+            if t == "direct" and tls:
+                continue
+            servers[t] = upstream if t == "direct" else targets.start_proxy(
+                env, t, upstream.port, cpus=env.server_cpus(), tls=tls)
+        except procs.BenchError as e:  # e.g. the config is refused: an error cell
+            start_errors[t] = "did not start: %s" % e
+            print("bench: %s %s" % (t, start_errors[t]), flush=True)
+    # A short warm-up of every target (connection pools, caches, page faults).
+    for t in servers:
+        with pinned(env, upstream, t):
+            try:
+                clients.wrk(servers[t].port, "/small", 1, ctx.log("warmup"),
+                            cpus=env.client_cpus())
+            except procs.BenchError as e:
+                print("warm-up of %s failed: %s" % (t, e), flush=True)
+    for scenario in persistent:
+        if scenario == "fixedrate" and ctx.loadgen_bin is None:
+            for t in args.target_list:
+                results.add(scenario, t, {"error": "skipped: " + ctx.loadgen_missing,
+                                          "skipped": True})
+            continue
+        for r in range(args.rounds):
+            for t in args.target_list:
+                server = servers.get(t)
+                if t == "direct" and tls:
+                    sample = {"error": "n/a: the upstream nginx (the direct target) speaks "
+                              "HTTP/1.1 in cleartext only", "skipped": True, "na": True}
+                elif server is None:
+                    sample = {"error": start_errors[t]}
+                elif not server.child.alive():
+                    if t == "direct":
+                        raise procs.BenchError("the upstream nginx exited:\n" +
+                                               server.child.log_tail())
+                    sample = {"error": "%s had exited (code %s) before this run; its log:\n%s"
+                              % (t, server.child.proc.returncode, server.child.log_tail())}
+                    try:  # restart it for the next measurements
+                        servers[t] = targets.start_proxy(env, t, upstream.port,
+                                                         cpus=env.server_cpus(), tls=tls)
+                    except procs.BenchError as e:
+                        print("restart of %s failed: %s" % (t, e), flush=True)
+                else:
+                    with pinned(env, upstream, t):
+                        try:
+                            sample = scenarios.RUNNERS[scenario](ctx, server)
+                        except procs.BenchError as e:
+                            sample = {"error": str(e)}
+                    if not server.child.alive():
+                        sample["error"] = ((sample.get("error") or "") +
+                                           " %s exited during the run (code %s); its log:\n%s"
+                                           % (t, server.child.proc.returncode,
+                                              server.child.log_tail())).strip()
+                results.add(scenario, t, sample)
+                progress(scenario, r, args.rounds, t, sample)
+    for t, s in servers.items():
+        if t != "direct":
+            s.stop()
 
 
 class pinned:

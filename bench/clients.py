@@ -62,15 +62,62 @@ def parse_wrk(out):
     return r
 
 
-def wrk(port, path, duration, log_path, connections=50, headers=(), cpus=None):
-    """wrk, 1 thread, `connections` keep-alive connections (unless a header says otherwise)."""
+def wrk(port, path, duration, log_path, connections=50, headers=(), cpus=None, scheme="http"):
+    """wrk, 1 thread, `connections` keep-alive connections (unless a header says otherwise).
+    scheme="https": over TLS (wrk sends no ALPN and resumes no session: a full handshake per
+    connection)."""
     argv = [WRK, "-t", "1", "-c", str(connections), "-d", "%ds" % duration, "--latency",
             "--timeout", "5s"]
     for h in headers:
         argv += ["-H", h]
-    argv.append("http://127.0.0.1:%d%s" % (port, path))
+    argv.append("%s://127.0.0.1:%d%s" % (scheme, port, path))
     out = procs.run_client("wrk", argv, log_path, timeout=duration + 30, cpus=cpus)
     r = parse_wrk(out)
+    r["command"] = " ".join(argv)
+    return r
+
+
+# --- h2load (HTTP/2) --------------------------------------------------------------------
+
+H2LOAD = "/usr/bin/h2load"
+
+
+def parse_h2load(out):
+    """Requests/s, mean latency (us), requests done and failures, and the protocol negotiated
+    from h2load's output. h2load prints no percentiles."""
+    r = {}
+    m = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
+    if not m:
+        raise procs.BenchError("no req/s in h2load output:\n" + out[-600:])
+    r["rps"] = float(m.group(1))
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out, re.M)
+    if not m:
+        raise procs.BenchError("no request counts in h2load output:\n" + out[-600:])
+    total, started, done, ok, failed, errored, timeout = map(int, m.groups())
+    r["requests"] = done
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    non2xx = sum(map(int, m.groups()[1:])) if m else 0
+    m = re.search(r"^time for request:\s+\S+\s+\S+\s+(\S+)", out, re.M)
+    r["mean_us"] = _time_us(m.group(1)) if m else None
+    m = re.search(r"^Application protocol: (\S+)", out, re.M)
+    r["protocol"] = m.group(1) if m else None
+    r["errors"] = failed + errored + timeout + non2xx
+    r["error_detail"] = "%d failed, %d errored, %d timeout, %d non-2xx" % (
+        failed, errored, timeout, non2xx)
+    return r
+
+
+def h2load(url, duration, log_path, connections=10, streams=5, cpus=None):
+    """h2load, 1 thread, `connections` HTTP/2 connections with up to `streams` requests in
+    flight on each (10 x 5 = the 50 requests in flight of scenario 1), for `duration` s.
+    http:// is h2c with prior knowledge; https:// negotiates h2 by ALPN."""
+    argv = [H2LOAD, "-t", "1", "-c", str(connections), "-m", str(streams),
+            "-D", str(duration), "--warm-up-time", "200ms", url]
+    out = procs.run_client("h2load", argv, log_path, timeout=duration + 30, cpus=cpus)
+    r = parse_h2load(out)
+    if r["protocol"] != "h2" and r["protocol"] != "h2c":
+        raise procs.BenchError("h2load negotiated %s, not HTTP/2:\n%s" % (r["protocol"], out[-400:]))
     r["command"] = " ".join(argv)
     return r
 

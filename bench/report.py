@@ -72,6 +72,7 @@ class Results:
                     cell["error"] = errs[0]
                     cell["error_ref"] = error_index[key]
                     cell["skipped"] = all(s.get("skipped") for s in samples)
+                    cell["na"] = all(s.get("na") for s in samples)
                 row["values"][t] = cell
             row["ratios"] = {}
             for a, b in (RATIOS if m.better != scenarios.INFO else []):
@@ -95,6 +96,8 @@ def _fmt_cell(cell, digits, spread=True):
     if cell is None:
         return "n/a"
     if "error" in cell:
+        if cell.get("na"):
+            return "n/a[%d]" % cell["error_ref"]
         return ("skipped[%d]" if cell.get("skipped") else "ERROR[%d]") % cell["error_ref"]
     text = _fmt_num(cell.get("median"), digits)
     if spread and cell.get("spread_pct") is not None:

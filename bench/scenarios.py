@@ -13,11 +13,14 @@ import targets
 
 # Scenario ids in the order they run; `--only` takes these (or their numbers 1-8).
 SCENARIOS = ["keepalive", "bigbody", "fixedrate", "connclose", "cpu", "memory", "startup", "scale",
-             "policy"]
+             "policy", "h2c", "h2tls", "handshake", "mtls"]
 
 # Scenarios measured on one long-running instance per target; the others start a fresh
 # instance for every measurement.
 PERSISTENT = ["keepalive", "bigbody", "fixedrate", "connclose", "cpu"]
+# Measured on one long-running instance per proxy started with its configs/*-tls.* config
+# (an h2c and a TLS listener beside the plain one).
+PERSISTENT_TLS = ["h2c", "h2tls", "handshake"]
 
 FIXED_RATES = [1000, 10000]
 
@@ -72,6 +75,25 @@ METRICS = [
            targets=["sluice"]),
     Metric("policy", "cpu_ratio", "9. idle resilience / plain, CPU per request", "x", INFO, 3,
            targets=["sluice"]),
+    Metric("h2c", "rps", "10. h2c (10 conns x 5 streams), 64 B: requests/s", "req/s", HIGHER),
+    Metric("h2c", "mean_us", "10. h2c: mean latency", "us", LOWER),
+    Metric("h2c", "cpu_per_10k", "10. h2c: CPU per 10,000 requests", "CPU s", LOWER, 3),
+    Metric("h2tls", "rps", "11. h2 over TLS (10 x 5), 64 B: requests/s", "req/s", HIGHER),
+    Metric("h2tls", "mean_us", "11. h2 over TLS: mean latency", "us", LOWER),
+    Metric("h2tls", "cpu_per_10k", "11. h2 over TLS: CPU per 10,000 requests", "CPU s", LOWER,
+           3),
+    Metric("handshake", "rps", "12. TLS, new connection per request: handshakes/s", "1/s",
+           HIGHER),
+    Metric("handshake", "cpu_per_1k", "12. TLS: CPU per 1,000 handshakes", "CPU s", LOWER, 3),
+    Metric("mtls", "rps_plain", "13. two sluice sidecars, plain: requests/s", "req/s", HIGHER,
+           targets=["sluice"]),
+    Metric("mtls", "rps_mtls", "13. two sluice sidecars, mTLS: requests/s", "req/s", HIGHER,
+           targets=["sluice"]),
+    Metric("mtls", "p99_plain", "13. two sidecars, plain: p99", "us", LOWER, targets=["sluice"]),
+    Metric("mtls", "p99_mtls", "13. two sidecars, mTLS: p99", "us", LOWER, targets=["sluice"]),
+    Metric("mtls", "ratio", "13. mTLS / plain, throughput", "x", INFO, 3, targets=["sluice"]),
+    Metric("mtls", "cpu_ratio", "13. mTLS / plain, CPU per request (both sidecars)", "x", INFO,
+           3, targets=["sluice"]),
 ]
 
 MIB = 1024.0 * 1024.0
@@ -267,8 +289,90 @@ def run_policy(ctx, target):
     return s
 
 
+# --- HTTP/2 and TLS (scenarios 10-12, on the instances started with tls=True) -----------
+
+def _h2load_sample(ctx, server, url):
+    cpu0 = server.child.cpu_seconds()
+    r = clients.h2load(url, ctx.duration, ctx.log("h2load"), cpus=ctx.env.client_cpus())
+    cpu1 = server.child.cpu_seconds()
+    s = {"rps": r["rps"], "mean_us": r["mean_us"], "error": None,
+         "cpu_per_10k": (cpu1 - cpu0) / max(1, r["requests"]) * 10000,
+         "detail": {"command": r["command"], "requests": r["requests"], "protocol": r["protocol"],
+                    "cpu_seconds": cpu1 - cpu0}}
+    if r["errors"]:
+        s["error"] = "h2load: %s (of %d requests)" % (r["error_detail"], r["requests"])
+    return s
+
+
+def run_h2c(ctx, server):
+    """Scenario 10: h2load, HTTP/2 with prior knowledge, 10 connections x 5 streams, /small."""
+    return _h2load_sample(ctx, server, "http://127.0.0.1:%d/small" % server.h2c_port)
+
+
+def run_h2tls(ctx, server):
+    """Scenario 11: as 10 over TLS (h2 by ALPN); the 10 handshakes fall in h2load's warm-up."""
+    return _h2load_sample(ctx, server, "https://127.0.0.1:%d/small" % server.tls_port)
+
+
+def run_handshake(ctx, server):
+    """Scenario 12: wrk over TLS with Connection: close, 50 connections: every request is a
+    new TCP connection and a full TLS handshake (wrk resumes no session), HTTP/1.1."""
+    cpu0 = server.child.cpu_seconds()
+    r = clients.wrk(server.tls_port, "/small", ctx.duration, ctx.log("wrk"),
+                    headers=["Connection: close"], cpus=ctx.env.client_cpus(), scheme="https")
+    cpu1 = server.child.cpu_seconds()
+    s = _wrk_sample(r, keys=("rps",))
+    s["cpu_per_1k"] = (cpu1 - cpu0) / max(1, r["requests"]) * 1000
+    return s
+
+
+def run_mtls(ctx, target):
+    """Scenario 13 (sluice only): two sluice proxies chained as two sidecars (client -> out ->
+    in -> upstream), plain (sluice.yaml twice) and with mutual TLS between them
+    (sluice-mtls-out.yaml, sluice-mtls-in.yaml). Both chains run at once; each is measured as
+    scenario 1, alternately, twice. CPU is that of both sidecars."""
+    if target != "sluice":
+        return {"error": "n/a: sluice-to-sluice only", "skipped": True, "na": True}
+    chains = {}
+    try:
+        for kind in ("plain", "mtls"):
+            chains[kind] = targets.start_sidecars(ctx.env, ctx.upstream.port, kind == "mtls",
+                                                  cpus=ctx.env.server_cpus())
+        for out, _ in chains.values():
+            clients.wrk(out.port, "/small", 1, ctx.log("warmup"), cpus=ctx.env.client_cpus())
+        got = {"plain": [], "mtls": []}
+        for _ in range(2):
+            for kind, (out, inn) in chains.items():
+                cpu0 = out.child.cpu_seconds() + inn.child.cpu_seconds()
+                r = clients.wrk(out.port, "/small", ctx.duration, ctx.log("wrk"),
+                                cpus=ctx.env.client_cpus())
+                cpu1 = out.child.cpu_seconds() + inn.child.cpu_seconds()
+                x = _wrk_sample(r)
+                x["cpu_per_10k"] = (cpu1 - cpu0) / max(1, r["requests"]) * 10000
+                got[kind].append(x)
+    finally:
+        for out, inn in chains.values():
+            out.stop()
+            inn.stop()
+    errors = [x["error"] for v in got.values() for x in v if x.get("error")]
+
+    def mid(kind, key):
+        vals = sorted(x[key] for x in got[kind])
+        return (vals[0] + vals[-1]) / 2.0
+
+    s = {"rps_plain": mid("plain", "rps"), "rps_mtls": mid("mtls", "rps"),
+         "p99_plain": mid("plain", "p99_us"), "p99_mtls": mid("mtls", "p99_us"),
+         "error": "; ".join(errors) if errors else None,
+         "detail": {k: [x["detail"] for x in v] for k, v in got.items()}}
+    s["ratio"] = s["rps_mtls"] / s["rps_plain"] if s["rps_plain"] else None
+    cpu_plain, cpu_mtls = mid("plain", "cpu_per_10k"), mid("mtls", "cpu_per_10k")
+    s["cpu_ratio"] = cpu_mtls / cpu_plain if cpu_plain else None
+    return s
+
+
 RUNNERS = {
     "keepalive": run_keepalive, "bigbody": run_bigbody, "fixedrate": run_fixedrate,
     "connclose": run_connclose, "memory": run_memory, "startup": run_startup,
-    "scale": run_scale, "policy": run_policy,
+    "scale": run_scale, "policy": run_policy, "h2c": run_h2c, "h2tls": run_h2tls,
+    "handshake": run_handshake, "mtls": run_mtls,
 }

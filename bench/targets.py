@@ -12,6 +12,7 @@ its config, pid file, temp files and log in its own directory under the run's te
 
 import os
 import re
+import subprocess
 
 import procs
 
@@ -35,6 +36,9 @@ SCALE_CLUSTERS = 1000
 SCALE_LAST_PATH = "/r/%05d" % (SCALE_ROUTES - 1)
 
 
+GEN_CERTS = os.path.join(os.path.dirname(HERE), "test", "tls", "gen_certs.sh")
+
+
 class Env:
     """What every start needs: the run's temp dir, limits, binaries and CPU pinning."""
 
@@ -44,6 +48,26 @@ class Env:
         self.nofile = nofile
         self.pin = pin
         self._n = 0
+        self._certs = None
+
+    def certs(self):
+        """The run's throw-away certificates (test/tls/gen_certs.sh, made on first use in the
+        temp dir; ECDSA P-256), plus server-haproxy.pem: HAProxy wants chain and key in one
+        file."""
+        if self._certs is None:
+            d = os.path.join(self.tmp, "certs")
+            p = subprocess.run(["sh", GEN_CERTS, d], capture_output=True, text=True)
+            if p.returncode != 0:
+                raise procs.BenchError("gen_certs.sh failed:\n" + (p.stdout + p.stderr)[-800:])
+            with open(os.path.join(d, "server-haproxy.pem"), "w") as out:
+                for name in ("server.pem", "server.key"):
+                    with open(os.path.join(d, name)) as f:
+                        out.write(f.read())
+            for name in os.listdir(d):  # nginx workers (user nobody under root) read these
+                os.chmod(os.path.join(d, name), 0o644)
+            os.chmod(d, 0o755)
+            self._certs = d
+        return self._certs
 
     def newdir(self, name):
         self._n += 1
@@ -64,10 +88,13 @@ class Env:
 class Server:
     """A running target: its child process (group), its port, and for sluice its admin port."""
 
-    def __init__(self, name, child, port, admin_port=None, ready_s=None, admin_ready_s=None):
+    def __init__(self, name, child, port, admin_port=None, ready_s=None, admin_ready_s=None,
+                 h2c_port=None, tls_port=None):
         self.name = name
         self.child = child
         self.port = port
+        self.h2c_port = h2c_port  # variant "tls": the HTTP/2 prior-knowledge listener
+        self.tls_port = tls_port  # variant "tls": the TLS listener (ALPN h2, http/1.1)
         self.admin_port = admin_port
         self.ready_s = ready_s  # seconds from exec to the first successful request
         self.admin_ready_s = admin_ready_s  # sluice, scale=True: exec to admin /ready 200
@@ -136,14 +163,26 @@ def start_upstream(env, cpus=None):
     return Server("direct", child, port, ready_s=ready)
 
 
-def start_proxy(env, name, upstream_port, scale=False, cpus=None, sluice_template="sluice.yaml"):
+TLS_TEMPLATES = {"sluice": "sluice-tls.yaml", "nginx": "nginx-tls.conf",
+                 "haproxy": "haproxy-tls.cfg"}
+
+
+def start_proxy(env, name, upstream_port, scale=False, cpus=None, sluice_template="sluice.yaml",
+                tls=False):
     """Starts proxy `name` in front of the upstream; with scale=True, with the
     config-scale config (10,000 routes, 1,000 clusters) and waits on the last route. For
-    sluice, `sluice_template` picks the config (scenario 9 uses sluice-policy.yaml)."""
-    d = env.newdir(name + ("-scale" if scale else "") +
+    sluice, `sluice_template` picks the config (scenario 9 uses sluice-policy.yaml). With
+    tls=True, the config of scenarios 10-12 (configs/*-tls.*): the plain listener plus an h2c
+    and a TLS listener."""
+    d = env.newdir(name + ("-scale" if scale else "") + ("-tls" if tls else "") +
                    ("" if sluice_template == "sluice.yaml" else "-policy"))
     port = procs.free_port()
     admin_port = None
+    extra = {}
+    if tls:
+        extra = dict(h2c_port=procs.free_port(), tls_port=procs.free_port(), certs=env.certs())
+        if name == "sluice":
+            sluice_template = TLS_TEMPLATES[name]
     log = os.path.join(d, "log")
     if name == "sluice":
         admin_port = procs.free_port()
@@ -152,7 +191,7 @@ def start_proxy(env, name, upstream_port, scale=False, cpus=None, sluice_templat
             write_sluice_scale(cfg, port, admin_port, upstream_port)
         else:
             render(sluice_template, cfg, port=port, admin_port=admin_port,
-                   upstream_port=upstream_port)
+                   upstream_port=upstream_port, **extra)
         argv = [env.sluice, "-l", "warning", "proxy", "-c", cfg, "--concurrency", "1",
                 "--drain-time-s", "1"]
     elif name == "nginx":
@@ -161,15 +200,16 @@ def start_proxy(env, name, upstream_port, scale=False, cpus=None, sluice_templat
         if scale:
             write_nginx_scale(cfg, upstream_port, vals)
         else:
-            render("nginx-proxy.conf", cfg, upstream_port=upstream_port, **vals)
+            render(TLS_TEMPLATES[name] if tls else "nginx-proxy.conf", cfg,
+                   upstream_port=upstream_port, **vals, **extra)
         argv = [NGINX, "-e", "stderr", "-p", d, "-c", cfg]
     elif name == "haproxy":
         cfg = os.path.join(d, "haproxy.cfg")
         if scale:
             write_haproxy_scale(cfg, d, port, upstream_port, client_conn_limit(env))
         else:
-            render("haproxy.cfg", cfg, port=port, upstream_port=upstream_port,
-                   maxconn=client_conn_limit(env))
+            render(TLS_TEMPLATES[name] if tls else "haproxy.cfg", cfg, port=port,
+                   upstream_port=upstream_port, maxconn=client_conn_limit(env), **extra)
         argv = [HAPROXY, "-db", "-f", cfg]
     else:
         raise ValueError(name)
@@ -185,7 +225,42 @@ def start_proxy(env, name, upstream_port, scale=False, cpus=None, sluice_templat
         child.stop()
         raise
     return Server(name, child, port, admin_port=admin_port, ready_s=ready,
-                  admin_ready_s=admin_ready)
+                  admin_ready_s=admin_ready, h2c_port=extra.get("h2c_port"),
+                  tls_port=extra.get("tls_port"))
+
+
+def start_sidecars(env, upstream_port, mtls, cpus=None):
+    """Scenario 13: two sluice proxies chained as two sidecars would be, client -> `out`
+    (the client's sidecar) -> `in` (the server's sidecar) -> the upstream. mtls=False: both
+    run sluice.yaml; mtls=True: sluice-mtls-out.yaml and sluice-mtls-in.yaml (mutual TLS
+    between the two). Returns (out, in); `out.port` is where clients connect."""
+    kind = "mtls" if mtls else "plain"
+    extra = {"certs": env.certs()} if mtls else {}
+    started = []
+    try:
+        for role, next_port in (("in", upstream_port), ("out", None)):
+            d = env.newdir("sidecar-%s-%s" % (kind, role))
+            port, admin_port = procs.free_port(), procs.free_port()
+            cfg = os.path.join(d, "sluice.yaml")
+            render("sluice-mtls-%s.yaml" % role if mtls else "sluice.yaml", cfg, port=port,
+                   admin_port=admin_port,
+                   upstream_port=next_port if next_port else started[0].port, **extra)
+            argv = [env.sluice, "-l", "warning", "proxy", "-c", cfg, "--concurrency", "1",
+                    "--drain-time-s", "1"]
+            child = procs.Child("sluice-%s-%s" % (kind, role), argv, os.path.join(d, "log"),
+                                cpus=cpus)
+            server = Server("sluice", child, port, admin_port=admin_port)
+            started.append(server)
+            # `in` may listen with TLS only: wait on its admin /ready; `out` serves through it.
+            if role == "in":
+                procs.wait_serving(child, admin_port, "/ready")
+            else:
+                server.ready_s = procs.wait_serving(child, port, "/small")
+    except BaseException:
+        for s in started:
+            s.stop()
+        raise
+    return started[1], started[0]
 
 
 def start_target(env, name, upstream, cpus=None):

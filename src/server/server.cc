@@ -4,6 +4,7 @@
 #include <set>
 #include <nlohmann/json.hpp>
 #include <google/protobuf/util/json_util.h>
+#include <malloc.h>
 #include <signal.h>
 
 #include "access_log/file_sink.h"
@@ -225,6 +226,9 @@ class Server {
       }
       store_.gauge("server.live").set(1);
       SLUICE_LOG(info, main, "all clusters initialized; {} worker(s) serving", workers_.size());
+      // Loading the config (YAML, JSON, protos, descriptors) freed most of what it allocated,
+      // but glibc keeps freed pages mapped: hand them back once, now that the workers serve.
+      malloc_trim(0);
     });
     if (ads) ads->start();
 

@@ -24,6 +24,30 @@ TEST(ApiDescriptorsTest, TheWholeV3ApiIsEmbedded) {
   }
 }
 
+// The pool reads files from a database that indexes only each file's top-level symbols:
+// nested types, enum values, fields, services and extensions must resolve through them.
+TEST(ApiDescriptorsTest, NestedSymbolsServicesAndExtensionsResolve) {
+  const auto& pool = envoyApiPool();
+  EXPECT_NE(pool.FindMessageTypeByName("envoy.config.route.v3.RouteAction.HashPolicy.Header"),
+            nullptr);
+  EXPECT_NE(pool.FindEnumTypeByName("envoy.config.cluster.v3.Cluster.LbPolicy"), nullptr);
+  EXPECT_NE(pool.FindEnumValueByName("envoy.config.cluster.v3.Cluster.ROUND_ROBIN"), nullptr);
+  EXPECT_NE(pool.FindFieldByName("envoy.config.cluster.v3.Cluster.connect_timeout"), nullptr);
+  EXPECT_NE(pool.FindServiceByName(
+                "envoy.service.discovery.v3.AggregatedDiscoveryService"),
+            nullptr);
+  EXPECT_NE(pool.FindExtensionByName("validate.rules"), nullptr);
+  EXPECT_NE(pool.FindFileByName("envoy/config/core/v3/address.proto"), nullptr);
+  EXPECT_EQ(pool.FindMessageTypeByName("envoy.config.cluster.v3.NoSuchMessage"), nullptr);
+  EXPECT_EQ(pool.FindFileByName("envoy/no/such.proto"), nullptr);
+  // By number (the database's full index, built on first use).
+  const auto* field_options = pool.FindMessageTypeByName("google.protobuf.FieldOptions");
+  ASSERT_NE(field_options, nullptr);
+  const auto* rules = pool.FindExtensionByNumber(field_options, 1071);
+  ASSERT_NE(rules, nullptr);
+  EXPECT_EQ(rules->full_name(), "validate.rules");
+}
+
 TEST(ApiDescriptorsTest, ValidateProtoHasTheAddedIgnoreEmptyField) {
   const auto* rules = envoyApiPool().FindMessageTypeByName("validate.StringRules");
   ASSERT_NE(rules, nullptr);

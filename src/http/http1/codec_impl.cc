@@ -425,7 +425,7 @@ class CodecBase {
   }
 
   network::Connection& connection_;
-  const CodecSettings settings_;
+  const CodecSettings& settings_;  // outlives the codec (see the two codecs)
   const uint64_t max_header_bytes_;
   const bool server_;
   llhttp_t parser_;
@@ -973,11 +973,21 @@ class ServerCodecImpl final : public ServerCodec, public CodecBase {
 // ------------------------------------------------------------------------------------------
 // Client
 
-class ClientCodecImpl final : public ClientCodec, public CodecBase {
+// The client codec keeps its own copy of the settings (a base, so it is built before
+// CodecBase refers to it): upstream connections are few, and a pool's client may be deleted
+// after its cluster. The server codec refers to the connection manager's config, which its
+// owner holds for the codec's life: a copy would cost 56 bytes per downstream connection.
+struct ClientSettingsCopy {
+  const CodecSettings copy;
+};
+
+class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, public CodecBase {
  public:
   ClientCodecImpl(network::Connection& connection, ConnectionCallbacks& callbacks,
                   const CodecSettings& settings)
-      : CodecBase(connection, settings, HTTP_RESPONSE), callbacks_(callbacks) {}
+      : ClientSettingsCopy{settings},
+        CodecBase(connection, ClientSettingsCopy::copy, HTTP_RESPONSE),
+        callbacks_(callbacks) {}
 
   // ClientCodec
   RequestEncoder& newStream(ResponseDecoder& decoder) override {
@@ -1242,6 +1252,7 @@ class ClientCodecImpl final : public ClientCodec, public CodecBase {
 
 }  // namespace
 
+// The server codec refers to `settings` (the connection manager's config, which outlives it).
 ServerCodecPtr createServerCodec(network::Connection& connection,
                                  ServerConnectionCallbacks& callbacks,
                                  const CodecSettings& settings, CodecStats stats) {
