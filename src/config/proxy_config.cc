@@ -1,5 +1,6 @@
 #include "config/proxy_config.h"
 
+#include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
 #include <map>
@@ -8,10 +9,12 @@
 
 #include "access_log/file_sink.h"
 #include "access_log/formatter.h"
+#include "config/api_descriptors.h"
 #include "config/tls_config.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb.h"
 #include "envoy/extensions/access_loggers/stream/v3/stream.pb.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb.h"
+#include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb.h"
 #include "envoy/extensions/upstreams/http/v3/http_protocol_options.pb.h"
 #include "filters/http/factory.h"
 #include "router/config_impl.h"
@@ -346,6 +349,35 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   cfg->filter_factories.push_back(
       router::routerFilterFactory(std::make_shared<router::RouterConfig>()));
   out = cfg;
+  return true;
+}
+
+// envoy.filters.network.tcp_proxy. As in Envoy, the cluster is looked up per connection (CDS
+// may bring it later): a connection to a missing one is closed and counted as no route.
+bool buildTcpProxy(const envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy& proto,
+                   const std::string& path, stats::Store& store, access_log::FileSinkManager& sinks,
+                   filters::tcp::TcpProxyConfigConstSharedPtr& out,
+                   std::vector<std::string>& errors) {
+  auto config = std::make_shared<filters::tcp::TcpProxyConfig>(store, proto.stat_prefix());
+  if (proto.has_weighted_clusters()) {
+    const auto& wc = proto.weighted_clusters();
+    for (int i = 0; i < wc.clusters_size(); ++i) {
+      config->clusters.push_back({wc.clusters(i).name(), wc.clusters(i).weight()});
+      config->total_weight += wc.clusters(i).weight();
+    }
+  } else {
+    config->clusters.push_back({proto.cluster(), 1});
+    config->total_weight = 1;
+  }
+  if (proto.has_idle_timeout()) config->idle_timeout = toMs(proto.idle_timeout());
+  if (proto.has_max_connect_attempts()) {
+    config->max_connect_attempts = proto.max_connect_attempts().value();
+  }
+  if (!buildAccessLogs(proto.access_log(), path + ".access_log", sinks, config->access_logs,
+                       errors)) {
+    return false;
+  }
+  out = std::move(config);
   return true;
 }
 
@@ -884,11 +916,36 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
     if (!lc.address) return false;
     if (l.has_enable_reuse_port()) lc.reuse_port = l.enable_reuse_port().value();
     for (int k = 0; k < l.listener_filters_size(); ++k) {
-      // Only the TLS inspector is supported (the unsupported-field check enforces it).
-      if (l.listener_filters(k).name() == "envoy.filters.listener.tls_inspector" ||
-          l.listener_filters(k).typed_config().type_url() ==
-              "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector") {
+      // The supported ones (the unsupported-field check refuses the others), by type or,
+      // without a typed_config, by name.
+      const auto& lf = l.listener_filters(k);
+      const std::string_view type = lf.typed_config().type_url();
+      auto is = [&](std::string_view name, std::string_view full_type) {
+        return lf.has_typed_config() ? type.substr(type.rfind('/') + 1) == full_type
+                                     : lf.name() == name;
+      };
+      if (is("envoy.filters.listener.tls_inspector",
+             "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")) {
         lc.tls_inspector = true;
+      } else if (is("envoy.filters.listener.http_inspector",
+                    "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector")) {
+        lc.http_inspector = true;
+      } else if (is("envoy.filters.listener.proxy_protocol",
+                    "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol")) {
+        ListenerConfig::ProxyProtocol pp;
+        // No C++ is generated for this message: read its one supported field by reflection.
+        const auto* desc = envoyApiPool().FindMessageTypeByName(
+            "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol");
+        google::protobuf::DynamicMessageFactory factory(&envoyApiPool());
+        std::unique_ptr<google::protobuf::Message> msg(factory.GetPrototype(desc)->New());
+        if (lf.has_typed_config() && !msg->ParseFromString(lf.typed_config().value())) {
+          errors.push_back(lp + ".listener_filters[" + std::to_string(k) +
+                           "].typed_config: cannot be parsed");
+          return false;
+        }
+        pp.allow_requests_without_proxy_protocol = msg->GetReflection()->GetBool(
+            *msg, desc->FindFieldByName("allow_requests_without_proxy_protocol"));
+        lc.proxy_protocol = pp;
       }
     }
     if (l.has_listener_filters_timeout()) {
@@ -910,10 +967,10 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
       chain.application_protocols.assign(m.application_protocols().begin(),
                                          m.application_protocols().end());
       if (!lc.tls_inspector && (!chain.server_names.empty() || chain.transport_protocol == "tls" ||
-                                !chain.application_protocols.empty())) {
+                                (!chain.application_protocols.empty() && !lc.http_inspector))) {
         errors.push_back(fp + ".filter_chain_match: server_names, transport_protocol 'tls' and "
                               "application_protocols need the envoy.filters.listener.tls_inspector "
-                              "listener filter");
+                              "listener filter (application_protocols: or http_inspector)");
         return false;
       }
       if (fc.has_transport_socket()) {
@@ -922,18 +979,32 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
         if (!chain.transport_socket) return false;
       }
       for (int k = 0; k < fc.filters_size(); ++k) {
-        hcm_v3::HttpConnectionManager hcm;
-        if (!fc.filters(k).typed_config().UnpackTo(&hcm)) {
-          errors.push_back(fp + ".filters[" + std::to_string(k) + "]: not an HttpConnectionManager");
+        const std::string kp = fp + ".filters[" + std::to_string(k) + "]";
+        if (chain.hcm || chain.tcp_proxy) {
+          errors.push_back(kp + ": the HTTP connection manager or the TCP proxy is a chain's "
+                                "last (and only) network filter");
           return false;
         }
-        if (!buildHcm(hcm, fp + ".filters[" + std::to_string(k) + "].typed_config", cluster_names, store, sinks,
-                      chain.hcm, errors)) {
+        envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy tcp;
+        if (fc.filters(k).typed_config().UnpackTo(&tcp)) {
+          if (!buildTcpProxy(tcp, kp + ".typed_config", store, sinks,
+                             chain.tcp_proxy, errors)) {
+            return false;
+          }
+          continue;
+        }
+        hcm_v3::HttpConnectionManager hcm;
+        if (!fc.filters(k).typed_config().UnpackTo(&hcm)) {
+          errors.push_back(kp + ": not an HttpConnectionManager or a TcpProxy");
+          return false;
+        }
+        if (!buildHcm(hcm, kp + ".typed_config", cluster_names, store, sinks, chain.hcm, errors)) {
           return false;
         }
       }
-      if (!chain.hcm) {
-        errors.push_back(fp + ".filters: a filter chain needs envoy.filters.network.http_connection_manager");
+      if (!chain.hcm && !chain.tcp_proxy) {
+        errors.push_back(fp + ".filters: a filter chain needs envoy.filters.network.http_connection_manager "
+                              "or envoy.filters.network.tcp_proxy");
         return false;
       }
       lc.chains.push_back(std::move(chain));

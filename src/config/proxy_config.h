@@ -12,6 +12,7 @@
 
 #include "config/tls_config.h"
 #include "config/xds_resources.h"
+#include "filters/network/tcp_proxy.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 #include "http/conn_manager_config.h"
 #include "network/address.h"
@@ -29,7 +30,9 @@ namespace sluice::config {
 
 struct FilterChainConfig {
   std::optional<uint32_t> destination_port;
+  // The chain's network filter: the HTTP connection manager or the TCP proxy (one is set).
   http::ConnectionManagerConfigConstSharedPtr hcm;
+  filters::tcp::TcpProxyConfigConstSharedPtr tcp_proxy;
   // filter_chain_match by what the TLS inspector saw; empty: any.
   std::vector<std::string> server_names;  // "example.com" or "*.example.com"
   std::string transport_protocol;         // "tls" or "raw_buffer"
@@ -45,6 +48,17 @@ struct ListenerConfig {
   std::vector<FilterChainConfig> chains;
   // envoy.filters.listener.tls_inspector: peek at the ClientHello before choosing a chain.
   bool tls_inspector{false};
+  // envoy.filters.listener.http_inspector: peek at a plain connection's first bytes for
+  // "http/1.1", "http/1.0" or "h2c" (matched by application_protocols).
+  bool http_inspector{false};
+  // envoy.filters.listener.proxy_protocol: the PROXY header (v1 or v2) is read, and
+  // consumed, before the other listener filters look; its source address becomes the
+  // connection's remote address.
+  struct ProxyProtocol {
+    bool allow_requests_without_proxy_protocol{false};
+  };
+  std::optional<ProxyProtocol> proxy_protocol;
+  bool hasListenerFilters() const { return tls_inspector || http_inspector || proxy_protocol; }
   std::chrono::milliseconds listener_filters_timeout{15000};
   // The chain for a connection to `port`, or null. Envoy's order: the most specific match
   // of destination port, then server name (exact, then the longest wildcard), then transport

@@ -20,6 +20,7 @@ namespace {
 
 constexpr std::string_view kHcm =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+constexpr std::string_view kTcpProxy = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 constexpr std::string_view kRouter = "envoy.extensions.filters.http.router.v3.Router";
 constexpr std::string_view kRouterName = "envoy.filters.http.router";
 constexpr std::string_view kFault = "envoy.extensions.filters.http.fault.v3.HTTPFault";
@@ -96,7 +97,17 @@ const std::vector<SupportedMessage>& supportedMessages() {
        {"destination_port", "server_names", "transport_protocol", "application_protocols"}},
       {"envoy.config.listener.v3.ListenerFilter", {"name", "typed_config"}},
       {"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector", {}},
+      {"envoy.extensions.filters.listener.http_inspector.v3.HttpInspector", {}},
+      {"envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+       {"allow_requests_without_proxy_protocol"}},
       {"envoy.config.listener.v3.Filter", {"name", "typed_config"}},
+      // TCP proxy.
+      {kTcpProxy,
+       {"stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "max_connect_attempts",
+        "access_log"}},
+      {"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster", {"clusters"}},
+      {"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight",
+       {"name", "weight"}},
       // HTTP connection manager.
       {kHcm,
        {"stat_prefix",
@@ -301,6 +312,7 @@ const std::vector<SupportedExtension>& supportedExtensions() {
   static const auto* table = new std::vector<SupportedExtension>{
       {"envoy.filters.network.http_connection_manager", kHcm,
        "envoy.config.listener.v3.Filter.typed_config"},
+      {"envoy.filters.network.tcp_proxy", kTcpProxy, "envoy.config.listener.v3.Filter.typed_config"},
       {kRouterName, kRouter, kHttpFilterSlot, true},
       {"envoy.filters.http.fault", kFault, kHttpFilterSlot},
       {"envoy.filters.http.fault", kFault, kRouteFilterSlot},
@@ -319,6 +331,12 @@ const std::vector<SupportedExtension>& supportedExtensions() {
        "envoy.config.cluster.v3.Cluster.typed_extension_protocol_options"},
       {"envoy.filters.listener.tls_inspector",
        "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+       "envoy.config.listener.v3.ListenerFilter.typed_config", true},
+      {"envoy.filters.listener.http_inspector",
+       "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector",
+       "envoy.config.listener.v3.ListenerFilter.typed_config", true},
+      {"envoy.filters.listener.proxy_protocol",
+       "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
        "envoy.config.listener.v3.ListenerFilter.typed_config", true},
       {"envoy.transport_sockets.tls",
        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",

@@ -336,9 +336,10 @@ void ConnectionImpl::closeSocket(ConnectionEvent event) {
 }
 
 ConnectionPtr createServerConnection(event::Dispatcher& dispatcher, SocketFd&& socket,
-                                     TransportSocketPtr transport, AddressConstSharedPtr local) {
+                                     TransportSocketPtr transport, AddressConstSharedPtr local,
+                                     AddressConstSharedPtr remote) {
   if (!local) local = localAddress(socket.fd());
-  AddressConstSharedPtr remote = peerAddress(socket.fd());
+  if (!remote) remote = peerAddress(socket.fd());
   return std::make_unique<ConnectionImpl>(dispatcher, std::move(socket), std::move(transport),
                                           std::move(local), std::move(remote), true);
 }

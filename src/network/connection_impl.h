@@ -113,10 +113,12 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
 };
 
 // A connection for an accepted socket. `local`: its local address when the caller knows it
-// (a listener bound to one address); null asks the socket.
+// (a listener bound to one address); null asks the socket. `remote`: the peer's address when
+// it is not the socket's (a PROXY protocol header); null asks the socket.
 ConnectionPtr createServerConnection(event::Dispatcher& dispatcher, SocketFd&& socket,
                                      TransportSocketPtr transport,
-                                     AddressConstSharedPtr local = nullptr);
+                                     AddressConstSharedPtr local = nullptr,
+                                     AddressConstSharedPtr remote = nullptr);
 // A connection that will connect to `remote` (call connect()). Null with `error` set when no
 // socket could be made.
 ClientConnectionPtr createClientConnection(event::Dispatcher& dispatcher,

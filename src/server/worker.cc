@@ -1,14 +1,17 @@
 #include "server/worker.h"
 
 #include "common/logger.h"
+#include "filters/network/tcp_proxy.h"
 #include "http/conn_manager_impl.h"
 #include "network/connection_impl.h"
+#include "network/listener_filters.h"
 #include "network/listener_impl.h"
 #include "network/raw_transport_socket.h"
 #include "router/shadow.h"
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include "stats/stats.h"
 
@@ -27,8 +30,19 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
         cx_destroy(h.store_.counter(prefix + "downstream_cx_destroy")),
         cx_active(h.store_.gauge(prefix + "downstream_cx_active")),
         no_filter_chain(h.store_.counter(prefix + "no_filter_chain_match")),
-        pre_cx_timeout(c.tls_inspector ? &h.store_.counter(prefix + "downstream_pre_cx_timeout")
-                                       : nullptr) {
+        pre_cx_timeout(c.hasListenerFilters()
+                           ? &h.store_.counter(prefix + "downstream_pre_cx_timeout")
+                           : nullptr) {
+    if (c.proxy_protocol) {
+      // Envoy's names, rooted at proxy_proto.
+      pp_not_found_allowed = &h.store_.counter("proxy_proto.not_found_allowed");
+      pp_not_found_disallowed = &h.store_.counter("proxy_proto.not_found_disallowed");
+      for (int v = 0; v < 2; ++v) {
+        const std::string vp = "proxy_proto.versions.v" + std::to_string(v + 1) + ".";
+        pp_found[v] = &h.store_.counter(vp + "found");
+        pp_error[v] = &h.store_.counter(vp + "error");
+      }
+    }
     network::ListenerConfig lc;
     lc.accept_errors = &h.store_.counter(prefix + "downstream_cx_overflow");
     listener = std::make_unique<network::TcpListenerImpl>(h.dispatcher_, socket, *this, lc);
@@ -44,6 +58,10 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
   stats::Gauge& cx_active;
   stats::Counter& no_filter_chain;
   stats::Counter* pre_cx_timeout;  // with a listener filter only
+  stats::Counter* pp_not_found_allowed{nullptr};  // with proxy_protocol only
+  stats::Counter* pp_not_found_disallowed{nullptr};
+  stats::Counter* pp_found[2]{};
+  stats::Counter* pp_error[2]{};
   std::unique_ptr<network::TcpListenerImpl> listener;
 };
 
@@ -57,7 +75,7 @@ struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks
   ConnectionHandler& handler;
   ActiveListener& listener;
   network::ConnectionPtr connection;
-  std::shared_ptr<http::ConnectionManagerImpl> hcm;
+  std::shared_ptr<http::ConnectionManagerImpl> hcm;  // null for a TCP proxy chain
 };
 
 struct ConnectionHandler::PendingSocket : public event::DeferredDeletable {
@@ -66,6 +84,8 @@ struct ConnectionHandler::PendingSocket : public event::DeferredDeletable {
   ActiveListener& listener;
   network::SocketFd socket;
   network::AddressConstSharedPtr local;
+  network::AddressConstSharedPtr remote;  // from a PROXY header; null: the socket's peer
+  bool proxy_protocol_done{false};
   event::FileEventPtr event;
   event::TimerPtr timer;
 };
@@ -94,8 +114,8 @@ void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& s
   // The chain (and so the transport: TLS or not) is chosen before the connection is made.
   network::AddressConstSharedPtr local =
       listener.bound ? listener.bound : network::localAddress(socket.fd());
-  if (!listener.config.tls_inspector) {
-    finishAccept(listener, std::move(socket), std::move(local), nullptr);
+  if (!listener.config.hasListenerFilters()) {
+    finishAccept(listener, std::move(socket), std::move(local), nullptr, nullptr);
     return;
   }
   auto pending = std::make_unique<PendingSocket>(listener, std::move(socket), std::move(local));
@@ -116,24 +136,97 @@ void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& s
 
 void ConnectionHandler::onInspectReady(PendingSocket& pending) {
   if (!pending.socket.isOpen()) return;
-  static thread_local uint8_t buf[tls::kMaxClientHelloPeek];
-  const ssize_t n = ::recv(pending.socket.fd(), buf, sizeof(buf), MSG_PEEK);
+  ActiveListener& listener = pending.listener;
+  const config::ListenerConfig& config = listener.config;
+  static thread_local std::vector<uint8_t> buf(
+      std::max(tls::kMaxClientHelloPeek, network::kMaxProxyProtocolHeader));
+  ssize_t n = ::recv(pending.socket.fd(), buf.data(), buf.size(), MSG_PEEK);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
   if (n <= 0) {
-    dropPending(pending);  // closed (or failed) before a ClientHello
+    dropPending(pending);  // closed (or failed) before the listener filters were done
     return;
   }
+  if (config.proxy_protocol && !pending.proxy_protocol_done) {
+    network::ProxyProtocolHeader header;
+    switch (network::parseProxyProtocol(buf.data(), static_cast<size_t>(n), header)) {
+      case network::ParseResult::NeedMoreData:
+        return;  // the rest raises a new edge
+      case network::ParseResult::NotFound:
+        if (!config.proxy_protocol->allow_requests_without_proxy_protocol) {
+          listener.pp_not_found_disallowed->inc();
+          dropPending(pending);
+          return;
+        }
+        listener.pp_not_found_allowed->inc();
+        break;
+      case network::ParseResult::Error:
+        listener.pp_error[header.version == 2 ? 1 : 0]->inc();
+        SLUICE_LOG(debug, connection, "malformed PROXY protocol v{} header", header.version);
+        dropPending(pending);
+        return;
+      case network::ParseResult::Done: {
+        listener.pp_found[header.version - 1]->inc();
+        // Consume exactly the header; what follows is the connection's own data.
+        size_t left = header.length;
+        while (left > 0) {
+          const ssize_t r = ::recv(pending.socket.fd(), buf.data(), left, 0);
+          if (r <= 0) {
+            dropPending(pending);
+            return;
+          }
+          left -= static_cast<size_t>(r);
+        }
+        if (!header.local) {
+          pending.remote = std::move(header.source);
+          pending.local = std::move(header.destination);
+        }
+        break;
+      }
+    }
+    pending.proxy_protocol_done = true;
+    if (!config.tls_inspector && !config.http_inspector) {
+      finishPending(pending, nullptr);
+      return;
+    }
+    // The bytes after the header may be here already (no new edge for them): look again.
+    n = ::recv(pending.socket.fd(), buf.data(), buf.size(), MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n <= 0) {
+      dropPending(pending);
+      return;
+    }
+  }
   tls::ClientHelloInfo hello;
-  if (tls::parseClientHello(buf, static_cast<size_t>(n), hello) ==
+  const size_t len = static_cast<size_t>(n);
+  const bool full = len >= buf.size();
+  if (config.tls_inspector &&
+      tls::parseClientHello(buf.data(), std::min(len, tls::kMaxClientHelloPeek), hello) ==
           tls::ClientHelloResult::NeedMoreData &&
-      static_cast<size_t>(n) < sizeof(buf)) {
+      len < tls::kMaxClientHelloPeek) {
     return;  // the rest of the hello raises a new edge
   }
+  if (config.http_inspector && !hello.is_tls) {
+    std::string_view protocol;
+    if (network::detectHttpProtocol(buf.data(), len, protocol) ==
+            network::ParseResult::NeedMoreData &&
+        !full) {
+      return;
+    }
+    if (!protocol.empty()) hello.alpn.assign(1, std::string(protocol));
+  }
+  finishPending(pending, &hello);
+}
+
+void ConnectionHandler::finishPending(PendingSocket& pending, const tls::ClientHelloInfo* hello) {
   ActiveListener& listener = pending.listener;
   network::SocketFd socket = std::move(pending.socket);
   network::AddressConstSharedPtr local = std::move(pending.local);
+  network::AddressConstSharedPtr remote = std::move(pending.remote);
+  tls::ClientHelloInfo info;
+  if (hello) info = *hello;
   dropPending(pending);
-  finishAccept(listener, std::move(socket), std::move(local), &hello);
+  finishAccept(listener, std::move(socket), std::move(local), std::move(remote),
+               hello ? &info : nullptr);
 }
 
 void ConnectionHandler::dropPending(PendingSocket& pending) {
@@ -151,6 +244,7 @@ void ConnectionHandler::dropPending(PendingSocket& pending) {
 
 void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd&& socket,
                                      network::AddressConstSharedPtr local,
+                                     network::AddressConstSharedPtr remote,
                                      const tls::ClientHelloInfo* hello) {
   const uint32_t port = local ? local->port() : 0;
   const config::FilterChainConfig* chain =
@@ -165,15 +259,19 @@ void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd
       dispatcher_, std::move(socket),
       chain->transport_socket ? chain->transport_socket->createTransportSocket()
                               : std::make_unique<network::RawTransportSocket>(),
-      std::move(local));
+      std::move(local), std::move(remote));
   listener.cx_total.inc();
   listener.cx_active.inc();
   conn->setBufferLimits(listener.config.buffer_limit);
   conn->noDelay(true);
   auto active = std::make_unique<ActiveConnection>(*this, listener, std::move(conn));
-  active->hcm = std::make_shared<http::ConnectionManagerImpl>(chain->hcm);
   active->connection->addConnectionCallbacks(*active);
-  active->connection->addReadFilter(active->hcm);
+  if (chain->hcm) {
+    active->hcm = std::make_shared<http::ConnectionManagerImpl>(chain->hcm);
+    active->connection->addReadFilter(active->hcm);
+  } else {
+    active->connection->addReadFilter(filters::tcp::createTcpProxyFilter(chain->tcp_proxy));
+  }
   ActiveConnection* raw = active.get();
   connections_.emplace(raw, std::move(active));
   if (count_) count_->store(connections_.size(), std::memory_order_relaxed);
@@ -201,7 +299,7 @@ void ConnectionHandler::drainConnections() {
   std::vector<ActiveConnection*> all;
   for (auto& [raw, _] : connections_) all.push_back(raw);
   for (auto* c : all) {
-    if (connections_.count(c)) c->hcm->startDrain();
+    if (connections_.count(c) && c->hcm) c->hcm->startDrain();
   }
 }
 
@@ -241,6 +339,7 @@ void Worker::start() {
     handler_.stopListeners();
     // Mirrored requests belong to no connection: end them while their pools still exist.
     router::ShadowRequest::finishAll();
+    filters::tcp::closeFlushingUpstreams();
     tlcm_.drainAll();
     dispatcher_.clearDeferredDeleteList();
     upstream::ThreadLocalClusterManager::setCurrent(nullptr);

@@ -56,11 +56,16 @@ class ConnectionHandler {
   struct ActiveConnection;
   struct PendingSocket;
   void onAccept(ActiveListener& listener, network::SocketFd&& socket);
-  // With the TLS inspector: waits (peeking, consuming nothing) for the ClientHello.
+  // With listener filters: reads the PROXY header, then peeks (consuming nothing) at the
+  // ClientHello or the HTTP request line.
   void onInspectReady(PendingSocket& pending);
   void dropPending(PendingSocket& pending);
+  // The listener filters are done: the pending socket becomes a connection.
+  void finishPending(PendingSocket& pending, const tls::ClientHelloInfo* hello);
+  // `local`/`remote`: the connection's addresses when known (remote: from a PROXY header).
   void finishAccept(ActiveListener& listener, network::SocketFd&& socket,
-                    network::AddressConstSharedPtr local, const tls::ClientHelloInfo* hello);
+                    network::AddressConstSharedPtr local, network::AddressConstSharedPtr remote,
+                    const tls::ClientHelloInfo* hello);
   void removeConnection(ActiveConnection& conn);
 
   event::Dispatcher& dispatcher_;

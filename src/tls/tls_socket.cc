@@ -156,21 +156,30 @@ void TlsTransportSocket::onHandshakeFailed(int ssl_error) {
   ERR_clear_error();
 }
 
-network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
-  network::TransportIoResult result;
+bool TlsTransportSocket::notReadyForIo(network::TransportIoResult& result) {
+  if (state_ == State::Handshaking) doHandshake();  // a failure leaves State::Failed
   if (state_ == State::Failed) {
     result.action = network::PostIoAction::Close;
     result.err = EPROTO;
-    return result;
+    return true;
   }
-  if (state_ == State::Handshaking) {
-    if (!doHandshake()) {
-      result.action = network::PostIoAction::Close;
-      result.err = EPROTO;
-      return result;
-    }
-    if (state_ == State::Handshaking || connectionClosed()) return result;
-  }
+  // Until the handshake completes, what is written waits in the buffer.
+  return state_ == State::Handshaking || connectionClosed();
+}
+
+void TlsTransportSocket::failIo(network::TransportIoResult& result, int ssl_error,
+                                const char* op) {
+  const int sys_errno = errno;
+  SLUICE_LOG(debug, connection, "[C{}] TLS {} error {} (errno {})", callbacks_->connection().id(),
+             op, ssl_error, sys_errno);
+  result.action = network::PostIoAction::Close;
+  result.err = ssl_error == SSL_ERROR_SYSCALL && sys_errno != 0 ? sys_errno : EPROTO;
+  ERR_clear_error();
+}
+
+network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
+  network::TransportIoResult result;
+  if (notReadyForIo(result)) return result;
   while (true) {
     buffer::Reservation res = buffer.reserveForRead();
     size_t got = 0;
@@ -206,19 +215,13 @@ network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
         return result;
       case SSL_ERROR_SYSCALL:
         if (errno == 0) {
-          result.end_stream_read = true;
+          result.end_stream_read = true;  // EOF without close_notify
           return result;
         }
-        result.action = network::PostIoAction::Close;
-        result.err = errno;
-        ERR_clear_error();
+        failIo(result, err, "read");
         return result;
       default:
-        SLUICE_LOG(debug, connection, "[C{}] TLS read error {}", callbacks_->connection().id(),
-                   err);
-        ERR_clear_error();
-        result.action = network::PostIoAction::Close;
-        result.err = EPROTO;
+        failIo(result, err, "read");
         return result;
     }
     if (callbacks_->shouldDrainReadBuffer()) {
@@ -230,20 +233,7 @@ network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
 
 network::TransportIoResult TlsTransportSocket::doWrite(buffer::Buffer& buffer, bool end_stream) {
   network::TransportIoResult result;
-  if (state_ == State::Failed) {
-    result.action = network::PostIoAction::Close;
-    result.err = EPROTO;
-    return result;
-  }
-  if (state_ == State::Handshaking) {
-    if (!doHandshake()) {
-      result.action = network::PostIoAction::Close;
-      result.err = EPROTO;
-      return result;
-    }
-    // Until the handshake completes, what is written waits in the buffer.
-    if (state_ == State::Handshaking || connectionClosed()) return result;
-  }
+  if (notReadyForIo(result)) return result;
   if (read_wants_write_) {
     read_wants_write_ = false;
     callbacks_->setTransportSocketIsReadable();
@@ -270,9 +260,7 @@ network::TransportIoResult TlsTransportSocket::doWrite(buffer::Buffer& buffer, b
       bytes_to_retry_ = len;
       return result;
     }
-    result.action = network::PostIoAction::Close;
-    result.err = err == SSL_ERROR_SYSCALL && errno != 0 ? errno : EPROTO;
-    ERR_clear_error();
+    failIo(result, err, "write");
     return result;
   }
   if (end_stream) {

@@ -32,6 +32,13 @@ class TlsTransportSocket : public network::TransportSocket {
   enum class State { Handshaking, Open, ShutdownSent, Failed };
   // Advances the handshake; false when it failed (the connection must close).
   bool doHandshake();
+  // What doRead() and doWrite() do first: false when they may go on (the connection is
+  // open); true when they must return `result` now, set to Close if the connection failed
+  // (or its handshake fails now), left empty while the handshake is still under way.
+  bool notReadyForIo(network::TransportIoResult& result);
+  // An SSL_read/SSL_write error that ends the connection: `result` becomes Close with the
+  // socket's errno when there is one.
+  void failIo(network::TransportIoResult& result, int ssl_error, const char* op);
   void onHandshakeFailed(int ssl_error);
   void sendCloseNotify();
   bool connectionClosed();

@@ -33,6 +33,7 @@ namespace sluice::upstream {
   COUNTER(upstream_cx_http2_total)          \
   COUNTER(upstream_cx_connect_fail)         \
   COUNTER(upstream_cx_connect_timeout)      \
+  COUNTER(upstream_cx_connect_attempts_exceeded) \
   COUNTER(upstream_cx_destroy)              \
   COUNTER(upstream_cx_destroy_local)        \
   COUNTER(upstream_cx_destroy_remote)       \

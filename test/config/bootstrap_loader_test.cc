@@ -404,12 +404,12 @@ static_resources:
   - name: l
     address: {socket_address: {address: 0.0.0.0, port_value: 80}}
     listener_filters:
-    - name: envoy.filters.listener.proxy_protocol
+    - name: envoy.filters.listener.original_dst
       typed_config:
-        "@type": type.googleapis.com/envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst
 )"),
               ElementsAre("static_resources.listeners[0].listener_filters[0]: "
-                          "envoy.filters.listener.proxy_protocol is not supported"));
+                          "envoy.filters.listener.original_dst is not supported"));
   EXPECT_THAT(loadErrors(cluster(R"(
     health_checks:
     - timeout: 1s

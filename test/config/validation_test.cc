@@ -383,7 +383,7 @@ typed_extension_protocol_options:
   envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
     "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
     explicit_http_config: {http3_protocol_options: {}}
-  envoy.filters.network.tcp_proxy:
+  envoy.filters.network.redis_proxy:
     "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
 )",
                               "envoy.config.cluster.v3.Cluster", cluster, errors))
@@ -393,8 +393,8 @@ typed_extension_protocol_options:
                           "typed_extension_protocol_options[envoy.extensions.upstreams.http.v3."
                           "HttpProtocolOptions].explicit_http_config.http3_protocol_options: "
                           "http3_protocol_options is not supported",
-                          "typed_extension_protocol_options[envoy.filters.network.tcp_proxy]: "
-                          "envoy.filters.network.tcp_proxy is not supported"));
+                          "typed_extension_protocol_options[envoy.filters.network.redis_proxy]: "
+                          "envoy.filters.network.redis_proxy is not supported"));
 }
 
 // docs/envoy-compat.md carries the tables verbatim, so the page cannot drift from the code.
