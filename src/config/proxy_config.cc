@@ -281,6 +281,9 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   const auto& common = proto.common_http_protocol_options();
   if (common.has_idle_timeout()) cfg->idle_timeout = toMs(common.idle_timeout());
   if (common.has_max_stream_duration()) cfg->max_stream_duration = toMs(common.max_stream_duration());
+  if (common.has_max_requests_per_connection()) {
+    cfg->max_requests_per_connection = common.max_requests_per_connection().value();
+  }
   if (common.has_max_headers_count()) {
     cfg->http1_settings.max_headers_count = common.max_headers_count().value();
   }

@@ -1231,6 +1231,14 @@ RequestDecoder& ConnectionManagerImpl::newStream(ResponseEncoder& encoder) {
   if (idle_timer_) idle_timer_->disableTimer();
   stats_.downstream_rq_total.inc();
   stats_.downstream_rq_active.inc();
+  if (config_->max_requests_per_connection > 0 && !draining_ &&
+      ++requests_ >= config_->max_requests_per_connection) {
+    // The last request this connection takes: HTTP/1 answers it with connection: close,
+    // HTTP/2 sends GOAWAY; the connection closes once its streams are done (Envoy's drain).
+    stats_.downstream_cx_max_requests_reached.inc();
+    draining_ = true;
+    if (http2_) codec_->goAway();
+  }
   auto stream = std::make_unique<ActiveStream>(*this, encoder);
   ActiveStream& ref = *stream;
   streams_.push_front(std::move(stream));
