@@ -284,6 +284,9 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   const auto& common = proto.common_http_protocol_options();
   if (common.has_idle_timeout()) cfg->idle_timeout = toMs(common.idle_timeout());
   if (common.has_max_stream_duration()) cfg->max_stream_duration = toMs(common.max_stream_duration());
+  if (common.has_max_requests_per_connection()) {
+    cfg->max_requests_per_connection = common.max_requests_per_connection().value();
+  }
   if (common.has_max_headers_count()) {
     cfg->http1_settings.max_headers_count = common.max_headers_count().value();
   }
@@ -466,8 +469,14 @@ bool buildHealthCheck(const envoy::config::core::v3::HealthCheck& hc, const std:
       }
       out.receive.push_back(std::move(block));
     }
+  } else if (hc.has_grpc_health_check()) {
+    const auto& g = hc.grpc_health_check();
+    out.type = HealthCheckConfig::Type::Grpc;
+    out.service_name = g.service_name();
+    out.authority = g.authority();
   } else {
-    errors.push_back(path + ": one of http_health_check or tcp_health_check is required");
+    errors.push_back(path +
+                     ": one of http_health_check, tcp_health_check or grpc_health_check is required");
     return false;
   }
   return true;
@@ -670,6 +679,20 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
       }
       info->http2_settings = h2;
     }
+    if (http.has_use_downstream_protocol_config()) {
+      // HTTP/2 upstream for an HTTP/2 request, HTTP/1.1 for the others.
+      http::http2::CodecSettings h2;
+      const auto& d = http.use_downstream_protocol_config();
+      if (d.has_http2_protocol_options() &&
+          !buildHttp2Settings(d.http2_protocol_options(),
+                              path + ".typed_extension_protocol_options.use_downstream_protocol_"
+                                     "config.http2_protocol_options",
+                              h2, errors)) {
+        return false;
+      }
+      info->http2_settings = h2;
+      info->use_downstream_protocol = true;
+    }
   }
   out.info = info;
   switch (proto.type()) {
@@ -690,6 +713,13 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
     out.health_check.emplace();
     if (!buildHealthCheck(proto.health_checks(0), path + ".health_checks[0]", *out.health_check,
                           errors)) {
+      return false;
+    }
+    if (out.health_check->type == upstream::HealthCheckConfig::Type::Grpc && !info->http2_settings) {
+      // As Envoy: gRPC runs over HTTP/2 only.
+      errors.push_back(path + ".health_checks[0].grpc_health_check: the cluster must use HTTP/2 "
+                       "(typed_extension_protocol_options ... explicit_http_config."
+                       "http2_protocol_options) for gRPC health checks");
       return false;
     }
   }

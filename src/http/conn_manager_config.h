@@ -41,6 +41,7 @@ namespace sluice::http {
   COUNTER(downstream_cx_idle_timeout)                \
   COUNTER(downstream_cx_max_duration_reached)        \
   COUNTER(downstream_cx_drain_close)                 \
+  COUNTER(downstream_cx_max_requests_reached)        \
   COUNTER(downstream_cx_rx_bytes_total)              \
   GAUGE(downstream_cx_rx_bytes_buffered)             \
   COUNTER(downstream_cx_tx_bytes_total)              \
@@ -113,6 +114,9 @@ struct ConnectionManagerConfig {
   std::chrono::milliseconds request_headers_timeout{0};
   std::chrono::milliseconds idle_timeout{std::chrono::hours(1)};  // connection without streams
   std::chrono::milliseconds max_stream_duration{0};
+  // common_http_protocol_options.max_requests_per_connection: the connection drains after
+  // that many requests (HTTP/1: connection: close; HTTP/2: GOAWAY). 0: unlimited.
+  uint32_t max_requests_per_connection{0};
   std::chrono::milliseconds delayed_close_timeout{1000};
   std::chrono::milliseconds drain_timeout{5000};
   bool normalize_path{false};

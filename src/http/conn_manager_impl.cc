@@ -251,10 +251,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
       request_timer->enableTimer(cfg.request_timeout);
     }
     if (cfg.max_stream_duration.count() > 0) {
-      duration_timer = dispatcher.createTimer([this] {
-        parent.stats_.downstream_rq_max_duration_reached.inc();
-        timeoutReply(408, "max_duration_timeout", 0);
-      });
+      duration_timer = dispatcher.createTimer([this] { onMaxDuration(); });
       duration_timer->enableTimer(cfg.max_stream_duration);
     }
   }
@@ -305,8 +302,74 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
                          ? parent.config_->route_table->route(*request_headers, id)
                          : nullptr;
       if (cached_route) info.route_name = std::string(cached_route->name());
+      if (cached_route && cached_route->streamDurationPolicy()) {
+        refreshDurationTimeout(*cached_route->streamDurationPolicy());
+      }
     }
     return cached_route;
+  }
+
+  // A route with max_stream_duration sets the stream's deadline (Envoy's rules): its
+  // max_stream_duration, or the connection manager's, or with a grpc-timeout header and
+  // grpc_timeout_header_max, that timeout capped and less the offset. A gRPC request's
+  // grpc-timeout is lowered to the deadline so the upstream knows it too. Runs from the
+  // stream's start, so the time already spent counts.
+  void refreshDurationTimeout(const StreamDurationPolicy& p) {
+    HeaderMap& h = *request_headers;
+    const auto grpc_timeout = parseGrpcTimeout(h.getValue("grpc-timeout"));
+    const bool grpc = isGrpcContentType(h.getValue(headers::kContentType));
+    std::chrono::milliseconds timeout{0};
+    bool disable = false;
+    if (!grpc_timeout || !p.grpc_timeout_header_max) {
+      if (p.max_stream_duration) {
+        timeout = *p.max_stream_duration;
+        disable = timeout.count() == 0;  // an explicit 0 turns the deadline off
+      } else if (parent.config_->max_stream_duration.count() > 0) {
+        timeout = parent.config_->max_stream_duration;
+      } else {
+        disable = true;
+      }
+    } else {
+      timeout = *grpc_timeout;
+      if (p.grpc_timeout_header_max->count() > 0 && timeout > *p.grpc_timeout_header_max) {
+        timeout = *p.grpc_timeout_header_max;
+      }
+      if (timeout.count() > 0 && p.grpc_timeout_header_offset) {
+        timeout = *p.grpc_timeout_header_offset < timeout ? timeout - *p.grpc_timeout_header_offset
+                                                          : std::chrono::milliseconds(0);
+      }
+    }
+    if (disable) {
+      if (duration_timer) {
+        duration_timer->disableTimer();
+        if (grpc) h.remove("grpc-timeout");
+      }
+      return;
+    }
+    if (grpc && (!grpc_timeout || timeout < *grpc_timeout)) {
+      h.set("grpc-timeout", formatGrpcTimeout(timeout));
+    }
+    const auto used = std::chrono::ceil<std::chrono::milliseconds>(sinceStart());
+    timeout = timeout > used ? timeout - used : std::chrono::milliseconds(0);
+    if (!duration_timer) {
+      duration_timer = parent.connection_->dispatcher().createTimer([this] { onMaxDuration(); });
+    }
+    duration_timer->enableTimer(timeout);
+  }
+
+  void onMaxDuration() {
+    parent.stats_.downstream_rq_max_duration_reached.inc();
+    // A gRPC client hears DEADLINE_EXCEEDED, as Envoy answers this timeout.
+    const bool grpc = request_headers &&
+                      isGrpcContentType(request_headers->getValue(headers::kContentType));
+    ModifyHeadersCb modify;
+    if (grpc) {
+      modify = [](ResponseHeaderMap& h) {
+        h.set("grpc-status", "4");
+        h.set("grpc-message", "downstream duration timeout");
+      };
+    }
+    timeoutReply(408, "max_duration_timeout", 0, modify);
   }
 
   // ---- RequestDecoder (from the codec)
@@ -903,13 +966,27 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     LocalReply reply;
     reply.headers = std::make_unique<HeaderMap>();
     reply.headers->add(headers::kStatus, std::to_string(code));
-    if (!body.empty()) {
-      reply.headers->add(headers::kContentLength, std::to_string(body.size()));
-      reply.headers->add(headers::kContentType, "text/plain");
-    }
-    if (modify) modify(*reply.headers);
     const bool is_head = request_headers && request_headers->method() == "HEAD";
-    if (!is_head) reply.body = std::string(body);
+    if (request_headers && isGrpcContentType(request_headers->getValue(headers::kContentType))) {
+      // A gRPC client gets a gRPC error, as Envoy sends it: HTTP 200, trailers-only, the
+      // status mapped from the HTTP code (unless the caller set one) and the body as
+      // grpc-message.
+      if (modify) modify(*reply.headers);
+      reply.headers->set(headers::kStatus, "200");
+      reply.headers->set(headers::kContentType, "application/grpc");
+      reply.headers->remove(headers::kContentLength);
+      if (!reply.headers->get("grpc-status")) {
+        reply.headers->set("grpc-status", std::to_string(httpToGrpcStatus(code)));
+      }
+      if (!body.empty() && !is_head) reply.headers->set("grpc-message", grpcMessageEncode(body));
+    } else {
+      if (!body.empty()) {
+        reply.headers->add(headers::kContentLength, std::to_string(body.size()));
+        reply.headers->add(headers::kContentType, "text/plain");
+      }
+      if (modify) modify(*reply.headers);
+      if (!is_head) reply.body = std::string(body);
+    }
     if (response_headers) {
       sendDirectLocalReply(std::move(reply));
     } else if (decode_callback_depth > 0) {
@@ -952,13 +1029,14 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     if (!destroyed) onResponseComplete();
   }
 
-  void timeoutReply(uint32_t code, std::string_view details, uint32_t flag) {
+  void timeoutReply(uint32_t code, std::string_view details, uint32_t flag,
+                    const ModifyHeadersCb& modify = nullptr) {
     if (flag) info.setResponseFlag(static_cast<ResponseFlag>(flag));
     if (response_started) {
       resetStream(StreamResetReason::LocalReset);
     } else {
       close_after = true;  // the request may be incomplete: the connection cannot be reused
-      sendLocalReply(code, "", nullptr, details);
+      sendLocalReply(code, "", modify, details);
     }
   }
 
@@ -1153,6 +1231,14 @@ RequestDecoder& ConnectionManagerImpl::newStream(ResponseEncoder& encoder) {
   if (idle_timer_) idle_timer_->disableTimer();
   stats_.downstream_rq_total.inc();
   stats_.downstream_rq_active.inc();
+  if (config_->max_requests_per_connection > 0 && !draining_ &&
+      ++requests_ >= config_->max_requests_per_connection) {
+    // The last request this connection takes: HTTP/1 answers it with connection: close,
+    // HTTP/2 sends GOAWAY; the connection closes once its streams are done (Envoy's drain).
+    stats_.downstream_cx_max_requests_reached.inc();
+    draining_ = true;
+    if (http2_) codec_->goAway();
+  }
   auto stream = std::make_unique<ActiveStream>(*this, encoder);
   ActiveStream& ref = *stream;
   streams_.push_front(std::move(stream));

@@ -63,6 +63,7 @@ class ConnectionManagerImpl : public network::ReadFilter,
   event::TimerPtr idle_timer_;
   event::MonotonicTime connected_at_;
   bool draining_{false};
+  uint64_t requests_{0};  // streams begun, for max_requests_per_connection
   bool close_after_stream_{false};  // a response carried "connection: close"
   bool closed_{false};
   bool http2_{false};

@@ -4,8 +4,10 @@
 // request, from a route table that is an immutable snapshot. The router (src/router)
 // implements both; nothing in src/http looks inside.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "http/header_map.h"
@@ -21,6 +23,16 @@ class RouteSpecificFilterConfig {
 };
 using RouteSpecificFilterConfigConstSharedPtr = std::shared_ptr<const RouteSpecificFilterConfig>;
 
+// A route's RouteAction.max_stream_duration. A route that has one sets the stream's
+// deadline (Envoy's "new timeouts": the route timeout no longer applies): the route's
+// max_stream_duration (else the connection manager's), or for a request with grpc-timeout
+// and grpc_timeout_header_max, the grpc-timeout capped and less the offset.
+struct StreamDurationPolicy {
+  std::optional<std::chrono::milliseconds> max_stream_duration;
+  std::optional<std::chrono::milliseconds> grpc_timeout_header_max;
+  std::optional<std::chrono::milliseconds> grpc_timeout_header_offset;
+};
+
 class Route {
  public:
   virtual ~Route() = default;
@@ -31,6 +43,8 @@ class Route {
     (void)filter_name;
     return nullptr;
   }
+  // Null unless the route has max_stream_duration. Lives as long as the route.
+  virtual const StreamDurationPolicy* streamDurationPolicy() const { return nullptr; }
 };
 using RouteConstSharedPtr = std::shared_ptr<const Route>;
 

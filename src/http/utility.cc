@@ -1,5 +1,6 @@
 #include "http/utility.h"
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -199,6 +200,77 @@ bool headerHasToken(std::string_view value, std::string_view token) {
     value.remove_prefix(comma + 1);
   }
   return false;
+}
+
+bool isGrpcContentType(std::string_view ct) {
+  constexpr std::string_view kGrpc = "application/grpc";
+  if (ct.size() < kGrpc.size() || !equalsIgnoreCase(ct.substr(0, kGrpc.size()), kGrpc)) {
+    return false;
+  }
+  return ct.size() == kGrpc.size() || ct[kGrpc.size()] == '+' || ct[kGrpc.size()] == ';';
+}
+
+uint32_t httpToGrpcStatus(uint32_t http_status) {
+  switch (http_status) {
+    case 400: return 13;  // INTERNAL
+    case 401: return 16;  // UNAUTHENTICATED
+    case 403: return 7;   // PERMISSION_DENIED
+    case 404: return 12;  // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504: return 14;  // UNAVAILABLE
+    default: return 2;    // UNKNOWN
+  }
+}
+
+std::string grpcMessageEncode(std::string_view message) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(message.size());
+  for (const char ch : message) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < ' ' || c > '~' || c == '%') {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xf]);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return out;
+}
+
+std::optional<std::chrono::milliseconds> parseGrpcTimeout(std::string_view v) {
+  if (v.size() < 2 || v.size() > 9) return std::nullopt;
+  uint64_t n = 0;
+  for (const char c : v.substr(0, v.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  switch (v.back()) {
+    case 'H': return std::chrono::milliseconds(n * 3600 * 1000);
+    case 'M': return std::chrono::milliseconds(n * 60 * 1000);
+    case 'S': return std::chrono::milliseconds(n * 1000);
+    case 'm': return std::chrono::milliseconds(n);
+    case 'u': return std::chrono::milliseconds((n + 999) / 1000);
+    case 'n': return std::chrono::milliseconds((n + 999999) / 1000000);
+    default: return std::nullopt;
+  }
+}
+
+std::string formatGrpcTimeout(std::chrono::milliseconds timeout) {
+  // At most 8 digits: switch to a larger unit (rounded up) when milliseconds need more.
+  constexpr uint64_t kMax = 99999999;
+  uint64_t n = static_cast<uint64_t>(std::max<int64_t>(timeout.count(), 0));
+  static constexpr std::pair<uint64_t, char> kUnits[] = {{1000, 'S'}, {60, 'M'}, {60, 'H'}};
+  char unit = 'm';
+  for (const auto& [factor, next] : kUnits) {
+    if (n <= kMax) break;
+    n = (n + factor - 1) / factor;
+    unit = next;
+  }
+  return std::to_string(std::min(n, kMax)) + unit;
 }
 
 }  // namespace sluice::http

@@ -2,7 +2,9 @@
 
 // Small HTTP helpers shared by the connection manager and the router.
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -35,5 +37,21 @@ bool isHopByHopHeader(std::string_view name);
 
 // True when the comma-separated header value contains `token` (case-insensitive).
 bool headerHasToken(std::string_view value, std::string_view token);
+
+// gRPC: a request is gRPC when its content-type is application/grpc, alone or followed by
+// '+' or ';' (application/grpc+proto).
+bool isGrpcContentType(std::string_view content_type);
+// The gRPC status an HTTP status stands for (gRPC's http-grpc-status-mapping, as Envoy's
+// Grpc::Utility::httpToGrpcStatus): 400 INTERNAL, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
+// 404 UNIMPLEMENTED, 429/502/503/504 UNAVAILABLE, anything else UNKNOWN.
+uint32_t httpToGrpcStatus(uint32_t http_status);
+// A grpc-message value: bytes outside ' '..'~' and '%' percent-encoded (gRPC's rule).
+std::string grpcMessageEncode(std::string_view message);
+
+// The grpc-timeout header ("<1-8 digits><H|M|S|m|u|n>") in milliseconds, rounded up;
+// nullopt when absent or malformed.
+std::optional<std::chrono::milliseconds> parseGrpcTimeout(std::string_view value);
+// A grpc-timeout value for `timeout` ("250m", or in a larger unit past 8 digits).
+std::string formatGrpcTimeout(std::chrono::milliseconds timeout);
 
 }  // namespace sluice::http

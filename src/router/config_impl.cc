@@ -497,6 +497,11 @@ uint32_t RetryPolicy::parseRetryOn(std::string_view list, std::string* unknown) 
       {"refused-stream", kRefusedStream},
       {"retriable-status-codes", kRetriableStatusCodes},
       {"retriable-headers", kRetriableHeaders},
+      {"cancelled", kGrpcCancelled},
+      {"deadline-exceeded", kGrpcDeadlineExceeded},
+      {"internal", kGrpcInternal},
+      {"resource-exhausted", kGrpcResourceExhausted},
+      {"unavailable", kGrpcUnavailable},
   };
   uint32_t bits = 0;
   while (!list.empty()) {
@@ -775,6 +780,20 @@ bool RouteEntry::initRouteAction(const envoy::config::route::v3::RouteAction& pr
 
   if (proto.has_timeout()) timeout_ = durationMs(proto.timeout());
   if (proto.has_idle_timeout()) idle_timeout_ = durationMs(proto.idle_timeout());
+  if (proto.has_max_stream_duration()) {
+    const auto& d = proto.max_stream_duration();
+    http::StreamDurationPolicy p;
+    if (d.has_max_stream_duration()) p.max_stream_duration = durationMs(d.max_stream_duration());
+    if (d.has_grpc_timeout_header_max()) {
+      p.grpc_timeout_header_max = durationMs(d.grpc_timeout_header_max());
+    }
+    if (d.has_grpc_timeout_header_offset()) {
+      p.grpc_timeout_header_offset = durationMs(d.grpc_timeout_header_offset());
+    }
+    stream_duration_ = p;
+  }
+  if (proto.has_max_grpc_timeout()) max_grpc_timeout_ = durationMs(proto.max_grpc_timeout());
+  if (proto.has_grpc_timeout_offset()) grpc_timeout_offset_ = durationMs(proto.grpc_timeout_offset());
   if (proto.has_retry_policy()) {
     retry_policy_ = compileRetryPolicy(proto.retry_policy(), path + ".retry_policy", error);
     if (!retry_policy_) return false;

@@ -176,6 +176,14 @@ struct RetryPolicy {
     kRefusedStream = 1 << 5,
     kRetriableStatusCodes = 1 << 6,
     kRetriableHeaders = 1 << 7,
+    // gRPC: the grpc-status of a trailers-only response (x-envoy-retry-grpc-on's names).
+    kGrpcCancelled = 1 << 8,
+    kGrpcDeadlineExceeded = 1 << 9,
+    kGrpcInternal = 1 << 10,
+    kGrpcResourceExhausted = 1 << 11,
+    kGrpcUnavailable = 1 << 12,
+    kGrpcAll = kGrpcCancelled | kGrpcDeadlineExceeded | kGrpcInternal | kGrpcResourceExhausted |
+               kGrpcUnavailable,
   };
   // Parses a comma list ("5xx,reset"). Unknown names: `unknown` gets the first, and the
   // bits of the known ones are still returned.
@@ -226,6 +234,13 @@ class RouteEntry : public http::Route {
 
   // Upstream timeout: 15s unless set; zero means none.
   std::chrono::milliseconds timeout() const { return timeout_; }
+  // RouteAction.max_stream_duration (the connection manager runs that deadline).
+  const http::StreamDurationPolicy* streamDurationPolicy() const override {
+    return stream_duration_ ? &*stream_duration_ : nullptr;
+  }
+  // The legacy max_grpc_timeout (0: no cap) and grpc_timeout_offset, when set.
+  std::optional<std::chrono::milliseconds> maxGrpcTimeout() const { return max_grpc_timeout_; }
+  std::optional<std::chrono::milliseconds> grpcTimeoutOffset() const { return grpc_timeout_offset_; }
   // Stream idle timeout for this route, when set (zero disables it).
   std::optional<std::chrono::milliseconds> idleTimeout() const { return idle_timeout_; }
   // The retry policy: the route's, else the virtual host's; null when neither has one.
@@ -310,6 +325,9 @@ class RouteEntry : public http::Route {
   bool append_x_forwarded_host_{false};
   std::chrono::milliseconds timeout_{15000};
   std::optional<std::chrono::milliseconds> idle_timeout_;
+  std::optional<http::StreamDurationPolicy> stream_duration_;
+  std::optional<std::chrono::milliseconds> max_grpc_timeout_;
+  std::optional<std::chrono::milliseconds> grpc_timeout_offset_;
   std::unique_ptr<const RetryPolicy> retry_policy_;
   std::optional<bool> hedge_on_per_try_timeout_;
   std::optional<uint32_t> buffer_limit_;

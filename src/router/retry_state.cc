@@ -30,6 +30,9 @@ std::unique_ptr<RetryState> RetryState::create(const RetryPolicy* policy,
   if (const std::string_view* v = request.get("x-envoy-retry-on")) {
     retry_on |= RetryPolicy::parseRetryOn(*v);
   }
+  if (const std::string_view* v = request.get("x-envoy-retry-grpc-on")) {
+    retry_on |= RetryPolicy::parseRetryOn(*v) & RetryPolicy::kGrpcAll;
+  }
   if (const std::string_view* v = request.get("x-envoy-max-retries")) {
     uint32_t n = 0;
     auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), n);
@@ -89,6 +92,19 @@ bool RetryState::retriableResponse(const http::ResponseHeaderMap& response) cons
     if (std::find(codes.begin(), codes.end(), code) != codes.end()) return true;
     if (std::find(request_codes_.begin(), request_codes_.end(), code) != request_codes_.end()) {
       return true;
+    }
+  }
+  if (retry_on_ & RetryPolicy::kGrpcAll) {
+    // A gRPC error in a trailers-only response. (A status in trailers comes after the
+    // headers went to the client: too late to retry, in Envoy too.)
+    if (const std::string_view* v = response.get("grpc-status")) {
+      uint32_t bit = 0;
+      if (*v == "1") bit = RetryPolicy::kGrpcCancelled;
+      else if (*v == "4") bit = RetryPolicy::kGrpcDeadlineExceeded;
+      else if (*v == "8") bit = RetryPolicy::kGrpcResourceExhausted;
+      else if (*v == "13") bit = RetryPolicy::kGrpcInternal;
+      else if (*v == "14") bit = RetryPolicy::kGrpcUnavailable;
+      if (retry_on_ & bit) return true;
     }
   }
   if (retry_on_ & RetryPolicy::kRetriableHeaders) {

@@ -1,7 +1,7 @@
 #pragma once
 
 // The retry decisions of one request (Envoy's RetryState): which failures are retried under
-// the route's retry policy and the request's x-envoy-retry-on / x-envoy-max-retries, how many
+// the route's retry policy and the request's x-envoy-retry-on, x-envoy-retry-grpc-on and x-envoy-max-retries, how many
 // retries are left, the cluster's retry circuit breaker or budget, and the back-off between
 // tries. Pure logic: the router owns the timers.
 

@@ -117,8 +117,25 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
   }
   info.upstream_cluster = cluster_->info().name();
 
-  // The timeout: the route's, unless the request asks for another (Envoy's header).
-  timeout_ = entry_->timeout();
+  // The timeout: the route's, unless the request asks for another (Envoy's header). A route
+  // with max_stream_duration has none (the connection manager runs that deadline); a gRPC
+  // request on a route with the legacy max_grpc_timeout takes its grpc-timeout, less
+  // grpc_timeout_offset, capped by max_grpc_timeout (0: no cap), as Envoy's finalTimeout.
+  const bool legacy_grpc_timeout =
+      !entry_->streamDurationPolicy() && entry_->maxGrpcTimeout() &&
+      http::isGrpcContentType(headers.getValue(http::headers::kContentType));
+  if (entry_->streamDurationPolicy()) {
+    timeout_ = std::chrono::milliseconds(0);
+  } else if (legacy_grpc_timeout) {
+    auto t = http::parseGrpcTimeout(headers.getValue("grpc-timeout"))
+                 .value_or(std::chrono::milliseconds(0));
+    if (const auto offset = entry_->grpcTimeoutOffset(); offset && *offset < t) t -= *offset;
+    const auto max = *entry_->maxGrpcTimeout();
+    if (max.count() > 0 && (t.count() == 0 || t > max)) t = max;
+    timeout_ = t;
+  } else {
+    timeout_ = entry_->timeout();
+  }
   if (auto v = headers.get("x-envoy-upstream-rq-timeout-ms")) {
     if (auto ms = parseMs(*v)) timeout_ = std::chrono::milliseconds(*ms);
     headers.remove("x-envoy-upstream-rq-timeout-ms");
@@ -155,11 +172,13 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
     headers.set(http::headers::kAuthority, host_->hostname());
   }
   entry_->finalizeRequestHeaders(headers, info, chosen_);
-  if (!config_->suppress_envoy_headers) {
-    const auto expected = per_try_timeout_.count() > 0 ? per_try_timeout_ : timeout_;
-    if (expected.count() > 0) {
+  const auto expected = per_try_timeout_.count() > 0 ? per_try_timeout_ : timeout_;
+  if (expected.count() > 0) {
+    if (!config_->suppress_envoy_headers) {
       headers.set(http::headers::kXEnvoyExpectedRqTimeoutMs, Decimal(expected.count()).view());
     }
+    // The upstream gRPC server learns the deadline it really has.
+    if (legacy_grpc_timeout) headers.set("grpc-timeout", http::formatGrpcTimeout(expected));
   }
 
   if (entry_->idleTimeout()) callbacks_->setStreamIdleTimeout(*entry_->idleTimeout());
@@ -198,7 +217,7 @@ void RouterFilter::startAttempt(const upstream::HostSharedPtr& host, bool new_co
   attempts_.push_back(std::make_unique<UpstreamRequest>(*this, host));
   UpstreamRequest& ur = *attempts_.back();
   // The pool may call back right away (onPoolReady or onPoolFailure).
-  ur.start(cluster_->connPool(host), new_connection);
+  ur.start(cluster_->connPool(host, info.protocol == http::Protocol::Http2), new_connection);
 }
 
 void RouterFilter::abandonAttempt(UpstreamRequest& ur) {

@@ -115,6 +115,9 @@ class ClusterInfo {
   http::http1::CodecSettings http1_settings;
   // Set: the cluster speaks HTTP/2 (h2c) to its hosts, through a multiplexed pool.
   std::optional<http::http2::CodecSettings> http2_settings;
+  // use_downstream_protocol_config: HTTP/2 (with http2_settings) for a request that came
+  // over HTTP/2, HTTP/1.1 for the others; a host has a pool of each kind.
+  bool use_downstream_protocol{false};
   LbConfig lb;
   // The cluster's transport_socket (TLS); null: plain TCP.
   network::TransportSocketFactoryConstSharedPtr transport_socket_factory;

@@ -47,16 +47,19 @@ ThreadLocalCluster::ThreadLocalCluster(event::Dispatcher& dispatcher, ClusterInf
       info_(std::move(info)),
       seed_(seed ? *seed : std::random_device{}()) {}
 
-ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host) {
-  auto it = pools_.find(host.get());
-  if (it == pools_.end()) {
+ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host, bool downstream_http2) {
+  const bool http2 =
+      info_->http2_settings && (!info_->use_downstream_protocol || downstream_http2);
+  auto& pools = (info_->use_downstream_protocol && !http2) ? h1_pools_ : pools_;
+  auto it = pools.find(host.get());
+  if (it == pools.end()) {
     ConnPoolPtr pool;
-    if (info_->http2_settings) {
+    if (http2) {
       pool = std::make_unique<Http2ConnPool>(dispatcher_, host, info_);
     } else {
       pool = std::make_unique<Http1ConnPool>(dispatcher_, host, info_);
     }
-    it = pools_.emplace(host.get(), std::move(pool)).first;
+    it = pools.emplace(host.get(), std::move(pool)).first;
   }
   return *it->second;
 }
@@ -65,24 +68,27 @@ void ThreadLocalCluster::updateHosts(PrioritySetConstSharedPtr hosts) {
   hosts_ = std::move(hosts);
   lb_ = createLoadBalancer(hosts_, info_->lb, &info_->stats().lb_healthy_panic, seed_++);
   // Pools of hosts that left: drain them; drop them once idle.
-  for (auto it = pools_.begin(); it != pools_.end();) {
-    bool present = false;
-    for (const auto& p : hosts_->priorities) {
-      for (const auto& h : p.hosts) present |= h.get() == it->first;
-    }
-    if (!present) {
-      it->second->drainConnections();
-      if (it->second->idle()) {
-        it = pools_.erase(it);
-        continue;
+  for (auto* pools : {&pools_, &h1_pools_}) {
+    for (auto it = pools->begin(); it != pools->end();) {
+      bool present = false;
+      for (const auto& p : hosts_->priorities) {
+        for (const auto& h : p.hosts) present |= h.get() == it->first;
       }
+      if (!present) {
+        it->second->drainConnections();
+        if (it->second->idle()) {
+          it = pools->erase(it);
+          continue;
+        }
+      }
+      ++it;
     }
-    ++it;
   }
 }
 
 void ThreadLocalCluster::drainAll() {
   for (auto& [_, pool] : pools_) pool->drainConnections();
+  for (auto& [_, pool] : h1_pools_) pool->drainConnections();
 }
 
 // ---- ThreadLocalClusterManager

@@ -69,7 +69,9 @@ class ThreadLocalCluster {
   HostSharedPtr chooseHost(LoadBalancerContext* context) {
     return lb_ ? lb_->chooseHost(context) : nullptr;
   }
-  ConnPool& connPool(const HostSharedPtr& host);
+  // The host's pool: HTTP/2 when the cluster speaks it, or with use_downstream_protocol
+  // when the request came over HTTP/2 (`downstream_http2`).
+  ConnPool& connPool(const HostSharedPtr& host, bool downstream_http2 = false);
   void updateHosts(PrioritySetConstSharedPtr hosts);
   void drainAll();
   // Replaced or removed: requests that still hold it finish, then it goes.
@@ -87,6 +89,7 @@ class ThreadLocalCluster {
   uint64_t seed_;  // of the next balancer's random choices
   bool retired_{false};
   std::unordered_map<const Host*, ConnPoolPtr> pools_;
+  std::unordered_map<const Host*, ConnPoolPtr> h1_pools_;  // use_downstream_protocol's HTTP/1
 };
 using ThreadLocalClusterSharedPtr = std::shared_ptr<ThreadLocalCluster>;
 

@@ -7,6 +7,7 @@
 #include "http/codec.h"
 #include "http/header_map.h"
 #include "http/http1/codec_impl.h"
+#include "http/http2/codec_impl.h"
 #include "network/connection_impl.h"
 #include "network/raw_transport_socket.h"
 #include "stats/stats.h"
@@ -33,6 +34,68 @@ HealthCheckConfig withDefaults(HealthCheckConfig c) {
   if (c.unhealthy_threshold == 0) c.unhealthy_threshold = 1;
   if (c.healthy_threshold == 0) c.healthy_threshold = 1;
   return c;
+}
+
+// grpc.health.v1: the request is HealthCheckRequest{service = 1 (string)} in one gRPC
+// message (a 5-byte prefix: not compressed, big-endian length). Hand-encoded: two fields
+// do not need generated code.
+std::string grpcHealthRequest(const std::string& service) {
+  std::string msg;
+  if (!service.empty()) {
+    msg.push_back(0x0a);  // field 1, length-delimited
+    size_t n = service.size();
+    do {
+      msg.push_back(static_cast<char>((n & 0x7f) | (n > 0x7f ? 0x80 : 0)));
+      n >>= 7;
+    } while (n != 0);
+    msg += service;
+  }
+  std::string frame(5, '\0');
+  const uint32_t len = static_cast<uint32_t>(msg.size());
+  frame[1] = static_cast<char>(len >> 24);
+  frame[2] = static_cast<char>(len >> 16);
+  frame[3] = static_cast<char>(len >> 8);
+  frame[4] = static_cast<char>(len);
+  return frame + msg;
+}
+
+// The ServingStatus of a HealthCheckResponse{status = 1 (enum)} in one uncompressed gRPC
+// message; -1 when `body` is not exactly that. Unknown fields are skipped.
+int grpcHealthStatus(std::string_view body) {
+  if (body.size() < 5 || body[0] != 0) return -1;
+  const uint32_t len = (uint32_t(uint8_t(body[1])) << 24) | (uint32_t(uint8_t(body[2])) << 16) |
+                       (uint32_t(uint8_t(body[3])) << 8) | uint32_t(uint8_t(body[4]));
+  if (body.size() != 5 + size_t{len}) return -1;
+  std::string_view m = body.substr(5);
+  auto varint = [&m](uint64_t& v) {
+    v = 0;
+    for (int shift = 0; shift < 64 && !m.empty(); shift += 7) {
+      const uint8_t b = static_cast<uint8_t>(m.front());
+      m.remove_prefix(1);
+      v |= uint64_t(b & 0x7f) << shift;
+      if (!(b & 0x80)) return true;
+    }
+    return false;
+  };
+  int status = 0;  // proto3: absent is UNKNOWN (0)
+  while (!m.empty()) {
+    uint64_t key = 0, v = 0;
+    if (!varint(key)) return -1;
+    switch (key & 7) {
+      case 0:
+        if (!varint(v)) return -1;
+        if (key >> 3 == 1) status = static_cast<int>(v);
+        break;
+      case 1: if (m.size() < 8) return -1; m.remove_prefix(8); break;
+      case 5: if (m.size() < 4) return -1; m.remove_prefix(4); break;
+      case 2:
+        if (!varint(v) || v > m.size()) return -1;
+        m.remove_prefix(v);
+        break;
+      default: return -1;
+    }
+  }
+  return status;
 }
 
 // What a check's connection owns; destroyed after the callback that let it go.
@@ -109,6 +172,13 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
   void decode1xxHeaders(http::HeaderMapPtr&&) override {}
   void decodeHeaders(http::HeaderMapPtr&& headers, bool end_stream) override {
     const uint32_t code = headers->status();
+    if (parent_.config_.type == HealthCheckConfig::Type::Grpc) {
+      grpc_body_.clear();
+      grpc_http_ok_ = code == 200;
+      // A trailers-only response carries the status in these headers.
+      if (end_stream) grpcDone(headers->getValue("grpc-status"));
+      return;
+    }
     http_passed_ = false;
     for (const auto& [start, end] : parent_.config_.expected_statuses) {
       http_passed_ |= code >= start && code < end;
@@ -121,13 +191,41 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
     if (end_stream) finish(http_passed_, false);
   }
   void decodeData(buffer::Buffer& data, bool end_stream) override {
+    if (parent_.config_.type == HealthCheckConfig::Type::Grpc) {
+      // One small message is expected: keep a bounded amount.
+      if (grpc_body_.size() < 4096) grpc_body_.append(data.toString());
+      data.drain(data.length());
+      if (end_stream) grpcDone("");  // no trailers: no grpc-status
+      return;
+    }
     data.drain(data.length());
     if (end_stream) finish(http_passed_, false);
   }
-  void decodeTrailers(http::HeaderMapPtr&&) override { finish(http_passed_, false); }
+  void decodeTrailers(http::HeaderMapPtr&& trailers) override {
+    if (parent_.config_.type == HealthCheckConfig::Type::Grpc) {
+      grpcDone(trailers->getValue("grpc-status"));
+      return;
+    }
+    finish(http_passed_, false);
+  }
 
  private:
   bool failedNow() const { return host->healthFlags() & Host::FailedActiveHealthCheck; }
+
+  // Envoy's rule: a pass is HTTP 200, grpc-status 0 and a response saying SERVING (1).
+  void grpcDone(std::string_view grpc_status) {
+    const int serving = grpcHealthStatus(grpc_body_);
+    const bool passed = grpc_http_ok_ && grpc_status == "0" && serving == 1;
+    if (!passed && (parent_.config_.always_log_health_check_failures || !failedNow())) {
+      SLUICE_LOG(info, upstream,
+                 "gRPC health check of {} (cluster '{}'): http ok {}, grpc-status '{}', "
+                 "serving status {}",
+                 host->address()->asString(), host->clusterName(), grpc_http_ok_, grpc_status,
+                 serving);
+    }
+    grpc_body_.clear();
+    finish(passed, false);
+  }
 
   void start() {
     const auto& cfg = parent_.config_;
@@ -141,8 +239,14 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
     }
     std::string error;
     auto c = std::make_unique<Client>();
+    // A gRPC check over TLS offers ALPN "h2", as the cluster's HTTP/2 pool does.
+    network::TransportSocketOptions h2_options;
+    h2_options.alpn = {"h2"};
+    const bool h2_alpn = cfg.type == HealthCheckConfig::Type::Grpc &&
+                         parent_.cluster_->transport_socket_factory != nullptr;
     c->connection = network::createClientConnection(
-        parent_.main_, host->address(), parent_.cluster_->createTransportSocket(), &error);
+        parent_.main_, host->address(),
+        parent_.cluster_->createTransportSocket(h2_alpn ? &h2_options : nullptr), &error);
     if (!c->connection) {
       SLUICE_LOG(debug, upstream, "health check of {}: {}", host->address()->asString(), error);
       finish(false, true);
@@ -154,6 +258,10 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
     if (cfg.type == HealthCheckConfig::Type::Http) {
       c->codec =
           http::http1::createClientCodec(*c->connection, *this, parent_.cluster_->http1_settings);
+    } else if (cfg.type == HealthCheckConfig::Type::Grpc) {
+      c->codec = http::http2::createClientCodec(
+          *c->connection, *this,
+          parent_.cluster_->http2_settings.value_or(http::http2::CodecSettings{}));
     }
     client_ = std::move(c);
     client_->connection->connect(cfg.timeout);
@@ -168,6 +276,25 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
         client_->connection->write(b, false);
       }
       if (cfg.receive.empty()) finish(true, false);  // connecting is the check
+      return;
+    }
+    if (cfg.type == HealthCheckConfig::Type::Grpc) {
+      http::HeaderMap headers;
+      headers.set(http::headers::kMethod, "POST");
+      headers.set(http::headers::kScheme, "http");
+      headers.set(http::headers::kPath, "/grpc.health.v1.Health/Check");
+      headers.set(http::headers::kAuthority,
+                  cfg.authority.empty() ? parent_.cluster_->name() : cfg.authority);
+      headers.set(http::headers::kContentType, "application/grpc");
+      headers.set("te", "trailers");
+      headers.set(http::headers::kUserAgent, "Envoy/HC");
+      grpc_http_ok_ = false;
+      grpc_body_.clear();
+      http::RequestEncoder& encoder = client_->codec->newStream(*this);
+      encoder.encodeHeaders(headers, false);
+      buffer::Buffer body;
+      body.add(grpcHealthRequest(cfg.service_name));
+      encoder.encodeData(body, true);
       return;
     }
     http::HeaderMap headers;
@@ -231,6 +358,8 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
   bool in_progress_{false};
   bool keep_alive_{true};
   bool http_passed_{false};
+  bool grpc_http_ok_{false};
+  std::string grpc_body_;
 };
 
 HealthChecker::HealthChecker(HealthCheckConfig config, ClusterInfoConstSharedPtr cluster,

@@ -1,7 +1,8 @@
 #pragma once
 
 // Active health checking, as Envoy's cluster.health_checks: the main thread checks every host
-// of a cluster on its own connections (an HTTP GET, or TCP bytes sent and expected back) and
+// of a cluster on its own connections (an HTTP GET, TCP bytes sent and expected back, or a
+// gRPC grpc.health.v1.Health/Check over HTTP/2) and
 // sets or clears Host::FailedActiveHealthCheck. A host starts failed and passes on its first
 // successful check; after that it takes healthy_threshold passes to come back and
 // unhealthy_threshold failures to go (an HTTP status outside expected_statuses fails it at
@@ -23,7 +24,7 @@
 namespace sluice::upstream {
 
 struct HealthCheckConfig {
-  enum class Type { Http, Tcp };
+  enum class Type { Http, Tcp, Grpc };
   Type type{Type::Http};
   std::chrono::milliseconds timeout{1000};
   std::chrono::milliseconds interval{1000};
@@ -44,6 +45,10 @@ struct HealthCheckConfig {
   std::string host;                                              // empty: the cluster's name
   std::vector<std::pair<uint32_t, uint32_t>> expected_statuses;  // [start, end); empty: 200
   std::vector<std::pair<std::string, std::string>> request_headers_to_add;
+  // gRPC: the service asked about (empty: the server as a whole); the :authority (empty:
+  // the cluster's name).
+  std::string service_name;
+  std::string authority;
   // TCP: bytes to send, and blocks to find in order in what comes back.
   std::string send;
   std::vector<std::string> receive;

@@ -416,10 +416,10 @@ static_resources:
       interval: 5s
       unhealthy_threshold: 3
       healthy_threshold: 1
-      grpc_health_check: {}
+      grpc_health_check: {initial_metadata: [{header: {key: a, value: b}}]}
 )")),
-              ElementsAre("static_resources.clusters[0].health_checks[0].grpc_health_check: "
-                          "grpc_health_check is not supported"));
+              ElementsAre("static_resources.clusters[0].health_checks[0].grpc_health_check."
+                          "initial_metadata: initial_metadata is not supported"));
   // A refused field with a supported replacement says so.
   EXPECT_THAT(
       loadErrors("admin: {access_log_path: /dev/null, address: {socket_address: {address: a, "

@@ -857,6 +857,52 @@ TEST_F(ConnManagerTest, LocalReplyFromDecodeHeadersRunsThroughAllEncoderFilters)
   EXPECT_TRUE(connectionOpen());
 }
 
+TEST_F(ConnManagerTest, LocalReplyToAGrpcRequestIsAGrpcErrorTrailersOnly) {
+  // As Envoy: HTTP 200, content-type application/grpc, grpc-status mapped from the HTTP code
+  // (503: UNAVAILABLE), the body as a percent-encoded grpc-message, and no body.
+  ScriptedFilter& b = addFilter("B");
+  b.decode_headers.action = [&] {
+    b.dec->sendLocalReply(503, "no healthy upstream\n100%", nullptr, "no_healthy_upstream");
+  };
+  start();
+  peer_->send("POST /pkg.Svc/Call HTTP/1.1\r\nhost: a\r\ncontent-type: application/grpc+proto\r\n"
+              "content-length: 0\r\n\r\n");
+  const std::string expected =
+      "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: 14\r\n"
+      "grpc-message: no healthy upstream%0A100%25\r\nserver: envoy\r\ncontent-length: 0\r\n\r\n";
+  ASSERT_TRUE(waitReceived(expected));
+  EXPECT_EQ(peer_->received, expected);
+  EXPECT_EQ(log_, (CallLog{"B:decodeHeaders+end", "B:encodeHeaders(200)+end"}));
+  ASSERT_TRUE(waitStreamsDone());
+  EXPECT_EQ(access_log_->codes, (std::vector<uint32_t>{200}));
+}
+
+TEST_F(ConnManagerTest, LocalReplyToAGrpcRequestKeepsAGrpcStatusTheCallerSet) {
+  ScriptedFilter& b = addFilter("B");
+  b.decode_headers.action = [&] {
+    b.dec->sendLocalReply(
+        404, "", [](ResponseHeaderMap& h) { h.set("grpc-status", "8"); }, "route_not_found");
+  };
+  start();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\ncontent-type: application/grpc\r\n\r\n");
+  const std::string expected =
+      "HTTP/1.1 200 OK\r\ngrpc-status: 8\r\ncontent-type: application/grpc\r\n"
+      "server: envoy\r\ncontent-length: 0\r\n\r\n";
+  ASSERT_TRUE(waitReceived(expected));
+  EXPECT_EQ(peer_->received, expected);
+}
+
+TEST_F(ConnManagerTest, LocalReplyToANonGrpcContentTypeStaysHttp) {
+  ScriptedFilter& b = addFilter("B");
+  b.decode_headers.action = [&] { b.dec->sendLocalReply(503, "", nullptr, "x"); };
+  start();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\ncontent-type: application/grpcx\r\n\r\n");
+  const std::string expected =
+      "HTTP/1.1 503 Service Unavailable\r\nserver: envoy\r\ncontent-length: 0\r\n\r\n";
+  ASSERT_TRUE(waitReceived(expected));
+  EXPECT_EQ(peer_->received, expected);
+}
+
 TEST_F(ConnManagerTest, LocalReplyStoppedByAnEncoderFilterGoesOutOnContinue) {
   // A local reply is a response like any other to the encoder filters: A holds its headers
   // and body, and sends them on when it continues.

@@ -57,5 +57,55 @@ TEST(UtilityTest, HeaderTokens) {
   EXPECT_FALSE(isHopByHopHeader("content-length"));
 }
 
+
+TEST(GrpcUtility, ContentType) {
+  EXPECT_TRUE(isGrpcContentType("application/grpc"));
+  EXPECT_TRUE(isGrpcContentType("application/grpc+proto"));
+  EXPECT_TRUE(isGrpcContentType("application/grpc;charset=utf-8"));
+  EXPECT_TRUE(isGrpcContentType("Application/GRPC"));
+  EXPECT_FALSE(isGrpcContentType("application/grpc-web"));
+  EXPECT_FALSE(isGrpcContentType("application/json"));
+  EXPECT_FALSE(isGrpcContentType(""));
+}
+
+TEST(GrpcUtility, HttpToGrpcStatusAsEnvoyMapsIt) {
+  EXPECT_EQ(httpToGrpcStatus(400), 13u);
+  EXPECT_EQ(httpToGrpcStatus(401), 16u);
+  EXPECT_EQ(httpToGrpcStatus(403), 7u);
+  EXPECT_EQ(httpToGrpcStatus(404), 12u);
+  for (uint32_t c : {429u, 502u, 503u, 504u}) EXPECT_EQ(httpToGrpcStatus(c), 14u) << c;
+  EXPECT_EQ(httpToGrpcStatus(500), 2u);
+  EXPECT_EQ(httpToGrpcStatus(200), 2u);
+}
+
+TEST(GrpcUtility, MessageIsPercentEncoded) {
+  EXPECT_EQ(grpcMessageEncode("plain text ~!"), "plain text ~!");
+  EXPECT_EQ(grpcMessageEncode("50% off\r\n"), "50%25 off%0D%0A");
+  EXPECT_EQ(grpcMessageEncode("caf\xc3\xa9"), "caf%C3%A9");
+}
+
+TEST(GrpcUtility, TimeoutParsedAndFormatted) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(parseGrpcTimeout("250m"), milliseconds(250));
+  EXPECT_EQ(parseGrpcTimeout("2S"), milliseconds(2000));
+  EXPECT_EQ(parseGrpcTimeout("3M"), milliseconds(180000));
+  EXPECT_EQ(parseGrpcTimeout("1H"), milliseconds(3600000));
+  EXPECT_EQ(parseGrpcTimeout("1500u"), milliseconds(2));  // rounded up
+  EXPECT_EQ(parseGrpcTimeout("1n"), milliseconds(1));
+  EXPECT_EQ(parseGrpcTimeout("99999999m"), milliseconds(99999999));
+  EXPECT_EQ(parseGrpcTimeout("999999999m"), std::nullopt);  // 9 digits
+  EXPECT_EQ(parseGrpcTimeout("m"), std::nullopt);
+  EXPECT_EQ(parseGrpcTimeout("10x"), std::nullopt);
+  EXPECT_EQ(parseGrpcTimeout("-1m"), std::nullopt);
+  EXPECT_EQ(parseGrpcTimeout(""), std::nullopt);
+  EXPECT_EQ(formatGrpcTimeout(milliseconds(250)), "250m");
+  EXPECT_EQ(formatGrpcTimeout(milliseconds(0)), "0m");
+  EXPECT_EQ(formatGrpcTimeout(milliseconds(99999999)), "99999999m");
+  EXPECT_EQ(formatGrpcTimeout(milliseconds(100000000)), "100000S");
+  const std::string big = formatGrpcTimeout(milliseconds(123456789012));
+  EXPECT_EQ(big, "2057614M");  // 123456790 seconds is 9 digits: minutes, rounded up
+  EXPECT_GE(*parseGrpcTimeout(big), milliseconds(123456789012));
+}
+
 }  // namespace
 }  // namespace sluice::http

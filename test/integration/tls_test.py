@@ -109,6 +109,19 @@ class TlsTest(harness.unittest.TestCase):
             self.assertEqual(curl(p.port)[1], "200")
             p.stop()
 
+    def test_curl_http2_by_alpn(self):
+        # ALPN picks h2; the connection manager (codec_type AUTO) then reads the preface.
+        with Proxy(tls_proxy(downstream_tls(alpn_protocols=["h2", "http/1.1"]))) as p:
+            rc, code, body = curl(p.port, "--http2", "-w", "\n%{http_code} %{http_version}")
+            self.assertEqual(rc, 0, body)
+            self.assertEqual(code, "200 2")
+            self.assertEqual(json.loads(body)["path"], "/hello")
+            rc, code, body = curl(p.port, "--http1.1", "-w", "\n%{http_code} %{http_version}")
+            self.assertEqual(code, "200 1.1")
+            self.assertEqual(p.stat("http.ingress_http.downstream_rq_http2_total"), 1)
+            self.assertEqual(p.stat("http.ingress_http.downstream_rq_http1_total"), 1)
+            p.stop()
+
     def test_alpn(self):
         ts = downstream_tls(alpn_protocols=["h2", "http/1.1"])
         with Proxy(tls_proxy(ts)) as p:

@@ -84,6 +84,47 @@ TEST_F(RetryStateTest, RetryOnConditions) {
   EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "503"}}));
 }
 
+TEST_F(RetryStateTest, GrpcStatusConditionsLookAtTheTrailersOnlyHeaders) {
+  http::RequestHeaderMap request;
+  policy_.retry_on = RetryPolicy::parseRetryOn("cancelled,deadline-exceeded,internal");
+  auto rs = RetryState::create(&policy_, request, cluster_);
+  ASSERT_NE(rs, nullptr);
+  auto grpc = [](const char* status) {
+    return http::ResponseHeaderMap{{":status", "200"}, {"content-type", "application/grpc"},
+                                   {"grpc-status", status}};
+  };
+  EXPECT_TRUE(rs->wouldRetry(grpc("1")));
+  EXPECT_TRUE(rs->wouldRetry(grpc("4")));
+  EXPECT_TRUE(rs->wouldRetry(grpc("13")));
+  EXPECT_FALSE(rs->wouldRetry(grpc("14")));  // unavailable not asked for
+  EXPECT_FALSE(rs->wouldRetry(grpc("8")));
+  EXPECT_FALSE(rs->wouldRetry(grpc("0")));
+  EXPECT_FALSE(rs->wouldRetry(grpc("")));
+  // A response that starts a stream (no grpc-status yet) is not retried.
+  EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "200"}}));
+  // gRPC conditions alone do not retry resets or 5xx.
+  EXPECT_FALSE(rs->wouldRetry(RetryState::Failure::Reset));
+  EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "503"}}));
+
+  policy_.retry_on = RetryPolicy::parseRetryOn("resource-exhausted,unavailable");
+  rs = RetryState::create(&policy_, request, cluster_);
+  EXPECT_TRUE(rs->wouldRetry(grpc("8")));
+  EXPECT_TRUE(rs->wouldRetry(grpc("14")));
+  EXPECT_FALSE(rs->wouldRetry(grpc("13")));
+}
+
+TEST_F(RetryStateTest, RetryGrpcOnHeaderTakesOnlyGrpcNames) {
+  http::RequestHeaderMap request{{"x-envoy-retry-grpc-on", "unavailable, 5xx"}};
+  auto rs = RetryState::create(nullptr, request, cluster_);
+  ASSERT_NE(rs, nullptr);
+  EXPECT_EQ(rs->retriesLeft(), 1u);
+  EXPECT_TRUE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "200"}, {"grpc-status", "14"}}));
+  EXPECT_FALSE(rs->wouldRetry(http::ResponseHeaderMap{{":status", "503"}}));
+  std::string unknown;
+  EXPECT_EQ(RetryPolicy::parseRetryOn("internal,bogus", &unknown), RetryPolicy::kGrpcInternal);
+  EXPECT_EQ(unknown, "bogus");
+}
+
 TEST_F(RetryStateTest, AnOverloadedUpstreamIsNotRetried) {
   http::RequestHeaderMap request;
   policy_.retry_on = RetryPolicy::parseRetryOn("5xx,gateway-error,retriable-status-codes");

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <random>
 
@@ -55,6 +56,10 @@ class FakeServer {
   std::string response = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
   bool http{true};
   bool answer{true};
+  // Set: a request is complete once this is in what arrived (instead of a header block),
+  // and the answer to the n-th request (from 1) is respond(n) instead of `response`.
+  std::string request_end;
+  std::function<std::string(int)> respond;
   int requests{0};
   int accepted{0};
   std::string last_request;
@@ -82,12 +87,17 @@ class FakeServer {
     }
     auto& in = conns_[c].in;
     in.append(buf, n);
-    if (http && in.find("\r\n\r\n") == std::string::npos) return;
+    if (!request_end.empty()) {
+      if (in.find(request_end) == std::string::npos) return;
+    } else if (http && in.find("\r\n\r\n") == std::string::npos) {
+      return;
+    }
     ++requests;
     last_request = in;
     in.clear();
     if (answer) {
-      EXPECT_EQ(::write(c, response.data(), response.size()), ssize_t(response.size()));
+      const std::string out = respond ? respond(requests) : response;
+      EXPECT_EQ(::write(c, out.data(), out.size()), ssize_t(out.size()));
     }
   }
   event::Dispatcher& dispatcher_;
@@ -438,6 +448,119 @@ TEST_F(HealthCheckerTest, FirstRoundWaitsForEveryHost) {
   advance(milliseconds(1000));  // timed out: a first check that failed still ends the round
   EXPECT_TRUE(warmed);
   EXPECT_TRUE(failed());
+}
+
+// ---- gRPC (grpc.health.v1 over HTTP/2, spoken by hand on the server side)
+
+std::string h2Frame(uint8_t type, uint8_t flags, uint32_t stream, const std::string& payload) {
+  std::string f = {static_cast<char>(payload.size() >> 16), static_cast<char>(payload.size() >> 8),
+                   static_cast<char>(payload.size()), static_cast<char>(type),
+                   static_cast<char>(flags),      static_cast<char>(stream >> 24),
+                   static_cast<char>(stream >> 16), static_cast<char>(stream >> 8),
+                   static_cast<char>(stream)};
+  return f + payload;
+}
+
+// HPACK: ":status: 200" (static index 8), and "grpc-status: <s>" as a literal.
+const std::string kStatus200 = "\x88";
+std::string grpcStatusField(const std::string& s) {
+  return std::string("\x00\x0bgrpc-status", 13) + static_cast<char>(s.size()) + s;
+}
+
+// The answer to the n-th check on one connection (stream 2n-1): a HealthCheckResponse with
+// `serving` and grpc-status `status` in trailers; or, with `trailers_only`, only headers.
+std::function<std::string(int)> grpcAnswer(int serving, const std::string& status,
+                                           bool trailers_only = false) {
+  return [=](int n) {
+    const uint32_t stream = 2 * n - 1;
+    std::string out = n == 1 ? h2Frame(4, 0, 0, "") : "";  // the server's SETTINGS
+    if (trailers_only) {
+      return out + h2Frame(1, 0x5, stream, kStatus200 + grpcStatusField(status));
+    }
+    out += h2Frame(1, 0x4, stream, kStatus200);
+    out += h2Frame(0, 0, stream, std::string("\0\0\0\0\x02\x08", 6) + static_cast<char>(serving));
+    out += h2Frame(1, 0x5, stream, grpcStatusField(status));
+    return out;
+  };
+}
+
+HealthCheckConfig grpcConfig(FakeServer& server) {
+  HealthCheckConfig c;
+  c.type = HealthCheckConfig::Type::Grpc;
+  c.service_name = "pkg.Svc";
+  c.timeout = milliseconds(1000);
+  c.interval = milliseconds(5000);
+  c.no_traffic_interval = milliseconds(5000);
+  server.http = false;
+  // The request's message: HealthCheckRequest{service: "pkg.Svc"} after its 5-byte prefix.
+  server.request_end = std::string("\0\0\0\0\x09\x0a\x07pkg.Svc", 14);
+  return c;
+}
+
+TEST_F(HealthCheckerTest, GrpcServingPassesAndTheConnectionCarriesTheNextCheck) {
+  FakeServer server(dispatcher_);
+  auto cfg = grpcConfig(server);
+  server.respond = grpcAnswer(1, "0");
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_FALSE(failed());
+  EXPECT_EQ(hc->stats().success.value(), 1u);
+  EXPECT_EQ(server.last_request.rfind("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 0), 0u);
+
+  // NOT_SERVING (2) on the same connection (stream 3) fails the host at once.
+  server.respond = grpcAnswer(2, "0");
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 2; }));
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(hc->stats().failure.value(), 1u);
+  EXPECT_EQ(hc->stats().network_failure.value(), 0u);
+  EXPECT_EQ(server.accepted, 1);
+
+  // A failed check closes its connection (as the HTTP checker does): the next one
+  // connects again, and SERVING brings the host back.
+  server.respond = [](int) { return grpcAnswer(1, "0")(1); };  // stream 1 of a new connection
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 3; }));
+  EXPECT_FALSE(failed());
+  EXPECT_EQ(server.accepted, 2);
+}
+
+TEST_F(HealthCheckerTest, GrpcErrorStatusFailsEvenWhenServing) {
+  FakeServer server(dispatcher_);
+  auto cfg = grpcConfig(server);
+  server.respond = grpcAnswer(1, "14");
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(hc->stats().failure.value(), 1u);
+}
+
+TEST_F(HealthCheckerTest, GrpcTrailersOnlyErrorFails) {
+  FakeServer server(dispatcher_);
+  auto cfg = grpcConfig(server);
+  server.respond = grpcAnswer(0, "12", /*trailers_only=*/true);  // UNIMPLEMENTED
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(hc->stats().failure.value(), 1u);
+  EXPECT_EQ(hc->stats().network_failure.value(), 0u);
+}
+
+TEST_F(HealthCheckerTest, GrpcSilentServerTimesOut) {
+  FakeServer server(dispatcher_);
+  auto cfg = grpcConfig(server);
+  server.answer = false;
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return server.requests == 1; }));
+  EXPECT_EQ(results_, 0);
+  advance(milliseconds(1000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(hc->stats().network_failure.value(), 1u);
 }
 
 }  // namespace

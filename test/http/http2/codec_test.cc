@@ -509,5 +509,59 @@ TEST_F(Http2CodecTest, ContinuationFloodClosesTheConnection) {
   EXPECT_EQ(server_.errors.size(), 1u);
 }
 
+// PING and SETTINGS floods: a peer that sends frames demanding an ACK faster than it takes
+// them (here all in one read) is cut off once max_outbound_acks are waiting; a peer under the
+// limit is not.
+class Http2FloodTest : public Http2CodecTest {
+ protected:
+  // Sends the preface, an empty SETTINGS and `n` copies of `f` in one write; returns the fd.
+  int flood(const std::string& f, int n) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    EXPECT_GE(fd, 0);
+    raw_ = std::make_unique<network::SocketFd>(fd);
+    EXPECT_EQ(::connect(fd, address_->sockAddr(), address_->sockAddrLen()), 0);
+    EXPECT_TRUE(runUntil([&] { return server_conn_ != nullptr; }));
+    std::string bytes(kConnectionPreface);
+    bytes += frame(0x4, 0, 0, "");
+    for (int i = 0; i < n; ++i) bytes += f;
+    EXPECT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(bytes.size()));
+    return fd;
+  }
+  std::unique_ptr<network::SocketFd> raw_;
+};
+
+TEST_F(Http2FloodTest, PingFloodClosesTheConnection) {
+  server_settings_.max_outbound_acks = 10;
+  flood(frame(0x6, 0, 0, "12345678"), 200);  // PING
+  ASSERT_TRUE(runUntil([&] { return server_.closed; }));
+  EXPECT_EQ(server_.errors.size(), 1u);
+}
+
+TEST_F(Http2FloodTest, SettingsFloodClosesTheConnection) {
+  server_settings_.max_outbound_acks = 10;
+  flood(frame(0x4, 0, 0, ""), 200);  // SETTINGS
+  ASSERT_TRUE(runUntil([&] { return server_.closed; }));
+  EXPECT_EQ(server_.errors.size(), 1u);
+}
+
+TEST_F(Http2FloodTest, PingsUnderTheLimitAreAnswered) {
+  // The same 200 PINGs under the default limit (1000) are all answered.
+  const int fd = flood(frame(0x6, 0, 0, "12345678"), 200);
+  std::string got;
+  ASSERT_TRUE(runUntil([&] {
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) got.append(buf, n);
+    size_t acks = 0;
+    for (size_t pos = 0; (pos = got.find(frame(0x6, 0x1, 0, "12345678"), pos)) !=
+                         std::string::npos; ++pos) {
+      ++acks;
+    }
+    return acks == 200;
+  }));
+  EXPECT_FALSE(server_.closed);
+}
+
 }  // namespace
 }  // namespace sluice::http::http2
