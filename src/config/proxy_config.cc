@@ -1,4 +1,5 @@
 #include "config/proxy_config.h"
+#include "config/rds_api.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <nlohmann/json.hpp>
@@ -226,16 +227,48 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
     }
     return factory->createRouteConfig(any, filter_context, path, err);
   };
-  auto table =
-      router::RouteTableImpl::create(proto.route_config(), &error, compile_filter_config);
-  if (!table) {
-    errors.push_back(path + ".route_config." + error);
-    return false;
+  if (proto.has_rds()) {
+    // RDS: the routes come from a subscription, and change under the connection manager.
+    const auto& cs = proto.rds().config_source();
+    const std::string source =
+        cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
+    if (source.empty()) {
+      errors.push_back(path + ".rds.config_source: a path_config_source with a path is required "
+                              "(the only config source supported)");
+      return false;
+    }
+    if (RouteConfigProviders* providers = routeConfigProviders()) {
+      // Route-level filter configs of RDS versions are compiled by their type alone: the
+      // versions outlive this chain's name table.
+      auto compile = [filter_context](const std::string& name, const google::protobuf::Any& any,
+                                      const std::string& p, std::string* err)
+          -> http::RouteSpecificFilterConfigConstSharedPtr {
+        const filters::HttpFilterFactory* factory = filters::findHttpFilterFactory(any.type_url());
+        if (factory == nullptr) {
+          *err = p + ": " + name + " has no per-route config (" + any.type_url() + ")";
+          return nullptr;
+        }
+        return factory->createRouteConfig(any, filter_context, p, err);
+      };
+      cfg->route_table = providers->get(source, proto.rds().route_config_name(),
+                                        cfg->stat_prefix, compile, error);
+      if (!cfg->route_table) {
+        errors.push_back(path + ".rds.config_source: " + error);
+        return false;
+      }
+    }
+  } else {
+    auto table =
+        router::RouteTableImpl::create(proto.route_config(), &error, compile_filter_config);
+    if (!table) {
+      errors.push_back(path + ".route_config." + error);
+      return false;
+    }
+    if (!validateRouteClusters(proto.route_config(), path + ".route_config", clusters, errors)) {
+      return false;
+    }
+    cfg->route_table = table;
   }
-  if (!validateRouteClusters(proto.route_config(), path + ".route_config", clusters, errors)) {
-    return false;
-  }
-  cfg->route_table = table;
   if (!proto.server_name().empty()) cfg->server_name = proto.server_name();
   switch (proto.server_header_transformation()) {
     case hcm_v3::HttpConnectionManager::APPEND_IF_ABSENT:
@@ -780,6 +813,76 @@ std::string statAddress(const network::Address& address) {
   return s;
 }
 
+bool buildListenerConfig(const envoy::config::listener::v3::Listener& l, const std::string& lp,
+                         const SecretMap& secrets, const std::set<std::string>& cluster_names,
+                         stats::Store& store, access_log::FileSinkManager& sinks,
+                         ListenerConfig& lc, std::vector<std::string>& errors) {
+  lc.name = l.name().empty() ? lp : l.name();
+  lc.address = socketAddress(l.address(), lp + ".address", errors);
+  if (!lc.address) return false;
+  if (l.has_enable_reuse_port()) lc.reuse_port = l.enable_reuse_port().value();
+  for (int k = 0; k < l.listener_filters_size(); ++k) {
+    // Only the TLS inspector is supported (the unsupported-field check enforces it).
+    if (l.listener_filters(k).name() == "envoy.filters.listener.tls_inspector" ||
+        l.listener_filters(k).typed_config().type_url() ==
+            "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector") {
+      lc.tls_inspector = true;
+    }
+  }
+  if (l.has_listener_filters_timeout()) {
+    lc.listener_filters_timeout = toMs(l.listener_filters_timeout());
+  }
+  if (l.has_per_connection_buffer_limit_bytes()) {
+    lc.buffer_limit = l.per_connection_buffer_limit_bytes().value();
+  }
+  for (int j = 0; j < l.filter_chains_size(); ++j) {
+    const auto& fc = l.filter_chains(j);
+    const std::string fp = lp + ".filter_chains[" + std::to_string(j) + "]";
+    FilterChainConfig chain;
+    if (fc.filter_chain_match().has_destination_port()) {
+      chain.destination_port = fc.filter_chain_match().destination_port().value();
+    }
+    const auto& m = fc.filter_chain_match();
+    chain.server_names.assign(m.server_names().begin(), m.server_names().end());
+    chain.transport_protocol = m.transport_protocol();
+    chain.application_protocols.assign(m.application_protocols().begin(),
+                                       m.application_protocols().end());
+    if (!lc.tls_inspector && (!chain.server_names.empty() || chain.transport_protocol == "tls" ||
+                              !chain.application_protocols.empty())) {
+      errors.push_back(fp + ".filter_chain_match: server_names, transport_protocol 'tls' and "
+                            "application_protocols need the envoy.filters.listener.tls_inspector "
+                            "listener filter");
+      return false;
+    }
+    if (fc.has_transport_socket()) {
+      chain.transport_socket = buildTransportSocketFactory(
+          fc.transport_socket(), true, secrets, store, "", fp + ".transport_socket", errors);
+      if (!chain.transport_socket) return false;
+    }
+    for (int k = 0; k < fc.filters_size(); ++k) {
+      hcm_v3::HttpConnectionManager hcm;
+      if (!fc.filters(k).typed_config().UnpackTo(&hcm)) {
+        errors.push_back(fp + ".filters[" + std::to_string(k) + "]: not an HttpConnectionManager");
+        return false;
+      }
+      if (!buildHcm(hcm, fp + ".filters[" + std::to_string(k) + "].typed_config", cluster_names, store, sinks,
+                    chain.hcm, errors)) {
+        return false;
+      }
+    }
+    if (!chain.hcm) {
+      errors.push_back(fp + ".filters: a filter chain needs envoy.filters.network.http_connection_manager");
+      return false;
+    }
+    lc.chains.push_back(std::move(chain));
+  }
+  if (lc.chains.empty()) {
+    errors.push_back(lp + ".filter_chains: at least one filter chain is required");
+    return false;
+  }
+  return true;
+}
+
 bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
                       stats::Store& store, access_log::FileSinkManager& sinks, ProxyConfig& out,
                       std::vector<std::string>& errors) {
@@ -804,81 +907,30 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
     out.clusters.push_back(std::move(c));
   }
   for (int i = 0; i < sr.listeners_size(); ++i) {
-    const auto& l = sr.listeners(i);
-    const std::string lp = "static_resources.listeners[" + std::to_string(i) + "]";
     ListenerConfig lc;
-    lc.name = l.name().empty() ? lp : l.name();
-    lc.address = socketAddress(l.address(), lp + ".address", errors);
-    if (!lc.address) return false;
-    if (l.has_enable_reuse_port()) lc.reuse_port = l.enable_reuse_port().value();
-    for (int k = 0; k < l.listener_filters_size(); ++k) {
-      // Only the TLS inspector is supported (the unsupported-field check enforces it).
-      if (l.listener_filters(k).name() == "envoy.filters.listener.tls_inspector" ||
-          l.listener_filters(k).typed_config().type_url() ==
-              "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector") {
-        lc.tls_inspector = true;
-      }
-    }
-    if (l.has_listener_filters_timeout()) {
-      lc.listener_filters_timeout = toMs(l.listener_filters_timeout());
-    }
-    if (l.has_per_connection_buffer_limit_bytes()) {
-      lc.buffer_limit = l.per_connection_buffer_limit_bytes().value();
-    }
-    for (int j = 0; j < l.filter_chains_size(); ++j) {
-      const auto& fc = l.filter_chains(j);
-      const std::string fp = lp + ".filter_chains[" + std::to_string(j) + "]";
-      FilterChainConfig chain;
-      if (fc.filter_chain_match().has_destination_port()) {
-        chain.destination_port = fc.filter_chain_match().destination_port().value();
-      }
-      const auto& m = fc.filter_chain_match();
-      chain.server_names.assign(m.server_names().begin(), m.server_names().end());
-      chain.transport_protocol = m.transport_protocol();
-      chain.application_protocols.assign(m.application_protocols().begin(),
-                                         m.application_protocols().end());
-      if (!lc.tls_inspector && (!chain.server_names.empty() || chain.transport_protocol == "tls" ||
-                                !chain.application_protocols.empty())) {
-        errors.push_back(fp + ".filter_chain_match: server_names, transport_protocol 'tls' and "
-                              "application_protocols need the envoy.filters.listener.tls_inspector "
-                              "listener filter");
-        return false;
-      }
-      if (fc.has_transport_socket()) {
-        chain.transport_socket = buildTransportSocketFactory(
-            fc.transport_socket(), true, secrets, store, "", fp + ".transport_socket", errors);
-        if (!chain.transport_socket) return false;
-      }
-      for (int k = 0; k < fc.filters_size(); ++k) {
-        hcm_v3::HttpConnectionManager hcm;
-        if (!fc.filters(k).typed_config().UnpackTo(&hcm)) {
-          errors.push_back(fp + ".filters[" + std::to_string(k) + "]: not an HttpConnectionManager");
-          return false;
-        }
-        if (!buildHcm(hcm, fp + ".filters[" + std::to_string(k) + "].typed_config", cluster_names, store, sinks,
-                      chain.hcm, errors)) {
-          return false;
-        }
-      }
-      if (!chain.hcm) {
-        errors.push_back(fp + ".filters: a filter chain needs envoy.filters.network.http_connection_manager");
-        return false;
-      }
-      lc.chains.push_back(std::move(chain));
-    }
-    if (lc.chains.empty()) {
-      errors.push_back(lp + ".filter_chains: at least one filter chain is required");
+    if (!buildListenerConfig(sr.listeners(i), "static_resources.listeners[" + std::to_string(i) + "]",
+                             secrets, cluster_names, store, sinks, lc, errors)) {
       return false;
     }
     out.listeners.push_back(std::move(lc));
   }
-  if (bootstrap.has_dynamic_resources() && bootstrap.dynamic_resources().has_cds_config()) {
-    const auto& cs = bootstrap.dynamic_resources().cds_config();
-    out.cds_path = cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
-    if (out.cds_path.empty()) {
-      errors.push_back(
-          "dynamic_resources.cds_config: a path_config_source with a path is required (the "
-          "only config source supported)");
+  // A path config source's file; the only config source supported.
+  auto source_path = [&errors](const envoy::config::core::v3::ConfigSource& cs,
+                               const std::string& path, std::string& out_path) {
+    out_path = cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
+    if (!out_path.empty()) return true;
+    errors.push_back(path + ": a path_config_source with a path is required (the only config "
+                            "source supported)");
+    return false;
+  };
+  if (bootstrap.has_dynamic_resources()) {
+    const auto& dr = bootstrap.dynamic_resources();
+    if (dr.has_cds_config() &&
+        !source_path(dr.cds_config(), "dynamic_resources.cds_config", out.cds_path)) {
+      return false;
+    }
+    if (dr.has_lds_config() &&
+        !source_path(dr.lds_config(), "dynamic_resources.lds_config", out.lds_path)) {
       return false;
     }
   }

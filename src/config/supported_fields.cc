@@ -38,11 +38,13 @@ const std::vector<SupportedMessage>& supportedMessages() {
       // Bootstrap.
       {"envoy.config.bootstrap.v3.Bootstrap",
        {"node", "static_resources", "dynamic_resources", "admin"}},
-      // Dynamic config: CDS from a watched file (a DiscoveryResponse), as Envoy reads one.
-      {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", {"cds_config"}},
+      // Dynamic config: CDS and LDS from watched files (a DiscoveryResponse), as Envoy reads one.
+      {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", {"cds_config", "lds_config"}},
       {"envoy.config.core.v3.ConfigSource",
        {"path", "path_config_source", "resource_api_version"}},
       {"envoy.config.core.v3.PathConfigSource", {"path"}},
+      {"envoy.extensions.filters.network.http_connection_manager.v3.Rds",
+       {"config_source", "route_config_name"}},
       {"envoy.config.core.v3.Node", {"id", "cluster", "metadata", "locality", "user_agent_name"}},
       {"envoy.config.core.v3.Locality", {kAllFields}},
       {"envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters", "secrets"}},
@@ -82,7 +84,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
       // Listeners.
       {"envoy.config.listener.v3.Listener",
        {"name", "address", "filter_chains", "per_connection_buffer_limit_bytes",
-        "enable_reuse_port", "listener_filters", "listener_filters_timeout"}},
+        "enable_reuse_port", "listener_filters", "listener_filters_timeout", "drain_type"}},
       {"envoy.config.core.v3.Address", {"socket_address"}},
       {"envoy.config.core.v3.SocketAddress", {"address", "port_value", "ipv4_compat", "protocol"}},
       {"envoy.config.listener.v3.FilterChain", {"filters", "filter_chain_match", "transport_socket"}},
@@ -96,6 +98,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
        {"stat_prefix",
         "codec_type",
         "route_config",
+        "rds",
         "http_filters",
         "access_log",
         "use_remote_address",
