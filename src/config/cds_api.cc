@@ -33,33 +33,31 @@ bool CdsApi::onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& e
     }
     Built b;
     b.bytes = deterministicBytes(proto);
-    auto known = applied_.find(proto.name());
+    auto known = cm_.apiResource(proto.name());
     // Unchanged: it was checked when it came; building it again would only make a second
     // ClusterInfo whose set-up writes the live cluster's gauges.
-    if (known != applied_.end() && known->second.bytes == b.bytes) continue;
+    if (known && known->bytes == b.bytes) continue;
     if (!buildClusterConfig(proto, path, secrets_, store_, b.config, errors)) return false;
     b.proto = std::move(proto);
     built.push_back(std::move(b));
   }
   // Everything checked: apply.
+  const event::SystemTime now = time_.systemTime();
   for (auto& b : built) {
-    const std::string name = b.config.info->name();
+    auto applied = std::make_shared<Applied>();
+    applied->version_info = update.version_info;
+    applied->last_updated = now;
+    applied->bytes = std::move(b.bytes);
+    applied->proto = std::move(b.proto);
+    b.config.api = std::move(applied);
     std::string error;
     if (!cm_.addOrUpdateCluster(std::move(b.config), error)) {
       // Checked above; only a static name could refuse it.
       SLUICE_LOG(err, config, "cds: {}", error);
-      continue;
     }
-    applied_[name] = {std::move(b.proto), std::move(b.bytes), update.version_info,
-                      time_.systemTime()};
   }
-  for (auto it = applied_.begin(); it != applied_.end();) {
-    if (names.count(it->first)) {
-      ++it;
-      continue;
-    }
-    cm_.removeCluster(it->first);
-    it = applied_.erase(it);
+  for (const auto& name : cm_.apiClusterNames()) {
+    if (!names.count(name)) cm_.removeCluster(name);
   }
   version_ = update.version_info;
   SLUICE_LOG(info, config, "cds: version '{}' applied: {} cluster(s)", update.version_info,

@@ -5,7 +5,6 @@
 // first), clusters gone from the set are removed, unchanged ones are left alone. An update
 // with any bad cluster is refused whole and changes nothing.
 
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,14 +31,11 @@ class CdsApi {
   // Checks and applies one update; false with "resources[i]...: message" errors.
   bool onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& errors);
 
-  // What /config_dump shows of a cluster CDS gave.
-  struct Applied {
+  // What CDS gave for a cluster; the cluster manager keeps it with the cluster (active or
+  // warming), so /config_dump shows each where it is.
+  struct Applied : upstream::ApiResource {
     envoy::config::cluster::v3::Cluster proto;
-    std::string bytes;         // deterministic, to tell a change from a repeat
-    std::string version_info;  // of the update that last changed it
-    event::SystemTime last_updated;
   };
-  const std::map<std::string, Applied>& applied() const { return applied_; }
   // The version_info of the last accepted update.
   const std::string& version() const { return version_; }
 
@@ -48,7 +44,6 @@ class CdsApi {
   const SecretMap& secrets_;
   stats::Store& store_;
   event::TimeSource& time_;
-  std::map<std::string, Applied> applied_;  // by cluster name
   std::string version_;
 };
 

@@ -1,4 +1,5 @@
 #include "config/proxy_config.h"
+#include "config/rds_api.h"
 
 #include <google/protobuf/dynamic_message.h>
 #include <google/protobuf/util/json_util.h>
@@ -229,16 +230,48 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
     }
     return factory->createRouteConfig(any, filter_context, path, err);
   };
-  auto table =
-      router::RouteTableImpl::create(proto.route_config(), &error, compile_filter_config);
-  if (!table) {
-    errors.push_back(path + ".route_config." + error);
-    return false;
+  if (proto.has_rds()) {
+    // RDS: the routes come from a subscription, and change under the connection manager.
+    const auto& cs = proto.rds().config_source();
+    const std::string source =
+        cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
+    if (source.empty()) {
+      errors.push_back(path + ".rds.config_source: a path_config_source with a path is required "
+                              "(the only config source supported)");
+      return false;
+    }
+    if (RouteConfigProviders* providers = routeConfigProviders()) {
+      // Route-level filter configs of RDS versions are compiled by their type alone: the
+      // versions outlive this chain's name table.
+      auto compile = [filter_context](const std::string& name, const google::protobuf::Any& any,
+                                      const std::string& p, std::string* err)
+          -> http::RouteSpecificFilterConfigConstSharedPtr {
+        const filters::HttpFilterFactory* factory = filters::findHttpFilterFactory(any.type_url());
+        if (factory == nullptr) {
+          *err = p + ": " + name + " has no per-route config (" + any.type_url() + ")";
+          return nullptr;
+        }
+        return factory->createRouteConfig(any, filter_context, p, err);
+      };
+      cfg->route_table = providers->get(source, proto.rds().route_config_name(),
+                                        cfg->stat_prefix, compile, error);
+      if (!cfg->route_table) {
+        errors.push_back(path + ".rds.config_source: " + error);
+        return false;
+      }
+    }
+  } else {
+    auto table =
+        router::RouteTableImpl::create(proto.route_config(), &error, compile_filter_config);
+    if (!table) {
+      errors.push_back(path + ".route_config." + error);
+      return false;
+    }
+    if (!validateRouteClusters(proto.route_config(), path + ".route_config", clusters, errors)) {
+      return false;
+    }
+    cfg->route_table = table;
   }
-  if (!validateRouteClusters(proto.route_config(), path + ".route_config", clusters, errors)) {
-    return false;
-  }
-  cfg->route_table = table;
   if (!proto.server_name().empty()) cfg->server_name = proto.server_name();
   switch (proto.server_header_transformation()) {
     case hcm_v3::HttpConnectionManager::APPEND_IF_ABSENT:
@@ -842,9 +875,128 @@ std::string statAddress(const network::Address& address) {
   return s;
 }
 
+bool buildListenerConfig(const envoy::config::listener::v3::Listener& l, const std::string& lp,
+                         const SecretMap& secrets, const std::set<std::string>& cluster_names,
+                         stats::Store& store, access_log::FileSinkManager& sinks,
+                         ListenerConfig& lc, std::vector<std::string>& errors) {
+  lc.name = l.name().empty() ? lp : l.name();
+  lc.address = socketAddress(l.address(), lp + ".address", errors);
+  if (!lc.address) return false;
+  if (l.has_enable_reuse_port()) lc.reuse_port = l.enable_reuse_port().value();
+  for (int k = 0; k < l.listener_filters_size(); ++k) {
+    // The supported ones (the unsupported-field check refuses the others), by type or,
+    // without a typed_config, by name.
+    const auto& lf = l.listener_filters(k);
+    const std::string_view type = lf.typed_config().type_url();
+    auto is = [&](std::string_view name, std::string_view full_type) {
+      return lf.has_typed_config() ? type.substr(type.rfind('/') + 1) == full_type
+                                   : lf.name() == name;
+    };
+    if (is("envoy.filters.listener.tls_inspector",
+           "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")) {
+      lc.tls_inspector = true;
+    } else if (is("envoy.filters.listener.http_inspector",
+                  "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector")) {
+      lc.http_inspector = true;
+    } else if (is("envoy.filters.listener.proxy_protocol",
+                  "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol")) {
+      ListenerConfig::ProxyProtocol pp;
+      // No C++ is generated for this message: read its one supported field by reflection.
+      const auto* desc = envoyApiPool().FindMessageTypeByName(
+          "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol");
+      google::protobuf::DynamicMessageFactory factory(&envoyApiPool());
+      std::unique_ptr<google::protobuf::Message> msg(factory.GetPrototype(desc)->New());
+      if (lf.has_typed_config() && !msg->ParseFromString(lf.typed_config().value())) {
+        errors.push_back(lp + ".listener_filters[" + std::to_string(k) +
+                         "].typed_config: cannot be parsed");
+        return false;
+      }
+      pp.allow_requests_without_proxy_protocol = msg->GetReflection()->GetBool(
+          *msg, desc->FindFieldByName("allow_requests_without_proxy_protocol"));
+      lc.proxy_protocol = pp;
+    }
+  }
+  if (l.has_listener_filters_timeout()) {
+    lc.listener_filters_timeout = toMs(l.listener_filters_timeout());
+  }
+  if (l.has_per_connection_buffer_limit_bytes()) {
+    lc.buffer_limit = l.per_connection_buffer_limit_bytes().value();
+  }
+  for (int j = 0; j < l.filter_chains_size(); ++j) {
+    const auto& fc = l.filter_chains(j);
+    const std::string fp = lp + ".filter_chains[" + std::to_string(j) + "]";
+    FilterChainConfig chain;
+    if (fc.filter_chain_match().has_destination_port()) {
+      chain.destination_port = fc.filter_chain_match().destination_port().value();
+    }
+    const auto& m = fc.filter_chain_match();
+    chain.server_names.assign(m.server_names().begin(), m.server_names().end());
+    chain.transport_protocol = m.transport_protocol();
+    chain.application_protocols.assign(m.application_protocols().begin(),
+                                       m.application_protocols().end());
+    if (!lc.tls_inspector && (!chain.server_names.empty() || chain.transport_protocol == "tls" ||
+                              (!chain.application_protocols.empty() && !lc.http_inspector))) {
+      errors.push_back(fp + ".filter_chain_match: server_names, transport_protocol 'tls' and "
+                            "application_protocols need the envoy.filters.listener.tls_inspector "
+                            "listener filter (application_protocols: or http_inspector)");
+      return false;
+    }
+    if (fc.has_transport_socket()) {
+      chain.transport_socket = buildTransportSocketFactory(
+          fc.transport_socket(), true, secrets, store, "", fp + ".transport_socket", errors);
+      if (!chain.transport_socket) return false;
+    }
+    for (int k = 0; k < fc.filters_size(); ++k) {
+      const std::string kp = fp + ".filters[" + std::to_string(k) + "]";
+      if (chain.hcm || chain.tcp_proxy) {
+        errors.push_back(kp + ": the HTTP connection manager or the TCP proxy is a chain's "
+                              "last (and only) network filter");
+        return false;
+      }
+      envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy tcp;
+      if (fc.filters(k).typed_config().UnpackTo(&tcp)) {
+        if (!buildTcpProxy(tcp, kp + ".typed_config", store, sinks,
+                           chain.tcp_proxy, errors)) {
+          return false;
+        }
+        continue;
+      }
+      hcm_v3::HttpConnectionManager hcm;
+      if (!fc.filters(k).typed_config().UnpackTo(&hcm)) {
+        errors.push_back(kp + ": not an HttpConnectionManager or a TcpProxy");
+        return false;
+      }
+      if (!buildHcm(hcm, kp + ".typed_config", cluster_names, store, sinks, chain.hcm, errors)) {
+        return false;
+      }
+    }
+    if (!chain.hcm && !chain.tcp_proxy) {
+      errors.push_back(fp + ".filters: a filter chain needs envoy.filters.network.http_connection_manager "
+                            "or envoy.filters.network.tcp_proxy");
+      return false;
+    }
+    lc.chains.push_back(std::move(chain));
+  }
+  if (lc.chains.empty()) {
+    errors.push_back(lp + ".filter_chains: at least one filter chain is required");
+    return false;
+  }
+  return true;
+}
+
 namespace {
 
-// dynamic_resources: CDS from a file or over ADS; the ADS stream's cluster and node.
+// A path config source's file.
+bool sourcePath(const envoy::config::core::v3::ConfigSource& cs, const std::string& path,
+                std::string& out_path, std::vector<std::string>& errors) {
+  out_path = cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
+  if (!out_path.empty()) return true;
+  errors.push_back(path + ": a path_config_source with a path (or ads, for CDS) is required "
+                          "(the config sources supported)");
+  return false;
+}
+
+// dynamic_resources: CDS from a file or over ADS, LDS from a file; the ADS stream's cluster and node.
 bool buildDynamicResources(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
                            ProxyConfig& out, std::vector<std::string>& errors) {
   const auto& dr = bootstrap.dynamic_resources();
@@ -899,13 +1051,17 @@ bool buildDynamicResources(const envoy::config::bootstrap::v3::Bootstrap& bootst
         out.cds_initial_fetch_timeout = std::chrono::milliseconds(
             cs.initial_fetch_timeout().seconds() * 1000 + cs.initial_fetch_timeout().nanos() / 1000000);
       }
-      return true;
+    } else if (!sourcePath(cs, "dynamic_resources.cds_config", out.cds_path, errors)) {
+      return false;
     }
-    out.cds_path = cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
-    if (out.cds_path.empty()) {
-      errors.push_back(
-          "dynamic_resources.cds_config: a path_config_source with a path, or ads, is required "
-          "(the config sources supported)");
+  }
+  if (dr.has_lds_config()) {
+    if (dr.lds_config().has_ads()) {
+      errors.push_back("dynamic_resources.lds_config.ads: listeners over ADS are not supported "
+                       "yet (a path_config_source is)");
+      return false;
+    }
+    if (!sourcePath(dr.lds_config(), "dynamic_resources.lds_config", out.lds_path, errors)) {
       return false;
     }
   }
@@ -938,109 +1094,9 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
     out.clusters.push_back(std::move(c));
   }
   for (int i = 0; i < sr.listeners_size(); ++i) {
-    const auto& l = sr.listeners(i);
-    const std::string lp = "static_resources.listeners[" + std::to_string(i) + "]";
     ListenerConfig lc;
-    lc.name = l.name().empty() ? lp : l.name();
-    lc.address = socketAddress(l.address(), lp + ".address", errors);
-    if (!lc.address) return false;
-    if (l.has_enable_reuse_port()) lc.reuse_port = l.enable_reuse_port().value();
-    for (int k = 0; k < l.listener_filters_size(); ++k) {
-      // The supported ones (the unsupported-field check refuses the others), by type or,
-      // without a typed_config, by name.
-      const auto& lf = l.listener_filters(k);
-      const std::string_view type = lf.typed_config().type_url();
-      auto is = [&](std::string_view name, std::string_view full_type) {
-        return lf.has_typed_config() ? type.substr(type.rfind('/') + 1) == full_type
-                                     : lf.name() == name;
-      };
-      if (is("envoy.filters.listener.tls_inspector",
-             "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector")) {
-        lc.tls_inspector = true;
-      } else if (is("envoy.filters.listener.http_inspector",
-                    "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector")) {
-        lc.http_inspector = true;
-      } else if (is("envoy.filters.listener.proxy_protocol",
-                    "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol")) {
-        ListenerConfig::ProxyProtocol pp;
-        // No C++ is generated for this message: read its one supported field by reflection.
-        const auto* desc = envoyApiPool().FindMessageTypeByName(
-            "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol");
-        google::protobuf::DynamicMessageFactory factory(&envoyApiPool());
-        std::unique_ptr<google::protobuf::Message> msg(factory.GetPrototype(desc)->New());
-        if (lf.has_typed_config() && !msg->ParseFromString(lf.typed_config().value())) {
-          errors.push_back(lp + ".listener_filters[" + std::to_string(k) +
-                           "].typed_config: cannot be parsed");
-          return false;
-        }
-        pp.allow_requests_without_proxy_protocol = msg->GetReflection()->GetBool(
-            *msg, desc->FindFieldByName("allow_requests_without_proxy_protocol"));
-        lc.proxy_protocol = pp;
-      }
-    }
-    if (l.has_listener_filters_timeout()) {
-      lc.listener_filters_timeout = toMs(l.listener_filters_timeout());
-    }
-    if (l.has_per_connection_buffer_limit_bytes()) {
-      lc.buffer_limit = l.per_connection_buffer_limit_bytes().value();
-    }
-    for (int j = 0; j < l.filter_chains_size(); ++j) {
-      const auto& fc = l.filter_chains(j);
-      const std::string fp = lp + ".filter_chains[" + std::to_string(j) + "]";
-      FilterChainConfig chain;
-      if (fc.filter_chain_match().has_destination_port()) {
-        chain.destination_port = fc.filter_chain_match().destination_port().value();
-      }
-      const auto& m = fc.filter_chain_match();
-      chain.server_names.assign(m.server_names().begin(), m.server_names().end());
-      chain.transport_protocol = m.transport_protocol();
-      chain.application_protocols.assign(m.application_protocols().begin(),
-                                         m.application_protocols().end());
-      if (!lc.tls_inspector && (!chain.server_names.empty() || chain.transport_protocol == "tls" ||
-                                (!chain.application_protocols.empty() && !lc.http_inspector))) {
-        errors.push_back(fp + ".filter_chain_match: server_names, transport_protocol 'tls' and "
-                              "application_protocols need the envoy.filters.listener.tls_inspector "
-                              "listener filter (application_protocols: or http_inspector)");
-        return false;
-      }
-      if (fc.has_transport_socket()) {
-        chain.transport_socket = buildTransportSocketFactory(
-            fc.transport_socket(), true, secrets, store, "", fp + ".transport_socket", errors);
-        if (!chain.transport_socket) return false;
-      }
-      for (int k = 0; k < fc.filters_size(); ++k) {
-        const std::string kp = fp + ".filters[" + std::to_string(k) + "]";
-        if (chain.hcm || chain.tcp_proxy) {
-          errors.push_back(kp + ": the HTTP connection manager or the TCP proxy is a chain's "
-                                "last (and only) network filter");
-          return false;
-        }
-        envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy tcp;
-        if (fc.filters(k).typed_config().UnpackTo(&tcp)) {
-          if (!buildTcpProxy(tcp, kp + ".typed_config", store, sinks,
-                             chain.tcp_proxy, errors)) {
-            return false;
-          }
-          continue;
-        }
-        hcm_v3::HttpConnectionManager hcm;
-        if (!fc.filters(k).typed_config().UnpackTo(&hcm)) {
-          errors.push_back(kp + ": not an HttpConnectionManager or a TcpProxy");
-          return false;
-        }
-        if (!buildHcm(hcm, kp + ".typed_config", cluster_names, store, sinks, chain.hcm, errors)) {
-          return false;
-        }
-      }
-      if (!chain.hcm && !chain.tcp_proxy) {
-        errors.push_back(fp + ".filters: a filter chain needs envoy.filters.network.http_connection_manager "
-                              "or envoy.filters.network.tcp_proxy");
-        return false;
-      }
-      lc.chains.push_back(std::move(chain));
-    }
-    if (lc.chains.empty()) {
-      errors.push_back(lp + ".filter_chains: at least one filter chain is required");
+    if (!buildListenerConfig(sr.listeners(i), "static_resources.listeners[" + std::to_string(i) + "]",
+                             secrets, cluster_names, store, sinks, lc, errors)) {
       return false;
     }
     out.listeners.push_back(std::move(lc));

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,8 @@ struct ProxyConfig {
   std::chrono::milliseconds cds_initial_fetch_timeout{15000};
   // dynamic_resources.ads_config, if any.
   std::optional<AdsConfig> ads;
+  // dynamic_resources.lds_config's file, if any.
+  std::string lds_path;
 };
 
 // Builds the runtime config; false with errors ("path: message").
@@ -98,6 +101,13 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
 bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
                         const SecretMap& secrets, stats::Store& store,
                         upstream::ClusterConfig& out, std::vector<std::string>& errors);
+
+// One listener (from the bootstrap or LDS); `path` prefixes errors. Routes inline in a
+// connection manager must name clusters of `cluster_names` (Envoy's validate_clusters).
+bool buildListenerConfig(const envoy::config::listener::v3::Listener& proto, const std::string& path,
+                         const SecretMap& secrets, const std::set<std::string>& cluster_names,
+                         stats::Store& store, access_log::FileSinkManager& sinks,
+                         ListenerConfig& out, std::vector<std::string>& errors);
 
 // "127.0.0.1_10000", the form Envoy's listener stats use.
 std::string statAddress(const network::Address& address);

@@ -39,9 +39,10 @@ const std::vector<SupportedMessage>& supportedMessages() {
       // Bootstrap.
       {"envoy.config.bootstrap.v3.Bootstrap",
        {"node", "static_resources", "dynamic_resources", "admin"}},
-      // Dynamic config: CDS from a watched file (a DiscoveryResponse), as Envoy reads one, or
-      // over ADS (state of the world, gRPC to a static HTTP/2 cluster).
-      {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources", {"cds_config", "ads_config"}},
+      // Dynamic config: CDS and LDS from watched files (a DiscoveryResponse), as Envoy reads
+      // one; CDS also over ADS (state of the world, gRPC to a static HTTP/2 cluster).
+      {"envoy.config.bootstrap.v3.Bootstrap.DynamicResources",
+       {"cds_config", "lds_config", "ads_config"}},
       {"envoy.config.core.v3.ConfigSource",
        {"path", "path_config_source", "ads", "initial_fetch_timeout", "resource_api_version"}},
       {"envoy.config.core.v3.PathConfigSource", {"path"}},
@@ -50,6 +51,8 @@ const std::vector<SupportedMessage>& supportedMessages() {
        {"api_type", "transport_api_version", "grpc_services", "set_node_on_first_message_only"}},
       {"envoy.config.core.v3.GrpcService", {"envoy_grpc"}},
       {"envoy.config.core.v3.GrpcService.EnvoyGrpc", {"cluster_name"}},
+      {"envoy.extensions.filters.network.http_connection_manager.v3.Rds",
+       {"config_source", "route_config_name"}},
       {"envoy.config.core.v3.Node", {"id", "cluster", "metadata", "locality", "user_agent_name"}},
       {"envoy.config.core.v3.Locality", {kAllFields}},
       {"envoy.config.bootstrap.v3.Bootstrap.StaticResources", {"listeners", "clusters", "secrets"}},
@@ -89,7 +92,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
       // Listeners.
       {"envoy.config.listener.v3.Listener",
        {"name", "address", "filter_chains", "per_connection_buffer_limit_bytes",
-        "enable_reuse_port", "listener_filters", "listener_filters_timeout"}},
+        "enable_reuse_port", "listener_filters", "listener_filters_timeout", "drain_type"}},
       {"envoy.config.core.v3.Address", {"socket_address"}},
       {"envoy.config.core.v3.SocketAddress", {"address", "port_value", "ipv4_compat", "protocol"}},
       {"envoy.config.listener.v3.FilterChain", {"filters", "filter_chain_match", "transport_socket"}},
@@ -113,6 +116,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
        {"stat_prefix",
         "codec_type",
         "route_config",
+        "rds",
         "http_filters",
         "access_log",
         "use_remote_address",

@@ -1295,17 +1295,20 @@ void ConnectionManagerImpl::createCodec(std::string_view protocol) {
 void ConnectionManagerImpl::checkForDeferredClose() {
   if (closed_ || !streams_.empty()) return;
   // HTTP/2: one stream's "close" is that stream's end, not the connection's.
-  if ((close_after_stream_ && !http2_) || draining_) {
+  // A soft drain (a listener update) closes an HTTP/1 connection only after a response that
+  // said so: one that began before the drain did not, and its client may already reuse it.
+  if ((close_after_stream_ && !http2_) || (draining_ && (http2_ || drain_close_idle_))) {
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
     return;
   }
   if (idle_timer_) idle_timer_->enableTimer(config_->idle_timeout);
 }
 
-void ConnectionManagerImpl::startDrain() {
+void ConnectionManagerImpl::startDrain(bool close_idle) {
   draining_ = true;
+  drain_close_idle_ = drain_close_idle_ || close_idle;
   if (http2_) codec_->goAway();
-  if (streams_.empty()) {
+  if (streams_.empty() && close_idle) {
     stats_.downstream_cx_drain_close.inc();
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
   }

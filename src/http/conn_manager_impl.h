@@ -36,9 +36,10 @@ class ConnectionManagerImpl : public network::ReadFilter,
   // ServerConnectionCallbacks
   RequestDecoder& newStream(ResponseEncoder& encoder) override;
 
-  // Graceful drain: the next response carries "connection: close"; an idle connection
-  // closes now.
-  void startDrain();
+  // Graceful drain: the next response carries "connection: close" (HTTP/2: GOAWAY now); an
+  // idle connection closes now, or with `close_idle` false waits for its next response (a
+  // listener update: closing an idle keep-alive connection races a request being sent).
+  void startDrain(bool close_idle = true);
   size_t activeStreams() const { return streams_.size(); }
 
  private:
@@ -64,6 +65,7 @@ class ConnectionManagerImpl : public network::ReadFilter,
   event::MonotonicTime connected_at_;
   bool draining_{false};
   uint64_t requests_{0};  // streams begun, for max_requests_per_connection
+  bool drain_close_idle_{false};  // a hard drain (shutdown): close as soon as idle
   bool close_after_stream_{false};  // a response carried "connection: close"
   bool closed_{false};
   bool http2_{false};

@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <nlohmann/json.hpp>
 #include <google/protobuf/util/json_util.h>
@@ -17,10 +18,12 @@
 #include "config/grpc_mux.h"
 #include "config/filesystem_subscription.h"
 #include "config/proxy_config.h"
+#include "config/rds_api.h"
 #include "event/dispatcher_impl.h"
 #include "event/real_time_system.h"
 #include "event/watchdog.h"
 #include "network/io_socket.h"
+#include "server/listener_manager.h"
 #include "server/worker.h"
 #include "stats/render.h"
 #include "stats/stats.h"
@@ -65,10 +68,10 @@ class Server {
     if (!config::loadBootstrap(source, bootstrap, errors)) return reportErrors(errors);
     if (!options_.service_cluster.empty()) bootstrap.mutable_node()->set_cluster(options_.service_cluster);
     if (!options_.service_node.empty()) bootstrap.mutable_node()->set_id(options_.service_node);
-    if (!config::buildProxyConfig(bootstrap, store_, sinks_, proxy_, errors)) {
-      return reportErrors(errors);
-    }
     if (options_.mode == "validate") {
+      if (!config::buildProxyConfig(bootstrap, store_, sinks_, proxy_, errors)) {
+        return reportErrors(errors);
+      }
       std::printf("configuration '%s' OK\n", options_.config_path.c_str());
       return 0;
     }
@@ -86,42 +89,21 @@ class Server {
     return 1;
   }
 
-  bool bindListeners() {
-    for (const auto& l : proxy_.listeners) {
-      ListenerSockets ls;
-      ls.config = &l;
-      const unsigned n = l.reuse_port ? options_.concurrency : 1;
-      network::AddressConstSharedPtr addr = l.address;
-      for (unsigned i = 0; i < n; ++i) {
-        std::string error;
-        network::SocketFd s = network::createListenSocket(*addr, l.reuse_port, 1024, &error);
-        if (!s.isOpen()) {
-          SLUICE_LOG(critical, main, "listener '{}': {}", l.name, error);
-          return false;
-        }
-        if (i == 0) {
-          // Port 0: the kernel picked one; the other workers' sockets share it.
-          addr = network::localAddress(s.fd());
-          ls.bound = addr;
-        }
-        ls.sockets.push_back(std::move(s));
-      }
-      for (const auto& chain : l.chains) {
-        if (chain.transport_socket) {
-          chain.transport_socket->initializeStats(
-              store_, "listener." + config::statAddress(*ls.bound) + ".");
-        }
-      }
-      SLUICE_LOG(info, main, "listener '{}' listening on {}", l.name, ls.bound->asString());
-      sockets_.push_back(std::move(ls));
-    }
-    return true;
-  }
-
   int serve() {
     start_time_ = time_.systemTime();
     event::DispatcherImpl main("main_thread", time_);
     main_ = &main;
+    // RDS subscriptions start as the connection managers that name them are built.
+    config::RouteConfigProviders rds(main, store_);
+    rds_ = &rds;
+    config::setRouteConfigProviders(&rds);
+    {
+      std::vector<std::string> errors;
+      if (!config::buildProxyConfig(bootstrap_, store_, sinks_, proxy_, errors)) {
+        config::setRouteConfigProviders(nullptr);
+        return reportErrors(errors);
+      }
+    }
     upstream::DnsResolver dns;
     upstream::ClusterManager cm(main, dns, store_);
     cm_ = &cm;
@@ -129,14 +111,16 @@ class Server {
     // CDS from a file: its first version is read now, so its clusters are among those the
     // listeners wait for. Over ADS: the listeners wait for its first version (or its
     // initial_fetch_timeout) and for the clusters it brings to warm.
+    {
+      std::vector<std::string> errors;  // checked when the config was built
+      config::indexSecrets(bootstrap_.static_resources().secrets(), secrets_, errors);
+    }
     std::unique_ptr<config::CdsApi> cds;
     std::unique_ptr<config::FilesystemSubscription> cds_subscription;
     // The ADS stream runs on the main thread, through its own view of the clusters.
     upstream::ThreadLocalClusterManager main_tlcm(main);
     std::unique_ptr<config::GrpcMux> ads;
     if (!proxy_.cds_path.empty() || proxy_.cds_ads) {
-      std::vector<std::string> errors;
-      config::indexSecrets(bootstrap_.static_resources().secrets(), secrets_, errors);
       cds = std::make_unique<config::CdsApi>(cm, secrets_, store_, time_);
       cds_ = cds.get();
     }
@@ -162,7 +146,42 @@ class Server {
                        proxy_.cds_initial_fetch_timeout, [&cm] { cm.releaseInit(); });
       }
     }
-    if (!bindListeners()) return 1;
+    // Listeners: the bootstrap's, then LDS's first version (read now, so that its
+    // listeners open with the others).
+    ListenerManager lm(main, store_, sinks_, secrets_, options_.concurrency,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(options_.drain_time),
+                       [&cm] {
+                         std::set<std::string> names;
+                         for (const auto& c : cm.clusters()) names.insert(c.info->name());
+                         for (const auto& c : cm.warmingClusters()) names.insert(c.info->name());
+                         return names;
+                       });
+    lm_ = &lm;
+    for (size_t i = 0; i < proxy_.listeners.size(); ++i) {
+      std::string error;
+      const std::string name = proxy_.listeners[i].name;
+      if (!lm.addStaticListener(std::move(proxy_.listeners[i]),
+                                bootstrap_.static_resources().listeners(static_cast<int>(i)),
+                                error)) {
+        SLUICE_LOG(critical, main, "listener '{}': {}", name, error);
+        return 1;
+      }
+    }
+    std::unique_ptr<config::FilesystemSubscription> lds_subscription;
+    if (!proxy_.lds_path.empty()) {
+      lds_ = true;
+      lds_subscription = std::make_unique<config::FilesystemSubscription>(
+          main, proxy_.lds_path, std::string(config::kListenerType), store_,
+          "listener_manager.lds.",
+          [&lm](config::DiscoveryUpdate& u, std::vector<std::string>& errors) {
+            return lm.onConfigUpdate(u, errors);
+          });
+      std::string error;
+      if (!lds_subscription->start(error)) {
+        SLUICE_LOG(critical, main, "dynamic_resources.lds_config: {}", error);
+        return 1;
+      }
+    }
 
     stats::ThreadSlot::registerCurrentThread();
     store_.gauge("server.concurrency").set(options_.concurrency);
@@ -213,13 +232,10 @@ class Server {
 
     // Listeners open for traffic once every cluster has its first hosts (DNS).
     cm.start([this] {
-      for (size_t i = 0; i < workers_.size(); ++i) {
-        for (auto& ls : sockets_) {
-          const auto& sock = ls.sockets.size() > 1 ? ls.sockets[i] : ls.sockets[0];
-          workers_[i]->addListener(*ls.config, sock, ls.bound);
-        }
-        workers_[i]->start();
-      }
+      std::vector<Worker*> workers;
+      for (auto& w : workers_) workers.push_back(w.get());
+      lm_->startWorkers(workers);
+      for (auto& w : workers_) w->start();
       if (!exiting_) {
         state_ = 0;
         store_.gauge("server.state").set(0);
@@ -239,6 +255,10 @@ class Server {
     for (auto& w : workers_) watchdog.unwatch(w->dispatcher());
     ads.reset();
     cm.unregisterWorkers();
+    lds_subscription.reset();
+    lm_ = nullptr;
+    config::setRouteConfigProviders(nullptr);
+    rds_ = nullptr;
     cds_subscription.reset();
     cds_ = nullptr;
     workers_.clear();
@@ -280,21 +300,8 @@ class Server {
     drain_timer_->enableTimer(std::chrono::milliseconds(20));
   }
 
-  // Workers stop watching the listen sockets; then the sockets close, so that new
-  // connections are refused rather than queued.
   void stopListeners(bool drain) {
-    auto remaining = std::make_shared<size_t>(workers_.size());
-    auto close_sockets = [this] {
-      for (auto& ls : sockets_) {
-        for (auto& sock : ls.sockets) sock.close();
-      }
-    };
-    if (workers_.empty()) close_sockets();
-    for (auto& w : workers_) {
-      w->stopListeners(drain, *main_, [remaining, close_sockets] {
-        if (--*remaining == 0) close_sockets();
-      });
-    }
+    if (lm_) lm_->stopListeners(drain);
   }
 
   void registerAdminHandlers();
@@ -305,7 +312,9 @@ class Server {
   access_log::FileSinkManager sinks_;
   config::ProxyConfig proxy_;
   envoy::config::bootstrap::v3::Bootstrap bootstrap_;
-  std::vector<ListenerSockets> sockets_;
+  ListenerManager* lm_{nullptr};
+  config::RouteConfigProviders* rds_{nullptr};
+  bool lds_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   event::Dispatcher* main_{nullptr};
   upstream::ClusterManager* cm_{nullptr};
@@ -459,19 +468,19 @@ void Server::registerAdminHandlers() {
                       auto fmt = r.query.find("format");
                       if (fmt != r.query.end() && fmt->second == "json") {
                         nlohmann::json arr = nlohmann::json::array();
-                        for (const auto& ls : sockets_) {
-                          arr.push_back({{"name", ls.config->name},
+                        for (const auto& l : lm_->active()) {
+                          arr.push_back({{"name", l.name},
                                          {"local_address",
                                           {{"socket_address",
-                                            {{"address", ls.bound->ip()},
-                                             {"port_value", ls.bound->port()}}}}}});
+                                            {{"address", l.sockets->bound->ip()},
+                                             {"port_value", l.sockets->bound->port()}}}}}});
                         }
                         h.set(http::headers::kContentType, "application/json");
                         body = nlohmann::json{{"listener_statuses", arr}}.dump(2) + "\n";
                         return 200;
                       }
-                      for (const auto& ls : sockets_) {
-                        body += ls.config->name + "::" + ls.bound->asString() + "\n";
+                      for (const auto& l : lm_->active()) {
+                        body += l.name + "::" + l.sockets->bound->asString() + "\n";
                       }
                       return 200;
                     });
@@ -494,16 +503,21 @@ void Server::registerAdminHandlers() {
                       }
                       if (cds_) {
                         clusters["version_info"] = cds_->version();
-                        std::set<std::string> warming;
-                        for (const auto& v : cm_->warmingClusters()) warming.insert(v.info->name());
-                        for (const auto& [name, a] : cds_->applied()) {
-                          nlohmann::json cj = nlohmann::json::parse(messageToJson(a.proto));
+                        // The cluster manager holds each API cluster's definition where it
+                        // is: a changed cluster shows its new version warming, the old active.
+                        auto add = [&clusters](const char* key,
+                                               const upstream::ClusterManager::ClusterView& v) {
+                          const auto* a = dynamic_cast<const config::CdsApi::Applied*>(v.api.get());
+                          if (!a) return;
+                          nlohmann::json cj = nlohmann::json::parse(messageToJson(a->proto));
                           cj["@type"] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-                          clusters[warming.count(name) ? "dynamic_warming_clusters"
-                                                       : "dynamic_active_clusters"]
-                              .push_back({{"version_info", a.version_info},
-                                          {"cluster", cj},
-                                          {"last_updated", rfc3339(a.last_updated)}});
+                          clusters[key].push_back({{"version_info", a->version_info},
+                                                   {"cluster", cj},
+                                                   {"last_updated", rfc3339(a->last_updated)}});
+                        };
+                        for (const auto& v : cm_->clusters()) add("dynamic_active_clusters", v);
+                        for (const auto& v : cm_->warmingClusters()) {
+                          add("dynamic_warming_clusters", v);
                         }
                       }
                       configs.push_back(clusters);
@@ -515,7 +529,47 @@ void Server::registerAdminHandlers() {
                         lj["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener";
                         listeners["static_listeners"].push_back({{"listener", lj}, {"last_updated", updated}});
                       }
+                      if (lds_) {
+                        // One entry per name: its active version and the old ones draining.
+                        listeners["version_info"] = lm_->version();
+                        std::map<std::string, nlohmann::json> dynamic;
+                        auto state = [](const ListenerManager::Listener& l) {
+                          nlohmann::json lj = nlohmann::json::parse(messageToJson(l.proto));
+                          lj["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener";
+                          return nlohmann::json{{"version_info", l.version_info},
+                                                {"listener", lj},
+                                                {"last_updated", rfc3339(l.last_updated)}};
+                        };
+                        for (const auto& l : lm_->active()) {
+                          if (l.is_static) continue;
+                          dynamic[l.name]["name"] = l.name;
+                          dynamic[l.name]["active_state"] = state(l);
+                        }
+                        for (const auto* l : lm_->draining()) {
+                          if (l->is_static) continue;
+                          dynamic[l->name]["name"] = l->name;
+                          dynamic[l->name]["draining_state"] = state(*l);
+                        }
+                        listeners["dynamic_listeners"] = nlohmann::json::array();
+                        for (auto& [_, j] : dynamic) listeners["dynamic_listeners"].push_back(j);
+                      }
                       configs.push_back(listeners);
+                      if (rds_ && !rds_->all().empty()) {
+                        nlohmann::json routes;
+                        routes["@type"] = "type.googleapis.com/envoy.admin.v3.RoutesConfigDump";
+                        routes["dynamic_route_configs"] = nlohmann::json::array();
+                        for (const auto& [_, api] : rds_->all()) {
+                          if (!api->loaded()) continue;
+                          nlohmann::json rj = nlohmann::json::parse(messageToJson(api->proto()));
+                          rj["@type"] =
+                              "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
+                          routes["dynamic_route_configs"].push_back(
+                              {{"version_info", api->versionInfo()},
+                               {"route_config", rj},
+                               {"last_updated", rfc3339(api->lastUpdated())}});
+                        }
+                        configs.push_back(routes);
+                      }
                       h.set(http::headers::kContentType, "application/json");
                       body = nlohmann::json{{"configs", configs}}.dump(2) + "\n";
                       return 200;

@@ -18,10 +18,13 @@
 namespace sluice::server {
 
 struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
-  ActiveListener(ConnectionHandler& h, const config::ListenerConfig& c,
-                 const network::SocketFd& socket, network::AddressConstSharedPtr b)
+  ActiveListener(ConnectionHandler& h, uint64_t t, ListenerConfigConstSharedPtr c,
+                 ListenSocketsSharedPtr s, const network::SocketFd& socket,
+                 network::AddressConstSharedPtr b)
       : handler(h),
-        config(c),
+        tag(t),
+        config(std::move(c)),
+        sockets(std::move(s)),
         // A listener on one address gives every connection that local address: one shared
         // object rather than a getsockname() and an Address per connection.
         bound(b->isAnyAddress() ? nullptr : b),
@@ -30,19 +33,9 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
         cx_destroy(h.store_.counter(prefix + "downstream_cx_destroy")),
         cx_active(h.store_.gauge(prefix + "downstream_cx_active")),
         no_filter_chain(h.store_.counter(prefix + "no_filter_chain_match")),
-        pre_cx_timeout(c.hasListenerFilters()
+        pre_cx_timeout(config->hasListenerFilters()
                            ? &h.store_.counter(prefix + "downstream_pre_cx_timeout")
                            : nullptr) {
-    if (c.proxy_protocol) {
-      // Envoy's names, rooted at proxy_proto.
-      pp_not_found_allowed = &h.store_.counter("proxy_proto.not_found_allowed");
-      pp_not_found_disallowed = &h.store_.counter("proxy_proto.not_found_disallowed");
-      for (int v = 0; v < 2; ++v) {
-        const std::string vp = "proxy_proto.versions.v" + std::to_string(v + 1) + ".";
-        pp_found[v] = &h.store_.counter(vp + "found");
-        pp_error[v] = &h.store_.counter(vp + "error");
-      }
-    }
     network::ListenerConfig lc;
     lc.accept_errors = &h.store_.counter(prefix + "downstream_cx_overflow");
     listener = std::make_unique<network::TcpListenerImpl>(h.dispatcher_, socket, *this, lc);
@@ -50,15 +43,33 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
   void onAccept(network::SocketFd&& socket) override { handler.onAccept(*this, std::move(socket)); }
 
   ConnectionHandler& handler;
-  const config::ListenerConfig& config;
+  const uint64_t tag;  // 0: not the listener manager's (admin)
+  // The config new connections take; replaced by a listener update.
+  ListenerConfigConstSharedPtr config;
+  ListenSocketsSharedPtr sockets;  // kept while accepting
+  size_t connections{0};           // open and pending, which refer to this listener's stats
+  bool removed{false};
   const network::AddressConstSharedPtr bound;  // null for a wildcard address
   const std::string prefix;
   stats::Counter& cx_total;
   stats::Counter& cx_destroy;
   stats::Gauge& cx_active;
   stats::Counter& no_filter_chain;
-  stats::Counter* pre_cx_timeout;  // with a listener filter only
-  stats::Counter* pp_not_found_allowed{nullptr};  // with proxy_protocol only
+  // With proxy_protocol: Envoy's names, rooted at proxy_proto. Looked up when first needed
+  // (a listener update may add the filter).
+  void initProxyProtoStats() {
+    if (pp_not_found_allowed) return;
+    pp_not_found_allowed = &handler.store_.counter("proxy_proto.not_found_allowed");
+    pp_not_found_disallowed = &handler.store_.counter("proxy_proto.not_found_disallowed");
+    for (int v = 0; v < 2; ++v) {
+      const std::string vp = "proxy_proto.versions.v" + std::to_string(v + 1) + ".";
+      pp_found[v] = &handler.store_.counter(vp + "found");
+      pp_error[v] = &handler.store_.counter(vp + "error");
+    }
+  }
+
+  stats::Counter* pre_cx_timeout;  // with a listener filter (or looked up when one comes)
+  stats::Counter* pp_not_found_allowed{nullptr};
   stats::Counter* pp_not_found_disallowed{nullptr};
   stats::Counter* pp_found[2]{};
   stats::Counter* pp_error[2]{};
@@ -67,13 +78,14 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
 
 struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks {
   ActiveConnection(ConnectionHandler& h, ActiveListener& l, network::ConnectionPtr c)
-      : handler(h), listener(l), connection(std::move(c)) {}
+      : handler(h), listener(l), config(l.config), connection(std::move(c)) {}
   void onEvent(network::ConnectionEvent event) override {
     if (event == network::ConnectionEvent::Connected) return;
     handler.removeConnection(*this);
   }
   ConnectionHandler& handler;
   ActiveListener& listener;
+  ListenerConfigConstSharedPtr config;  // the generation it was accepted under
   network::ConnectionPtr connection;
   std::shared_ptr<http::ConnectionManagerImpl> hcm;  // null for a TCP proxy chain
 };
@@ -107,29 +119,112 @@ ConnectionHandler::~ConnectionHandler() { closeConnections(); }
 void ConnectionHandler::addListener(const config::ListenerConfig& config,
                                     const network::SocketFd& socket,
                                     network::AddressConstSharedPtr bound) {
-  listeners_.push_back(std::make_unique<ActiveListener>(*this, config, socket, std::move(bound)));
+  // Not owned: a shared_ptr that deletes nothing.
+  listeners_.push_back(std::make_unique<ActiveListener>(
+      *this, 0, ListenerConfigConstSharedPtr(&config, [](const config::ListenerConfig*) {}),
+      nullptr, socket, std::move(bound)));
+}
+
+void ConnectionHandler::addListener(uint64_t tag, ListenerConfigConstSharedPtr config,
+                                    ListenSocketsSharedPtr sockets, size_t index) {
+  const network::SocketFd& socket = sockets->forWorker(index);
+  network::AddressConstSharedPtr bound = sockets->bound;
+  listeners_.push_back(std::make_unique<ActiveListener>(*this, tag, std::move(config),
+                                                        std::move(sockets), socket,
+                                                        std::move(bound)));
+}
+
+void ConnectionHandler::updateListener(uint64_t tag, ListenerConfigConstSharedPtr config) {
+  for (auto& l : listeners_) {
+    if (l->tag != tag || l->removed) continue;
+    l->config = std::move(config);
+    // Collected first: a drain that writes (HTTP/2 GOAWAY) may fail and close a connection.
+    std::vector<ActiveConnection*> old;
+    for (auto& [raw, _] : connections_) {
+      if (&raw->listener == l.get() && raw->config != l->config) old.push_back(raw);
+    }
+    for (auto* c : old) {
+      // A TCP proxy connection has nothing to drain: it stays until finishDrain closes it.
+      if (connections_.count(c) && c->hcm) c->hcm->startDrain(false);
+    }
+    return;
+  }
+}
+
+void ConnectionHandler::removeListener(uint64_t tag) {
+  for (auto& l : listeners_) {
+    if (l->tag != tag || l->removed) continue;
+    l->listener.reset();
+    l->sockets.reset();
+    std::vector<PendingSocket*> pending;
+    for (auto& [raw, _] : pending_) {
+      if (&raw->listener == l.get()) pending.push_back(raw);
+    }
+    for (auto* p : pending) dropPending(*p);
+    std::vector<ActiveConnection*> conns;
+    for (auto& [raw, _] : connections_) {
+      if (&raw->listener == l.get()) conns.push_back(raw);
+    }
+    for (auto* c : conns) {
+      // A TCP proxy connection has nothing to drain: it stays until finishDrain closes it.
+      if (connections_.count(c) && c->hcm) c->hcm->startDrain(false);
+    }
+    l->removed = true;  // only now: the drops above must not forget it under our feet
+    maybeForgetListener(*l);
+    return;
+  }
+}
+
+void ConnectionHandler::finishDrain(const config::ListenerConfig* config) {
+  std::vector<ActiveConnection*> conns;
+  for (auto& [raw, _] : connections_) {
+    if (raw->config.get() == config &&
+        (raw->listener.removed || raw->listener.config.get() != config)) {
+      conns.push_back(raw);
+    }
+  }
+  for (auto* c : conns) {
+    if (!connections_.count(c)) continue;
+    c->connection->close(network::ConnectionCloseType::NoFlush);
+    if (connections_.count(c)) removeConnection(*c);
+  }
+}
+
+void ConnectionHandler::maybeForgetListener(ActiveListener& listener) {
+  if (!listener.removed || listener.connections > 0) return;
+  for (auto it = listeners_.begin(); it != listeners_.end(); ++it) {
+    if (it->get() != &listener) continue;
+    // Not inside its own accept callback (removals come posted), so it can go now.
+    listeners_.erase(it);
+    return;
+  }
 }
 
 void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& socket) {
   // The chain (and so the transport: TLS or not) is chosen before the connection is made.
   network::AddressConstSharedPtr local =
       listener.bound ? listener.bound : network::localAddress(socket.fd());
-  if (!listener.config.hasListenerFilters()) {
+  if (!listener.config->hasListenerFilters()) {
     finishAccept(listener, std::move(socket), std::move(local), nullptr, nullptr);
     return;
   }
   auto pending = std::make_unique<PendingSocket>(listener, std::move(socket), std::move(local));
   PendingSocket* raw = pending.get();
+  ++listener.connections;
   // Edge-triggered: bytes peeked stay in the socket, so only new bytes raise a new event.
   raw->event = dispatcher_.createFileEvent(
       raw->socket.fd(), [this, raw](uint32_t) { onInspectReady(*raw); },
       event::FileTriggerType::Edge, event::FileReadyType::Read | event::FileReadyType::Closed);
-  if (listener.config.listener_filters_timeout.count() > 0) {
+  if (listener.config->listener_filters_timeout.count() > 0) {
     raw->timer = dispatcher_.createTimer([this, raw] {
-      raw->listener.pre_cx_timeout->inc();
+      ActiveListener& l = raw->listener;
+      if (!l.pre_cx_timeout) {
+        l.pre_cx_timeout = &l.handler.store_.counter(l.prefix + "downstream_pre_cx_timeout");
+      }
+      l.pre_cx_timeout->inc();
       dropPending(*raw);
     });
-    raw->timer->enableTimer(listener.config.listener_filters_timeout);
+    raw->timer->enableTimer(listener.config->listener_filters_timeout);
   }
   pending_.emplace(raw, std::move(pending));
 }
@@ -137,7 +232,7 @@ void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& s
 void ConnectionHandler::onInspectReady(PendingSocket& pending) {
   if (!pending.socket.isOpen()) return;
   ActiveListener& listener = pending.listener;
-  const config::ListenerConfig& config = listener.config;
+  const config::ListenerConfig& config = *listener.config;
   static thread_local std::vector<uint8_t> buf(
       std::max(tls::kMaxClientHelloPeek, network::kMaxProxyProtocolHeader));
   ssize_t n = ::recv(pending.socket.fd(), buf.data(), buf.size(), MSG_PEEK);
@@ -147,6 +242,7 @@ void ConnectionHandler::onInspectReady(PendingSocket& pending) {
     return;
   }
   if (config.proxy_protocol && !pending.proxy_protocol_done) {
+    listener.initProxyProtoStats();
     network::ProxyProtocolHeader header;
     switch (network::parseProxyProtocol(buf.data(), static_cast<size_t>(n), header)) {
       case network::ParseResult::NeedMoreData:
@@ -234,12 +330,15 @@ void ConnectionHandler::dropPending(PendingSocket& pending) {
   if (it == pending_.end()) return;
   std::unique_ptr<PendingSocket> owned = std::move(it->second);
   pending_.erase(it);
+  --owned->listener.connections;
   // Unregistered before the fd closes; the rest (maybe the running callback's owner) goes
   // after the callback.
   owned->event.reset();
   if (owned->timer) owned->timer->disableTimer();
   owned->socket.close();
+  ActiveListener& listener = owned->listener;
   dispatcher_.deferredDelete(std::move(owned));
+  maybeForgetListener(listener);
 }
 
 void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd&& socket,
@@ -248,9 +347,9 @@ void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd
                                      const tls::ClientHelloInfo* hello) {
   const uint32_t port = local ? local->port() : 0;
   const config::FilterChainConfig* chain =
-      hello ? listener.config.chainFor(port, hello->server_name,
-                                       hello->is_tls ? "tls" : "raw_buffer", hello->alpn)
-            : listener.config.chainFor(port);
+      hello ? listener.config->chainFor(port, hello->server_name,
+                                        hello->is_tls ? "tls" : "raw_buffer", hello->alpn)
+            : listener.config->chainFor(port);
   if (!chain) {
     listener.no_filter_chain.inc();
     return;  // the socket closes here
@@ -262,7 +361,8 @@ void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd
       std::move(local), std::move(remote));
   listener.cx_total.inc();
   listener.cx_active.inc();
-  conn->setBufferLimits(listener.config.buffer_limit);
+  conn->setBufferLimits(listener.config->buffer_limit);
+  ++listener.connections;
   conn->noDelay(true);
   auto active = std::make_unique<ActiveConnection>(*this, listener, std::move(conn));
   active->connection->addConnectionCallbacks(*active);
@@ -281,13 +381,16 @@ void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd
 void ConnectionHandler::removeConnection(ActiveConnection& conn) {
   auto it = connections_.find(&conn);
   if (it == connections_.end()) return;
-  conn.listener.cx_destroy.inc();
-  conn.listener.cx_active.dec();
+  ActiveListener& listener = conn.listener;
+  listener.cx_destroy.inc();
+  listener.cx_active.dec();
+  --listener.connections;
   std::unique_ptr<ActiveConnection> owned = std::move(it->second);
   connections_.erase(it);
   if (count_) count_->store(connections_.size(), std::memory_order_relaxed);
   dispatcher_.deferredDelete(std::move(owned->connection));
   dispatcher_.deferredDelete(std::make_unique<Deferred<ActiveConnection>>(std::move(owned)));
+  maybeForgetListener(listener);
 }
 
 void ConnectionHandler::stopListeners() {
@@ -325,9 +428,26 @@ Worker::~Worker() {
   if (thread_.joinable()) stop();
 }
 
-void Worker::addListener(const config::ListenerConfig& config, const network::SocketFd& socket,
-                         network::AddressConstSharedPtr bound) {
-  handler_.addListener(config, socket, std::move(bound));
+void Worker::addListener(uint64_t tag, ListenerConfigConstSharedPtr config,
+                         ListenSocketsSharedPtr sockets, size_t index) {
+  dispatcher_.post([this, tag, config = std::move(config), sockets = std::move(sockets), index] {
+    handler_.addListener(tag, config, sockets, index);
+  });
+}
+
+void Worker::updateListener(uint64_t tag, ListenerConfigConstSharedPtr config) {
+  dispatcher_.post([this, tag, config = std::move(config)] { handler_.updateListener(tag, config); });
+}
+
+void Worker::removeListener(uint64_t tag, event::Dispatcher& reply_to, std::function<void()> done) {
+  dispatcher_.post([this, tag, &reply_to, done = std::move(done)] {
+    handler_.removeListener(tag);
+    if (done) reply_to.post(done);
+  });
+}
+
+void Worker::finishDrain(ListenerConfigConstSharedPtr config) {
+  dispatcher_.post([this, config = std::move(config)] { handler_.finishDrain(config.get()); });
 }
 
 void Worker::start() {

@@ -25,12 +25,18 @@ class Gauge;
 
 namespace sluice::server {
 
+using ListenerConfigConstSharedPtr = std::shared_ptr<const config::ListenerConfig>;
+
 // The listen sockets of one listener, one per worker (or one shared without reuse_port).
-struct ListenerSockets {
-  const config::ListenerConfig* config;
+// Shared by the listener manager and the workers that accept on them.
+struct ListenSockets {
   std::vector<network::SocketFd> sockets;
   network::AddressConstSharedPtr bound;  // with the real port when the config said 0
+  const network::SocketFd& forWorker(size_t i) const {
+    return sockets.size() > 1 ? sockets[i] : sockets[0];
+  }
 };
+using ListenSocketsSharedPtr = std::shared_ptr<const ListenSockets>;
 
 // Accepts on a set of listeners and runs each connection's filter chain; used by the
 // workers and by the admin listener on the main thread.
@@ -41,8 +47,19 @@ class ConnectionHandler {
                     std::atomic<size_t>* count = nullptr);
   ~ConnectionHandler();
 
+  // `config` and `socket` outlive the handler (the admin listener).
   void addListener(const config::ListenerConfig& config, const network::SocketFd& socket,
                    network::AddressConstSharedPtr bound);
+  // A listener of the listener manager, known by `tag`; keeps `sockets` while it accepts.
+  void addListener(uint64_t tag, ListenerConfigConstSharedPtr config, ListenSocketsSharedPtr sockets,
+                   size_t index);
+  // Listener updates: new connections take `config`; connections of older configs drain
+  // (the next response closes them) until finishDrain.
+  void updateListener(uint64_t tag, ListenerConfigConstSharedPtr config);
+  // Stops accepting on `tag` and drains its connections.
+  void removeListener(uint64_t tag);
+  // Closes the connections that a listener update or removal left on `config`.
+  void finishDrain(const config::ListenerConfig* config);
   // Stops accepting (the sockets stay open until the handler goes).
   void stopListeners();
   // Asks every connection's HTTP connection manager to finish and close.
@@ -67,6 +84,7 @@ class ConnectionHandler {
                     network::AddressConstSharedPtr local, network::AddressConstSharedPtr remote,
                     const tls::ClientHelloInfo* hello);
   void removeConnection(ActiveConnection& conn);
+  void maybeForgetListener(ActiveListener& listener);
 
   event::Dispatcher& dispatcher_;
   stats::Store& store_;
@@ -84,8 +102,12 @@ class Worker {
 
   event::Dispatcher& dispatcher() { return dispatcher_; }
   upstream::ThreadLocalClusterManager& tlcm() { return tlcm_; }
-  void addListener(const config::ListenerConfig& config, const network::SocketFd& socket,
-                   network::AddressConstSharedPtr bound);
+  // Thread-safe (posted): listener changes from the listener manager; see ConnectionHandler.
+  void addListener(uint64_t tag, ListenerConfigConstSharedPtr config, ListenSocketsSharedPtr sockets,
+                   size_t index);
+  void updateListener(uint64_t tag, ListenerConfigConstSharedPtr config);
+  void removeListener(uint64_t tag, event::Dispatcher& reply_to, std::function<void()> done);
+  void finishDrain(ListenerConfigConstSharedPtr config);
   void start();
   // Thread-safe: stops accepting; with `drain`, connections are asked to finish. `done` is
   // posted to `reply_to` once this worker no longer watches the listen sockets.

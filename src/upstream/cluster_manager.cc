@@ -473,7 +473,7 @@ void ClusterManager::onResolved(Cluster& cluster) {
 std::vector<ClusterManager::ClusterView> ClusterManager::clusters() const {
   std::vector<ClusterView> out;
   for (const auto& [_, c] : clusters_) {
-    out.push_back({c->config.info, c->hosts, c->config.type, c->added_via_api});
+    out.push_back({c->config.info, c->hosts, c->config.type, c->added_via_api, c->config.api});
   }
   return out;
 }
@@ -481,9 +481,17 @@ std::vector<ClusterManager::ClusterView> ClusterManager::clusters() const {
 std::vector<ClusterManager::ClusterView> ClusterManager::warmingClusters() const {
   std::vector<ClusterView> out;
   for (const auto& [_, c] : warming_) {
-    out.push_back({c->config.info, c->hosts, c->config.type, true});
+    out.push_back({c->config.info, c->hosts, c->config.type, true, c->config.api});
   }
   return out;
+}
+
+std::shared_ptr<const ApiResource> ClusterManager::apiResource(std::string_view name) const {
+  for (const auto* map : {&warming_, &clusters_}) {
+    auto it = map->find(name);
+    if (it != map->end() && it->second->config.api) return it->second->config.api;
+  }
+  return nullptr;
 }
 
 bool ClusterManager::hasStaticCluster(std::string_view name) const {

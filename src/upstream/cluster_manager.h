@@ -47,8 +47,18 @@ struct EndpointConfig {
   uint32_t locality_weight{0};  // the LocalityLbEndpoints' load_balancing_weight; 0: unset
 };
 
+// What an API (CDS) gave for a cluster, kept with it (active or warming) for /config_dump and
+// to tell a change from a repeat. Opaque to the cluster manager.
+struct ApiResource {
+  virtual ~ApiResource() = default;
+  std::string version_info;  // of the update that last changed it
+  event::SystemTime last_updated;
+  std::string bytes;  // deterministic serialization of the resource
+};
+
 struct ClusterConfig {
   ClusterInfoConstSharedPtr info;
+  std::shared_ptr<const ApiResource> api;  // null for a bootstrap cluster
   DiscoveryType type{DiscoveryType::Static};
   std::vector<EndpointConfig> endpoints;
   std::chrono::milliseconds dns_refresh_rate{5000};
@@ -141,6 +151,8 @@ class ClusterManager {
   void releaseInit();
   // Removes an API cluster (and one warming under that name). False if there is none.
   bool removeCluster(const std::string& name);
+  // The newest API resource of `name` (warming, else active), or null.
+  std::shared_ptr<const ApiResource> apiResource(std::string_view name) const;
   // Names of the clusters added through the API (active or warming).
   std::vector<std::string> apiClusterNames() const;
   // Workers get every cluster's current hosts now and each update from then on. Call on the
@@ -157,6 +169,7 @@ class ClusterManager {
     PrioritySetConstSharedPtr hosts;
     DiscoveryType type;
     bool added_via_api;
+    std::shared_ptr<const ApiResource> api;
   };
   // A consistent copy, for admin output (main thread): the active clusters.
   std::vector<ClusterView> clusters() const;

@@ -1036,5 +1036,47 @@ TEST_F(ConnManagerTest, ResetFromInsideADecoderCallbackStopsIteration) {
   EXPECT_EQ(counter("downstream_rq_tx_reset"), 1u);
 }
 
+// ------------------------------------------------------------------------------------------
+// Soft drain (a listener update): no HTTP/1 connection closes unannounced
+
+TEST_F(ConnManagerTest, SoftDrainOfAnIdleConnectionWaitsForItsNextResponse) {
+  start();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitReceived(std::string(kOk)));
+  ASSERT_TRUE(waitStreamsDone());
+  later([&] { hcm_->startDrain(false); });
+  spin();
+  EXPECT_TRUE(connectionOpen()) << "an idle keep-alive connection is not closed under a client";
+  peer_->received.clear();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitPeerClosed());
+  EXPECT_NE(peer_->received.find("connection: close\r\n"), std::string::npos) << peer_->received;
+  EXPECT_EQ(counter("downstream_cx_drain_close"), 1u);
+}
+
+TEST_F(ConnManagerTest, SoftDrainDuringAResponseThatWentOutWithoutCloseKeepsTheConnection) {
+  terminal_->auto_respond = false;
+  start();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitLog(1));
+  later([&] { terminal_->sendHeaders(200, false, std::nullopt); });
+  later([&] { hcm_->startDrain(false); });
+  later([&] { terminal_->sendData("ok", true); });
+  ASSERT_TRUE(waitStreamsDone());
+  spin();
+  // Its headers promised keep-alive: closing now would fail the client's next request.
+  EXPECT_EQ(peer_->received.find("connection: close"), std::string::npos);
+  EXPECT_TRUE(connectionOpen());
+}
+
+TEST_F(ConnManagerTest, HardDrainOfAnIdleConnectionClosesIt) {
+  start();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitReceived(std::string(kOk)));
+  ASSERT_TRUE(waitStreamsDone());
+  later([&] { hcm_->startDrain(); });
+  ASSERT_TRUE(waitPeerClosed());
+}
+
 }  // namespace
 }  // namespace sluice::http

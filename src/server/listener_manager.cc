@@ -1,0 +1,286 @@
+#include "server/listener_manager.h"
+
+#include <map>
+
+#include "common/logger.h"
+#include "network/io_socket.h"
+#include "stats/stats.h"
+
+namespace sluice::server {
+
+// An old version of a listener, draining until its timer fires.
+struct ListenerManager::Draining {
+  Listener listener;
+  event::TimerPtr timer;
+};
+
+ListenerManager::ListenerManager(event::Dispatcher& main, stats::Store& store,
+                                 access_log::FileSinkManager& sinks,
+                                 const config::SecretMap& secrets, unsigned concurrency,
+                                 std::chrono::milliseconds drain_time,
+                                 std::function<std::set<std::string>()> cluster_names)
+    : main_(main),
+      store_(store),
+      sinks_(sinks),
+      secrets_(secrets),
+      concurrency_(concurrency == 0 ? 1 : concurrency),
+      drain_time_(drain_time),
+      cluster_names_(std::move(cluster_names)) {
+  updateGauges();
+}
+
+ListenerManager::~ListenerManager() = default;
+
+bool ListenerManager::bind(const config::ListenerConfig& l, ListenSockets& out,
+                           std::string& error) {
+  const unsigned n = l.reuse_port ? concurrency_ : 1;
+  network::AddressConstSharedPtr addr = l.address;
+  for (unsigned i = 0; i < n; ++i) {
+    network::SocketFd s = network::createListenSocket(*addr, l.reuse_port, 1024, &error);
+    if (!s.isOpen()) return false;
+    if (i == 0) {
+      // Port 0: the kernel picked one; the other workers' sockets share it.
+      addr = network::localAddress(s.fd());
+      out.bound = addr;
+    }
+    out.sockets.push_back(std::move(s));
+  }
+  for (const auto& chain : l.chains) {
+    if (chain.transport_socket) {
+      chain.transport_socket->initializeStats(store_,
+                                              "listener." + config::statAddress(*out.bound) + ".");
+    }
+  }
+  return true;
+}
+
+bool ListenerManager::addStaticListener(config::ListenerConfig config,
+                                        const envoy::config::listener::v3::Listener& proto,
+                                        std::string& error) {
+  Listener l;
+  l.sockets = std::make_shared<ListenSockets>();
+  if (!bind(config, *l.sockets, error)) return false;
+  l.name = config.name;
+  l.tag = next_tag_++;
+  l.is_static = true;
+  l.config = std::make_shared<const config::ListenerConfig>(std::move(config));
+  l.proto = proto;
+  l.last_updated = main_.timeSource().systemTime();
+  SLUICE_LOG(info, main, "listener '{}' listening on {}", l.name, l.sockets->bound->asString());
+  active_.push_back(std::move(l));
+  updateGauges();
+  return true;
+}
+
+ListenerManager::Listener* ListenerManager::find(const std::string& name) {
+  for (auto& l : active_) {
+    if (l.name == name) return &l;
+  }
+  return nullptr;
+}
+
+bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
+                                     std::vector<std::string>& errors) {
+  struct Built {
+    Listener listener;
+    bool reuses_sockets{false};
+  };
+  std::vector<Built> built;
+  std::set<std::string> names;
+  // Addresses (with a fixed port) of the listeners the update keeps, to refuse two on one.
+  std::map<std::string, std::string> addresses;
+  const std::set<std::string> clusters = cluster_names_();
+  for (size_t i = 0; i < update.resources.size(); ++i) {
+    const std::string path = "resources[" + std::to_string(i) + "]";
+    envoy::config::listener::v3::Listener proto;
+    if (!config::copyMessage(*update.resources[i], proto)) {
+      errors.push_back(path + ": does not parse as a Listener");
+      return false;
+    }
+    if (proto.name().empty()) {
+      errors.push_back(path + ".name: a listener from LDS needs a name");
+      return false;
+    }
+    if (!names.insert(proto.name()).second) {
+      errors.push_back(path + ".name: duplicate listener '" + proto.name() + "'");
+      return false;
+    }
+    Listener* known = find(proto.name());
+    if (known && known->is_static) {
+      errors.push_back(path + ".name: listener '" + proto.name() +
+                       "' is a static listener of the bootstrap; LDS cannot replace it");
+      return false;
+    }
+    Built b;
+    b.listener.bytes = config::deterministicBytes(proto);
+    const bool unchanged = known && known->bytes == b.listener.bytes;
+    config::ListenerConfig lc;
+    if (!unchanged && !config::buildListenerConfig(proto, path, secrets_, clusters, store_,
+                                                   sinks_, lc, errors)) {
+      return false;
+    }
+    const network::Address& address = unchanged ? *known->config->address : *lc.address;
+    const std::string addr = address.asString();
+    if (address.port() != 0) {
+      auto [it, fresh] = addresses.emplace(addr, proto.name());
+      if (!fresh) {
+        errors.push_back(path + ".address: " + addr + " is already the address of listener '" +
+                         it->second + "'");
+        return false;
+      }
+    }
+    if (unchanged) continue;
+    b.listener.name = proto.name();
+    b.listener.proto = std::move(proto);
+    b.reuses_sockets = known && known->config->address->asString() == addr &&
+                       known->config->reuse_port == lc.reuse_port;
+    b.listener.config = std::make_shared<const config::ListenerConfig>(std::move(lc));
+    built.push_back(std::move(b));
+  }
+  // The static listeners' addresses are taken too.
+  for (const auto& l : active_) {
+    if (!l.is_static || l.config->address->port() == 0) continue;
+    auto it = addresses.find(l.config->address->asString());
+    if (it != addresses.end()) {
+      errors.push_back("listener '" + it->second + "' .address: " + it->first +
+                       " is already the address of static listener '" + l.name + "'");
+      return false;
+    }
+  }
+  // Bind every new socket before changing anything: a failed bind refuses the update whole.
+  for (size_t i = 0; i < built.size(); ++i) {
+    Built& b = built[i];
+    if (b.reuses_sockets) continue;
+    auto sockets = std::make_shared<ListenSockets>();
+    std::string error;
+    if (!bind(*b.listener.config, *sockets, error)) {
+      errors.push_back("listener '" + b.listener.name + "' .address: " + error);
+      return false;
+    }
+    b.listener.sockets = std::move(sockets);
+  }
+  // Everything checked: apply.
+  const event::SystemTime now = main_.timeSource().systemTime();
+  for (auto& b : built) {
+    Listener& l = b.listener;
+    l.version_info = update.version_info;
+    l.last_updated = now;
+    Listener* known = find(l.name);
+    if (known && b.reuses_sockets) {
+      l.tag = known->tag;
+      l.sockets = known->sockets;
+      Listener old = std::move(*known);
+      *known = l;
+      if (workers_started_ && !stopped_) {
+        for (auto* w : workers_) w->updateListener(l.tag, l.config);
+      }
+      startDraining(std::move(old), false);
+      store_.counter("listener_manager.listener_modified").inc();
+      SLUICE_LOG(info, main, "listener '{}' updated in place on {}", l.name,
+                 l.sockets->bound->asString());
+      continue;
+    }
+    l.tag = next_tag_++;
+    if (known) {
+      Listener old = std::move(*known);
+      *known = l;
+      startDraining(std::move(old), true);
+      store_.counter("listener_manager.listener_modified").inc();
+    } else {
+      active_.push_back(l);
+      store_.counter("listener_manager.listener_added").inc();
+    }
+    if (workers_started_ && !stopped_) {
+      for (size_t i = 0; i < workers_.size(); ++i) {
+        workers_[i]->addListener(l.tag, l.config, l.sockets, i);
+      }
+    }
+    SLUICE_LOG(info, main, "listener '{}' listening on {}", l.name, l.sockets->bound->asString());
+  }
+  for (auto it = active_.begin(); it != active_.end();) {
+    if (it->is_static || names.count(it->name)) {
+      ++it;
+      continue;
+    }
+    Listener old = std::move(*it);
+    it = active_.erase(it);
+    SLUICE_LOG(info, main, "listener '{}' removed; draining", old.name);
+    store_.counter("listener_manager.listener_removed").inc();
+    startDraining(std::move(old), true);
+  }
+  version_ = update.version_info;
+  updateGauges();
+  SLUICE_LOG(info, main, "lds: version '{}' applied: {} listener(s)", update.version_info,
+             names.size());
+  return true;
+}
+
+void ListenerManager::startDraining(Listener old, bool removed) {
+  // A removed (or moved) listener stops accepting now; its sockets close once every worker
+  // let go of them.
+  if (removed && workers_started_ && !stopped_) {
+    for (auto* w : workers_) w->removeListener(old.tag, main_, nullptr);
+  }
+  old.sockets.reset();
+  auto d = std::make_unique<Draining>();
+  d->listener = std::move(old);
+  Draining* raw = d.get();
+  d->timer = main_.createTimer([this, raw] {
+    if (workers_started_) {
+      for (auto* w : workers_) w->finishDrain(raw->listener.config);
+    }
+    for (auto it = draining_.begin(); it != draining_.end(); ++it) {
+      if (it->get() != raw) continue;
+      // Not from inside its own callback: the timer goes after it returns.
+      main_.post([owned = std::shared_ptr<Draining>(std::move(*it))] {});
+      draining_.erase(it);
+      break;
+    }
+    updateGauges();
+  });
+  d->timer->enableTimer(drain_time_);
+  draining_.push_back(std::move(d));
+}
+
+std::vector<const ListenerManager::Listener*> ListenerManager::draining() const {
+  std::vector<const Listener*> out;
+  for (const auto& d : draining_) out.push_back(&d->listener);
+  return out;
+}
+
+void ListenerManager::startWorkers(std::vector<Worker*> workers) {
+  workers_ = std::move(workers);
+  workers_started_ = true;
+  for (const auto& l : active_) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      workers_[i]->addListener(l.tag, l.config, l.sockets, i);
+    }
+  }
+}
+
+void ListenerManager::stopListeners(bool drain) {
+  stopped_ = true;
+  auto remaining = std::make_shared<size_t>(workers_.size());
+  std::vector<std::shared_ptr<ListenSockets>> sockets;
+  for (auto& l : active_) sockets.push_back(l.sockets);
+  // New connections are refused rather than queued once nobody accepts.
+  auto close_sockets = [sockets] {
+    for (auto& s : sockets) {
+      for (auto& fd : s->sockets) fd.close();
+    }
+  };
+  if (workers_.empty()) close_sockets();
+  for (auto* w : workers_) {
+    w->stopListeners(drain, main_, [remaining, close_sockets] {
+      if (--*remaining == 0) close_sockets();
+    });
+  }
+}
+
+void ListenerManager::updateGauges() {
+  store_.gauge("listener_manager.total_listeners_active").set(active_.size());
+  store_.gauge("listener_manager.total_listeners_warming").set(0);
+  store_.gauge("listener_manager.total_listeners_draining").set(draining_.size());
+}
+
+}  // namespace sluice::server
