@@ -182,7 +182,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
       {"envoy.config.route.v3.RouteAction",
        {"cluster", "weighted_clusters", "cluster_header", "prefix_rewrite", "regex_rewrite",
         "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout",
-        "retry_policy", "hedge_policy", "request_mirror_policies", "hash_policy"}},
+        "retry_policy", "hedge_policy", "request_mirror_policies", "hash_policy", "priority"}},
       // Resilience: retries, hedging, mirroring.
       {"envoy.config.route.v3.RetryPolicy",
        {"retry_on", "num_retries", "per_try_timeout", "per_try_idle_timeout", "retry_back_off",

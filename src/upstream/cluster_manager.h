@@ -53,7 +53,8 @@ struct ClusterConfig {
   std::vector<EndpointConfig> endpoints;
   std::chrono::milliseconds dns_refresh_rate{5000};
   DnsLookupFamily dns_lookup_family{DnsLookupFamily::Auto};
-  std::optional<HealthCheckConfig> health_check;
+  // health_checks: a host fails active health checking while any of them fails it.
+  std::vector<HealthCheckConfig> health_checks;
   std::optional<OutlierDetectionConfig> outlier_detection;
 };
 
@@ -69,8 +70,14 @@ class ThreadLocalCluster {
   HostSharedPtr chooseHost(LoadBalancerContext* context) {
     return lb_ ? lb_->chooseHost(context) : nullptr;
   }
-  ConnPool& connPool(const HostSharedPtr& host);
-  void updateHosts(PrioritySetConstSharedPtr hosts);
+  // The host's pool for a routing priority: each priority has its own pools (as Envoy's),
+  // so requests of one never wait behind the other's connections.
+  ConnPool& connPool(const HostSharedPtr& host,
+                     ResourcePriority priority = ResourcePriority::Default);
+  // `tables`: RING_HASH's / MAGLEV's, built for `hosts` on the main thread (null: built here).
+  void updateHosts(PrioritySetConstSharedPtr hosts, HashLbTablesConstSharedPtr tables = nullptr);
+  // The current balancer (tests).
+  const LoadBalancer* loadBalancer() const { return lb_.get(); }
   void drainAll();
   // Replaced or removed: requests that still hold it finish, then it goes.
   bool retired() const { return retired_; }
@@ -86,7 +93,7 @@ class ThreadLocalCluster {
   LoadBalancerPtr lb_;
   uint64_t seed_;  // of the next balancer's random choices
   bool retired_{false};
-  std::unordered_map<const Host*, ConnPoolPtr> pools_;
+  std::array<std::unordered_map<const Host*, ConnPoolPtr>, kNumResourcePriorities> pools_;
 };
 using ThreadLocalClusterSharedPtr = std::shared_ptr<ThreadLocalCluster>;
 
@@ -102,7 +109,8 @@ class ThreadLocalClusterManager {
   ThreadLocalClusterSharedPtr get(std::string_view name);
   // Same `info` object: new hosts for the cluster. A different one: the cluster was
   // replaced; the old view retires.
-  void addOrUpdate(ClusterInfoConstSharedPtr info, PrioritySetConstSharedPtr hosts);
+  void addOrUpdate(ClusterInfoConstSharedPtr info, PrioritySetConstSharedPtr hosts,
+                   HashLbTablesConstSharedPtr tables = nullptr);
   void remove(const std::string& name);
   void drainAll();
   size_t size() const { return clusters_.size(); }
@@ -169,6 +177,8 @@ class ClusterManager {
   void updateGauges();
   void leaveInitialSet(Cluster& cluster);
   void publish(Cluster& cluster);
+  // The cluster's ring or maglev table for its current hosts, built once per host set.
+  HashLbTablesConstSharedPtr hashTables(Cluster& cluster);
   // A host's health changed: the same hosts, published again so workers rebuild balancers.
   void republish(Cluster& cluster);
   // Health checks and outlier detection follow the cluster's hosts (before publishing).
