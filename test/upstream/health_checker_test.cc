@@ -124,6 +124,28 @@ class HealthCheckerTest : public ::testing::Test {
     hc->setHosts(set);
     return hc;
   }
+  // Checkers of one cluster (sharing their verdicts) on one host.
+  std::vector<std::unique_ptr<HealthChecker>> makeSharing(std::vector<HealthCheckConfig> cfgs,
+                                                          uint16_t port) {
+    std::string error;
+    host_ = std::make_shared<Host>("c", network::fromIp("127.0.0.1", port, &error), "", 1, 0,
+                                   Locality{});
+    auto verdicts = std::make_shared<HealthVerdicts>();
+    PrioritySet set;
+    set.priorities.push_back({0, {host_}});
+    std::vector<std::unique_ptr<HealthChecker>> out;
+    for (auto& cfg : cfgs) {
+      out.push_back(std::make_unique<HealthChecker>(
+          cfg, info_, dispatcher_,
+          [this](const HostSharedPtr&, bool, bool changed) {
+            ++results_;
+            changes_ += changed;
+          },
+          nullptr, verdicts));
+      out.back()->setHosts(set);
+    }
+    return out;
+  }
   bool failed() const { return host_->healthFlags() & Host::FailedActiveHealthCheck; }
 
   event::SimulatedTimeSystem time_;
@@ -449,20 +471,8 @@ TEST_F(HealthCheckerTest, SeveralChecksFailAHostWhileAnyFailsIt) {
   lenient.expected_statuses = {{200, 600}};  // any status passes
   lenient.healthy_threshold = 1;
   strict.healthy_threshold = 2;
-  auto verdicts = std::make_shared<HealthVerdicts>();
-  std::string error;
-  host_ = std::make_shared<Host>("c", network::fromIp("127.0.0.1", server.port, &error), "", 1, 0,
-                                 Locality{});
-  auto cb = [this](const HostSharedPtr&, bool, bool changed) {
-    ++results_;
-    changes_ += changed;
-  };
-  HealthChecker a(strict, info_, dispatcher_, cb, nullptr, verdicts);
-  HealthChecker b(lenient, info_, dispatcher_, cb, nullptr, verdicts);
-  PrioritySet set;
-  set.priorities.push_back({0, {host_}});
-  a.setHosts(set);
-  b.setHosts(set);
+  auto checkers = makeSharing({strict, lenient}, server.port);
+  HealthChecker& a = *checkers[0];
   EXPECT_TRUE(failed());
   advance(milliseconds(0));
   ASSERT_TRUE(runUntil([&] { return results_ == 2; }));
@@ -497,21 +507,8 @@ TEST_F(HealthCheckerTest, SeveralChecksFailAHostWhileAnyFailsIt) {
 // until every checker passes it).
 TEST_F(HealthCheckerTest, AHostThatLeavesDropsItsVerdicts) {
   FakeServer server(dispatcher_);
-  auto verdicts = std::make_shared<HealthVerdicts>();
-  std::string error;
-  host_ = std::make_shared<Host>("c", network::fromIp("127.0.0.1", server.port, &error), "", 1, 0,
-                                 Locality{});
-  auto cb = [this](const HostSharedPtr&, bool, bool changed) {
-    ++results_;
-    changes_ += changed;
-  };
-  HealthChecker a(httpConfig(), info_, dispatcher_, cb, nullptr, verdicts);
-  HealthChecker b(httpConfig(), info_, dispatcher_, cb, nullptr, verdicts);
-  PrioritySet set;
-  set.priorities.push_back({0, {host_}});
-  a.setHosts(set);
-  b.setHosts(set);
-  a.setHosts(PrioritySet{});  // gone from a before a's first check
+  auto checkers = makeSharing({httpConfig(), httpConfig()}, server.port);
+  checkers[0]->setHosts(PrioritySet{});  // gone from a before a's first check
   EXPECT_TRUE(failed());      // b still fails it
   advance(milliseconds(0));
   ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
