@@ -645,7 +645,7 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
     info->per_connection_buffer_limit_bytes = proto.per_connection_buffer_limit_bytes().value();
   }
   if (proto.has_circuit_breakers()) {
-    // Requests use the DEFAULT priority; HIGH thresholds are read and checked, not used.
+    // One set of thresholds per routing priority; a route's `priority` picks which applies.
     const auto& cb = proto.circuit_breakers();
     bool seen[2] = {false, false};
     for (int i = 0; i < cb.thresholds_size(); ++i) {
@@ -669,7 +669,6 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
           return false;
         }
       }
-      if (prio != 0) continue;
       upstream::CircuitBreakerThresholds th;
       if (t.has_max_connections()) th.max_connections = t.max_connections().value();
       if (t.has_max_pending_requests()) th.max_pending_requests = t.max_pending_requests().value();
@@ -685,7 +684,8 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
         th.retry_budget = b;
       }
       th.track_remaining = t.track_remaining();
-      info->setCircuitBreakers(th);
+      info->setCircuitBreakers(th, prio == 1 ? upstream::ResourcePriority::High
+                                             : upstream::ResourcePriority::Default);
     }
   }
   const auto& opts = proto.typed_extension_protocol_options();
@@ -738,14 +738,10 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
     default: out.type = upstream::DiscoveryType::Static;
   }
   if (proto.has_dns_refresh_rate()) out.dns_refresh_rate = toMs(proto.dns_refresh_rate());
-  if (proto.health_checks_size() > 1) {
-    errors.push_back(path + ".health_checks: at most one health check per cluster is supported");
-    return false;
-  }
-  if (proto.health_checks_size() == 1) {
-    out.health_check.emplace();
-    if (!buildHealthCheck(proto.health_checks(0), path + ".health_checks[0]", *out.health_check,
-                          errors)) {
+  for (int i = 0; i < proto.health_checks_size(); ++i) {
+    if (!buildHealthCheck(proto.health_checks(i),
+                          path + ".health_checks[" + std::to_string(i) + "]",
+                          out.health_checks.emplace_back(), errors)) {
       return false;
     }
     if (out.health_check->type == upstream::HealthCheckConfig::Type::Grpc && !info->http2_settings) {

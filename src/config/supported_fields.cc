@@ -203,7 +203,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
       {"envoy.config.route.v3.RouteAction",
        {"cluster", "weighted_clusters", "cluster_header", "prefix_rewrite", "regex_rewrite",
         "host_rewrite_literal", "auto_host_rewrite", "timeout", "idle_timeout",
-        "retry_policy", "hedge_policy", "request_mirror_policies", "hash_policy",
+        "retry_policy", "hedge_policy", "request_mirror_policies", "hash_policy", "priority",
         "max_stream_duration", "max_grpc_timeout", "grpc_timeout_offset"}},
       {"envoy.config.route.v3.RouteAction.MaxStreamDuration",
        {"max_stream_duration", "grpc_timeout_header_max", "grpc_timeout_header_offset"}},

@@ -801,6 +801,12 @@ bool RouteEntry::initRouteAction(const envoy::config::route::v3::RouteAction& pr
   if (proto.has_hedge_policy()) {
     hedge_on_per_try_timeout_ = proto.hedge_policy().hedge_on_per_try_timeout();
   }
+  if (proto.priority() != envoy::config::core::v3::DEFAULT &&
+      proto.priority() != envoy::config::core::v3::HIGH) {
+    *error = path + ".priority: unknown priority " + std::to_string(proto.priority());
+    return false;
+  }
+  high_priority_ = proto.priority() == envoy::config::core::v3::HIGH;
   for (int i = 0; i < proto.request_mirror_policies_size(); ++i) {
     const auto& m = proto.request_mirror_policies(i);
     const std::string m_path = indexed(path, "request_mirror_policies", i);

@@ -250,6 +250,9 @@ class RouteEntry : public http::Route {
   // per_request_buffer_limit_bytes (the route's, else the virtual host's), if set.
   std::optional<uint32_t> perRequestBufferLimit() const;
   const std::vector<MirrorPolicy>& mirrorPolicies() const { return mirrors_; }
+  // priority: HIGH (its requests count against the cluster's HIGH circuit breakers and use
+  // their own connection pools) or DEFAULT.
+  bool highPriority() const { return high_priority_; }
   // The route's hash_policy, or null without one.
   const HashPolicy* hashPolicy() const { return hash_policy_.get(); }
   const std::string& prefixRewrite() const { return prefix_rewrite_; }
@@ -331,6 +334,7 @@ class RouteEntry : public http::Route {
   std::unique_ptr<const RetryPolicy> retry_policy_;
   std::optional<bool> hedge_on_per_try_timeout_;
   std::optional<uint32_t> buffer_limit_;
+  bool high_priority_{false};
   std::vector<MirrorPolicy> mirrors_;
   std::unique_ptr<const HashPolicy> hash_policy_;
 

@@ -24,7 +24,8 @@ const RetryPolicy& defaultPolicy() {
 
 std::unique_ptr<RetryState> RetryState::create(const RetryPolicy* policy,
                                                const http::RequestHeaderMap& request,
-                                               const upstream::ClusterInfo& cluster) {
+                                               const upstream::ClusterInfo& cluster,
+                                               upstream::ResourcePriority priority) {
   uint32_t retry_on = policy ? policy->retry_on : 0;
   uint32_t num_retries = policy ? policy->num_retries : 1;
   if (const std::string_view* v = request.get("x-envoy-retry-on")) {
@@ -39,7 +40,7 @@ std::unique_ptr<RetryState> RetryState::create(const RetryPolicy* policy,
     if (ec == std::errc() && p == v->data() + v->size()) num_retries = n;
   }
   if (retry_on == 0 || num_retries == 0) return nullptr;
-  std::unique_ptr<RetryState> state(new RetryState(policy, retry_on, num_retries, cluster));
+  std::unique_ptr<RetryState> state(new RetryState(policy, retry_on, num_retries, cluster, priority));
   // Comma lists; an entry that does not parse is skipped (as Envoy does).
   auto forEach = [](std::string_view list, auto&& fn) {
     while (!list.empty()) {
@@ -69,11 +70,13 @@ std::unique_ptr<RetryState> RetryState::create(const RetryPolicy* policy,
 }
 
 RetryState::RetryState(const RetryPolicy* policy, uint32_t retry_on, uint32_t num_retries,
-                       const upstream::ClusterInfo& cluster)
+                       const upstream::ClusterInfo& cluster,
+                       upstream::ResourcePriority priority)
     : policy_(policy ? policy : &defaultPolicy()),
       retry_on_(retry_on),
       retries_left_(num_retries),
       cluster_(cluster),
+      resources_(cluster.resourceManager(priority)),
       back_off_(policy_->base_interval, policy_->max_interval) {}
 
 bool RetryState::wouldRetry(const http::ResponseHeaderMap& response) const {
@@ -145,7 +148,7 @@ RetryState::Decision RetryState::decide(bool would_retry) {
     return Decision::LimitExceeded;
   }
   --retries_left_;
-  upstream::ResourceManager& rm = cluster_.resourceManager();
+  upstream::ResourceManager& rm = resources_;
   if (!rm.canRetry()) {
     stats.upstream_rq_retry_overflow.inc();
     return Decision::Overflow;
@@ -161,7 +164,7 @@ RetryState::Decision RetryState::decide(bool would_retry) {
 void RetryState::release() {
   if (!holding_retry_) return;
   holding_retry_ = false;
-  cluster_.resourceManager().retries().dec();
+  resources_.retries().dec();
 }
 
 }  // namespace sluice::router

@@ -41,9 +41,11 @@ class RetryState {
   // and x-envoy-retriable-header-names, which add to the policy's lists for the
   // retriable-status-codes and retriable-headers conditions); they go upstream unchanged.
   ~RetryState() { release(); }
-  static std::unique_ptr<RetryState> create(const RetryPolicy* policy,
-                                            const http::RequestHeaderMap& request,
-                                            const upstream::ClusterInfo& cluster);
+  // `priority`: the route's, whose circuit breakers bound the retries.
+  static std::unique_ptr<RetryState> create(
+      const RetryPolicy* policy, const http::RequestHeaderMap& request,
+      const upstream::ClusterInfo& cluster,
+      upstream::ResourcePriority priority = upstream::ResourcePriority::Default);
 
   // Whether the policy retries this response / failure (ignoring what is left).
   bool wouldRetry(const http::ResponseHeaderMap& response) const;
@@ -66,7 +68,7 @@ class RetryState {
 
  private:
   RetryState(const RetryPolicy* policy, uint32_t retry_on, uint32_t num_retries,
-             const upstream::ClusterInfo& cluster);
+             const upstream::ClusterInfo& cluster, upstream::ResourcePriority priority);
   // Whether retry_on names this response (before the overload check).
   bool retriableResponse(const http::ResponseHeaderMap& response) const;
 
@@ -75,6 +77,7 @@ class RetryState {
   uint32_t retries_left_;
   uint32_t retries_taken_{0};
   const upstream::ClusterInfo& cluster_;
+  upstream::ResourceManager& resources_;  // the route priority's circuit breakers
   BackOff back_off_;
   std::vector<uint32_t> request_codes_;         // from x-envoy-retriable-status-codes
   std::vector<std::string> request_header_names_;  // from x-envoy-retriable-header-names

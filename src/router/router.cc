@@ -142,7 +142,9 @@ http::FilterHeadersStatus RouterFilter::decodeHeaders(http::RequestHeaderMap& he
   }
   // Retries: the route's (or virtual host's) policy merged with the request's headers.
   const RetryPolicy* policy = entry_->retryPolicy();
-  retry_state_ = RetryState::create(policy, headers, cluster_->info());
+  priority_ = entry_->highPriority() ? upstream::ResourcePriority::High
+                                     : upstream::ResourcePriority::Default;
+  retry_state_ = RetryState::create(policy, headers, cluster_->info(), priority_);
   if (policy) {
     per_try_timeout_ = policy->per_try_timeout;
     per_try_idle_timeout_ = policy->per_try_idle_timeout;
@@ -217,7 +219,8 @@ void RouterFilter::startAttempt(const upstream::HostSharedPtr& host, bool new_co
   attempts_.push_back(std::make_unique<UpstreamRequest>(*this, host));
   UpstreamRequest& ur = *attempts_.back();
   // The pool may call back right away (onPoolReady or onPoolFailure).
-  ur.start(cluster_->connPool(host, info.protocol == http::Protocol::Http2), new_connection);
+  ur.start(cluster_->connPool(host, priority_, info.protocol == http::Protocol::Http2),
+           new_connection);
 }
 
 void RouterFilter::abandonAttempt(UpstreamRequest& ur) {
@@ -368,16 +371,28 @@ void RouterFilter::doRetry() {
   retry_pending_ = false;
   // A try won meanwhile (its response is going downstream): nothing to retry.
   if (response_started_ || done_) return;
+  // The retry cannot start: a hedge's other tries may still answer; otherwise 503.
+  auto fail = [this](http::ResponseFlag flag, std::string_view body, std::string_view details) {
+    retry_state_->release();
+    if (!attempts_.empty()) return;
+    callbacks_->streamInfo().setResponseFlag(flag);
+    cleanup();
+    callbacks_->sendLocalReply(503, body, nullptr, details);
+  };
+  // The cluster again: a CDS update may have replaced it since the first try (its new hosts
+  // and pools take the retry) or removed it. The old one stays alive while tries on it run.
+  auto* tlcm = upstream::ThreadLocalClusterManager::current();
+  upstream::ThreadLocalClusterSharedPtr now = tlcm ? tlcm->get(cluster_->info().name()) : nullptr;
+  if (!now) return fail(http::ResponseFlag::NoClusterFound, "", "cluster_not_found");
+  if (now != cluster_) {
+    earlier_clusters_.push_back(std::move(cluster_));
+    cluster_ = std::move(now);
+  }
   // The balancer honours the previous_hosts predicate (shouldSelectAnotherHost).
   upstream::HostSharedPtr host = cluster_->chooseHost(this);
   if (!host) {
     cluster_->info().stats().upstream_cx_none_healthy.inc();
-    retry_state_->release();
-    if (!attempts_.empty()) return;  // a hedge: the tries still going may yet answer
-    callbacks_->streamInfo().setResponseFlag(http::ResponseFlag::NoHealthyUpstream);
-    cleanup();
-    callbacks_->sendLocalReply(503, "no healthy upstream", nullptr, "no_healthy_upstream");
-    return;
+    return fail(http::ResponseFlag::NoHealthyUpstream, "no healthy upstream", "no_healthy_upstream");
   }
   startAttempt(host, false);
 }

@@ -118,6 +118,9 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
   http::RequestHeaderMap* request_headers_{nullptr};
   // Held for the request's life: a cluster replaced or removed meanwhile stays usable.
   upstream::ThreadLocalClusterSharedPtr cluster_;
+  // Clusters a retry moved off (replaced by CDS): kept while this request's tries on them
+  // and its retry state (the first cluster's breakers) still refer to them.
+  std::vector<upstream::ThreadLocalClusterSharedPtr> earlier_clusters_;
   upstream::HostSharedPtr host_;
   std::vector<UpstreamRequestPtr> attempts_;  // the tries in flight (two while hedging)
   UpstreamRequest* final_{nullptr};           // the try whose response the client gets
@@ -130,6 +133,7 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
   http::RequestTrailerMap* request_trailers_{nullptr};
   event::TimerPtr timeout_timer_;
   DownstreamWatermarks watermarks_{*this};
+  upstream::ResourcePriority priority_{upstream::ResourcePriority::Default};  // the route's
   std::chrono::milliseconds timeout_{0};
   std::chrono::milliseconds per_try_timeout_{0};
   std::chrono::milliseconds per_try_idle_timeout_{0};

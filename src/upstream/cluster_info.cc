@@ -17,12 +17,15 @@ ClusterStats ClusterStats::create(stats::Store& store, const std::string& cluste
 
 ClusterInfo::ClusterInfo(std::string name, stats::Store& store)
     : name_(std::move(name)), store_(store), stats_(ClusterStats::create(store, name_)) {
-  setCircuitBreakers(CircuitBreakerThresholds{});
+  setCircuitBreakers(CircuitBreakerThresholds{}, ResourcePriority::Default);
+  setCircuitBreakers(CircuitBreakerThresholds{}, ResourcePriority::High);
 }
 
-void ClusterInfo::setCircuitBreakers(const CircuitBreakerThresholds& thresholds) {
-  resource_manager_ = std::make_unique<ResourceManager>(
-      thresholds, store_, "cluster." + name_ + ".circuit_breakers.default.");
+void ClusterInfo::setCircuitBreakers(const CircuitBreakerThresholds& thresholds,
+                                     ResourcePriority priority) {
+  const char* level = priority == ResourcePriority::High ? "high." : "default.";
+  resource_managers_[static_cast<size_t>(priority)] = std::make_unique<ResourceManager>(
+      thresholds, store_, "cluster." + name_ + ".circuit_breakers." + level);
 }
 
 stats::Counter& ClusterInfo::responseCodeCounter(uint32_t code) const {

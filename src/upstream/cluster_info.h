@@ -103,10 +103,13 @@ class ClusterInfo {
   stats::Store& store() const { return store_; }
   // cluster.<name>.upstream_rq_<code>, made on first use and then cached (no lock after).
   stats::Counter& responseCodeCounter(uint32_t code) const;
-  // The circuit breakers (DEFAULT priority), shared by every worker.
-  ResourceManager& resourceManager() const { return *resource_manager_; }
-  // At load, before the cluster is shared.
-  void setCircuitBreakers(const CircuitBreakerThresholds& thresholds);
+  // The circuit breakers of a routing priority, shared by every worker.
+  ResourceManager& resourceManager(ResourcePriority priority = ResourcePriority::Default) const {
+    return *resource_managers_[static_cast<size_t>(priority)];
+  }
+  // At load, before the cluster is shared. A priority not set keeps Envoy's defaults.
+  void setCircuitBreakers(const CircuitBreakerThresholds& thresholds,
+                          ResourcePriority priority = ResourcePriority::Default);
 
   std::chrono::milliseconds connect_timeout{5000};
   uint32_t per_connection_buffer_limit_bytes{1024 * 1024};
@@ -131,7 +134,7 @@ class ClusterInfo {
   const std::string name_;
   stats::Store& store_;
   mutable ClusterStats stats_;
-  std::unique_ptr<ResourceManager> resource_manager_;
+  std::array<std::unique_ptr<ResourceManager>, kNumResourcePriorities> resource_managers_;
   mutable std::array<std::atomic<stats::Counter*>, 600> code_counters_{};
   mutable std::mutex code_counters_mutex_;
 };

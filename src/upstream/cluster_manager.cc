@@ -47,48 +47,57 @@ ThreadLocalCluster::ThreadLocalCluster(event::Dispatcher& dispatcher, ClusterInf
       info_(std::move(info)),
       seed_(seed ? *seed : std::random_device{}()) {}
 
-ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host, bool downstream_http2) {
+ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host, ResourcePriority priority,
+                                       bool downstream_http2) {
   const bool http2 =
       info_->http2_settings && (!info_->use_downstream_protocol || downstream_http2);
-  auto& pools = (info_->use_downstream_protocol && !http2) ? h1_pools_ : pools_;
+  auto& pools = ((info_->use_downstream_protocol && !http2) ? h1_pools_
+                                                           : pools_)[static_cast<size_t>(priority)];
   auto it = pools.find(host.get());
   if (it == pools.end()) {
     ConnPoolPtr pool;
     if (http2) {
-      pool = std::make_unique<Http2ConnPool>(dispatcher_, host, info_);
+      pool = std::make_unique<Http2ConnPool>(dispatcher_, host, info_, priority);
     } else {
-      pool = std::make_unique<Http1ConnPool>(dispatcher_, host, info_);
+      pool = std::make_unique<Http1ConnPool>(dispatcher_, host, info_, priority);
     }
     it = pools.emplace(host.get(), std::move(pool)).first;
   }
   return *it->second;
 }
 
-void ThreadLocalCluster::updateHosts(PrioritySetConstSharedPtr hosts) {
+void ThreadLocalCluster::updateHosts(PrioritySetConstSharedPtr hosts,
+                                     HashLbTablesConstSharedPtr tables) {
   hosts_ = std::move(hosts);
-  lb_ = createLoadBalancer(hosts_, info_->lb, &info_->stats().lb_healthy_panic, seed_++);
+  lb_ = createLoadBalancer(hosts_, info_->lb, &info_->stats().lb_healthy_panic, seed_++,
+                           std::move(tables));
   // Pools of hosts that left: drain them; drop them once idle.
-  for (auto* pools : {&pools_, &h1_pools_}) {
-    for (auto it = pools->begin(); it != pools->end();) {
-      bool present = false;
-      for (const auto& p : hosts_->priorities) {
-        for (const auto& h : p.hosts) present |= h.get() == it->first;
-      }
-      if (!present) {
-        it->second->drainConnections();
-        if (it->second->idle()) {
-          it = pools->erase(it);
-          continue;
+  for (auto* by_priority : {&pools_, &h1_pools_}) {
+    for (auto& pools : *by_priority) {
+      for (auto it = pools.begin(); it != pools.end();) {
+        bool present = false;
+        for (const auto& p : hosts_->priorities) {
+          for (const auto& h : p.hosts) present |= h.get() == it->first;
         }
+        if (!present) {
+          it->second->drainConnections();
+          if (it->second->idle()) {
+            it = pools.erase(it);
+            continue;
+          }
+        }
+        ++it;
       }
-      ++it;
     }
   }
 }
 
 void ThreadLocalCluster::drainAll() {
-  for (auto& [_, pool] : pools_) pool->drainConnections();
-  for (auto& [_, pool] : h1_pools_) pool->drainConnections();
+  for (auto* by_priority : {&pools_, &h1_pools_}) {
+    for (auto& pools : *by_priority) {
+      for (auto& [_, pool] : pools) pool->drainConnections();
+    }
+  }
 }
 
 // ---- ThreadLocalClusterManager
@@ -102,7 +111,8 @@ ThreadLocalClusterSharedPtr ThreadLocalClusterManager::get(std::string_view name
 }
 
 void ThreadLocalClusterManager::addOrUpdate(ClusterInfoConstSharedPtr info,
-                                            PrioritySetConstSharedPtr hosts) {
+                                            PrioritySetConstSharedPtr hosts,
+                                            HashLbTablesConstSharedPtr tables) {
   auto& slot = clusters_[info->name()];
   if (slot && slot->infoPtr() != info) {
     // A new definition: requests on the old one finish on its pools, which drain.
@@ -110,7 +120,7 @@ void ThreadLocalClusterManager::addOrUpdate(ClusterInfoConstSharedPtr info,
     slot.reset();
   }
   if (!slot) slot = std::make_shared<ThreadLocalCluster>(dispatcher_, info, seed_);
-  slot->updateHosts(std::move(hosts));
+  slot->updateHosts(std::move(hosts), std::move(tables));
 }
 
 void ThreadLocalClusterManager::remove(const std::string& name) {
@@ -137,8 +147,21 @@ struct ClusterManager::Cluster {
   bool warming{false};  // added after start(); activate() once initialized
   // Warming while start-up waits on an API (holdInit): start-up waits for it too.
   bool holds_init{false};
-  HealthCheckerPtr health_checker;
+  std::vector<HealthCheckerPtr> health_checkers;
   OutlierDetectorSharedPtr outlier;
+  // RING_HASH / MAGLEV: the tables of `tables_for` (the hosts they were built from).
+  HashLbTablesConstSharedPtr tables;
+  PrioritySetConstSharedPtr tables_for;
+  // `cb` once every checker has checked each host once.
+  void onFirstHealthCheckRound(std::function<void()> cb) {
+    auto left = std::make_shared<size_t>(health_checkers.size());
+    auto done = std::make_shared<std::function<void()>>(std::move(cb));
+    for (auto& hc : health_checkers) {
+      hc->onFirstRound([left, done] {
+        if (--*left == 0) (*done)();
+      });
+    }
+  }
 };
 
 ClusterManager::ClusterManager(event::Dispatcher& main, DnsResolver& dns, stats::Store& store)
@@ -148,7 +171,7 @@ ClusterManager::~ClusterManager() {
   for (auto* map : {&clusters_, &warming_}) {
     for (auto& [_, c] : *map) {
       c->refresh_timer.reset();
-      c->health_checker.reset();
+      c->health_checkers.clear();
       c->outlier.reset();
     }
   }
@@ -167,13 +190,16 @@ std::shared_ptr<ClusterManager::Cluster> ClusterManager::makeCluster(ClusterConf
                                          c->config.info->store(), name,
                                          [this, raw] { republish(*raw); });
   }
-  if (c->config.health_check) {
-    c->health_checker = std::make_unique<HealthChecker>(
-        *c->config.health_check, c->config.info, main_,
+  // The checkers of one cluster share their verdicts on its hosts.
+  auto verdicts = std::make_shared<HealthVerdicts>();
+  for (const auto& hc : c->config.health_checks) {
+    c->health_checkers.push_back(std::make_unique<HealthChecker>(
+        hc, c->config.info, main_,
         [this, raw](const HostSharedPtr& host, bool passed, bool changed) {
           if (changed) republish(*raw);
           if (passed && raw->outlier) raw->outlier->onActiveHealthCheckSuccess(*host);
-        });
+        },
+        nullptr, verdicts));
   }
   if (c->config.type == DiscoveryType::Static) {
     auto set = std::make_shared<PrioritySet>();
@@ -187,7 +213,7 @@ std::shared_ptr<ClusterManager::Cluster> ClusterManager::makeCluster(ClusterConf
     c->hosts = set;
     setHealthHosts(*c);
     // With health checks, a cluster is ready once each host has had its first check.
-    c->initialized = !c->health_checker;
+    c->initialized = c->health_checkers.empty();
     setMembershipStats(*c->config.info, *set);
   }
   return c;
@@ -317,7 +343,17 @@ void ClusterManager::updateGauges() {
 void ClusterManager::registerWorker(event::Dispatcher& dispatcher, ThreadLocalClusterManager& tlcm) {
   SLUICE_ASSERT(main_.isThreadSafe(), "registerWorker on the main thread");
   workers_.push_back({&dispatcher, &tlcm});
-  for (auto& [_, c] : clusters_) tlcm.addOrUpdate(c->config.info, c->hosts);
+  for (auto& [_, c] : clusters_) tlcm.addOrUpdate(c->config.info, c->hosts, hashTables(*c));
+}
+
+HashLbTablesConstSharedPtr ClusterManager::hashTables(Cluster& cluster) {
+  // Every host set published is a new snapshot (health changes too): one build per snapshot,
+  // shared by every worker.
+  if (cluster.tables_for != cluster.hosts) {
+    cluster.tables_for = cluster.hosts;
+    cluster.tables = createHashLbTables(cluster.hosts, cluster.config.info->lb);
+  }
+  return cluster.tables;
 }
 
 void ClusterManager::unregisterWorkers() { workers_.clear(); }
@@ -325,9 +361,10 @@ void ClusterManager::unregisterWorkers() { workers_.clear(); }
 void ClusterManager::publish(Cluster& cluster) {
   setMembershipStats(*cluster.config.info, *cluster.hosts);
   if (cluster.warming) return;  // workers see it once it is active
+  HashLbTablesConstSharedPtr tables = workers_.empty() ? nullptr : hashTables(cluster);
   for (auto& w : workers_) {
-    w.dispatcher->post([tlcm = w.tlcm, info = cluster.config.info, hosts = cluster.hosts] {
-      tlcm->addOrUpdate(info, hosts);
+    w.dispatcher->post([tlcm = w.tlcm, info = cluster.config.info, hosts = cluster.hosts, tables] {
+      tlcm->addOrUpdate(info, hosts, tables);
     });
   }
 }
@@ -339,7 +376,7 @@ void ClusterManager::republish(Cluster& cluster) {
 
 void ClusterManager::setHealthHosts(Cluster& cluster) {
   if (cluster.outlier) cluster.outlier->setHosts(*cluster.hosts);
-  if (cluster.health_checker) cluster.health_checker->setHosts(*cluster.hosts);
+  for (auto& hc : cluster.health_checkers) hc->setHosts(*cluster.hosts);
 }
 
 void ClusterManager::markInitialized(Cluster& cluster) {
@@ -375,7 +412,7 @@ void ClusterManager::startCluster(const std::shared_ptr<Cluster>& c) {
     resolve(c);
   } else if (!c->initialized) {
     Cluster* raw = c.get();
-    c->health_checker->onFirstRound([this, raw] { markInitialized(*raw); });
+    c->onFirstHealthCheckRound([this, raw] { markInitialized(*raw); });
   } else if (c->warming) {
     activate(c);
   }
@@ -450,9 +487,9 @@ void ClusterManager::onResolved(Cluster& cluster) {
     cfg.info->stats().update_empty.inc();
   }
   if (!cluster.initialized) {
-    if (cluster.health_checker) {
+    if (!cluster.health_checkers.empty()) {
       Cluster* raw = &cluster;
-      cluster.health_checker->onFirstRound([this, raw] { markInitialized(*raw); });
+      cluster.onFirstHealthCheckRound([this, raw] { markInitialized(*raw); });
     } else {
       markInitialized(cluster);
     }

@@ -63,7 +63,8 @@ struct ClusterConfig {
   std::vector<EndpointConfig> endpoints;
   std::chrono::milliseconds dns_refresh_rate{5000};
   DnsLookupFamily dns_lookup_family{DnsLookupFamily::Auto};
-  std::optional<HealthCheckConfig> health_check;
+  // health_checks: a host fails active health checking while any of them fails it.
+  std::vector<HealthCheckConfig> health_checks;
   std::optional<OutlierDetectionConfig> outlier_detection;
 };
 
@@ -79,10 +80,17 @@ class ThreadLocalCluster {
   HostSharedPtr chooseHost(LoadBalancerContext* context) {
     return lb_ ? lb_->chooseHost(context) : nullptr;
   }
-  // The host's pool: HTTP/2 when the cluster speaks it, or with use_downstream_protocol
-  // when the request came over HTTP/2 (`downstream_http2`).
-  ConnPool& connPool(const HostSharedPtr& host, bool downstream_http2 = false);
-  void updateHosts(PrioritySetConstSharedPtr hosts);
+  // The host's pool for a routing priority: each priority has its own pools (as Envoy's),
+  // so requests of one never wait behind the other's connections. HTTP/2 when the cluster
+  // speaks it, or with use_downstream_protocol when the request came over HTTP/2
+  // (`downstream_http2`).
+  ConnPool& connPool(const HostSharedPtr& host,
+                     ResourcePriority priority = ResourcePriority::Default,
+                     bool downstream_http2 = false);
+  // `tables`: RING_HASH's / MAGLEV's, built for `hosts` on the main thread (null: built here).
+  void updateHosts(PrioritySetConstSharedPtr hosts, HashLbTablesConstSharedPtr tables = nullptr);
+  // The current balancer (tests).
+  const LoadBalancer* loadBalancer() const { return lb_.get(); }
   void drainAll();
   // Replaced or removed: requests that still hold it finish, then it goes.
   bool retired() const { return retired_; }
@@ -98,8 +106,10 @@ class ThreadLocalCluster {
   LoadBalancerPtr lb_;
   uint64_t seed_;  // of the next balancer's random choices
   bool retired_{false};
-  std::unordered_map<const Host*, ConnPoolPtr> pools_;
-  std::unordered_map<const Host*, ConnPoolPtr> h1_pools_;  // use_downstream_protocol's HTTP/1
+  using PoolsByPriority = std::array<std::unordered_map<const Host*, ConnPoolPtr>,
+                                     kNumResourcePriorities>;
+  PoolsByPriority pools_;
+  PoolsByPriority h1_pools_;  // use_downstream_protocol's HTTP/1 pools
 };
 using ThreadLocalClusterSharedPtr = std::shared_ptr<ThreadLocalCluster>;
 
@@ -115,7 +125,8 @@ class ThreadLocalClusterManager {
   ThreadLocalClusterSharedPtr get(std::string_view name);
   // Same `info` object: new hosts for the cluster. A different one: the cluster was
   // replaced; the old view retires.
-  void addOrUpdate(ClusterInfoConstSharedPtr info, PrioritySetConstSharedPtr hosts);
+  void addOrUpdate(ClusterInfoConstSharedPtr info, PrioritySetConstSharedPtr hosts,
+                   HashLbTablesConstSharedPtr tables = nullptr);
   void remove(const std::string& name);
   void drainAll();
   size_t size() const { return clusters_.size(); }
@@ -192,6 +203,8 @@ class ClusterManager {
   // One of the things start-up waits for is done; the last one runs on_initialized.
   void initTargetDone();
   void publish(Cluster& cluster);
+  // The cluster's ring or maglev table for its current hosts, built once per host set.
+  HashLbTablesConstSharedPtr hashTables(Cluster& cluster);
   // A host's health changed: the same hosts, published again so workers rebuild balancers.
   void republish(Cluster& cluster);
   // Health checks and outlier detection follow the cluster's hosts (before publishing).

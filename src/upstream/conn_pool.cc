@@ -14,7 +14,7 @@ struct Http1ConnPool::Pending : public Cancellable {
   void cancel() override {
     pool.cluster_->stats().upstream_rq_cancelled.inc();
     pool.cluster_->stats().upstream_rq_pending_active.dec();
-    pool.cluster_->resourceManager().pendingRequests().dec();
+    pool.resources().pendingRequests().dec();
     for (auto it = pool.pending_.begin(); it != pool.pending_.end(); ++it) {
       if (it->get() == this) {
         pool.pending_.erase(it);  // destroys this
@@ -44,7 +44,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http1_total.inc();
     stats.upstream_cx_active.inc();
-    pool.cluster_->resourceManager().connections().inc();
+    pool.resources().connections().inc();
     pool.host_->stats().cx_total++;
     pool.host_->stats().cx_active++;
     if (!connection) {
@@ -169,7 +169,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
   void endRequest() {
     if (!request_counted) return;
     request_counted = false;
-    pool.cluster_->resourceManager().requests().dec();
+    pool.resources().requests().dec();
     pool.cluster_->stats().upstream_rq_active.dec();
     pool.host_->stats().rq_active--;
   }
@@ -200,14 +200,15 @@ struct DeferredOwner : public event::DeferredDeletable {
 }  // namespace
 
 Http1ConnPool::Http1ConnPool(event::Dispatcher& dispatcher, HostSharedPtr host,
-                             ClusterInfoConstSharedPtr cluster)
-    : dispatcher_(dispatcher), host_(std::move(host)), cluster_(std::move(cluster)) {}
+                             ClusterInfoConstSharedPtr cluster, ResourcePriority priority)
+    : dispatcher_(dispatcher), host_(std::move(host)), cluster_(std::move(cluster)),
+      resources_(cluster_->resourceManager(priority)) {}
 
 Http1ConnPool::~Http1ConnPool() {
   for (auto& p : pending_) {
     (void)p;
     cluster_->stats().upstream_rq_pending_active.dec();
-    cluster_->resourceManager().pendingRequests().dec();
+    resources().pendingRequests().dec();
   }
   pending_.clear();
   for (auto& c : clients_) {
@@ -215,7 +216,7 @@ Http1ConnPool::~Http1ConnPool() {
       c->connection->removeConnectionCallbacks(*c);
       c->connection->close(network::ConnectionCloseType::NoFlush);
       cluster_->stats().upstream_cx_active.dec();
-      cluster_->resourceManager().connections().dec();
+      resources().connections().dec();
       host_->stats().cx_active--;
     }
   }
@@ -235,7 +236,7 @@ Cancellable* Http1ConnPool::newStream(http::ResponseDecoder& decoder, ConnPoolCa
     }
   }
   // max_pending_requests: no room in the queue fails the request now.
-  ResourceManager& rm = cluster_->resourceManager();
+  ResourceManager& rm = resources();
   if (!rm.pendingRequests().canCreate()) {
     cluster_->stats().upstream_rq_pending_overflow.inc();
     callbacks.onPoolFailure(PoolFailureReason::Overflow, "", host_);
@@ -261,7 +262,7 @@ Cancellable* Http1ConnPool::newStream(http::ResponseDecoder& decoder, ConnPoolCa
 bool Http1ConnPool::tryCreateClient() {
   // max_connections: past it the request waits for a connection of this pool to free up,
   // except that a pool with none at all may always make one (as Envoy's pools do).
-  if (!clients_.empty() && !cluster_->resourceManager().connections().canCreate()) {
+  if (!clients_.empty() && !resources().connections().canCreate()) {
     cluster_->stats().upstream_cx_overflow.inc();
     return false;
   }
@@ -281,7 +282,7 @@ void Http1ConnPool::createClient() {
 bool Http1ConnPool::attachToClient(ActiveClient& client, Pending& pending) {
   // max_requests counts requests on connections, not those waiting for one (Envoy checks
   // it here too).
-  ResourceManager& rm = cluster_->resourceManager();
+  ResourceManager& rm = resources();
   if (!rm.requests().canCreate()) {
     cluster_->stats().upstream_rq_pending_overflow.inc();
     pending.callbacks.onPoolFailure(PoolFailureReason::Overflow, "", host_);
@@ -316,7 +317,7 @@ void Http1ConnPool::onClientReady(ActiveClient& client) {
     std::unique_ptr<Pending> p = std::move(*it);
     pending_.erase(it);
     cluster_->stats().upstream_rq_pending_active.dec();
-    cluster_->resourceManager().pendingRequests().dec();
+    resources().pendingRequests().dec();
     if (attachToClient(client, *p)) return;
     // Overflow: that request failed (its callback may have changed the queue).
     it = pending_.begin();
@@ -348,7 +349,7 @@ void Http1ConnPool::onClientClosed(ActiveClient& client, bool connected, std::st
                                               .count());
   if (was_busy) stats.upstream_cx_destroy_with_active_rq.inc();
   stats.upstream_cx_active.dec();
-  cluster_->resourceManager().connections().dec();
+  resources().connections().dec();
   host_->stats().cx_active--;
   if (!connected) {
     stats.upstream_cx_connect_fail.inc();
@@ -373,7 +374,7 @@ void Http1ConnPool::onClientClosed(ActiveClient& client, bool connected, std::st
       std::unique_ptr<Pending> p = std::move(pending_.front());
       pending_.pop_front();
       stats.upstream_rq_pending_active.dec();
-      cluster_->resourceManager().pendingRequests().dec();
+      resources().pendingRequests().dec();
       stats.upstream_rq_pending_failure_eject.inc();
       p->callbacks.onPoolFailure(
           timed_out ? PoolFailureReason::Timeout : PoolFailureReason::ConnectionFailure, reason,

@@ -56,7 +56,8 @@ using ConnPoolPtr = std::unique_ptr<ConnPool>;
 
 class Http1ConnPool : public ConnPool {
  public:
-  Http1ConnPool(event::Dispatcher& dispatcher, HostSharedPtr host, ClusterInfoConstSharedPtr cluster);
+  Http1ConnPool(event::Dispatcher& dispatcher, HostSharedPtr host, ClusterInfoConstSharedPtr cluster,
+                ResourcePriority priority = ResourcePriority::Default);
   ~Http1ConnPool() override;
 
   // Starts a request whose response goes to `decoder`. Returns null when `callbacks` were
@@ -89,6 +90,9 @@ class Http1ConnPool : public ConnPool {
   event::Dispatcher& dispatcher_;
   const HostSharedPtr host_;
   const ClusterInfoConstSharedPtr cluster_;
+  // The circuit breakers of the pool's routing priority (pools are per host and priority).
+  ResourceManager& resources_;
+  ResourceManager& resources() const { return resources_; }
   std::list<std::unique_ptr<ActiveClient>> clients_;
   std::list<std::unique_ptr<Pending>> pending_;
   bool draining_{false};

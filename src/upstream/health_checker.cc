@@ -123,6 +123,7 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
   ~Session() override { closeClient(); }
 
   const HostSharedPtr host;
+  bool failed{true};  // this checker's verdict (a new host starts failed, as in Envoy)
   bool first_check{true};
   uint32_t num_healthy{0};
   uint32_t num_unhealthy{0};
@@ -210,7 +211,7 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
   }
 
  private:
-  bool failedNow() const { return host->healthFlags() & Host::FailedActiveHealthCheck; }
+  bool failedNow() const { return failed; }
 
   // Envoy's rule: a pass is HTTP 200, grpc-status 0 and a response saying SERVING (1).
   void grpcDone(std::string_view grpc_status) {
@@ -363,13 +364,15 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
 };
 
 HealthChecker::HealthChecker(HealthCheckConfig config, ClusterInfoConstSharedPtr cluster,
-                             event::Dispatcher& main, ResultCb on_result, RandomFn random)
+                             event::Dispatcher& main, ResultCb on_result, RandomFn random,
+                             std::shared_ptr<HealthVerdicts> verdicts)
     : config_(withDefaults(std::move(config))),
       cluster_(std::move(cluster)),
       main_(main),
       stats_(HealthCheckerStats::create(cluster_->store(), cluster_->name())),
       on_result_(std::move(on_result)),
-      random_(std::move(random)) {
+      random_(std::move(random)),
+      verdicts_(verdicts ? std::move(verdicts) : std::make_shared<HealthVerdicts>()) {
   if (!random_) {
     random_ = [gen = std::make_shared<std::mt19937_64>(std::random_device{}())] {
       return (*gen)();
@@ -378,6 +381,22 @@ HealthChecker::HealthChecker(HealthCheckConfig config, ClusterInfoConstSharedPtr
 }
 
 HealthChecker::~HealthChecker() = default;
+
+bool HealthVerdicts::update(Host& host, bool was_failed, bool failed) {
+  if (was_failed == failed) return false;
+  if (failed) {
+    if (failing_[&host]++ > 0) return false;
+    const bool changed = !(host.healthFlags() & Host::FailedActiveHealthCheck);
+    host.setHealthFlag(Host::FailedActiveHealthCheck);
+    return changed;
+  }
+  auto it = failing_.find(&host);
+  if (it == failing_.end() || --it->second > 0) return false;
+  failing_.erase(it);
+  const bool changed = host.healthFlags() & Host::FailedActiveHealthCheck;
+  host.clearHealthFlag(Host::FailedActiveHealthCheck);
+  return changed;
+}
 
 void HealthChecker::setHosts(const PrioritySet& set) {
   std::unordered_map<const Host*, std::unique_ptr<Session>> next;
@@ -390,13 +409,14 @@ void HealthChecker::setHosts(const PrioritySet& set) {
         continue;
       }
       // Envoy: a host under active health checking starts failed until its first check passes.
-      h->setHealthFlag(Host::FailedActiveHealthCheck);
+      verdicts_->update(*h, false, true);
       ++first_round_pending_;
       next.emplace(h.get(), std::make_unique<Session>(*this, h));
     }
   }
   for (auto& [_, s] : sessions_) {
     if (s->first_check) --first_round_pending_;
+    verdicts_->update(*s->host, s->failed, false);  // the host left: this checker's vote goes
   }
   sessions_ = std::move(next);
   updateHealthyGauge();
@@ -422,15 +442,15 @@ void HealthChecker::updateHealthyGauge() {
 std::chrono::milliseconds HealthChecker::onCheckDone(Session& s, bool passed, bool network,
                                                      bool& changed) {
   Host& h = *s.host;
-  const bool failed = h.healthFlags() & Host::FailedActiveHealthCheck;
-  changed = false;
+  const bool failed = s.failed;  // this checker's verdict; the host's flag combines them all
+  bool verdict_changed = false;
   if (passed) {
     stats_.success.inc();
     s.num_unhealthy = 0;
     // The first check of a new host decides at once; after that it takes healthy_threshold.
     if (failed && (s.first_check || ++s.num_healthy >= config_.healthy_threshold)) {
-      h.clearHealthFlag(Host::FailedActiveHealthCheck);
-      changed = true;
+      s.failed = false;
+      verdict_changed = true;
       s.num_healthy = 0;
     }
   } else {
@@ -439,20 +459,22 @@ std::chrono::milliseconds HealthChecker::onCheckDone(Session& s, bool passed, bo
     s.num_healthy = 0;
     // A wrong answer fails a host at once; a network failure takes unhealthy_threshold.
     if (!failed && (!network || ++s.num_unhealthy >= config_.unhealthy_threshold)) {
-      h.setHealthFlag(Host::FailedActiveHealthCheck);
-      changed = true;
+      s.failed = true;
+      verdict_changed = true;
       s.num_unhealthy = 0;
     }
-    if (changed || config_.always_log_health_check_failures) {
+    if (verdict_changed || config_.always_log_health_check_failures) {
       SLUICE_LOG(info, upstream, "health check of {} (cluster '{}') failed{}",
-                 h.address()->asString(), h.clusterName(), changed ? ": now unhealthy" : "");
+                 h.address()->asString(), h.clusterName(), verdict_changed ? ": now unhealthy" : "");
     }
   }
+  changed = verdicts_->update(h, failed, s.failed);
   if (changed) updateHealthyGauge();
   const bool first = std::exchange(s.first_check, false);
-  // As Envoy: the check's result picks the interval; a result that goes against the host's
-  // state without changing it yet (a threshold not reached) takes the edge interval.
-  const bool pending = !changed && passed == failed;
+  // As Envoy: the check's result picks the interval; a result that goes against the
+  // checker's verdict without changing it yet (a threshold not reached) takes the edge
+  // interval.
+  const bool pending = !verdict_changed && passed == failed;
   const auto next = nextInterval(!passed, pending);
   if (on_result_) on_result_(s.host, passed, changed);
   if (first && --first_round_pending_ == 0 && on_first_round_) {

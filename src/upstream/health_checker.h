@@ -7,6 +7,10 @@
 // successful check; after that it takes healthy_threshold passes to come back and
 // unhealthy_threshold failures to go (an HTTP status outside expected_statuses fails it at
 // once).
+//
+// A cluster may have several health checks (Envoy's health_checks is a list). Each keeps its
+// own verdict on each host; a host fails active health checking while any of them fails it
+// (HealthVerdicts), so it comes back only once every checker passes it.
 
 #include <chrono>
 #include <cstdint>
@@ -73,14 +77,29 @@ struct HealthCheckerStats {
   static HealthCheckerStats create(stats::Store& store, const std::string& cluster_name);
 };
 
+// The verdicts of a cluster's health checkers on each host (main thread). The host's
+// FailedActiveHealthCheck flag is set while at least one checker fails it.
+class HealthVerdicts {
+ public:
+  // A checker's verdict on `host` went from `was_failed` to `failed`. Returns whether the
+  // host's flag changed.
+  bool update(Host& host, bool was_failed, bool failed);
+
+ private:
+  std::unordered_map<const Host*, uint32_t> failing_;  // how many checkers fail the host
+};
+
 class HealthChecker {
  public:
-  // A check of `host` ended; `changed`: its FailedActiveHealthCheck flag changed.
+  // A check of `host` ended; `changed`: its FailedActiveHealthCheck flag changed (with
+  // several checkers: the combined flag).
   using ResultCb = std::function<void(const HostSharedPtr& host, bool passed, bool changed)>;
   using RandomFn = std::function<uint64_t()>;
 
+  // `verdicts`: shared by the cluster's checkers when it has several; null: its own.
   HealthChecker(HealthCheckConfig config, ClusterInfoConstSharedPtr cluster,
-                event::Dispatcher& main, ResultCb on_result, RandomFn random = nullptr);
+                event::Dispatcher& main, ResultCb on_result, RandomFn random = nullptr,
+                std::shared_ptr<HealthVerdicts> verdicts = nullptr);
   ~HealthChecker();
 
   // Starts checking new hosts (marked failed until their first check passes) and stops
@@ -109,6 +128,7 @@ class HealthChecker {
   HealthCheckerStats stats_;
   ResultCb on_result_;
   RandomFn random_;
+  const std::shared_ptr<HealthVerdicts> verdicts_;
   std::unordered_map<const Host*, std::unique_ptr<Session>> sessions_;
   size_t first_round_pending_{0};
   std::function<void()> on_first_round_;

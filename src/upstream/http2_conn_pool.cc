@@ -14,7 +14,7 @@ struct Http2ConnPool::Pending : public Cancellable {
   void cancel() override {
     pool.cluster_->stats().upstream_rq_cancelled.inc();
     pool.cluster_->stats().upstream_rq_pending_active.dec();
-    pool.cluster_->resourceManager().pendingRequests().dec();
+    pool.resources().pendingRequests().dec();
     for (auto it = pool.pending_.begin(); it != pool.pending_.end(); ++it) {
       if (it->get() == this) {
         pool.pending_.erase(it);  // destroys this
@@ -83,7 +83,7 @@ struct Http2ConnPool::ActiveClient : public network::ConnectionCallbacks,
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http2_total.inc();
     stats.upstream_cx_active.inc();
-    pool.cluster_->resourceManager().connections().inc();
+    pool.resources().connections().inc();
     pool.host_->stats().cx_total++;
     pool.host_->stats().cx_active++;
     if (!connection) {
@@ -180,8 +180,9 @@ struct DeferredOwner : public event::DeferredDeletable {
 }  // namespace
 
 Http2ConnPool::Http2ConnPool(event::Dispatcher& dispatcher, HostSharedPtr host,
-                             ClusterInfoConstSharedPtr cluster)
-    : dispatcher_(dispatcher), host_(std::move(host)), cluster_(std::move(cluster)) {
+                             ClusterInfoConstSharedPtr cluster, ResourcePriority priority)
+    : dispatcher_(dispatcher), host_(std::move(host)), cluster_(std::move(cluster)),
+      resources_(cluster_->resourceManager(priority)) {
   upkeep_timer_ = dispatcher_.createTimer([this] { upkeep(); });
 }
 
@@ -189,7 +190,7 @@ Http2ConnPool::~Http2ConnPool() {
   for (auto& p : pending_) {
     (void)p;
     cluster_->stats().upstream_rq_pending_active.dec();
-    cluster_->resourceManager().pendingRequests().dec();
+    resources().pendingRequests().dec();
   }
   pending_.clear();
   for (auto& c : clients_) {
@@ -197,7 +198,7 @@ Http2ConnPool::~Http2ConnPool() {
       c->connection->removeConnectionCallbacks(*c);
       c->connection->close(network::ConnectionCloseType::NoFlush);
       cluster_->stats().upstream_cx_active.dec();
-      cluster_->resourceManager().connections().dec();
+      resources().connections().dec();
       host_->stats().cx_active--;
     }
   }
@@ -227,7 +228,7 @@ Cancellable* Http2ConnPool::newStream(http::ResponseDecoder& decoder, ConnPoolCa
       return nullptr;
     }
   }
-  ResourceManager& rm = cluster_->resourceManager();
+  ResourceManager& rm = resources();
   if (!rm.pendingRequests().canCreate()) {
     cluster_->stats().upstream_rq_pending_overflow.inc();
     callbacks.onPoolFailure(PoolFailureReason::Overflow, "", host_);
@@ -246,7 +247,7 @@ Cancellable* Http2ConnPool::newStream(http::ResponseDecoder& decoder, ConnPoolCa
 }
 
 bool Http2ConnPool::tryCreateClient() {
-  if (!clients_.empty() && !cluster_->resourceManager().connections().canCreate()) {
+  if (!clients_.empty() && !resources().connections().canCreate()) {
     cluster_->stats().upstream_cx_overflow.inc();
     return false;
   }
@@ -259,7 +260,7 @@ bool Http2ConnPool::tryCreateClient() {
 void Http2ConnPool::attach(ActiveClient& client, http::ResponseDecoder& decoder,
                            ConnPoolCallbacks& callbacks) {
   // max_requests counts streams on connections, as the HTTP/1 pool does.
-  ResourceManager& rm = cluster_->resourceManager();
+  ResourceManager& rm = resources();
   if (!rm.requests().canCreate()) {
     cluster_->stats().upstream_rq_pending_overflow.inc();
     callbacks.onPoolFailure(PoolFailureReason::Overflow, "", host_);
@@ -291,7 +292,7 @@ void Http2ConnPool::attachPending(ActiveClient& client) {
     std::unique_ptr<Pending> p = std::move(pending_.front());
     pending_.pop_front();
     cluster_->stats().upstream_rq_pending_active.dec();
-    cluster_->resourceManager().pendingRequests().dec();
+    resources().pendingRequests().dec();
     attach(client, p->decoder, p->callbacks);
   }
   if (client.active > 0 || client.state == ActiveClient::State::Closed) return;
@@ -312,7 +313,7 @@ void Http2ConnPool::attachPending(ActiveClient& client) {
 
 void Http2ConnPool::onStreamDone(ActiveClient& client) {
   --client.active;
-  cluster_->resourceManager().requests().dec();
+  resources().requests().dec();
   cluster_->stats().upstream_rq_active.dec();
   host_->stats().rq_active--;
   upkeep_timer_->enableTimer(std::chrono::milliseconds(0));
@@ -340,7 +341,7 @@ void Http2ConnPool::onClientClosed(ActiveClient& client, bool connected, std::st
                                               .count());
   if (client.active > 0) stats.upstream_cx_destroy_with_active_rq.inc();
   stats.upstream_cx_active.dec();
-  cluster_->resourceManager().connections().dec();
+  resources().connections().dec();
   host_->stats().cx_active--;
   if (!connected) {
     stats.upstream_cx_connect_fail.inc();
@@ -362,7 +363,7 @@ void Http2ConnPool::onClientClosed(ActiveClient& client, bool connected, std::st
       std::unique_ptr<Pending> p = std::move(pending_.front());
       pending_.pop_front();
       stats.upstream_rq_pending_active.dec();
-      cluster_->resourceManager().pendingRequests().dec();
+      resources().pendingRequests().dec();
       stats.upstream_rq_pending_failure_eject.inc();
       p->callbacks.onPoolFailure(
           timed_out ? PoolFailureReason::Timeout : PoolFailureReason::ConnectionFailure, reason,

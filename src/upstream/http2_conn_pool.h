@@ -16,7 +16,8 @@ namespace sluice::upstream {
 class Http2ConnPool : public ConnPool {
  public:
   Http2ConnPool(event::Dispatcher& dispatcher, HostSharedPtr host,
-                ClusterInfoConstSharedPtr cluster);
+                ClusterInfoConstSharedPtr cluster,
+                ResourcePriority priority = ResourcePriority::Default);
   ~Http2ConnPool() override;
 
   Cancellable* newStream(http::ResponseDecoder& decoder, ConnPoolCallbacks& callbacks,
@@ -47,6 +48,9 @@ class Http2ConnPool : public ConnPool {
   event::Dispatcher& dispatcher_;
   const HostSharedPtr host_;
   const ClusterInfoConstSharedPtr cluster_;
+  // The circuit breakers of the pool's routing priority (pools are per host and priority).
+  ResourceManager& resources_;
+  ResourceManager& resources() const { return resources_; }
   std::list<std::unique_ptr<ActiveClient>> clients_;
   std::list<std::unique_ptr<Pending>> pending_;
   // Runs upkeep() on the next loop pass: a finished stream frees room for a waiting request,

@@ -24,17 +24,24 @@ bool isPrime(uint64_t n) {
 
 // ---- LoadBalancerBase
 
+HealthSnapshot readHealth(const PrioritySet& set) {
+  HealthSnapshot up(set.priorities.size());
+  for (size_t i = 0; i < set.priorities.size(); ++i) {
+    for (const auto& h : set.priorities[i].hosts) up[i].push_back(h->healthy());
+  }
+  return up;
+}
+
 LoadBalancerBase::LoadBalancerBase(PrioritySetConstSharedPtr set, const LbConfig& config,
                                    stats::Counter* panic_counter, uint64_t seed,
-                                   bool use_localities)
+                                   bool use_localities, const HealthSnapshot* snapshot)
     : set_(std::move(set)), config_(config), panic_counter_(panic_counter), rng_(seed) {
   const size_t n = set_->priorities.size();
   // The hosts' health, read once: the main thread may change it while this is built, and
   // the loads, panic and candidates below must agree with each other.
-  std::vector<std::vector<char>> up(n);
-  for (size_t i = 0; i < n; ++i) {
-    for (const auto& h : set_->priorities[i].hosts) up[i].push_back(h->healthy());
-  }
+  HealthSnapshot read;
+  if (!snapshot) read = readHealth(*set_);
+  const HealthSnapshot& up = snapshot ? *snapshot : read;
   auto healthyCount = [&up](size_t i) {
     return static_cast<size_t>(std::count(up[i].begin(), up[i].end(), char{1}));
   };
@@ -208,8 +215,24 @@ RoundRobinLoadBalancer::RoundRobinLoadBalancer(PrioritySetConstSharedPtr set,
     st.current.assign(s->hosts.size(), 0);
     for (const auto& h : s->hosts) st.weighted |= h->weight() != s->hosts.front()->weight();
     // Each build (and each worker: they have their own seeds) starts at its own host, so
-    // that rebuilds do not all send their first requests to hosts[0].
-    if (!s->hosts.empty()) st.next = seed % s->hosts.size();
+    // that rebuilds do not all send their first requests to hosts[0]. Weighted: the smooth
+    // sequence advanced by as many picks (as Envoy advances its weighted scheduler), so the
+    // heaviest host does not take every build's first request.
+    const size_t skip = s->hosts.empty() ? 0 : seed % s->hosts.size();
+    if (!st.weighted) {
+      st.next = skip;
+    } else {
+      int64_t total = 0;
+      for (const auto& h : s->hosts) total += h->weight();
+      for (size_t k = 0; k < skip; ++k) {
+        size_t best = 0;
+        for (size_t i = 0; i < s->hosts.size(); ++i) {
+          st.current[i] += s->hosts[i]->weight();
+          if (st.current[i] > st.current[best]) best = i;
+        }
+        st.current[best] -= total;
+      }
+    }
     state_.push_back(std::move(st));
   }
 }
@@ -318,13 +341,56 @@ HostSharedPtr RandomLoadBalancer::pick(Subset& subset, bool panic, std::optional
   return nullptr;
 }
 
-// ---- RingHashLoadBalancer
+// ---- RingHashLoadBalancer and MaglevLoadBalancer
+
+namespace {
+std::atomic<uint64_t> hash_table_builds{0};
+}  // namespace
+
+uint64_t hashLbTableBuilds() { return hash_table_builds.load(std::memory_order_relaxed); }
+
+HashLbTablesConstSharedPtr createHashLbTables(const PrioritySetConstSharedPtr& set,
+                                              const LbConfig& config) {
+  // A balancer built here (nobody picks with it) leaves its tables behind.
+  switch (config.policy) {
+    case LbConfig::Policy::RingHash:
+      return RingHashLoadBalancer(set, config, nullptr, 0).tables();
+    case LbConfig::Policy::Maglev:
+      return MaglevLoadBalancer(set, config, nullptr, 0).tables();
+    default:
+      return nullptr;
+  }
+}
+
+namespace {
+// A fresh HashLbTables with the hosts' health read now, unless `given` has been built.
+std::shared_ptr<HashLbTables> freshTables(const HashLbTablesConstSharedPtr& given,
+                                          const PrioritySet& set) {
+  if (given) return nullptr;
+  auto t = std::make_shared<HashLbTables>();
+  t->health = readHealth(set);
+  return t;
+}
+}  // namespace
 
 RingHashLoadBalancer::RingHashLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
-                                           stats::Counter* panic_counter, uint64_t seed)
-    : LoadBalancerBase(std::move(set), config, panic_counter, seed, false) {
+                                           stats::Counter* panic_counter, uint64_t seed,
+                                           HashLbTablesConstSharedPtr tables)
+    : RingHashLoadBalancer(set, config, panic_counter, seed, tables, freshTables(tables, *set)) {}
+
+RingHashLoadBalancer::RingHashLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
+                                           stats::Counter* panic_counter, uint64_t seed,
+                                           HashLbTablesConstSharedPtr given,
+                                           std::shared_ptr<HashLbTables> fresh)
+    : LoadBalancerBase(std::move(set), config, panic_counter, seed, false,
+                       given ? &given->health : &fresh->health) {
+  if (given) {
+    tables_ = std::move(given);
+    return;
+  }
+  hash_table_builds.fetch_add(1, std::memory_order_relaxed);
   for (const Subset* s : subsets()) {
-    auto& ring = rings_.emplace_back();
+    auto& ring = fresh->rings.emplace_back();
     uint64_t total_weight = 0;
     uint32_t min_weight = UINT32_MAX;
     for (const auto& h : s->hosts) {
@@ -339,22 +405,24 @@ RingHashLoadBalancer::RingHashLoadBalancer(PrioritySetConstSharedPtr set, const 
     ring.reserve(static_cast<size_t>(scale) + s->hosts.size());
     double current = 0;
     uint64_t placed = 0;
-    for (const auto& h : s->hosts) {
+    for (uint32_t j = 0; j < s->hosts.size(); ++j) {
+      const auto& h = s->hosts[j];
       const std::string name = h->address()->asString();
       current += scale * h->weight() / total_weight;
       const uint64_t target = static_cast<uint64_t>(std::floor(current));
       for (uint64_t i = 0; placed < target; ++i, ++placed) {
-        ring.emplace_back(xxHash64(name + "_" + std::to_string(i)), &h);
+        ring.emplace_back(xxHash64(name + "_" + std::to_string(i)), j);
       }
     }
     std::sort(ring.begin(), ring.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
   }
+  tables_ = std::move(fresh);
 }
 
 HostSharedPtr RingHashLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
                                          uint32_t attempt) {
-  const auto& ring = rings_[subset.id];
+  const auto& ring = tables_->rings[subset.id];
   if (ring.empty()) return nullptr;
   const uint64_t h = hash ? *hash : random();
   auto it = std::lower_bound(ring.begin(), ring.end(), h,
@@ -365,20 +433,31 @@ HostSharedPtr RingHashLoadBalancer::pick(Subset& subset, bool panic, std::option
   i = (i + attempt) % ring.size();
   // A host that turned unhealthy since the ring was built: the next point's.
   for (size_t k = 0; k < ring.size(); ++k) {
-    const HostSharedPtr& host = *ring[(i + k) % ring.size()].second;
+    const HostSharedPtr& host = subset.hosts[ring[(i + k) % ring.size()].second];
     if (panic || host->healthy()) return host;
   }
   return nullptr;
 }
 
-// ---- MaglevLoadBalancer
+MaglevLoadBalancer::MaglevLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
+                                       stats::Counter* panic_counter, uint64_t seed,
+                                       HashLbTablesConstSharedPtr tables)
+    : MaglevLoadBalancer(set, config, panic_counter, seed, tables, freshTables(tables, *set)) {}
 
 MaglevLoadBalancer::MaglevLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
-                                       stats::Counter* panic_counter, uint64_t seed)
-    : LoadBalancerBase(std::move(set), config, panic_counter, seed, false) {
+                                       stats::Counter* panic_counter, uint64_t seed,
+                                       HashLbTablesConstSharedPtr given,
+                                       std::shared_ptr<HashLbTables> fresh)
+    : LoadBalancerBase(std::move(set), config, panic_counter, seed, false,
+                       given ? &given->health : &fresh->health) {
+  if (given) {
+    tables_ = std::move(given);
+    return;
+  }
+  hash_table_builds.fetch_add(1, std::memory_order_relaxed);
   const uint64_t m = config.maglev_table_size;
   for (const Subset* s : subsets()) {
-    auto& table = tables_.emplace_back();
+    auto& table = fresh->maglev.emplace_back();
     const size_t n = s->hosts.size();
     if (n == 0) continue;
     struct Perm {
@@ -413,11 +492,12 @@ MaglevLoadBalancer::MaglevLoadBalancer(PrioritySetConstSharedPtr set, const LbCo
       }
     }
   }
+  tables_ = std::move(fresh);
 }
 
 HostSharedPtr MaglevLoadBalancer::pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
                                        uint32_t attempt) {
-  const auto& table = tables_[subset.id];
+  const auto& table = tables_->maglev[subset.id];
   if (table.empty()) return nullptr;
   uint64_t h = hash ? *hash : random();
   // A retry host predicate rejected the last pick: the hash mixed with the attempt (Envoy's
@@ -436,7 +516,8 @@ HostSharedPtr MaglevLoadBalancer::pick(Subset& subset, bool panic, std::optional
 }
 
 LoadBalancerPtr createLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
-                                   stats::Counter* panic_counter, uint64_t seed) {
+                                   stats::Counter* panic_counter, uint64_t seed,
+                                   HashLbTablesConstSharedPtr tables) {
   switch (config.policy) {
     case LbConfig::Policy::LeastRequest:
       return std::make_unique<LeastRequestLoadBalancer>(std::move(set), config, panic_counter,
@@ -444,9 +525,11 @@ LoadBalancerPtr createLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig
     case LbConfig::Policy::Random:
       return std::make_unique<RandomLoadBalancer>(std::move(set), config, panic_counter, seed);
     case LbConfig::Policy::RingHash:
-      return std::make_unique<RingHashLoadBalancer>(std::move(set), config, panic_counter, seed);
+      return std::make_unique<RingHashLoadBalancer>(std::move(set), config, panic_counter, seed,
+                                                    std::move(tables));
     case LbConfig::Policy::Maglev:
-      return std::make_unique<MaglevLoadBalancer>(std::move(set), config, panic_counter, seed);
+      return std::make_unique<MaglevLoadBalancer>(std::move(set), config, panic_counter, seed,
+                                                  std::move(tables));
     case LbConfig::Policy::RoundRobin:
       break;
   }

@@ -9,6 +9,7 @@
 // health (healthy lists, priority loads, panic) when it is built; until the new snapshot
 // arrives it must still not pick a host whose healthy() has become false.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -64,6 +65,10 @@ using LoadBalancerPtr = std::unique_ptr<LoadBalancer>;
 // Each level is split into subsets: one of all its hosts (or, in panic, all of them), or,
 // with locality-weighted balancing, one per locality, picked by load_balancing_weight x
 // the locality's availability, smoothly. The policy picks a host within a subset.
+// The hosts' health as a balancer read it when built: [level][host] = healthy.
+using HealthSnapshot = std::vector<std::vector<char>>;
+HealthSnapshot readHealth(const PrioritySet& set);
+
 class LoadBalancerBase : public LoadBalancer {
  public:
   HostSharedPtr chooseHost(LoadBalancerContext* context) final;
@@ -73,9 +78,11 @@ class LoadBalancerBase : public LoadBalancer {
   bool inPanic(size_t level) const { return levels_[level].panic; }
 
  protected:
-  // `panic_counter` may be null; `seed` seeds this balancer's random choices.
+  // `panic_counter` may be null; `seed` seeds this balancer's random choices. `health`: the
+  // hosts' health to build from (null: read now); the same snapshot gives the same subsets.
   LoadBalancerBase(PrioritySetConstSharedPtr set, const LbConfig& config,
-                   stats::Counter* panic_counter, uint64_t seed, bool use_localities);
+                   stats::Counter* panic_counter, uint64_t seed, bool use_localities,
+                   const HealthSnapshot* health = nullptr);
 
   struct Subset {
     size_t id;         // 0.. across all levels: index for the policy's own state
@@ -154,20 +161,44 @@ class RandomLoadBalancer : public LoadBalancerBase {
                      uint32_t attempt) override;
 };
 
+// What RING_HASH and MAGLEV build from a host set: each subset's ring or table, and the
+// health snapshot the subsets came from (a balancer given it makes the same subsets).
+// Built once per host-set change on the main thread and shared, immutable, by the workers'
+// balancers (createHashLbTables), so a big ring is not rebuilt by every worker.
+struct HashLbTables {
+  HealthSnapshot health;
+  // RING_HASH, per subset: (point, index into the subset's hosts), sorted by point.
+  std::vector<std::vector<std::pair<uint64_t, uint32_t>>> rings;
+  // MAGLEV, per subset: slot -> index into the subset's hosts.
+  std::vector<std::vector<uint32_t>> maglev;
+};
+using HashLbTablesConstSharedPtr = std::shared_ptr<const HashLbTables>;
+// For RING_HASH and MAGLEV, the tables of `set` (null for the other policies).
+HashLbTablesConstSharedPtr createHashLbTables(const PrioritySetConstSharedPtr& set,
+                                              const LbConfig& config);
+// How many rings and maglev tables this process has built (tests).
+uint64_t hashLbTableBuilds();
+
 // RING_HASH (ketama-style): each host owns points on a ring of 64-bit hashes (xxHash64 of
 // "<address>_<i>"), as many as its share of the ring size; a request's hash goes to the
 // first point at or after it. Without a hash: a random point.
 class RingHashLoadBalancer : public LoadBalancerBase {
  public:
+  // `tables`: built already (createHashLbTables) for this set; null: built here.
   RingHashLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
-                       stats::Counter* panic_counter, uint64_t seed);
+                       stats::Counter* panic_counter, uint64_t seed,
+                       HashLbTablesConstSharedPtr tables = nullptr);
   // For tests: the number of points of subset `i`'s ring.
-  size_t ringSize(size_t i) const { return rings_[i].size(); }
+  size_t ringSize(size_t i) const { return tables_->rings[i].size(); }
+  const HashLbTablesConstSharedPtr& tables() const { return tables_; }
 
  private:
+  RingHashLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
+                       stats::Counter* panic_counter, uint64_t seed,
+                       HashLbTablesConstSharedPtr given, std::shared_ptr<HashLbTables> fresh);
   HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
                      uint32_t attempt) override;
-  std::vector<std::vector<std::pair<uint64_t, const HostSharedPtr*>>> rings_;
+  HashLbTablesConstSharedPtr tables_;
 };
 
 // MAGLEV: a lookup table of a prime size, filled by each host in turn along its own
@@ -176,17 +207,24 @@ class RingHashLoadBalancer : public LoadBalancerBase {
 class MaglevLoadBalancer : public LoadBalancerBase {
  public:
   MaglevLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
-                     stats::Counter* panic_counter, uint64_t seed);
+                     stats::Counter* panic_counter, uint64_t seed,
+                     HashLbTablesConstSharedPtr tables = nullptr);
+  const HashLbTablesConstSharedPtr& tables() const { return tables_; }
 
  private:
+  MaglevLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
+                     stats::Counter* panic_counter, uint64_t seed,
+                     HashLbTablesConstSharedPtr given, std::shared_ptr<HashLbTables> fresh);
   HostSharedPtr pick(Subset& subset, bool panic, std::optional<uint64_t> hash,
                      uint32_t attempt) override;
-  std::vector<std::vector<uint32_t>> tables_;  // per subset: index into subset.hosts
+  HashLbTablesConstSharedPtr tables_;
 };
 
 // The balancer that `config.policy` names.
+// `tables`: RING_HASH's and MAGLEV's, built for `set` on the main thread (null: built here).
 LoadBalancerPtr createLoadBalancer(PrioritySetConstSharedPtr set, const LbConfig& config,
-                                   stats::Counter* panic_counter, uint64_t seed);
+                                   stats::Counter* panic_counter, uint64_t seed,
+                                   HashLbTablesConstSharedPtr tables = nullptr);
 
 // xxHash64 (seed 0 unless given): the hash Envoy uses for hash policies and rings.
 uint64_t xxHash64(std::string_view data, uint64_t seed = 0);

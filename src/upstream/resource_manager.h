@@ -1,9 +1,11 @@
 #pragma once
 
-// Circuit breakers: one ResourceManager per cluster per process (its counts are atomics that
-// every worker shares, as Envoy's), for the DEFAULT priority. A resource is "open" (its
-// cluster.<name>.circuit_breakers.default.*_open gauge is 1) while its count is at its limit;
-// with track_remaining the remaining_* gauges say how much room is left.
+// Circuit breakers: one ResourceManager per cluster per routing priority per process (its
+// counts are atomics that every worker shares, as Envoy's). A route's `priority` (DEFAULT or
+// HIGH) picks which one its requests count against, so HIGH traffic has its own limits. A
+// resource is "open" (its cluster.<name>.circuit_breakers.<default|high>.*_open gauge is 1)
+// while its count is at its limit; with track_remaining the remaining_* gauges say how much
+// room is left.
 
 #include <atomic>
 #include <cstdint>
@@ -16,6 +18,10 @@ class Gauge;
 }  // namespace sluice::stats
 
 namespace sluice::upstream {
+
+// envoy.config.core.v3.RoutingPriority: the values index per-priority arrays.
+enum class ResourcePriority : uint8_t { Default = 0, High = 1 };
+constexpr size_t kNumResourcePriorities = 2;
 
 class Resource {
  public:
@@ -54,7 +60,7 @@ struct CircuitBreakerThresholds {
 
 class ResourceManager {
  public:
-  // `stat_prefix` is "cluster.<name>.circuit_breakers.default.".
+  // `stat_prefix` is "cluster.<name>.circuit_breakers.default." (or ".high.").
   ResourceManager(const CircuitBreakerThresholds& t, stats::Store& store,
                   const std::string& stat_prefix);
 

@@ -131,6 +131,28 @@ class ActiveHealthCheckTest(HealthCase):
         self.assertEqual(served_by(p, 6), [(200, "a")] * 6)
         self.assertEqual(self.b.requests, 0)
 
+    def test_two_checks_fail_a_host_while_either_fails_it(self):
+        # An HTTP check and a TCP connect check: b's 500 fails the first while the second
+        # passes it; b stays out (where Envoy's latest verdict would let it flap), then comes
+        # back once both pass it.
+        tcp = dict(http_check(), tcp_health_check={})
+        del tcp["http_health_check"]
+        p = self.start(health_checks=[http_check(), tcp])
+        self.assertEqual(health_flags(p, "u", self.b.port), "healthy")
+        self.b.set_health_status(500)
+        wait_until(lambda: health_flags(p, "u", self.b.port) == "/failed_active_hc", what="b out")
+        attempts = p.stat("cluster.u.health_check.attempt")
+        seen = set()
+
+        def rounds():
+            seen.add(health_flags(p, "u", self.b.port))
+            return p.stat("cluster.u.health_check.attempt") >= attempts + 12
+        wait_until(rounds, what="more check rounds")
+        self.assertEqual(seen, {"/failed_active_hc"})
+        self.assertEqual(served_by(p, 4), [(200, "a")] * 4)
+        self.b.set_health_status(200)
+        wait_until(lambda: health_flags(p, "u", self.b.port) == "healthy", what="b back")
+
     def test_bad_values_are_refused_with_their_path(self):
         tcp = dict(http_check(), tcp_health_check={"send": {"text": "zz"}})
         del tcp["http_health_check"]
@@ -142,8 +164,8 @@ class ActiveHealthCheckTest(HealthCase):
             ({"health_checks": [http_check(http_health_check={
                 "path": "/healthz", "expected_statuses": [{"start": 600, "end": 700}]})]},
              "static_resources.clusters[0].health_checks[0].http_health_check.expected_statuses[0]"),
-            ({"health_checks": [http_check(), http_check()]},
-             "static_resources.clusters[0].health_checks: at most one"),
+            ({"health_checks": [http_check(), no_interval]},
+             "static_resources.clusters[0].health_checks[1].interval"),
             ({"health_checks": [no_interval]},
              "static_resources.clusters[0].health_checks[0].interval"),
             ({"outlier_detection": {"max_ejection_percent": 101}},

@@ -289,11 +289,9 @@ class ProxyTest(harness.unittest.TestCase):
     def test_access_log_lines(self):
         self.get("/logged-path", {"user-agent": "sluice-test"})
         # The log is flushed within a second; wait on the file, not the clock.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if os.path.exists(self.log_path) and b"/logged-path" in open(self.log_path, "rb").read():
-                break
-            time.sleep(0.05)
+        harness.wait_until(lambda: os.path.exists(self.log_path) and
+                           b"/logged-path" in open(self.log_path, "rb").read(),
+                           what="the access log line")
         line = [l for l in open(self.log_path).read().splitlines() if "/logged-path" in l][-1]
         self.assertRegex(line, r'^\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\] "GET /logged-path HTTP/1.1" 200 - 0 \d+ \d+ \d+ "-" "sluice-test" "[0-9a-f-]{36}" "127.0.0.1:\d+" "127.0.0.1:\d+"$')
 
@@ -475,15 +473,13 @@ class DnsAndAdminTest(harness.unittest.TestCase):
                 self.assertEqual(proxy.request("GET", "/")[0].status, 200)
                 r, _ = proxy.admin("/drain_listeners", method="POST")
                 self.assertEqual(r.status, 200)
-                deadline = time.monotonic() + 10
-                refused = False
-                while time.monotonic() < deadline and not refused:
+                def refused():
                     try:
                         socket.create_connection(("127.0.0.1", proxy.port), timeout=1).close()
-                        time.sleep(0.02)
+                        return False
                     except ConnectionRefusedError:
-                        refused = True
-                self.assertTrue(refused)
+                        return True
+                harness.wait_until(refused, what="the listener to refuse connections")
                 self.assertEqual(proxy.admin("/ready")[0].status, 200)
                 r, _ = proxy.admin("/quitquitquit", method="POST")
                 self.assertEqual(r.status, 200)
@@ -514,13 +510,13 @@ http { access_log off; client_body_temp_path %(d)s; proxy_temp_path %(d)s;
         nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", os.path.join(d, "nginx.conf"), "-p", d],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
+            def listening():
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
+                    return True
                 except OSError:
-                    time.sleep(0.02)
+                    return False
+            harness.wait_until(listening, what="nginx to listen")
             proxy = Proxy(bootstrap(hcm([route({"prefix": "/"}, route={"cluster": "nginx"})]),
                                     [cluster("nginx", port)]))
             with proxy:
@@ -596,9 +592,7 @@ class DrainTest(harness.unittest.TestCase):
 
             t = threading.Thread(target=slow)
             t.start()
-            deadline = time.monotonic() + 10
-            while u.requests == 0 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            harness.wait_until(lambda: u.requests > 0, what="the slow request upstream")
             self.assertEqual(u.requests, 1)
             proxy.proc.send_signal(signal.SIGTERM)
             t.join(20)

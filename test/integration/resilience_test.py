@@ -55,6 +55,7 @@ class ResilienceTest(harness.unittest.TestCase):
         cls.mirror = Upstream("mirror")
         cls.budget = Upstream("budget")
         cls.budget100 = Upstream("budget100")
+        cls.cbprio = Upstream("cbprio")
         dead = dead_port()
         routes = [
             route("/prev", "weighted", retry_policy={
@@ -87,6 +88,8 @@ class ResilienceTest(harness.unittest.TestCase):
                 "retry_on": "5xx", "num_retries": 1, "retry_back_off": RETRY_FAST}),
             route("/budget", "budget", retry_policy={
                 "retry_on": "5xx", "num_retries": 1, "retry_back_off": RETRY_FAST}),
+            route("/cbprio-high", "cbprio", priority="HIGH"),
+            route("/cbprio", "cbprio"),
             route("/cb", "cb"),
             route("/mirror-dead", "primary", request_mirror_policies=[{"cluster": "dead"}]),
             route("/mirror", "primary", request_mirror_policies=[{"cluster": "mirror"}]),
@@ -124,6 +127,9 @@ class ResilienceTest(harness.unittest.TestCase):
                 {"retry_budget": {"budget_percent": {"value": 100}, "min_retry_concurrency": 1}}]}),
             cluster("primary", cls.primary.port),
             cluster("mirror", cls.mirror.port),
+            cluster("cbprio", cls.cbprio.port, circuit_breakers={"thresholds": [
+                {"priority": "DEFAULT", "max_requests": 1},
+                {"priority": "HIGH", "max_requests": 2, "track_remaining": True}]}),
         ]
         cls.proxy = Proxy(bootstrap(hcm, clusters))
 
@@ -133,11 +139,11 @@ class ResilienceTest(harness.unittest.TestCase):
         rc = cls.proxy.stop()
         if rc != 0:
             raise AssertionError("sluice exited with %s:\n%s" % (rc, cls.proxy.output()[-4000:]))
-        for u in (cls.heavy, cls.light, cls.single, cls.slow, cls.fast, cls.cb, cls.cbpool, cls.primary, cls.mirror, cls.budget, cls.budget100):
+        for u in (cls.heavy, cls.light, cls.single, cls.slow, cls.fast, cls.cb, cls.cbpool, cls.primary, cls.mirror, cls.budget, cls.budget100, cls.cbprio):
             u.close()
 
     def setUp(self):
-        for u in (self.heavy, self.light, self.single, self.slow, self.fast, self.cb, self.cbpool, self.primary, self.mirror, self.budget, self.budget100):
+        for u in (self.heavy, self.light, self.single, self.slow, self.fast, self.cb, self.cbpool, self.primary, self.mirror, self.budget, self.budget100, self.cbprio):
             u.clear()
 
     def log_lines(self, path, count=1):
@@ -343,6 +349,36 @@ class ResilienceTest(harness.unittest.TestCase):
         self.assertEqual(self.proxy.stat("cluster.cbpool.circuit_breakers.default.cx_open"), 1)
         self.assertEqual(self.proxy.stat("cluster.cbpool.circuit_breakers.default.rq_pending_open"), 0)
 
+    def test_high_priority_route_is_not_blocked_by_default_overflow(self):
+        # DEFAULT allows one request at a time; a HIGH route has its own breakers and pools.
+        slow = {}
+
+        def hold():
+            r, _ = self.proxy.request("GET", "/cbprio?slow", headers={"x-test-delay-ms": "1500"})
+            slow["status"] = r.status
+
+        t = threading.Thread(target=hold)
+        t.start()
+        try:
+            harness.wait_until(lambda: len(self.cbprio.seen) == 1, what="the slow request upstream")
+            self.assertEqual(self.proxy.stat("cluster.cbprio.circuit_breakers.default.rq_open"), 1)
+            r, _ = self.proxy.request("GET", "/cbprio?default")
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.getheader("x-envoy-overloaded"), "true")
+            r, _ = self.proxy.request("GET", "/cbprio-high")
+            self.assertEqual(r.status, 200)
+            self.assertIsNone(r.getheader("x-envoy-overloaded"))
+            self.assertEqual(self.proxy.stat("cluster.cbprio.circuit_breakers.high.rq_open"), 0)
+            self.assertEqual(self.proxy.stat("cluster.cbprio.circuit_breakers.high.remaining_rq"), 2)
+        finally:
+            t.join()
+        self.assertEqual(slow["status"], 200)
+        self.assertEqual(self.proxy.stat("cluster.cbprio.upstream_rq_pending_overflow"), 1)
+        self.assertEqual(self.proxy.stat("cluster.cbprio.circuit_breakers.default.rq_open"), 0)
+        flagged = self.log_lines("/cbprio?default")
+        self.assertIn(" 503 UO ", flagged[0])
+        self.assertIn(" 200 ", self.log_lines("/cbprio-high")[0])
+
     def concurrent_failures(self, path, n):
         # n requests at once, each try held 300 ms by the upstream and then answered 503: the
         # n first tries fail together and want n retries at once.
@@ -444,6 +480,8 @@ class BadConfigTest(harness.unittest.TestCase):
         self.check({}, {"circuit_breakers": {"thresholds": [{"retry_budget": {"budget_percent": {"value": 150}}}]}},
                    "circuit_breakers.thresholds[0].retry_budget.budget_percent")
         self.check({"retry_policy": {"retry_on": "5xx", "retry_priority": {"name": "x"}}}, {}, "retry_priority")
+        self.check({}, {"circuit_breakers": {"thresholds": [{"priority": "HIGH"}, {"priority": "HIGH"}]}},
+                   "circuit_breakers.thresholds[1].priority")
 
 
 if __name__ == "__main__":

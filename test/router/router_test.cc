@@ -208,14 +208,12 @@ class RouterTest : public testing::Test {
     return false;
   }
   void advance(milliseconds d) { time_.advanceTimeAndRun(d, dispatcher_); }
-  // Runs what the sockets have for a while, for checking that nothing happens.
-  void settle() {
-    for (int i = 0; i < 50; ++i) {
-      dispatcher_.run(event::Dispatcher::RunType::NonBlock);
-      a_.poll();
-      b_.poll();
-      ::usleep(1000);
-    }
+  // Runs what is ready now (no waiting): a timer that fired has done its work by then, and
+  // a connection or a close it caused shows in the hosts' stats at once.
+  void runReady() {
+    dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+    a_.poll();
+    b_.poll();
   }
 
   uint64_t counter(const std::string& name) { return store_.counter("cluster.c." + name).value(); }
@@ -261,6 +259,48 @@ TEST_F(RouterTest, PerTryTimeoutThenRetryOnTheNextHost) {
   EXPECT_EQ(counter("upstream_rq_retry_success"), 1u);
 }
 
+// A CDS update replaces the cluster between a try and its retry: the retry looks the
+// cluster up again and goes to the new definition's hosts and pools.
+TEST_F(RouterTest, ARetryUsesTheClusterThatReplacedTheFirstTrys) {
+  setUp(kRetry);
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  a_.send("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
+  ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_retry") == 1; }));
+  // The new definition: one host, a new Host object for b's address.
+  auto new_info = std::make_shared<upstream::ClusterInfo>("c", store_);
+  auto set = std::make_shared<upstream::PrioritySet>();
+  set->priorities.resize(1);
+  std::string error;
+  auto b2 = std::make_shared<upstream::Host>("c", network::fromIp("127.0.0.1", b_.port, &error),
+                                             "", 1, 0, upstream::Locality{});
+  set->priorities[0].hosts.push_back(b2);
+  tlcm_.addOrUpdate(new_info, set);
+  advance(milliseconds(10));  // the back-off
+  ASSERT_TRUE(runUntil([&] { return b_.gotRequest(); }));
+  b_.respond("b");
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(cb.status, 200u);
+  EXPECT_EQ(b2->stats().rq_total.load(), 1u);
+  EXPECT_EQ(hosts_[1]->stats().rq_total.load(), 0u);  // the old definition's b took nothing
+  EXPECT_EQ(info_->resourceManager().retries().count(), 0u);
+}
+
+TEST_F(RouterTest, ARetryAfterItsClusterWasRemovedIs503NC) {
+  setUp(kRetry);
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  a_.send("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
+  ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_retry") == 1; }));
+  tlcm_.remove("c");
+  advance(milliseconds(10));
+  EXPECT_EQ(cb.local_reply, 503u);
+  EXPECT_EQ(cb.local_details, "cluster_not_found");
+  EXPECT_TRUE(cb.streamInfo().hasResponseFlag(http::ResponseFlag::NoClusterFound));
+  EXPECT_EQ(info_->resourceManager().retries().count(), 0u);
+  EXPECT_EQ(b_.accepted, 0);
+}
+
 // An HTTP/2 frame as bytes (for the raw upstreams below, which speak h2c by hand).
 std::string h2Frame(uint8_t type, uint8_t flags, uint32_t stream, const std::string& payload) {
   std::string f = {static_cast<char>(payload.size() >> 16), static_cast<char>(payload.size() >> 8),
@@ -302,6 +342,31 @@ TEST_F(RouterTest, Http2RefusedStreamIsRetried) {
   EXPECT_EQ(cb.status, 200u);
   EXPECT_EQ(cb.streamInfo().attempt_count, 2u);
   EXPECT_EQ(counter("upstream_cx_http2_total") >= 1, true);
+}
+
+// The HTTP/2 pool's max_requests: streams on connections count; one past it is 503 UO.
+TEST_F(RouterTest, Http2MaxRequestsOverflowIs503UO) {
+  upstream::CircuitBreakerThresholds cb_limits;
+  cb_limits.max_requests = 1;
+  setUp("", cb_limits);
+  info_->http2_settings = http::http2::CodecSettings{};
+  FakeCallbacks& first = request();  // a stream on a's connection
+  ASSERT_TRUE(runUntil([&] { return a_.received.size() > 60; }));  // preface, SETTINGS, HEADERS
+  EXPECT_EQ(info_->resourceManager().requests().count(), 1u);
+  FakeCallbacks& second = request();  // on b: its stream would be the second request
+  ASSERT_TRUE(runUntil([&] { return second.local_reply != 0; }));
+  EXPECT_EQ(second.local_reply, 503u);
+  EXPECT_TRUE(second.overloaded);
+  EXPECT_TRUE(second.streamInfo().hasResponseFlag(http::ResponseFlag::UpstreamOverflow));
+  EXPECT_EQ(counter("upstream_rq_pending_overflow"), 1u);
+  EXPECT_EQ(store_.gauge("cluster.c.circuit_breakers.default.rq_open").value(), 1u);
+  EXPECT_EQ(info_->resourceManager().requests().count(), 1u);
+  const std::string r = h2Frame(4, 0, 0, "") + h2Frame(1, 0x5, 1, "\x88");  // :status 200
+  ASSERT_EQ(::write(a_.fd, r.data(), r.size()), static_cast<ssize_t>(r.size()));
+  ASSERT_TRUE(runUntil([&] { return first.status != 0; }));
+  EXPECT_EQ(first.status, 200u);
+  ASSERT_TRUE(runUntil([&] { return info_->resourceManager().requests().count() == 0; }));
+  EXPECT_EQ(store_.gauge("cluster.c.circuit_breakers.default.rq_open").value(), 0u);
 }
 
 TEST_F(RouterTest, PerTryTimeoutWithoutRetriesIs504UT) {
@@ -407,6 +472,74 @@ TEST_F(RouterTest, MaxRequestsOverflowIs503UO) {
   EXPECT_EQ(info_->resourceManager().requests().count(), 0u);
 }
 
+TEST_F(RouterTest, HighPriorityRouteHasItsOwnBreakersAndPools) {
+  upstream::CircuitBreakerThresholds cb_limits;
+  cb_limits.max_requests = 1;
+  setUp("", cb_limits);  // DEFAULT: one request at a time; HIGH: Envoy's defaults
+  envoy::config::route::v3::RouteConfiguration proto;
+  ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(
+      "virtual_hosts { name: 'v' domains: '*' routes { match { prefix: '/' } "
+      "route { cluster: 'c' priority: HIGH } } }",
+      &proto));
+  std::string error;
+  auto high_table = RouteTableImpl::create(proto, &error);
+  ASSERT_NE(high_table, nullptr) << error;
+  auto default_table = table_;
+  upstream::ResourceManager& def = info_->resourceManager();
+  upstream::ResourceManager& high = info_->resourceManager(upstream::ResourcePriority::High);
+
+  FakeCallbacks& first = request();  // DEFAULT, on a; holds the one DEFAULT request
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  EXPECT_EQ(def.requests().count(), 1u);
+  EXPECT_EQ(store_.gauge("cluster.c.circuit_breakers.default.rq_open").value(), 1u);
+  table_ = high_table;
+  FakeCallbacks& h1 = request();  // HIGH, on b
+  ASSERT_TRUE(runUntil([&] { return b_.gotRequest(); }));
+  EXPECT_EQ(high.requests().count(), 1u);
+  b_.received.clear();
+  b_.respond("b");
+  ASSERT_TRUE(runUntil([&] { return h1.status != 0; }));
+  EXPECT_EQ(h1.status, 200u);
+  table_ = default_table;
+  FakeCallbacks& second = request();  // DEFAULT, on a: overflows
+  ASSERT_TRUE(runUntil([&] { return second.local_reply != 0; }));
+  EXPECT_EQ(second.local_reply, 503u);
+  EXPECT_TRUE(second.overloaded);
+  EXPECT_TRUE(second.streamInfo().hasResponseFlag(http::ResponseFlag::UpstreamOverflow));
+  table_ = high_table;
+  FakeCallbacks& h2 = request();  // HIGH, on b, while DEFAULT is full: reuses its own pool
+  ASSERT_TRUE(runUntil([&] { return b_.gotRequest(); }));
+  b_.respond("b");
+  ASSERT_TRUE(runUntil([&] { return h2.status != 0; }));
+  EXPECT_EQ(h2.status, 200u);
+  EXPECT_EQ(h2.from, "b");
+  EXPECT_EQ(b_.accepted, 1);  // one connection: the HIGH pool of b kept it
+  EXPECT_EQ(counter("upstream_rq_pending_overflow"), 1u);
+  EXPECT_EQ(store_.gauge("cluster.c.circuit_breakers.high.rq_open").value(), 0u);
+  EXPECT_EQ(high.requests().count(), 0u);
+  a_.respond("a");
+  ASSERT_TRUE(runUntil([&] { return first.status != 0; }));
+  EXPECT_EQ(def.requests().count(), 0u);
+}
+
+TEST_F(RouterTest, HighPriorityRetriesCountAgainstTheHighBreaker) {
+  random_ = [] { return uint64_t{0}; };
+  upstream::CircuitBreakerThresholds cb_limits;
+  cb_limits.max_retries = 0;  // DEFAULT allows no retry; HIGH keeps 3
+  setUp(std::string(kRetry) + " priority: HIGH", cb_limits);
+  FakeCallbacks& cb = request();
+  ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  advance(milliseconds(200));  // per-try timeout: a retry on b
+  EXPECT_EQ(info_->resourceManager(upstream::ResourcePriority::High).retries().count(), 1u);
+  advance(milliseconds(10));
+  ASSERT_TRUE(runUntil([&] { return b_.gotRequest(); }));
+  b_.respond("b");
+  ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
+  EXPECT_EQ(cb.from, "b");
+  EXPECT_EQ(counter("upstream_rq_retry_overflow"), 0u);
+  EXPECT_EQ(info_->resourceManager(upstream::ResourcePriority::High).retries().count(), 0u);
+}
+
 // Hedging with two retries and a 50 ms back-off (the jitter fixed by random_).
 constexpr char kHedge2[] =
     "retry_policy { retry_on: '5xx' num_retries { value: 2 } per_try_timeout { nanos: 200000000 } "
@@ -472,7 +605,11 @@ TEST_F(RouterTest, AWinningTryCancelsTheHedgeWaitingForItsBackOff) {
   ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));
   EXPECT_EQ(cb.from, "a");
   advance(milliseconds(100));  // past the back-off: nothing goes upstream again
-  settle();
+  runReady();
+  // A retry would have opened a connection to b in its timer's callback (connect() is issued
+  // at once): none was made, nor asked of any pool.
+  EXPECT_EQ(hosts_[1]->stats().cx_total.load(), 0u);
+  EXPECT_EQ(counter("upstream_rq_total"), 1u);
   EXPECT_EQ(b_.accepted, 0);
   EXPECT_EQ(cb.streamInfo().attempt_count, 1u);
   EXPECT_EQ(info_->resourceManager().retries().count(), 0u);
@@ -488,7 +625,11 @@ TEST_F(RouterTest, AHedgeThatOverflowsLeavesTheFirstTryRunning) {
   advance(milliseconds(200));  // the hedge starts now, and overflows max_requests
   ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_pending_overflow") == 1; }));
   EXPECT_EQ(cb.local_reply, 0u);
-  settle();
+  runReady();
+  // The first try still holds its connection and its request (abandoning it would have
+  // closed the connection at once).
+  EXPECT_EQ(hosts_[0]->stats().cx_active.load(), 1u);
+  EXPECT_EQ(hosts_[0]->stats().rq_active.load(), 1u);
   EXPECT_FALSE(a_.eof);
   a_.respond("a");
   ASSERT_TRUE(runUntil([&] { return cb.status != 0; }));

@@ -157,6 +157,46 @@ TEST_F(ClusterManagerTest, AHeldClusterSupersededOrRemovedWhileWarmingReleasesSt
   EXPECT_TRUE(initialized);
   runPosts();
   EXPECT_FALSE(cm_.has("dns"));
+// RING_HASH: the ring is built once per host-set change on the main thread, and every
+// worker's balancer shares that one.
+TEST_F(ClusterManagerTest, HashRingsAreBuiltOnceAndSharedByTheWorkers) {
+  ThreadLocalClusterManager other{main_};  // a second worker
+  cm_.registerWorker(main_, tlcm_);
+  cm_.registerWorker(main_, other);
+  cm_.start([] {});
+  auto ringCluster = [&](std::vector<uint32_t> ports) {
+    ClusterConfig c = staticCluster("ring", ports[0]);
+    for (size_t i = 1; i < ports.size(); ++i) {
+      EndpointConfig e = c.endpoints[0];
+      e.address = network::parseIpAndPort("127.0.0.1:" + std::to_string(ports[i]), nullptr);
+      e.port = ports[i];
+      c.endpoints.push_back(e);
+    }
+    auto info = std::make_shared<ClusterInfo>("ring", store_);
+    info->lb.policy = LbConfig::Policy::RingHash;
+    c.info = info;
+    return c;
+  };
+  auto tablesOf = [](ThreadLocalClusterManager& t) {
+    auto* lb = dynamic_cast<const RingHashLoadBalancer*>(t.get("ring")->loadBalancer());
+    return lb ? lb->tables().get() : nullptr;
+  };
+  std::string error;
+  const uint64_t builds = hashLbTableBuilds();
+  ASSERT_TRUE(cm_.addOrUpdateCluster(ringCluster({2001, 2002}), error)) << error;
+  runPosts();
+  EXPECT_EQ(hashLbTableBuilds(), builds + 1);
+  ASSERT_NE(tablesOf(tlcm_), nullptr);
+  EXPECT_EQ(tablesOf(tlcm_), tablesOf(other));
+  const HashLbTables* first = tablesOf(tlcm_);
+
+  ASSERT_TRUE(cm_.addOrUpdateCluster(ringCluster({2001, 2002, 2003}), error)) << error;
+  runPosts();
+  EXPECT_EQ(hashLbTableBuilds(), builds + 2);
+  EXPECT_EQ(tablesOf(tlcm_), tablesOf(other));
+  EXPECT_NE(tablesOf(tlcm_), first);
+  EXPECT_EQ(tablesOf(tlcm_)->rings[0].size(), 1026u);  // three hosts: 342 points each
+  cm_.unregisterWorkers();
 }
 
 }  // namespace

@@ -134,6 +134,28 @@ class HealthCheckerTest : public ::testing::Test {
     hc->setHosts(set);
     return hc;
   }
+  // Checkers of one cluster (sharing their verdicts) on one host.
+  std::vector<std::unique_ptr<HealthChecker>> makeSharing(std::vector<HealthCheckConfig> cfgs,
+                                                          uint16_t port) {
+    std::string error;
+    host_ = std::make_shared<Host>("c", network::fromIp("127.0.0.1", port, &error), "", 1, 0,
+                                   Locality{});
+    auto verdicts = std::make_shared<HealthVerdicts>();
+    PrioritySet set;
+    set.priorities.push_back({0, {host_}});
+    std::vector<std::unique_ptr<HealthChecker>> out;
+    for (auto& cfg : cfgs) {
+      out.push_back(std::make_unique<HealthChecker>(
+          cfg, info_, dispatcher_,
+          [this](const HostSharedPtr&, bool, bool changed) {
+            ++results_;
+            changes_ += changed;
+          },
+          nullptr, verdicts));
+      out.back()->setHosts(set);
+    }
+    return out;
+  }
   bool failed() const { return host_->healthFlags() & Host::FailedActiveHealthCheck; }
 
   event::SimulatedTimeSystem time_;
@@ -561,6 +583,58 @@ TEST_F(HealthCheckerTest, GrpcSilentServerTimesOut) {
   ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
   EXPECT_TRUE(failed());
   EXPECT_EQ(hc->stats().network_failure.value(), 1u);
+// Two health checks of one cluster: a host fails while either fails it, and comes back only
+// once both pass it (where Envoy lets the latest verdict win).
+TEST_F(HealthCheckerTest, SeveralChecksFailAHostWhileAnyFailsIt) {
+  FakeServer server(dispatcher_);
+  auto strict = httpConfig();  // 200 only
+  auto lenient = httpConfig();
+  lenient.expected_statuses = {{200, 600}};  // any status passes
+  lenient.healthy_threshold = 1;
+  strict.healthy_threshold = 2;
+  auto checkers = makeSharing({strict, lenient}, server.port);
+  HealthChecker& a = *checkers[0];
+  EXPECT_TRUE(failed());
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 2; }));
+  EXPECT_FALSE(failed());
+  EXPECT_EQ(changes_, 1) << "the host changed once, when the second checker passed it";
+
+  // The strict check fails it; the lenient one's passes do not bring it back.
+  server.response = "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 4; }));
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(changes_, 2);
+  EXPECT_EQ(a.stats().healthy.value(), 0u);
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 6; }));
+  EXPECT_TRUE(failed());
+  EXPECT_EQ(changes_, 2);
+
+  // Back to 200: the strict check wants two passes (healthy_threshold), then the host is back.
+  server.response = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 8; }));
+  EXPECT_TRUE(failed());
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 10; }));
+  EXPECT_FALSE(failed());
+  EXPECT_EQ(changes_, 3);
+  EXPECT_EQ(store_.counter("cluster.c.health_check.attempt").value(), 10u);
+}
+
+// A host that leaves takes the checkers' votes with it: back again, it starts over (failed
+// until every checker passes it).
+TEST_F(HealthCheckerTest, AHostThatLeavesDropsItsVerdicts) {
+  FakeServer server(dispatcher_);
+  auto checkers = makeSharing({httpConfig(), httpConfig()}, server.port);
+  checkers[0]->setHosts(PrioritySet{});  // gone from a before a's first check
+  EXPECT_TRUE(failed());      // b still fails it
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_FALSE(failed());     // b passed it; a's vote left with the host
+  EXPECT_EQ(changes_, 1);
 }
 
 }  // namespace

@@ -463,6 +463,63 @@ TEST(RoundRobinTest, EachBuildStartsAtItsSeed) {
   EXPECT_EQ(got, (std::vector<HostSharedPtr>{b, c, a, b}));
 }
 
+TEST(RoundRobinTest, WeightedBuildsStartAtTheirSeedToo) {
+  auto a = host(1, 5), b = host(2, 1), c = host(3, 1);
+  // Seed 0: the smooth sequence from its start (a a b a c a a); seed 2 (2 % 3): two picks on.
+  RoundRobinLoadBalancer lb0(set({a, b, c}), {}, nullptr, 0);
+  RoundRobinLoadBalancer lb2(set({a, b, c}), {}, nullptr, 2);
+  std::vector<HostSharedPtr> got0, got2;
+  for (int i = 0; i < 7; ++i) {
+    got0.push_back(lb0.chooseHost(nullptr));
+    got2.push_back(lb2.chooseHost(nullptr));
+  }
+  EXPECT_EQ(got0, (std::vector<HostSharedPtr>{a, a, b, a, c, a, a}));
+  EXPECT_EQ(got2, (std::vector<HostSharedPtr>{b, a, c, a, a, a, a}));
+  // Still 5:1:1 over whole cycles.
+  std::map<Host*, int> counts;
+  for (int i = 0; i < 7000; ++i) counts[lb2.chooseHost(nullptr).get()]++;
+  EXPECT_EQ(counts[a.get()], 5000);
+  EXPECT_EQ(counts[b.get()], 1000);
+  // Over many seeds the first pick is not always the heaviest host.
+  std::map<Host*, int> first;
+  for (uint64_t seed = 0; seed < 30; ++seed) {
+    RoundRobinLoadBalancer lb(set({a, b, c}), {}, nullptr, seed);
+    first[lb.chooseHost(nullptr).get()]++;
+  }
+  EXPECT_GT(first[b.get()], 0);
+  EXPECT_LT(first[a.get()], 30);
+}
+
+TEST_P(ConsistentHashTest, PrebuiltTablesAreSharedAndPickAsABuildOfTheirOwn) {
+  auto hs = hosts(4);
+  auto s = set(hs);
+  const LbConfig c = policy(GetParam());
+  const uint64_t builds = hashLbTableBuilds();
+  HashLbTablesConstSharedPtr tables = createHashLbTables(s, c);
+  ASSERT_NE(tables, nullptr);
+  EXPECT_EQ(hashLbTableBuilds(), builds + 1);
+  auto w1 = createLoadBalancer(s, c, nullptr, 1, tables);
+  auto w2 = createLoadBalancer(s, c, nullptr, 2, tables);
+  EXPECT_EQ(hashLbTableBuilds(), builds + 1) << "the workers' balancers built nothing";
+  auto own = make(hs, 3);
+  EXPECT_EQ(hashLbTableBuilds(), builds + 2);
+  EXPECT_EQ(assign(*w1, 2000), assign(*own, 2000));
+  EXPECT_EQ(assign(*w2, 2000), assign(*own, 2000));
+  EXPECT_EQ(createHashLbTables(s, policy(LbConfig::Policy::RoundRobin)), nullptr);
+}
+
+// Tables built while a host was down keep it out even after it recovers: the balancer
+// uses the health the tables were built with (the recovery brings a new host set).
+TEST_P(ConsistentHashTest, PrebuiltTablesCarryTheirHealthSnapshot) {
+  auto hs = hosts(3);
+  auto s = set(hs);
+  hs[0]->setHealthFlag(Host::FailedActiveHealthCheck);
+  HashLbTablesConstSharedPtr tables = createHashLbTables(s, policy(GetParam()));
+  hs[0]->clearHealthFlag(Host::FailedActiveHealthCheck);
+  auto lb = createLoadBalancer(s, policy(GetParam()), nullptr, 1, tables);
+  for (const Host* h : assign(*lb, 1000)) EXPECT_NE(h, hs[0].get());
+}
+
 TEST(HashKeyTest, OnlyTheHashingPoliciesAskForTheRequestsHash) {
   struct Counting : LoadBalancerContext {
     int calls{0};
