@@ -744,9 +744,11 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
                           out.health_checks.emplace_back(), errors)) {
       return false;
     }
-    if (out.health_check->type == upstream::HealthCheckConfig::Type::Grpc && !info->http2_settings) {
+    if (out.health_checks.back().type == upstream::HealthCheckConfig::Type::Grpc &&
+        !info->http2_settings) {
       // As Envoy: gRPC runs over HTTP/2 only.
-      errors.push_back(path + ".health_checks[0].grpc_health_check: the cluster must use HTTP/2 "
+      errors.push_back(path + ".health_checks[" + std::to_string(i) +
+                       "].grpc_health_check: the cluster must use HTTP/2 "
                        "(typed_extension_protocol_options ... explicit_http_config."
                        "http2_protocol_options) for gRPC health checks");
       return false;

@@ -265,9 +265,9 @@ TEST_F(RouterTest, ARetryUsesTheClusterThatReplacedTheFirstTrys) {
   setUp(kRetry);
   FakeCallbacks& cb = request();
   ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
-  a_.send("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
-  ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_retry") == 1; }));
-  // The new definition: one host, a new Host object for b's address.
+  // The new definition arrives while the first try is out: one host, a new Host object for
+  // b's address. (Before the 503, not after: the back-off may be 0 ms and the retry already
+  // under way when the 503's counter is seen.)
   auto new_info = std::make_shared<upstream::ClusterInfo>("c", store_);
   auto set = std::make_shared<upstream::PrioritySet>();
   set->priorities.resize(1);
@@ -276,6 +276,8 @@ TEST_F(RouterTest, ARetryUsesTheClusterThatReplacedTheFirstTrys) {
                                              "", 1, 0, upstream::Locality{});
   set->priorities[0].hosts.push_back(b2);
   tlcm_.addOrUpdate(new_info, set);
+  a_.send("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
+  ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_retry") == 1; }));
   advance(milliseconds(10));  // the back-off
   ASSERT_TRUE(runUntil([&] { return b_.gotRequest(); }));
   b_.respond("b");
@@ -290,10 +292,11 @@ TEST_F(RouterTest, ARetryAfterItsClusterWasRemovedIs503NC) {
   setUp(kRetry);
   FakeCallbacks& cb = request();
   ASSERT_TRUE(runUntil([&] { return a_.gotRequest(); }));
+  tlcm_.remove("c");  // while the first try is out (see above)
   a_.send("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n");
   ASSERT_TRUE(runUntil([&] { return counter("upstream_rq_retry") == 1; }));
-  tlcm_.remove("c");
-  advance(milliseconds(10));
+  advance(milliseconds(10));  // the back-off
+  ASSERT_TRUE(runUntil([&] { return cb.local_reply != 0; }));
   EXPECT_EQ(cb.local_reply, 503u);
   EXPECT_EQ(cb.local_details, "cluster_not_found");
   EXPECT_TRUE(cb.streamInfo().hasResponseFlag(http::ResponseFlag::NoClusterFound));

@@ -157,6 +157,8 @@ TEST_F(ClusterManagerTest, AHeldClusterSupersededOrRemovedWhileWarmingReleasesSt
   EXPECT_TRUE(initialized);
   runPosts();
   EXPECT_FALSE(cm_.has("dns"));
+}
+
 // RING_HASH: the ring is built once per host-set change on the main thread, and every
 // worker's balancer shares that one.
 TEST_F(ClusterManagerTest, HashRingsAreBuiltOnceAndSharedByTheWorkers) {

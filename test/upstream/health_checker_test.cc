@@ -583,6 +583,8 @@ TEST_F(HealthCheckerTest, GrpcSilentServerTimesOut) {
   ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
   EXPECT_TRUE(failed());
   EXPECT_EQ(hc->stats().network_failure.value(), 1u);
+}
+
 // Two health checks of one cluster: a host fails while either fails it, and comes back only
 // once both pass it (where Envoy lets the latest verdict win).
 TEST_F(HealthCheckerTest, SeveralChecksFailAHostWhileAnyFailsIt) {
