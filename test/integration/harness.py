@@ -168,6 +168,31 @@ def bootstrap(hcm_config, clusters, listener_extra=None):
     }
 
 
+class DiscoveryFile:
+    """A path config source's file (a DiscoveryResponse of `type_url` resources). Each version
+    is written beside it and renamed into place, as Envoy's docs ask of anyone who updates
+    one (a write in place could be read half done)."""
+
+    def __init__(self, directory, name, type_url):
+        self.path = os.path.join(directory, name)
+        self.type_url = type_url
+        self.versions = 0
+
+    def write(self, resources, version=None, raw=None):
+        """`raw`: the file's text as given (a bad version); else the resources as JSON."""
+        self.versions += 1
+        tmp = os.path.join(os.path.dirname(self.path),
+                           ".%s.%d.tmp" % (os.path.basename(self.path), self.versions))
+        with open(tmp, "w") as f:
+            if raw is not None:
+                f.write(raw)
+            else:
+                json.dump({"version_info": version or "v%d" % self.versions,
+                           "resources": [dict(r, **{"@type": self.type_url}) for r in resources]},
+                          f)
+        os.rename(tmp, self.path)
+
+
 class Proxy(Process):
     """`sluice proxy` on a config given as a dict; knows its listener and admin ports."""
 

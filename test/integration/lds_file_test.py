@@ -38,8 +38,8 @@ class LdsFileTest(harness.unittest.TestCase):
         self.a = Upstream("a")
         self.b = Upstream("b")
         self.dir = tempfile.mkdtemp(prefix="sluice-lds-")
-        self.lds_path = os.path.join(self.dir, "lds.yaml")
-        self.versions = 0
+        self.lds_file = harness.DiscoveryFile(self.dir, "lds.yaml", LISTENER_TYPE)
+        self.lds_path = self.lds_file.path
         self.proxy = None
 
     def tearDown(self):
@@ -49,17 +49,7 @@ class LdsFileTest(harness.unittest.TestCase):
         self.b.close()
 
     def write_lds(self, listeners, version=None, raw=None):
-        """A new version beside the file, renamed into place."""
-        self.versions += 1
-        tmp = os.path.join(self.dir, ".lds.%d.tmp" % self.versions)
-        with open(tmp, "w") as f:
-            if raw is not None:
-                f.write(raw)
-            else:
-                json.dump({"version_info": version or "v%d" % self.versions,
-                           "resources": [dict(l, **{"@type": LISTENER_TYPE}) for l in listeners]},
-                          f)
-        os.rename(tmp, self.lds_path)
+        self.lds_file.write(listeners, version, raw)
 
     def start(self, drain_time=2, concurrency=1):
         cfg = {

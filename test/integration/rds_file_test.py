@@ -27,8 +27,8 @@ class RdsFileTest(harness.unittest.TestCase):
         self.a = Upstream("a")
         self.b = Upstream("b")
         self.dir = tempfile.mkdtemp(prefix="sluice-rds-")
-        self.rds_path = os.path.join(self.dir, "rds.yaml")
-        self.versions = 0
+        self.rds_file = harness.DiscoveryFile(self.dir, "rds.yaml", ROUTE_TYPE)
+        self.rds_path = self.rds_file.path
         self.proxy = None
 
     def tearDown(self):
@@ -38,15 +38,7 @@ class RdsFileTest(harness.unittest.TestCase):
         self.b.close()
 
     def write_rds(self, configs, version=None, raw=None):
-        self.versions += 1
-        tmp = os.path.join(self.dir, ".rds.%d.tmp" % self.versions)
-        with open(tmp, "w") as f:
-            if raw is not None:
-                f.write(raw)
-            else:
-                json.dump({"version_info": version or "v%d" % self.versions,
-                           "resources": [dict(c, **{"@type": ROUTE_TYPE}) for c in configs]}, f)
-        os.rename(tmp, self.rds_path)
+        self.rds_file.write(configs, version, raw)
 
     def start(self, concurrency=1):
         hc = hcm([])

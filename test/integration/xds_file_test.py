@@ -25,8 +25,8 @@ class CdsFileTest(harness.unittest.TestCase):
         self.a = Upstream("a")
         self.b = Upstream("b")
         self.dir = tempfile.mkdtemp(prefix="sluice-cds-")
-        self.cds_path = os.path.join(self.dir, "cds.yaml")
-        self.versions = 0
+        self.cds_file = harness.DiscoveryFile(self.dir, "cds.yaml", CLUSTER_TYPE)
+        self.cds_path = self.cds_file.path
         self.proxy = None
 
     def tearDown(self):
@@ -36,18 +36,7 @@ class CdsFileTest(harness.unittest.TestCase):
         self.b.close()
 
     def write_cds(self, clusters, version=None, raw=None):
-        """Writes a new version beside the file and renames it into place, as Envoy's docs
-        ask of anyone who updates a path config source."""
-        self.versions += 1
-        tmp = os.path.join(self.dir, ".cds.%d.tmp" % self.versions)
-        with open(tmp, "w") as f:
-            if raw is not None:
-                f.write(raw)
-            else:
-                json.dump({"version_info": version or "v%d" % self.versions,
-                           "resources": [dict(c, **{"@type": CLUSTER_TYPE}) for c in clusters]},
-                          f)
-        os.rename(tmp, self.cds_path)
+        self.cds_file.write(clusters, version, raw)
 
     def start(self, routes, static_clusters=()):
         hc = hcm(routes)
