@@ -115,7 +115,9 @@ void GrpcMux::connect() {
                             : "the ADS cluster has no hosts yet");
     return;
   }
-  pending_ = cluster_->connPool(host).newStream(*this, *this);
+  // gRPC is HTTP/2 whatever the cluster's use_downstream_protocol_config would pick.
+  pending_ = cluster_->connPool(host, upstream::ResourcePriority::Default, /*downstream_http2=*/true)
+                 .newStream(*this, *this);
 }
 
 void GrpcMux::onPoolFailure(upstream::PoolFailureReason, std::string_view transport_failure_reason,

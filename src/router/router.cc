@@ -802,7 +802,8 @@ void RouterFilter::startShadows() {
     body.add(retry_body_);
     body.add(buffered_body_);
     ShadowRequest::start(callbacks_->dispatcher(), cluster, *request_headers_, body,
-                         request_trailers_, timeout_);
+                         request_trailers_, timeout_,
+                         callbacks_->streamInfo().protocol == http::Protocol::Http2);
   }
   if (response_started_) retry_body_.drain(retry_body_.length());  // kept only for the mirror
 }

@@ -50,7 +50,7 @@ void ShadowRequest::start(event::Dispatcher& dispatcher,
                           const upstream::ThreadLocalClusterSharedPtr& tl_cluster,
                           const http::RequestHeaderMap& headers, buffer::Buffer& body,
                           const http::RequestTrailerMap* trailers,
-                          std::chrono::milliseconds timeout) {
+                          std::chrono::milliseconds timeout, bool downstream_http2) {
   upstream::ThreadLocalCluster& cluster = *tl_cluster;
   upstream::HostSharedPtr host = cluster.chooseHost(nullptr);
   if (!host) {
@@ -70,7 +70,10 @@ void ShadowRequest::start(event::Dispatcher& dispatcher,
     });
     shadow->timer_->enableTimer(timeout);
   }
-  upstream::Cancellable* handle = cluster.connPool(host).newStream(*shadow, *shadow);
+  // Mirrors stay at DEFAULT priority (docs/proxy.md).
+  upstream::Cancellable* handle =
+      cluster.connPool(host, upstream::ResourcePriority::Default, downstream_http2)
+          .newStream(*shadow, *shadow);
   if (handle && !shadow->done_) shadow->pending_ = handle;
 }
 

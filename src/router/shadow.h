@@ -24,10 +24,12 @@ class ShadowRequest : public http::ResponseDecoder,
                       public upstream::ConnPoolCallbacks,
                       public event::DeferredDeletable {
  public:
-  // Sends the copy; `timeout` (zero: none) bounds its whole life.
+  // Sends the copy; `timeout` (zero: none) bounds its whole life. `downstream_http2`: the
+  // original came over HTTP/2 (for a cluster with use_downstream_protocol_config).
   static void start(event::Dispatcher& dispatcher, const upstream::ThreadLocalClusterSharedPtr& cluster,
                     const http::RequestHeaderMap& headers, buffer::Buffer& body,
-                    const http::RequestTrailerMap* trailers, std::chrono::milliseconds timeout);
+                    const http::RequestTrailerMap* trailers, std::chrono::milliseconds timeout,
+                    bool downstream_http2);
   // The calling thread's (worker's) copies still in flight. Nothing else owns them, so a
   // worker that stops calls finishAll() before its last deferred deletion: each is reset
   // and handed to the dispatcher.

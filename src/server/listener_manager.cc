@@ -45,13 +45,19 @@ bool ListenerManager::bind(const config::ListenerConfig& l, ListenSockets& out,
     }
     out.sockets.push_back(std::move(s));
   }
+  initializeStats(l, *out.bound);
+  return true;
+}
+
+void ListenerManager::initializeStats(const config::ListenerConfig& l,
+                                      const network::Address& bound) {
+  // The TLS contexts count their handshakes under the listener's address (ssl.*).
   for (const auto& chain : l.chains) {
     if (chain.transport_socket) {
       chain.transport_socket->initializeStats(store_,
-                                              "listener." + config::statAddress(*out.bound) + ".");
+                                              "listener." + config::statAddress(bound) + ".");
     }
   }
-  return true;
 }
 
 bool ListenerManager::addStaticListener(config::ListenerConfig config,
@@ -169,6 +175,8 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
     if (known && b.reuses_sockets) {
       l.tag = known->tag;
       l.sockets = known->sockets;
+      // Not bound anew, but its TLS contexts are new: they need their stats before a handshake.
+      initializeStats(*l.config, *l.sockets->bound);
       Listener old = std::move(*known);
       *known = l;
       if (workers_started_ && !stopped_) {
@@ -251,6 +259,7 @@ std::vector<const ListenerManager::Listener*> ListenerManager::draining() const 
 void ListenerManager::startWorkers(std::vector<Worker*> workers) {
   workers_ = std::move(workers);
   workers_started_ = true;
+  if (stopped_) return;  // stopped during start-up: the sockets are closed already
   for (const auto& l : active_) {
     for (size_t i = 0; i < workers_.size(); ++i) {
       workers_[i]->addListener(l.tag, l.config, l.sockets, i);

@@ -81,6 +81,7 @@ class ListenerManager {
  private:
   struct Draining;
   bool bind(const config::ListenerConfig& config, ListenSockets& out, std::string& error);
+  void initializeStats(const config::ListenerConfig& config, const network::Address& bound);
   Listener* find(const std::string& name);
   void startDraining(Listener old, bool removed);
   void updateGauges();

@@ -176,10 +176,14 @@ class Server {
           [&lm](config::DiscoveryUpdate& u, std::vector<std::string>& errors) {
             return lm.onConfigUpdate(u, errors);
           });
-      std::string error;
-      if (!lds_subscription->start(error)) {
-        SLUICE_LOG(critical, main, "dynamic_resources.lds_config: {}", error);
-        return 1;
+      // With clusters over ADS, LDS starts once they are in (as Envoy's start-up orders it):
+      // its listeners' routes may name them.
+      if (!proxy_.cds_ads) {
+        std::string error;
+        if (!lds_subscription->start(error)) {
+          SLUICE_LOG(critical, main, "dynamic_resources.lds_config: {}", error);
+          return 1;
+        }
       }
     }
 
@@ -231,7 +235,14 @@ class Server {
     uptime_timer_->enableTimer(std::chrono::seconds(0));
 
     // Listeners open for traffic once every cluster has its first hosts (DNS).
-    cm.start([this] {
+    cm.start([this, &lds_subscription] {
+      if (lds_subscription && proxy_.cds_ads) {
+        std::string error;
+        if (!lds_subscription->start(error)) {
+          SLUICE_LOG(critical, main, "dynamic_resources.lds_config: {}", error);
+          startDrainAndExit();
+        }
+      }
       std::vector<Worker*> workers;
       for (auto& w : workers_) workers.push_back(w.get());
       lm_->startWorkers(workers);

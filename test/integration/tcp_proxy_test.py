@@ -191,7 +191,11 @@ class TcpProxyTest(harness.unittest.TestCase):
                                what="upstream closed")
             self.assertEqual(self.stat(p, "tcp.tcp_test.downstream_cx_total"), 1)
             self.assertEqual(self.stat(p, "tcp.tcp_test.downstream_cx_rx_bytes_total"), 9)
-            self.assertEqual(self.stat(p, "tcp.tcp_test.downstream_cx_tx_bytes_total"), 2 + 9 + 6)
+            # The last bytes to the client are counted when their write completes, which can
+            # come after the upstream's close is seen.
+            harness.wait_until(
+                lambda: self.stat(p, "tcp.tcp_test.downstream_cx_tx_bytes_total") == 2 + 9 + 6,
+                what="downstream tx bytes counted")
             self.assertEqual(self.stat(p, "cluster.a.upstream_cx_total"), 1)
             self.assertEqual(self.stat(p, "cluster.a.upstream_cx_active"), 0)
             self.assertEqual(self.stat(p, "cluster.a.upstream_cx_tx_bytes_total"), 9)

@@ -106,7 +106,9 @@ struct Upstream : public network::ReadFilter,
   bool accounted{false};
   bool write_ended{false};
   bool read_disabled{false};  // by the downstream's back-pressure
-  TcpProxyStats* flush_stats{nullptr};
+  // While flushing on its own: its config (and so its stats) lives as long as it does, even
+  // past a listener update that dropped the config.
+  TcpProxyConfigConstSharedPtr flush_config;
 };
 
 // Upstreams flushing after their downstream went; closed when the worker stops.
@@ -114,7 +116,7 @@ thread_local std::unordered_set<Upstream*> flushing;
 
 void endFlush(Upstream& up) {
   if (!flushing.erase(&up)) return;
-  up.flush_stats->upstream_flush_active.dec();
+  up.flush_config->stats.upstream_flush_active.dec();
   event::Dispatcher& d = up.connection->dispatcher();
   d.deferredDelete(std::move(up.connection));
   d.deferredDelete(event::DeferredDeletablePtr(&up));
@@ -310,7 +312,7 @@ class TcpProxyFilter : public network::ReadFilter, public network::ConnectionCal
       // What the client sent still goes out; the idle timeout guards a stalled upstream.
       config_->stats.upstream_flush_total.inc();
       config_->stats.upstream_flush_active.inc();
-      up.flush_stats = &config_->stats;
+      up.flush_config = config_;
       if (up.read_disabled) {
         up.read_disabled = false;
         up.connection->readDisable(false);
