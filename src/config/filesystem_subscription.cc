@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "common/logger.h"
 #include "stats/stats.h"
@@ -10,18 +11,21 @@ namespace sluice::config {
 
 FilesystemSubscription::FilesystemSubscription(event::Dispatcher& dispatcher, std::string path,
                                                std::string type, stats::Store& store,
-                                               std::string stat_prefix, OnUpdate on_update)
+                                               std::string stat_prefix, OnUpdate on_update,
+                                               std::function<void()> on_initialized)
     : dispatcher_(dispatcher),
       path_(std::move(path)),
       type_(std::move(type)),
       store_(store),
       prefix_(std::move(stat_prefix)),
       on_update_(std::move(on_update)),
+      on_initialized_(std::move(on_initialized)),
       watcher_(dispatcher) {}
 
 bool FilesystemSubscription::start(std::string& error) {
   if (!watcher_.addWatch(path_, [this] { refresh(); }, error)) return false;
   refresh();
+  if (auto cb = std::exchange(on_initialized_, nullptr)) cb();
   return true;
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "config/subscription.h"
 #include "config/xds_resources.h"
 #include "event/dispatcher.h"
 #include "event/file_watcher.h"
@@ -25,20 +26,20 @@ class Store;
 
 namespace sluice::config {
 
-class FilesystemSubscription {
+class FilesystemSubscription : public Subscription {
  public:
-  // Applies an update; false (with "path: message" errors) refuses it, changing nothing.
-  using OnUpdate = std::function<bool(DiscoveryUpdate& update, std::vector<std::string>& errors)>;
 
   FilesystemSubscription(event::Dispatcher& dispatcher, std::string path, std::string type,
-                         stats::Store& store, std::string stat_prefix, OnUpdate on_update);
+                         stats::Store& store, std::string stat_prefix, OnUpdate on_update,
+                         std::function<void()> on_initialized = {});
 
   // Reads the file now (the consumer sees its first version before this returns) and then
   // on every change. False with `error` if the file's directory cannot be watched.
-  bool start(std::string& error);
+  // `on_initialized` runs after that first read, whatever it gave.
+  bool start(std::string& error) override;
   const std::string& path() const { return path_; }
   // The version_info of the last accepted update ("" before one).
-  const std::string& version() const { return version_; }
+  const std::string& version() const override { return version_; }
 
  private:
   void refresh();
@@ -49,6 +50,7 @@ class FilesystemSubscription {
   stats::Store& store_;
   const std::string prefix_;
   OnUpdate on_update_;
+  std::function<void()> on_initialized_;
   event::FileWatcher watcher_;
   std::string version_;
 };

@@ -1,6 +1,10 @@
 #include "config/grpc_mux.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <iterator>
+
+#include <google/protobuf/descriptor.h>
 
 #include "common/logger.h"
 #include "envoy/service/discovery/v3/discovery.pb.h"
@@ -21,27 +25,98 @@ constexpr size_t kFrameHeader = 5;
 constexpr size_t kMaxMessage = 256u << 20;
 // google.rpc.Code INTERNAL, which Envoy puts in a NACK's error_detail.
 constexpr int kInternal = 13;
+
+// The order Envoy asks in on a new stream: what a resource of a later type names must be
+// there first.
+int typeRank(std::string_view type) {
+  static constexpr std::string_view kOrder[] = {kClusterType, kClusterLoadAssignmentType,
+                                                kListenerType, kRouteConfigurationType,
+                                                kSecretType};
+  for (size_t i = 0; i < std::size(kOrder); ++i) {
+    if (kOrder[i] == type) return static_cast<int>(i);
+  }
+  return static_cast<int>(std::size(kOrder));
+}
+
+// A resource's name, as a watch names it (ClusterLoadAssignment calls it cluster_name).
+std::string resourceName(const google::protobuf::Message& msg) {
+  const auto* d = msg.GetDescriptor();
+  const auto* f = d->FindFieldByName("name");
+  if (!f) f = d->FindFieldByName("cluster_name");
+  if (!f || f->type() != google::protobuf::FieldDescriptor::TYPE_STRING || f->is_repeated()) {
+    return {};
+  }
+  return msg.GetReflection()->GetString(msg, f);
+}
+
 }  // namespace
 
-struct GrpcMux::Subscription {
+struct GrpcMux::TypeState {
   std::string type;      // full message name
   std::string type_url;  // type.googleapis.com/<type>
-  std::string prefix;    // of its stats
-  OnUpdate on_update;
-  std::chrono::milliseconds initial_fetch_timeout{0};
-  std::function<void()> on_initialized;
-  event::TimerPtr init_timer;
-  std::string version;  // last accepted
+  std::string version;   // last accepted
+  std::string nonce;     // of the last response (sent again when the names change)
+  std::vector<Watch*> watches;  // started ones
+  // The last accepted response, for watches started after it came.
+  std::shared_ptr<const DiscoveryUpdate> last;
+  bool dirty{false};  // the names changed: send the request again
+  std::vector<std::string> sent_names;
+};
+
+class GrpcMux::Watch : public Subscription {
+ public:
+  Watch(std::weak_ptr<GrpcMux> mux, std::string type, std::vector<std::string> names,
+        std::string prefix, OnUpdate on_update, std::chrono::milliseconds initial_fetch_timeout,
+        std::function<void()> on_initialized)
+      : mux_(std::move(mux)), type_(std::move(type)), names_(std::move(names)),
+        prefix_(std::move(prefix)), on_update_(std::move(on_update)),
+        initial_fetch_timeout_(initial_fetch_timeout), on_initialized_(std::move(on_initialized)) {
+    std::sort(names_.begin(), names_.end());
+  }
+  ~Watch() override {
+    if (auto mux = mux_.lock(); mux && started_) mux->removeWatch(*this);
+  }
+  bool start(std::string& error) override {
+    auto mux = mux_.lock();
+    if (!mux) {
+      error = "the ADS stream is gone";
+      return false;
+    }
+    if (!started_) {
+      started_ = true;
+      mux->addWatch(*this);
+    }
+    return true;
+  }
+  const std::string& version() const override { return version_; }
+
+  void initialized() {
+    if (init_timer_) init_timer_->disableTimer();
+    if (auto cb = std::exchange(on_initialized_, nullptr)) cb();
+  }
+
+  std::weak_ptr<GrpcMux> mux_;
+  const std::string type_;
+  std::vector<std::string> names_;  // sorted; empty: every resource of the type
+  const std::string prefix_;
+  OnUpdate on_update_;
+  const std::chrono::milliseconds initial_fetch_timeout_;
+  std::function<void()> on_initialized_;
+  event::TimerPtr init_timer_;
+  std::string version_;
+  bool started_{false};
+  bool timer_started_{false};
 };
 
 GrpcMux::GrpcMux(event::Dispatcher& main, upstream::ThreadLocalClusterManager& tlcm,
-                 AdsConfig config, stats::Store& store)
-    : main_(main),
-      tlcm_(tlcm),
-      config_(std::move(config)),
-      store_(store),
-      rng_(std::random_device{}()) {
+                 stats::Store& store)
+    : main_(main), tlcm_(tlcm), store_(store), rng_(std::random_device{}()) {
   retry_timer_ = main_.createTimer([this] { connect(); });
+  flush_timer_ = main_.createTimer([this] {
+    for (auto& t : types_) {
+      if (t->dirty && encoder_) sendRequest(*t, nullptr);
+    }
+  });
   store_.gauge("control_plane.connected_state").set(0);
 }
 
@@ -51,60 +126,111 @@ GrpcMux::~GrpcMux() {
     encoder_->getStream().removeCallbacks(*this);
     encoder_->getStream().resetStream(http::StreamResetReason::LocalReset);
   }
+  for (auto& t : types_) {
+    for (Watch* w : t->watches) w->started_ = false;
+  }
 }
 
-void GrpcMux::subscribe(std::string_view type, std::string stat_prefix, OnUpdate on_update,
-                        std::chrono::milliseconds initial_fetch_timeout,
-                        std::function<void()> on_initialized) {
-  auto sub = std::make_unique<Subscription>();
-  sub->type = std::string(type);
-  sub->type_url = std::string(kTypeUrlPrefix) + sub->type;
-  sub->prefix = std::move(stat_prefix);
-  sub->on_update = std::move(on_update);
-  sub->initial_fetch_timeout = initial_fetch_timeout;
-  sub->on_initialized = std::move(on_initialized);
+std::unique_ptr<Subscription> GrpcMux::subscribe(std::string_view type,
+                                                 std::vector<std::string> names,
+                                                 std::string stat_prefix,
+                                                 Subscription::OnUpdate on_update,
+                                                 std::chrono::milliseconds initial_fetch_timeout,
+                                                 std::function<void()> on_initialized) {
   // The stats exist (at 0) from the start, as Envoy's do.
   for (const char* c : {"update_attempt", "update_success", "update_rejected", "update_failure",
                         "init_fetch_timeout"}) {
-    store_.counter(sub->prefix + c);
+    store_.counter(stat_prefix + c);
   }
-  subs_.push_back(std::move(sub));
+  return std::make_unique<Watch>(weak_from_this(), std::string(type), std::move(names),
+                                 std::move(stat_prefix), std::move(on_update),
+                                 initial_fetch_timeout, std::move(on_initialized));
+}
+
+GrpcMux::TypeState& GrpcMux::typeState(std::string_view type) {
+  for (auto& t : types_) {
+    if (t->type == type) return *t;
+  }
+  auto t = std::make_unique<TypeState>();
+  t->type = std::string(type);
+  t->type_url = std::string(kTypeUrlPrefix) + t->type;
+  auto pos = std::find_if(types_.begin(), types_.end(), [&](const auto& other) {
+    return typeRank(other->type) > typeRank(type);
+  });
+  return **types_.insert(pos, std::move(t));
+}
+
+void GrpcMux::addWatch(Watch& watch) {
+  TypeState& t = typeState(watch.type_);
+  t.watches.push_back(&watch);
+  t.dirty = true;
+  if (started_) {
+    startWatch(watch);
+    scheduleFlush();
+  }
+}
+
+void GrpcMux::removeWatch(Watch& watch) {
+  TypeState& t = typeState(watch.type_);
+  t.watches.erase(std::remove(t.watches.begin(), t.watches.end(), &watch), t.watches.end());
+  t.dirty = true;
+  if (started_) scheduleFlush();
+}
+
+void GrpcMux::startWatch(Watch& watch) {
+  if (watch.timer_started_) return;
+  watch.timer_started_ = true;
+  if (watch.initial_fetch_timeout_.count() > 0 && watch.on_initialized_) {
+    Watch* raw = &watch;
+    watch.init_timer_ = main_.createTimer([this, raw] {
+      store_.counter(raw->prefix_ + "init_fetch_timeout").inc();
+      SLUICE_LOG(warn, config, "ADS: no {} after initial_fetch_timeout; going on without",
+                 raw->type_);
+      raw->initialized();
+    });
+    watch.init_timer_->enableTimer(watch.initial_fetch_timeout_);
+  }
+  // Resources that came before the watch: offered now (on the next loop, not inside the
+  // caller's start()).
+  TypeState& t = typeState(watch.type_);
+  if (t.last) {
+    std::weak_ptr<GrpcMux> weak = weak_from_this();
+    std::shared_ptr<const DiscoveryUpdate> last = t.last;
+    main_.post([weak, raw = &watch, last, this] {
+      auto self = weak.lock();
+      if (!self) return;
+      TypeState& ts = typeState(raw->type_);
+      // Still watched (a watch removes itself when destroyed)?
+      if (std::find(ts.watches.begin(), ts.watches.end(), raw) == ts.watches.end()) return;
+      std::vector<std::string> errors;
+      if (!offer(*raw, *last, errors)) {
+        for (const auto& e : errors) {
+          SLUICE_LOG(warn, config, "ADS: {} version {} rejected: {}", raw->type_,
+                     last->version_info, e);
+        }
+      }
+    });
+  }
+}
+
+void GrpcMux::scheduleFlush() {
+  if (!flush_timer_->enabled()) flush_timer_->enableTimer(std::chrono::milliseconds(0));
 }
 
 void GrpcMux::start() {
-  for (auto& sub : subs_) {
-    if (sub->initial_fetch_timeout.count() > 0 && sub->on_initialized) {
-      Subscription* raw = sub.get();
-      sub->init_timer = main_.createTimer([this, raw] {
-        store_.counter(raw->prefix + "init_fetch_timeout").inc();
-        SLUICE_LOG(warn, config, "ADS: no {} after initial_fetch_timeout; going on without",
-                   raw->type);
-        initialized(*raw);
-      });
-      sub->init_timer->enableTimer(sub->initial_fetch_timeout);
-    }
+  started_ = true;
+  for (auto& t : types_) {
+    for (Watch* w : t->watches) startWatch(*w);
   }
   connect();
 }
 
 const std::string& GrpcMux::version(std::string_view type) const {
   static const std::string kNone;
-  for (const auto& sub : subs_) {
-    if (sub->type == type) return sub->version;
+  for (const auto& t : types_) {
+    if (t->type == type) return t->version;
   }
   return kNone;
-}
-
-GrpcMux::Subscription* GrpcMux::find(std::string_view type_url) {
-  for (auto& sub : subs_) {
-    if (sub->type_url == type_url) return sub.get();
-  }
-  return nullptr;
-}
-
-void GrpcMux::initialized(Subscription& sub) {
-  if (sub.init_timer) sub.init_timer->disableTimer();
-  if (auto cb = std::exchange(sub.on_initialized, nullptr)) cb();
 }
 
 void GrpcMux::connect() {
@@ -147,16 +273,30 @@ void GrpcMux::onPoolReady(http::RequestEncoder& encoder, const upstream::HostSha
   sent_node_ = false;
   inbound_.drain(inbound_.length());
   // Each type asks again with what it has; the nonces of the last stream mean nothing here.
-  for (auto& sub : subs_) {
-    if (encoder_) sendRequest(*sub, "", nullptr);
+  for (auto& t : types_) {
+    t->nonce.clear();
+    if (encoder_ && !t->watches.empty()) sendRequest(*t, nullptr);
   }
 }
 
-void GrpcMux::sendRequest(Subscription& sub, const std::string& nonce, const std::string* error) {
+void GrpcMux::sendRequest(TypeState& t, const std::string* error) {
   envoy::service::discovery::v3::DiscoveryRequest req;
-  req.set_version_info(sub.version);
-  req.set_type_url(sub.type_url);
-  req.set_response_nonce(nonce);
+  req.set_version_info(t.version);
+  req.set_type_url(t.type_url);
+  req.set_response_nonce(t.nonce);
+  // The names the watches ask for; none if any asks for every resource.
+  std::vector<std::string> names;
+  bool all = false;
+  for (const Watch* w : t.watches) {
+    all = all || w->names_.empty();
+    names.insert(names.end(), w->names_.begin(), w->names_.end());
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  if (all) names.clear();
+  for (const auto& n : names) req.add_resource_names(n);
+  t.sent_names = std::move(names);
+  t.dirty = false;
   if (!sent_node_ || !config_.set_node_on_first_message_only) {
     req.mutable_node()->ParseFromString(config_.node);
     sent_node_ = true;
@@ -229,37 +369,95 @@ void GrpcMux::onMessage(std::string_view bytes) {
     return;
   }
   backoff_ = std::chrono::milliseconds(0);  // the control plane works: start over next time
-  Subscription* sub = find(resp.type_url());
-  if (!sub) {
+  TypeState* t = nullptr;
+  for (auto& ts : types_) {
+    if (ts->type_url == resp.type_url()) t = ts.get();
+  }
+  if (!t || t->watches.empty()) {
     SLUICE_LOG(warn, config, "ADS: ignoring a response of unsubscribed type {}", resp.type_url());
     return;
   }
-  store_.counter(sub->prefix + "update_attempt").inc();
-  DiscoveryUpdate update;
+  t->nonce = resp.nonce();
+  auto update = std::make_shared<DiscoveryUpdate>();
   std::vector<std::string> errors;
-  if (decodeDiscoveryResponse(resp, sub->type, update, errors) && sub->on_update(update, errors)) {
-    sub->version = resp.version_info();
-    store_.counter(sub->prefix + "update_success").inc();
-    store_.gauge(sub->prefix + "version").set(std::hash<std::string>{}(sub->version));
-    store_.gauge(sub->prefix + "update_time")
-        .set(std::chrono::duration_cast<std::chrono::milliseconds>(
-                 main_.timeSource().systemTime().time_since_epoch())
-                 .count());
-    SLUICE_LOG(info, config, "ADS: {} version {} accepted ({} resources)", sub->type,
-               sub->version, update.resources.size());
-    if (encoder_) sendRequest(*sub, resp.nonce(), nullptr);
+  bool ok = decodeDiscoveryResponse(resp, t->type, *update, errors);
+  // A watch may go (or come) while it applies its part: offer to a copy of the list.
+  const std::vector<Watch*> watches = t->watches;
+  if (ok) {
+    for (Watch* w : watches) {
+      if (std::find(t->watches.begin(), t->watches.end(), w) == t->watches.end()) continue;
+      ok = offer(*w, *update, errors) && ok;
+    }
   } else {
-    store_.counter(sub->prefix + "update_rejected").inc();
+    for (Watch* w : watches) {
+      store_.counter(w->prefix_ + "update_attempt").inc();
+      store_.counter(w->prefix_ + "update_rejected").inc();
+      w->initialized();
+    }
+  }
+  if (ok) {
+    t->version = resp.version_info();
+    SLUICE_LOG(info, config, "ADS: {} version {} accepted ({} resources)", t->type, t->version,
+               update->resources.size());
+    t->last = std::move(update);
+    if (encoder_) sendRequest(*t, nullptr);
+  } else {
     std::string detail;
     for (const auto& e : errors) {
-      SLUICE_LOG(warn, config, "ADS: {} version {} rejected: {}", sub->type, resp.version_info(),
-                 e);
+      SLUICE_LOG(warn, config, "ADS: {} version {} rejected: {}", t->type, resp.version_info(), e);
       if (!detail.empty()) detail += "\n";
       detail += e;
     }
-    if (encoder_) sendRequest(*sub, resp.nonce(), &detail);
+    if (encoder_) sendRequest(*t, &detail);
   }
-  initialized(*sub);
+}
+
+bool GrpcMux::offer(Watch& w, const DiscoveryUpdate& update, std::vector<std::string>& errors) {
+  DiscoveryUpdate mine;
+  mine.version_info = update.version_info;
+  std::vector<size_t> index;  // of each of mine in the response, for the errors' paths
+  for (size_t i = 0; i < update.resources.size(); ++i) {
+    const auto& r = update.resources[i];
+    if (!w.names_.empty() &&
+        !std::binary_search(w.names_.begin(), w.names_.end(), resourceName(*r))) {
+      continue;
+    }
+    index.push_back(i);
+    std::unique_ptr<google::protobuf::Message> copy(r->New());
+    copy->CopyFrom(*r);
+    mine.resources.push_back(std::move(copy));
+  }
+  // State of the world: for every resource (CDS, LDS) the response is the whole set, even
+  // when empty; for named ones (RDS, EDS, SDS) a response need not carry each name.
+  if (!w.names_.empty() && mine.resources.empty()) return true;
+  store_.counter(w.prefix_ + "update_attempt").inc();
+  const size_t before = errors.size();
+  const bool ok = w.on_update_(mine, errors);
+  if (ok) {
+    w.version_ = update.version_info;
+    store_.counter(w.prefix_ + "update_success").inc();
+    store_.gauge(w.prefix_ + "version").set(std::hash<std::string>{}(w.version_));
+    store_.gauge(w.prefix_ + "update_time")
+        .set(std::chrono::duration_cast<std::chrono::milliseconds>(
+                 main_.timeSource().systemTime().time_since_epoch())
+                 .count());
+  } else {
+    store_.counter(w.prefix_ + "update_rejected").inc();
+    if (errors.size() == before) errors.push_back("refused");
+    // "resources[k]" of the watch's part is resources[index[k]] of the response.
+    constexpr std::string_view kPrefix = "resources[";
+    for (size_t e = before; e < errors.size(); ++e) {
+      std::string& msg = errors[e];
+      const size_t close = msg.find(']');
+      if (msg.compare(0, kPrefix.size(), kPrefix) != 0 || close == std::string::npos) continue;
+      const size_t k = std::strtoul(msg.c_str() + kPrefix.size(), nullptr, 10);
+      if (k < index.size()) {
+        msg = std::string(kPrefix) + std::to_string(index[k]) + msg.substr(close);
+      }
+    }
+  }
+  w.initialized();
+  return ok;
 }
 
 void GrpcMux::onStreamClosed(std::string_view why) {
@@ -271,7 +469,9 @@ void GrpcMux::onStreamClosed(std::string_view why) {
   }
   store_.gauge("control_plane.connected_state").set(0);
   if (was_open) {
-    for (auto& sub : subs_) store_.counter(sub->prefix + "update_failure").inc();
+    for (auto& t : types_) {
+      for (Watch* w : t->watches) store_.counter(w->prefix_ + "update_failure").inc();
+    }
   }
   cluster_.reset();
   // Jittered exponential back-off: a random delay up to a ceiling that doubles each time.

@@ -7,16 +7,20 @@
 // `envoy_grpc` client does.
 //
 // The protocol, as Envoy's docs describe it: on each new stream, one DiscoveryRequest per
-// subscribed type, in the order subscribed, carrying the version last accepted for that type
-// (empty nonce). Each response is decoded and checked whole and offered to the type's
-// consumer, which applies all of it or none; then an ACK (the response's version_info and
-// nonce) or a NACK (the last accepted version, the response's nonce, and `error_detail` with
-// the same path-named errors that `--mode validate` prints). When the stream ends the proxy
+// subscribed type, in Envoy's order (clusters, endpoints, listeners, routes, secrets),
+// carrying the version last accepted for that type (empty nonce) and the resource names its
+// watches ask for (none: all, for clusters and listeners). A watch made later, or one that
+// goes, sends that type's request again with the new set of names. Each response is decoded
+// and checked whole, and each watch is offered the resources it asked for; it applies all of
+// them or none. Then an ACK (the response's version_info and nonce) or, if any watch refused
+// its part, a NACK (the last accepted version, the response's nonce, and `error_detail` with
+// the same path-named errors that `--mode validate` prints). A watch started after its
+// resources arrived gets the last accepted response at once. When the stream ends the proxy
 // keeps its config and reconnects after a jittered exponential back-off (0.5 s doubling up to
 // 30 s), resubscribing with the versions it has.
 //
 // Stats (Envoy's): control_plane.connected_state (gauge, 1 while the stream is up), and per
-// type under its prefix (e.g. "cluster_manager.cds."): update_attempt, update_success,
+// watch under its prefix (e.g. "cluster_manager.cds."): update_attempt, update_success,
 // update_rejected, update_failure (stream lost), init_fetch_timeout, version, update_time.
 
 #include <chrono>
@@ -27,6 +31,7 @@
 #include <vector>
 
 #include "buffer/buffer.h"
+#include "config/subscription.h"
 #include "config/xds_resources.h"
 #include "event/dispatcher.h"
 #include "http/codec.h"
@@ -39,24 +44,27 @@ class Store;
 
 namespace sluice::config {
 
-class GrpcMux : public http::ResponseDecoder,
+class GrpcMux : public std::enable_shared_from_this<GrpcMux>,
+                public http::ResponseDecoder,
                 public http::StreamCallbacks,
                 public upstream::ConnPoolCallbacks {
  public:
-  // Applies an update; false (with "path: message" errors) refuses it, changing nothing.
-  using OnUpdate = std::function<bool(DiscoveryUpdate& update, std::vector<std::string>& errors)>;
-
   // `tlcm`: a view of the clusters on the main thread (the ADS cluster's pools live there).
-  GrpcMux(event::Dispatcher& main, upstream::ThreadLocalClusterManager& tlcm, AdsConfig config,
-          stats::Store& store);
+  // Made with std::make_shared: subscriptions hold it weakly and may outlive it.
+  GrpcMux(event::Dispatcher& main, upstream::ThreadLocalClusterManager& tlcm, stats::Store& store);
   ~GrpcMux() override;
 
-  // Subscribes to every resource of `type` (a full message name, e.g. kClusterType).
-  // `on_initialized` runs once: after the first update (accepted or refused) or when
-  // `initial_fetch_timeout` (0: none) passes without one. Call before start().
-  void subscribe(std::string_view type, std::string stat_prefix, OnUpdate on_update,
-                 std::chrono::milliseconds initial_fetch_timeout,
-                 std::function<void()> on_initialized);
+  // Where the stream goes; before start(). Subscriptions may be made before it is known.
+  void setConfig(AdsConfig config) { config_ = std::move(config); }
+
+  // A watch on resources of `type` (a full message name): all of them (`names` empty) or
+  // those named. It asks for them when started (or when the mux starts, if later) and stops
+  // being offered updates when destroyed. See SubscriptionFactory::create.
+  std::unique_ptr<Subscription> subscribe(std::string_view type, std::vector<std::string> names,
+                                          std::string stat_prefix, Subscription::OnUpdate on_update,
+                                          std::chrono::milliseconds initial_fetch_timeout,
+                                          std::function<void()> on_initialized);
+  // Opens the stream (and starts the initial fetch timers of the watches started so far).
   void start();
 
   // The version_info last accepted for `type` ("" before one).
@@ -76,22 +84,32 @@ class GrpcMux : public http::ResponseDecoder,
   void onPoolFailure(upstream::PoolFailureReason reason, std::string_view transport_failure_reason,
                      const upstream::HostSharedPtr& host) override;
 
+  class Watch;
+
  private:
-  struct Subscription;
+  struct TypeState;
 
   void connect();
   // The stream ended (`why` is logged): keep the config, reconnect after a back-off.
   void onStreamClosed(std::string_view why);
-  void sendRequest(Subscription& sub, const std::string& nonce, const std::string* error);
+  void sendRequest(TypeState& type, const std::string* error);
   void onMessage(std::string_view bytes);
-  void initialized(Subscription& sub);
-  Subscription* find(std::string_view type);
+  // Offers the resources of `response` that `watch` asked for; false with errors if refused.
+  // Nothing is offered (true) if the watch names resources the response lacks.
+  bool offer(Watch& watch, const DiscoveryUpdate& update, std::vector<std::string>& errors);
+  TypeState& typeState(std::string_view type);
+  void addWatch(Watch& watch);
+  void removeWatch(Watch& watch);
+  void startWatch(Watch& watch);
+  // Sends, on the next loop, the request of each type whose set of names changed.
+  void scheduleFlush();
 
   event::Dispatcher& main_;
   upstream::ThreadLocalClusterManager& tlcm_;
-  const AdsConfig config_;
+  AdsConfig config_;
   stats::Store& store_;
-  std::vector<std::unique_ptr<Subscription>> subs_;
+  std::vector<std::unique_ptr<TypeState>> types_;  // in the order Envoy asks: CDS, EDS, LDS, ...
+  bool started_{false};
   upstream::ThreadLocalClusterSharedPtr cluster_;  // held while the stream uses its pool
   upstream::Cancellable* pending_{nullptr};
   http::RequestEncoder* encoder_{nullptr};
@@ -99,6 +117,7 @@ class GrpcMux : public http::ResponseDecoder,
   bool sent_node_{false};
   buffer::Buffer inbound_;  // gRPC frames not yet whole
   event::TimerPtr retry_timer_;
+  event::TimerPtr flush_timer_;
   std::chrono::milliseconds backoff_{0};
   std::mt19937_64 rng_;
 };

@@ -232,12 +232,9 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   };
   if (proto.has_rds()) {
     // RDS: the routes come from a subscription, and change under the connection manager.
-    const auto& cs = proto.rds().config_source();
-    const std::string source =
-        cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
-    if (source.empty()) {
-      errors.push_back(path + ".rds.config_source: a path_config_source with a path is required "
-                              "(the only config source supported)");
+    SourceSpec source;
+    if (!parseConfigSource(proto.rds().config_source(), path + ".rds.config_source", source,
+                           errors)) {
       return false;
     }
     if (RouteConfigProviders* providers = routeConfigProviders()) {
@@ -984,17 +981,7 @@ bool buildListenerConfig(const envoy::config::listener::v3::Listener& l, const s
 
 namespace {
 
-// A path config source's file.
-bool sourcePath(const envoy::config::core::v3::ConfigSource& cs, const std::string& path,
-                std::string& out_path, std::vector<std::string>& errors) {
-  out_path = cs.has_path_config_source() ? cs.path_config_source().path() : cs.path();
-  if (!out_path.empty()) return true;
-  errors.push_back(path + ": a path_config_source with a path (or ads, for CDS) is required "
-                          "(the config sources supported)");
-  return false;
-}
-
-// dynamic_resources: CDS from a file or over ADS, LDS from a file; the ADS stream's cluster and node.
+// dynamic_resources: CDS and LDS, each from a file or over ADS; the ADS stream's cluster and node.
 bool buildDynamicResources(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
                            ProxyConfig& out, std::vector<std::string>& errors) {
   const auto& dr = bootstrap.dynamic_resources();
@@ -1038,30 +1025,18 @@ bool buildDynamicResources(const envoy::config::bootstrap::v3::Bootstrap& bootst
     out.ads = std::move(cfg);
   }
   if (dr.has_cds_config()) {
-    const auto& cs = dr.cds_config();
-    if (cs.has_ads()) {
-      if (!out.ads) {
-        errors.push_back("dynamic_resources.cds_config.ads: needs dynamic_resources.ads_config");
-        return false;
-      }
-      out.cds_ads = true;
-      if (cs.has_initial_fetch_timeout()) {
-        out.cds_initial_fetch_timeout = std::chrono::milliseconds(
-            cs.initial_fetch_timeout().seconds() * 1000 + cs.initial_fetch_timeout().nanos() / 1000000);
-      }
-    } else if (!sourcePath(cs, "dynamic_resources.cds_config", out.cds_path, errors)) {
+    SourceSpec cds;
+    if (!parseConfigSource(dr.cds_config(), "dynamic_resources.cds_config", cds, errors)) {
       return false;
     }
+    out.cds = std::move(cds);
   }
   if (dr.has_lds_config()) {
-    if (dr.lds_config().has_ads()) {
-      errors.push_back("dynamic_resources.lds_config.ads: listeners over ADS are not supported "
-                       "yet (a path_config_source is)");
+    SourceSpec lds;
+    if (!parseConfigSource(dr.lds_config(), "dynamic_resources.lds_config", lds, errors)) {
       return false;
     }
-    if (!sourcePath(dr.lds_config(), "dynamic_resources.lds_config", out.lds_path, errors)) {
-      return false;
-    }
+    out.lds = std::move(lds);
   }
   return true;
 }
@@ -1072,6 +1047,8 @@ bool buildProxyConfig(const envoy::config::bootstrap::v3::Bootstrap& bootstrap,
                       stats::Store& store, access_log::FileSinkManager& sinks, ProxyConfig& out,
                       std::vector<std::string>& errors) {
   const auto& sr = bootstrap.static_resources();
+  // What a ConfigSource's `ads` needs (listeners' RDS are read before dynamic_resources).
+  setAdsConfigured(bootstrap.dynamic_resources().has_ads_config());
   SecretMap secrets;
   if (!indexSecrets(sr.secrets(), secrets, errors)) return false;
   std::set<std::string> cluster_names;

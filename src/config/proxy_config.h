@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/tls_config.h"
+#include "config/subscription.h"
 #include "config/xds_resources.h"
 #include "filters/network/tcp_proxy.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
@@ -79,16 +80,11 @@ struct ProxyConfig {
   std::vector<ListenerConfig> listeners;
   std::vector<upstream::ClusterConfig> clusters;
   std::optional<AdminConfig> admin;
-  // dynamic_resources.cds_config's file (path_config_source), if any.
-  std::string cds_path;
-  // dynamic_resources.cds_config: {ads: {}}: clusters come over the ADS stream.
-  bool cds_ads{false};
-  // cds_config.initial_fetch_timeout (ADS only; Envoy's default 15 s; 0: wait forever).
-  std::chrono::milliseconds cds_initial_fetch_timeout{15000};
+  // dynamic_resources.cds_config and lds_config (a file or the ADS stream), if any.
+  std::optional<SourceSpec> cds;
+  std::optional<SourceSpec> lds;
   // dynamic_resources.ads_config, if any.
   std::optional<AdsConfig> ads;
-  // dynamic_resources.lds_config's file, if any.
-  std::string lds_path;
 };
 
 // Builds the runtime config; false with errors ("path: message").

@@ -84,27 +84,31 @@ bool RdsApi::onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& e
   return true;
 }
 
-std::shared_ptr<RdsRouteTable> RouteConfigProviders::get(const std::string& path,
+std::shared_ptr<RdsRouteTable> RouteConfigProviders::get(const SourceSpec& source,
                                                          const std::string& name,
                                                          const std::string& stat_prefix,
                                                          router::PerFilterConfigCompiler compile,
                                                          std::string& error) {
-  auto key = std::make_pair(path, name);
+  auto key = std::make_pair(source.key(), name);
   auto it = apis_.find(key);
   if (it != apis_.end()) return it->second->table();
-  auto api = std::make_unique<RdsApi>(name, path, std::move(compile), main_.timeSource());
+  auto& time = factory_.dispatcher().timeSource();
+  auto api = std::make_unique<RdsApi>(name, source, std::move(compile), time);
   RdsApi* raw = api.get();
-  api->subscription = std::make_unique<FilesystemSubscription>(
-      main_, path, std::string(kRouteConfigurationType), store_,
-      "http." + stat_prefix + ".rds." + name + ".",
+  api->subscription = factory_.create(
+      source, kRouteConfigurationType, name, "http." + stat_prefix + ".rds." + name + ".",
       [raw](DiscoveryUpdate& u, std::vector<std::string>& errors) {
         return raw->onConfigUpdate(u, errors);
       });
+  if (!api->subscription) {
+    error = "ads: the ADS stream is not configured";
+    return nullptr;
+  }
   if (!api->subscription->start(error)) return nullptr;
-  if (!raw->loaded()) {
+  if (!raw->loaded() && !source.ads) {
     SLUICE_LOG(warn, config,
                "rds: route config '{}' not loaded from {}; requests get 404 until it is", name,
-               path);
+               source.path);
   }
   auto table = raw->table();
   apis_.emplace(std::move(key), std::move(api));

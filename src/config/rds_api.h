@@ -1,7 +1,7 @@
 #pragma once
 
 // RDS: a connection manager's route table from a subscription (`rds` with a config source and
-// a route_config_name; today a watched file). Each accepted version is compiled into an
+// a route_config_name: a watched file, or the ADS stream). Each accepted version is compiled into an
 // immutable route table that replaces the previous one whole; a request resolves its route
 // against the table current when it starts, so the next request on an existing connection
 // uses the new routes. A version without the named RouteConfiguration, or with a bad one, is
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "config/filesystem_subscription.h"
+#include "config/subscription.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "event/dispatcher.h"
 #include "http/route.h"
@@ -51,16 +51,16 @@ class RdsRouteTable : public http::RouteTable {
 // One RDS subscription: a route_config_name from one config source.
 class RdsApi {
  public:
-  RdsApi(std::string name, std::string path, router::PerFilterConfigCompiler compile,
+  RdsApi(std::string name, SourceSpec source, router::PerFilterConfigCompiler compile,
          event::TimeSource& time)
-      : name_(std::move(name)), path_(std::move(path)), compile_(std::move(compile)), time_(time),
+      : name_(std::move(name)), source_(std::move(source)), compile_(std::move(compile)), time_(time),
         table_(std::make_shared<RdsRouteTable>()) {}
 
   // Checks and applies one update; false with "resources[i]...: message" errors.
   bool onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& errors);
 
   const std::string& name() const { return name_; }
-  const std::string& path() const { return path_; }
+  const SourceSpec& source() const { return source_; }
   const std::shared_ptr<RdsRouteTable>& table() const { return table_; }
   bool loaded() const { return loaded_; }
   // For /config_dump.
@@ -68,11 +68,11 @@ class RdsApi {
   const std::string& versionInfo() const { return version_info_; }
   event::SystemTime lastUpdated() const { return last_updated_; }
 
-  std::unique_ptr<FilesystemSubscription> subscription;
+  std::unique_ptr<Subscription> subscription;
 
  private:
   const std::string name_;
-  const std::string path_;
+  const SourceSpec source_;
   router::PerFilterConfigCompiler compile_;
   event::TimeSource& time_;
   std::shared_ptr<RdsRouteTable> table_;
@@ -87,11 +87,11 @@ class RdsApi {
 // the same config source and route_config_name.
 class RouteConfigProviders {
  public:
-  RouteConfigProviders(event::Dispatcher& main, stats::Store& store) : main_(main), store_(store) {}
+  explicit RouteConfigProviders(SubscriptionFactory& factory) : factory_(factory) {}
 
-  // The subscription's table, starting it (the file is read now) on first use. Null with
-  // `error` if the file's directory cannot be watched.
-  std::shared_ptr<RdsRouteTable> get(const std::string& path, const std::string& name,
+  // The subscription's table, starting it (a file is read now) on first use. Null with
+  // `error` if it cannot start (a file's directory cannot be watched).
+  std::shared_ptr<RdsRouteTable> get(const SourceSpec& source, const std::string& name,
                                      const std::string& stat_prefix,
                                      router::PerFilterConfigCompiler compile, std::string& error);
   const std::map<std::pair<std::string, std::string>, std::unique_ptr<RdsApi>>& all() const {
@@ -99,9 +99,9 @@ class RouteConfigProviders {
   }
 
  private:
-  event::Dispatcher& main_;
-  stats::Store& store_;
-  std::map<std::pair<std::string, std::string>, std::unique_ptr<RdsApi>> apis_;  // path, name
+  SubscriptionFactory& factory_;
+  // By source (SourceSpec::key) and name.
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<RdsApi>> apis_;
 };
 
 // The running proxy's providers (null in --mode validate, where an rds block is only checked).

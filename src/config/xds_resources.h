@@ -23,6 +23,7 @@ inline constexpr std::string_view kRouteConfigurationType =
     "envoy.config.route.v3.RouteConfiguration";
 inline constexpr std::string_view kClusterLoadAssignmentType =
     "envoy.config.endpoint.v3.ClusterLoadAssignment";
+inline constexpr std::string_view kSecretType = "envoy.extensions.transport_sockets.tls.v3.Secret";
 
 // dynamic_resources.ads_config: where the ADS stream goes (config/grpc_mux.h).
 struct AdsConfig {

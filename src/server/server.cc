@@ -80,6 +80,25 @@ class Server {
   }
 
  private:
+  // The workers start (the listeners open) once the clusters and LDS's first version are in.
+  void startServing() {
+    if (!clusters_ready_ || !lds_ready_ || serving_) return;
+    serving_ = true;
+    std::vector<Worker*> workers;
+    for (auto& w : workers_) workers.push_back(w.get());
+    lm_->startWorkers(workers);
+    for (auto& w : workers_) w->start();
+    if (!exiting_) {
+      state_ = 0;
+      store_.gauge("server.state").set(0);
+    }
+    store_.gauge("server.live").set(1);
+    SLUICE_LOG(info, main, "all clusters initialized; {} worker(s) serving", workers_.size());
+    // Loading the config (YAML, JSON, protos, descriptors) freed most of what it allocated,
+    // but glibc keeps freed pages mapped: hand them back once, now that the workers serve.
+    malloc_trim(0);
+  }
+
   int reportErrors(const std::vector<std::string>& errors) {
     for (const auto& e : errors) std::fprintf(stderr, "error: %s\n", e.c_str());
     if (options_.mode == "validate") {
@@ -93,8 +112,18 @@ class Server {
     start_time_ = time_.systemTime();
     event::DispatcherImpl main("main_thread", time_);
     main_ = &main;
+    // Subscriptions (CDS, LDS, RDS, ...) from files or over the ADS stream. The stream runs on
+    // the main thread, through its own view of the clusters; it exists before the config is
+    // built, as the listeners' RDS subscribe to it while they are.
+    upstream::ThreadLocalClusterManager main_tlcm(main);
+    config::SubscriptionFactory subscriptions(main, store_);
+    std::shared_ptr<config::GrpcMux> ads;
+    if (bootstrap_.dynamic_resources().has_ads_config()) {
+      ads = std::make_shared<config::GrpcMux>(main, main_tlcm, store_);
+      subscriptions.setAds(ads);
+    }
     // RDS subscriptions start as the connection managers that name them are built.
-    config::RouteConfigProviders rds(main, store_);
+    config::RouteConfigProviders rds(subscriptions);
     rds_ = &rds;
     config::setRouteConfigProviders(&rds);
     {
@@ -104,10 +133,12 @@ class Server {
         return reportErrors(errors);
       }
     }
+    if (ads) ads->setConfig(*proxy_.ads);
     upstream::DnsResolver dns;
     upstream::ClusterManager cm(main, dns, store_);
     cm_ = &cm;
     for (auto& c : proxy_.clusters) cm.addCluster(c);
+    if (ads) cm.registerWorker(main, main_tlcm);
     // CDS from a file: its first version is read now, so its clusters are among those the
     // listeners wait for. Over ADS: the listeners wait for its first version (or its
     // initial_fetch_timeout) and for the clusters it brings to warm.
@@ -116,34 +147,24 @@ class Server {
       config::indexSecrets(bootstrap_.static_resources().secrets(), secrets_, errors);
     }
     std::unique_ptr<config::CdsApi> cds;
-    std::unique_ptr<config::FilesystemSubscription> cds_subscription;
-    // The ADS stream runs on the main thread, through its own view of the clusters.
-    upstream::ThreadLocalClusterManager main_tlcm(main);
-    std::unique_ptr<config::GrpcMux> ads;
-    if (!proxy_.cds_path.empty() || proxy_.cds_ads) {
+    std::unique_ptr<config::Subscription> cds_subscription;
+    const bool cds_ads = proxy_.cds && proxy_.cds->ads;
+    if (proxy_.cds) {
       cds = std::make_unique<config::CdsApi>(cm, secrets_, store_, time_);
       cds_ = cds.get();
-    }
-    auto apply_cds = [&cds](config::DiscoveryUpdate& u, std::vector<std::string>& errors) {
-      return cds->onConfigUpdate(u, errors);
-    };
-    if (!proxy_.cds_path.empty()) {
-      cds_subscription = std::make_unique<config::FilesystemSubscription>(
-          main, proxy_.cds_path, std::string(config::kClusterType), store_,
-          "cluster_manager.cds.", apply_cds);
+      if (cds_ads) cm.holdInit();
+      cds_subscription = subscriptions.create(
+          *proxy_.cds, config::kClusterType, "", "cluster_manager.cds.",
+          [&cds](config::DiscoveryUpdate& u, std::vector<std::string>& errors) {
+            return cds->onConfigUpdate(u, errors);
+          },
+          [&cm, cds_ads] {
+            if (cds_ads) cm.releaseInit();
+          });
       std::string error;
       if (!cds_subscription->start(error)) {
         SLUICE_LOG(critical, main, "dynamic_resources.cds_config: {}", error);
         return 1;
-      }
-    }
-    if (proxy_.ads) {
-      cm.registerWorker(main, main_tlcm);
-      ads = std::make_unique<config::GrpcMux>(main, main_tlcm, *proxy_.ads, store_);
-      if (proxy_.cds_ads) {
-        cm.holdInit();
-        ads->subscribe(config::kClusterType, "cluster_manager.cds.", apply_cds,
-                       proxy_.cds_initial_fetch_timeout, [&cm] { cm.releaseInit(); });
       }
     }
     // Listeners: the bootstrap's, then LDS's first version (read now, so that its
@@ -167,18 +188,25 @@ class Server {
         return 1;
       }
     }
-    std::unique_ptr<config::FilesystemSubscription> lds_subscription;
-    if (!proxy_.lds_path.empty()) {
+    // LDS: from a file, its first version is read now, so that its listeners open with the
+    // others. When clusters or listeners come over ADS, LDS starts once the clusters are in
+    // (Envoy's order: its listeners' routes may name them), and the workers start once its
+    // first version is in (or its initial_fetch_timeout passed).
+    std::unique_ptr<config::Subscription> lds_subscription;
+    lds_ready_ = !proxy_.lds;
+    const bool lds_later = proxy_.lds && (cds_ads || proxy_.lds->ads);
+    if (proxy_.lds) {
       lds_ = true;
-      lds_subscription = std::make_unique<config::FilesystemSubscription>(
-          main, proxy_.lds_path, std::string(config::kListenerType), store_,
-          "listener_manager.lds.",
+      lds_subscription = subscriptions.create(
+          *proxy_.lds, config::kListenerType, "", "listener_manager.lds.",
           [&lm](config::DiscoveryUpdate& u, std::vector<std::string>& errors) {
             return lm.onConfigUpdate(u, errors);
+          },
+          [this] {
+            lds_ready_ = true;
+            startServing();
           });
-      // With clusters over ADS, LDS starts once they are in (as Envoy's start-up orders it):
-      // its listeners' routes may name them.
-      if (!proxy_.cds_ads) {
+      if (!lds_later) {
         std::string error;
         if (!lds_subscription->start(error)) {
           SLUICE_LOG(critical, main, "dynamic_resources.lds_config: {}", error);
@@ -234,28 +262,18 @@ class Server {
     });
     uptime_timer_->enableTimer(std::chrono::seconds(0));
 
-    // Listeners open for traffic once every cluster has its first hosts (DNS).
-    cm.start([this, &lds_subscription] {
-      if (lds_subscription && proxy_.cds_ads) {
+    // Listeners open for traffic once every cluster has its first hosts (DNS), and LDS's
+    // first version is in.
+    cm.start([this, &lds_subscription, lds_later] {
+      clusters_ready_ = true;
+      if (lds_later) {
         std::string error;
         if (!lds_subscription->start(error)) {
           SLUICE_LOG(critical, main, "dynamic_resources.lds_config: {}", error);
           startDrainAndExit();
         }
       }
-      std::vector<Worker*> workers;
-      for (auto& w : workers_) workers.push_back(w.get());
-      lm_->startWorkers(workers);
-      for (auto& w : workers_) w->start();
-      if (!exiting_) {
-        state_ = 0;
-        store_.gauge("server.state").set(0);
-      }
-      store_.gauge("server.live").set(1);
-      SLUICE_LOG(info, main, "all clusters initialized; {} worker(s) serving", workers_.size());
-      // Loading the config (YAML, JSON, protos, descriptors) freed most of what it allocated,
-      // but glibc keeps freed pages mapped: hand them back once, now that the workers serve.
-      malloc_trim(0);
+      startServing();
     });
     if (ads) ads->start();
 
@@ -268,9 +286,9 @@ class Server {
     cm.unregisterWorkers();
     lds_subscription.reset();
     lm_ = nullptr;
+    cds_subscription.reset();
     config::setRouteConfigProviders(nullptr);
     rds_ = nullptr;
-    cds_subscription.reset();
     cds_ = nullptr;
     workers_.clear();
     admin_handler.reset();
@@ -326,6 +344,9 @@ class Server {
   ListenerManager* lm_{nullptr};
   config::RouteConfigProviders* rds_{nullptr};
   bool lds_{false};
+  bool clusters_ready_{false};  // every cluster has its first hosts
+  bool lds_ready_{false};       // LDS's first version is in (or there is no LDS)
+  bool serving_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   event::Dispatcher* main_{nullptr};
   upstream::ClusterManager* cm_{nullptr};

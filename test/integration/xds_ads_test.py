@@ -5,6 +5,7 @@ good version, the nonce, and the path-named error); the proxy waits for its firs
 before it serves, keeps serving its last config while the control plane is away, and
 resubscribes with the version it has when the control plane returns."""
 
+import http.client
 import json
 import os
 import re
@@ -18,6 +19,10 @@ from harness import Proxy, bootstrap, cluster, hcm, wait_until
 from upstream import Upstream
 
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+ADS_CONFIG = {"api_type": "GRPC", "transport_api_version": "V3",
+              "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}
 ADS_SERVER = None
 
 
@@ -62,7 +67,7 @@ class AdsServer(harness.Process):
             pipe.close()
 
 
-class AdsTest(harness.unittest.TestCase):
+class AdsBase(harness.unittest.TestCase):
     def setUp(self):
         self.a = Upstream("a")
         self.b = Upstream("b")
@@ -78,12 +83,12 @@ class AdsTest(harness.unittest.TestCase):
         self.a.close()
         self.b.close()
 
-    def respond(self, clusters, version):
+    def respond(self, resources, version, type_url=CLUSTER_TYPE):
         self.responses += 1
         path = os.path.join(self.dir, "r%d.json" % self.responses)
         with open(path, "w") as f:
-            json.dump({"version_info": version, "type_url": CLUSTER_TYPE,
-                       "resources": [dict(c, **{"@type": CLUSTER_TYPE}) for c in clusters]}, f)
+            json.dump({"version_info": version, "type_url": type_url,
+                       "resources": [dict(c, **{"@type": type_url}) for c in resources]}, f)
         self.ads.send("respond " + path)
         return self.ads.next(r"^sent (\S+)").group(1)
 
@@ -110,6 +115,11 @@ class AdsTest(harness.unittest.TestCase):
 
     def serving(self):
         return "worker(s) serving" in self.proxy.output()
+
+
+
+class AdsTest(AdsBase):
+    """Clusters over ADS."""
 
     def test_clusters_arrive_are_acked_changed_and_a_bad_version_is_nacked(self):
         p = self.start()
@@ -228,6 +238,144 @@ class AdsTest(harness.unittest.TestCase):
                 r = harness.run("proxy", "-c", f.name, "--mode", "validate")
             self.assertNotEqual(r.returncode, 0)
             self.assertIn(expect, r.stdout + r.stderr)
+
+
+def xds_cluster(port):
+    return cluster("xds", port, typed_extension_protocol_options={
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}}}})
+
+
+def rds_hcm(route_config_name):
+    """A connection manager whose routes come over ADS."""
+    h = hcm([])
+    del h["route_config"]
+    h["rds"] = {"route_config_name": route_config_name,
+                "config_source": {"ads": {}, "resource_api_version": "V3"}}
+    return h
+
+
+def route_config(name, cluster_name):
+    return {"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": cluster_name}}]}]}
+
+
+def ads_listener(name, route_config_name):
+    return {"name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": rds_hcm(route_config_name)}]}]}
+
+
+class AdsListenersAndRoutesTest(AdsBase):
+    """Listeners (LDS) and route tables (RDS) over the same ADS stream as clusters."""
+
+    def start_lds_rds(self):
+        cfg = bootstrap(rds_hcm("r0"), [cluster("a", self.a.port), cluster("b", self.b.port),
+                                        xds_cluster(self.ads.port)])
+        cfg["dynamic_resources"] = {
+            "ads_config": ADS_CONFIG,
+            "lds_config": {"ads": {}, "resource_api_version": "V3"}}
+        self.proxy = Proxy(cfg, wait_serving=False)
+        return self.proxy
+
+    def requests_by_type(self, n):
+        out = {}
+        for _ in range(n):
+            r = self.ads.next_request()
+            out.setdefault(r["typeUrl"], []).append(r)
+        return out
+
+    def get(self, port):
+        r, _ = self.proxy.request("GET", "/", port=port)
+        return r.status, r.getheader("x-upstream")
+
+    def test_listeners_and_routes_arrive_by_name_and_change(self):
+        p = self.start_lds_rds()
+        self.ads.next(r"^stream open")
+        # The static listener's RDS asks for its route table by name; LDS asks for every
+        # listener.
+        first = self.requests_by_type(2)
+        self.assertEqual(first[ROUTE_TYPE][0]["resourceNames"], ["r0"])
+        self.assertNotIn("resourceNames", first[LISTENER_TYPE][0])
+        # Until the first listeners arrive the proxy does not serve (Envoy's LDS init).
+        self.assertEqual(p.stat("server.state"), 2)
+        self.assertFalse(self.serving())
+
+        nonce = self.respond([ads_listener("listener_1", "r1")], "l1", LISTENER_TYPE)
+        port1 = int(p.wait_for_line(
+            r"listener 'listener_1' listening on 127\.0\.0\.1:(\d+)").group(1))
+        after = self.requests_by_type(2)
+        ack = after[LISTENER_TYPE][0]
+        self.assertEqual((ack.get("versionInfo"), ack.get("responseNonce")), ("l1", nonce))
+        # The new listener's connection manager asks for r1 too: one request for both names.
+        self.assertEqual(sorted(after[ROUTE_TYPE][0]["resourceNames"]), ["r0", "r1"])
+        p.wait_for_line(r"worker\(s\) serving")
+        # No routes yet: 404 (NR).
+        self.assertEqual(self.get(p.port)[0], 404)
+
+        nonce = self.respond([route_config("r0", "a"), route_config("r1", "b")], "v1", ROUTE_TYPE)
+        ack = self.ads.next_request()
+        self.assertEqual((ack["typeUrl"], ack.get("versionInfo"), ack.get("responseNonce")),
+                         (ROUTE_TYPE, "v1", nonce))
+        wait_until(lambda: self.get(p.port) == (200, "a"), what="r0 applied")
+        self.assertEqual(self.get(port1), (200, "b"))
+        self.assertEqual(p.stat("http.ingress_http.rds.r0.update_success"), 1)
+
+        # A route change applies to the next request on an existing connection.
+        c = http.client.HTTPConnection("127.0.0.1", p.port, timeout=30)
+        c.request("GET", "/")
+        r = c.getresponse()
+        r.read()
+        self.assertEqual(r.getheader("x-upstream"), "a")
+        self.respond([route_config("r0", "b"), route_config("r1", "b")], "v2", ROUTE_TYPE)
+        self.assertEqual(self.ads.next_request().get("versionInfo"), "v2")
+
+        def same_connection():
+            c.request("GET", "/")
+            resp = c.getresponse()
+            resp.read()
+            return resp.getheader("x-upstream") == "b"
+        wait_until(same_connection, what="r0 moved to b on the open connection")
+        c.close()
+
+        # A bad route table: NACKed with the path of the bad field in the response (r0 is
+        # its second resource); the last good tables keep serving.
+        bad = route_config("r0", "a")
+        bad["virtual_hosts"][0]["domains"] = []
+        nonce = self.respond([route_config("r1", "a"), bad], "v3", ROUTE_TYPE)
+        nack = self.ads.next_request()
+        self.assertEqual((nack.get("versionInfo"), nack.get("responseNonce")), ("v2", nonce))
+        self.assertIn("resources[1].virtual_hosts[0].domains", nack["errorDetail"]["message"])
+        self.assertEqual(self.get(p.port), (200, "b"))
+
+        # The stream ends: each type asks again with what it has.
+        self.ads.send("close 14 going away")
+        self.ads.next(r"^stream closed")
+        self.ads.next(r"^stream open")
+        again = self.requests_by_type(2)
+        self.assertEqual(again[LISTENER_TYPE][0].get("versionInfo"), "l1")
+        self.assertEqual(again[ROUTE_TYPE][0].get("versionInfo"), "v2")
+        self.assertEqual(sorted(again[ROUTE_TYPE][0]["resourceNames"]), ["r0", "r1"])
+        self.assertEqual(self.get(port1), (200, "b"))
+
+    def test_a_listener_update_over_ads_is_nacked_with_the_path(self):
+        p = self.start_lds_rds()
+        self.requests_by_type(2)
+        self.respond([ads_listener("listener_1", "r1")], "l1", LISTENER_TYPE)
+        self.requests_by_type(2)
+        p.wait_for_line(r"worker\(s\) serving")
+        bad = ads_listener("listener_2", "r2")
+        bad["address"]["socket_address"]["port_value"] = 70000
+        nonce = self.respond([ads_listener("listener_1", "r1"), bad], "l2", LISTENER_TYPE)
+        nack = self.ads.next_request()
+        self.assertEqual((nack["typeUrl"], nack.get("versionInfo"), nack.get("responseNonce")),
+                         (LISTENER_TYPE, "l1", nonce))
+        self.assertIn("resources[1].address.socket_address.port_value",
+                      nack["errorDetail"]["message"])
+        self.assertEqual(p.stat("listener_manager.lds.update_rejected"), 1)
+        self.assertNotIn("listener_2", p.output())
 
 
 if __name__ == "__main__":
