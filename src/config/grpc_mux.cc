@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <iterator>
+#include <map>
+#include <set>
 
+#include <google/protobuf/any.pb.h>
 #include <google/protobuf/descriptor.h>
 
 #include "common/logger.h"
@@ -15,6 +18,8 @@ namespace sluice::config {
 namespace {
 constexpr std::string_view kAdsPath =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+constexpr std::string_view kDeltaAdsPath =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 constexpr std::string_view kTypeUrlPrefix = "type.googleapis.com/";
 constexpr std::chrono::milliseconds kBackoffBase{500};
 constexpr std::chrono::milliseconds kBackoffMax{30000};
@@ -61,6 +66,10 @@ struct GrpcMux::TypeState {
   std::shared_ptr<const DiscoveryUpdate> last;
   bool dirty{false};  // the names changed: send the request again
   std::vector<std::string> sent_names;
+  // Delta xDS: the resources held (name -> version and body), whose whole set each watch is
+  // offered as a state-of-the-world update; and what this stream was asked for so far.
+  std::map<std::string, std::pair<std::string, google::protobuf::Any>> held;
+  bool asked_on_stream{false};
 };
 
 class GrpcMux::Watch : public Subscription {
@@ -114,7 +123,7 @@ GrpcMux::GrpcMux(event::Dispatcher& main, upstream::ThreadLocalClusterManager& t
   retry_timer_ = main_.createTimer([this] { connect(); });
   flush_timer_ = main_.createTimer([this] {
     for (auto& t : types_) {
-      if (t->dirty && encoder_) sendRequest(*t, nullptr);
+      if (t->dirty && encoder_) sendRequest(*t, false, nullptr);
     }
   });
   store_.gauge("control_plane.connected_state").set(0);
@@ -262,7 +271,7 @@ void GrpcMux::onPoolReady(http::RequestEncoder& encoder, const upstream::HostSha
   stream_up_ = true;
   encoder.getStream().addCallbacks(*this);
   http::RequestHeaderMap headers{{":method", "POST"},
-                                 {":path", kAdsPath},
+                                 {":path", config_.delta ? kDeltaAdsPath : kAdsPath},
                                  {":scheme", "http"},
                                  {":authority", config_.cluster_name},
                                  {"content-type", "application/grpc"},
@@ -275,15 +284,13 @@ void GrpcMux::onPoolReady(http::RequestEncoder& encoder, const upstream::HostSha
   // Each type asks again with what it has; the nonces of the last stream mean nothing here.
   for (auto& t : types_) {
     t->nonce.clear();
-    if (encoder_ && !t->watches.empty()) sendRequest(*t, nullptr);
+    t->asked_on_stream = false;
+    t->sent_names.clear();
+    if (encoder_ && !t->watches.empty()) sendRequest(*t, false, nullptr);
   }
 }
 
-void GrpcMux::sendRequest(TypeState& t, const std::string* error) {
-  envoy::service::discovery::v3::DiscoveryRequest req;
-  req.set_version_info(t.version);
-  req.set_type_url(t.type_url);
-  req.set_response_nonce(t.nonce);
+void GrpcMux::sendRequest(TypeState& t, bool reply, const std::string* error) {
   // The names the watches ask for; none if any asks for every resource.
   std::vector<std::string> names;
   bool all = false;
@@ -294,18 +301,51 @@ void GrpcMux::sendRequest(TypeState& t, const std::string* error) {
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   if (all) names.clear();
+  const bool with_node = !sent_node_ || !config_.set_node_on_first_message_only;
+  sent_node_ = true;
+  t.dirty = false;
+  if (config_.delta) {
+    // Incremental: the first request of a stream says what the proxy holds and wants (no
+    // names: every resource); later ones the names added and dropped, or an ACK/NACK.
+    envoy::service::discovery::v3::DeltaDiscoveryRequest req;
+    req.set_type_url(t.type_url);
+    if (with_node) req.mutable_node()->ParseFromString(config_.node);
+    if (!t.asked_on_stream) {
+      for (const auto& n : names) req.add_resource_names_subscribe(n);
+      for (const auto& [name, held] : t.held) {
+        (*req.mutable_initial_resource_versions())[name] = held.first;
+      }
+      t.asked_on_stream = true;
+    } else {
+      std::set_difference(names.begin(), names.end(), t.sent_names.begin(), t.sent_names.end(),
+                          google::protobuf::RepeatedFieldBackInserter(req.mutable_resource_names_subscribe()));
+      std::set_difference(t.sent_names.begin(), t.sent_names.end(), names.begin(), names.end(),
+                          google::protobuf::RepeatedFieldBackInserter(req.mutable_resource_names_unsubscribe()));
+    }
+    if (reply) req.set_response_nonce(t.nonce);
+    if (error) {
+      req.mutable_error_detail()->set_code(kInternal);
+      req.mutable_error_detail()->set_message(*error);
+    }
+    t.sent_names = std::move(names);
+    writeMessage(req.SerializeAsString());
+    return;
+  }
+  envoy::service::discovery::v3::DiscoveryRequest req;
+  req.set_version_info(t.version);
+  req.set_type_url(t.type_url);
+  req.set_response_nonce(t.nonce);
   for (const auto& n : names) req.add_resource_names(n);
   t.sent_names = std::move(names);
-  t.dirty = false;
-  if (!sent_node_ || !config_.set_node_on_first_message_only) {
-    req.mutable_node()->ParseFromString(config_.node);
-    sent_node_ = true;
-  }
+  if (with_node) req.mutable_node()->ParseFromString(config_.node);
   if (error) {
     req.mutable_error_detail()->set_code(kInternal);
     req.mutable_error_detail()->set_message(*error);
   }
-  const std::string bytes = req.SerializeAsString();
+  writeMessage(req.SerializeAsString());
+}
+
+void GrpcMux::writeMessage(const std::string& bytes) {
   char header[kFrameHeader];
   header[0] = 0;
   const uint32_t n = static_cast<uint32_t>(bytes.size());
@@ -362,54 +402,110 @@ void GrpcMux::onResetStream(http::StreamResetReason reason, std::string_view det
                  (details.empty() ? "" : ", " + std::string(details)) + ")");
 }
 
+GrpcMux::TypeState* GrpcMux::watchedType(const std::string& type_url) {
+  for (auto& ts : types_) {
+    if (ts->type_url == type_url && !ts->watches.empty()) return ts.get();
+  }
+  SLUICE_LOG(warn, config, "ADS: ignoring a response of unsubscribed type {}", type_url);
+  return nullptr;
+}
+
 void GrpcMux::onMessage(std::string_view bytes) {
+  const int size = static_cast<int>(bytes.size());
+  if (config_.delta) {
+    envoy::service::discovery::v3::DeltaDiscoveryResponse resp;
+    if (!resp.ParseFromArray(bytes.data(), size)) {
+      onStreamClosed("a DeltaDiscoveryResponse that does not parse");
+      return;
+    }
+    backoff_ = std::chrono::milliseconds(0);
+    TypeState* t = watchedType(resp.type_url());
+    if (!t) return;
+    t->nonce = resp.nonce();
+    // The whole set after this response: what is held, changed and less what is removed. It
+    // is offered as a state-of-the-world response whose first resources are this response's
+    // (so an error's resources[i] is the i-th of this response), then the others held.
+    auto held = t->held;
+    std::vector<std::string> errors;
+    envoy::service::discovery::v3::DiscoveryResponse sotw;
+    sotw.set_version_info(resp.system_version_info());
+    sotw.set_type_url(resp.type_url());
+    std::set<std::string> in_response;
+    for (int i = 0; i < resp.resources_size(); ++i) {
+      const auto& r = resp.resources(i);
+      const std::string path = "resources[" + std::to_string(i) + "]";
+      if (r.name().empty() || !r.has_resource()) {
+        errors.push_back(path + (r.name().empty() ? ".name: a name is required"
+                                                  : ".resource: a resource is required"));
+        continue;
+      }
+      if (!in_response.insert(r.name()).second) {
+        errors.push_back(path + ".name: '" + r.name() + "' twice in one response");
+        continue;
+      }
+      held[r.name()] = {r.version(), r.resource()};
+      *sotw.add_resources() = r.resource();
+    }
+    for (const auto& name : resp.removed_resources()) held.erase(name);
+    for (const auto& [name, h] : held) {
+      if (!in_response.count(name)) *sotw.add_resources() = h.second;
+    }
+    if (errors.empty() && deliver(*t, sotw, errors)) t->held = std::move(held);
+    reply(*t, sotw, errors);
+    return;
+  }
   envoy::service::discovery::v3::DiscoveryResponse resp;
-  if (!resp.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+  if (!resp.ParseFromArray(bytes.data(), size)) {
     onStreamClosed("a DiscoveryResponse that does not parse");
     return;
   }
   backoff_ = std::chrono::milliseconds(0);  // the control plane works: start over next time
-  TypeState* t = nullptr;
-  for (auto& ts : types_) {
-    if (ts->type_url == resp.type_url()) t = ts.get();
-  }
-  if (!t || t->watches.empty()) {
-    SLUICE_LOG(warn, config, "ADS: ignoring a response of unsubscribed type {}", resp.type_url());
-    return;
-  }
+  TypeState* t = watchedType(resp.type_url());
+  if (!t) return;
   t->nonce = resp.nonce();
-  auto update = std::make_shared<DiscoveryUpdate>();
   std::vector<std::string> errors;
-  bool ok = decodeDiscoveryResponse(resp, t->type, *update, errors);
+  deliver(*t, resp, errors);
+  reply(*t, resp, errors);
+}
+
+bool GrpcMux::deliver(TypeState& t, const envoy::service::discovery::v3::DiscoveryResponse& resp,
+                      std::vector<std::string>& errors) {
+  auto update = std::make_shared<DiscoveryUpdate>();
+  bool ok = decodeDiscoveryResponse(resp, t.type, *update, errors);
   // A watch may go (or come) while it applies its part: offer to a copy of the list.
-  const std::vector<Watch*> watches = t->watches;
-  if (ok) {
-    for (Watch* w : watches) {
-      if (std::find(t->watches.begin(), t->watches.end(), w) == t->watches.end()) continue;
+  const std::vector<Watch*> watches = t.watches;
+  for (Watch* w : watches) {
+    if (std::find(t.watches.begin(), t.watches.end(), w) == t.watches.end()) continue;
+    if (ok) {
       ok = offer(*w, *update, errors) && ok;
-    }
-  } else {
-    for (Watch* w : watches) {
+    } else {
       store_.counter(w->prefix_ + "update_attempt").inc();
       store_.counter(w->prefix_ + "update_rejected").inc();
       w->initialized();
     }
   }
   if (ok) {
-    t->version = resp.version_info();
-    SLUICE_LOG(info, config, "ADS: {} version {} accepted ({} resources)", t->type, t->version,
+    t.version = resp.version_info();
+    SLUICE_LOG(info, config, "ADS: {} version {} accepted ({} resources)", t.type, t.version,
                update->resources.size());
-    t->last = std::move(update);
-    if (encoder_) sendRequest(*t, nullptr);
-  } else {
-    std::string detail;
-    for (const auto& e : errors) {
-      SLUICE_LOG(warn, config, "ADS: {} version {} rejected: {}", t->type, resp.version_info(), e);
-      if (!detail.empty()) detail += "\n";
-      detail += e;
-    }
-    if (encoder_) sendRequest(*t, &detail);
+    t.last = std::move(update);
   }
+  return ok;
+}
+
+void GrpcMux::reply(TypeState& t, const envoy::service::discovery::v3::DiscoveryResponse& resp,
+                    const std::vector<std::string>& errors) {
+  if (errors.empty()) {
+    if (encoder_) sendRequest(t, true, nullptr);
+    return;
+  }
+  std::string detail;
+  for (const auto& e : errors) {
+    SLUICE_LOG(warn, config, "ADS: {} version {} rejected: {}", t.type, resp.version_info(), e);
+    if (!detail.empty()) detail += "\n";
+    detail += e;
+  }
+  if (encoder_) sendRequest(t, true, &detail);
 }
 
 bool GrpcMux::offer(Watch& w, const DiscoveryUpdate& update, std::vector<std::string>& errors) {
@@ -461,17 +557,16 @@ bool GrpcMux::offer(Watch& w, const DiscoveryUpdate& update, std::vector<std::st
 }
 
 void GrpcMux::onStreamClosed(std::string_view why) {
-  const bool was_open = std::exchange(stream_up_, false);
+  stream_up_ = false;
   if (encoder_) {
     http::RequestEncoder* encoder = std::exchange(encoder_, nullptr);
     encoder->getStream().removeCallbacks(*this);
     encoder->getStream().resetStream(http::StreamResetReason::LocalReset);
   }
   store_.gauge("control_plane.connected_state").set(0);
-  if (was_open) {
-    for (auto& t : types_) {
-      for (Watch* w : t->watches) store_.counter(w->prefix_ + "update_failure").inc();
-    }
+  // A lost stream, or one that could not be opened: a failed fetch, as Envoy counts it.
+  for (auto& t : types_) {
+    for (Watch* w : t->watches) store_.counter(w->prefix_ + "update_failure").inc();
   }
   cluster_.reset();
   // Jittered exponential back-off: a random delay up to a ceiling that doubles each time.

@@ -41,6 +41,9 @@
 namespace sluice::stats {
 class Store;
 }
+namespace envoy::service::discovery::v3 {
+class DiscoveryResponse;
+}
 
 namespace sluice::config {
 
@@ -92,8 +95,18 @@ class GrpcMux : public std::enable_shared_from_this<GrpcMux>,
   void connect();
   // The stream ended (`why` is logged): keep the config, reconnect after a back-off.
   void onStreamClosed(std::string_view why);
-  void sendRequest(TypeState& type, const std::string* error);
+  // The type's request: its names, or (`reply`) the ACK, or the NACK with `error`.
+  void sendRequest(TypeState& type, bool reply, const std::string* error);
+  void writeMessage(const std::string& bytes);
   void onMessage(std::string_view bytes);
+  TypeState* watchedType(const std::string& type_url);
+  // Offers a (state of the world) response to the type's watches; false with errors if any
+  // refused its part.
+  bool deliver(TypeState& type, const envoy::service::discovery::v3::DiscoveryResponse& resp,
+               std::vector<std::string>& errors);
+  // ACK, or NACK with the errors.
+  void reply(TypeState& type, const envoy::service::discovery::v3::DiscoveryResponse& resp,
+             const std::vector<std::string>& errors);
   // Offers the resources of `response` that `watch` asked for; false with errors if refused.
   // Nothing is offered (true) if the watch names resources the response lacks.
   bool offer(Watch& watch, const DiscoveryUpdate& update, std::vector<std::string>& errors);

@@ -988,8 +988,10 @@ bool buildDynamicResources(const envoy::config::bootstrap::v3::Bootstrap& bootst
   if (dr.has_ads_config()) {
     const auto& ads = dr.ads_config();
     const std::string p = "dynamic_resources.ads_config";
-    if (ads.api_type() != envoy::config::core::v3::ApiConfigSource::GRPC) {
-      errors.push_back(p + ".api_type: only GRPC (state of the world) is supported");
+    if (ads.api_type() != envoy::config::core::v3::ApiConfigSource::GRPC &&
+        ads.api_type() != envoy::config::core::v3::ApiConfigSource::DELTA_GRPC) {
+      errors.push_back(p + ".api_type: only GRPC (state of the world) and DELTA_GRPC "
+                           "(incremental) are supported");
       return false;
     }
     if (ads.transport_api_version() != envoy::config::core::v3::V3) {
@@ -1022,6 +1024,7 @@ bool buildDynamicResources(const envoy::config::bootstrap::v3::Bootstrap& bootst
     node.set_user_agent_name("sluice");
     cfg.node = node.SerializeAsString();
     cfg.set_node_on_first_message_only = ads.set_node_on_first_message_only();
+    cfg.delta = ads.api_type() == envoy::config::core::v3::ApiConfigSource::DELTA_GRPC;
     out.ads = std::move(cfg);
   }
   if (dr.has_cds_config()) {

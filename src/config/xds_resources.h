@@ -30,6 +30,7 @@ struct AdsConfig {
   std::string cluster_name;  // grpc_services[0].envoy_grpc.cluster_name
   std::string node;          // the bootstrap's envoy.config.core.v3.Node, serialized
   bool set_node_on_first_message_only{false};
+  bool delta{false};  // api_type DELTA_GRPC: incremental xDS
 };
 
 struct DiscoveryUpdate {

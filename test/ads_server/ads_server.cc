@@ -1,13 +1,15 @@
 // A scriptable ADS server for the end-to-end tests: a real gRPC server (grpc++) that serves
-// envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources and does
-// only what the test tells it on stdin, one command per line:
-//   respond <file>        send the DiscoveryResponse in <file> (YAML or JSON, as a path
-//                         config source holds one) on the open stream; an empty nonce is
-//                         filled in ("n1", "n2", ...)
+// envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources (state of
+// the world) and DeltaAggregatedResources (incremental), and does only what the test tells it
+// on stdin, one command per line:
+//   respond <file>        send the DiscoveryResponse (on a delta stream: the
+//                         DeltaDiscoveryResponse) in <file> (YAML or JSON, as a path config
+//                         source holds one) on the open stream; an empty nonce is filled in
+//                         ("n1", "n2", ...)
 //   close <code> <text>   end the open stream with that gRPC status
 //   quit
 // and reports on stderr, one line each (flushed):
-//   listening <port> | stream open | request <DiscoveryRequest as JSON> | sent <nonce> |
+//   listening <port> | stream open | request <(Delta)DiscoveryRequest as JSON> | sent <nonce> |
 //   stream closed | error <text>
 // It is a fake at the seam only: the proxy under test is the real binary, over a real socket.
 
@@ -32,6 +34,8 @@ namespace {
 
 constexpr const char* kAdsMethod =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+constexpr const char* kDeltaAdsMethod =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
 std::mutex out_mu;
 void say(const std::string& line) {
@@ -47,7 +51,7 @@ Stream* current = nullptr;
 
 class Stream : public grpc::ServerGenericBidiReactor {
  public:
-  explicit Stream(bool serve) {
+  Stream(bool serve, bool delta) : delta_(delta) {
     if (!serve) {
       Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "only ADS is served"));
       return;
@@ -71,12 +75,15 @@ class Stream : public grpc::ServerGenericBidiReactor {
       for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
     }
     envoy::service::discovery::v3::DiscoveryRequest req;
-    if (!req.ParseFromString(bytes)) {
+    envoy::service::discovery::v3::DeltaDiscoveryRequest delta_req;
+    google::protobuf::Message& msg = delta_ ? static_cast<google::protobuf::Message&>(delta_req)
+                                            : req;
+    if (!msg.ParseFromString(bytes)) {
       say("error a request that does not parse");
     } else {
       std::string json;
       google::protobuf::util::JsonPrintOptions opts;
-      (void)google::protobuf::util::MessageToJsonString(req, &json, opts);
+      (void)google::protobuf::util::MessageToJsonString(msg, &json, opts);
       say("request " + json);
     }
     StartRead(&in_);
@@ -131,7 +138,10 @@ class Stream : public grpc::ServerGenericBidiReactor {
     delete this;
   }
 
+  bool delta() const { return delta_; }
+
  private:
+  const bool delta_;
   grpc::ByteBuffer in_;
   std::mutex mu_;
   std::list<grpc::ByteBuffer> queue_;
@@ -141,10 +151,12 @@ class Stream : public grpc::ServerGenericBidiReactor {
 
 class Service : public grpc::CallbackGenericService {
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* ctx) override {
-    return new Stream(ctx->method() == kAdsMethod);
+    return new Stream(ctx->method() == kAdsMethod || ctx->method() == kDeltaAdsMethod,
+                      ctx->method() == kDeltaAdsMethod);
   }
 };
 
+template <class Response>
 bool loadResponse(const std::string& path, int nonce_seq, std::string& bytes, std::string& nonce) {
   std::ifstream in(path);
   std::stringstream text;
@@ -153,16 +165,14 @@ bool loadResponse(const std::string& path, int nonce_seq, std::string& bytes, st
     return false;
   }
   // The embedded API knows every resource type a response may carry.
-  std::unique_ptr<google::protobuf::Message> dyn =
-      sluice::config::newApiMessage("envoy.service.discovery.v3.DiscoveryResponse");
+  const std::string type = Response::descriptor()->full_name();
+  std::unique_ptr<google::protobuf::Message> dyn = sluice::config::newApiMessage(type);
   std::vector<std::string> errors;
-  if (!dyn || !sluice::config::messageFromYaml(text.str(),
-                                               "envoy.service.discovery.v3.DiscoveryResponse",
-                                               *dyn, errors)) {
+  if (!dyn || !sluice::config::messageFromYaml(text.str(), type, *dyn, errors)) {
     say("error " + path + ": " + (errors.empty() ? std::string("?") : errors[0]));
     return false;
   }
-  envoy::service::discovery::v3::DiscoveryResponse resp;
+  Response resp;
   resp.ParseFromString(dyn->SerializeAsString());
   if (resp.nonce().empty()) resp.set_nonce("n" + std::to_string(nonce_seq));
   nonce = resp.nonce();
@@ -201,7 +211,13 @@ int main(int argc, char** argv) {
     if (verb == "respond") {
       std::string path, bytes, nonce;
       cmd >> path;
-      if (loadResponse(path, ++nonce_seq, bytes, nonce)) {
+      const bool loaded =
+          current->delta()
+              ? loadResponse<envoy::service::discovery::v3::DeltaDiscoveryResponse>(
+                    path, ++nonce_seq, bytes, nonce)
+              : loadResponse<envoy::service::discovery::v3::DiscoveryResponse>(
+                    path, ++nonce_seq, bytes, nonce);
+      if (loaded) {
         say("sent " + nonce);  // first: the proxy's answer may come before write() returns
         current->write(std::move(bytes));
       }

@@ -228,7 +228,7 @@ class AdsTest(AdsBase):
                 ({"grpc_services": [{"envoy_grpc": {"cluster_name": "nope"}}]},
                  "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name: no "
                  "static cluster 'nope'"),
-                ({"api_type": "DELTA_GRPC"}, "dynamic_resources.ads_config.api_type: only GRPC")]:
+                ({"api_type": "REST"}, "dynamic_resources.ads_config.api_type: only GRPC")]:
             c = json.loads(json.dumps(cfg))
             if dyn:
                 c["dynamic_resources"]["ads_config"].update(dyn)
@@ -376,6 +376,82 @@ class AdsListenersAndRoutesTest(AdsBase):
                       nack["errorDetail"]["message"])
         self.assertEqual(p.stat("listener_manager.lds.update_rejected"), 1)
         self.assertNotIn("listener_2", p.output())
+
+
+class DeltaAdsTest(AdsBase):
+    """Incremental xDS (api_type DELTA_GRPC) on the DeltaAggregatedResources stream."""
+
+    def respond_delta(self, type_url, version, resources=(), removed=()):
+        self.responses += 1
+        path = os.path.join(self.dir, "d%d.json" % self.responses)
+        with open(path, "w") as f:
+            json.dump({"system_version_info": version, "type_url": type_url,
+                       "resources": [{"name": r["name"], "version": v,
+                                      "resource": dict(r, **{"@type": type_url})}
+                                     for r, v in resources],
+                       "removed_resources": list(removed)}, f)
+        self.ads.send("respond " + path)
+        return self.ads.next(r"^sent (\S+)").group(1)
+
+    def test_clusters_and_routes_change_by_difference(self):
+        cfg = bootstrap(rds_hcm("r0"), [xds_cluster(self.ads.port)])
+        cfg["dynamic_resources"] = {
+            "ads_config": dict(ADS_CONFIG, api_type="DELTA_GRPC"),
+            "cds_config": {"ads": {}, "resource_api_version": "V3"}}
+        p = self.proxy = Proxy(cfg, wait_serving=False)
+        self.ads.next(r"^stream open")
+        # Clusters first (every one: no names), with the node; the route table by name.
+        first = self.ads.next_request()
+        self.assertEqual(first["typeUrl"], CLUSTER_TYPE)
+        self.assertNotIn("resourceNamesSubscribe", first)
+        self.assertNotIn("initialResourceVersions", first)
+        self.assertEqual(first["node"]["userAgentName"], "sluice")
+        routes = self.ads.next_request()
+        self.assertEqual((routes["typeUrl"], routes["resourceNamesSubscribe"]), (ROUTE_TYPE, ["r0"]))
+
+        nonce = self.respond_delta(CLUSTER_TYPE, "s1", [(cluster("dyn", self.a.port), "1")])
+        ack = self.ads.next_request()
+        self.assertEqual((ack["typeUrl"], ack.get("responseNonce")), (CLUSTER_TYPE, nonce))
+        self.assertNotIn("errorDetail", ack)
+        p.wait_for_line(r"worker\(s\) serving")
+        self.respond_delta(ROUTE_TYPE, "s1", [(route_config("r0", "dyn"), "1")])
+        self.assertEqual(self.ads.next_request()["typeUrl"], ROUTE_TYPE)
+        wait_until(lambda: self.served_by() == (200, "a"), what="r0 and dyn applied")
+
+        # A response with only another cluster adds it and leaves dyn alone.
+        self.respond_delta(CLUSTER_TYPE, "s2", [(cluster("other", self.b.port), "1")])
+        self.ads.next_request()
+        wait_until(lambda: p.stat("cluster.other.membership_total") == 1, what="other added")
+        self.assertEqual(self.served_by(), (200, "a"))
+        # A changed dyn replaces it.
+        self.respond_delta(CLUSTER_TYPE, "s3", [(cluster("dyn", self.b.port), "2")])
+        self.ads.next_request()
+        wait_until(lambda: self.served_by() == (200, "b"), what="dyn moved to b")
+
+        # A bad resource: NACKed with its path in this response; nothing applies.
+        nonce = self.respond_delta(CLUSTER_TYPE, "s4", [
+            (cluster("dyn", self.a.port, connect_timeout="0s"), "3")], removed=["other"])
+        nack = self.ads.next_request()
+        self.assertEqual(nack.get("responseNonce"), nonce)
+        self.assertIn("resources[0].connect_timeout: value must be greater than 0s",
+                      nack["errorDetail"]["message"])
+        self.assertEqual(self.served_by(), (200, "b"))
+        self.assertEqual(p.stat("cluster.other.membership_total"), 1)
+
+        # Removal by name.
+        self.respond_delta(CLUSTER_TYPE, "s5", removed=["dyn"])
+        self.ads.next_request()
+        wait_until(lambda: self.served_by()[0] == 503, what="dyn removed")
+
+        # A new stream says what the proxy holds, by name and version.
+        self.ads.send("close 14 going away")
+        self.ads.next(r"^stream open")
+        again = self.ads.next_request()
+        self.assertEqual(again["typeUrl"], CLUSTER_TYPE)
+        self.assertEqual(again["initialResourceVersions"], {"other": "1"})
+        again = self.ads.next_request()
+        self.assertEqual(again["initialResourceVersions"], {"r0": "1"})
+        self.assertEqual(again["resourceNamesSubscribe"], ["r0"])
 
 
 if __name__ == "__main__":
