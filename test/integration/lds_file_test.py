@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import tempfile
 import threading
 
@@ -147,6 +148,50 @@ class LdsFileTest(harness.unittest.TestCase):
         p.wait_for_line(r"listener 'listener_0' listening on 127\.0\.0\.1:%d" % free)
         self.assertEqual(self.served_by(free), (200, "b"))
         self.assertEqual(p.stat("listener_manager.listener_modified"), 1)
+
+    def test_tls_listener_changed_in_place_serves_new_handshakes(self):
+        # A changed TLS listener on the same address gets new TLS contexts; handshakes on
+        # it must work (their stats are set up for the new contexts too).
+        certs = tempfile.mkdtemp(prefix="sluice-lds-certs-")
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run([os.path.join(here, "..", "tls", "gen_certs.sh"), certs], check=True,
+                       capture_output=True)
+        tls = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+                     "DownstreamTlsContext",
+            "common_tls_context": {"tls_certificates": [{
+                "certificate_chain": {"filename": os.path.join(certs, "server.pem")},
+                "private_key": {"filename": os.path.join(certs, "server.key")}}]}}}
+
+        def tls_listener(cluster_name):
+            l = listener("listener_0", [route_to(cluster_name)])
+            l["filter_chains"][0]["transport_socket"] = tls
+            return l
+
+        def https_served_by(port):
+            r = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert",
+                                os.path.join(certs, "ca.pem"), "-o", "/dev/null", "-D", "-",
+                                "https://localhost:%d/" % port],
+                               capture_output=True, text=True, timeout=30)
+            upstream = [l.split(":", 1)[1].strip() for l in r.stdout.splitlines()
+                        if l.lower().startswith("x-upstream:")]
+            return r.returncode, upstream[0] if upstream else None
+
+        self.write_lds([tls_listener("a")])
+        p = self.start()
+        self.assertEqual(https_served_by(p.port), (0, "a"))
+        # The same address as configured (port 0: the socket bound first stays).
+        self.write_lds([tls_listener("b")])
+        wait_until(lambda: https_served_by(p.port) == (0, "b"), what="new TLS chain serving")
+        self.assertEqual(p.stat("listener_manager.listener_modified"), 1)
+        self.assertIn("listener 'listener_0' updated in place", p.output())
+        # The new contexts count their handshakes under the listener's address, as the old
+        # ones did (they had no stats before the fix, and a handshake used them).
+        name = "listener.127.0.0.1_%d.ssl.handshake" % p.port
+        before = p.stat(name)
+        for _ in range(3):
+            self.assertEqual(https_served_by(p.port), (0, "b"))
+        self.assertEqual(p.stat(name), before + 3)
 
     def test_bad_version_is_refused_and_the_old_keeps_serving(self):
         self.write_lds([listener("listener_0", [route_to("a")])])
