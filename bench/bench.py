@@ -210,11 +210,11 @@ def run(args, env, results, t_start):
     run_persistent(args, env, ctx, upstream, results, persistent, progress, tls=True)
 
     # --- scenarios 6-8: a fresh instance per measurement --------------------------------
-    for scenario in ("memory", "startup", "scale", "policy", "mtls"):
+    for scenario in ("memory", "startup", "scale", "policy", "mtls", "xds"):
         if scenario not in args.scenarios:
             continue
         tlist = [t for t in args.target_list if scenario != "scale" or t != "direct"]
-        if scenario in ("policy", "mtls"):
+        if scenario in ("policy", "mtls", "xds"):
             tlist = [t for t in tlist if t == "sluice"]
         rounds = args.rounds if scenario == "startup" else args.fresh_rounds
         for r in range(rounds):

@@ -102,15 +102,18 @@ class Child:
     stdout/stderr go to `log_path` (a file: a chatty child can never block on a full pipe),
     unless capture=True, where stdout is a pipe read by communicate()."""
 
-    def __init__(self, name, argv, log_path, cpus=None, capture=False, cwd=None):
+    def __init__(self, name, argv, log_path, cpus=None, capture=False, cwd=None, pipes=False):
+        """pipes=True: stdin and stderr are pipes (a child driven by commands that reports
+        events on stderr, as the ADS server of scenario 14)."""
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.t_exec = time.monotonic()
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else self._log, stderr=self._log,
+            argv, stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else self._log,
+            stderr=subprocess.PIPE if pipes else self._log,
             start_new_session=True, preexec_fn=_preexec(cpus), cwd=cwd)
         self.pgid = self.proc.pid  # a new session: the child leads its own group
         CHILDREN.append(self)

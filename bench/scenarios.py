@@ -5,6 +5,11 @@ value, plus "error" (None, or what went wrong) and "detail" (commands, raw count
 A BenchError raised inside becomes an error sample; the run goes on.
 """
 
+import http.client
+import json
+import os
+import queue
+import threading
 import time
 
 import clients
@@ -13,7 +18,7 @@ import targets
 
 # Scenario ids in the order they run; `--only` takes these (or their numbers 1-8).
 SCENARIOS = ["keepalive", "bigbody", "fixedrate", "connclose", "cpu", "memory", "startup", "scale",
-             "policy", "h2c", "h2tls", "handshake", "mtls"]
+             "policy", "h2c", "h2tls", "handshake", "mtls", "xds"]
 
 # Scenarios measured on one long-running instance per target; the others start a fresh
 # instance for every measurement.
@@ -94,6 +99,15 @@ METRICS = [
     Metric("mtls", "ratio", "13. mTLS / plain, throughput", "x", INFO, 3, targets=["sluice"]),
     Metric("mtls", "cpu_ratio", "13. mTLS / plain, CPU per request (both sidecars)", "x", INFO,
            3, targets=["sluice"]),
+] + [
+    m for n in (1, 100, 10000) for m in (
+        Metric("xds", "ms_%d" % n, "14. ADS route change to traffic, %s route%s" % (
+            "{:,}".format(n), "" if n == 1 else "s"), "ms", LOWER, 2, targets=["sluice"]),
+        Metric("xds", "cpu_ms_%d" % n, "14. CPU per route update, %s route%s" % (
+            "{:,}".format(n), "" if n == 1 else "s"), "CPU ms", LOWER, 2, targets=["sluice"]))
+] + [
+    Metric("xds", "rss_mib_10000", "14. RSS after the 10,000-route updates", "MiB", LOWER, 1,
+           targets=["sluice"]),
 ]
 
 MIB = 1024.0 * 1024.0
@@ -370,9 +384,177 @@ def run_mtls(ctx, target):
     return s
 
 
+# --- dynamic config (scenario 14, sluice only) ------------------------------------------
+
+XDS_ROUTE_SIZES = (1, 100, 10000)
+XDS_UPDATES = 6  # per size: alternately to a direct response and back to the upstream
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+
+
+def _xds_files(d, n):
+    """Two versions of route table "bench" with n routes: the last (/small) goes to the
+    upstream (200) in one and is a direct response (203) in the other."""
+    paths = []
+    for tag, last in (("up", {"route": {"cluster": "up"}}),
+                      ("direct", {"direct_response": {"status": 203}})):
+        routes = [{"match": {"prefix": "/r%d/" % i}, "route": {"cluster": "up"}}
+                  for i in range(n - 1)]
+        routes.append(dict({"match": {"prefix": "/small"}}, **last))
+        rc = {"@type": ROUTE_TYPE, "name": "bench",
+              "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]}
+        path = os.path.join(d, "%s-%d.json" % (tag, n))
+        with open(path, "w") as f:
+            json.dump({"version_info": "%s-%d" % (tag, n), "type_url": ROUTE_TYPE,
+                       "resources": [rc]}, f)
+        paths.append(path)
+    return paths
+
+
+def _xds_bootstrap(port, admin_port, ads_port, upstream_port):
+    def addr(p):
+        return {"socket_address": {"address": "127.0.0.1", "port_value": p}}
+
+    def static(name, p, **extra):
+        return dict({"name": name, "type": "STATIC", "connect_timeout": "1s",
+                     "load_assignment": {"cluster_name": name, "endpoints": [
+                         {"lb_endpoints": [{"endpoint": {"address": addr(p)}}]}]}}, **extra)
+    hcm = {"@type": "type.googleapis.com/envoy.extensions.filters.network."
+                    "http_connection_manager.v3.HttpConnectionManager",
+           "stat_prefix": "bench",
+           "rds": {"route_config_name": "bench",
+                   "config_source": {"ads": {}, "resource_api_version": "V3"}},
+           "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+               "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}
+    h2 = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "explicit_http_config": {"http2_protocol_options": {}}}}
+    return {
+        "admin": {"address": addr(admin_port)},
+        "static_resources": {
+            "listeners": [{"name": "listener_0", "address": addr(port), "filter_chains": [
+                {"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                              "typed_config": hcm}]}]}],
+            "clusters": [static("up", upstream_port),
+                         static("xds", ads_port, typed_extension_protocol_options=h2)]},
+        "dynamic_resources": {"ads_config": {
+            "api_type": "GRPC", "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}},
+    }
+
+
+class _AdsServer:
+    """test/ads_server (built beside sluice) as the control plane: commands on stdin; the
+    time each response went out is read from its stderr ("sent <nonce>") by a thread."""
+
+    def __init__(self, ctx, port):
+        binary = os.path.join(os.path.dirname(ctx.env.sluice), "test_ads_server")
+        if not os.path.exists(binary):
+            raise procs.BenchError("no %s (build the test_ads_server target)" % binary)
+        self.port = port
+        self.child = procs.Child("ads_server", [binary, "127.0.0.1:%d" % port],
+                                 ctx.log("ads_server"), cpus=ctx.env.client_cpus(), pipes=True)
+        self.sent = queue.Queue()
+        self.listening = threading.Event()
+        self.asked = threading.Event()  # the proxy's first request came
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.listening.wait(10):
+            self.child.stop()
+            raise procs.BenchError("ads_server did not start")
+
+    def _read(self):
+        for line in self.child.proc.stderr:
+            now = time.monotonic()
+            if line.startswith(b"listening"):
+                self.listening.set()
+            elif line.startswith(b"sent "):
+                self.sent.put(now)
+            elif line.startswith(b"request "):
+                self.asked.set()
+            elif line.startswith(b"error "):
+                self.sent.put(None)
+
+    def respond(self, path):
+        """Sends the response in `path`; returns when it went out (monotonic time)."""
+        self.child.proc.stdin.write(("respond %s\n" % path).encode())
+        self.child.proc.stdin.flush()
+        try:
+            t = self.sent.get(timeout=60)
+        except queue.Empty:
+            t = None
+        if t is None:
+            raise procs.BenchError("ads_server did not send %s" % path)
+        return t
+
+    def stop(self):
+        self.child.stop()
+
+
+def _poll_last(port, want, timeout=60):
+    """GET /small on one keep-alive connection until it answers `want`; the time it did."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            c.request("GET", "/small")
+            r = c.getresponse()
+            r.read()
+            if r.status == want:
+                return time.monotonic()
+    finally:
+        c.close()
+    raise procs.BenchError("/small never answered %d" % want)
+
+
+def run_xds(ctx, target):
+    """Scenario 14 (sluice only): the time from a route table leaving the control plane (the
+    ADS server's write of the DiscoveryResponse) to the first request that sees it (GET /small,
+    the last route, polled on a keep-alive connection), for route tables of 1, 100 and 10,000
+    routes; and the proxy's CPU per update. Each size gets a fresh proxy and XDS_UPDATES
+    updates that flip the last route between the upstream (200) and a direct response (203); the median is reported."""
+    if target != "sluice":
+        return {"error": "n/a: sluice only", "skipped": True, "na": True}
+    d = ctx.env.newdir("xds")
+    s = {"error": None, "detail": {}}
+    for n in XDS_ROUTE_SIZES:
+        to_up, to_direct = _xds_files(d, n)
+        ads = _AdsServer(ctx, procs.free_port())
+        proxy = None
+        try:
+            port, admin_port = procs.free_port(), procs.free_port()
+            cfg = os.path.join(d, "sluice-%d.json" % n)
+            with open(cfg, "w") as f:
+                json.dump(_xds_bootstrap(port, admin_port, ads.port, ctx.upstream.port), f)
+            proxy = procs.Child("sluice", [ctx.env.sluice, "-l", "warning", "proxy", "-c", cfg,
+                                           "--concurrency", "1"], ctx.log("sluice-xds"),
+                                cpus=ctx.env.server_cpus())
+            procs.wait_serving(proxy, port, "/small", want=404)  # no routes yet
+            if not ads.asked.wait(30):
+                raise procs.BenchError("the proxy never asked the ADS server for its routes")
+            ads.respond(to_up)
+            _poll_last(port, 200)
+            lat, cpu = [], []
+            for i in range(XDS_UPDATES):
+                path, want = (to_direct, 203) if i % 2 == 0 else (to_up, 200)
+                cpu0 = proxy.cpu_seconds()
+                t0 = ads.respond(path)
+                t1 = _poll_last(port, want)
+                cpu.append(proxy.cpu_seconds() - cpu0)
+                lat.append((t1 - t0) * 1000)
+            s["ms_%d" % n] = sorted(lat)[len(lat) // 2]
+            s["cpu_ms_%d" % n] = sorted(cpu)[len(cpu) // 2] * 1000
+            s["detail"]["ms_%d" % n] = [round(x, 3) for x in lat]
+            if n == XDS_ROUTE_SIZES[-1]:
+                s["rss_mib_%d" % n] = proxy.rss_bytes() / MIB
+        finally:
+            if proxy:
+                proxy.stop()
+            ads.stop()
+    return s
+
+
 RUNNERS = {
     "keepalive": run_keepalive, "bigbody": run_bigbody, "fixedrate": run_fixedrate,
     "connclose": run_connclose, "memory": run_memory, "startup": run_startup,
     "scale": run_scale, "policy": run_policy, "h2c": run_h2c, "h2tls": run_h2tls,
-    "handshake": run_handshake, "mtls": run_mtls,
+    "handshake": run_handshake, "mtls": run_mtls, "xds": run_xds,
 }
