@@ -5,6 +5,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "http/utility.h"
+
 namespace sluice::router {
 
 namespace {
@@ -177,12 +179,6 @@ const http::RouteSpecificFilterConfig* findPerFilterConfig(const PerFilterConfig
     if (key == name) return config.get();
   }
   return nullptr;
-}
-
-bool isGrpcContentType(std::string_view ct) {
-  constexpr std::string_view kGrpc = "application/grpc";
-  if (!startsWithLower(ct, kGrpc)) return false;
-  return ct.size() == kGrpc.size() || ct[kGrpc.size()] == '+' || ct[kGrpc.size()] == ';';
 }
 
 }  // namespace
@@ -475,7 +471,7 @@ bool RouteMatch::matches(const http::RequestHeaderMap& headers, std::string_view
       if (path.size() != compare_path_.size() && path[compare_path_.size()] != '/') return false;
       break;
   }
-  if (grpc_ && !isGrpcContentType(headers.getValue(http::headers::kContentType))) return false;
+  if (grpc_ && !http::isGrpcContentType(headers.getValue(http::headers::kContentType))) return false;
   for (const HeaderMatcher& h : headers_) {
     if (!h.matches(headers)) return false;
   }

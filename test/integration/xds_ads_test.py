@@ -92,7 +92,7 @@ class AdsBase(harness.unittest.TestCase):
         self.ads.send("respond " + path)
         return self.ads.next(r"^sent (\S+)").group(1)
 
-    def start(self, **cds_extra):
+    def start(self, ads_extra=None, **cds_extra):
         hc = hcm([{"match": {"prefix": "/"}, "route": {"cluster": "dyn"}}])
         hc["route_config"]["validate_clusters"] = False
         xds = cluster("xds", self.ads.port, typed_extension_protocol_options={
@@ -106,6 +106,7 @@ class AdsBase(harness.unittest.TestCase):
             "ads_config": {"api_type": "GRPC", "transport_api_version": "V3",
                            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]},
             "cds_config": dict({"ads": {}, "resource_api_version": "V3"}, **cds_extra)}
+        cfg["dynamic_resources"]["ads_config"].update(ads_extra or {})
         self.proxy = Proxy(cfg, wait_serving=False)
         return self.proxy
 
@@ -205,6 +206,19 @@ class AdsTest(AdsBase):
         self.assertEqual(self.ads.next_request().get("versionInfo"), "v2")
         wait_until(lambda: self.served_by() == (200, "b"), what="v2 applied")
         self.assertEqual(p.stat("control_plane.connected_state"), 1)
+
+    def test_node_only_in_a_streams_first_request_when_asked(self):
+        p = self.start(ads_extra={"set_node_on_first_message_only": True})
+        self.assertEqual(self.ads.next_request()["node"]["id"], "node-1")
+        self.respond([cluster("dyn", self.a.port)], "v1")
+        self.assertNotIn("node", self.ads.next_request())  # the ACK
+        p.wait_for_line(r"worker\(s\) serving")
+        # A new stream: its first request names the node again.
+        self.ads.send("close 14 going away")
+        self.ads.next(r"^stream open")
+        self.assertEqual(self.ads.next_request()["node"]["id"], "node-1")
+        self.respond([cluster("dyn", self.b.port)], "v2")
+        self.assertNotIn("node", self.ads.next_request())
 
     def test_initial_fetch_timeout_lets_the_proxy_serve_without_clusters(self):
         p = self.start(initial_fetch_timeout="0.3s")
