@@ -69,6 +69,7 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
   }
 
   stats::Counter* pre_cx_timeout;  // with a listener filter (or looked up when one comes)
+  stats::Gauge* pre_cx_active{nullptr};  // sockets in the listener filters (looked up at the first)
   stats::Counter* pp_not_found_allowed{nullptr};
   stats::Counter* pp_not_found_disallowed{nullptr};
   stats::Counter* pp_found[2]{};
@@ -77,8 +78,9 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
 };
 
 struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks {
-  ActiveConnection(ConnectionHandler& h, ActiveListener& l, network::ConnectionPtr c)
-      : handler(h), listener(l), config(l.config), connection(std::move(c)) {}
+  ActiveConnection(ConnectionHandler& h, ActiveListener& l, ListenerConfigConstSharedPtr cfg,
+                   network::ConnectionPtr c)
+      : handler(h), listener(l), config(std::move(cfg)), connection(std::move(c)) {}
   void onEvent(network::ConnectionEvent event) override {
     if (event == network::ConnectionEvent::Connected) return;
     handler.removeConnection(*this);
@@ -92,8 +94,11 @@ struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks
 
 struct ConnectionHandler::PendingSocket : public event::DeferredDeletable {
   PendingSocket(ActiveListener& l, network::SocketFd&& s, network::AddressConstSharedPtr a)
-      : listener(l), socket(std::move(s)), local(std::move(a)) {}
+      : listener(l), config(l.config), socket(std::move(s)), local(std::move(a)) {}
   ActiveListener& listener;
+  // The generation it was accepted under: its listener filters and its chain come from it,
+  // even if an update swaps the listener's config while it is inspected.
+  ListenerConfigConstSharedPtr config;
   network::SocketFd socket;
   network::AddressConstSharedPtr local;
   network::AddressConstSharedPtr remote;  // from a PROXY header; null: the socket's peer
@@ -205,12 +210,16 @@ void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& s
   network::AddressConstSharedPtr local =
       listener.bound ? listener.bound : network::localAddress(socket.fd());
   if (!listener.config->hasListenerFilters()) {
-    finishAccept(listener, std::move(socket), std::move(local), nullptr, nullptr);
+    finishAccept(listener, listener.config, std::move(socket), std::move(local), nullptr, nullptr);
     return;
   }
   auto pending = std::make_unique<PendingSocket>(listener, std::move(socket), std::move(local));
   PendingSocket* raw = pending.get();
   ++listener.connections;
+  if (!listener.pre_cx_active) {
+    listener.pre_cx_active = &store_.gauge(listener.prefix + "downstream_pre_cx_active");
+  }
+  listener.pre_cx_active->inc();
   // Edge-triggered: bytes peeked stay in the socket, so only new bytes raise a new event.
   raw->event = dispatcher_.createFileEvent(
       raw->socket.fd(), [this, raw](uint32_t) { onInspectReady(*raw); },
@@ -232,7 +241,7 @@ void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& s
 void ConnectionHandler::onInspectReady(PendingSocket& pending) {
   if (!pending.socket.isOpen()) return;
   ActiveListener& listener = pending.listener;
-  const config::ListenerConfig& config = *listener.config;
+  const config::ListenerConfig& config = *pending.config;
   static thread_local std::vector<uint8_t> buf(
       std::max(tls::kMaxClientHelloPeek, network::kMaxProxyProtocolHeader));
   ssize_t n = ::recv(pending.socket.fd(), buf.data(), buf.size(), MSG_PEEK);
@@ -315,13 +324,14 @@ void ConnectionHandler::onInspectReady(PendingSocket& pending) {
 
 void ConnectionHandler::finishPending(PendingSocket& pending, const tls::ClientHelloInfo* hello) {
   ActiveListener& listener = pending.listener;
+  ListenerConfigConstSharedPtr config = pending.config;
   network::SocketFd socket = std::move(pending.socket);
   network::AddressConstSharedPtr local = std::move(pending.local);
   network::AddressConstSharedPtr remote = std::move(pending.remote);
   tls::ClientHelloInfo info;
   if (hello) info = *hello;
   dropPending(pending);
-  finishAccept(listener, std::move(socket), std::move(local), std::move(remote),
+  finishAccept(listener, config, std::move(socket), std::move(local), std::move(remote),
                hello ? &info : nullptr);
 }
 
@@ -331,6 +341,7 @@ void ConnectionHandler::dropPending(PendingSocket& pending) {
   std::unique_ptr<PendingSocket> owned = std::move(it->second);
   pending_.erase(it);
   --owned->listener.connections;
+  owned->listener.pre_cx_active->dec();
   // Unregistered before the fd closes; the rest (maybe the running callback's owner) goes
   // after the callback.
   owned->event.reset();
@@ -341,15 +352,17 @@ void ConnectionHandler::dropPending(PendingSocket& pending) {
   maybeForgetListener(listener);
 }
 
-void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd&& socket,
+void ConnectionHandler::finishAccept(ActiveListener& listener,
+                                     const ListenerConfigConstSharedPtr& config,
+                                     network::SocketFd&& socket,
                                      network::AddressConstSharedPtr local,
                                      network::AddressConstSharedPtr remote,
                                      const tls::ClientHelloInfo* hello) {
   const uint32_t port = local ? local->port() : 0;
   const config::FilterChainConfig* chain =
-      hello ? listener.config->chainFor(port, hello->server_name,
-                                        hello->is_tls ? "tls" : "raw_buffer", hello->alpn)
-            : listener.config->chainFor(port);
+      hello ? config->chainFor(port, hello->server_name, hello->is_tls ? "tls" : "raw_buffer",
+                               hello->alpn)
+            : config->chainFor(port);
   if (!chain) {
     listener.no_filter_chain.inc();
     return;  // the socket closes here
@@ -361,10 +374,10 @@ void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd
       std::move(local), std::move(remote));
   listener.cx_total.inc();
   listener.cx_active.inc();
-  conn->setBufferLimits(listener.config->buffer_limit);
+  conn->setBufferLimits(config->buffer_limit);
   ++listener.connections;
   conn->noDelay(true);
-  auto active = std::make_unique<ActiveConnection>(*this, listener, std::move(conn));
+  auto active = std::make_unique<ActiveConnection>(*this, listener, config, std::move(conn));
   active->connection->addConnectionCallbacks(*active);
   if (chain->hcm) {
     active->hcm = std::make_shared<http::ConnectionManagerImpl>(chain->hcm);
@@ -376,6 +389,9 @@ void ConnectionHandler::finishAccept(ActiveListener& listener, network::SocketFd
   connections_.emplace(raw, std::move(active));
   if (count_) count_->store(connections_.size(), std::memory_order_relaxed);
   raw->connection->initializeReadFilters();
+  // Accepted under a generation an update replaced while its listener filters ran: it
+  // drains as the other connections of that generation do.
+  if (config != listener.config && raw->hcm && connections_.count(raw)) raw->hcm->startDrain(false);
 }
 
 void ConnectionHandler::removeConnection(ActiveConnection& conn) {

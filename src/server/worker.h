@@ -80,7 +80,9 @@ class ConnectionHandler {
   // The listener filters are done: the pending socket becomes a connection.
   void finishPending(PendingSocket& pending, const tls::ClientHelloInfo* hello);
   // `local`/`remote`: the connection's addresses when known (remote: from a PROXY header).
-  void finishAccept(ActiveListener& listener, network::SocketFd&& socket,
+  // `config`: the listener's generation the socket was accepted under.
+  void finishAccept(ActiveListener& listener, const ListenerConfigConstSharedPtr& config,
+                    network::SocketFd&& socket,
                     network::AddressConstSharedPtr local, network::AddressConstSharedPtr remote,
                     const tls::ClientHelloInfo* hello);
   void removeConnection(ActiveConnection& conn);

@@ -193,6 +193,29 @@ class LdsFileTest(harness.unittest.TestCase):
             self.assertEqual(https_served_by(p.port), (0, "b"))
         self.assertEqual(p.stat(name), before + 3)
 
+    def test_a_socket_in_its_listener_filters_keeps_the_config_it_was_accepted_under(self):
+        inspector = [{"name": "envoy.filters.listener.http_inspector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3."
+                     "HttpInspector"}}]
+        self.write_lds([listener("listener_0", [route_to("a")], listener_filters=inspector)])
+        p = self.start()
+        # Accepted, but the inspector waits for its first bytes.
+        pending = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        wait_until(lambda: p.stat("listener.127.0.0.1_%d.downstream_pre_cx_active" % p.port) == 1,
+                   what="the socket accepted, in the inspector")
+        self.write_lds([listener("listener_0", [route_to("b")], listener_filters=inspector)])
+        wait_until(lambda: self.served_by() == (200, "b"), what="the new chain serving")
+        # Its first bytes come after the update: it is served by the generation it was
+        # accepted under, which drains (the response closes the connection).
+        pending.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = http.client.HTTPResponse(pending)
+        r.begin()
+        r.read()
+        self.assertEqual((r.status, r.getheader("x-upstream")), (200, "a"))
+        self.assertEqual(r.getheader("connection"), "close")
+        pending.close()
+        self.assertEqual(p.stat("listener.127.0.0.1_%d.downstream_pre_cx_active" % p.port), 0)
+
     def test_bad_version_is_refused_and_the_old_keeps_serving(self):
         self.write_lds([listener("listener_0", [route_to("a")])])
         p = self.start()
