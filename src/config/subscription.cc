@@ -8,7 +8,11 @@ namespace sluice::config {
 
 namespace {
 bool g_ads_configured = false;
+SubscriptionFactory* g_factory = nullptr;
 }  // namespace
+
+SubscriptionFactory* subscriptionFactory() { return g_factory; }
+void setSubscriptionFactory(SubscriptionFactory* factory) { g_factory = factory; }
 
 bool adsConfigured() { return g_ads_configured; }
 void setAdsConfigured(bool configured) { g_ads_configured = configured; }

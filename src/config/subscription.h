@@ -84,4 +84,9 @@ class SubscriptionFactory {
   std::shared_ptr<GrpcMux> ads_;
 };
 
+// The running proxy's factory (main thread; null in --mode validate), for the consumers made
+// deep inside the config (EDS clusters, SDS secrets).
+SubscriptionFactory* subscriptionFactory();
+void setSubscriptionFactory(SubscriptionFactory* factory);
+
 }  // namespace sluice::config

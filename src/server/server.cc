@@ -117,6 +117,7 @@ class Server {
     // built, as the listeners' RDS subscribe to it while they are.
     upstream::ThreadLocalClusterManager main_tlcm(main);
     config::SubscriptionFactory subscriptions(main, store_);
+    config::setSubscriptionFactory(&subscriptions);
     std::shared_ptr<config::GrpcMux> ads;
     if (bootstrap_.dynamic_resources().has_ads_config()) {
       ads = std::make_shared<config::GrpcMux>(main, main_tlcm, store_);
@@ -130,6 +131,7 @@ class Server {
       std::vector<std::string> errors;
       if (!config::buildProxyConfig(bootstrap_, store_, sinks_, proxy_, errors)) {
         config::setRouteConfigProviders(nullptr);
+        config::setSubscriptionFactory(nullptr);
         return reportErrors(errors);
       }
     }
@@ -288,6 +290,7 @@ class Server {
     lm_ = nullptr;
     cds_subscription.reset();
     config::setRouteConfigProviders(nullptr);
+    config::setSubscriptionFactory(nullptr);
     rds_ = nullptr;
     cds_ = nullptr;
     workers_.clear();
