@@ -19,6 +19,7 @@
 #include "config/filesystem_subscription.h"
 #include "config/proxy_config.h"
 #include "config/rds_api.h"
+#include "config/sds_api.h"
 #include "event/dispatcher_impl.h"
 #include "event/real_time_system.h"
 #include "event/watchdog.h"
@@ -97,10 +98,14 @@ class Server {
     config::RouteConfigProviders rds(main, store_);
     rds_ = &rds;
     config::setRouteConfigProviders(&rds);
+    // SDS secrets from files: each is read as the first TLS context naming it is built.
+    config::SecretManager sds(main, store_);
+    config::setSecretManager(&sds);
     {
       std::vector<std::string> errors;
       if (!config::buildProxyConfig(bootstrap_, store_, sinks_, proxy_, errors)) {
         config::setRouteConfigProviders(nullptr);
+        config::setSecretManager(nullptr);
         return reportErrors(errors);
       }
     }
@@ -269,6 +274,7 @@ class Server {
     lds_subscription.reset();
     lm_ = nullptr;
     config::setRouteConfigProviders(nullptr);
+    config::setSecretManager(nullptr);
     rds_ = nullptr;
     cds_subscription.reset();
     cds_ = nullptr;
