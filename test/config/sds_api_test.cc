@@ -258,6 +258,83 @@ TEST_F(SdsApiTest, ValidateModeReadsTheFileOnce) {
       << errors[0];
 }
 
+TEST_F(SdsApiTest, ValidationContextFromAFileRotatesTheTrustedCa) {
+  auto caSecret = [](const std::string& ca, const std::string& version) {
+    return "version_info: '" + version +
+           "'\nresources:\n"
+           "- '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n"
+           "  name: ca\n"
+           "  validation_context: {trusted_ca: {filename: " + certPath(ca) + "}}\n";
+  };
+  const std::string path = writeFile("ca.yaml", caSecret("ca.pem", "1"));
+  const std::string yaml =
+      "static_resources:\n"
+      "  clusters:\n"
+      "  - name: c\n"
+      "    transport_socket:\n"
+      "      name: envoy.transport_sockets.tls\n"
+      "      typed_config:\n"
+      "        '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n"
+      "        common_tls_context:\n"
+      "          validation_context_sds_secret_config:\n"
+      "            name: ca\n"
+      "            sds_config: {path: " + path + "}\n";
+  std::vector<std::string> errors;
+  envoy::config::bootstrap::v3::Bootstrap bootstrap;
+  ASSERT_TRUE(loadBootstrap({"", yaml}, bootstrap, errors)) << errors[0];
+  SecretMap none;
+  auto factory = buildTransportSocketFactory(
+      bootstrap.static_resources().clusters(0).transport_socket(), false, none, store_,
+      "cluster.c.", "ts", errors);
+  ASSERT_NE(factory, nullptr) << (errors.empty() ? "" : errors[0]);
+  auto readFile = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  EXPECT_EQ(tlsFactory(factory).current()->config().validation->trusted_ca_pem,
+            readFile(certPath("ca.pem")));
+  envoy::config::core::v3::ConfigSource source;
+  source.set_path(path);  // the older field names the same subscription
+  std::string error;
+  SdsApi* a = manager_.get(source, "ca", error);
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(apply(*a, caSecret("other_ca.pem", "2"), errors));
+  EXPECT_EQ(tlsFactory(factory).current()->config().validation->trusted_ca_pem,
+            readFile(certPath("other_ca.pem")));
+  // A certificate where a validation context is needed is refused.
+  EXPECT_FALSE(apply(*a, certSecret("ca", "server.pem", "server.key", "3"), errors));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors.back().find("not a validation_context"), std::string::npos) << errors.back();
+}
+
+TEST_F(SdsApiTest, OtherConfigSourcesAreRefused) {
+  const std::string yaml =
+      "static_resources:\n"
+      "  clusters:\n"
+      "  - name: c\n"
+      "    transport_socket:\n"
+      "      name: envoy.transport_sockets.tls\n"
+      "      typed_config:\n"
+      "        '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n"
+      "        common_tls_context:\n"
+      "          tls_certificate_sds_secret_configs: [{name: x, sds_config: {ads: {}}}]\n";
+  std::vector<std::string> errors;
+  envoy::config::bootstrap::v3::Bootstrap bootstrap;
+  ASSERT_TRUE(loadBootstrap({"", yaml}, bootstrap, errors));
+  SecretMap none;
+  EXPECT_EQ(buildTransportSocketFactory(bootstrap.static_resources().clusters(0).transport_socket(),
+                                        false, none, store_, "cluster.c.", "ts", errors),
+            nullptr);
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors[0].rfind("ts.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]"
+                            ".sds_config.path_config_source: is required",
+                            0),
+            0u)
+      << errors[0];
+}
+
 // Workers read the current context while the main thread swaps it: each read is a context
 // that was current at some point, never a torn or freed one (ASan checks the last part).
 TEST(TlsFactoryRotationTest, ReadersOnOtherThreadsSeeWholeContexts) {
