@@ -85,7 +85,7 @@ const std::vector<SupportedMessage>& supportedMessages() {
       {"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext",
        {"trusted_ca", "match_typed_subject_alt_names", "crl", "allow_expired_certificate"}},
       {"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher", {"san_type", "matcher"}},
-      {"envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig", {"name"}},
+      {"envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig", {"name", "sds_config"}},
       {"envoy.extensions.transport_sockets.tls.v3.Secret",
        {"name", "tls_certificate", "validation_context"}},
       {"envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer", {}},

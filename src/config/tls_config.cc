@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "config/sds_api.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb.h"
 #include "network/raw_transport_socket.h"
 #include "stats/stats.h"
@@ -135,8 +136,50 @@ const tls_v3::Secret* findSecret(const SecretMap& secrets, const tls_v3::SdsSecr
   return it->second;
 }
 
+// Secrets named with an sds_config, which a context follows as they rotate (null: none, or
+// read once in --mode validate).
+struct DynamicSecrets {
+  SdsApi* certificate{nullptr};
+  SdsApi* validation{nullptr};
+};
+
+// The current material of a secret named with an sds_config; `api` is set when the running
+// proxy subscribes to it (else, in --mode validate, its file is read once).
+bool dynamicSecret(const tls_v3::SdsSecretConfig& sds, const std::string& sp, SecretMaterial& out,
+                   SdsApi*& api, std::vector<std::string>& errors) {
+  if (sds.name().empty()) {
+    errors.push_back(sp + ".name: is required");
+    return false;
+  }
+  std::string error;
+  SecretManager* manager = secretManager();
+  if (!manager) {
+    if (!readSecretOnce(sds.sds_config(), sds.name(), out, error)) {
+      errors.push_back(sp + ".sds_config: secret '" + sds.name() + "': " + error);
+      return false;
+    }
+    return true;
+  }
+  SdsApi* a = manager->get(sds.sds_config(), sds.name(), error);
+  if (!a) {
+    errors.push_back(sp + ".sds_config." + error);
+    return false;
+  }
+  // The file was read when the subscription started: a context starts with a secret, or the
+  // config is refused (Envoy would keep the listener or cluster warming instead).
+  if (!a->loaded()) {
+    errors.push_back(sp + ".sds_config: secret '" + sds.name() + "' not loaded from '" +
+                     a->source() + "': " +
+                     (a->lastError().empty() ? "cannot read the file" : a->lastError()));
+    return false;
+  }
+  out = a->material();
+  api = a;
+  return true;
+}
+
 bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secrets,
-                 const std::string& path, tls::TlsContextConfig& out,
+                 const std::string& path, tls::TlsContextConfig& out, DynamicSecrets& dynamic,
                  std::vector<std::string>& errors) {
   if (common.has_tls_params()) {
     const auto& p = common.tls_params();
@@ -158,6 +201,18 @@ bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secret
   if (common.tls_certificates_size() == 1) {
     cert = &common.tls_certificates(0);
     cert_path = path + ".tls_certificates[0]";
+  } else if (common.tls_certificate_sds_secret_configs_size() == 1 &&
+             common.tls_certificate_sds_secret_configs(0).has_sds_config()) {
+    const auto& sds = common.tls_certificate_sds_secret_configs(0);
+    const std::string sp = path + ".tls_certificate_sds_secret_configs[0]";
+    SecretMaterial m;
+    if (!dynamicSecret(sds, sp, m, dynamic.certificate, errors)) return false;
+    if (!m.has_certificate) {
+      errors.push_back(sp + ".name: secret '" + sds.name() + "' is not a tls_certificate");
+      return false;
+    }
+    out.cert_chain_pem = std::move(m.cert_chain_pem);
+    out.private_key_pem = std::move(m.private_key_pem);
   } else if (common.tls_certificate_sds_secret_configs_size() == 1) {
     const std::string sp = path + ".tls_certificate_sds_secret_configs[0]";
     const tls_v3::Secret* s = findSecret(secrets, common.tls_certificate_sds_secret_configs(0), sp, errors);
@@ -188,6 +243,17 @@ bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secret
                          *out.validation, errors)) {
       return false;
     }
+  } else if (common.has_validation_context_sds_secret_config() &&
+             common.validation_context_sds_secret_config().has_sds_config()) {
+    const auto& sds = common.validation_context_sds_secret_config();
+    const std::string sp = path + ".validation_context_sds_secret_config";
+    SecretMaterial m;
+    if (!dynamicSecret(sds, sp, m, dynamic.validation, errors)) return false;
+    if (!m.validation) {
+      errors.push_back(sp + ".name: secret '" + sds.name() + "' is not a validation_context");
+      return false;
+    }
+    out.validation = std::move(m.validation);
   } else if (common.has_validation_context_sds_secret_config()) {
     const std::string sp = path + ".validation_context_sds_secret_config";
     const tls_v3::Secret* s = findSecret(secrets, common.validation_context_sds_secret_config(), sp, errors);
@@ -207,7 +273,107 @@ bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secret
   return true;
 }
 
+// Rebuilds one transport socket factory's context when a secret it uses rotates.
+class SdsContextWatcher : public SecretWatcher {
+ public:
+  SdsContextWatcher(tls::TlsContextConfig config, DynamicSecrets secrets,
+                    std::weak_ptr<tls::TlsTransportSocketFactory> factory,
+                    std::optional<tls::SslStats> stats, std::string path)
+      : config_(std::move(config)), secrets_(secrets), factory_(std::move(factory)),
+        stats_(stats), path_(std::move(path)) {}
+
+  bool expired() const override { return factory_.expired(); }
+
+  bool prepare(const SdsApi& changing, const SecretMaterial& candidate,
+               std::vector<std::string>& errors) override {
+    tls::TlsContextConfig config = config_;
+    if (secrets_.certificate) {
+      const SecretMaterial& m =
+          secrets_.certificate == &changing ? candidate : secrets_.certificate->material();
+      if (!m.has_certificate) {
+        errors.push_back("secret '" + secrets_.certificate->name() +
+                         "': not a tls_certificate, as " + path_ + " needs");
+        return false;
+      }
+      config.cert_chain_pem = m.cert_chain_pem;
+      config.private_key_pem = m.private_key_pem;
+    }
+    if (secrets_.validation) {
+      const SecretMaterial& m =
+          secrets_.validation == &changing ? candidate : secrets_.validation->material();
+      if (!m.validation) {
+        errors.push_back("secret '" + secrets_.validation->name() +
+                         "': not a validation_context, as " + path_ + " needs");
+        return false;
+      }
+      config.validation = m.validation;
+    }
+    std::string error;
+    pending_ = tls::TlsContext::create(config, stats_, &error);
+    if (!pending_) {
+      errors.push_back("secret '" + changing.name() + "': " + path_ + ": " + error);
+      return false;
+    }
+    return true;
+  }
+
+  void commit() override {
+    if (auto factory = factory_.lock()) factory->setContext(std::move(pending_));
+    pending_.reset();
+  }
+
+ private:
+  const tls::TlsContextConfig config_;
+  const DynamicSecrets secrets_;
+  const std::weak_ptr<tls::TlsTransportSocketFactory> factory_;
+  const std::optional<tls::SslStats> stats_;
+  const std::string path_;
+  tls::TlsContextConstSharedPtr pending_;
+};
+
 }  // namespace
+
+bool resolveSecret(const tls_v3::Secret& secret, const std::string& path, SecretMaterial& out,
+                   std::vector<std::string>& errors) {
+  std::string error;
+  if (secret.has_tls_certificate()) {
+    const std::string cp = path + ".tls_certificate";
+    const auto& cert = secret.tls_certificate();
+    if (!readDataSource(cert.certificate_chain(), cp + ".certificate_chain", out.cert_chain_pem,
+                        errors) ||
+        !readDataSource(cert.private_key(), cp + ".private_key", out.private_key_pem, errors)) {
+      return false;
+    }
+    out.has_certificate = true;
+    // Loaded as a server's certificate would be: the chain parses, the key matches it.
+    tls::TlsContextConfig c = tls::TlsContextConfig::serverDefaults();
+    c.cert_chain_pem = out.cert_chain_pem;
+    c.private_key_pem = out.private_key_pem;
+    if (!tls::TlsContext::create(c, std::nullopt, &error)) {
+      constexpr std::string_view kField = "tls_certificates[0].";
+      if (error.rfind(kField, 0) == 0) error = error.substr(kField.size());
+      errors.push_back(cp + "." + error);
+      return false;
+    }
+    return true;
+  }
+  if (secret.has_validation_context()) {
+    out.validation.emplace();
+    if (!buildValidation(secret.validation_context(), path + ".validation_context",
+                         *out.validation, errors)) {
+      return false;
+    }
+    tls::TlsContextConfig c = tls::TlsContextConfig::clientDefaults();
+    c.validation = out.validation;
+    if (!tls::TlsContext::create(c, std::nullopt, &error)) {
+      errors.push_back(path + "." + error);
+      return false;
+    }
+    return true;
+  }
+  errors.push_back(path + ": a tls_certificate or a validation_context is required");
+  return false;
+}
 
 bool indexSecrets(const google::protobuf::RepeatedPtrField<tls_v3::Secret>& secrets,
                   SecretMap& out, std::vector<std::string>& errors) {
@@ -237,13 +403,15 @@ network::TransportSocketFactoryConstSharedPtr buildTransportSocketFactory(
   const std::string tp = path + ".typed_config";
   tls::TlsContextConfig config =
       server ? tls::TlsContextConfig::serverDefaults() : tls::TlsContextConfig::clientDefaults();
+  DynamicSecrets dynamic;
   if (server) {
     tls_v3::DownstreamTlsContext ctx;
     if (proto.typed_config().type_url() != kDownstreamType || !proto.typed_config().UnpackTo(&ctx)) {
       errors.push_back(tp + ": a listener needs a DownstreamTlsContext");
       return nullptr;
     }
-    if (!buildCommon(ctx.common_tls_context(), secrets, tp + ".common_tls_context", config, errors)) {
+    if (!buildCommon(ctx.common_tls_context(), secrets, tp + ".common_tls_context", config,
+                     dynamic, errors)) {
       return nullptr;
     }
     config.require_client_certificate =
@@ -254,7 +422,8 @@ network::TransportSocketFactoryConstSharedPtr buildTransportSocketFactory(
       errors.push_back(tp + ": a cluster needs an UpstreamTlsContext");
       return nullptr;
     }
-    if (!buildCommon(ctx.common_tls_context(), secrets, tp + ".common_tls_context", config, errors)) {
+    if (!buildCommon(ctx.common_tls_context(), secrets, tp + ".common_tls_context", config,
+                     dynamic, errors)) {
       return nullptr;
     }
     config.sni = ctx.sni();
@@ -270,7 +439,15 @@ network::TransportSocketFactoryConstSharedPtr buildTransportSocketFactory(
     errors.push_back(tp + (common_field ? ".common_tls_context." : ".") + error);
     return nullptr;
   }
-  return std::make_shared<tls::TlsTransportSocketFactory>(std::move(context));
+  auto factory = std::make_shared<tls::TlsTransportSocketFactory>(std::move(context));
+  if (dynamic.certificate || dynamic.validation) {
+    factory->makeRotatable();
+    auto watcher = std::make_shared<SdsContextWatcher>(std::move(config), dynamic, factory,
+                                                       stats, path);
+    if (dynamic.certificate) dynamic.certificate->addWatcher(watcher);
+    if (dynamic.validation) dynamic.validation->addWatcher(watcher);
+  }
+  return factory;
 }
 
 }  // namespace sluice::config

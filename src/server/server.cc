@@ -19,6 +19,7 @@
 #include "config/filesystem_subscription.h"
 #include "config/proxy_config.h"
 #include "config/rds_api.h"
+#include "config/sds_api.h"
 #include "event/dispatcher_impl.h"
 #include "event/real_time_system.h"
 #include "event/watchdog.h"
@@ -127,11 +128,15 @@ class Server {
     config::RouteConfigProviders rds(subscriptions);
     rds_ = &rds;
     config::setRouteConfigProviders(&rds);
+    // SDS secrets from files: each is read as the first TLS context naming it is built.
+    config::SecretManager sds(main, store_);
+    config::setSecretManager(&sds);
     {
       std::vector<std::string> errors;
       if (!config::buildProxyConfig(bootstrap_, store_, sinks_, proxy_, errors)) {
         config::setRouteConfigProviders(nullptr);
         config::setSubscriptionFactory(nullptr);
+        config::setSecretManager(nullptr);
         return reportErrors(errors);
       }
     }
@@ -290,6 +295,7 @@ class Server {
     lm_ = nullptr;
     cds_subscription.reset();
     config::setRouteConfigProviders(nullptr);
+    config::setSecretManager(nullptr);
     config::setSubscriptionFactory(nullptr);
     rds_ = nullptr;
     cds_ = nullptr;

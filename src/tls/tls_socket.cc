@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <mutex>
 
 #include "buffer/buffer.h"
 #include "common/logger.h"
@@ -46,6 +48,67 @@ std::string subjectOf(X509* cert) {
   return out;
 }
 }  // namespace
+
+struct TlsTransportSocketFactory::Rotation {
+  struct Slot {
+    uint64_t generation{0};
+    TlsContextConstSharedPtr context;
+  };
+  std::atomic<uint64_t> generation{1};
+  std::mutex mutex;
+  TlsContextConstSharedPtr current;       // guarded by mutex
+  std::optional<SslStats> stats;          // main thread only
+  // One per stats thread slot (each worker and the main thread own one); slot 0, shared by
+  // unregistered threads, always reads under the mutex.
+  Slot slots[stats::ThreadSlot::kMaxSlots];
+};
+
+TlsTransportSocketFactory::TlsTransportSocketFactory(TlsContextConstSharedPtr context)
+    : context_(std::move(context)) {}
+TlsTransportSocketFactory::~TlsTransportSocketFactory() = default;
+
+void TlsTransportSocketFactory::makeRotatable() {
+  rotation_ = std::make_unique<Rotation>();
+  rotation_->current = context_;
+}
+
+void TlsTransportSocketFactory::initializeStats(stats::Store& store,
+                                                const std::string& prefix) const {
+  SslStats stats = SslStats::create(store, prefix + "ssl.");
+  if (!rotation_) {
+    context_->bindStats(stats);
+    return;
+  }
+  rotation_->stats.emplace(stats);
+  current()->bindStats(stats);
+}
+
+void TlsTransportSocketFactory::setContext(TlsContextConstSharedPtr context) const {
+  if (rotation_->stats) context->bindStats(*rotation_->stats);
+  {
+    std::lock_guard lock(rotation_->mutex);
+    rotation_->current = std::move(context);
+  }
+  rotation_->generation.fetch_add(1, std::memory_order_release);
+}
+
+TlsContextConstSharedPtr TlsTransportSocketFactory::current() const {
+  if (!rotation_) return context_;
+  Rotation& r = *rotation_;
+  const uint32_t slot = stats::ThreadSlot::current();
+  const uint64_t generation = r.generation.load(std::memory_order_acquire);
+  if (slot == stats::ThreadSlot::kSharedSlot) {
+    std::lock_guard lock(r.mutex);
+    return r.current;
+  }
+  Rotation::Slot& s = r.slots[slot];
+  if (s.generation != generation) {
+    std::lock_guard lock(r.mutex);
+    s.context = r.current;
+    s.generation = generation;
+  }
+  return s.context;
+}
 
 network::SslConnectionInfoConstSharedPtr TlsTransportSocket::makeInfo() const {
   auto info = std::make_shared<network::SslConnectionInfo>();

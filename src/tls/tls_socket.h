@@ -6,6 +6,7 @@
 // (client and server), and what was written meanwhile is then flushed. A failed handshake
 // closes only its connection, counted under the context's ssl.* stats, logged at debug.
 
+#include <memory>
 #include <string>
 
 #include "network/transport_socket.h"
@@ -56,22 +57,36 @@ class TlsTransportSocket : public network::TransportSocket {
   bool read_wants_write_{false};
 };
 
+// Makes the TLS sockets of one listener filter chain or cluster. Its context is fixed, unless
+// makeRotatable() was called (a context built from an SDS secret): then setContext() swaps in
+// a new context (a rotated certificate or CA) for the connections that start from then on,
+// while open ones keep the context they began with. Workers read the current context through
+// a per-thread cache refreshed only when the generation counter moved: one atomic load per
+// new connection, and nothing more for a factory that never rotates.
 class TlsTransportSocketFactory : public network::TransportSocketFactory {
  public:
-  explicit TlsTransportSocketFactory(TlsContextConstSharedPtr context)
-      : context_(std::move(context)) {}
+  explicit TlsTransportSocketFactory(TlsContextConstSharedPtr context);
+  ~TlsTransportSocketFactory() override;
   network::TransportSocketPtr createTransportSocket(
       const network::TransportSocketOptions* options = nullptr) const override {
-    return std::make_unique<TlsTransportSocket>(context_, options);
+    return std::make_unique<TlsTransportSocket>(current(), options);
   }
   bool implementsSecureTransport() const override { return true; }
-  void initializeStats(stats::Store& store, const std::string& prefix) const override {
-    context_->bindStats(SslStats::create(store, prefix + "ssl."));
-  }
-  const TlsContext& context() const { return *context_; }
+  void initializeStats(stats::Store& store, const std::string& prefix) const override;
+
+  // Once, before the factory is shared with the workers.
+  void makeRotatable();
+  // Main thread, on a rotatable factory: new connections use `context` from now on. It takes
+  // the stats this factory's contexts count under (a listener's, once it is bound).
+  void setContext(TlsContextConstSharedPtr context) const;
+  // The context new connections use now.
+  TlsContextConstSharedPtr current() const;
+  const TlsContext& context() const { return *current(); }
 
  private:
-  TlsContextConstSharedPtr context_;
+  struct Rotation;
+  TlsContextConstSharedPtr context_;       // fixed, or the first one of a rotatable factory
+  std::unique_ptr<Rotation> rotation_;     // null unless rotatable
 };
 
 }  // namespace sluice::tls

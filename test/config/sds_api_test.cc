@@ -1,0 +1,380 @@
+// SDS secrets from files: the SecretManager's subscriptions, shared by the TLS contexts that
+// name the same (file, secret); a new version rebuilds and swaps their contexts, a bad one is
+// refused with the field's path and changes nothing. Certificates come from
+// test/tls/gen_certs.sh. Updates are applied directly (the file watch itself is driven end to
+// end by test/integration/sds_file_test.py).
+
+#include "config/sds_api.h"
+
+#include <gtest/gtest.h>
+#include <openssl/x509.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "config/bootstrap_loader.h"
+#include "config/tls_config.h"
+#include "event/dispatcher_impl.h"
+#include "event/simulated_time_system.h"
+#include "stats/stats.h"
+#include "tls/tls_socket.h"
+
+namespace sluice::config {
+namespace {
+
+const std::string& certDir() {
+  static const std::string dir = [] {
+    std::string d = ::testing::TempDir() + "sluice_sds_certs_" + std::to_string(getpid());
+    const std::string cmd = std::string(SLUICE_SOURCE_DIR) + "/test/tls/gen_certs.sh " + d;
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    return d;
+  }();
+  return dir;
+}
+std::string certPath(const std::string& name) { return certDir() + "/" + name; }
+
+// A DiscoveryResponse with one tls_certificate secret naming its files.
+std::string certSecret(const std::string& name, const std::string& cert, const std::string& key,
+                       const std::string& version) {
+  return "version_info: '" + version + "'" +
+         "\nresources:\n"
+         "- '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n"
+         "  name: " + name + "\n"
+         "  tls_certificate:\n"
+         "    certificate_chain: {filename: " + certPath(cert) + "}\n"
+         "    private_key: {filename: " + certPath(key) + "}\n";
+}
+
+std::string commonName(const tls::TlsContext& ctx) {
+  tls::SslPtr ssl = ctx.newSsl();
+  X509* x = SSL_get_certificate(ssl.get());
+  if (!x) return "";
+  char buf[256] = {0};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, buf, sizeof(buf));
+  return buf;
+}
+
+class SdsApiTest : public testing::Test {
+ protected:
+  SdsApiTest() {
+    dir_ = ::testing::TempDir() + "sluice_sds_" + std::to_string(getpid()) + "_" +
+           testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::system(("mkdir -p " + dir_).c_str());
+    setSecretManager(&manager_);
+  }
+  ~SdsApiTest() override { setSecretManager(nullptr); }
+
+  std::string writeFile(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+
+  // A DownstreamTlsContext (server) or UpstreamTlsContext whose certificate is the SDS
+  // secret `name` in `path`.
+  network::TransportSocketFactoryConstSharedPtr build(const std::string& path,
+                                                      const std::string& name, bool server,
+                                                      std::vector<std::string>& errors) {
+    const std::string type = server ? "DownstreamTlsContext" : "UpstreamTlsContext";
+    const std::string yaml =
+        "static_resources:\n"
+        "  clusters:\n"
+        "  - name: c\n"
+        "    transport_socket:\n"
+        "      name: envoy.transport_sockets.tls\n"
+        "      typed_config:\n"
+        "        '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3." +
+        type +
+        "\n"
+        "        common_tls_context:\n"
+        "          tls_certificate_sds_secret_configs:\n"
+        "          - name: " + name + "\n"
+        "            sds_config: {path_config_source: {path: " + path + "}}\n";
+    envoy::config::bootstrap::v3::Bootstrap bootstrap;
+    if (!loadBootstrap({"", yaml}, bootstrap, errors)) return nullptr;
+    SecretMap none;
+    return buildTransportSocketFactory(bootstrap.static_resources().clusters(0).transport_socket(),
+                                       server, none, store_, "cluster.c.", "ts", errors);
+  }
+
+  SdsApi* api(const std::string& path, const std::string& name) {
+    envoy::config::core::v3::ConfigSource source;
+    source.mutable_path_config_source()->set_path(path);
+    std::string error;
+    SdsApi* a = manager_.get(source, name, error);
+    EXPECT_NE(a, nullptr) << error;
+    return a;
+  }
+
+  bool apply(SdsApi& a, const std::string& text, std::vector<std::string>& errors) {
+    DiscoveryUpdate update;
+    return decodeDiscoveryResponseText(text, kSecretType, update, errors) &&
+           a.onConfigUpdate(update, errors);
+  }
+
+  static const tls::TlsTransportSocketFactory& tlsFactory(
+      const network::TransportSocketFactoryConstSharedPtr& f) {
+    return dynamic_cast<const tls::TlsTransportSocketFactory&>(*f);
+  }
+
+  event::SimulatedTimeSystem time_;
+  event::DispatcherImpl main_{"main", time_};
+  stats::Store store_;
+  SecretManager manager_{main_, store_};
+  std::string dir_;
+};
+
+TEST_F(SdsApiTest, NewVersionSwapsTheContextForNewConnectionsOnly) {
+  const std::string path = writeFile("cert.yaml", certSecret("edge", "server.pem", "server.key", "1"));
+  std::vector<std::string> errors;
+  auto factory = build(path, "edge", true, errors);
+  ASSERT_NE(factory, nullptr) << (errors.empty() ? "" : errors[0]);
+  const auto& tls = tlsFactory(factory);
+  auto before = tls.current();
+  EXPECT_EQ(commonName(*before), "server");
+  SdsApi* a = api(path, "edge");
+  EXPECT_EQ(a->versionInfo(), "1");
+
+  ASSERT_TRUE(apply(*a, certSecret("edge", "client.pem", "client.key", "2"), errors))
+      << (errors.empty() ? "" : errors[0]);
+  EXPECT_EQ(a->versionInfo(), "2");
+  auto after = tls.current();
+  EXPECT_NE(after, before);
+  EXPECT_EQ(commonName(*after), "client");
+  // A connection made before the rotation holds its own context, which still works.
+  EXPECT_EQ(commonName(*before), "server");
+
+  // The same secret again (a new version_info only) builds nothing new.
+  ASSERT_TRUE(apply(*a, certSecret("edge", "client.pem", "client.key", "3"), errors));
+  EXPECT_EQ(tls.current(), after);
+  EXPECT_EQ(a->versionInfo(), "3");
+}
+
+TEST_F(SdsApiTest, BadVersionIsRefusedWithTheFieldAndTheOldContextStays) {
+  const std::string path = writeFile("cert.yaml", certSecret("edge", "server.pem", "server.key", "1"));
+  std::vector<std::string> errors;
+  auto factory = build(path, "edge", true, errors);
+  ASSERT_NE(factory, nullptr);
+  auto before = tlsFactory(factory).current();
+  SdsApi* a = api(path, "edge");
+
+  // The key of another certificate.
+  EXPECT_FALSE(apply(*a, certSecret("edge", "server.pem", "client.key", "2"), errors));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors.back(), "resources[0].tls_certificate.private_key: does not match the certificate");
+  EXPECT_NE(a->lastError().find("private_key"), std::string::npos);
+
+  // A chain that is not PEM.
+  errors.clear();
+  const std::string garbage =
+      "version_info: '3'\nresources:\n"
+      "- '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n"
+      "  name: edge\n"
+      "  tls_certificate:\n"
+      "    certificate_chain: {inline_string: 'not a certificate'}\n"
+      "    private_key: {filename: " + certPath("server.key") + "}\n";
+  EXPECT_FALSE(apply(*a, garbage, errors));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors.back(), "resources[0].tls_certificate.certificate_chain: no PEM certificate found");
+
+  // A file named by the secret that is missing.
+  errors.clear();
+  EXPECT_FALSE(apply(*a, certSecret("edge", "nope.pem", "server.key", "4"), errors));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors.back().rfind("resources[0].tls_certificate.certificate_chain.filename: cannot read", 0), 0u)
+      << errors.back();
+
+  // No secret of that name.
+  errors.clear();
+  EXPECT_FALSE(apply(*a, certSecret("other", "client.pem", "client.key", "5"), errors));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors.back(), "resources: no Secret named 'edge'");
+
+  EXPECT_EQ(tlsFactory(factory).current(), before);
+  EXPECT_EQ(a->versionInfo(), "1");
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "server");
+}
+
+TEST_F(SdsApiTest, ContextsNamingTheSameSecretShareOneSubscription) {
+  const std::string path = writeFile("cert.yaml", certSecret("edge", "server.pem", "server.key", "1"));
+  std::vector<std::string> errors;
+  auto listener = build(path, "edge", true, errors);
+  auto cluster = build(path, "edge", false, errors);
+  ASSERT_NE(listener, nullptr);
+  ASSERT_NE(cluster, nullptr);
+  SdsApi* a = api(path, "edge");
+  EXPECT_EQ(api(path, "edge"), a);
+  // The same name from another file is another subscription.
+  const std::string path2 = writeFile("cert2.yaml", certSecret("edge", "client.pem", "client.key", "1"));
+  auto other = build(path2, "edge", true, errors);
+  ASSERT_NE(other, nullptr);
+  EXPECT_NE(api(path2, "edge"), a);
+
+  ASSERT_TRUE(apply(*a, certSecret("edge", "client2.pem", "client2.key", "2"), errors));
+  EXPECT_EQ(commonName(*tlsFactory(listener).current()), "client2");
+  EXPECT_EQ(commonName(*tlsFactory(cluster).current()), "client2");
+  EXPECT_EQ(commonName(*tlsFactory(other).current()), "client");
+  // The cluster's new context counts under the cluster's stats.
+  EXPECT_EQ(&tlsFactory(cluster).current()->stats().handshake,
+            &store_.counter("cluster.c.ssl.handshake"));
+
+  // A context that is gone (its cluster removed) is dropped from the secret's users.
+  cluster.reset();
+  ASSERT_TRUE(apply(*a, certSecret("edge", "server.pem", "server.key", "3"), errors));
+  EXPECT_EQ(commonName(*tlsFactory(listener).current()), "server");
+}
+
+TEST_F(SdsApiTest, MissingFileOrSecretRefusesTheConfigWithThePath) {
+  std::vector<std::string> errors;
+  EXPECT_EQ(build(dir_ + "/missing.yaml", "edge", true, errors), nullptr);
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors[0].find("tls_certificate_sds_secret_configs[0].sds_config: secret 'edge' not "
+                           "loaded from '" + dir_ + "/missing.yaml'"),
+            std::string::npos)
+      << errors[0];
+  errors.clear();
+  const std::string path = writeFile("cert.yaml", certSecret("edge", "server.pem", "server.key", "1"));
+  EXPECT_EQ(build(path, "nope", true, errors), nullptr);
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors[0].find("resources: no Secret named 'nope'"), std::string::npos) << errors[0];
+}
+
+TEST_F(SdsApiTest, ValidateModeReadsTheFileOnce) {
+  setSecretManager(nullptr);
+  const std::string path = writeFile("cert.yaml", certSecret("edge", "server.pem", "server.key", "1"));
+  std::vector<std::string> errors;
+  auto factory = build(path, "edge", true, errors);
+  ASSERT_NE(factory, nullptr) << (errors.empty() ? "" : errors[0]);
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "server");
+  errors.clear();
+  const std::string bad = writeFile("bad.yaml", certSecret("edge", "server.pem", "client.key", "1"));
+  EXPECT_EQ(build(bad, "edge", true, errors), nullptr);
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors[0].find("resources[0].tls_certificate.private_key: does not match"),
+            std::string::npos)
+      << errors[0];
+}
+
+TEST_F(SdsApiTest, ValidationContextFromAFileRotatesTheTrustedCa) {
+  auto caSecret = [](const std::string& ca, const std::string& version) {
+    return "version_info: '" + version +
+           "'\nresources:\n"
+           "- '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n"
+           "  name: ca\n"
+           "  validation_context: {trusted_ca: {filename: " + certPath(ca) + "}}\n";
+  };
+  const std::string path = writeFile("ca.yaml", caSecret("ca.pem", "1"));
+  const std::string yaml =
+      "static_resources:\n"
+      "  clusters:\n"
+      "  - name: c\n"
+      "    transport_socket:\n"
+      "      name: envoy.transport_sockets.tls\n"
+      "      typed_config:\n"
+      "        '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n"
+      "        common_tls_context:\n"
+      "          validation_context_sds_secret_config:\n"
+      "            name: ca\n"
+      "            sds_config: {path: " + path + "}\n";
+  std::vector<std::string> errors;
+  envoy::config::bootstrap::v3::Bootstrap bootstrap;
+  ASSERT_TRUE(loadBootstrap({"", yaml}, bootstrap, errors)) << errors[0];
+  SecretMap none;
+  auto factory = buildTransportSocketFactory(
+      bootstrap.static_resources().clusters(0).transport_socket(), false, none, store_,
+      "cluster.c.", "ts", errors);
+  ASSERT_NE(factory, nullptr) << (errors.empty() ? "" : errors[0]);
+  auto readFile = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  EXPECT_EQ(tlsFactory(factory).current()->config().validation->trusted_ca_pem,
+            readFile(certPath("ca.pem")));
+  envoy::config::core::v3::ConfigSource source;
+  source.set_path(path);  // the older field names the same subscription
+  std::string error;
+  SdsApi* a = manager_.get(source, "ca", error);
+  ASSERT_NE(a, nullptr);
+  ASSERT_TRUE(apply(*a, caSecret("other_ca.pem", "2"), errors));
+  EXPECT_EQ(tlsFactory(factory).current()->config().validation->trusted_ca_pem,
+            readFile(certPath("other_ca.pem")));
+  // A certificate where a validation context is needed is refused.
+  EXPECT_FALSE(apply(*a, certSecret("ca", "server.pem", "server.key", "3"), errors));
+  ASSERT_FALSE(errors.empty());
+  EXPECT_NE(errors.back().find("not a validation_context"), std::string::npos) << errors.back();
+}
+
+TEST_F(SdsApiTest, OtherConfigSourcesAreRefused) {
+  const std::string yaml =
+      "static_resources:\n"
+      "  clusters:\n"
+      "  - name: c\n"
+      "    transport_socket:\n"
+      "      name: envoy.transport_sockets.tls\n"
+      "      typed_config:\n"
+      "        '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n"
+      "        common_tls_context:\n"
+      "          tls_certificate_sds_secret_configs: [{name: x, sds_config: {ads: {}}}]\n";
+  std::vector<std::string> errors;
+  envoy::config::bootstrap::v3::Bootstrap bootstrap;
+  ASSERT_TRUE(loadBootstrap({"", yaml}, bootstrap, errors));
+  SecretMap none;
+  EXPECT_EQ(buildTransportSocketFactory(bootstrap.static_resources().clusters(0).transport_socket(),
+                                        false, none, store_, "cluster.c.", "ts", errors),
+            nullptr);
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors[0].rfind("ts.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]"
+                            ".sds_config.path_config_source: is required",
+                            0),
+            0u)
+      << errors[0];
+}
+
+// Workers read the current context while the main thread swaps it: each read is a context
+// that was current at some point, never a torn or freed one (ASan checks the last part).
+TEST(TlsFactoryRotationTest, ReadersOnOtherThreadsSeeWholeContexts) {
+  std::string error;
+  auto make = [&](const std::string& cert, const std::string& key) {
+    tls::TlsContextConfig c = tls::TlsContextConfig::serverDefaults();
+    std::ifstream a(certPath(cert)), b(certPath(key));
+    std::stringstream sa, sb;
+    sa << a.rdbuf();
+    sb << b.rdbuf();
+    c.cert_chain_pem = sa.str();
+    c.private_key_pem = sb.str();
+    auto ctx = tls::TlsContext::create(c, std::nullopt, &error);
+    EXPECT_NE(ctx, nullptr) << error;
+    return ctx;
+  };
+  auto a = make("server.pem", "server.key");
+  auto b = make("client.pem", "client.key");
+  auto factory = std::make_shared<tls::TlsTransportSocketFactory>(a);
+  factory->makeRotatable();
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 2; ++t) {
+    readers.emplace_back([&] {
+      stats::ThreadSlot::registerCurrentThread();
+      while (!stop.load()) {
+        auto c = factory->current();
+        if (c != a && c != b) bad++;
+      }
+      stats::ThreadSlot::unregisterCurrentThread();
+    });
+  }
+  for (int i = 0; i < 2000; ++i) factory->setContext(i % 2 ? a : b);
+  factory->setContext(b);
+  stop = true;
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(factory->current(), b);
+}
+
+}  // namespace
+}  // namespace sluice::config
