@@ -25,7 +25,6 @@
 
 namespace sluice::config {
 
-inline constexpr std::string_view kSecretType = "envoy.extensions.transport_sockets.tls.v3.Secret";
 
 // What a TLS context takes from a secret, its files read.
 struct SecretMaterial {
