@@ -423,6 +423,7 @@ void Server::registerAdminHandlers() {
                             if (hf & upstream::Host::FailedOutlierCheck) flags += "/failed_outlier_check";
                             if (hf & upstream::Host::FailedEdsHealth) flags += "/failed_eds_health";
                             if (hf & upstream::Host::DegradedEdsHealth) flags += "/degraded_eds_health";
+                            if (hf & upstream::Host::PendingDynamicRemoval) flags += "/pending_dynamic_removal";
                             if (flags.empty()) flags = "healthy";
                             nlohmann::json sj = nlohmann::json::array();
 #define SLUICE_HOST_LINE(name)                                                             \
