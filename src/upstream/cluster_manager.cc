@@ -603,6 +603,7 @@ void ClusterManager::onEdsUpdate(Cluster& cluster, const EdsAssignment* assignme
   auto set = std::make_shared<PrioritySet>();
   set->overprovisioning_factor = assignment->overprovisioning_factor;
   std::unordered_set<const Host*> kept;
+  std::unordered_set<std::string> addresses;
   bool changed = false;
   for (const auto& e : assignment->endpoints) {
     if (set->priorities.size() <= e.priority) set->priorities.resize(e.priority + 1);
@@ -628,6 +629,7 @@ void ClusterManager::onEdsUpdate(Cluster& cluster, const EdsAssignment* assignme
       changed = true;
     }
     kept.insert(host.get());
+    addresses.insert(e.address->asString());
     set->priorities[e.priority].hosts.push_back(std::move(host));
   }
   setLocalityWeights(*set, assignment->endpoints);
@@ -640,7 +642,9 @@ void ClusterManager::onEdsUpdate(Cluster& cluster, const EdsAssignment* assignme
     for (const auto& h : p.hosts) {
       if (kept.count(h.get())) continue;
       const uint32_t f = h->healthFlags();
-      if (stabilize && !(f & (Host::FailedActiveHealthCheck | Host::FailedEdsHealth))) {
+      // (An address that moved to another priority or locality is a new host: not both.)
+      if (stabilize && !(f & (Host::FailedActiveHealthCheck | Host::FailedEdsHealth)) &&
+          !addresses.count(h->address()->asString())) {
         h->setHealthFlag(Host::PendingDynamicRemoval);
         if (set->priorities.size() <= h->priority()) set->priorities.resize(h->priority() + 1);
         set->priorities[h->priority()].priority = h->priority();

@@ -411,6 +411,35 @@ TEST_F(EdsTest, IgnoreHealthOnHostRemovalDropsARemovedHostAtOnce) {
   cm_.unregisterWorkers();
 }
 
+TEST_F(EdsTest, AHostMovedToAnotherPriorityIsReplacedNotDuplicated) {
+  HttpServer s1(main_);
+  ClusterConfig c = edsCluster("backend", eds_.config());
+  c.health_checks.push_back(httpCheck());
+  cm_.addCluster(std::move(c));
+  cm_.start(nullptr);
+  EdsAssignment a;
+  a.endpoints = {endpoint(s1.port)};
+  eds_.deliver(&a);
+  HostSharedPtr h = hostOn("backend", s1.port);
+  ASSERT_TRUE(runUntil([&] { return h->healthy(); }));
+  EdsAssignment b;
+  b.endpoints = {endpoint(s1.port, 1)};
+  eds_.deliver(&b);
+  size_t n = 0;
+  for (const auto& v : cm_.clusters()) {
+    for (const auto& p : v.hosts->priorities) {
+      for (const auto& host : p.hosts) {
+        if (host->address()->port() == s1.port) {
+          ++n;
+          EXPECT_EQ(host->priority(), 1u);
+          EXPECT_NE(host, h);
+        }
+      }
+    }
+  }
+  EXPECT_EQ(n, 1u);
+}
+
 // ---- The config side, with a real file.
 
 class EdsFileTest : public EdsTest {
