@@ -440,6 +440,42 @@ TEST_F(EdsTest, AHostMovedToAnotherPriorityIsReplacedNotDuplicated) {
   EXPECT_EQ(n, 1u);
 }
 
+TEST_F(EdsTest, ARingHashClusterRebuildsItsSharedTablesOncePerHostChange) {
+  ThreadLocalClusterManager other{main_};  // a second worker
+  ClusterConfig c = edsCluster("ring", eds_.config());
+  auto info = std::make_shared<ClusterInfo>("ring", store_);
+  info->lb.policy = LbConfig::Policy::RingHash;
+  c.info = info;
+  cm_.addCluster(std::move(c));
+  cm_.registerWorker(main_, tlcm_);
+  cm_.registerWorker(main_, other);
+  cm_.start(nullptr);
+  auto tablesOf = [](ThreadLocalClusterManager& t) {
+    auto* lb = dynamic_cast<const RingHashLoadBalancer*>(t.get("ring")->loadBalancer());
+    return lb ? lb->tables().get() : nullptr;
+  };
+  const uint64_t builds = hashLbTableBuilds();
+  EdsAssignment a;
+  a.endpoints = {endpoint(2001), endpoint(2002)};
+  eds_.deliver(&a);
+  runPosts();
+  EXPECT_EQ(hashLbTableBuilds(), builds + 1);
+  ASSERT_NE(tablesOf(tlcm_), nullptr);
+  EXPECT_EQ(tablesOf(tlcm_), tablesOf(other));
+  const HashLbTables* first = tablesOf(tlcm_);
+  eds_.deliver(&a);  // no change: no rebuild
+  runPosts();
+  EXPECT_EQ(hashLbTableBuilds(), builds + 1);
+  a.endpoints.push_back(endpoint(2003));
+  eds_.deliver(&a);
+  runPosts();
+  EXPECT_EQ(hashLbTableBuilds(), builds + 2);
+  EXPECT_EQ(tablesOf(tlcm_), tablesOf(other));
+  EXPECT_NE(tablesOf(tlcm_), first);
+  EXPECT_EQ(tablesOf(tlcm_)->rings[0].size(), 1026u);  // three hosts
+  cm_.unregisterWorkers();
+}
+
 // ---- The config side, with a real file.
 
 class EdsFileTest : public EdsTest {
