@@ -9,6 +9,13 @@ namespace sluice::config {
 
 namespace {
 
+class FileEdsSubscription;
+// The live subscriptions, for /config_dump (main thread).
+std::vector<FileEdsSubscription*>& liveSubscriptions() {
+  static auto* live = new std::vector<FileEdsSubscription*>();
+  return *live;
+}
+
 class FileEdsSubscription : public upstream::EdsSubscription {
  public:
   FileEdsSubscription(event::Dispatcher& main, std::string path, std::string resource_name,
@@ -18,14 +25,21 @@ class FileEdsSubscription : public upstream::EdsSubscription {
         on_update_(std::move(on_update)),
         sub_(main, std::move(path), std::string(kClusterLoadAssignmentType), store,
              std::move(stat_prefix),
-             [this](DiscoveryUpdate& update, std::vector<std::string>& errors) {
+             [this, &main](DiscoveryUpdate& update, std::vector<std::string>& errors) {
                std::optional<upstream::EdsAssignment> assignment;
                if (!edsAssignmentFromUpdate(update, resource_name_, assignment, errors)) {
                  return false;  // logged by the subscription; the last hosts stay
                }
+               if (assignment) keepForDump(update, main.timeSource().systemTime());
                on_update_(assignment ? &*assignment : nullptr);
                return true;
-             }) {}
+             }) {
+    liveSubscriptions().push_back(this);
+  }
+  ~FileEdsSubscription() override { std::erase(liveSubscriptions(), this); }
+
+  const std::string& resourceName() const { return resource_name_; }
+  const std::optional<EdsDumpEntry>& dump() const { return dump_; }
 
   void start() {
     std::string error;
@@ -36,12 +50,34 @@ class FileEdsSubscription : public upstream::EdsSubscription {
   }
 
  private:
+  void keepForDump(const DiscoveryUpdate& update, event::SystemTime now) {
+    for (const auto& r : update.resources) {
+      auto la = std::make_shared<envoy::config::endpoint::v3::ClusterLoadAssignment>();
+      if (copyMessage(*r, *la) && la->cluster_name() == resource_name_) {
+        dump_ = EdsDumpEntry{update.version_info, now, std::move(la)};
+        return;
+      }
+    }
+  }
+
   const std::string resource_name_;
   upstream::EdsConfig::OnUpdate on_update_;
+  std::optional<EdsDumpEntry> dump_;
   FilesystemSubscription sub_;
 };
 
 }  // namespace
+
+std::map<std::string, EdsDumpEntry> edsConfigDump() {
+  std::map<std::string, EdsDumpEntry> out;
+  for (const auto* sub : liveSubscriptions()) {
+    if (!sub->dump()) continue;
+    auto& slot = out[sub->resourceName()];
+    // Two subscriptions to one name (a cluster warming beside the one it replaces): the newer.
+    if (!slot.assignment || sub->dump()->last_updated >= slot.last_updated) slot = *sub->dump();
+  }
+  return out;
+}
 
 bool edsAssignmentFromUpdate(const DiscoveryUpdate& update, const std::string& resource_name,
                              std::optional<upstream::EdsAssignment>& out,

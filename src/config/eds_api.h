@@ -6,12 +6,15 @@
 // ClusterLoadAssignment resources); resources for other names in it are ignored, as Envoy
 // subscribes by name.
 
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "config/xds_resources.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
+#include "envoy/config/endpoint/v3/endpoint.pb.h"
 #include "event/dispatcher.h"
 #include "upstream/eds.h"
 
@@ -41,5 +44,14 @@ upstream::EdsSubscriptionPtr subscribeEds(const envoy::config::core::v3::ConfigS
 bool edsAssignmentFromUpdate(const DiscoveryUpdate& update, const std::string& resource_name,
                              std::optional<upstream::EdsAssignment>& out,
                              std::vector<std::string>& errors);
+
+// /config_dump?include_eds: the last assignment each live EDS subscription accepted, one per
+// resource name (main thread).
+struct EdsDumpEntry {
+  std::string version_info;
+  event::SystemTime last_updated;
+  std::shared_ptr<const envoy::config::endpoint::v3::ClusterLoadAssignment> assignment;
+};
+std::map<std::string, EdsDumpEntry> edsConfigDump();
 
 }  // namespace sluice::config

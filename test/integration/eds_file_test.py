@@ -3,6 +3,7 @@ file of ClusterLoadAssignments. Traffic follows each new version; a bad version 
 with the path of the bad field and the last endpoints keep serving; endpoints moved from one
 upstream to another under load lose no request."""
 
+import json
 import tempfile
 import threading
 import http.client
@@ -66,6 +67,18 @@ class EdsFileTest(harness.unittest.TestCase):
         self.assertEqual(self.spread(), {"a", "b"})
         self.assertEqual(p.stat("cluster.backend.membership_total"), 2)
         self.assertEqual(p.stat("cluster.backend.update_success"), 1)
+        # /config_dump?include_eds shows the assignment as accepted (Envoy's
+        # EndpointsConfigDump); without the parameter there is none.
+        _, data = p.admin("/config_dump?include_eds")
+        eps = [c for c in json.loads(data)["configs"] if c["@type"].endswith("EndpointsConfigDump")]
+        self.assertEqual(len(eps), 1)
+        [entry] = eps[0]["dynamic_endpoint_configs"]
+        self.assertEqual(entry["version_info"], "v1")
+        self.assertEqual(entry["endpoint_config"]["cluster_name"], "svc")
+        self.assertEqual(len(entry["endpoint_config"]["endpoints"][0]["lb_endpoints"]), 2)
+        _, data = p.admin("/config_dump")
+        self.assertFalse([c for c in json.loads(data)["configs"]
+                          if c["@type"].endswith("EndpointsConfigDump")])
 
         self.eds.write([assignment("svc", self.b.port)])
         wait_until(lambda: p.stat("cluster.backend.update_success") == 2, what="v2 applied")
