@@ -11,6 +11,7 @@
 #include "access_log/file_sink.h"
 #include "access_log/formatter.h"
 #include "config/api_descriptors.h"
+#include "config/eds_api.h"
 #include "config/tls_config.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb.h"
 #include "envoy/extensions/access_loggers/stream/v3/stream.pb.h"
@@ -732,6 +733,7 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
     case envoy::config::cluster::v3::Cluster::LOGICAL_DNS:
       out.type = upstream::DiscoveryType::LogicalDns;
       break;
+    case envoy::config::cluster::v3::Cluster::EDS: out.type = upstream::DiscoveryType::Eds; break;
     default: out.type = upstream::DiscoveryType::Static;
   }
   if (proto.has_dns_refresh_rate()) out.dns_refresh_rate = toMs(proto.dns_refresh_rate());
@@ -774,15 +776,31 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
     default: out.dns_lookup_family = upstream::DnsLookupFamily::Auto;
   }
   if (!buildLbConfig(proto, path, info->lb, errors)) return false;
-  const auto& la = proto.load_assignment();
+  if (out.type == upstream::DiscoveryType::Eds) {
+    // The endpoints come from the subscription (config/eds_api.h).
+    if (proto.has_load_assignment()) {
+      errors.push_back(path + ".load_assignment: an EDS cluster's endpoints come from "
+                              "eds_cluster_config, not load_assignment");
+      return false;
+    }
+    return buildEdsClusterConfig(proto, path, store, out, errors);
+  }
+  return buildEndpoints(proto.load_assignment(), path + ".load_assignment",
+                        out.type == upstream::DiscoveryType::Static, out.endpoints, errors);
+}
+
+bool buildEndpoints(const envoy::config::endpoint::v3::ClusterLoadAssignment& la,
+                    const std::string& path, bool ip_addresses,
+                    std::vector<upstream::EndpointConfig>& out, std::vector<std::string>& errors) {
+  using envoy::config::core::v3::HealthStatus;
   for (int i = 0; i < la.endpoints_size(); ++i) {
     const auto& lle = la.endpoints(i);
     upstream::Locality locality{lle.locality().region(), lle.locality().zone(),
                                 lle.locality().sub_zone()};
     for (int j = 0; j < lle.lb_endpoints_size(); ++j) {
       const auto& lbe = lle.lb_endpoints(j);
-      const std::string p = path + ".load_assignment.endpoints[" + std::to_string(i) +
-                            "].lb_endpoints[" + std::to_string(j) + "].endpoint.address";
+      const std::string p = path + ".endpoints[" + std::to_string(i) + "].lb_endpoints[" +
+                            std::to_string(j) + "].endpoint.address";
       const auto& sa = lbe.endpoint().address().socket_address();
       upstream::EndpointConfig e;
       e.port = sa.port_value();
@@ -790,13 +808,22 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
       e.priority = lle.priority();
       e.locality = locality;
       e.locality_weight = lle.has_load_balancing_weight() ? lle.load_balancing_weight().value() : 0;
-      if (out.type == upstream::DiscoveryType::Static) {
+      // As Envoy: UNHEALTHY, DRAINING and TIMEOUT take the host out of balancing; DEGRADED
+      // marks it degraded.
+      switch (lbe.health_status()) {
+        case HealthStatus::UNHEALTHY:
+        case HealthStatus::DRAINING:
+        case HealthStatus::TIMEOUT: e.health_flags = upstream::Host::FailedEdsHealth; break;
+        case HealthStatus::DEGRADED: e.health_flags = upstream::Host::DegradedEdsHealth; break;
+        default: break;
+      }
+      if (ip_addresses) {
         e.address = socketAddress(lbe.endpoint().address(), p, errors);
         if (!e.address) return false;
       } else {
         e.hostname = sa.address();
       }
-      out.endpoints.push_back(std::move(e));
+      out.push_back(std::move(e));
     }
   }
   return true;

@@ -98,6 +98,13 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
                         const SecretMap& secrets, stats::Store& store,
                         upstream::ClusterConfig& out, std::vector<std::string>& errors);
 
+// The endpoints of a ClusterLoadAssignment (a cluster's load_assignment or an EDS resource),
+// in order: with `ip_addresses` each address is parsed (STATIC, EDS), else it is a DNS name.
+// `path` (the assignment's) prefixes errors.
+bool buildEndpoints(const envoy::config::endpoint::v3::ClusterLoadAssignment& la,
+                    const std::string& path, bool ip_addresses,
+                    std::vector<upstream::EndpointConfig>& out, std::vector<std::string>& errors);
+
 // One listener (from the bootstrap or LDS); `path` prefixes errors. Routes inline in a
 // connection manager must name clusters of `cluster_names` (Envoy's validate_clusters).
 bool buildListenerConfig(const envoy::config::listener::v3::Listener& proto, const std::string& path,

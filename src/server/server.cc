@@ -15,6 +15,7 @@
 #include "config/api_descriptors.h"
 #include "config/bootstrap_loader.h"
 #include "config/cds_api.h"
+#include "config/eds_api.h"
 #include "config/grpc_mux.h"
 #include "config/filesystem_subscription.h"
 #include "config/proxy_config.h"
@@ -453,6 +454,7 @@ void Server::registerAdminHandlers() {
                             if (hf & upstream::Host::FailedOutlierCheck) flags += "/failed_outlier_check";
                             if (hf & upstream::Host::FailedEdsHealth) flags += "/failed_eds_health";
                             if (hf & upstream::Host::DegradedEdsHealth) flags += "/degraded_eds_health";
+                            if (hf & upstream::Host::PendingDynamicRemoval) flags += "/pending_dynamic_removal";
                             if (flags.empty()) flags = "healthy";
                             nlohmann::json sj = nlohmann::json::array();
 #define SLUICE_HOST_LINE(name)                                                             \
@@ -526,7 +528,7 @@ void Server::registerAdminHandlers() {
                       return 200;
                     });
   admin_.addHandler("/config_dump", "dump current Envoy configs", false,
-                    [this](const Request&, H& h, std::string& body) -> uint32_t {
+                    [this](const Request& r, H& h, std::string& body) -> uint32_t {
                       const std::string updated = rfc3339(start_time_);
                       nlohmann::json configs = nlohmann::json::array();
                       nlohmann::json boot;
@@ -595,6 +597,22 @@ void Server::registerAdminHandlers() {
                         for (auto& [_, j] : dynamic) listeners["dynamic_listeners"].push_back(j);
                       }
                       configs.push_back(listeners);
+                      if (r.query.count("include_eds")) {
+                        // Envoy's EndpointsConfigDump: each EDS assignment as last accepted.
+                        nlohmann::json eps;
+                        eps["@type"] = "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump";
+                        eps["dynamic_endpoint_configs"] = nlohmann::json::array();
+                        for (const auto& [_, e] : config::edsConfigDump()) {
+                          nlohmann::json ej = nlohmann::json::parse(messageToJson(*e.assignment));
+                          ej["@type"] =
+                              "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+                          eps["dynamic_endpoint_configs"].push_back(
+                              {{"version_info", e.version_info},
+                               {"endpoint_config", ej},
+                               {"last_updated", rfc3339(e.last_updated)}});
+                        }
+                        configs.push_back(eps);
+                      }
                       if (rds_ && !rds_->all().empty()) {
                         nlohmann::json routes;
                         routes["@type"] = "type.googleapis.com/envoy.admin.v3.RoutesConfigDump";

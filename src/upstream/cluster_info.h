@@ -80,6 +80,7 @@ namespace sluice::upstream {
   COUNTER(update_attempt)                   \
   COUNTER(update_success)                   \
   COUNTER(update_failure)                   \
+  COUNTER(update_rejected)                  \
   COUNTER(update_empty)                     \
   COUNTER(lb_healthy_panic)
 

@@ -1,11 +1,14 @@
 #include "upstream/cluster_manager.h"
 
 #include <random>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "common/assert.h"
 #include "common/logger.h"
 #include "stats/stats.h"
+#include "upstream/eds.h"
 #include "upstream/http2_conn_pool.h"
 
 namespace sluice::upstream {
@@ -69,8 +72,15 @@ ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host, ResourcePriori
 void ThreadLocalCluster::updateHosts(PrioritySetConstSharedPtr hosts,
                                      HashLbTablesConstSharedPtr tables) {
   hosts_ = std::move(hosts);
-  lb_ = createLoadBalancer(hosts_, info_->lb, &info_->stats().lb_healthy_panic, seed_++,
-                           std::move(tables));
+  if (hosts_->overprovisioning_factor != 0) {
+    LbConfig lb = info_->lb;  // EDS's policy overrides the cluster's
+    lb.overprovisioning_factor = hosts_->overprovisioning_factor;
+    lb_ = createLoadBalancer(hosts_, lb, &info_->stats().lb_healthy_panic, seed_++,
+                             std::move(tables));
+  } else {
+    lb_ = createLoadBalancer(hosts_, info_->lb, &info_->stats().lb_healthy_panic, seed_++,
+                             std::move(tables));
+  }
   // Pools of hosts that left: drain them; drop them once idle.
   for (auto* by_priority : {&pools_, &h1_pools_}) {
     for (auto& pools : *by_priority) {
@@ -152,6 +162,10 @@ struct ClusterManager::Cluster {
   // RING_HASH / MAGLEV: the tables of `tables_for` (the hosts they were built from).
   HashLbTablesConstSharedPtr tables;
   PrioritySetConstSharedPtr tables_for;
+  // EDS: the subscription, and the initial_fetch_timeout's timer until the first update.
+  EdsSubscriptionPtr eds_subscription;
+  event::TimerPtr eds_init_timer;
+  bool initializing{false};  // waiting for the first health-check round
   // `cb` once every checker has checked each host once.
   void onFirstHealthCheckRound(std::function<void()> cb) {
     auto left = std::make_shared<size_t>(health_checkers.size());
@@ -171,6 +185,8 @@ ClusterManager::~ClusterManager() {
   for (auto* map : {&clusters_, &warming_}) {
     for (auto& [_, c] : *map) {
       c->refresh_timer.reset();
+      c->eds_init_timer.reset();
+      c->eds_subscription.reset();
       c->health_checkers.clear();
       c->outlier.reset();
     }
@@ -206,8 +222,10 @@ std::shared_ptr<ClusterManager::Cluster> ClusterManager::makeCluster(ClusterConf
     for (const auto& e : c->config.endpoints) {
       if (set->priorities.size() <= e.priority) set->priorities.resize(e.priority + 1);
       set->priorities[e.priority].priority = e.priority;
-      set->priorities[e.priority].hosts.push_back(std::make_shared<Host>(
-          name, e.address, e.address->asString(), e.weight, e.priority, e.locality));
+      auto host = std::make_shared<Host>(name, e.address, e.address->asString(), e.weight,
+                                         e.priority, e.locality);
+      if (e.health_flags) host->setHealthFlag(static_cast<Host::HealthFlag>(e.health_flags));
+      set->priorities[e.priority].hosts.push_back(std::move(host));
     }
     setLocalityWeights(*set, c->config.endpoints);
     c->hosts = set;
@@ -372,6 +390,41 @@ void ClusterManager::publish(Cluster& cluster) {
 void ClusterManager::republish(Cluster& cluster) {
   cluster.hosts = std::make_shared<PrioritySet>(*cluster.hosts);
   publish(cluster);
+  // A host EDS removed while it passed active health checking goes once it fails. Not here:
+  // this runs inside the failing check's callback, whose session dropping it would destroy.
+  bool pending = false;
+  for (const auto& p : cluster.hosts->priorities) {
+    for (const auto& h : p.hosts) {
+      const uint32_t f = h->healthFlags();
+      pending |= (f & Host::PendingDynamicRemoval) && (f & Host::FailedActiveHealthCheck);
+    }
+  }
+  if (!pending) return;
+  main_.post([this, weak = weakOf(cluster)] {
+    auto c = weak.lock();
+    if (!c) return;
+    auto set = std::make_shared<PrioritySet>(*c->hosts);
+    size_t dropped = 0;
+    for (auto& p : set->priorities) {
+      dropped += std::erase_if(p.hosts, [](const HostSharedPtr& h) {
+        const uint32_t f = h->healthFlags();
+        return (f & Host::PendingDynamicRemoval) && (f & Host::FailedActiveHealthCheck);
+      });
+    }
+    if (dropped == 0) return;
+    c->hosts = set;
+    c->config.info->stats().membership_change.inc();
+    setHealthHosts(*c);
+    publish(*c);
+  });
+}
+
+std::weak_ptr<ClusterManager::Cluster> ClusterManager::weakOf(Cluster& cluster) {
+  for (auto* map : {&clusters_, &warming_}) {
+    auto it = map->find(cluster.config.info->name());
+    if (it != map->end() && it->second.get() == &cluster) return it->second;
+  }
+  return {};
 }
 
 void ClusterManager::setHealthHosts(Cluster& cluster) {
@@ -408,7 +461,9 @@ void ClusterManager::start(std::function<void()> on_initialized) {
 }
 
 void ClusterManager::startCluster(const std::shared_ptr<Cluster>& c) {
-  if (c->config.type != DiscoveryType::Static) {
+  if (c->config.type == DiscoveryType::Eds) {
+    startEds(c);
+  } else if (c->config.type != DiscoveryType::Static) {
     resolve(c);
   } else if (!c->initialized) {
     Cluster* raw = c.get();
@@ -486,25 +541,135 @@ void ClusterManager::onResolved(Cluster& cluster) {
   } else if (!any) {
     cfg.info->stats().update_empty.inc();
   }
-  if (!cluster.initialized) {
-    if (!cluster.health_checkers.empty()) {
-      Cluster* raw = &cluster;
-      cluster.onFirstHealthCheckRound([this, raw] { markInitialized(*raw); });
-    } else {
-      markInitialized(cluster);
-    }
-  }
+  initializeWithHosts(cluster);
   if (!cluster.refresh_timer) {
-    std::weak_ptr<Cluster> weak;
-    for (auto* map : {&clusters_, &warming_}) {
-      auto it = map->find(cfg.info->name());
-      if (it != map->end() && it->second.get() == &cluster) weak = it->second;
-    }
+    std::weak_ptr<Cluster> weak = weakOf(cluster);
     cluster.refresh_timer = main_.createTimer([this, weak] {
       if (auto c = weak.lock()) resolve(c);
     });
   }
   cluster.refresh_timer->enableTimer(cfg.dns_refresh_rate);
+}
+
+void ClusterManager::initializeWithHosts(Cluster& cluster) {
+  if (cluster.initialized || cluster.initializing) return;
+  if (cluster.health_checkers.empty()) {
+    markInitialized(cluster);
+    return;
+  }
+  cluster.initializing = true;
+  Cluster* raw = &cluster;
+  cluster.onFirstHealthCheckRound([this, raw] { markInitialized(*raw); });
+}
+
+// ---- EDS
+
+void ClusterManager::startEds(const std::shared_ptr<Cluster>& c) {
+  const EdsConfig& eds = *c->config.eds;
+  std::weak_ptr<Cluster> weak = c;
+  if (eds.initial_fetch_timeout.count() > 0) {
+    c->eds_init_timer = main_.createTimer([this, weak] {
+      auto c = weak.lock();
+      if (!c) return;
+      SLUICE_LOG(warn, upstream,
+                 "cluster '{}': no endpoints (EDS '{}') within initial_fetch_timeout; it starts "
+                 "with none",
+                 c->config.info->name(), c->config.eds->service_name);
+      initializeWithHosts(*c);
+    });
+    // Armed first: the subscription may deliver its first update before it returns.
+    c->eds_init_timer->enableTimer(eds.initial_fetch_timeout);
+  }
+  c->eds_subscription = eds.subscribe(main_, [this, weak](const EdsAssignment* assignment) {
+    if (auto c = weak.lock()) onEdsUpdate(*c, assignment);
+  });
+}
+
+void ClusterManager::onEdsUpdate(Cluster& cluster, const EdsAssignment* assignment) {
+  const ClusterInfo& info = *cluster.config.info;
+  if (cluster.eds_init_timer) cluster.eds_init_timer->disableTimer();
+  if (!assignment) {
+    // No assignment for this cluster in the update: as Envoy, the hosts stay and the cluster
+    // counts as initialized.
+    info.stats().update_empty.inc();
+    initializeWithHosts(cluster);
+    return;
+  }
+  // Kept hosts are found by address; a host whose priority or locality moved is a new one.
+  std::unordered_map<std::string, HostSharedPtr> old_hosts;
+  for (const auto& p : cluster.hosts->priorities) {
+    for (const auto& h : p.hosts) old_hosts.emplace(h->address()->asString(), h);
+  }
+  auto set = std::make_shared<PrioritySet>();
+  set->overprovisioning_factor = assignment->overprovisioning_factor;
+  std::unordered_set<const Host*> kept;
+  std::unordered_set<std::string> addresses;
+  bool changed = false;
+  for (const auto& e : assignment->endpoints) {
+    if (set->priorities.size() <= e.priority) set->priorities.resize(e.priority + 1);
+    set->priorities[e.priority].priority = e.priority;
+    HostSharedPtr host;
+    auto it = old_hosts.find(e.address->asString());
+    if (it != old_hosts.end() && it->second->priority() == e.priority &&
+        it->second->locality() == e.locality && !kept.count(it->second.get())) {
+      host = it->second;
+      if (host->weight() != std::max(e.weight, 1u)) {
+        host->setWeight(e.weight);
+        changed = true;
+      }
+      host->clearHealthFlag(Host::PendingDynamicRemoval);
+    } else {
+      host = std::make_shared<Host>(info.name(), e.address, e.address->asString(), e.weight,
+                                    e.priority, e.locality);
+    }
+    for (auto flag : {Host::FailedEdsHealth, Host::DegradedEdsHealth}) {
+      const bool want = e.health_flags & flag;
+      if (want == bool(host->healthFlags() & flag)) continue;
+      want ? host->setHealthFlag(flag) : host->clearHealthFlag(flag);
+      changed = true;
+    }
+    kept.insert(host.get());
+    addresses.insert(e.address->asString());
+    set->priorities[e.priority].hosts.push_back(std::move(host));
+  }
+  setLocalityWeights(*set, assignment->endpoints);
+  // Hosts gone from the assignment. Under active health checking one that still passes stays
+  // until it fails a check (Envoy's default), unless EDS also failed it or the cluster sets
+  // ignore_health_on_host_removal.
+  const bool stabilize =
+      !cluster.health_checkers.empty() && !cluster.config.eds->ignore_health_on_host_removal;
+  for (const auto& p : cluster.hosts->priorities) {
+    for (const auto& h : p.hosts) {
+      if (kept.count(h.get())) continue;
+      const uint32_t f = h->healthFlags();
+      // (An address that moved to another priority or locality is a new host: not both.)
+      if (stabilize && !(f & (Host::FailedActiveHealthCheck | Host::FailedEdsHealth)) &&
+          !addresses.count(h->address()->asString())) {
+        h->setHealthFlag(Host::PendingDynamicRemoval);
+        if (set->priorities.size() <= h->priority()) set->priorities.resize(h->priority() + 1);
+        set->priorities[h->priority()].priority = h->priority();
+        set->priorities[h->priority()].hosts.push_back(h);
+      }
+    }
+  }
+  // Changed: any level's hosts (or their order), locality weights or the factor.
+  const auto& old = *cluster.hosts;
+  changed |= set->priorities.size() != old.priorities.size() ||
+             set->overprovisioning_factor != old.overprovisioning_factor;
+  for (size_t i = 0; !changed && i < set->priorities.size(); ++i) {
+    changed = set->priorities[i].hosts != old.priorities[i].hosts ||
+              set->priorities[i].locality_weights != old.priorities[i].locality_weights;
+  }
+  if (changed) {
+    cluster.hosts = set;
+    info.stats().membership_change.inc();
+    // New hosts start failed under active health checking (until their first check).
+    setHealthHosts(cluster);
+    publish(cluster);  // new host set: workers rebuild balancers, hash tables rebuilt once
+  }
+  SLUICE_LOG(debug, upstream, "cluster '{}': EDS assignment with {} endpoint(s){}", info.name(),
+             assignment->endpoints.size(), changed ? "" : " (no change)");
+  initializeWithHosts(cluster);
 }
 
 std::vector<ClusterManager::ClusterView> ClusterManager::clusters() const {

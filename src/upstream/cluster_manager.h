@@ -35,7 +35,9 @@ class Store;
 
 namespace sluice::upstream {
 
-enum class DiscoveryType { Static, StrictDns, LogicalDns };
+enum class DiscoveryType { Static, StrictDns, LogicalDns, Eds };
+struct EdsConfig;      // upstream/eds.h
+struct EdsAssignment;  // upstream/eds.h
 
 struct EndpointConfig {
   network::AddressConstSharedPtr address;  // for STATIC
@@ -45,6 +47,7 @@ struct EndpointConfig {
   uint32_t priority{0};
   Locality locality;
   uint32_t locality_weight{0};  // the LocalityLbEndpoints' load_balancing_weight; 0: unset
+  uint32_t health_flags{0};     // Host::FailedEdsHealth / DegradedEdsHealth, from health_status
 };
 
 // What an API (CDS) gave for a cluster, kept with it (active or warming) for /config_dump and
@@ -66,6 +69,7 @@ struct ClusterConfig {
   // health_checks: a host fails active health checking while any of them fails it.
   std::vector<HealthCheckConfig> health_checks;
   std::optional<OutlierDetectionConfig> outlier_detection;
+  std::shared_ptr<const EdsConfig> eds;  // for EDS: where its endpoints come from
 };
 
 // A worker's view of one cluster.
@@ -212,6 +216,12 @@ class ClusterManager {
   void markInitialized(Cluster& cluster);
   void resolve(const std::shared_ptr<Cluster>& cluster);
   void onResolved(Cluster& cluster);
+  // EDS (upstream/eds.cc): subscribes; each assignment replaces the host set.
+  void startEds(const std::shared_ptr<Cluster>& cluster);
+  void onEdsUpdate(Cluster& cluster, const EdsAssignment* assignment);
+  // First hosts in (or none, for good): initialized once the first health checks are done.
+  void initializeWithHosts(Cluster& cluster);
+  std::weak_ptr<Cluster> weakOf(Cluster& cluster);
 
   event::Dispatcher& main_;
   DnsResolver& dns_;

@@ -57,14 +57,19 @@ class Host {
   const std::string& clusterName() const { return cluster_name_; }
   const network::AddressConstSharedPtr& address() const { return address_; }
   const std::string& hostname() const { return hostname_; }
-  uint32_t weight() const { return weight_; }
+  uint32_t weight() const { return weight_.load(std::memory_order_relaxed); }
+  // EDS changes a kept host's weight in place (main thread; the balancers see it when the
+  // new host set that comes with the change is published).
+  void setWeight(uint32_t weight) { weight_.store(weight == 0 ? 1 : weight, std::memory_order_relaxed); }
   uint32_t priority() const { return priority_; }
   const Locality& locality() const { return locality_; }
 
   uint32_t healthFlags() const { return health_flags_.load(std::memory_order_relaxed); }
   void setHealthFlag(HealthFlag f) { health_flags_.fetch_or(f, std::memory_order_relaxed); }
   void clearHealthFlag(HealthFlag f) { health_flags_.fetch_and(~f, std::memory_order_relaxed); }
-  bool healthy() const { return (healthFlags() & ~DegradedEdsHealth) == 0; }
+  // PendingDynamicRemoval alone does not make a host unhealthy (Envoy's: a host that EDS
+  // removed while it still passes active health checking keeps serving until it fails).
+  bool healthy() const { return (healthFlags() & ~(DegradedEdsHealth | PendingDynamicRemoval)) == 0; }
 
   struct Stats {
 #define SLUICE_HOST_STAT(name) std::atomic<uint64_t> name{0};
@@ -83,7 +88,7 @@ class Host {
   const std::string cluster_name_;
   const network::AddressConstSharedPtr address_;
   const std::string hostname_;
-  const uint32_t weight_;
+  std::atomic<uint32_t> weight_;
   const uint32_t priority_;
   const Locality locality_;
   std::atomic<uint32_t> health_flags_{0};
@@ -105,6 +110,8 @@ struct HostSet {
 // Every host of a cluster, by priority (index = priority). Immutable once published.
 struct PrioritySet {
   std::vector<HostSet> priorities;
+  // EDS: the assignment's policy.overprovisioning_factor; 0: the cluster's (LbConfig).
+  uint32_t overprovisioning_factor{0};
   size_t totalHosts() const {
     size_t n = 0;
     for (const auto& p : priorities) n += p.hosts.size();

@@ -476,9 +476,9 @@ TEST(BootstrapLoaderTest, UnsupportedEnumValuesAreNamed) {
                                          "          http_filters:" + kRouterFilter)),
               ElementsAre(std::string(kHcmPath) +
                           ".codec_type: HTTP3 is not supported (supported: AUTO, HTTP1, HTTP2)"));
-  EXPECT_THAT(loadErrors(cluster("    type: EDS\n")),
-              ElementsAre("static_resources.clusters[0].type: EDS is not supported (supported: "
-                          "STATIC, STRICT_DNS, LOGICAL_DNS)"));
+  EXPECT_THAT(loadErrors(cluster("    type: ORIGINAL_DST\n")),
+              ElementsAre("static_resources.clusters[0].type: ORIGINAL_DST is not supported "
+                          "(supported: STATIC, STRICT_DNS, LOGICAL_DNS, EDS)"));
   EXPECT_THAT(loadErrors(cluster("    lb_policy: CLUSTER_PROVIDED\n")),
               ElementsAre("static_resources.clusters[0].lb_policy: CLUSTER_PROVIDED is not "
                           "supported (supported: ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH, "

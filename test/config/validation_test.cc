@@ -370,7 +370,7 @@ TEST(SupportedFieldsTest, CheckSupportedTakesARootPath) {
                               "envoy.config.cluster.v3.Cluster", cluster, errors));
   EXPECT_FALSE(checkSupported(cluster, errors, "clusters[0]"));
   EXPECT_THAT(errors, ElementsAre("clusters[0].type: ORIGINAL_DST is not supported (supported: "
-                                  "STATIC, STRICT_DNS, LOGICAL_DNS)",
+                                  "STATIC, STRICT_DNS, LOGICAL_DNS, EDS)",
                                   "clusters[0].respect_dns_ttl: respect_dns_ttl is not supported"));
 }
 
