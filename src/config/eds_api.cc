@@ -2,6 +2,7 @@
 
 #include "common/logger.h"
 #include "config/filesystem_subscription.h"
+#include "config/subscription.h"
 #include "config/proxy_config.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
 
@@ -9,41 +10,51 @@ namespace sluice::config {
 
 namespace {
 
-class FileEdsSubscription;
+class SourceEdsSubscription;
 // The live subscriptions, for /config_dump (main thread).
-std::vector<FileEdsSubscription*>& liveSubscriptions() {
-  static auto* live = new std::vector<FileEdsSubscription*>();
+std::vector<SourceEdsSubscription*>& liveSubscriptions() {
+  static auto* live = new std::vector<SourceEdsSubscription*>();
   return *live;
 }
 
-class FileEdsSubscription : public upstream::EdsSubscription {
+class SourceEdsSubscription : public upstream::EdsSubscription {
  public:
-  FileEdsSubscription(event::Dispatcher& main, std::string path, std::string resource_name,
-                      stats::Store& store, std::string stat_prefix,
-                      upstream::EdsConfig::OnUpdate on_update)
-      : resource_name_(std::move(resource_name)),
-        on_update_(std::move(on_update)),
-        sub_(main, std::move(path), std::string(kClusterLoadAssignmentType), store,
-             std::move(stat_prefix),
-             [this, &main](DiscoveryUpdate& update, std::vector<std::string>& errors) {
-               std::optional<upstream::EdsAssignment> assignment;
-               if (!edsAssignmentFromUpdate(update, resource_name_, assignment, errors)) {
-                 return false;  // logged by the subscription; the last hosts stay
-               }
-               if (assignment) keepForDump(update, main.timeSource().systemTime());
-               on_update_(assignment ? &*assignment : nullptr);
-               return true;
-             }) {
+  // A file, or the ADS stream (a watch for `resource_name`).
+  SourceEdsSubscription(event::Dispatcher& main, const SourceSpec& source,
+                        std::string resource_name, stats::Store& store, std::string stat_prefix,
+                        upstream::EdsConfig::OnUpdate on_update)
+      : resource_name_(std::move(resource_name)), on_update_(std::move(on_update)) {
+    Subscription::OnUpdate apply = [this, &main](DiscoveryUpdate& update,
+                                                 std::vector<std::string>& errors) {
+      std::optional<upstream::EdsAssignment> assignment;
+      if (!edsAssignmentFromUpdate(update, resource_name_, assignment, errors)) {
+        return false;  // logged by the subscription; the last hosts stay
+      }
+      if (assignment) keepForDump(update, main.timeSource().systemTime());
+      on_update_(assignment ? &*assignment : nullptr);
+      return true;
+    };
+    // The cluster manager keeps the initial fetch timeout itself (the cluster warms).
+    if (SubscriptionFactory* factory = subscriptionFactory()) {
+      sub_ = factory->create(source, kClusterLoadAssignmentType, resource_name_,
+                             std::move(stat_prefix), std::move(apply));
+    } else if (!source.ads) {  // no running proxy (unit tests): files still work
+      sub_ = std::make_unique<FilesystemSubscription>(
+          main, source.path, std::string(kClusterLoadAssignmentType), store,
+          std::move(stat_prefix), std::move(apply));
+    }
     liveSubscriptions().push_back(this);
   }
-  ~FileEdsSubscription() override { std::erase(liveSubscriptions(), this); }
+  ~SourceEdsSubscription() override { std::erase(liveSubscriptions(), this); }
 
   const std::string& resourceName() const { return resource_name_; }
   const std::optional<EdsDumpEntry>& dump() const { return dump_; }
 
   void start() {
     std::string error;
-    if (!sub_.start(error)) {
+    if (!sub_) {
+      SLUICE_LOG(err, config, "eds '{}': the ADS stream is not configured", resource_name_);
+    } else if (!sub_->start(error)) {
       // The cluster waits for initial_fetch_timeout, then serves with no hosts.
       SLUICE_LOG(err, config, "eds '{}': {}", resource_name_, error);
     }
@@ -63,7 +74,7 @@ class FileEdsSubscription : public upstream::EdsSubscription {
   const std::string resource_name_;
   upstream::EdsConfig::OnUpdate on_update_;
   std::optional<EdsDumpEntry> dump_;
-  FilesystemSubscription sub_;
+  std::unique_ptr<Subscription> sub_;
 };
 
 }  // namespace
@@ -113,12 +124,11 @@ upstream::EdsSubscriptionPtr subscribeEds(const envoy::config::core::v3::ConfigS
                                           upstream::EdsConfig::OnUpdate on_update,
                                           event::Dispatcher& main, stats::Store& store,
                                           const std::string& stat_prefix) {
-  // Only files today. EDS over ADS (source.has_ads()) goes here: a watch for resource_name
-  // on the ADS stream (config/grpc_mux.h) that calls edsAssignmentFromUpdate and on_update.
-  const std::string path =
-      source.has_path_config_source() ? source.path_config_source().path() : source.path();
-  auto sub = std::make_unique<FileEdsSubscription>(main, path, resource_name, store, stat_prefix,
-                                                   std::move(on_update));
+  SourceSpec spec;
+  std::vector<std::string> errors;  // checked when the cluster was built
+  parseConfigSource(source, "eds_config", spec, errors);
+  auto sub = std::make_unique<SourceEdsSubscription>(main, spec, resource_name, store,
+                                                     stat_prefix, std::move(on_update));
   sub->start();
   return sub;
 }
@@ -132,18 +142,8 @@ bool buildEdsClusterConfig(const envoy::config::cluster::v3::Cluster& proto,
     return false;
   }
   const auto& source = proto.eds_cluster_config().eds_config();
-  if (source.has_ads()) {
-    errors.push_back(ep + ".eds_config.ads: EDS over ADS is not supported yet; use a "
-                          "path_config_source");
-    return false;
-  }
-  const std::string file =
-      source.has_path_config_source() ? source.path_config_source().path() : source.path();
-  if (file.empty()) {
-    errors.push_back(ep + ".eds_config: a path_config_source with a path is required "
-                          "(the config source supported for EDS)");
-    return false;
-  }
+  SourceSpec spec;
+  if (!parseConfigSource(source, ep + ".eds_config", spec, errors)) return false;
   auto eds = std::make_shared<upstream::EdsConfig>();
   eds->service_name = proto.eds_cluster_config().service_name().empty()
                           ? proto.name()

@@ -21,6 +21,7 @@ from upstream import Upstream
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+EDS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 ADS_CONFIG = {"api_type": "GRPC", "transport_api_version": "V3",
               "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}
 ADS_SERVER = None
@@ -466,6 +467,55 @@ class DeltaAdsTest(AdsBase):
         again = self.ads.next_request()
         self.assertEqual(again["initialResourceVersions"], {"r0": "1"})
         self.assertEqual(again["resourceNamesSubscribe"], ["r0"])
+
+
+def assignment(name, *ports):
+    return {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+        {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
+        for p in ports]}]}
+
+
+class AdsEndpointsTest(AdsBase):
+    """Endpoints (EDS) over the ADS stream, for a cluster that came over it too."""
+
+    def test_an_eds_cluster_from_cds_takes_its_endpoints_by_name(self):
+        p = self.start()
+        self.assertEqual(self.ads.next_request()["typeUrl"], CLUSTER_TYPE)
+        eds_cluster = {"name": "dyn", "type": "EDS", "connect_timeout": "1s",
+                       "eds_cluster_config": {"service_name": "dyn-endpoints", "eds_config": {
+                           "ads": {}, "resource_api_version": "V3"}}}
+        self.respond([eds_cluster], "c1")
+        # The cluster warms: it asks for its assignment by service name (before or after the
+        # clusters' ACK).
+        got = {}
+        for _ in range(2):
+            r = self.ads.next_request()
+            got[r["typeUrl"]] = r
+        self.assertEqual(got[CLUSTER_TYPE].get("versionInfo"), "c1")
+        self.assertEqual(got[EDS_TYPE]["resourceNames"], ["dyn-endpoints"])
+        self.assertFalse(self.serving())  # warming until its endpoints come
+        nonce = self.respond([assignment("other", self.b.port),
+                              assignment("dyn-endpoints", self.a.port)], "e1", EDS_TYPE)
+        ack = self.ads.next_request()
+        self.assertEqual((ack["typeUrl"], ack.get("versionInfo"), ack.get("responseNonce")),
+                         (EDS_TYPE, "e1", nonce))
+        p.wait_for_line(r"worker\(s\) serving")
+        self.assertEqual(self.served_by(), (200, "a"))
+        self.assertEqual(p.stat("cluster.dyn.update_success"), 1)
+
+        # New endpoints; then a bad assignment is NACKed with the response's path.
+        self.respond([assignment("dyn-endpoints", self.b.port)], "e2", EDS_TYPE)
+        self.assertEqual(self.ads.next_request().get("versionInfo"), "e2")
+        wait_until(lambda: self.served_by() == (200, "b"), what="endpoints moved to b")
+        bad = assignment("dyn-endpoints", self.a.port)
+        bad["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"][
+            "address"] = "not-an-ip"
+        nonce = self.respond([assignment("other", self.a.port), bad], "e3", EDS_TYPE)
+        nack = self.ads.next_request()
+        self.assertEqual((nack.get("versionInfo"), nack.get("responseNonce")), ("e2", nonce))
+        self.assertIn("resources[1].endpoints[0].lb_endpoints[0].endpoint.address",
+                      nack["errorDetail"]["message"])
+        self.assertEqual(self.served_by(), (200, "b"))
 
 
 if __name__ == "__main__":
