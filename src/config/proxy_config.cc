@@ -726,6 +726,25 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
       info->http2_settings = h2;
       info->use_downstream_protocol = true;
     }
+    if (http.has_auto_config()) {
+      // As Envoy: ALPN decides, so the cluster needs a transport that negotiates it (TLS).
+      const std::string ap = path + ".typed_extension_protocol_options.auto_config";
+      if (!info->transport_socket_factory) {
+        errors.push_back(ap + ": ALPN configured for cluster '" + proto.name() +
+                         "' which has a non-ALPN transport socket (auto_config needs an "
+                         "UpstreamTlsContext transport_socket)");
+        return false;
+      }
+      http::http2::CodecSettings h2;
+      const auto& a = http.auto_config();
+      if (a.has_http2_protocol_options() &&
+          !buildHttp2Settings(a.http2_protocol_options(), ap + ".http2_protocol_options", h2,
+                              errors)) {
+        return false;
+      }
+      info->http2_settings = h2;
+      info->auto_http = true;
+    }
   }
   out.info = info;
   switch (proto.type()) {

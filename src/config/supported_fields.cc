@@ -288,10 +288,13 @@ const std::vector<SupportedMessage>& supportedMessages() {
        {"endpoint", "load_balancing_weight", "health_status"}},
       {"envoy.config.endpoint.v3.Endpoint", {"address"}},
       {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-       {"common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config"}},
+       {"common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config",
+        "auto_config"}},
       {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
        {"http_protocol_options", "http2_protocol_options"}},
       {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+       {"http_protocol_options", "http2_protocol_options"}},
+      {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
        {"http_protocol_options", "http2_protocol_options"}},
   };
   return *table;
