@@ -150,7 +150,10 @@ const std::vector<SupportedMessage>& supportedMessages() {
         "headers_with_underscores_action", "max_requests_per_connection"}},
       {"envoy.config.core.v3.Http1ProtocolOptions", {"accept_http_10", "default_host_for_http_10"}},
       {"envoy.config.core.v3.Http2ProtocolOptions",
-       {"max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"}},
+       {"max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size",
+        "connection_keepalive"}},
+      {"envoy.config.core.v3.KeepaliveSettings",
+       {"interval", "timeout", "interval_jitter", "connection_idle_interval"}},
       {kRouter, {}},
       // HTTP filters (src/filters/http).
       {kFault,
