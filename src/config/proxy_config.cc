@@ -188,6 +188,22 @@ bool buildHttp2Settings(const envoy::config::core::v3::Http2ProtocolOptions& pro
     }
     out.initial_connection_window_size = proto.initial_connection_window_size().value();
   }
+  if (proto.has_connection_keepalive()) {
+    const auto& k = proto.connection_keepalive();
+    if (k.has_interval()) out.keepalive_interval = toMs(k.interval());
+    out.keepalive_timeout = toMs(k.timeout());  // required (validated)
+    if (k.has_connection_idle_interval()) {
+      out.keepalive_idle_interval = toMs(k.connection_idle_interval());
+    }
+    if (k.has_interval_jitter()) {
+      const double v = k.interval_jitter().value();
+      if (v < 0 || v > 100) {
+        errors.push_back(path + ".connection_keepalive.interval_jitter: must be within [0, 100]");
+        return false;
+      }
+      out.keepalive_jitter_percent = static_cast<uint32_t>(v);
+    }
+  }
   return true;
 }
 
@@ -358,6 +374,10 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
       !buildHttp2Settings(proto.http2_protocol_options(), path + ".http2_protocol_options",
                           cfg->http2_settings, errors)) {
     return false;
+  }
+  if (cfg->http2_settings.keepalive_timeout.count() > 0) {
+    // As Envoy's: downstream HTTP/2 codec stats are rooted at http2.
+    cfg->http2_settings.keepalive_timeout_counter = &store.counter("http2.keepalive_timeout");
   }
   if (!buildAccessLogs(proto.access_log(), path + ".access_log", sinks, cfg->access_logs, errors)) {
     return false;
@@ -724,6 +744,29 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
       info->http2_settings = h2;
       info->use_downstream_protocol = true;
     }
+    if (http.has_auto_config()) {
+      // As Envoy: ALPN decides, so the cluster needs a transport that negotiates it (TLS).
+      const std::string ap = path + ".typed_extension_protocol_options.auto_config";
+      if (!info->transport_socket_factory) {
+        errors.push_back(ap + ": ALPN configured for cluster '" + proto.name() +
+                         "' which has a non-ALPN transport socket (auto_config needs an "
+                         "UpstreamTlsContext transport_socket)");
+        return false;
+      }
+      http::http2::CodecSettings h2;
+      const auto& a = http.auto_config();
+      if (a.has_http2_protocol_options() &&
+          !buildHttp2Settings(a.http2_protocol_options(), ap + ".http2_protocol_options", h2,
+                              errors)) {
+        return false;
+      }
+      info->http2_settings = h2;
+      info->auto_http = true;
+    }
+  }
+  if (info->http2_settings && info->http2_settings->keepalive_timeout.count() > 0) {
+    info->http2_settings->keepalive_timeout_counter =
+        &store.counter("cluster." + proto.name() + ".http2.keepalive_timeout");
   }
   out.info = info;
   switch (proto.type()) {

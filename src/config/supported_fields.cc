@@ -150,7 +150,10 @@ const std::vector<SupportedMessage>& supportedMessages() {
         "headers_with_underscores_action", "max_requests_per_connection"}},
       {"envoy.config.core.v3.Http1ProtocolOptions", {"accept_http_10", "default_host_for_http_10"}},
       {"envoy.config.core.v3.Http2ProtocolOptions",
-       {"max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size"}},
+       {"max_concurrent_streams", "initial_stream_window_size", "initial_connection_window_size",
+        "connection_keepalive"}},
+      {"envoy.config.core.v3.KeepaliveSettings",
+       {"interval", "timeout", "interval_jitter", "connection_idle_interval"}},
       {kRouter, {}},
       // HTTP filters (src/filters/http).
       {kFault,
@@ -291,10 +294,13 @@ const std::vector<SupportedMessage>& supportedMessages() {
        {"endpoint", "load_balancing_weight", "health_status"}},
       {"envoy.config.endpoint.v3.Endpoint", {"address"}},
       {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-       {"common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config"}},
+       {"common_http_protocol_options", "explicit_http_config", "use_downstream_protocol_config",
+        "auto_config"}},
       {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig",
        {"http_protocol_options", "http2_protocol_options"}},
       {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
+       {"http_protocol_options", "http2_protocol_options"}},
+      {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig",
        {"http_protocol_options", "http2_protocol_options"}},
   };
   return *table;

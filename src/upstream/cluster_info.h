@@ -122,6 +122,9 @@ class ClusterInfo {
   // use_downstream_protocol_config: HTTP/2 (with http2_settings) for a request that came
   // over HTTP/2, HTTP/1.1 for the others; a host has a pool of each kind.
   bool use_downstream_protocol{false};
+  // auto_config: each connection offers ALPN h2,http/1.1 and speaks what the host picked
+  // (HTTP/1.1 when it picked none); the pool remembers the host's choice (MixedConnPool).
+  bool auto_http{false};
   LbConfig lb;
   // The cluster's transport_socket (TLS); null: plain TCP.
   network::TransportSocketFactoryConstSharedPtr transport_socket_factory;

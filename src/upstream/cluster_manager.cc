@@ -10,6 +10,7 @@
 #include "stats/stats.h"
 #include "upstream/eds.h"
 #include "upstream/http2_conn_pool.h"
+#include "upstream/mixed_conn_pool.h"
 
 namespace sluice::upstream {
 
@@ -59,7 +60,9 @@ ConnPool& ThreadLocalCluster::connPool(const HostSharedPtr& host, ResourcePriori
   auto it = pools.find(host.get());
   if (it == pools.end()) {
     ConnPoolPtr pool;
-    if (http2) {
+    if (info_->auto_http) {
+      pool = std::make_unique<MixedConnPool>(dispatcher_, host, info_, priority);
+    } else if (http2) {
       pool = std::make_unique<Http2ConnPool>(dispatcher_, host, info_, priority);
     } else {
       pool = std::make_unique<Http1ConnPool>(dispatcher_, host, info_, priority);

@@ -34,12 +34,22 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
                                      public http::ResponseDecoder {
   enum class State { Connecting, Ready, Busy, Closed };
 
-  explicit ActiveClient(Http1ConnPool& p)
+  // `adopted`: a connection already up (auto_config's, which negotiated HTTP/1.1).
+  ActiveClient(Http1ConnPool& p, network::ClientConnectionPtr adopted)
       : pool(p), created(p.dispatcher_.timeSource().monotonicTime()) {
     std::string error;
-    connection = network::createClientConnection(pool.dispatcher_, pool.host_->address(),
-                                                 pool.cluster_->createTransportSocket(),
-                                                 &error);
+    if (adopted) {
+      connection = std::move(adopted);
+      connected = true;
+    } else {
+      // auto_config, once the host chose HTTP/1.1: offer only that.
+      network::TransportSocketOptions options;
+      options.alpn = {"http/1.1"};
+      connection = network::createClientConnection(
+          pool.dispatcher_, pool.host_->address(),
+          pool.cluster_->createTransportSocket(pool.cluster_->auto_http ? &options : nullptr),
+          &error);
+    }
     const auto& stats = pool.cluster_->stats();
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http1_total.inc();
@@ -62,7 +72,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
                                     &stats.upstream_cx_rx_bytes_buffered,
                                     &stats.upstream_cx_tx_bytes_buffered});
     codec = http::http1::createClientCodec(*connection, *this, pool.cluster_->http1_settings);
-    connection->connect(pool.cluster_->connect_timeout);
+    if (!connected) connection->connect(pool.cluster_->connect_timeout);
   }
 
   ~ActiveClient() override = default;
@@ -270,8 +280,13 @@ bool Http1ConnPool::tryCreateClient() {
   return true;
 }
 
+void Http1ConnPool::adoptConnection(network::ClientConnectionPtr connection) {
+  clients_.push_back(std::make_unique<ActiveClient>(*this, std::move(connection)));
+  onClientReady(*clients_.back());
+}
+
 void Http1ConnPool::createClient() {
-  clients_.push_back(std::make_unique<ActiveClient>(*this));
+  clients_.push_back(std::make_unique<ActiveClient>(*this, nullptr));
   ActiveClient& c = *clients_.back();
   if (!c.connection) {
     // No socket: fail like a connect failure (callbacks run now; newStream() notices).

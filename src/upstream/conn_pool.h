@@ -13,6 +13,7 @@
 
 #include "event/dispatcher.h"
 #include "http/codec.h"
+#include "network/connection.h"
 #include "upstream/cluster_info.h"
 #include "upstream/host.h"
 
@@ -70,6 +71,9 @@ class Http1ConnPool : public ConnPool {
   void drainConnections() override;
   bool idle() const override;
   const HostSharedPtr& host() const override { return host_; }
+  // Takes a connection already up (auto_config's, which negotiated HTTP/1.1) as one of the
+  // pool's own.
+  void adoptConnection(network::ClientConnectionPtr connection);
 
  private:
   struct ActiveClient;

@@ -68,17 +68,24 @@ struct Http2ConnPool::ActiveClient : public network::ConnectionCallbacks,
                                      public http::ConnectionCallbacks {
   enum class State { Connecting, Ready, Draining, Closed };
 
-  explicit ActiveClient(Http2ConnPool& p)
+  // `adopted`: a connection already up (auto_config's, which negotiated h2) instead of a new one.
+  ActiveClient(Http2ConnPool& p, network::ClientConnectionPtr adopted)
       : pool(p), created(p.dispatcher_.timeSource().monotonicTime()) {
     std::string error;
-    // Over TLS the cluster's transport (its UpstreamTlsContext), offering ALPN "h2".
-    network::TransportSocketOptions options;
-    options.alpn = {"h2"};
-    connection = network::createClientConnection(
-        pool.dispatcher_, pool.host_->address(),
-        pool.cluster_->createTransportSocket(
-            pool.cluster_->transport_socket_factory ? &options : nullptr),
-        &error);
+    if (adopted) {
+      connection = std::move(adopted);
+      connected = true;
+      state = State::Ready;
+    } else {
+      // Over TLS the cluster's transport (its UpstreamTlsContext), offering ALPN "h2".
+      network::TransportSocketOptions options;
+      options.alpn = {"h2"};
+      connection = network::createClientConnection(
+          pool.dispatcher_, pool.host_->address(),
+          pool.cluster_->createTransportSocket(
+              pool.cluster_->transport_socket_factory ? &options : nullptr),
+          &error);
+    }
     const auto& stats = pool.cluster_->stats();
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http2_total.inc();
@@ -99,7 +106,7 @@ struct Http2ConnPool::ActiveClient : public network::ConnectionCallbacks,
                                     &stats.upstream_cx_rx_bytes_buffered,
                                     &stats.upstream_cx_tx_bytes_buffered});
     codec = http::http2::createClientCodec(*connection, *this, *pool.cluster_->http2_settings);
-    connection->connect(pool.cluster_->connect_timeout);
+    if (!connected) connection->connect(pool.cluster_->connect_timeout);
   }
 
   // network::ReadFilter
@@ -251,10 +258,15 @@ bool Http2ConnPool::tryCreateClient() {
     cluster_->stats().upstream_cx_overflow.inc();
     return false;
   }
-  clients_.push_back(std::make_unique<ActiveClient>(*this));
+  clients_.push_back(std::make_unique<ActiveClient>(*this, nullptr));
   ActiveClient& c = *clients_.back();
   if (!c.connection) onClientClosed(c, false, c.failure, false);
   return true;
+}
+
+void Http2ConnPool::adoptConnection(network::ClientConnectionPtr connection) {
+  clients_.push_back(std::make_unique<ActiveClient>(*this, std::move(connection)));
+  attachPending(*clients_.back());
 }
 
 void Http2ConnPool::attach(ActiveClient& client, http::ResponseDecoder& decoder,

@@ -25,6 +25,8 @@ class Http2ConnPool : public ConnPool {
   void drainConnections() override;
   bool idle() const override;
   const HostSharedPtr& host() const override { return host_; }
+  // Takes a connection already up (its TLS negotiated h2) as one of the pool's own.
+  void adoptConnection(network::ClientConnectionPtr connection);
 
  private:
   struct ActiveClient;

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 
 import harness
 from harness import Proxy, bootstrap, cluster, hcm, wait_until
@@ -153,6 +154,209 @@ class Http2DownstreamTest(harness.unittest.TestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("typed_config.http2_protocol_options.initial_stream_window_size: value must "
                       "be inside range [65535, 2147483647]", r.stdout + r.stderr)
+
+
+class RawH2:
+    """A hand-built HTTP/2 client on a raw socket, for peers that misbehave on purpose: it
+    answers nothing (no PING ACK, no WINDOW_UPDATE) unless told to."""
+
+    def __init__(self, port, settings=()):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        payload = b"".join(ident.to_bytes(2, "big") + value.to_bytes(4, "big")
+                           for ident, value in settings)
+        self.sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + self.frame(4, 0, 0, payload))
+
+    @staticmethod
+    def frame(ftype, flags, stream, payload=b""):
+        return (len(payload).to_bytes(3, "big") + bytes([ftype, flags]) +
+                stream.to_bytes(4, "big") + payload)
+
+    def send(self, ftype, flags, stream, payload=b""):
+        self.sock.sendall(self.frame(ftype, flags, stream, payload))
+
+    def get(self, stream, path):
+        # HPACK without the dynamic table: literal, never indexed, new names.
+        def lit(name, value):
+            return b"\x10" + bytes([len(name)]) + name + bytes([len(value)]) + value
+        block = (lit(b":method", b"GET") + lit(b":scheme", b"http") +
+                 lit(b":authority", b"example.com") + lit(b":path", path.encode()))
+        self.send(1, 0x5, stream, block)  # HEADERS, END_STREAM | END_HEADERS
+
+    def read_frame(self):
+        """(type, flags, stream, payload), or None once the peer closed the connection."""
+        while True:
+            if len(self.buf) >= 9:
+                n = int.from_bytes(self.buf[:3], "big")
+                if len(self.buf) >= 9 + n:
+                    f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff,
+                         self.buf[9:9 + n])
+                    self.buf = self.buf[9 + n:]
+                    return f
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not data:
+                return None
+            self.buf += data
+
+    def close(self):
+        self.sock.close()
+
+
+class BigBodyUpstream:
+    """An HTTP/1.1 upstream that answers every request with a `size`-byte body, written as
+    fast as the proxy reads it; `sent` counts the body bytes the socket took."""
+
+    def __init__(self, size):
+        self.size = size
+        self.sent = 0
+        self.lock = threading.Lock()
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        chunk = b"x" * (256 * 1024)
+        try:
+            while True:
+                req = b""
+                while b"\r\n\r\n" not in req:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    req += data
+                size = self.size if b"/big" in req.split(b"\r\n", 1)[0] else 2
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size)
+                left = size
+                while left > 0:
+                    n = conn.send(chunk[:min(left, len(chunk))])
+                    left -= n
+                    with self.lock:
+                        self.sent += n
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self.listener.close()
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Http2PeerTest(harness.unittest.TestCase):
+    """Downstream HTTP/2 peers that do not keep their side: no PING ACK, a window never opened."""
+
+    def setUp(self):
+        self.u = Upstream("u")
+        self.proxy = None
+
+    def tearDown(self):
+        if self.proxy:
+            self.proxy.stop()
+        self.u.close()
+
+    def test_a_peer_that_never_acks_a_keepalive_ping_is_closed(self):
+        keepalive = {"interval": "0.2s", "timeout": "0.3s"}
+        self.proxy = Proxy(bootstrap(hcm(catch_all(), codec_type="HTTP2", http2_protocol_options={
+            "connection_keepalive": keepalive}), [cluster("u", self.u.port)]))
+        c = RawH2(self.proxy.port)
+        pings = 0
+        while True:
+            f = c.read_frame()
+            if f is None:
+                break
+            if f[0] == 6 and not f[1] & 1:
+                pings += 1  # and no ACK goes back
+        c.close()
+        self.assertEqual(pings, 1)
+        wait_until(lambda: self.proxy.stat("http2.keepalive_timeout") == 1, what="keepalive_timeout")
+        # A client that answers keeps its connection across several intervals.
+        ok = RawH2(self.proxy.port)
+        acked = 0
+        while acked < 4:
+            f = ok.read_frame()
+            self.assertIsNotNone(f, "closed though every PING was answered")
+            if f[0] == 6 and not f[1] & 1:
+                ok.send(6, 1, 0, f[3])
+                acked += 1
+        ok.get(1, "/still-here")
+        while True:
+            f = ok.read_frame()
+            self.assertIsNotNone(f)
+            if f[0] == 1 and f[2] == 1:
+                break
+        ok.close()
+        self.assertEqual(self.proxy.stat("http2.keepalive_timeout"), 1)
+
+    def test_zero_window_client_stays_bounded_and_is_timed_out(self):
+        # The client opens streams with SETTINGS_INITIAL_WINDOW_SIZE 0 and never sends a
+        # WINDOW_UPDATE while the upstream sends large bodies: the proxy must not buffer them
+        # (the upstream reads pause at the buffer limit), must keep serving others, and
+        # stream_idle_timeout ends the stalled streams.
+        body = 256 * 1024 * 1024
+        streams = 8
+        up = BigBodyUpstream(body)
+        self.addCleanup(up.close)
+        self.proxy = Proxy(bootstrap(hcm(catch_all(), codec_type="AUTO", stream_idle_timeout="2s"),
+                                     [cluster("u", up.port)]))
+        pid = self.proxy.proc.pid
+        self.assertEqual(self.proxy.request("GET", "/warm")[0].status, 200)
+        before = rss_kb(pid)
+        c = RawH2(self.proxy.port, settings=[(4, 0)])  # SETTINGS_INITIAL_WINDOW_SIZE 0
+        for i in range(streams):
+            c.get(1 + 2 * i, "/big%d" % i)
+        headers, data, resets = set(), 0, {}
+        c.sock.settimeout(30)
+        # Response headers arrive (HEADERS are not flow controlled), DATA cannot.
+        while len(headers) < streams:
+            f = c.read_frame()
+            self.assertIsNotNone(f)
+            if f[0] == 1:
+                headers.add(f[2])
+            elif f[0] == 0:
+                data += len(f[3])
+        # While stalled: others are served, and what the proxy read is bounded: the reads
+        # stop at the buffer limits (1 MiB a connection) and the upstream's sends stall.
+        r, b = self.proxy.request("GET", "/other")
+        self.assertEqual(r.status, 200)
+        wait_until(lambda: self.proxy.stat("cluster.u.upstream_cx_rx_bytes_total") > streams * 1024 * 1024,
+                   what="the upstream's bodies began")
+        rx = self.proxy.stat("cluster.u.upstream_cx_rx_bytes_total")
+        self.assertLess(rx, streams * 4 * 1024 * 1024, "the proxy kept reading the upstream")
+        self.assertLess(up.sent, streams * 16 * 1024 * 1024, "the upstream was not paused")
+        grown = rss_kb(pid) - before
+        self.assertLess(grown, 100 * 1024, "RSS grew by %d kB" % grown)
+        # stream_idle_timeout resets every stalled stream (the response began: RST_STREAM).
+        while len(resets) < streams:
+            f = c.read_frame()
+            self.assertIsNotNone(f, "connection closed before the streams were reset")
+            if f[0] == 3:
+                resets[f[2]] = int.from_bytes(f[3], "big")
+            elif f[0] == 0:
+                data += len(f[3])
+        self.assertEqual(data, 0)
+        self.assertEqual(self.proxy.stat("http.ingress_http.downstream_rq_idle_timeout"), streams)
+        self.assertLess(rss_kb(pid) - before, 100 * 1024)
+        c.close()
 
 
 class Http2UpstreamTest(harness.unittest.TestCase):

@@ -340,6 +340,99 @@ class TlsTest(harness.unittest.TestCase):
                 outer.stop()
             inner.stop()
 
+    # auto_config: ALPN h2,http/1.1 and the protocol the upstream picked.
+
+    def auto_cluster(self, port, **auto):
+        ctx = {"@type": TLS_TYPE + "UpstreamTlsContext", "sni": "upstream.test",
+               "common_tls_context": {"validation_context": {
+                   "trusted_ca": {"filename": cert("ca.pem")}}}}
+        return cluster("secure", port,
+                       transport_socket={"name": "envoy.transport_sockets.tls", "typed_config": ctx},
+                       typed_extension_protocol_options={
+                           "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                               "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                               "auto_config": auto}})
+
+    def test_auto_config_speaks_http2_to_an_upstream_that_picks_h2(self):
+        # The upstream is a second sluice whose TLS listener offers h2: it picks h2 and serves
+        # HTTP/2 (codec AUTO reads the preface).
+        inner_cfg = tls_proxy(downstream_tls(alpn_protocols=["h2", "http/1.1"]))
+        with Proxy(inner_cfg) as inner:
+            c = self.auto_cluster(inner.port, http2_protocol_options={"max_concurrent_streams": 10})
+            with Proxy(bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "secure"}}]),
+                                 [c])) as outer:
+                for _ in range(3):
+                    r, body = outer.request("GET", "/auto2")
+                    self.assertEqual(r.status, 200, body)
+                    self.assertEqual(json.loads(body)["path"], "/auto2")
+                # One connection (the one that negotiated) carried the three requests.
+                self.assertEqual(self.stat(outer, "cluster.secure.ssl.handshake"), 1)
+                self.assertEqual(self.stat(outer, "cluster.secure.upstream_cx_total"), 1)
+                self.assertEqual(self.stat(outer, "cluster.secure.upstream_cx_http2_total"), 1)
+                self.assertEqual(self.stat(outer, "cluster.secure.upstream_cx_http1_total"), 0)
+                self.assertEqual(self.stat(inner, "http.ingress_http.downstream_cx_http2_total"), 1)
+                self.assertEqual(self.stat(inner, "http.ingress_http.downstream_rq_http2_total"), 3)
+                outer.stop()
+            inner.stop()
+
+    def test_auto_config_speaks_http1_to_an_upstream_that_picks_http11(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert("server.pem"), cert("server.key"))
+        ctx.set_alpn_protocols(["http/1.1"])  # the upstream knows only HTTP/1.1
+        up = Upstream("tls-h1", tls=ctx)
+        c = self.auto_cluster(up.port)
+        with Proxy(bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "secure"}}]),
+                             [c])) as p:
+            for _ in range(3):
+                r, body = p.request("GET", "/auto1")
+                self.assertEqual(r.status, 200, body)
+                self.assertEqual(json.loads(body)["path"], "/auto1")
+            self.assertEqual(up.requests, 3)
+            # The negotiating connection is kept and reused (HTTP/1.1 keep-alive).
+            self.assertEqual(self.stat(p, "cluster.secure.upstream_cx_total"), 1)
+            self.assertEqual(self.stat(p, "cluster.secure.upstream_cx_http1_total"), 1)
+            self.assertEqual(self.stat(p, "cluster.secure.upstream_cx_http2_total"), 0)
+            p.stop()
+
+    def test_auto_config_remembers_http1_for_later_connections(self):
+        # An inner sluice that offers only http/1.1: the first connection negotiates it; with
+        # two requests at once the second connection goes straight to the HTTP/1.1 pool.
+        inner_cfg = tls_proxy(downstream_tls(alpn_protocols=["http/1.1"]))
+        with Proxy(inner_cfg) as inner:
+            c = self.auto_cluster(inner.port)
+            with Proxy(bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "secure"}}]),
+                                 [c])) as outer:
+                r, body = outer.request("GET", "/first")
+                self.assertEqual(r.status, 200, body)
+                results = []
+
+                def get():
+                    results.append(outer.request("GET", "/slow", headers={"x-test-delay-ms": "300"})[0].status)
+                threads = [threading.Thread(target=get) for _ in range(2)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                self.assertEqual(results, [200, 200])
+                self.assertEqual(self.stat(outer, "cluster.secure.upstream_cx_http1_total"), 2)
+                self.assertEqual(self.stat(outer, "cluster.secure.upstream_cx_http2_total"), 0)
+                self.assertEqual(self.stat(inner, "http.ingress_http.downstream_cx_http2_total"), 0)
+                self.assertEqual(self.stat(inner, "http.ingress_http.downstream_rq_http1_total"), 3)
+                outer.stop()
+            inner.stop()
+
+    def test_auto_config_without_tls_is_refused(self):
+        c = cluster("plain", 1, typed_extension_protocol_options={
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "auto_config": {}}})
+        rc, err = self.validate(bootstrap(hcm([{"match": {"prefix": "/"},
+                                                "route": {"cluster": "plain"}}]), [c]))
+        self.assertEqual(rc, 1)
+        self.assertIn("static_resources.clusters[0].typed_extension_protocol_options.auto_config: "
+                      "ALPN configured for cluster 'plain' which has a non-ALPN transport socket",
+                      err)
+
     def test_upstream_san_mismatch_is_refused(self):
         up, _ = self.upstream_server()
         bad_san = {"validation_context": {

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <list>
+#include <random>
 #include <vector>
 
 #include "buffer/buffer.h"
 #include "common/logger.h"
 #include "event/dispatcher.h"
+#include "stats/stats.h"
 
 namespace sluice::http::http2 {
 
@@ -162,6 +164,54 @@ class ConnectionImpl {
     }
   }
 
+  // connection_keepalive: nothing of it exists unless configured.
+  void setupKeepalive() {
+    if (settings_.keepalive_timeout.count() <= 0) return;
+    event::Dispatcher& d = connection_.dispatcher();
+    ping_timeout_timer_ = d.createTimer([this] { onKeepaliveTimeout(); });
+    last_recv_ = d.timeSource().monotonicTime();
+    if (settings_.keepalive_interval.count() > 0) {
+      ping_timer_ = d.createTimer([this] { sendKeepalivePing(); });
+      armPingTimer();
+    }
+  }
+  void armPingTimer() {
+    const int64_t interval = settings_.keepalive_interval.count();
+    const int64_t jitter = interval * settings_.keepalive_jitter_percent / 100;
+    int64_t extra = 0;
+    if (jitter > 0) {
+      extra = std::uniform_int_distribution<int64_t>(0, jitter)(rng_);
+    }
+    ping_timer_->enableTimer(std::chrono::milliseconds(interval + extra));
+  }
+  void sendKeepalivePing() {
+    // One PING at a time: an outstanding one already decides whether the peer is alive.
+    if (ping_outstanding_) return;
+    ping_outstanding_ = true;
+    nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+    ping_timeout_timer_->enableTimer(settings_.keepalive_timeout);
+    flush();
+  }
+  void onPingAck() {
+    if (!ping_outstanding_) return;
+    ping_outstanding_ = false;
+    ping_timeout_timer_->disableTimer();
+    if (ping_timer_) armPingTimer();
+  }
+  void onKeepaliveTimeout() {
+    SLUICE_LOG(debug, http, "[C{}] HTTP/2 keepalive PING not answered in {} ms: closing",
+               connection_.id(), settings_.keepalive_timeout.count());
+    if (settings_.keepalive_timeout_counter != nullptr) settings_.keepalive_timeout_counter->inc();
+    connection_.close(network::ConnectionCloseType::NoFlush);
+  }
+  // Client: a new stream on a connection that heard nothing for connection_idle_interval
+  // sends a PING first, to find a dead connection quickly.
+  void maybeIdlePing() {
+    if (!ping_timeout_timer_ || settings_.keepalive_idle_interval.count() <= 0) return;
+    const auto now = connection_.dispatcher().timeSource().monotonicTime();
+    if (now - last_recv_ >= settings_.keepalive_idle_interval) sendKeepalivePing();
+  }
+
   virtual ~ConnectionImpl() {
     for (auto& s : streams_) s->closed_ = true;
     nghttp2_session_del(session_);
@@ -173,6 +223,12 @@ class ConnectionImpl {
 
   CodecStatus dispatchImpl(Buffer& data) {
     CodecStatus status;
+    if (ping_timeout_timer_) {
+      // Anything received shows the connection is alive: the PING's wait starts over (so a
+      // long transfer ahead of the ACK does not time it out), and it is not idle.
+      last_recv_ = connection_.dispatcher().timeSource().monotonicTime();
+      if (ping_outstanding_) ping_timeout_timer_->enableTimer(settings_.keepalive_timeout);
+    }
     ++depth_;
     while (!data.empty()) {
       const buffer::RawSlice slice = data.frontSlice();
@@ -346,6 +402,9 @@ class ConnectionImpl {
                    frame->goaway.error_code);
         c.callbacks_.onGoAway();
         break;
+      case NGHTTP2_PING:
+        if ((frame->hd.flags & NGHTTP2_FLAG_ACK) != 0 && c.ping_timeout_timer_) c.onPingAck();
+        break;
       default:
         break;
     }
@@ -398,6 +457,12 @@ class ConnectionImpl {
   nghttp2_session* session_{nullptr};
   std::list<std::unique_ptr<StreamImpl>> streams_;
   uint32_t depth_{0};  // inside mem_recv or mem_send: nghttp2 must not be re-entered
+  // connection_keepalive (null timers: not configured).
+  event::TimerPtr ping_timer_;
+  event::TimerPtr ping_timeout_timer_;
+  bool ping_outstanding_{false};
+  event::MonotonicTime last_recv_{};
+  std::minstd_rand rng_{std::random_device{}()};
   bool write_blocked_{false};
   bool sent_error_goaway_{false};
 };
@@ -686,6 +751,7 @@ class ServerCodecImpl : public ServerCodec, public ConnectionImpl {
   ServerCodecImpl(network::Connection& connection, ServerConnectionCallbacks& callbacks,
                   const CodecSettings& settings)
       : ConnectionImpl(connection, callbacks, settings, true), server_callbacks_(callbacks) {
+    setupKeepalive();
     flush();
   }
 
@@ -715,6 +781,7 @@ class ClientCodecImpl : public ClientCodec, public ConnectionImpl {
   ClientCodecImpl(network::Connection& connection, ConnectionCallbacks& callbacks,
                   const CodecSettings& settings)
       : ConnectionImpl(connection, callbacks, settings, false) {
+    setupKeepalive();
     flush();  // the preface and SETTINGS go out as soon as the connection is up
   }
 
@@ -727,6 +794,7 @@ class ClientCodecImpl : public ClientCodec, public ConnectionImpl {
   void onUnderlyingConnectionBelowWriteBufferLowWatermark() override { onBelowLowWatermark(); }
 
   RequestEncoder& newStream(ResponseDecoder& decoder) override {
+    maybeIdlePing();
     StreamImpl& s = addStream(-1);
     s.response_decoder_ = &decoder;
     return s;

@@ -16,6 +16,7 @@
 // ENHANCE_YOUR_CALM), CONTINUATION frames per header block are bounded, too many SETTINGS or
 // PING frames waiting for their ACK close the connection.
 
+#include <chrono>
 #include <cstdint>
 #include <string_view>
 
@@ -24,6 +25,9 @@
 
 namespace sluice::buffer {
 class Buffer;
+}
+namespace sluice::stats {
+class Counter;
 }
 
 namespace sluice::http::http2 {
@@ -44,6 +48,16 @@ struct CodecSettings {
   // SETTINGS and PING frames whose ACKs may wait to be written before the connection is
   // closed as a flood.
   size_t max_outbound_acks = 1000;
+  // connection_keepalive (off while keepalive_timeout is 0): a PING every keepalive_interval
+  // (plus up to keepalive_jitter_percent of it, at random), and before a new stream on a
+  // connection that received nothing for keepalive_idle_interval (client side); no ACK within
+  // keepalive_timeout (extended by any frame received) closes the connection and counts
+  // keepalive_timeout_counter.
+  std::chrono::milliseconds keepalive_interval{0};
+  std::chrono::milliseconds keepalive_timeout{0};
+  std::chrono::milliseconds keepalive_idle_interval{0};
+  uint32_t keepalive_jitter_percent = 15;
+  stats::Counter* keepalive_timeout_counter = nullptr;
 };
 
 // The client connection preface ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").

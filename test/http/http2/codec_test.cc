@@ -15,10 +15,12 @@
 #include "buffer/buffer.h"
 #include "event/dispatcher_impl.h"
 #include "event/real_time_system.h"
+#include "event/simulated_time_system.h"
 #include "http/http2/codec_impl.h"
 #include "network/connection_impl.h"
 #include "network/listener_impl.h"
 #include "network/raw_transport_socket.h"
+#include "stats/stats.h"
 
 namespace sluice::http::http2 {
 namespace {
@@ -130,7 +132,10 @@ struct ClientSide : public Side<ClientCodecPtr>, public http::ConnectionCallback
 
 class Http2CodecTest : public ::testing::Test, public network::ListenerCallbacks {
  protected:
-  Http2CodecTest() {
+  // `simulated`: timers run on the simulated clock (keepalive tests); I/O stays real.
+  explicit Http2CodecTest(bool simulated = false)
+      : sim_time_(simulated ? std::make_unique<event::SimulatedTimeSystem>() : nullptr),
+        dispatcher_("test", sim_time_ ? static_cast<event::TimeSystem&>(*sim_time_) : time_) {
     std::string error;
     auto any = network::fromIp("127.0.0.1", 0, &error);
     listen_socket_ = network::createListenSocket(*any, false, 128, &error);
@@ -207,7 +212,8 @@ class Http2CodecTest : public ::testing::Test, public network::ListenerCallbacks
   }
 
   event::RealTimeSystem time_;
-  event::DispatcherImpl dispatcher_{"test", time_};
+  std::unique_ptr<event::SimulatedTimeSystem> sim_time_;
+  event::DispatcherImpl dispatcher_;
   network::SocketFd listen_socket_;
   network::AddressConstSharedPtr address_;
   std::unique_ptr<network::TcpListenerImpl> listener_;
@@ -561,6 +567,121 @@ TEST_F(Http2FloodTest, PingsUnderTheLimitAreAnswered) {
     return acks == 200;
   }));
   EXPECT_FALSE(server_.closed);
+}
+
+}  // namespace
+}  // namespace sluice::http::http2
+
+namespace sluice::http::http2 {
+namespace {
+
+// connection_keepalive on the simulated clock: PINGs on the interval, and a peer that does
+// not answer one within the timeout loses the connection.
+class Http2KeepaliveTest : public Http2CodecTest {
+ protected:
+  Http2KeepaliveTest() : Http2CodecTest(true) {}
+  void advance(std::chrono::milliseconds d) { sim_time_->advanceTimeAndRun(d, dispatcher_); }
+  stats::Store store_;
+  stats::Counter& timeouts_ = store_.counter("http2.keepalive_timeout");
+};
+
+TEST_F(Http2KeepaliveTest, PingsOnTheIntervalAreAnsweredAndTheConnectionStays) {
+  client_settings_.keepalive_interval = 1000ms;
+  client_settings_.keepalive_timeout = 500ms;
+  client_settings_.keepalive_jitter_percent = 0;
+  client_settings_.keepalive_timeout_counter = &timeouts_;
+  start();
+  spin();
+  std::chrono::milliseconds until_next = 1000ms;  // the interval runs from the last ACK
+  for (int round = 0; round < 3; ++round) {
+    const uint64_t before = server_.received_bytes;
+    advance(until_next - 1ms);
+    spin();
+    EXPECT_EQ(server_.received_bytes, before) << "no PING before the interval";
+    advance(1ms);
+    // A PING frame: 9 bytes of header and 8 of payload.
+    ASSERT_TRUE(runUntil([&] { return server_.received_bytes >= before + 17; }));
+    const uint64_t acks = client_.received_bytes;
+    ASSERT_TRUE(runUntil([&] { return client_.received_bytes >= acks + 17; }));
+    spin();
+    advance(600ms);  // past the timeout: the ACK came, nothing happens
+    spin();
+    EXPECT_FALSE(client_.closed);
+    until_next = 400ms;
+  }
+  EXPECT_EQ(timeouts_.value(), 0u);
+}
+
+TEST_F(Http2KeepaliveTest, AnUnansweredPingClosesTheConnectionAndResetsItsStreams) {
+  client_settings_.keepalive_interval = 1000ms;
+  client_settings_.keepalive_timeout = 500ms;
+  client_settings_.keepalive_timeout_counter = &timeouts_;
+  start();
+  ClientStream& s = request(get("/"), true);
+  ASSERT_TRUE(runUntil([&] { return server_.streams.size() == 1; }));
+  server_conn_->readDisable(true);  // the peer stops reading: no ACK will come
+  advance(1150ms);                  // the interval, with up to 15% jitter
+  spin();
+  EXPECT_FALSE(client_.closed);
+  EXPECT_EQ(timeouts_.value(), 0u);
+  advance(500ms);
+  ASSERT_TRUE(runUntil([&] { return client_.closed; }));
+  EXPECT_EQ(timeouts_.value(), 1u);
+  ASSERT_TRUE(s.got.reset.has_value());
+  EXPECT_EQ(*s.got.reset, StreamResetReason::ConnectionTermination);
+}
+
+TEST_F(Http2KeepaliveTest, TheServerSideClosesAClientThatDoesNotAnswer) {
+  server_settings_.keepalive_interval = 200ms;
+  server_settings_.keepalive_timeout = 100ms;
+  server_settings_.keepalive_jitter_percent = 0;
+  server_settings_.keepalive_timeout_counter = &timeouts_;
+  start();
+  spin();
+  client_conn_->readDisable(true);
+  advance(200ms);
+  spin();
+  EXPECT_FALSE(server_.closed);
+  advance(99ms);
+  spin();
+  EXPECT_FALSE(server_.closed);
+  advance(1ms);
+  ASSERT_TRUE(runUntil([&] { return server_.closed; }));
+  EXPECT_EQ(timeouts_.value(), 1u);
+}
+
+TEST_F(Http2KeepaliveTest, ANewStreamOnAnIdleConnectionSendsAPingFirst) {
+  // No interval PINGs: only connection_idle_interval.
+  client_settings_.keepalive_timeout = 500ms;
+  client_settings_.keepalive_idle_interval = 1000ms;
+  client_settings_.keepalive_timeout_counter = &timeouts_;
+  start();
+  ClientStream& first = request(get("/"), true);
+  ASSERT_TRUE(runUntil([&] { return server_.streams.size() == 1; }));
+  HeaderMap ok{{":status", "200"}};
+  server_.streams[0]->encoder->encodeHeaders(ok, true);
+  ASSERT_TRUE(runUntil([&] { return first.got.end_stream; }));
+  // Not idle long enough: no PING, so an unread connection stays up.
+  advance(900ms);
+  server_conn_->readDisable(true);
+  request(get("/second"), true);
+  advance(600ms);
+  spin();
+  EXPECT_FALSE(client_.closed);
+  server_conn_->readDisable(false);
+  ASSERT_TRUE(runUntil([&] { return server_.streams.size() == 2; }));
+  spin();
+  // Idle past the interval: the next stream sends a PING, unanswered here.
+  advance(1000ms);
+  server_conn_->readDisable(true);
+  ClientStream& third = request(get("/third"), true);
+  advance(499ms);
+  spin();
+  EXPECT_FALSE(client_.closed);
+  advance(1ms);
+  ASSERT_TRUE(runUntil([&] { return client_.closed; }));
+  EXPECT_EQ(timeouts_.value(), 1u);
+  EXPECT_TRUE(third.got.reset.has_value());
 }
 
 }  // namespace
