@@ -86,6 +86,7 @@ Slice::Slice(size_t min_capacity)
     : capacity_(min_capacity <= Buffer::kDefaultSliceSize
                     ? Buffer::kDefaultSliceSize
                     : (min_capacity + kPageSize - 1) / kPageSize * kPageSize) {
+  SLUICE_ASSERT(min_capacity <= UINT32_MAX - kPageSize, "a buffer slice over 4 GiB");
   base_ = allocateBlock(capacity_);
 }
 
@@ -152,6 +153,7 @@ SliceRing::SliceRing(SliceRing&& other) noexcept {
   } else {
     slots_ = std::exchange(other.slots_, other.inline_);
     capacity_ = std::exchange(other.capacity_, kInline);
+    head_ = other.head_;  // a grown ring may have wrapped: its first slice is not slot 0
   }
   size_ = std::exchange(other.size_, 0);
   other.head_ = 0;

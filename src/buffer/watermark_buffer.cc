@@ -4,10 +4,29 @@
 
 namespace sluice::buffer {
 
+struct WatermarkBuffer::Functions {
+  std::function<void()> below_low;
+  std::function<void()> above_high;
+};
+
+WatermarkBuffer::WatermarkBuffer(Callback callback, void* context)
+    : callback_(callback), context_(context) {}
+
 WatermarkBuffer::WatermarkBuffer(std::function<void()> below_low_watermark,
                                  std::function<void()> above_high_watermark)
-    : below_low_watermark_(std::move(below_low_watermark)),
-      above_high_watermark_(std::move(above_high_watermark)) {}
+    : functions_(std::make_unique<Functions>(
+          Functions{std::move(below_low_watermark), std::move(above_high_watermark)})) {
+  callback_ = &WatermarkBuffer::callFunctions;
+  context_ = functions_.get();
+}
+
+WatermarkBuffer::~WatermarkBuffer() = default;
+
+void WatermarkBuffer::callFunctions(void* functions, bool above_high) {
+  Functions& f = *static_cast<Functions*>(functions);
+  std::function<void()>& fn = above_high ? f.above_high : f.below_low;
+  if (fn) fn();
+}
 
 void WatermarkBuffer::setWatermarks(uint32_t high) {
   high_watermark_ = high;
@@ -15,9 +34,7 @@ void WatermarkBuffer::setWatermarks(uint32_t high) {
   if (high == 0) {
     if (above_high_) {
       above_high_ = false;
-      if (below_low_watermark_) {
-        below_low_watermark_();
-      }
+      notify(false);
     }
     return;
   }
@@ -31,15 +48,11 @@ void WatermarkBuffer::onLengthChanged() {
   if (!above_high_) {
     if (length() > high_watermark_) {
       above_high_ = true;
-      if (above_high_watermark_) {
-        above_high_watermark_();
-      }
+      notify(true);
     }
   } else if (length() <= low_watermark_) {
     above_high_ = false;
-    if (below_low_watermark_) {
-      below_low_watermark_();
-    }
+    notify(false);
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 
 #include "buffer/buffer.h"
 
@@ -16,8 +17,15 @@ namespace sluice::buffer {
 
 class WatermarkBuffer : public Buffer {
  public:
+  // The callback gets above_high = true when the length rose above high, false when it fell
+  // back to low. A function pointer and a context, not two std::functions: every connection
+  // holds two of these buffers for its whole life, idle or not (64 bytes each saved).
+  using Callback = void (*)(void* context, bool above_high);
+  WatermarkBuffer(Callback callback, void* context);
+  // The same with two functions (kept in one heap block), for buffers made now and then.
   WatermarkBuffer(std::function<void()> below_low_watermark,
                   std::function<void()> above_high_watermark);
+  ~WatermarkBuffer() override;
   WatermarkBuffer(const WatermarkBuffer&) = delete;
   WatermarkBuffer& operator=(const WatermarkBuffer&) = delete;
   WatermarkBuffer(WatermarkBuffer&&) = delete;
@@ -35,8 +43,15 @@ class WatermarkBuffer : public Buffer {
   void onLengthChanged() override;
 
  private:
-  std::function<void()> below_low_watermark_;
-  std::function<void()> above_high_watermark_;
+  struct Functions;
+  static void callFunctions(void* functions, bool above_high);
+  void notify(bool above_high) {
+    if (callback_ != nullptr) callback_(context_, above_high);
+  }
+
+  Callback callback_ = nullptr;
+  void* context_ = nullptr;
+  std::unique_ptr<Functions> functions_;
   uint32_t high_watermark_ = 0;
   uint32_t low_watermark_ = 0;
   bool above_high_ = false;

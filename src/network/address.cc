@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -98,8 +99,22 @@ AddressConstSharedPtr sockName(int fd, bool peer, std::string* error) {
 
 }  // namespace
 
+// Derived only to reach Address's private constructor from make_shared.
+struct SharedAddress : Address {
+  SharedAddress(const sockaddr_storage& storage, socklen_t len, Type type)
+      : Address(storage, len, type) {}
+};
+
+const std::string& Address::emptyString() {
+  static const std::string empty;
+  return empty;
+}
+
 Address::Address(const sockaddr_storage& storage, socklen_t len, Type type)
-    : storage_(storage), len_(len), type_(type) {
+    : len_(len), type_(type) {
+  static_assert(sizeof(Storage) >= sizeof(sockaddr_un) && sizeof(Storage) >= sizeof(sockaddr_in6));
+  std::memset(&storage_, 0, sizeof(storage_));
+  std::memcpy(&storage_, &storage, std::min<size_t>(len, sizeof(storage_)));
   switch (type_) {
     case Type::Ipv4: {
       const auto* sin = reinterpret_cast<const sockaddr_in*>(&storage_);
@@ -124,13 +139,12 @@ Address::Address(const sockaddr_storage& storage, socklen_t len, Type type)
       size_t path_len = len_ - kSunPathOffset;
       if (path_len > 0 && sun->sun_path[0] == '\0') {
         abstract_ = true;
-        path_.reserve(path_len);
-        path_.push_back('@');
-        path_.append(sun->sun_path + 1, path_len - 1);
+        as_string_.reserve(path_len);
+        as_string_.push_back('@');
+        as_string_.append(sun->sun_path + 1, path_len - 1);
       } else {
-        path_.assign(sun->sun_path, ::strnlen(sun->sun_path, path_len));
+        as_string_.assign(sun->sun_path, ::strnlen(sun->sun_path, path_len));
       }
-      as_string_ = path_;
       break;
     }
   }
@@ -196,7 +210,7 @@ bool Address::operator==(const Address& other) const {
              a->sin6_scope_id == b->sin6_scope_id;
     }
     case Type::Pipe:
-      return abstract_ == other.abstract_ && path_ == other.path_;
+      return abstract_ == other.abstract_ && as_string_ == other.as_string_;
   }
   return false;
 }
@@ -230,7 +244,7 @@ AddressConstSharedPtr fromSockAddr(const sockaddr_storage& storage, socklen_t le
     default:
       return nullptr;
   }
-  return AddressConstSharedPtr(new Address(storage, len, type));
+  return std::make_shared<const SharedAddress>(storage, len, type);
 }
 
 AddressConstSharedPtr parseIpAndPort(std::string_view text, std::string* error) {

@@ -40,7 +40,7 @@ class Address {
   const std::string& ip() const { return ip_; }
   // The pipe path ("/run/x.sock", or "@name" for an abstract socket; empty for an unnamed
   // socket such as the client end of a Unix connection); empty for IPs.
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return type_ == Type::Pipe ? as_string_ : emptyString(); }
   bool isAbstract() const { return abstract_; }
 
   // "127.0.0.1:80", "[::1]:80", or the pipe path. parseAddress(asString()) gives back an
@@ -60,15 +60,25 @@ class Address {
 
  private:
   friend AddressConstSharedPtr fromSockAddr(const sockaddr_storage& storage, socklen_t len);
+  friend struct SharedAddress;  // one allocation with its shared_ptr count (address.cc)
   Address(const sockaddr_storage& storage, socklen_t len, Type type);
+  static const std::string& emptyString();
 
-  sockaddr_storage storage_;
+  // Every accepted connection holds its peer's Address, so its size counts per connection:
+  // the families' union (112 bytes, not sockaddr_storage's 128), and a pipe's path is its
+  // as_string_.
+  union Storage {
+    sockaddr_in in4;
+    sockaddr_in6 in6;
+    sockaddr_un un;
+  };
+
+  Storage storage_;
   socklen_t len_;
   Type type_;
   bool abstract_{false};
   uint32_t port_{0};
   std::string ip_;
-  std::string path_;
   std::string as_string_;
 };
 

@@ -37,14 +37,20 @@ ConnectionImpl::ConnectionImpl(event::Dispatcher& dispatcher, SocketFd&& socket,
       transport_(std::move(transport)),
       local_(std::move(local)),
       remote_(std::move(remote)),
-      read_buffer_([this] { readDisable(false); }, [this] { readDisable(true); }),
+      read_buffer_([](void* self,
+                      bool above) { static_cast<ConnectionImpl*>(self)->readDisable(above); },
+                   this),
       write_buffer_(
-          [this] {
-            for (auto* cb : callbacks_) cb->onBelowWriteBufferLowWatermark();
+          [](void* self, bool above) {
+            for (auto* cb : static_cast<ConnectionImpl*>(self)->callbacks_) {
+              if (above) {
+                cb->onAboveWriteBufferHighWatermark();
+              } else {
+                cb->onBelowWriteBufferLowWatermark();
+              }
+            }
           },
-          [this] {
-            for (auto* cb : callbacks_) cb->onAboveWriteBufferHighWatermark();
-          }),
+          this),
       connecting_(!connected) {
   transport_->setTransportSocketCallbacks(*this);
   // Edge-triggered, registered once for the connection's life: each readiness is reported

@@ -228,6 +228,32 @@ TEST(BufferTest, MoveConstructionAndAssignment) {
 
 // ---- prepend -----------------------------------------------------------------------------
 
+// Past the ring's inline slots (2), from both ends, with the ring wrapped: the order holds.
+TEST(BufferTest, ManySlicesFromBothEndsKeepOrder) {
+  Buffer buffer;
+  std::string expected;
+  for (char c : std::string("cdefg")) {
+    Buffer piece;
+    piece.add(std::string(Buffer::kDefaultSliceSize, c));  // a whole slice each: no copying
+    buffer.move(piece);
+    expected += std::string(Buffer::kDefaultSliceSize, c);
+  }
+  buffer.drain(Buffer::kDefaultSliceSize);  // the head moves: the ring wraps on prepend
+  expected.erase(0, Buffer::kDefaultSliceSize);
+  for (char c : std::string("ba")) {
+    Buffer piece;
+    piece.add(std::string(Buffer::kDefaultSliceSize, c));
+    buffer.prepend(piece);
+    expected.insert(0, std::string(Buffer::kDefaultSliceSize, c));
+  }
+  EXPECT_EQ(buffer.sliceCount(), 6u);
+  EXPECT_EQ(buffer.length(), expected.size());
+  EXPECT_TRUE(buffer.toString() == expected);  // (not EXPECT_EQ: 96 KiB of output on failure)
+  Buffer moved(std::move(buffer));  // a grown, wrapped ring changes hands
+  EXPECT_TRUE(moved.toString() == expected);
+  EXPECT_TRUE(buffer.empty());
+}
+
 TEST(BufferTest, PrependString) {
   Buffer buffer;
   buffer.add("world");
@@ -550,6 +576,31 @@ class WatermarkBufferTest : public testing::Test {
   int high_ = 0;
   WatermarkBuffer buffer_{[this] { ++low_; }, [this] { ++high_; }};
 };
+
+// The form connections use: one function pointer with a context, told which edge was crossed.
+TEST(WatermarkBufferCallbackTest, FunctionPointerGetsContextAndEdge) {
+  struct Seen {
+    int low = 0;
+    int high = 0;
+  } seen;
+  WatermarkBuffer buffer(
+      [](void* context, bool above_high) {
+        auto* s = static_cast<Seen*>(context);
+        ++(above_high ? s->high : s->low);
+      },
+      &seen);
+  buffer.setWatermarks(10);
+  buffer.add(std::string(11, 'x'));
+  EXPECT_EQ(seen.high, 1);
+  EXPECT_EQ(seen.low, 0);
+  buffer.drain(6);  // 5 left: at low (high / 2)
+  EXPECT_EQ(seen.high, 1);
+  EXPECT_EQ(seen.low, 1);
+  WatermarkBuffer silent(nullptr, nullptr);  // no callback: crossing is only recorded
+  silent.setWatermarks(10);
+  silent.add(std::string(11, 'x'));
+  EXPECT_TRUE(silent.highWatermarkTriggered());
+}
 
 TEST_F(WatermarkBufferTest, Thresholds) {
   EXPECT_EQ(100u, buffer_.highWatermark());
