@@ -86,7 +86,7 @@ Slice::Slice(size_t min_capacity)
     : capacity_(min_capacity <= Buffer::kDefaultSliceSize
                     ? Buffer::kDefaultSliceSize
                     : (min_capacity + kPageSize - 1) / kPageSize * kPageSize) {
-  SLUICE_ASSERT(min_capacity <= UINT32_MAX - kPageSize, "a buffer slice over 4 GiB");
+  SLUICE_RELEASE_ASSERT(min_capacity <= UINT32_MAX - kPageSize, "a buffer slice over 4 GiB");
   base_ = allocateBlock(capacity_);
 }
 

@@ -62,8 +62,14 @@ struct GrpcMux::TypeState {
   std::string version;   // last accepted
   std::string nonce;     // of the last response (sent again when the names change)
   std::vector<Watch*> watches;  // started ones
-  // The last accepted response, for watches started after it came.
-  std::shared_ptr<const DiscoveryUpdate> last;
+  // The resources as last accepted, by name (a watch that refused its part leaves its names
+  // as they were), for watches started after they came; and the version they came in.
+  std::map<std::string, Resource> accepted;
+  std::string accepted_version;
+  bool have_accepted{false};
+  // While a response is offered: the names of the watches that refused their part, or all.
+  std::set<std::string> refused;
+  bool refused_all{false};
   bool dirty{false};  // the names changed: send the request again
   std::vector<std::string> sent_names;
   // Delta xDS: the resources held (name -> version and body), whose whole set each watch is
@@ -74,10 +80,10 @@ struct GrpcMux::TypeState {
 
 class GrpcMux::Watch : public Subscription {
  public:
-  Watch(std::weak_ptr<GrpcMux> mux, std::string type, std::vector<std::string> names,
+  Watch(std::weak_ptr<GrpcMux> mux, uint64_t id, std::string type, std::vector<std::string> names,
         std::string prefix, OnUpdate on_update, std::chrono::milliseconds initial_fetch_timeout,
         std::function<void()> on_initialized)
-      : mux_(std::move(mux)), type_(std::move(type)), names_(std::move(names)),
+      : mux_(std::move(mux)), id_(id), type_(std::move(type)), names_(std::move(names)),
         prefix_(std::move(prefix)), on_update_(std::move(on_update)),
         initial_fetch_timeout_(initial_fetch_timeout), on_initialized_(std::move(on_initialized)) {
     std::sort(names_.begin(), names_.end());
@@ -105,6 +111,7 @@ class GrpcMux::Watch : public Subscription {
   }
 
   std::weak_ptr<GrpcMux> mux_;
+  const uint64_t id_;  // unique per mux: a posted task finds its watch by it, never by address
   const std::string type_;
   std::vector<std::string> names_;  // sorted; empty: every resource of the type
   const std::string prefix_;
@@ -123,7 +130,10 @@ GrpcMux::GrpcMux(event::Dispatcher& main, upstream::ThreadLocalClusterManager& t
   retry_timer_ = main_.createTimer([this] { connect(); });
   flush_timer_ = main_.createTimer([this] {
     for (auto& t : types_) {
-      if (t->dirty && encoder_) sendRequest(*t, false, nullptr);
+      // A type nobody watches any more asks for nothing (in state of the world, no names
+      // would mean every resource); in delta its names are unsubscribed.
+      const bool watched = !t->watches.empty() || (config_.delta && t->asked_on_stream);
+      if (t->dirty && encoder_ && watched) sendRequest(*t, false, nullptr);
     }
   });
   store_.gauge("control_plane.connected_state").set(0);
@@ -151,7 +161,8 @@ std::unique_ptr<Subscription> GrpcMux::subscribe(std::string_view type,
                         "init_fetch_timeout"}) {
     store_.counter(stat_prefix + c);
   }
-  return std::make_unique<Watch>(weak_from_this(), std::string(type), std::move(names),
+  return std::make_unique<Watch>(weak_from_this(), next_watch_id_++, std::string(type),
+                                 std::move(names),
                                  std::move(stat_prefix), std::move(on_update),
                                  initial_fetch_timeout, std::move(on_initialized));
 }
@@ -201,21 +212,28 @@ void GrpcMux::startWatch(Watch& watch) {
   }
   // Resources that came before the watch: offered now (on the next loop, not inside the
   // caller's start()).
-  TypeState& t = typeState(watch.type_);
-  if (t.last) {
+  if (typeState(watch.type_).have_accepted) {
     std::weak_ptr<GrpcMux> weak = weak_from_this();
-    std::shared_ptr<const DiscoveryUpdate> last = t.last;
-    main_.post([weak, raw = &watch, last, this] {
+    main_.post([weak, id = watch.id_, type = watch.type_] {
       auto self = weak.lock();
       if (!self) return;
-      TypeState& ts = typeState(raw->type_);
+      TypeState& ts = self->typeState(type);
       // Still watched (a watch removes itself when destroyed)?
-      if (std::find(ts.watches.begin(), ts.watches.end(), raw) == ts.watches.end()) return;
+      auto it = std::find_if(ts.watches.begin(), ts.watches.end(),
+                             [id](const Watch* w) { return w->id_ == id; });
+      if (it == ts.watches.end()) return;
+      Watch& w = **it;
+      std::vector<Resource> resources;
+      for (const auto& [name, r] : ts.accepted) {
+        if (w.names_.empty() || std::binary_search(w.names_.begin(), w.names_.end(), name)) {
+          resources.push_back(r);
+        }
+      }
       std::vector<std::string> errors;
-      if (!offer(*raw, *last, errors)) {
+      if (!self->offer(ts, w, ts.accepted_version, resources, errors)) {
         for (const auto& e : errors) {
-          SLUICE_LOG(warn, config, "ADS: {} version {} rejected: {}", raw->type_,
-                     last->version_info, e);
+          SLUICE_LOG(warn, config, "ADS: {} version {} rejected: {}", type, ts.accepted_version,
+                     e);
         }
       }
     });
@@ -450,7 +468,20 @@ void GrpcMux::onMessage(std::string_view bytes) {
     for (const auto& [name, h] : held) {
       if (!in_response.count(name)) *sotw.add_resources() = h.second;
     }
-    if (errors.empty() && deliver(*t, sotw, errors)) t->held = std::move(held);
+    if (errors.empty()) {
+      deliver(*t, sotw, errors);
+      // What was taken is held from now on (a new stream reports it); what a watch refused
+      // stays as it was, so a later response does not roll its accepted neighbours back.
+      if (!t->refused_all) {
+        for (const auto& r : resp.resources()) {
+          if (!t->refused.count(r.name())) t->held[r.name()] = {r.version(), r.resource()};
+        }
+        for (const auto& name : resp.removed_resources()) {
+          t->held.erase(name);
+          t->accepted.erase(name);
+        }
+      }
+    }
     reply(*t, sotw, errors);
     return;
   }
@@ -470,14 +501,20 @@ void GrpcMux::onMessage(std::string_view bytes) {
 
 bool GrpcMux::deliver(TypeState& t, const envoy::service::discovery::v3::DiscoveryResponse& resp,
                       std::vector<std::string>& errors) {
-  auto update = std::make_shared<DiscoveryUpdate>();
-  bool ok = decodeDiscoveryResponse(resp, t.type, *update, errors);
+  DiscoveryUpdate update;
+  bool ok = decodeDiscoveryResponse(resp, t.type, update, errors);
+  std::vector<Resource> resources;
+  for (auto& r : update.resources) resources.push_back(Resource(std::move(r)));
+  t.refused.clear();
+  t.refused_all = !ok;
   // A watch may go (or come) while it applies its part: offer to a copy of the list.
   const std::vector<Watch*> watches = t.watches;
   for (Watch* w : watches) {
     if (std::find(t.watches.begin(), t.watches.end(), w) == t.watches.end()) continue;
     if (ok) {
-      ok = offer(*w, *update, errors) && ok;
+      // Every watch is offered its part, even after another refused: each applies its own
+      // resources or none (as Envoy's watches do); the NACK says what was refused.
+      if (!offer(t, *w, resp.version_info(), resources, errors)) ok = false;
     } else {
       store_.counter(w->prefix_ + "update_attempt").inc();
       store_.counter(w->prefix_ + "update_rejected").inc();
@@ -487,8 +524,7 @@ bool GrpcMux::deliver(TypeState& t, const envoy::service::discovery::v3::Discove
   if (ok) {
     t.version = resp.version_info();
     SLUICE_LOG(info, config, "ADS: {} version {} accepted ({} resources)", t.type, t.version,
-               update->resources.size());
-    t.last = std::move(update);
+               resources.size());
   }
   return ok;
 }
@@ -508,17 +544,20 @@ void GrpcMux::reply(TypeState& t, const envoy::service::discovery::v3::Discovery
   if (encoder_) sendRequest(t, true, &detail);
 }
 
-bool GrpcMux::offer(Watch& w, const DiscoveryUpdate& update, std::vector<std::string>& errors) {
+bool GrpcMux::offer(TypeState& t, Watch& w, const std::string& version,
+                    const std::vector<Resource>& resources, std::vector<std::string>& errors) {
   DiscoveryUpdate mine;
-  mine.version_info = update.version_info;
+  mine.version_info = version;
   std::vector<size_t> index;  // of each of mine in the response, for the errors' paths
-  for (size_t i = 0; i < update.resources.size(); ++i) {
-    const auto& r = update.resources[i];
-    if (!w.names_.empty() &&
-        !std::binary_search(w.names_.begin(), w.names_.end(), resourceName(*r))) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < resources.size(); ++i) {
+    const auto& r = resources[i];
+    std::string name = resourceName(*r);
+    if (!w.names_.empty() && !std::binary_search(w.names_.begin(), w.names_.end(), name)) {
       continue;
     }
     index.push_back(i);
+    names.push_back(std::move(name));
     std::unique_ptr<google::protobuf::Message> copy(r->New());
     copy->CopyFrom(*r);
     mine.resources.push_back(std::move(copy));
@@ -530,15 +569,22 @@ bool GrpcMux::offer(Watch& w, const DiscoveryUpdate& update, std::vector<std::st
   const size_t before = errors.size();
   const bool ok = w.on_update_(mine, errors);
   if (ok) {
-    w.version_ = update.version_info;
+    w.version_ = version;
     store_.counter(w.prefix_ + "update_success").inc();
     store_.gauge(w.prefix_ + "version").set(std::hash<std::string>{}(w.version_));
     store_.gauge(w.prefix_ + "update_time")
         .set(std::chrono::duration_cast<std::chrono::milliseconds>(
                  main_.timeSource().systemTime().time_since_epoch())
                  .count());
+    // What a watch started later is offered: this watch's resources as it took them.
+    if (w.names_.empty()) t.accepted.clear();
+    for (size_t k = 0; k < index.size(); ++k) t.accepted[names[k]] = resources[index[k]];
+    t.accepted_version = version;
+    t.have_accepted = true;
   } else {
     store_.counter(w.prefix_ + "update_rejected").inc();
+    if (w.names_.empty()) t.refused_all = true;
+    t.refused.insert(names.begin(), names.end());
     if (errors.size() == before) errors.push_back("refused");
     // "resources[k]" of the watch's part is resources[index[k]] of the response.
     constexpr std::string_view kPrefix = "resources[";

@@ -44,6 +44,9 @@ class Store;
 namespace envoy::service::discovery::v3 {
 class DiscoveryResponse;
 }
+namespace google::protobuf {
+class Message;
+}
 
 namespace sluice::config {
 
@@ -107,9 +110,11 @@ class GrpcMux : public std::enable_shared_from_this<GrpcMux>,
   // ACK, or NACK with the errors.
   void reply(TypeState& type, const envoy::service::discovery::v3::DiscoveryResponse& resp,
              const std::vector<std::string>& errors);
-  // Offers the resources of `response` that `watch` asked for; false with errors if refused.
+  using Resource = std::shared_ptr<const google::protobuf::Message>;
+  // Offers `watch` the resources it asked for (of `type`); false with errors if refused.
   // Nothing is offered (true) if the watch names resources the response lacks.
-  bool offer(Watch& watch, const DiscoveryUpdate& update, std::vector<std::string>& errors);
+  bool offer(TypeState& type, Watch& watch, const std::string& version,
+             const std::vector<Resource>& resources, std::vector<std::string>& errors);
   TypeState& typeState(std::string_view type);
   void addWatch(Watch& watch);
   void removeWatch(Watch& watch);
@@ -132,6 +137,7 @@ class GrpcMux : public std::enable_shared_from_this<GrpcMux>,
   event::TimerPtr retry_timer_;
   event::TimerPtr flush_timer_;
   std::chrono::milliseconds backoff_{0};
+  uint64_t next_watch_id_{1};
   std::mt19937_64 rng_;
 };
 

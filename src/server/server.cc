@@ -290,6 +290,7 @@ class Server {
     // Workers stop (their threads joined) before the watchdog lets go of their touch timers.
     for (auto& w : workers_) w->stop();
     for (auto& w : workers_) watchdog.unwatch(w->dispatcher());
+    subscriptions.setAds(nullptr);  // the last owner: the stream goes now, before the clusters
     ads.reset();
     cm.unregisterWorkers();
     lds_subscription.reset();

@@ -468,6 +468,39 @@ class DeltaAdsTest(AdsBase):
         self.assertEqual(again["initialResourceVersions"], {"r0": "1"})
         self.assertEqual(again["resourceNamesSubscribe"], ["r0"])
 
+    def test_a_refused_route_table_does_not_roll_back_an_accepted_neighbour(self):
+        cfg = bootstrap(rds_hcm("r0"), [cluster("a", self.a.port), cluster("b", self.b.port),
+                                        xds_cluster(self.ads.port)])
+        cfg["static_resources"]["listeners"].append(ads_listener("listener_1", "r1"))
+        cfg["dynamic_resources"] = {"ads_config": dict(ADS_CONFIG, api_type="DELTA_GRPC")}
+        p = self.proxy = Proxy(cfg)
+        port1 = int(p.wait_for_line(
+            r"listener 'listener_1' listening on 127\.0\.0\.1:(\d+)").group(1))
+        self.assertEqual(sorted(self.ads.next_request()["resourceNamesSubscribe"]), ["r0", "r1"])
+
+        def both():
+            return (self.served_by()[1], self.get_from(port1))
+        self.respond_delta(ROUTE_TYPE, "s1", [(route_config("r0", "a"), "1"),
+                                              (route_config("r1", "a"), "1")])
+        self.ads.next_request()
+        wait_until(lambda: both() == ("a", "a"), what="both tables")
+        # r0 changes, r1 is bad (its regex does not compile, which its table finds, not the
+        # response's check): r0 is taken, r1 refused (NACK).
+        bad = route_config("r1", "b")
+        bad["virtual_hosts"][0]["routes"][0]["match"] = {"safe_regex": {"regex": "("}}
+        self.respond_delta(ROUTE_TYPE, "s2", [(route_config("r0", "b"), "2"), (bad, "2")])
+        self.assertIn("errorDetail", self.ads.next_request())
+        wait_until(lambda: both() == ("b", "a"), what="r0 taken, r1 kept")
+        # A response about r1 alone must leave r0 as taken, not as it was held before.
+        self.respond_delta(ROUTE_TYPE, "s3", [(route_config("r1", "b"), "3")])
+        self.assertNotIn("errorDetail", self.ads.next_request())
+        wait_until(lambda: self.get_from(port1) == "b", what="r1 taken")
+        self.assertEqual(both(), ("b", "b"))
+
+    def get_from(self, port):
+        r, _ = self.proxy.request("GET", "/", port=port)
+        return r.getheader("x-upstream")
+
 
 def assignment(name, *ports):
     return {"cluster_name": name, "endpoints": [{"lb_endpoints": [
