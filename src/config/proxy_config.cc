@@ -647,10 +647,40 @@ bool buildLbConfig(const envoy::config::cluster::v3::Cluster& proto, const std::
 
 }  // namespace
 
+namespace {
+bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
+                  const SecretMap& secrets, stats::Store& store, upstream::ClusterConfig& out,
+                  std::vector<std::string>& errors);
+bool buildListener(const envoy::config::listener::v3::Listener& l, const std::string& lp,
+                   const SecretMap& secrets, const std::set<std::string>& cluster_names,
+                   stats::Store& store, access_log::FileSinkManager& sinks, ListenerConfig& lc,
+                   std::vector<std::string>& errors);
+}  // namespace
+
+// The subscriptions the config names that have not delivered yet are what it warms for.
 bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
                         const SecretMap& secrets, stats::Store& store,
-                        upstream::ClusterConfig& out,
-                        std::vector<std::string>& errors) {
+                        upstream::ClusterConfig& out, std::vector<std::string>& errors) {
+  init::Scope scope;
+  if (!buildCluster(proto, path, secrets, store, out, errors)) return false;
+  out.init_targets = scope.take();
+  return true;
+}
+
+bool buildListenerConfig(const envoy::config::listener::v3::Listener& l, const std::string& lp,
+                         const SecretMap& secrets, const std::set<std::string>& cluster_names,
+                         stats::Store& store, access_log::FileSinkManager& sinks,
+                         ListenerConfig& lc, std::vector<std::string>& errors) {
+  init::Scope scope;
+  if (!buildListener(l, lp, secrets, cluster_names, store, sinks, lc, errors)) return false;
+  lc.init_targets = scope.take();
+  return true;
+}
+
+namespace {
+bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::string& path,
+                  const SecretMap& secrets, stats::Store& store, upstream::ClusterConfig& out,
+                  std::vector<std::string>& errors) {
   auto info = std::make_shared<upstream::ClusterInfo>(proto.name(), store);
   if (proto.has_transport_socket()) {
     info->transport_socket_factory =
@@ -831,6 +861,7 @@ bool buildClusterConfig(const envoy::config::cluster::v3::Cluster& proto, const 
   return buildEndpoints(proto.load_assignment(), path + ".load_assignment",
                         out.type == upstream::DiscoveryType::Static, out.endpoints, errors);
 }
+}  // namespace
 
 bool buildEndpoints(const envoy::config::endpoint::v3::ClusterLoadAssignment& la,
                     const std::string& path, bool ip_addresses,
@@ -940,10 +971,11 @@ std::string statAddress(const network::Address& address) {
   return s;
 }
 
-bool buildListenerConfig(const envoy::config::listener::v3::Listener& l, const std::string& lp,
-                         const SecretMap& secrets, const std::set<std::string>& cluster_names,
-                         stats::Store& store, access_log::FileSinkManager& sinks,
-                         ListenerConfig& lc, std::vector<std::string>& errors) {
+namespace {
+bool buildListener(const envoy::config::listener::v3::Listener& l, const std::string& lp,
+                   const SecretMap& secrets, const std::set<std::string>& cluster_names,
+                   stats::Store& store, access_log::FileSinkManager& sinks, ListenerConfig& lc,
+                   std::vector<std::string>& errors) {
   lc.name = l.name().empty() ? lp : l.name();
   lc.address = socketAddress(l.address(), lp + ".address", errors);
   if (!lc.address) return false;
@@ -1048,6 +1080,7 @@ bool buildListenerConfig(const envoy::config::listener::v3::Listener& l, const s
   }
   return true;
 }
+}  // namespace
 
 namespace {
 

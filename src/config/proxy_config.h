@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/init_target.h"
 #include "config/tls_config.h"
 #include "config/subscription.h"
 #include "config/xds_resources.h"
@@ -62,6 +63,9 @@ struct ListenerConfig {
   std::optional<ProxyProtocol> proxy_protocol;
   bool hasListenerFilters() const { return tls_inspector || http_inspector || proxy_protocol; }
   std::chrono::milliseconds listener_filters_timeout{15000};
+  // What the listener warms for before it serves: route tables (RDS) and secrets (SDS over
+  // ADS) whose first version has not come yet.
+  std::vector<init::TargetSharedPtr> init_targets;
   // The chain for a connection to `port`, or null. Envoy's order: the most specific match
   // of destination port, then server name (exact, then the longest wildcard), then transport
   // protocol, then application protocols; at each step a chain that does not name the

@@ -91,7 +91,10 @@ std::shared_ptr<RdsRouteTable> RouteConfigProviders::get(const SourceSpec& sourc
                                                          std::string& error) {
   auto key = std::make_pair(source.key(), name);
   auto it = apis_.find(key);
-  if (it != apis_.end()) return it->second->table();
+  if (it != apis_.end()) {
+    init::Scope::add(it->second->initTarget());
+    return it->second->table();
+  }
   auto& time = factory_.dispatcher().timeSource();
   auto api = std::make_unique<RdsApi>(name, source, std::move(compile), time);
   RdsApi* raw = api.get();
@@ -99,7 +102,8 @@ std::shared_ptr<RdsRouteTable> RouteConfigProviders::get(const SourceSpec& sourc
       source, kRouteConfigurationType, name, "http." + stat_prefix + ".rds." + name + ".",
       [raw](DiscoveryUpdate& u, std::vector<std::string>& errors) {
         return raw->onConfigUpdate(u, errors);
-      });
+      },
+      [target = raw->initTarget()] { target->setReady(); });
   if (!api->subscription) {
     error = "ads: the ADS stream is not configured";
     return nullptr;
@@ -110,6 +114,9 @@ std::shared_ptr<RdsRouteTable> RouteConfigProviders::get(const SourceSpec& sourc
                "rds: route config '{}' not loaded from {}; requests get 404 until it is", name,
                source.path);
   }
+  // A listener naming the table warms until its first version is offered (over ADS; a
+  // file's is read above).
+  init::Scope::add(raw->initTarget());
   auto table = raw->table();
   apis_.emplace(std::move(key), std::move(api));
   return table;

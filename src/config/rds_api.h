@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/init_target.h"
 #include "config/subscription.h"
 #include "envoy/config/route/v3/route.pb.h"
 #include "event/dispatcher.h"
@@ -54,7 +55,8 @@ class RdsApi {
   RdsApi(std::string name, SourceSpec source, router::PerFilterConfigCompiler compile,
          event::TimeSource& time)
       : name_(std::move(name)), source_(std::move(source)), compile_(std::move(compile)), time_(time),
-        table_(std::make_shared<RdsRouteTable>()) {}
+        table_(std::make_shared<RdsRouteTable>()),
+        init_target_(std::make_shared<init::Target>("route config '" + name_ + "'")) {}
 
   // Checks and applies one update; false with "resources[i]...: message" errors.
   bool onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& errors);
@@ -63,6 +65,8 @@ class RdsApi {
   const SourceSpec& source() const { return source_; }
   const std::shared_ptr<RdsRouteTable>& table() const { return table_; }
   bool loaded() const { return loaded_; }
+  // Ready once the first version was offered (taken or not) or initial_fetch_timeout passed.
+  const init::TargetSharedPtr& initTarget() const { return init_target_; }
   // For /config_dump.
   const envoy::config::route::v3::RouteConfiguration& proto() const { return proto_; }
   const std::string& versionInfo() const { return version_info_; }
@@ -76,6 +80,7 @@ class RdsApi {
   router::PerFilterConfigCompiler compile_;
   event::TimeSource& time_;
   std::shared_ptr<RdsRouteTable> table_;
+  init::TargetSharedPtr init_target_;
   bool loaded_{false};
   envoy::config::route::v3::RouteConfiguration proto_;
   std::string bytes_;

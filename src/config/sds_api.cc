@@ -13,25 +13,6 @@ namespace tls_v3 = envoy::extensions::transport_sockets::tls::v3;
 namespace {
 SecretManager* g_manager = nullptr;
 
-// The path of a path config source (path_config_source.path, or the older `path`); "" with
-// `error` for another kind of source.
-std::string sourcePath(const envoy::config::core::v3::ConfigSource& source, std::string& error) {
-  if (source.has_path_config_source()) {
-    if (source.path_config_source().path().empty()) {
-      error = "path_config_source.path: is required";
-      return "";
-    }
-    return source.path_config_source().path();
-  }
-  // The deprecated `path` field, as older configs write it.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-  if (!source.path().empty()) return source.path();
-#pragma GCC diagnostic pop
-  error = "path_config_source: is required (the only config source supported for secrets)";
-  return "";
-}
-
 // Finds the secret `name` in an update and reads its material; false with errors.
 bool materialFromUpdate(DiscoveryUpdate& update, const std::string& name, SecretMaterial& out,
                         std::string* bytes, std::vector<std::string>& errors) {
@@ -63,12 +44,6 @@ bool materialFromUpdate(DiscoveryUpdate& update, const std::string& name, Secret
 
 SecretManager* secretManager() { return g_manager; }
 void setSecretManager(SecretManager* manager) { g_manager = manager; }
-
-std::string secretSourceKey(const envoy::config::core::v3::ConfigSource& source,
-                            std::string& error) {
-  const std::string path = sourcePath(source, error);
-  return path.empty() ? "" : "path:" + path;
-}
 
 void SdsApi::addWatcher(std::shared_ptr<SecretWatcher> watcher) {
   std::erase_if(watchers_, [](const auto& w) { return w->expired(); });
@@ -114,44 +89,33 @@ bool SdsApi::onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& e
   return true;
 }
 
-SdsApi* SecretManager::get(const envoy::config::core::v3::ConfigSource& source,
-                           const std::string& name, std::string& error) {
-  const std::string key = secretSourceKey(source, error);
-  if (key.empty()) return nullptr;
-  auto map_key = std::make_pair(key, name);
-  if (auto it = secrets_.find(map_key); it != secrets_.end()) return it->second.get();
-  auto api = std::make_unique<SdsApi>(name, key.substr(key.find(':') + 1));
-  if (!subscribe(*api, source, error)) return nullptr;
+SdsApi* SecretManager::get(const SourceSpec& source, const std::string& name,
+                           std::string& error) {
+  auto key = std::make_pair(source.key(), name);
+  if (auto it = secrets_.find(key); it != secrets_.end()) return it->second.get();
+  auto api = std::make_unique<SdsApi>(name, source);
   SdsApi* raw = api.get();
-  secrets_.emplace(std::move(map_key), std::move(api));
+  api->subscription = factory_.create(
+      source, kSecretType, name, "sds." + name + ".",
+      [raw](DiscoveryUpdate& u, std::vector<std::string>& errors) {
+        return raw->onConfigUpdate(u, errors);
+      },
+      [target = raw->initTarget()] { target->setReady(); });
+  if (!api->subscription) {
+    error = "ads: the ADS stream is not configured";
+    return nullptr;
+  }
+  std::string start_error;
+  if (!api->subscription->start(start_error)) {
+    error = "path_config_source.path: " + start_error;
+    return nullptr;
+  }
+  secrets_.emplace(std::move(key), std::move(api));
   return raw;
 }
 
-// The one place a secret's subscription is made. Today a watched file; a secret over the ADS
-// stream (sds_config.ads) would subscribe here too (and secretSourceKey() give it a key).
-bool SecretManager::subscribe(SdsApi& api, const envoy::config::core::v3::ConfigSource& source,
-                              std::string& error) {
-  const std::string path = sourcePath(source, error);
-  if (path.empty()) return false;
-  SdsApi* raw = &api;
-  api.subscription = std::make_unique<FilesystemSubscription>(
-      main_, path, std::string(kSecretType), store_, "sds." + api.name() + ".",
-      [raw](DiscoveryUpdate& u, std::vector<std::string>& errors) {
-        return raw->onConfigUpdate(u, errors);
-      });
-  std::string watch_error;
-  if (!api.subscription->start(watch_error)) {
-    error = (source.has_path_config_source() ? "path_config_source.path: " : "path: ") +
-            watch_error;
-    return false;
-  }
-  return true;
-}
-
-bool readSecretOnce(const envoy::config::core::v3::ConfigSource& source, const std::string& name,
-                    SecretMaterial& out, std::string& error) {
-  const std::string path = sourcePath(source, error);
-  if (path.empty()) return false;
+bool readSecretOnce(const std::string& path, const std::string& name, SecretMaterial& out,
+                    std::string& error) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream text;
   if (!in || !(text << in.rdbuf())) {

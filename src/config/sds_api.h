@@ -1,11 +1,14 @@
 #pragma once
 
-// SDS: TLS secrets (a certificate and key, or a validation context) from a config source,
-// today a watched file holding a DiscoveryResponse of Secret resources. Each accepted version
-// is read whole (files it names included) and checked (the certificate parses, the key
-// matches it), then every TLS context built from the secret is rebuilt and swapped in for new
-// handshakes; established connections keep their context. A bad version is refused whole,
-// logged with the path of the bad field, and the contexts in use keep serving.
+// SDS: TLS secrets (a certificate and key, or a validation context) from a config source: a
+// watched file holding a DiscoveryResponse of Secret resources, or the ADS stream. Each
+// accepted version is read whole (files it names included) and checked (the certificate
+// parses, the key matches it), then every TLS context built from the secret is rebuilt and
+// swapped in for new handshakes; established connections keep their context. A bad version is
+// refused whole, logged with the path of the bad field, and the contexts in use keep serving.
+// A file's first version is read as the first TLS context naming it is built; over ADS the
+// secret comes later, and the listener or cluster whose context names it warms until it does
+// (its init target).
 //
 // Stats under `sds.<secret name>.`: update_attempt, update_success, update_rejected,
 // update_failure, version, update_time (the subscription's).
@@ -17,7 +20,8 @@
 #include <string_view>
 #include <vector>
 
-#include "config/filesystem_subscription.h"
+#include "common/init_target.h"
+#include "config/subscription.h"
 #include "envoy/config/core/v3/config_source.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb.h"
 #include "event/dispatcher.h"
@@ -52,26 +56,33 @@ class SecretWatcher {
 // One secret from one config source.
 class SdsApi {
  public:
-  SdsApi(std::string name, std::string source) : name_(std::move(name)), source_(std::move(source)) {}
+  SdsApi(std::string name, SourceSpec source)
+      : name_(std::move(name)),
+        source_(std::move(source)),
+        init_target_(std::make_shared<init::Target>("secret '" + name_ + "'")) {}
 
   // Checks and applies one update; false with "resources[i]...: message" errors.
   bool onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& errors);
 
   const std::string& name() const { return name_; }
-  // The config source, as a user reads it (the file's path).
-  const std::string& source() const { return source_; }
+  // The config source, as a user reads it (the file's path, or "ads").
+  std::string source() const { return source_.ads ? "ads" : source_.path; }
+  const SourceSpec& spec() const { return source_; }
   bool loaded() const { return loaded_; }
+  // Ready once the first version was offered (taken or not) or initial_fetch_timeout passed.
+  const init::TargetSharedPtr& initTarget() const { return init_target_; }
   const SecretMaterial& material() const { return material_; }
   const std::string& versionInfo() const { return version_info_; }
   // Why the last version was refused ("" if none was).
   const std::string& lastError() const { return last_error_; }
   void addWatcher(std::shared_ptr<SecretWatcher> watcher);
 
-  std::unique_ptr<FilesystemSubscription> subscription;
+  std::unique_ptr<Subscription> subscription;
 
  private:
   const std::string name_;
-  const std::string source_;
+  const SourceSpec source_;
+  init::TargetSharedPtr init_target_;
   bool loaded_{false};
   SecretMaterial material_;
   std::string bytes_;
@@ -81,34 +92,28 @@ class SdsApi {
 };
 
 // The proxy's secret subscriptions (main thread): one per (config source, secret name),
-// shared by every TLS context that names it.
+// shared by every TLS context that names it. Subscriptions come from `factory` (the running
+// proxy's, which has the ADS stream), or from the manager's own (files only) without one.
 class SecretManager {
  public:
-  SecretManager(event::Dispatcher& main, stats::Store& store) : main_(main), store_(store) {}
+  SecretManager(event::Dispatcher& main, stats::Store& store,
+                SubscriptionFactory* factory = nullptr)
+      : own_factory_(main, store), factory_(factory ? *factory : own_factory_) {}
 
   // The secret, subscribing on first use (a file is read now). Null with `error` ("field:
-  // message", the field under sds_config) if the source is not supported or cannot be watched.
-  SdsApi* get(const envoy::config::core::v3::ConfigSource& source, const std::string& name,
-              std::string& error);
+  // message", the field under sds_config) if the subscription cannot start.
+  SdsApi* get(const SourceSpec& source, const std::string& name, std::string& error);
 
  private:
-  bool subscribe(SdsApi& api, const envoy::config::core::v3::ConfigSource& source,
-                 std::string& error);
-
-  event::Dispatcher& main_;
-  stats::Store& store_;
+  SubscriptionFactory own_factory_;
+  SubscriptionFactory& factory_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<SdsApi>> secrets_;  // source, name
 };
 
-// The key of a supported config source ("path:/etc/sds/cert.yaml"); "" with `error` ("field:
-// message", the field under sds_config) for one that is not supported.
-std::string secretSourceKey(const envoy::config::core::v3::ConfigSource& source,
-                            std::string& error);
-
-// Reads the secret's file once, without watching it (--mode validate, and config tests):
-// false with `error` when it cannot be read or its version is refused.
-bool readSecretOnce(const envoy::config::core::v3::ConfigSource& source, const std::string& name,
-                    SecretMaterial& out, std::string& error);
+// Reads a secret's file once, without watching it (--mode validate): false with `error` when it
+// cannot be read or its version is refused.
+bool readSecretOnce(const std::string& path, const std::string& name, SecretMaterial& out,
+                    std::string& error);
 
 // The running proxy's manager (null in --mode validate).
 SecretManager* secretManager();

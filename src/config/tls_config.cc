@@ -137,45 +137,62 @@ const tls_v3::Secret* findSecret(const SecretMap& secrets, const tls_v3::SdsSecr
 }
 
 // Secrets named with an sds_config, which a context follows as they rotate (null: none, or
-// read once in --mode validate).
+// read once in --mode validate). `pending`: one has not arrived yet (over ADS), so the context
+// cannot be built now; it is built when the secret comes.
 struct DynamicSecrets {
   SdsApi* certificate{nullptr};
   SdsApi* validation{nullptr};
+  bool pending{false};
 };
 
 // The current material of a secret named with an sds_config; `api` is set when the running
-// proxy subscribes to it (else, in --mode validate, its file is read once).
+// proxy subscribes to it (else, in --mode validate, its file is read once). True with `pending`
+// set when the secret is yet to come over ADS: the listener or cluster being built waits for
+// it (its init target joins the init::Scope).
 bool dynamicSecret(const tls_v3::SdsSecretConfig& sds, const std::string& sp, SecretMaterial& out,
-                   SdsApi*& api, std::vector<std::string>& errors) {
+                   SdsApi*& api, bool& pending, std::vector<std::string>& errors) {
   if (sds.name().empty()) {
     errors.push_back(sp + ".name: is required");
     return false;
   }
+  SourceSpec source;
+  if (!parseConfigSource(sds.sds_config(), sp + ".sds_config", source, errors)) return false;
   std::string error;
   SecretManager* manager = secretManager();
   if (!manager) {
-    if (!readSecretOnce(sds.sds_config(), sds.name(), out, error)) {
+    if (source.ads) {  // --mode validate: nothing to fetch it from
+      pending = true;
+      return true;
+    }
+    if (!readSecretOnce(source.path, sds.name(), out, error)) {
       errors.push_back(sp + ".sds_config: secret '" + sds.name() + "': " + error);
       return false;
     }
     return true;
   }
-  SdsApi* a = manager->get(sds.sds_config(), sds.name(), error);
+  SdsApi* a = manager->get(source, sds.name(), error);
   if (!a) {
     errors.push_back(sp + ".sds_config." + error);
     return false;
   }
-  // The file was read when the subscription started: a context starts with a secret, or the
-  // config is refused (Envoy would keep the listener or cluster warming instead).
-  if (!a->loaded()) {
-    errors.push_back(sp + ".sds_config: secret '" + sds.name() + "' not loaded from '" +
-                     a->source() + "': " +
-                     (a->lastError().empty() ? "cannot read the file" : a->lastError()));
-    return false;
-  }
-  out = a->material();
   api = a;
-  return true;
+  if (a->loaded()) {
+    out = a->material();
+    return true;
+  }
+  if (source.ads) {
+    // Envoy's warming: the listener or cluster waits for the secret (or its
+    // initial_fetch_timeout; then its handshakes fail until the secret comes).
+    init::Scope::add(a->initTarget());
+    pending = true;
+    return true;
+  }
+  // A file is read when the subscription starts: a context starts with its secret, or the
+  // config is refused.
+  errors.push_back(sp + ".sds_config: secret '" + sds.name() + "' not loaded from '" +
+                   a->source() + "': " +
+                   (a->lastError().empty() ? "cannot read the file" : a->lastError()));
+  return false;
 }
 
 bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secrets,
@@ -206,8 +223,10 @@ bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secret
     const auto& sds = common.tls_certificate_sds_secret_configs(0);
     const std::string sp = path + ".tls_certificate_sds_secret_configs[0]";
     SecretMaterial m;
-    if (!dynamicSecret(sds, sp, m, dynamic.certificate, errors)) return false;
-    if (!m.has_certificate) {
+    bool pending = false;
+    if (!dynamicSecret(sds, sp, m, dynamic.certificate, pending, errors)) return false;
+    dynamic.pending |= pending;
+    if (!pending && !m.has_certificate) {
       errors.push_back(sp + ".name: secret '" + sds.name() + "' is not a tls_certificate");
       return false;
     }
@@ -248,8 +267,10 @@ bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secret
     const auto& sds = common.validation_context_sds_secret_config();
     const std::string sp = path + ".validation_context_sds_secret_config";
     SecretMaterial m;
-    if (!dynamicSecret(sds, sp, m, dynamic.validation, errors)) return false;
-    if (!m.validation) {
+    bool pending = false;
+    if (!dynamicSecret(sds, sp, m, dynamic.validation, pending, errors)) return false;
+    dynamic.pending |= pending;
+    if (!pending && !m.validation) {
       errors.push_back(sp + ".name: secret '" + sds.name() + "' is not a validation_context");
       return false;
     }
@@ -287,6 +308,11 @@ class SdsContextWatcher : public SecretWatcher {
   bool prepare(const SdsApi& changing, const SecretMaterial& candidate,
                std::vector<std::string>& errors) override {
     tls::TlsContextConfig config = config_;
+    pending_.reset();
+    // Two secrets, and the other one has not come yet: the context waits for it.
+    for (const SdsApi* other : {secrets_.certificate, secrets_.validation}) {
+      if (other && other != &changing && !other->loaded()) return true;
+    }
     if (secrets_.certificate) {
       const SecretMaterial& m =
           secrets_.certificate == &changing ? candidate : secrets_.certificate->material();
@@ -318,6 +344,7 @@ class SdsContextWatcher : public SecretWatcher {
   }
 
   void commit() override {
+    if (!pending_) return;
     if (auto factory = factory_.lock()) factory->setContext(std::move(pending_));
     pending_.reset();
   }
@@ -432,7 +459,9 @@ network::TransportSocketFactoryConstSharedPtr buildTransportSocketFactory(
   // A listener's stats wait for its bound address (initializeStats()).
   std::optional<tls::SslStats> stats;
   if (!server) stats.emplace(tls::SslStats::create(store, stat_prefix + "ssl."));
-  auto context = tls::TlsContext::create(config, stats, &error);
+  // A secret yet to come: a context that fails every handshake until it does.
+  auto context = dynamic.pending ? tls::TlsContext::createUnready(config, stats)
+                                 : tls::TlsContext::create(config, stats, &error);
   if (!context) {
     // The context names the field below common_tls_context (or the context itself).
     const bool common_field = error.rfind("tls_", 0) == 0 || error.rfind("validation_", 0) == 0;

@@ -1,6 +1,9 @@
 #include "server/listener_manager.h"
 
+#include <algorithm>
 #include <map>
+
+#include <fmt/ranges.h>
 
 #include "common/logger.h"
 #include "network/io_socket.h"
@@ -73,10 +76,39 @@ bool ListenerManager::addStaticListener(config::ListenerConfig config,
   l.proto = proto;
   l.last_updated = main_.timeSource().systemTime();
   SLUICE_LOG(info, main, "listener '{}' listening on {}", l.name, l.sockets->bound->asString());
+  // A bootstrap listener serves from the start; start-up waits for what it names.
+  if (auto w = init::Watcher::create(l.config->init_targets, [this] { checkWarmed(); })) {
+    SLUICE_LOG(info, main, "listener '{}': start-up waits for {}", l.name,
+               fmt::join(w->pending(), ", "));
+    static_init_.push_back(std::move(w));
+  }
   active_.push_back(std::move(l));
   updateGauges();
   return true;
 }
+
+void ListenerManager::whenWarmed(std::function<void()> cb) {
+  on_warmed_.push_back(std::move(cb));
+  checkWarmed();
+}
+
+void ListenerManager::checkWarmed() {
+  std::erase_if(static_init_, [](const auto& w) { return w->done(); });
+  if (!warming_.empty() || !static_init_.empty()) return;
+  auto callbacks = std::move(on_warmed_);
+  on_warmed_.clear();
+  for (auto& cb : callbacks) cb();
+}
+
+namespace {
+const ListenerManager::Listener* findIn(const std::vector<ListenerManager::Listener>& list,
+                                        const std::string& name) {
+  for (const auto& l : list) {
+    if (l.name == name) return &l;
+  }
+  return nullptr;
+}
+}  // namespace
 
 ListenerManager::Listener* ListenerManager::find(const std::string& name) {
   for (auto& l : active_) {
@@ -92,6 +124,7 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
     bool reuses_sockets{false};
   };
   std::vector<Built> built;
+  std::vector<std::string> reverted;
   std::set<std::string> names;
   // Addresses (with a fixed port) of the listeners the update keeps, to refuse two on one.
   std::map<std::string, std::string> addresses;
@@ -119,13 +152,21 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
     }
     Built b;
     b.listener.bytes = config::deterministicBytes(proto);
-    const bool unchanged = known && known->bytes == b.listener.bytes;
+    // The newest version of the name: the one warming, else the active one.
+    const Listener* warm = findIn(warming_, proto.name());
+    const Listener* newest = warm ? warm : known;
+    const bool unchanged = newest && newest->bytes == b.listener.bytes;
+    // Back to the active version while a newer one warms: the warming one goes.
+    const bool revert = !unchanged && warm && known && known->bytes == b.listener.bytes;
     config::ListenerConfig lc;
-    if (!unchanged && !config::buildListenerConfig(proto, path, secrets_, clusters, store_,
-                                                   sinks_, lc, errors)) {
+    if (!unchanged && !revert &&
+        !config::buildListenerConfig(proto, path, secrets_, clusters, store_, sinks_, lc,
+                                     errors)) {
       return false;
     }
-    const network::Address& address = unchanged ? *known->config->address : *lc.address;
+    const network::Address& address = unchanged ? *newest->config->address
+                                      : revert  ? *known->config->address
+                                                : *lc.address;
     const std::string addr = address.asString();
     if (address.port() != 0) {
       auto [it, fresh] = addresses.emplace(addr, proto.name());
@@ -136,10 +177,15 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
       }
     }
     if (unchanged) continue;
+    if (revert) {
+      reverted.push_back(proto.name());
+      continue;
+    }
     b.listener.name = proto.name();
     b.listener.proto = std::move(proto);
     b.reuses_sockets = known && known->config->address->asString() == addr &&
                        known->config->reuse_port == lc.reuse_port;
+    b.listener.reuses_sockets = b.reuses_sockets;
     b.listener.config = std::make_shared<const config::ListenerConfig>(std::move(lc));
     built.push_back(std::move(b));
   }
@@ -167,43 +213,29 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
   }
   // Everything checked: apply.
   const event::SystemTime now = main_.timeSource().systemTime();
+  for (const auto& name : reverted) dropWarming(name);
   for (auto& b : built) {
     Listener& l = b.listener;
     l.version_info = update.version_info;
     l.last_updated = now;
-    Listener* known = find(l.name);
-    if (known && b.reuses_sockets) {
-      l.tag = known->tag;
-      l.sockets = known->sockets;
-      // Not bound anew, but its TLS contexts are new: they need their stats before a handshake.
-      initializeStats(*l.config, *l.sockets->bound);
-      Listener old = std::move(*known);
-      *known = l;
-      if (workers_started_ && !stopped_) {
-        for (auto* w : workers_) w->updateListener(l.tag, l.config);
-      }
-      startDraining(std::move(old), false);
-      store_.counter("listener_manager.listener_modified").inc();
-      SLUICE_LOG(info, main, "listener '{}' updated in place on {}", l.name,
-                 l.sockets->bound->asString());
+    dropWarming(l.name);  // superseded
+    const std::string name = l.name;
+    auto watcher = std::make_shared<const init::Watcher*>(nullptr);
+    l.init = init::Watcher::create(l.config->init_targets, [this, name, watcher] {
+      onWarmed(name, *watcher);
+    });
+    if (!l.init) {
+      activate(std::move(l));
       continue;
     }
-    l.tag = next_tag_++;
-    if (known) {
-      Listener old = std::move(*known);
-      *known = l;
-      startDraining(std::move(old), true);
-      store_.counter("listener_manager.listener_modified").inc();
-    } else {
-      active_.push_back(l);
-      store_.counter("listener_manager.listener_added").inc();
-    }
-    if (workers_started_ && !stopped_) {
-      for (size_t i = 0; i < workers_.size(); ++i) {
-        workers_[i]->addListener(l.tag, l.config, l.sockets, i);
-      }
-    }
-    SLUICE_LOG(info, main, "listener '{}' listening on {}", l.name, l.sockets->bound->asString());
+    *watcher = l.init.get();
+    SLUICE_LOG(info, main, "listener '{}' warming on {}: waits for {}", l.name,
+               l.sockets ? l.sockets->bound->asString() : "its active version's sockets",
+               fmt::join(l.init->pending(), ", "));
+    warming_.push_back(std::move(l));
+  }
+  for (auto it = warming_.begin(); it != warming_.end();) {
+    it = names.count(it->name) ? it + 1 : warming_.erase(it);
   }
   for (auto it = active_.begin(); it != active_.end();) {
     if (it->is_static || names.count(it->name)) {
@@ -220,7 +252,74 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
   updateGauges();
   SLUICE_LOG(info, main, "lds: version '{}' applied: {} listener(s)", update.version_info,
              names.size());
+  checkWarmed();
   return true;
+}
+
+void ListenerManager::dropWarming(const std::string& name) {
+  std::erase_if(warming_, [&](const Listener& l) { return l.name == name; });
+}
+
+void ListenerManager::onWarmed(const std::string& name, const init::Watcher* watcher) {
+  auto it = std::find_if(warming_.begin(), warming_.end(), [&](const Listener& l) {
+    return l.name == name && l.init.get() == watcher;
+  });
+  if (it == warming_.end()) return;  // superseded or removed meanwhile
+  Listener l = std::move(*it);
+  warming_.erase(it);
+  l.init.reset();  // (the target that ran this callback holds the watcher until it returns)
+  SLUICE_LOG(info, main, "listener '{}' warmed", l.name);
+  activate(std::move(l));
+  updateGauges();
+  checkWarmed();
+}
+
+void ListenerManager::activate(Listener l) {
+  Listener* known = find(l.name);
+  if (l.reuses_sockets && !(known && known->sockets)) {
+    l.reuses_sockets = false;  // (the active one is gone: bind anew)
+  }
+  if (!l.reuses_sockets && !l.sockets) {
+    auto sockets = std::make_shared<ListenSockets>();
+    std::string error;
+    if (!bind(*l.config, *sockets, error)) {
+      SLUICE_LOG(err, main, "listener '{}': {}", l.name, error);
+      return;
+    }
+    l.sockets = std::move(sockets);
+  }
+  if (known && l.reuses_sockets) {
+    l.tag = known->tag;
+    l.sockets = known->sockets;
+    // Not bound anew, but its TLS contexts are new: they need their stats before a handshake.
+    initializeStats(*l.config, *l.sockets->bound);
+    Listener old = std::move(*known);
+    *known = l;
+    if (workers_started_ && !stopped_) {
+      for (auto* w : workers_) w->updateListener(l.tag, l.config);
+    }
+    startDraining(std::move(old), false);
+    store_.counter("listener_manager.listener_modified").inc();
+    SLUICE_LOG(info, main, "listener '{}' updated in place on {}", l.name,
+               l.sockets->bound->asString());
+    return;
+  }
+  l.tag = next_tag_++;
+  if (known) {
+    Listener old = std::move(*known);
+    *known = l;
+    startDraining(std::move(old), true);
+    store_.counter("listener_manager.listener_modified").inc();
+  } else {
+    active_.push_back(l);
+    store_.counter("listener_manager.listener_added").inc();
+  }
+  if (workers_started_ && !stopped_) {
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      workers_[i]->addListener(l.tag, l.config, l.sockets, i);
+    }
+  }
+  SLUICE_LOG(info, main, "listener '{}' listening on {}", l.name, l.sockets->bound->asString());
 }
 
 void ListenerManager::startDraining(Listener old, bool removed) {
@@ -288,7 +387,7 @@ void ListenerManager::stopListeners(bool drain) {
 
 void ListenerManager::updateGauges() {
   store_.gauge("listener_manager.total_listeners_active").set(active_.size());
-  store_.gauge("listener_manager.total_listeners_warming").set(0);
+  store_.gauge("listener_manager.total_listeners_warming").set(warming_.size());
   store_.gauge("listener_manager.total_listeners_draining").set(draining_.size());
 }
 

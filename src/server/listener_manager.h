@@ -11,6 +11,11 @@
 //   left after --drain-time-s are closed.
 // - A changed listener on a new address binds new sockets; the old listener is removed.
 // - A removed listener stops accepting at once and its connections drain the same way.
+// - A new or changed listener whose route tables (RDS) or secrets (SDS over ADS) have not
+//   come yet warms first (Envoy's warming): its sockets are bound, but the workers take it
+//   only once they came (or their initial_fetch_timeout passed); until then the version it
+//   replaces keeps serving. A newer version, or a removal, replaces a warming one at once.
+//   Start-up (whenWarmed) waits for the static listeners' and the first LDS version's.
 //
 // Workers hear of changes by Dispatcher::post only; the request path takes no lock.
 // Stats: listener_manager.listener_added|listener_modified|listener_removed,
@@ -54,6 +59,9 @@ class ListenerManager {
   // LDS: checks and applies one update; false with "resources[i]...: message" errors.
   bool onConfigUpdate(config::DiscoveryUpdate& update, std::vector<std::string>& errors);
 
+  // `cb` once no listener is warming (now, if none is); start-up waits on it.
+  void whenWarmed(std::function<void()> cb);
+
   // From now on the workers serve the listeners (the current ones are posted to them).
   void startWorkers(std::vector<Worker*> workers);
   // Stops accepting everywhere (SIGTERM, /drain_listeners); with `drain`, connections are
@@ -70,9 +78,15 @@ class ListenerManager {
     std::string bytes;  // deterministic, to tell a change from a repeat
     std::string version_info;
     event::SystemTime last_updated;
+    // While warming: what it waits for (null once warm), and whether it will take over the
+    // sockets of the active listener of its name (same address) rather than its own.
+    std::shared_ptr<init::Watcher> init;
+    bool reuses_sockets{false};
   };
   // In the order they came; static ones first.
   const std::vector<Listener>& active() const { return active_; }
+  // New versions waiting for their route tables or secrets.
+  const std::vector<Listener>& warming() const { return warming_; }
   // Old versions of changed or removed listeners, until their drain time is over.
   std::vector<const Listener*> draining() const;
   // The version_info of the last accepted LDS update.
@@ -83,6 +97,11 @@ class ListenerManager {
   bool bind(const config::ListenerConfig& config, ListenSockets& out, std::string& error);
   void initializeStats(const config::ListenerConfig& config, const network::Address& bound);
   Listener* find(const std::string& name);
+  // Puts a built (and bound, unless it reuses sockets) listener in service.
+  void activate(Listener l);
+  void onWarmed(const std::string& name, const init::Watcher* watcher);
+  void dropWarming(const std::string& name);
+  void checkWarmed();
   void startDraining(Listener old, bool removed);
   void updateGauges();
 
@@ -94,6 +113,9 @@ class ListenerManager {
   const std::chrono::milliseconds drain_time_;
   std::function<std::set<std::string>()> cluster_names_;
   std::vector<Listener> active_;
+  std::vector<Listener> warming_;
+  std::vector<std::shared_ptr<init::Watcher>> static_init_;  // static listeners warming
+  std::vector<std::function<void()>> on_warmed_;
   std::vector<std::unique_ptr<Draining>> draining_;
   std::vector<Worker*> workers_;
   bool workers_started_{false};

@@ -10,6 +10,7 @@
 
 #include "access_log/file_sink.h"
 #include "admin/admin.h"
+#include "admin/config_dump.h"
 #include "common/logger.h"
 #include "common/version.h"
 #include "config/api_descriptors.h"
@@ -130,7 +131,7 @@ class Server {
     rds_ = &rds;
     config::setRouteConfigProviders(&rds);
     // SDS secrets from files: each is read as the first TLS context naming it is built.
-    config::SecretManager sds(main, store_);
+    config::SecretManager sds(main, store_, &subscriptions);
     config::setSecretManager(&sds);
     {
       std::vector<std::string> errors;
@@ -201,7 +202,12 @@ class Server {
     // (Envoy's order: its listeners' routes may name them), and the workers start once its
     // first version is in (or its initial_fetch_timeout passed).
     std::unique_ptr<config::Subscription> lds_subscription;
-    lds_ready_ = !proxy_.lds;
+    if (!proxy_.lds) {
+      lm.whenWarmed([this] {
+        lds_ready_ = true;
+        startServing();
+      });
+    }
     const bool lds_later = proxy_.lds && (cds_ads || proxy_.lds->ads);
     if (proxy_.lds) {
       lds_ = true;
@@ -210,9 +216,11 @@ class Server {
           [&lm](config::DiscoveryUpdate& u, std::vector<std::string>& errors) {
             return lm.onConfigUpdate(u, errors);
           },
-          [this] {
-            lds_ready_ = true;
-            startServing();
+          [this, &lm] {
+            lm.whenWarmed([this] {
+              lds_ready_ = true;
+              startServing();
+            });
           });
       if (!lds_later) {
         std::string error;
@@ -356,7 +364,8 @@ class Server {
   config::RouteConfigProviders* rds_{nullptr};
   bool lds_{false};
   bool clusters_ready_{false};  // every cluster has its first hosts
-  bool lds_ready_{false};       // LDS's first version is in (or there is no LDS)
+  // LDS's first version is in (or there is no LDS), and no listener is warming.
+  bool lds_ready_{false};
   bool serving_{false};
   std::vector<std::unique_ptr<Worker>> workers_;
   event::Dispatcher* main_{nullptr};
@@ -589,6 +598,10 @@ void Server::registerAdminHandlers() {
                           dynamic[l.name]["name"] = l.name;
                           dynamic[l.name]["active_state"] = state(l);
                         }
+                        for (const auto& l : lm_->warming()) {
+                          dynamic[l.name]["name"] = l.name;
+                          dynamic[l.name]["warming_state"] = state(l);
+                        }
                         for (const auto* l : lm_->draining()) {
                           if (l->is_static) continue;
                           dynamic[l->name]["name"] = l->name;
@@ -629,6 +642,16 @@ void Server::registerAdminHandlers() {
                                {"last_updated", rfc3339(api->lastUpdated())}});
                         }
                         configs.push_back(routes);
+                      }
+                      auto param = [&r](const char* name) -> const std::string* {
+                        auto it = r.query.find(name);
+                        return it == r.query.end() ? nullptr : &it->second;
+                      };
+                      std::string error;
+                      if (!admin::applyConfigDumpQuery(configs, param("resource"), param("mask"),
+                                                       error)) {
+                        body = error + "\n";
+                        return 404;
                       }
                       h.set(http::headers::kContentType, "application/json");
                       body = nlohmann::json{{"configs", configs}}.dump(2) + "\n";

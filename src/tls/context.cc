@@ -354,7 +354,13 @@ std::shared_ptr<const TlsContext> TlsContext::create(const TlsContextConfig& con
   return out;
 }
 
+std::shared_ptr<const TlsContext> TlsContext::createUnready(const TlsContextConfig& config,
+                                                           std::optional<SslStats> stats) {
+  return std::shared_ptr<const TlsContext>(new TlsContext(config, stats));
+}
+
 SslPtr TlsContext::newSsl() const {
+  if (!ctx_) return nullptr;  // unready: no certificate (or CA) yet
   SslPtr ssl(SSL_new(ctx_.get()));
   if (!ssl) return ssl;
   if (config_.is_server) {

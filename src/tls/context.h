@@ -101,6 +101,10 @@ class TlsContext {
   static std::shared_ptr<const TlsContext> create(const TlsContextConfig& config,
                                                   std::optional<SslStats> stats,
                                                   std::string* error);
+  // A context whose secret has not come yet (SDS over ADS): every handshake with it fails
+  // (counted as ssl.connection_error) until the factory swaps in a real one.
+  static std::shared_ptr<const TlsContext> createUnready(const TlsContextConfig& config,
+                                                         std::optional<SslStats> stats);
   // Once, before the context is shared with the workers.
   void bindStats(SslStats stats) const { stats_.emplace(stats); }
 

@@ -1,5 +1,7 @@
 #include "upstream/cluster_manager.h"
 
+#include <fmt/ranges.h>
+
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -169,6 +171,9 @@ struct ClusterManager::Cluster {
   EdsSubscriptionPtr eds_subscription;
   event::TimerPtr eds_init_timer;
   bool initializing{false};  // waiting for the first health-check round
+  // Waiting for the TLS secrets it names (init targets), before anything else.
+  std::shared_ptr<init::Watcher> secrets_init;
+  bool secrets_waited{false};
   // `cb` once every checker has checked each host once.
   void onFirstHealthCheckRound(std::function<void()> cb) {
     auto left = std::make_shared<size_t>(health_checkers.size());
@@ -464,6 +469,20 @@ void ClusterManager::start(std::function<void()> on_initialized) {
 }
 
 void ClusterManager::startCluster(const std::shared_ptr<Cluster>& c) {
+  // Its TLS secrets first (SDS over ADS, not come yet): it warms (or start-up waits) until they
+  // come, then finds its hosts. A superseded or removed cluster takes its watcher with it.
+  if (!c->secrets_waited) {
+    c->secrets_waited = true;
+    Cluster* raw = c.get();
+    c->secrets_init = init::Watcher::create(c->config.init_targets, [this, raw] {
+      if (auto c = weakOf(*raw).lock()) startCluster(c);
+    });
+    if (c->secrets_init) {
+      SLUICE_LOG(info, upstream, "cluster '{}' warming: waits for {}", c->config.info->name(),
+                 fmt::join(c->secrets_init->pending(), ", "));
+      return;
+    }
+  }
   if (c->config.type == DiscoveryType::Eds) {
     startEds(c);
   } else if (c->config.type != DiscoveryType::Static) {

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/init_target.h"
 #include "event/dispatcher.h"
 #include "upstream/cluster_info.h"
 #include "upstream/conn_pool.h"
@@ -70,6 +71,9 @@ struct ClusterConfig {
   std::vector<HealthCheckConfig> health_checks;
   std::optional<OutlierDetectionConfig> outlier_detection;
   std::shared_ptr<const EdsConfig> eds;  // for EDS: where its endpoints come from
+  // What the cluster warms for before it resolves its hosts: its TLS secrets (SDS over ADS)
+  // whose first version has not come yet.
+  std::vector<init::TargetSharedPtr> init_targets;
 };
 
 // A worker's view of one cluster.

@@ -77,7 +77,8 @@ class SdsApiTest : public testing::Test {
   // secret `name` in `path`.
   network::TransportSocketFactoryConstSharedPtr build(const std::string& path,
                                                       const std::string& name, bool server,
-                                                      std::vector<std::string>& errors) {
+                                                      std::vector<std::string>& errors,
+                                                      const std::string& sds_config = "") {
     const std::string type = server ? "DownstreamTlsContext" : "UpstreamTlsContext";
     const std::string yaml =
         "static_resources:\n"
@@ -92,7 +93,8 @@ class SdsApiTest : public testing::Test {
         "        common_tls_context:\n"
         "          tls_certificate_sds_secret_configs:\n"
         "          - name: " + name + "\n"
-        "            sds_config: {path_config_source: {path: " + path + "}}\n";
+        "            sds_config: " +
+        (sds_config.empty() ? "{path_config_source: {path: " + path + "}}" : sds_config) + "\n";
     envoy::config::bootstrap::v3::Bootstrap bootstrap;
     if (!loadBootstrap({"", yaml}, bootstrap, errors)) return nullptr;
     SecretMap none;
@@ -101,8 +103,8 @@ class SdsApiTest : public testing::Test {
   }
 
   SdsApi* api(const std::string& path, const std::string& name) {
-    envoy::config::core::v3::ConfigSource source;
-    source.mutable_path_config_source()->set_path(path);
+    SourceSpec source;
+    source.path = path;
     std::string error;
     SdsApi* a = manager_.get(source, name, error);
     EXPECT_NE(a, nullptr) << error;
@@ -295,8 +297,10 @@ TEST_F(SdsApiTest, ValidationContextFromAFileRotatesTheTrustedCa) {
   };
   EXPECT_EQ(tlsFactory(factory).current()->config().validation->trusted_ca_pem,
             readFile(certPath("ca.pem")));
-  envoy::config::core::v3::ConfigSource source;
-  source.set_path(path);  // the older field names the same subscription
+  envoy::config::core::v3::ConfigSource cs;
+  cs.set_path(path);  // the older field names the same subscription
+  SourceSpec source;
+  ASSERT_TRUE(parseConfigSource(cs, "sds_config", source, errors));
   std::string error;
   SdsApi* a = manager_.get(source, "ca", error);
   ASSERT_NE(a, nullptr);
@@ -309,30 +313,14 @@ TEST_F(SdsApiTest, ValidationContextFromAFileRotatesTheTrustedCa) {
   EXPECT_NE(errors.back().find("not a validation_context"), std::string::npos) << errors.back();
 }
 
-TEST_F(SdsApiTest, OtherConfigSourcesAreRefused) {
-  const std::string yaml =
-      "static_resources:\n"
-      "  clusters:\n"
-      "  - name: c\n"
-      "    transport_socket:\n"
-      "      name: envoy.transport_sockets.tls\n"
-      "      typed_config:\n"
-      "        '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n"
-      "        common_tls_context:\n"
-      "          tls_certificate_sds_secret_configs: [{name: x, sds_config: {ads: {}}}]\n";
+// `ads` needs the bootstrap's ads_config (other kinds of source are refused as unsupported
+// fields when the bootstrap loads).
+TEST_F(SdsApiTest, AdsWithoutAdsConfigIsRefused) {
   std::vector<std::string> errors;
-  envoy::config::bootstrap::v3::Bootstrap bootstrap;
-  ASSERT_TRUE(loadBootstrap({"", yaml}, bootstrap, errors));
-  SecretMap none;
-  EXPECT_EQ(buildTransportSocketFactory(bootstrap.static_resources().clusters(0).transport_socket(),
-                                        false, none, store_, "cluster.c.", "ts", errors),
-            nullptr);
+  EXPECT_EQ(build("", "x", false, errors, "{ads: {}}"), nullptr);
   ASSERT_FALSE(errors.empty());
-  EXPECT_EQ(errors[0].rfind("ts.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]"
-                            ".sds_config.path_config_source: is required",
-                            0),
-            0u)
-      << errors[0];
+  EXPECT_EQ(errors[0], "ts.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]"
+                       ".sds_config.ads: needs dynamic_resources.ads_config");
 }
 
 // Workers read the current context while the main thread swaps it: each read is a context

@@ -9,6 +9,8 @@ import http.client
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,8 @@ CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 EDS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+TLS_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+SECRET_TYPE = TLS_TYPE + "Secret"
 ADS_CONFIG = {"api_type": "GRPC", "transport_api_version": "V3",
               "grpc_services": [{"envoy_grpc": {"cluster_name": "xds"}}]}
 ADS_SERVER = None
@@ -319,22 +323,36 @@ class AdsListenersAndRoutesTest(AdsBase):
         self.assertFalse(self.serving())
 
         nonce = self.respond([ads_listener("listener_1", "r1")], "l1", LISTENER_TYPE)
+        # The new listener warms (its socket bound) until its route table comes.
         port1 = int(p.wait_for_line(
-            r"listener 'listener_1' listening on 127\.0\.0\.1:(\d+)").group(1))
+            r"listener 'listener_1' warming on 127\.0\.0\.1:(\d+): waits for "
+            r"route config 'r1'").group(1))
         after = self.requests_by_type(2)
         ack = after[LISTENER_TYPE][0]
         self.assertEqual((ack.get("versionInfo"), ack.get("responseNonce")), ("l1", nonce))
         # The new listener's connection manager asks for r1 too: one request for both names.
         self.assertEqual(sorted(after[ROUTE_TYPE][0]["resourceNames"]), ["r0", "r1"])
-        p.wait_for_line(r"worker\(s\) serving")
-        # No routes yet: 404 (NR).
-        self.assertEqual(self.get(p.port)[0], 404)
+        # Start-up waits for the static listener's routes and the warming listener's: nothing
+        # serves a 404 meanwhile.
+        self.assertEqual(p.stat("listener_manager.total_listeners_warming"), 1)
+        self.assertEqual(p.stat("server.state"), 2)
+        self.assertFalse(self.serving())
+        _, data = p.admin("/config_dump?resource=dynamic_listeners")
+        dump = json.loads(data)
+        warming = [l for l in dump["configs"] if l.get("name") == "listener_1"]
+        self.assertEqual(len(warming), 1, dump)
+        self.assertIn("warming_state", warming[0])
+        self.assertNotIn("active_state", warming[0])
 
         nonce = self.respond([route_config("r0", "a"), route_config("r1", "b")], "v1", ROUTE_TYPE)
         ack = self.ads.next_request()
         self.assertEqual((ack["typeUrl"], ack.get("versionInfo"), ack.get("responseNonce")),
                          (ROUTE_TYPE, "v1", nonce))
-        wait_until(lambda: self.get(p.port) == (200, "a"), what="r0 applied")
+        p.wait_for_line(r"listener 'listener_1' listening on 127\.0\.0\.1:%d" % port1)
+        p.wait_for_line(r"worker\(s\) serving")
+        self.assertEqual(p.stat("listener_manager.total_listeners_warming"), 0)
+        # The first requests already have their routes.
+        self.assertEqual(self.get(p.port), (200, "a"))
         self.assertEqual(self.get(port1), (200, "b"))
         self.assertEqual(p.stat("http.ingress_http.rds.r0.update_success"), 1)
 
@@ -375,11 +393,29 @@ class AdsListenersAndRoutesTest(AdsBase):
         self.assertEqual(sorted(again[ROUTE_TYPE][0]["resourceNames"]), ["r0", "r1"])
         self.assertEqual(self.get(port1), (200, "b"))
 
+    def test_a_listener_whose_routes_never_come_serves_after_their_fetch_timeout(self):
+        p = self.start_lds_rds()
+        self.requests_by_type(2)
+        late = ads_listener("late", "never")
+        late["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"][
+            "initial_fetch_timeout"] = "1s"
+        self.respond([late], "l1", LISTENER_TYPE)
+        port = int(p.wait_for_line(r"listener 'late' warming on 127\.0\.0\.1:(\d+)").group(1))
+        self.respond([route_config("r0", "a")], "v1", ROUTE_TYPE)
+        # Envoy's behaviour: past the timeout the listener serves without its routes (404, NR).
+        p.wait_for_line(r"listener 'late' listening on 127\.0\.0\.1:%d" % port)
+        p.wait_for_line(r"worker\(s\) serving")
+        self.assertEqual(p.stat("http.ingress_http.rds.never.init_fetch_timeout"), 1)
+        self.assertEqual(self.get(port)[0], 404)
+        self.assertEqual(self.get(p.port), (200, "a"))
+
     def test_a_listener_update_over_ads_is_nacked_with_the_path(self):
         p = self.start_lds_rds()
         self.requests_by_type(2)
         self.respond([ads_listener("listener_1", "r1")], "l1", LISTENER_TYPE)
         self.requests_by_type(2)
+        self.respond([route_config("r0", "a"), route_config("r1", "b")], "v1", ROUTE_TYPE)
+        self.ads.next_request()
         p.wait_for_line(r"worker\(s\) serving")
         bad = ads_listener("listener_2", "r2")
         bad["address"]["socket_address"]["port_value"] = 70000
@@ -549,6 +585,132 @@ class AdsEndpointsTest(AdsBase):
         self.assertIn("resources[1].endpoints[0].lb_endpoints[0].endpoint.address",
                       nack["errorDetail"]["message"])
         self.assertEqual(self.served_by(), (200, "b"))
+
+
+CERTS = None
+
+
+def certs():
+    """Certificates made for the run by test/tls/gen_certs.sh (once)."""
+    global CERTS
+    if CERTS is None:
+        CERTS = tempfile.mkdtemp(prefix="sluice-ads-certs-")
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run([os.path.join(here, "..", "tls", "gen_certs.sh"), CERTS], check=True)
+    return CERTS
+
+
+def cert(name):
+    return os.path.join(certs(), name)
+
+
+def cert_secret(name, which, key=None):
+    return {"name": name, "tls_certificate": {
+        "certificate_chain": {"filename": cert(which + ".pem")},
+        "private_key": {"filename": cert((key or which) + ".key")}}}
+
+
+def ads_sds(name):
+    return {"name": name, "sds_config": {"ads": {}, "resource_api_version": "V3"}}
+
+
+def handshake_cn(port):
+    """The common name of the certificate a new TLS connection to the listener gets."""
+    ctx = ssl.create_default_context(cafile=cert("ca.pem"))
+    ctx.check_hostname = False
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            return dict(x[0] for x in s.getpeercert()["subject"])["commonName"]
+
+
+class AdsSecretsTest(AdsBase):
+    """Secrets (SDS) over the ADS stream: the listener or cluster whose TLS context names one
+    warms until it comes; a new version rotates it; a bad one is NACKed with the path."""
+
+    def requests_until(self, type_url):
+        """The proxy's requests up to the first of `type_url` (which is returned)."""
+        while True:
+            r = self.ads.next_request()
+            if r["typeUrl"] == type_url:
+                return r
+
+    def test_a_tls_listener_warms_until_its_certificate_comes_then_rotates(self):
+        cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "a"}}]),
+                        [cluster("a", self.a.port), xds_cluster(self.ads.port)])
+        cfg["dynamic_resources"] = {"ads_config": ADS_CONFIG,
+                                    "lds_config": {"ads": {}, "resource_api_version": "V3"}}
+        p = self.proxy = Proxy(cfg, wait_serving=False)
+        self.requests_until(LISTENER_TYPE)
+        tls = ads_listener("secure", "unused")
+        tls["filter_chains"][0]["filters"][0]["typed_config"] = hcm(
+            [{"match": {"prefix": "/"}, "route": {"cluster": "a"}}])
+        tls["filter_chains"][0]["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": TLS_TYPE + "DownstreamTlsContext",
+                "common_tls_context": {"tls_certificate_sds_secret_configs": [
+                    ads_sds("server_cert")]}}}
+        self.respond([tls], "l1", LISTENER_TYPE)
+        port = int(p.wait_for_line(r"listener 'secure' warming on 127\.0\.0\.1:(\d+): "
+                                   r"waits for secret 'server_cert'").group(1))
+        asked = self.requests_until(SECRET_TYPE)
+        self.assertEqual(asked["resourceNames"], ["server_cert"])
+        self.assertEqual(p.stat("listener_manager.total_listeners_warming"), 1)
+        self.assertFalse(self.serving())
+
+        nonce = self.respond([cert_secret("server_cert", "server")], "s1", SECRET_TYPE)
+        ack = self.requests_until(SECRET_TYPE)
+        self.assertEqual((ack.get("versionInfo"), ack.get("responseNonce")), ("s1", nonce))
+        p.wait_for_line(r"listener 'secure' listening on 127\.0\.0\.1:%d" % port)
+        p.wait_for_line(r"worker\(s\) serving")
+        self.assertEqual(handshake_cn(port), "server")
+        self.assertEqual(p.stat("sds.server_cert.update_success"), 1)
+
+        # A new version: new handshakes get the new certificate, in place.
+        self.respond([cert_secret("server_cert", "client")], "s2", SECRET_TYPE)
+        self.assertEqual(self.requests_until(SECRET_TYPE).get("versionInfo"), "s2")
+        self.assertEqual(handshake_cn(port), "client")
+
+        # A key that does not match its certificate: NACKed with the field's path.
+        nonce = self.respond([cert_secret("server_cert", "server", key="client")], "s3",
+                             SECRET_TYPE)
+        nack = self.requests_until(SECRET_TYPE)
+        self.assertEqual((nack.get("versionInfo"), nack.get("responseNonce")), ("s2", nonce))
+        self.assertIn("resources[0].tls_certificate.private_key", nack["errorDetail"]["message"])
+        self.assertEqual(handshake_cn(port), "client")
+        self.assertEqual(p.stat("listener_manager.listener_added"), 1)
+
+    def test_a_cluster_warms_until_its_ca_comes(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert("server.pem"), cert("server.key"))
+        up = Upstream("tls-app", tls=ctx)
+        self.addCleanup(up.close)
+        p = self.start()
+        self.requests_until(CLUSTER_TYPE)
+        dyn = cluster("dyn", up.port, transport_socket={
+            "name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": TLS_TYPE + "UpstreamTlsContext", "sni": "upstream.test",
+                "common_tls_context": {
+                    "validation_context_sds_secret_config": ads_sds("upstream_ca")}}})
+        self.respond([dyn], "c1")
+        asked = self.requests_until(SECRET_TYPE)
+        self.assertEqual(asked["resourceNames"], ["upstream_ca"])
+        p.wait_for_line(r"cluster 'dyn' warming: waits for secret 'upstream_ca'")
+        self.assertEqual(p.stat("cluster_manager.warming_clusters"), 1)
+        _, data = p.admin("/config_dump?resource=dynamic_warming_clusters&mask=cluster.name")
+        self.assertEqual(json.loads(data)["configs"], [{
+            "@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster",
+            "cluster": {"@type": CLUSTER_TYPE, "name": "dyn"}}])
+        self.assertFalse(self.serving())  # start-up waits for the cluster
+
+        self.respond([{"name": "upstream_ca", "validation_context": {
+            "trusted_ca": {"filename": cert("ca.pem")},
+            "match_typed_subject_alt_names": [
+                {"san_type": "DNS", "matcher": {"exact": "upstream.test"}}]}}], "s1", SECRET_TYPE)
+        self.assertNotIn("errorDetail", self.requests_until(SECRET_TYPE))
+        p.wait_for_line(r"worker\(s\) serving")
+        self.assertEqual(p.stat("cluster_manager.warming_clusters"), 0)
+        self.assertEqual(self.served_by(), (200, "tls-app"))
+        self.assertEqual(p.stat("cluster.dyn.ssl.handshake"), 1)
 
 
 if __name__ == "__main__":

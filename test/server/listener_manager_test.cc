@@ -1,22 +1,28 @@
 // The listener manager's LDS updates, on the simulated clock: all-or-nothing per update, a
 // changed listener on the same address keeps its sockets, drains for --drain-time-s.
-// (Workers are left out: the end-to-end test drives them.)
+// A listener whose route tables have not come warms first. (Workers are left out: the
+// end-to-end test drives them.)
 
 #include "server/listener_manager.h"
 
 #include <gtest/gtest.h>
 
 #include "access_log/file_sink.h"
+#include "config/grpc_mux.h"
+#include "config/rds_api.h"
 #include "event/dispatcher_impl.h"
 #include "event/simulated_time_system.h"
 #include "network/io_socket.h"
 #include "stats/stats.h"
+#include "upstream/cluster_manager.h"
 
 namespace sluice::server {
 namespace {
 
-std::string listenerYaml(const std::string& name, const std::string& cluster, int port = 0,
-                         const std::string& extra = "") {
+// A listener whose connection manager has `routes` (a route_config or rds block, indented
+// for the connection manager's fields).
+std::string listenerWithRoutes(const std::string& name, int port, const std::string& extra,
+                               const std::string& routes) {
   return "- '@type': type.googleapis.com/envoy.config.listener.v3.Listener\n"
          "  name: " + name + "\n"
          "  address: {socket_address: {address: 127.0.0.1, port_value: " + std::to_string(port) +
@@ -26,14 +32,20 @@ std::string listenerYaml(const std::string& name, const std::string& cluster, in
          "    - name: envoy.filters.network.http_connection_manager\n"
          "      typed_config:\n"
          "        '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n"
-         "        stat_prefix: ingress\n"
-         "        route_config:\n"
-         "          virtual_hosts:\n"
-         "          - {name: all, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: " +
-         cluster + "}}]}\n"
+         "        stat_prefix: ingress\n" + routes +
          "        http_filters:\n"
          "        - name: envoy.filters.http.router\n"
          "          typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}\n";
+}
+
+std::string listenerYaml(const std::string& name, const std::string& cluster, int port = 0,
+                         const std::string& extra = "") {
+  return listenerWithRoutes(
+      name, port, extra,
+      "        route_config:\n"
+      "          virtual_hosts:\n"
+      "          - {name: all, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: " +
+          cluster + "}}]}\n");
 }
 
 class ListenerManagerTest : public testing::Test {
@@ -51,6 +63,22 @@ class ListenerManagerTest : public testing::Test {
               lm_.onConfigUpdate(update, errors);
     if (errors_out) *errors_out = errors;
     return ok;
+  }
+  // A bootstrap listener, as the server adds it.
+  testing::AssertionResult addStatic(const std::string& yaml) {
+    config::DiscoveryUpdate first;
+    std::vector<std::string> errors;
+    envoy::config::listener::v3::Listener proto;
+    config::ListenerConfig lc;
+    std::string error;
+    if (!config::decodeDiscoveryResponseText("resources:\n" + yaml, config::kListenerType, first,
+                                             errors) ||
+        !config::copyMessage(*first.resources[0], proto) ||
+        !config::buildListenerConfig(proto, "l", secrets_, {"a"}, store_, sinks_, lc, errors) ||
+        !lm_.addStaticListener(std::move(lc), proto, error)) {
+      return testing::AssertionFailure() << error << (errors.empty() ? "" : errors[0]);
+    }
+    return testing::AssertionSuccess();
   }
   uint64_t counter(const std::string& name) { return store_.counter(name).value(); }
   int64_t gauge(const std::string& name) { return store_.gauge(name).value(); }
@@ -168,16 +196,8 @@ TEST_F(ListenerManagerTest, BadUpdatesChangeNothing) {
 }
 
 TEST_F(ListenerManagerTest, StaticListenersCannotBeReplaced) {
-  config::DiscoveryUpdate first;
+  ASSERT_TRUE(addStatic(listenerYaml("static", "a")));
   std::vector<std::string> errors;
-  ASSERT_TRUE(config::decodeDiscoveryResponseText(
-      "resources:\n" + listenerYaml("static", "a"), config::kListenerType, first, errors));
-  envoy::config::listener::v3::Listener proto;
-  ASSERT_TRUE(config::copyMessage(*first.resources[0], proto));
-  config::ListenerConfig lc;
-  ASSERT_TRUE(config::buildListenerConfig(proto, "l", secrets_, {"a"}, store_, sinks_, lc, errors));
-  std::string error;
-  ASSERT_TRUE(lm_.addStaticListener(std::move(lc), proto, error)) << error;
   EXPECT_FALSE(apply("v1", listenerYaml("static", "b"), &errors));
   EXPECT_EQ(errors.back(),
             "resources[0].name: listener 'static' is a static listener of the bootstrap; LDS "
@@ -186,6 +206,117 @@ TEST_F(ListenerManagerTest, StaticListenersCannotBeReplaced) {
   // An update without the static listener leaves it.
   EXPECT_NE(active("static"), nullptr);
   EXPECT_EQ(gauge("listener_manager.total_listeners_active"), 2);
+}
+
+// Listeners whose route tables come over ADS (a stream never started here: the test marks the
+// tables in; the end-to-end test has the stream and the fetch timeout).
+class ListenerWarmingTest : public ListenerManagerTest {
+ protected:
+  ListenerWarmingTest() {
+    factory_.setAds(mux_);
+    config::setRouteConfigProviders(&rds_);
+    config::setAdsConfigured(true);
+  }
+  ~ListenerWarmingTest() override {
+    config::setAdsConfigured(false);
+    config::setRouteConfigProviders(nullptr);
+  }
+  static std::string rdsListener(const std::string& name, const std::string& table) {
+    return listenerWithRoutes(name, 0, "",
+                              "        rds:\n"
+                              "          route_config_name: " + table + "\n"
+                              "          config_source: {ads: {}, initial_fetch_timeout: 5s}\n");
+  }
+  // The route table's first version came (or was refused).
+  void tableCame(const std::string& name) {
+    for (const auto& [key, api] : rds_.all()) {
+      if (key.second == name) api->initTarget()->setReady();
+    }
+  }
+  const ListenerManager::Listener* warming(const std::string& name) {
+    for (const auto& l : lm_.warming()) {
+      if (l.name == name) return &l;
+    }
+    return nullptr;
+  }
+
+  upstream::ThreadLocalClusterManager tlcm_{main_};
+  std::shared_ptr<config::GrpcMux> mux_ = std::make_shared<config::GrpcMux>(main_, tlcm_, store_);
+  config::SubscriptionFactory factory_{main_, store_};
+  config::RouteConfigProviders rds_{factory_};
+};
+
+TEST_F(ListenerWarmingTest, ANewListenerWarmsUntilItsRoutesCome) {
+  int warmed = 0;
+  lm_.whenWarmed([&] { ++warmed; });
+  EXPECT_EQ(warmed, 1);  // nothing warming
+  ASSERT_TRUE(apply("v1", rdsListener("l0", "r1")));
+  EXPECT_EQ(active("l0"), nullptr);
+  ASSERT_NE(warming("l0"), nullptr);
+  EXPECT_NE(warming("l0")->sockets, nullptr) << "bound while warming: a bad address fails the update";
+  EXPECT_EQ(warming("l0")->init->pending(), std::vector<std::string>{"route config 'r1'"});
+  EXPECT_EQ(gauge("listener_manager.total_listeners_warming"), 1);
+  EXPECT_EQ(gauge("listener_manager.total_listeners_active"), 0);
+  lm_.whenWarmed([&] { ++warmed; });
+  EXPECT_EQ(warmed, 1);
+
+  tableCame("r1");
+  ASSERT_NE(active("l0"), nullptr);
+  EXPECT_EQ(active("l0")->version_info, "v1");
+  EXPECT_TRUE(lm_.warming().empty());
+  EXPECT_EQ(gauge("listener_manager.total_listeners_warming"), 0);
+  EXPECT_EQ(counter("listener_manager.listener_added"), 1u);
+  EXPECT_EQ(warmed, 2);
+}
+
+TEST_F(ListenerWarmingTest, TheActiveVersionServesWhileTheNewOneWarms) {
+  ASSERT_TRUE(apply("v1", listenerYaml("l0", "a")));
+  const auto sockets = active("l0")->sockets;
+  ASSERT_TRUE(apply("v2", rdsListener("l0", "r1")));
+  EXPECT_EQ(active("l0")->version_info, "v1");
+  ASSERT_NE(warming("l0"), nullptr);
+  EXPECT_EQ(warming("l0")->sockets, nullptr) << "same address: it will take the active one's";
+  const init::Watcher* watcher = warming("l0")->init.get();
+  // The same version again leaves it warming as it was.
+  ASSERT_TRUE(apply("v3", rdsListener("l0", "r1")));
+  EXPECT_EQ(warming("l0")->init.get(), watcher);
+  // Back to the active version: the warming one goes, nothing changes.
+  ASSERT_TRUE(apply("v4", listenerYaml("l0", "a")));
+  EXPECT_EQ(warming("l0"), nullptr);
+  tableCame("r1");
+  EXPECT_EQ(active("l0")->version_info, "v1");
+  EXPECT_EQ(counter("listener_manager.listener_modified"), 0u);
+
+  ASSERT_TRUE(apply("v5", rdsListener("l0", "r2")));
+  tableCame("r2");
+  EXPECT_EQ(active("l0")->version_info, "v5");
+  EXPECT_EQ(active("l0")->sockets, sockets);
+  EXPECT_EQ(counter("listener_manager.listener_modified"), 1u);
+  EXPECT_EQ(gauge("listener_manager.total_listeners_draining"), 1);
+}
+
+TEST_F(ListenerWarmingTest, AWarmingListenerSupersededOrRemovedNeverServes) {
+  ASSERT_TRUE(apply("v1", rdsListener("l0", "r1")));
+  ASSERT_TRUE(apply("v2", rdsListener("l0", "r2")));
+  EXPECT_EQ(warming("l0")->init->pending(), std::vector<std::string>{"route config 'r2'"});
+  tableCame("r1");  // the superseded version's table
+  EXPECT_EQ(active("l0"), nullptr);
+  ASSERT_TRUE(apply("v3", listenerYaml("l1", "a")));
+  EXPECT_TRUE(lm_.warming().empty());
+  tableCame("r2");
+  EXPECT_EQ(active("l0"), nullptr);
+  EXPECT_NE(active("l1"), nullptr);
+  EXPECT_EQ(counter("listener_manager.listener_added"), 1u);
+}
+
+TEST_F(ListenerWarmingTest, StartUpWaitsForAStaticListenersRoutes) {
+  ASSERT_TRUE(addStatic(rdsListener("static", "r1")));
+  bool warmed = false;
+  lm_.whenWarmed([&] { warmed = true; });
+  EXPECT_FALSE(warmed);
+  EXPECT_NE(active("static"), nullptr);  // a bootstrap listener is there from the start
+  tableCame("r1");
+  EXPECT_TRUE(warmed);
 }
 
 }  // namespace
