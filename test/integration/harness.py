@@ -231,3 +231,68 @@ class Proxy(Process):
             if k == name:
                 return int(v)
         return None
+
+
+class HandshakeLoad:
+    """HTTPS clients that send GET / to `port` until stopped: the first keeps its connection,
+    the others open a new one (a new handshake) per request. Each answer is counted under the
+    common name of the certificate the connection got; a non-200, a failed handshake or a reset
+    is counted as failed (the first few are kept in `errors`)."""
+
+    def __init__(self, port, context, clients=4):
+        self.port, self.context = port, context
+        self.counts = {"ok": 0, "failed": 0}
+        self.errors = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i == 0,))
+                         for i in range(clients)]
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(20)
+
+    def seen(self, cn):
+        with self._lock:
+            return self.counts.get(cn, 0)
+
+    def _count(self, key, error=None):
+        with self._lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+            if error is not None and len(self.errors) < 5:
+                self.errors.append(error)
+
+    def _run(self, keep_alive):
+        import http.client
+        c = None
+        while not self._stop.is_set():
+            try:
+                if c is None:
+                    c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=10,
+                                                    context=self.context)
+                    c.connect()
+                c.request("GET", "/")
+                r = c.getresponse()
+                r.read()
+                cn = dict(x[0] for x in c.sock.getpeercert()["subject"])["commonName"]
+                if r.status == 200:
+                    self._count("ok")
+                    self._count(cn)
+                else:
+                    self._count("failed", r.status)
+                if not keep_alive:
+                    c.close()
+                    c = None
+            except Exception as e:  # a failed handshake or a reset is a failure
+                self._count("failed", repr(e))
+                if c:
+                    c.close()
+                c = None
+        if c:
+            c.close()

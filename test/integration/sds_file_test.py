@@ -12,7 +12,6 @@ import socket
 import ssl
 import subprocess
 import tempfile
-import threading
 
 import harness
 from harness import Proxy, bootstrap, cluster, hcm, wait_until
@@ -128,56 +127,15 @@ class SdsFileTest(harness.unittest.TestCase):
     def test_rotations_under_load_fail_no_request(self):
         self.secret.write([cert_secret("server_cert", "server")], version="0")
         p = self.start(concurrency=2)
-        stop = threading.Event()
-        lock = threading.Lock()
-        counts = {"ok": 0, "failed": 0, "server": 0, "client2": 0}
-        errors = []
-
-        def client(keep_alive):
-            c = None
-            while not stop.is_set():
-                try:
-                    if c is None:
-                        c = self.https()
-                    status, _ = self.get(c)
-                    cn = peer_cn(c.sock)
-                    with lock:
-                        if status == 200:
-                            counts["ok"] += 1
-                            counts[cn] += 1
-                        else:
-                            counts["failed"] += 1
-                            errors.append(status)
-                    if not keep_alive:
-                        c.close()
-                        c = None
-                except Exception as e:  # a failed handshake or a reset is a failure
-                    with lock:
-                        counts["failed"] += 1
-                        errors.append(repr(e))
-                    if c:
-                        c.close()
-                    c = None
-            if c:
-                c.close()
-
-        threads = [threading.Thread(target=client, args=(k,)) for k in (True, False, False, False)]
-        for t in threads:
-            t.start()
-        try:
+        with harness.HandshakeLoad(p.port, client_context()) as load:
             for i in range(1, 7):
                 which = "client2" if i % 2 else "server"
-                before = counts[which]
+                before = load.seen(which)
                 self.secret.write([cert_secret("server_cert", which)], version=str(i))
-                wait_until(lambda: counts[which] > before + 20, timeout=30,
+                wait_until(lambda: load.seen(which) > before + 20, timeout=30,
                            what="handshakes with " + which)
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(20)
-        print("sds rotations under load: %d ok, %d failed (server %d, client2 %d)" %
-              (counts["ok"], counts["failed"], counts["server"], counts["client2"]))
-        self.assertEqual(counts["failed"], 0, errors[:5])
+        print("sds rotations under load: %s" % load.counts)
+        self.assertEqual(load.counts["failed"], 0, load.errors)
         self.assertEqual(p.stat("sds.server_cert.update_success"), 7)
 
     def test_bad_version_is_refused_and_the_old_certificate_serves(self):

@@ -679,6 +679,34 @@ class AdsSecretsTest(AdsBase):
         self.assertEqual(handshake_cn(port), "client")
         self.assertEqual(p.stat("listener_manager.listener_added"), 1)
 
+    def test_rotations_over_ads_under_load_fail_no_request(self):
+        cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "a"}}]),
+                        [cluster("a", self.a.port), xds_cluster(self.ads.port)])
+        cfg["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": TLS_TYPE + "DownstreamTlsContext",
+                "common_tls_context": {"tls_certificate_sds_secret_configs": [
+                    ads_sds("server_cert")]}}}
+        cfg["dynamic_resources"] = {"ads_config": ADS_CONFIG}
+        p = self.proxy = Proxy(cfg, concurrency=2, wait_serving=False)
+        self.requests_until(SECRET_TYPE)
+        self.respond([cert_secret("server_cert", "server")], "s0", SECRET_TYPE)
+        p.wait_for_line(r"worker\(s\) serving")
+        ctx = ssl.create_default_context(cafile=cert("ca.pem"))
+        ctx.check_hostname = False
+        with harness.HandshakeLoad(p.port, ctx) as load:
+            for i in range(1, 7):
+                which = "client2" if i % 2 else "server"
+                before = load.seen(which)
+                self.respond([cert_secret("server_cert", which)], "s%d" % i, SECRET_TYPE)
+                wait_until(lambda: load.seen(which) > before + 20, timeout=30,
+                           what="handshakes with " + which)
+        print("sds over ads, rotations under load: %s" % load.counts)
+        self.assertEqual(load.counts["failed"], 0, load.errors)
+        self.assertEqual(p.stat("sds.server_cert.update_success"), 7)
+        # Every answer the clients counted came from the upstream.
+        self.assertGreaterEqual(self.a.requests, load.counts["ok"])
+
     def test_a_cluster_warms_until_its_ca_comes(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(cert("server.pem"), cert("server.key"))
