@@ -181,6 +181,16 @@ void ConnectionHandler::removeListener(uint64_t tag) {
 }
 
 void ConnectionHandler::finishDrain(const config::ListenerConfig* config) {
+  // Sockets of the drained generation still in their listener filters go too: made into
+  // connections later, nothing would close them (a TCP proxy one has no drain of its own).
+  std::vector<PendingSocket*> pending;
+  for (auto& [raw, _] : pending_) {
+    if (raw->config.get() == config &&
+        (raw->listener.removed || raw->listener.config.get() != config)) {
+      pending.push_back(raw);
+    }
+  }
+  for (auto* p : pending) dropPending(*p);
   std::vector<ActiveConnection*> conns;
   for (auto& [raw, _] : connections_) {
     if (raw->config.get() == config &&

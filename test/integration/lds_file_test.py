@@ -216,6 +216,24 @@ class LdsFileTest(harness.unittest.TestCase):
         pending.close()
         self.assertEqual(p.stat("listener.127.0.0.1_%d.downstream_pre_cx_active" % p.port), 0)
 
+    def test_a_socket_still_in_its_listener_filters_goes_with_its_drained_generation(self):
+        inspector = [{"name": "envoy.filters.listener.http_inspector", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3."
+                     "HttpInspector"}}]
+        slow = dict(listener_filters=inspector, listener_filters_timeout="60s")
+        self.write_lds([listener("listener_0", [route_to("a")], **slow)])
+        p = self.start(drain_time=1)
+        pending = socket.create_connection(("127.0.0.1", p.port), timeout=20)
+        wait_until(lambda: p.stat("listener.127.0.0.1_%d.downstream_pre_cx_active" % p.port) == 1,
+                   what="the socket accepted, in the inspector")
+        self.write_lds([listener("listener_0", [route_to("b")], **slow)])
+        wait_until(lambda: self.served_by() == (200, "b"), what="the new chain serving")
+        # Once the old generation's drain time is over the socket is closed (long before the
+        # listener filters' own timeout).
+        self.assertEqual(pending.recv(1), b"")
+        pending.close()
+        self.assertEqual(p.stat("listener.127.0.0.1_%d.downstream_pre_cx_active" % p.port), 0)
+
     def test_bad_version_is_refused_and_the_old_keeps_serving(self):
         self.write_lds([listener("listener_0", [route_to("a")])])
         p = self.start()
