@@ -119,15 +119,12 @@ bool edsAssignmentFromUpdate(const DiscoveryUpdate& update, const std::string& r
   return true;
 }
 
-upstream::EdsSubscriptionPtr subscribeEds(const envoy::config::core::v3::ConfigSource& source,
+upstream::EdsSubscriptionPtr subscribeEds(const SourceSpec& source,
                                           const std::string& resource_name,
                                           upstream::EdsConfig::OnUpdate on_update,
                                           event::Dispatcher& main, stats::Store& store,
                                           const std::string& stat_prefix) {
-  SourceSpec spec;
-  std::vector<std::string> errors;  // checked when the cluster was built
-  parseConfigSource(source, "eds_config", spec, errors);
-  auto sub = std::make_unique<SourceEdsSubscription>(main, spec, resource_name, store,
+  auto sub = std::make_unique<SourceEdsSubscription>(main, source, resource_name, store,
                                                      stat_prefix, std::move(on_update));
   sub->start();
   return sub;
@@ -148,16 +145,12 @@ bool buildEdsClusterConfig(const envoy::config::cluster::v3::Cluster& proto,
   eds->service_name = proto.eds_cluster_config().service_name().empty()
                           ? proto.name()
                           : proto.eds_cluster_config().service_name();
-  if (source.has_initial_fetch_timeout()) {
-    const auto& d = source.initial_fetch_timeout();
-    eds->initial_fetch_timeout =
-        std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
-  }
+  if (source.has_initial_fetch_timeout()) eds->initial_fetch_timeout = spec.initial_fetch_timeout;
   eds->ignore_health_on_host_removal = proto.ignore_health_on_host_removal();
-  eds->subscribe = [source, name = eds->service_name, &store,
+  eds->subscribe = [spec, name = eds->service_name, &store,
                     prefix = "cluster." + proto.name() + "."](
                        event::Dispatcher& main, upstream::EdsConfig::OnUpdate on_update) {
-    return subscribeEds(source, name, std::move(on_update), main, store, prefix);
+    return subscribeEds(spec, name, std::move(on_update), main, store, prefix);
   };
   out.eds = std::move(eds);
   return true;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "config/subscription.h"
 #include "config/xds_resources.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
 #include "envoy/config/endpoint/v3/endpoint.pb.h"
@@ -33,7 +34,7 @@ bool buildEdsClusterConfig(const envoy::config::cluster::v3::Cluster& proto,
 // The one place an EDS subscription is made: to `resource_name` of `source`, calling
 // `on_update` with each accepted assignment. Its stats (update_attempt, update_success,
 // update_rejected, ...) go under `stat_prefix` ("cluster.<name>.", as Envoy's).
-upstream::EdsSubscriptionPtr subscribeEds(const envoy::config::core::v3::ConfigSource& source,
+upstream::EdsSubscriptionPtr subscribeEds(const SourceSpec& source,
                                           const std::string& resource_name,
                                           upstream::EdsConfig::OnUpdate on_update,
                                           event::Dispatcher& main, stats::Store& store,
