@@ -443,6 +443,18 @@ network::TransportSocketFactoryConstSharedPtr buildTransportSocketFactory(
     }
     config.require_client_certificate =
         ctx.has_require_client_certificate() && ctx.require_client_certificate().value();
+    const auto& keys = ctx.session_ticket_keys().keys();
+    for (int i = 0; i < keys.size(); ++i) {
+      std::string key;
+      if (!readDataSource(keys[i], tp + ".session_ticket_keys.keys[" + std::to_string(i) + "]",
+                          key, errors)) {
+        return nullptr;
+      }
+      config.session_ticket_keys.push_back(std::move(key));
+    }
+    config.disable_stateless_session_resumption = ctx.disable_stateless_session_resumption();
+    config.disable_stateful_session_resumption = ctx.disable_stateful_session_resumption();
+    if (ctx.has_session_timeout()) config.session_timeout_seconds = ctx.session_timeout().seconds();
   } else {
     tls_v3::UpstreamTlsContext ctx;
     if (proto.typed_config().type_url() != kUpstreamType || !proto.typed_config().UnpackTo(&ctx)) {
@@ -454,6 +466,7 @@ network::TransportSocketFactoryConstSharedPtr buildTransportSocketFactory(
       return nullptr;
     }
     config.sni = ctx.sni();
+    if (ctx.has_max_session_keys()) config.max_session_keys = ctx.max_session_keys().value();
   }
   std::string error;
   // A listener's stats wait for its bound address (initializeStats()).

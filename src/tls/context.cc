@@ -1,18 +1,25 @@
 #include "tls/context.h"
 
 #include <arpa/inet.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 #include "stats/stats.h"
 
 namespace sluice::tls {
 
 namespace {
+// Envoy's session ticket key: a 16-byte name, a 32-byte HMAC key, a 32-byte AES key.
+constexpr size_t kTicketKeySize = 80;
+
 
 struct BioDeleter {
   void operator()(BIO* b) const { BIO_free(b); }
@@ -348,10 +355,77 @@ std::shared_ptr<const TlsContext> TlsContext::create(const TlsContextConfig& con
     if (!config.alpn.empty()) SSL_CTX_set_alpn_select_cb(ctx, alpnSelect, nullptr);
     static const unsigned char kSessionContext[] = "sluice";
     SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
+    for (size_t i = 0; i < config.session_ticket_keys.size(); ++i) {
+      if (config.session_ticket_keys[i].size() != kTicketKeySize) {
+        *error = "session_ticket_keys.keys[" + std::to_string(i) + "]: must be " +
+                 std::to_string(kTicketKeySize) + " bytes, not " +
+                 std::to_string(config.session_ticket_keys[i].size());
+        return nullptr;
+      }
+    }
+    if (config.disable_stateless_session_resumption) {
+      SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    } else if (!config.session_ticket_keys.empty()) {
+      SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, onTicketKey);
+    }
+    if (config.disable_stateful_session_resumption) {
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    }
+    if (config.session_timeout_seconds > 0) SSL_CTX_set_timeout(ctx, config.session_timeout_seconds);
   } else {
     out->alpn_wire_ = alpnWire(config.alpn);
+    if (config.max_session_keys > 0) {
+      // Sessions are kept by the context (not OpenSSL's cache, which a client does not look
+      // up): the newest resumes the next connection to the cluster.
+      SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+      SSL_CTX_sess_set_new_cb(ctx, onNewSession);
+    }
   }
   return out;
+}
+
+TlsContext::~TlsContext() {
+  for (SSL_SESSION* s : sessions_) SSL_SESSION_free(s);
+}
+
+int TlsContext::onNewSession(SSL* ssl, SSL_SESSION* session) {
+  auto* self = static_cast<const TlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  std::lock_guard lock(self->sessions_mutex_);
+  self->sessions_.push_back(session);  // 1: the reference is ours
+  while (self->sessions_.size() > self->config_.max_session_keys) {
+    SSL_SESSION_free(self->sessions_.front());
+    self->sessions_.pop_front();
+  }
+  return 1;
+}
+
+int TlsContext::onTicketKey(SSL* ssl, unsigned char* name, unsigned char* iv,
+                            EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int encrypt) {
+  auto* self = static_cast<const TlsContext*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  const auto& keys = self->config_.session_ticket_keys;
+  // Each key: its name, then the HMAC key, then the AES key.
+  auto init = [&](const std::string& key, bool enc) {
+    const auto* k = reinterpret_cast<const unsigned char*>(key.data());
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, const_cast<unsigned char*>(k + 16),
+                                          32),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+        OSSL_PARAM_construct_end()};
+    return EVP_MAC_CTX_set_params(mac, params) == 1 &&
+           EVP_CipherInit_ex(cipher, EVP_aes_256_cbc(), nullptr, k + 48, iv, enc ? 1 : 0) == 1;
+  };
+  if (encrypt) {
+    const std::string& key = keys.front();
+    std::memcpy(name, key.data(), 16);
+    if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1) return -1;
+    return init(key, true) ? 1 : -1;
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (std::memcmp(name, keys[i].data(), 16) != 0) continue;
+    if (!init(keys[i], false)) return -1;
+    return i == 0 ? 1 : 2;  // 2: an older key, the client gets a ticket under the first
+  }
+  return 0;  // unknown key: a full handshake
 }
 
 std::shared_ptr<const TlsContext> TlsContext::createUnready(const TlsContextConfig& config,
@@ -363,6 +437,10 @@ SslPtr TlsContext::newSsl() const {
   if (!ctx_) return nullptr;  // unready: no certificate (or CA) yet
   SslPtr ssl(SSL_new(ctx_.get()));
   if (!ssl) return ssl;
+  if (!config_.is_server && config_.max_session_keys > 0) {
+    std::lock_guard lock(sessions_mutex_);
+    if (!sessions_.empty()) SSL_set_session(ssl.get(), sessions_.back());
+  }
   if (config_.is_server) {
     SSL_set_accept_state(ssl.get());
   } else {

@@ -7,7 +7,9 @@
 
 #include <openssl/ssl.h>
 
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,6 +71,15 @@ struct TlsContextConfig {
   std::string cipher_suites;  // OpenSSL cipher list for TLS <= 1.2 ("A:B:C")
   std::string ecdh_curves;    // OpenSSL groups list ("X25519:P-256")
   std::string sni;            // client: the server name to send
+  // Session resumption. Server: session_ticket_keys (80 bytes each: a 16-byte name, a 32-byte
+  // HMAC key, a 32-byte AES key; the first encrypts new tickets, any decrypts; none: OpenSSL's
+  // own random key), the two disable_* switches, and session_timeout (0: OpenSSL's default).
+  // Client: max_session_keys, the sessions kept to resume with (Envoy's default 1; 0: none).
+  std::vector<std::string> session_ticket_keys;
+  bool disable_stateless_session_resumption{false};
+  bool disable_stateful_session_resumption{false};
+  long session_timeout_seconds{0};
+  uint32_t max_session_keys{1};
   // Envoy's defaults for each side.
   static TlsContextConfig serverDefaults();
   static TlsContextConfig clientDefaults();
@@ -116,14 +127,22 @@ class TlsContext {
   // ALPN protocols in wire format (length-prefixed), for the client to offer.
   static std::string alpnWire(const std::vector<std::string>& protocols);
 
+ ~TlsContext();
+
  private:
   TlsContext(TlsContextConfig config, std::optional<SslStats> stats)
       : config_(std::move(config)), stats_(stats) {}
+  static int onNewSession(SSL* ssl, SSL_SESSION* session);
+  static int onTicketKey(SSL* ssl, unsigned char* name, unsigned char* iv,
+                         EVP_CIPHER_CTX* cipher, EVP_MAC_CTX* mac, int encrypt);
 
   const TlsContextConfig config_;
   mutable std::optional<SslStats> stats_;
   SslCtxPtr ctx_;
   std::string alpn_wire_;
+  // Client: the newest sessions the servers gave, to resume with (any worker's connections).
+  mutable std::mutex sessions_mutex_;
+  mutable std::deque<SSL_SESSION*> sessions_;  // newest last; owned
 };
 using TlsContextConstSharedPtr = std::shared_ptr<const TlsContext>;
 

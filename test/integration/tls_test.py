@@ -2,9 +2,11 @@
 driven by curl and openssl s_client, against HTTP and HTTPS test upstreams. The certificates
 are made for this run by test/tls/gen_certs.sh (never committed keys)."""
 
+import base64
 import hashlib
 import json
 import os
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -288,6 +290,11 @@ class TlsTest(harness.unittest.TestCase):
         return up, seen_sni
 
     def upstream_proxy(self, port, **upstream_tls):
+        c = cluster("secure", port, transport_socket=self.upstream_tls(**upstream_tls))
+        cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "secure"}}]), [c])
+        return Proxy(cfg)
+
+    def upstream_tls(self, **upstream_tls):
         ctx = {"@type": TLS_TYPE + "UpstreamTlsContext",
                "sni": "upstream.test",
                "common_tls_context": {"validation_context": {
@@ -298,10 +305,78 @@ class TlsTest(harness.unittest.TestCase):
                 ctx["common_tls_context"].update(v)
             else:
                 ctx[k] = v
-        c = cluster("secure", port, transport_socket={"name": "envoy.transport_sockets.tls",
-                                                      "typed_config": ctx})
-        cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "secure"}}]), [c])
-        return Proxy(cfg)
+        return {"name": "envoy.transport_sockets.tls", "typed_config": ctx}
+
+    def test_session_resumption_by_ticket_keys_across_proxies(self):
+        """Two proxies with the same session_ticket_keys resume each other's sessions; one
+        with its own (OpenSSL's random) key does not; with both kinds of resumption disabled
+        no session resumes, even on the same proxy."""
+        keys = {"keys": [{"inline_bytes": base64.b64encode(os.urandom(80)).decode()},
+                         {"inline_bytes": base64.b64encode(os.urandom(80)).decode()}]}
+        ctx = ssl.create_default_context(cafile=cert("ca.pem"))
+
+        def session_from(port, session=None):
+            """A request over a new connection: (the session it leaves, whether it resumed)."""
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    while s.recv(4096):  # the whole response: a TLS 1.3 ticket comes after
+                        pass
+                    return s.session, s.session_reused
+
+        def with_tickets(**extra):
+            t = downstream_tls()
+            t["typed_config"].update(extra)
+            return tls_proxy(t)
+
+        with Proxy(with_tickets(session_ticket_keys=keys)) as a, \
+                Proxy(with_tickets(session_ticket_keys=keys)) as b, \
+                Proxy(with_tickets()) as own, \
+                Proxy(with_tickets(disable_stateless_session_resumption=True,
+                                   disable_stateful_session_resumption=True)) as none:
+            session, reused = session_from(a.port)
+            self.assertFalse(reused)
+            self.assertTrue(session_from(b.port, session)[1], "B resumes A's session")
+            self.assertFalse(session_from(own.port, session)[1], "another key: a full handshake")
+            self.assertEqual(self.listener_stat(b, "session_reused"), 1)
+            self.assertEqual(self.listener_stat(own, "session_reused"), 0)
+            # Without keys of its own configured a proxy resumes its own sessions.
+            own_session, _ = session_from(own.port)
+            self.assertTrue(session_from(own.port, own_session)[1])
+            none_session, _ = session_from(none.port)
+            self.assertFalse(session_from(none.port, none_session)[1])
+            for p in (a, b, own, none):
+                p.stop()
+
+    def test_bad_session_ticket_key_is_refused_with_the_path(self):
+        t = downstream_tls()
+        t["typed_config"]["session_ticket_keys"] = {"keys": [{"inline_string": "short"}]}
+        path = os.path.join(tempfile.mkdtemp(prefix="sluice-tls-"), "bad.json")
+        with open(path, "w") as f:
+            json.dump(tls_proxy(t), f)
+        r = harness.run("proxy", "--mode", "validate", "-c", path)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("transport_socket.typed_config.session_ticket_keys.keys[0]: must be 80 "
+                      "bytes, not 5", r.stderr)
+
+    def test_upstream_connections_resume_their_session(self):
+        up, _ = self.upstream_server()
+        one_request_each = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "common_http_protocol_options": {"max_requests_per_connection": 1},
+            "explicit_http_config": {"http_protocol_options": {}}}}
+        for keys, want in ((None, 2), (0, 0)):
+            extra = {} if keys is None else {"max_session_keys": keys}
+            c = cluster("secure", up.port, transport_socket=self.upstream_tls(**extra),
+                        typed_extension_protocol_options=one_request_each)
+            with Proxy(bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "secure"}}]),
+                                 [c])) as p:
+                for _ in range(3):  # a new upstream connection (and handshake) each
+                    r, body = p.request("GET", "/")
+                    self.assertEqual(r.status, 200, body)
+                self.assertEqual(self.stat(p, "cluster.secure.ssl.handshake"), 3)
+                self.assertEqual(self.stat(p, "cluster.secure.ssl.session_reused"), want)
+                p.stop()
 
     def test_upstream_tls_with_sni_and_san(self):
         up, sni = self.upstream_server()
