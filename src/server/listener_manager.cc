@@ -368,6 +368,8 @@ void ListenerManager::startWorkers(std::vector<Worker*> workers) {
 
 void ListenerManager::stopListeners(bool drain) {
   stopped_ = true;
+  warming_.clear();  // never to serve: their sockets close now
+  updateGauges();
   auto remaining = std::make_shared<size_t>(workers_.size());
   std::vector<std::shared_ptr<ListenSockets>> sockets;
   for (auto& l : active_) sockets.push_back(l.sockets);
