@@ -14,6 +14,8 @@
 
 namespace sluice::event {
 
+class TimerList;
+
 enum class FileTriggerType { Level, Edge };
 
 // Bits of a file event's interest and readiness.
@@ -73,6 +75,9 @@ class Dispatcher {
   virtual FileEventPtr createFileEvent(int fd, FileReadyCb cb, FileTriggerType trigger,
                                        uint32_t events) = 0;
   virtual TimerPtr createTimer(TimerCb cb) = 0;
+  // The dispatcher's list of timers of this duration (event/timer_list.h), made on first use
+  // and kept for the dispatcher's life: many timers of one length on a single Timer.
+  virtual TimerList& timerList(std::chrono::milliseconds duration) = 0;
   // Signals are process-wide: listen for each on one dispatcher only (the main thread's).
   virtual SignalEventPtr listenForSignal(int signal_num, SignalCb cb) = 0;
 

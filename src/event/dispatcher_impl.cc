@@ -146,6 +146,16 @@ TimerPtr DispatcherImpl::createTimer(TimerCb cb) {
   });
 }
 
+TimerList& DispatcherImpl::timerList(std::chrono::milliseconds duration) {
+  SLUICE_ASSERT(isThreadSafe(), "timerList() off the dispatcher's thread");
+  // A handful of distinct durations at most (one per configured idle timeout).
+  for (auto& list : timer_lists_) {
+    if (list->duration() == duration) return *list;
+  }
+  timer_lists_.push_back(std::make_unique<TimerList>(*this, duration));
+  return *timer_lists_.back();
+}
+
 SignalEventPtr DispatcherImpl::listenForSignal(int signal_num, SignalCb cb) {
   SLUICE_ASSERT(isThreadSafe(), "listenForSignal() off the dispatcher's thread");
   return std::make_unique<SignalEventImpl>(base_.get(), signal_num, std::move(cb));

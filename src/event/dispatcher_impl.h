@@ -7,6 +7,7 @@
 
 #include "event/dispatcher.h"
 #include "event/libevent.h"
+#include "event/timer_list.h"
 
 namespace sluice::event {
 
@@ -23,6 +24,7 @@ class DispatcherImpl : public Dispatcher {
   FileEventPtr createFileEvent(int fd, FileReadyCb cb, FileTriggerType trigger,
                                uint32_t events) override;
   TimerPtr createTimer(TimerCb cb) override;
+  TimerList& timerList(std::chrono::milliseconds duration) override;
   SignalEventPtr listenForSignal(int signal_num, SignalCb cb) override;
   void post(PostCb cb) override;
   void deferredDelete(DeferredDeletablePtr&& to_delete) override;
@@ -57,6 +59,9 @@ class DispatcherImpl : public Dispatcher {
   libevent::EventPtr deferred_delete_event_;
 
   MonotonicTime approximate_now_;
+
+  // After base_: their timers go before the base does.
+  std::vector<std::unique_ptr<TimerList>> timer_lists_;
 };
 
 }  // namespace sluice::event

@@ -1182,9 +1182,12 @@ void ConnectionManagerImpl::initializeReadFilterCallbacks(network::ReadFilterCal
   // AUTO waits for the first bytes to tell the protocol.
   if (config_->codec_type == CodecType::Http1) createCodec("http/1.1");
   if (config_->codec_type == CodecType::Http2) createCodec("h2");
+  armIdleTimer();
+}
+
+void ConnectionManagerImpl::armIdleTimer() {
   if (config_->idle_timeout.count() > 0) {
-    idle_timer_ = connection_->dispatcher().createTimer([this] { onIdleTimeout(); });
-    idle_timer_->enableTimer(config_->idle_timeout);
+    connection_->dispatcher().timerList(config_->idle_timeout).enable(*this);
   }
 }
 
@@ -1228,7 +1231,7 @@ network::FilterStatus ConnectionManagerImpl::onData(buffer::Buffer& data, bool e
 }
 
 RequestDecoder& ConnectionManagerImpl::newStream(ResponseEncoder& encoder) {
-  if (idle_timer_) idle_timer_->disableTimer();
+  disableListTimer();
   stats_.downstream_rq_total.inc();
   stats_.downstream_rq_active.inc();
   if (config_->max_requests_per_connection > 0 && !draining_ &&
@@ -1301,7 +1304,7 @@ void ConnectionManagerImpl::checkForDeferredClose() {
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
     return;
   }
-  if (idle_timer_) idle_timer_->enableTimer(config_->idle_timeout);
+  armIdleTimer();
 }
 
 void ConnectionManagerImpl::startDrain(bool close_idle) {
@@ -1344,7 +1347,7 @@ void ConnectionManagerImpl::onEvent(network::ConnectionEvent event) {
   if (event == network::ConnectionEvent::Connected) return;
   const bool had_streams = !streams_.empty();
   closed_ = true;
-  idle_timer_.reset();
+  disableListTimer();
   stats_.downstream_cx_destroy.inc();
   if (event == network::ConnectionEvent::RemoteClose) {
     stats_.downstream_cx_destroy_remote.inc();

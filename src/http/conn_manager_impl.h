@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "http/codec.h"
+#include "event/timer_list.h"
 #include "http/conn_manager_config.h"
 #include "network/connection.h"
 
@@ -18,7 +19,8 @@ namespace sluice::http {
 
 class ConnectionManagerImpl : public network::ReadFilter,
                               public network::ConnectionCallbacks,
-                              public ServerConnectionCallbacks {
+                              public ServerConnectionCallbacks,
+                              private event::ListTimer {
  public:
   explicit ConnectionManagerImpl(ConnectionManagerConfigConstSharedPtr config);
   ~ConnectionManagerImpl() override;
@@ -53,6 +55,9 @@ class ConnectionManagerImpl : public network::ReadFilter,
   void checkForDeferredClose();
   void resetAllStreams(StreamResetReason reason);
   void onIdleTimeout();
+  // The idle timeout (event::ListTimer): one list per worker for all connections alike.
+  void onListTimeout() override { onIdleTimeout(); }
+  void armIdleTimer();
   void closeConnection(network::ConnectionCloseType type);
 
   ConnectionManagerConfigConstSharedPtr config_;
@@ -61,7 +66,6 @@ class ConnectionManagerImpl : public network::ReadFilter,
   network::Connection* connection_{nullptr};
   ServerCodecPtr codec_;
   std::list<std::unique_ptr<ActiveStream>> streams_;
-  event::TimerPtr idle_timer_;
   event::MonotonicTime connected_at_;
   bool draining_{false};
   uint64_t requests_{0};  // streams begun, for max_requests_per_connection

@@ -22,6 +22,7 @@
 #include "buffer/buffer.h"
 #include "event/dispatcher_impl.h"
 #include "event/real_time_system.h"
+#include "event/simulated_time_system.h"
 #include "http/conn_manager_impl.h"
 #include "network/connection_impl.h"
 #include "network/listener_impl.h"
@@ -234,7 +235,9 @@ class WatermarkCounter : public DownstreamWatermarkCallbacks {
 
 class ConnManagerTest : public ::testing::Test, public network::ListenerCallbacks {
  protected:
-  ConnManagerTest() {
+  explicit ConnManagerTest(
+      std::unique_ptr<event::TimeSystem> time = std::make_unique<event::RealTimeSystem>())
+      : time_(std::move(time)) {
     std::string error;
     auto any = network::fromIp("127.0.0.1", 0, &error);
     listen_socket_ = network::createListenSocket(*any, false, 128, &error);
@@ -266,6 +269,7 @@ class ConnManagerTest : public ::testing::Test, public network::ListenerCallback
     auto config = std::make_shared<ConnectionManagerConfig>();
     config->stat_prefix = "test";
     config->generate_request_id = false;
+    config->idle_timeout = idle_timeout_;
     config->http1_settings.enable_trailers = true;
     config->access_logs.push_back(access_log_);
     config->stats = std::make_shared<ConnectionManagerStats>(
@@ -335,8 +339,9 @@ class ConnManagerTest : public ::testing::Test, public network::ListenerCallback
 
   uint64_t counter(const std::string& name) { return store_.counter("http.test." + name).value(); }
 
-  event::RealTimeSystem time_;
-  event::DispatcherImpl dispatcher_{"test", time_};
+  std::unique_ptr<event::TimeSystem> time_;
+  event::DispatcherImpl dispatcher_{"test", *time_};
+  std::chrono::milliseconds idle_timeout_{0};
   network::SocketFd listen_socket_;
   network::AddressConstSharedPtr address_;
   std::unique_ptr<network::TcpListenerImpl> listener_;
@@ -1075,6 +1080,55 @@ TEST_F(ConnManagerTest, HardDrainOfAnIdleConnectionClosesIt) {
   ASSERT_TRUE(waitReceived(std::string(kOk)));
   ASSERT_TRUE(waitStreamsDone());
   later([&] { hcm_->startDrain(); });
+  ASSERT_TRUE(waitPeerClosed());
+}
+
+// ------------------------------------------------------------------------------------------
+// Connection idle timeout (common_http_protocol_options.idle_timeout), on simulated time
+
+class ConnManagerIdleTest : public ConnManagerTest {
+ protected:
+  ConnManagerIdleTest() : ConnManagerTest(std::make_unique<event::SimulatedTimeSystem>()) {
+    idle_timeout_ = 100ms;
+  }
+  void advance(std::chrono::milliseconds d) {
+    static_cast<event::SimulatedTimeSystem&>(*time_).advanceTimeAndRun(d, dispatcher_);
+    peer_->readAvailable();
+  }
+};
+
+TEST_F(ConnManagerIdleTest, ClosesAConnectionIdleForTheTimeoutCountedFromItsLastResponse) {
+  start();
+  advance(60ms);
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitReceived(std::string(kOk)));
+  ASSERT_TRUE(waitStreamsDone());
+  advance(99ms);  // 159 ms after the accept: the first deadline (100 ms) is gone
+  EXPECT_TRUE(connectionOpen());
+  EXPECT_EQ(counter("downstream_cx_idle_timeout"), 0u);
+  advance(1ms);
+  EXPECT_EQ(counter("downstream_cx_idle_timeout"), 1u);
+  EXPECT_FALSE(connectionOpen());
+  advance(1000ms);  // the delayed close (1 s by default) waits for the peer to close first
+  ASSERT_TRUE(waitPeerClosed());
+}
+
+TEST_F(ConnManagerIdleTest, AConnectionWithARequestInFlightIsNotIdle) {
+  terminal_->auto_respond = false;
+  start();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitLog(1));
+  advance(1000ms);
+  EXPECT_TRUE(connectionOpen());
+  EXPECT_EQ(counter("downstream_cx_idle_timeout"), 0u);
+  later([&] { terminal_->respond(); });
+  ASSERT_TRUE(waitStreamsDone());
+  advance(99ms);
+  EXPECT_TRUE(connectionOpen());
+  advance(1ms);
+  EXPECT_EQ(counter("downstream_cx_idle_timeout"), 1u);
+  EXPECT_FALSE(connectionOpen());
+  advance(1000ms);  // the delayed close (1 s by default) waits for the peer to close first
   ASSERT_TRUE(waitPeerClosed());
 }
 
