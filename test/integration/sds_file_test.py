@@ -340,6 +340,81 @@ class SdsWatchedFilesTest(SdsCase):
         self.assertEqual(p.stat("sds.static_cert.key_rotation_failed"), 0)
 
 
+class SdsConfigDumpTest(SdsCase):
+    def dump(self, p, query=""):
+        r, body = p.admin("/config_dump" + query)
+        self.assertEqual(r.status, 200, body)
+        return json.loads(body)["configs"]
+
+    def test_secrets_are_dumped_with_private_keys_redacted(self):
+        self.secret.write([cert_secret("server_cert", "server")], version="v1")
+        inline_key = read(cert("client.key"))
+        common = {"tls_certificate_sds_secret_configs": [sds("server_cert", self.secret.path)]}
+        cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "app"}}]),
+                        [cluster("app", self.app.port)])
+        cfg["static_resources"]["secrets"] = [{"name": "static_cert", "tls_certificate": {
+            "certificate_chain": {"inline_string": read(cert("client.pem"))},
+            "private_key": {"inline_string": inline_key}}}]
+        cfg["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {"@type": TLS_TYPE + "DownstreamTlsContext",
+                             "common_tls_context": common}}
+        self.proxy = p = Proxy(cfg)
+        r, body = p.admin("/config_dump")
+        text = body.decode()
+        # No private key anywhere: not in the secrets, not in the bootstrap.
+        self.assertNotIn("PRIVATE KEY", text)
+        self.assertNotIn(inline_key.splitlines()[1], text)
+        configs = json.loads(text)["configs"]
+        secrets = [c for c in configs
+                   if c["@type"] == "type.googleapis.com/envoy.admin.v3.SecretsConfigDump"]
+        self.assertEqual(len(secrets), 1)
+        dump = secrets[0]
+        static = dump["static_secrets"]
+        self.assertEqual([s["name"] for s in static], ["static_cert"])
+        self.assertEqual(static[0]["secret"]["@type"], SECRET_TYPE)
+        self.assertEqual(static[0]["secret"]["tls_certificate"]["private_key"],
+                         {"inline_string": "[redacted]"})
+        self.assertIn("BEGIN CERTIFICATE",
+                      static[0]["secret"]["tls_certificate"]["certificate_chain"]["inline_string"])
+        active = dump["dynamic_active_secrets"]
+        self.assertEqual(len(active), 1)
+        self.assertEqual(active[0]["name"], "server_cert")
+        self.assertEqual(active[0]["version_info"], "v1")
+        self.assertRegex(active[0]["last_updated"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        tls = active[0]["secret"]["tls_certificate"]
+        self.assertEqual(tls["private_key"], {"filename": "[redacted]"})
+        self.assertEqual(tls["certificate_chain"], {"filename": cert("server.pem")})
+        self.assertNotIn("dynamic_warming_secrets", dump)
+        boot = [c for c in configs if c["@type"].endswith("BootstrapConfigDump")][0]
+        self.assertEqual(boot["bootstrap"]["static_resources"]["secrets"][0]["tls_certificate"]
+                         ["private_key"], {"inline_string": "[redacted]"})
+
+        # A new version shows in the dump.
+        self.secret.write([cert_secret("server_cert", "client2")], version="v2")
+        wait_until(lambda: self.dump(p, "?resource=dynamic_active_secrets")[0]["version_info"]
+                   == "v2", what="version v2 in the dump")
+
+        # ?resource= lists the secrets, each with its own type; ?mask= trims them.
+        res = self.dump(p, "?resource=dynamic_active_secrets&mask=name,version_info")
+        self.assertEqual(res, [{"@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump."
+                                         "DynamicSecret",
+                                "name": "server_cert", "version_info": "v2"}])
+        res = self.dump(p, "?resource=static_secrets&mask=secret.tls_certificate.private_key")
+        self.assertEqual(res, [{"@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump."
+                                         "StaticSecret",
+                                "secret": {"tls_certificate": {
+                                    "private_key": {"inline_string": "[redacted]"}}}}])
+        # ?mask= alone applies to every dump, the other dumps included.
+        masked = self.dump(p, "?mask=static_secrets.name,static_clusters.cluster.name")
+        self.assertIn({"@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
+                       "static_secrets": [{"name": "static_cert"}]}, masked)
+        self.assertIn({"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+                       "static_clusters": [{"cluster": {"name": "app"}}]}, masked)
+        r, body = p.admin("/config_dump?resource=no_such_field")
+        self.assertEqual(r.status, 404, body)
+
+
 class RecordingSocket(ssl.SSLSocket):
     """A test upstream's TLS socket that records the client certificate of each handshake."""
     seen = []
