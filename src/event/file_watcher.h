@@ -2,8 +2,10 @@
 
 // Watches files for replacement, as Envoy's path-based config sources expect: a config file
 // is updated by writing a new file beside it and renaming it into place (atomic). Writes in
-// place are not watched (as with Envoy): a reader could see half a file. inotify watches the
-// file's directory, so a rename onto the path is seen although the old inode goes away.
+// place are not watched by default (as with Envoy's config files): a reader could see half a
+// file. A watch that asks for them (a secret's certificate files) fires when the writer
+// closes the file. inotify watches the file's directory, so a rename onto the path is seen
+// although the old inode goes away.
 
 #include <cstdint>
 #include <functional>
