@@ -1,105 +1,192 @@
 #include "admin/config_dump.h"
 
-#include <map>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/dynamic_message.h>
+#include <google/protobuf/message.h>
+
+#include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <string_view>
 #include <vector>
+
+#include "config/api_descriptors.h"
+#include "udpa/annotations/sensitive.pb.h"
 
 namespace sluice::admin {
 
+namespace pb = google::protobuf;
+
 namespace {
 
-// The message type of each repeated field a dump has, under the dump's own type.
-const std::map<std::string, std::string>& elementTypes() {
-  static const auto* types = new std::map<std::string, std::string>{
-      {"static_clusters", "StaticCluster"},
-      {"dynamic_active_clusters", "DynamicCluster"},
-      {"dynamic_warming_clusters", "DynamicCluster"},
-      {"static_listeners", "StaticListener"},
-      {"dynamic_listeners", "DynamicListener"},
-      {"static_route_configs", "StaticRouteConfig"},
-      {"dynamic_route_configs", "DynamicRouteConfig"},
-      {"static_endpoint_configs", "StaticEndpointConfig"},
-      {"dynamic_endpoint_configs", "DynamicEndpointConfig"},
-      {"static_secrets", "StaticSecret"},
-      {"dynamic_active_secrets", "DynamicSecret"},
-      {"dynamic_warming_secrets", "DynamicSecret"},
-  };
-  return *types;
-}
+constexpr std::string_view kRedacted = "[redacted]";
 
-// A FieldMask as a tree: each path's first field, then the rest below it. An empty subtree
-// keeps the whole field.
-struct MaskNode {
-  std::map<std::string, MaskNode> children;
-};
+void redact(pb::Message& m, bool sensitive);
 
-MaskNode parseMask(const std::string& mask) {
-  MaskNode root;
-  std::stringstream paths(mask);
-  std::string path;
-  while (std::getline(paths, path, ',')) {
-    if (path.empty()) continue;
-    MaskNode* node = &root;
-    std::stringstream fields(path);
-    std::string field;
-    while (std::getline(fields, field, '.')) node = &node->children[field];
-  }
-  return root;
-}
-
-// Keeps only what `mask` names of `value` (an object, or each object of an array).
-void trim(nlohmann::json& value, const MaskNode& mask) {
-  if (mask.children.empty()) return;
-  if (value.is_array()) {
-    for (auto& e : value) trim(e, mask);
+// An Any: its value is parsed as its type (from the API's pool), redacted, and packed again.
+void redactAny(pb::Message& any, bool sensitive) {
+  const pb::Descriptor* d = any.GetDescriptor();
+  const pb::Reflection* r = any.GetReflection();
+  const pb::FieldDescriptor* url_field = d->FindFieldByName("type_url");
+  const pb::FieldDescriptor* value_field = d->FindFieldByName("value");
+  if (!url_field || !value_field) return;
+  const std::string url = r->GetString(any, url_field);
+  const pb::Descriptor* type =
+      config::envoyApiPool().FindMessageTypeByName(url.substr(url.rfind('/') + 1));
+  if (!type) {
+    // Unknown content: nothing to look into, and under a sensitive field nothing to show.
+    if (sensitive) r->SetString(&any, value_field, std::string(kRedacted));
     return;
   }
-  if (!value.is_object()) return;
-  nlohmann::json out = nlohmann::json::object();
-  if (value.contains("@type")) out["@type"] = value["@type"];
-  for (const auto& [field, below] : mask.children) {
-    auto it = value.find(field);
-    if (it == value.end()) continue;
-    out[field] = std::move(*it);
-    trim(out[field], below);
+  pb::DynamicMessageFactory factory(&config::envoyApiPool());
+  std::unique_ptr<pb::Message> inner(factory.GetPrototype(type)->New());
+  if (!inner->ParseFromString(r->GetString(any, value_field))) return;
+  redact(*inner, sensitive);
+  r->SetString(&any, value_field, inner->SerializeAsString());
+}
+
+void redact(pb::Message& m, bool sensitive) {
+  const pb::Descriptor* d = m.GetDescriptor();
+  if (d->full_name() == "google.protobuf.Any") return redactAny(m, sensitive);
+  const pb::Reflection* r = m.GetReflection();
+  std::vector<const pb::FieldDescriptor*> fields;
+  r->ListFields(m, &fields);
+  for (const pb::FieldDescriptor* f : fields) {
+    const bool s = sensitive || f->options().GetExtension(udpa::annotations::sensitive);
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) {
+        for (int i = 0; i < r->FieldSize(m, f); ++i) redact(*r->MutableRepeatedMessage(&m, f, i), s);
+      } else {
+        redact(*r->MutableMessage(&m, f), s);
+      }
+      continue;
+    }
+    if (!s) continue;
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING) {
+      if (f->is_repeated()) {
+        for (int i = 0; i < r->FieldSize(m, f); ++i) {
+          r->SetRepeatedString(&m, f, i, std::string(kRedacted));
+        }
+      } else {
+        r->SetString(&m, f, std::string(kRedacted));
+      }
+    } else {
+      r->ClearField(&m, f);
+    }
   }
-  value = std::move(out);
+}
+
+using Path = std::vector<std::string>;
+
+std::vector<Path> parseMask(std::string_view mask) {
+  std::vector<Path> paths;
+  size_t start = 0;
+  while (start <= mask.size()) {
+    size_t comma = mask.find(',', start);
+    if (comma == std::string_view::npos) comma = mask.size();
+    std::string_view p = mask.substr(start, comma - start);
+    if (!p.empty()) {
+      Path path;
+      size_t s = 0;
+      while (s <= p.size()) {
+        size_t dot = p.find('.', s);
+        if (dot == std::string_view::npos) dot = p.size();
+        path.emplace_back(p.substr(s, dot - s));
+        s = dot + 1;
+      }
+      paths.push_back(std::move(path));
+    }
+    start = comma + 1;
+  }
+  return paths;
+}
+
+// The part of `j` that `paths` select (each from index `depth` on). An object keeps the
+// named fields; a list keeps, of each element, the same fields.
+nlohmann::json trim(const nlohmann::json& j, const std::vector<const Path*>& paths, size_t depth) {
+  if (j.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& e : j) out.push_back(trim(e, paths, depth));
+    return out;
+  }
+  if (!j.is_object()) return j;
+  nlohmann::json out = nlohmann::json::object();
+  std::map<std::string, std::vector<const Path*>> by_field;
+  for (const Path* p : paths) by_field[(*p)[depth]].push_back(p);
+  for (const auto& [field, sub] : by_field) {
+    auto it = j.find(field);
+    if (it == j.end()) continue;
+    bool whole = false;
+    std::vector<const Path*> deeper;
+    for (const Path* p : sub) {
+      if (p->size() == depth + 1) whole = true;
+      else deeper.push_back(p);
+    }
+    if (whole) {
+      out[field] = *it;
+    } else {
+      nlohmann::json t = trim(*it, deeper, depth + 1);
+      if (!(t.is_object() && t.empty())) out[field] = std::move(t);
+    }
+  }
+  // An Any (a cluster, a listener, a secret in its dump entry) keeps its type, as Envoy's mask
+  // trims inside the message and packs it again.
+  if (!out.empty() && j.contains("@type")) out["@type"] = j["@type"];
+  return out;
+}
+
+void applyMask(nlohmann::json& j, const std::vector<Path>& paths) {
+  std::vector<const Path*> ptrs;
+  for (const auto& p : paths) ptrs.push_back(&p);
+  nlohmann::json out = trim(j, ptrs, 0);
+  if (j.contains("@type")) out["@type"] = j["@type"];
+  j = std::move(out);
 }
 
 }  // namespace
 
-bool applyConfigDumpQuery(nlohmann::json& configs, const std::string* resource,
-                          const std::string* mask, std::string& error) {
-  if (resource) {
-    nlohmann::json elements = nlohmann::json::array();
-    bool found = false;
-    auto type = elementTypes().find(*resource);
-    for (auto& dump : configs) {
-      auto it = dump.find(*resource);
-      if (it == dump.end() || !it->is_array()) continue;
-      found = true;
-      const std::string element_type =
-          dump.value("@type", std::string()) + "." +
-          (type != elementTypes().end() ? type->second : std::string());
-      for (auto& e : *it) {
-        nlohmann::json typed = {{"@type", element_type}};
-        typed.update(e);
-        elements.push_back(std::move(typed));
-      }
+void redactSensitive(pb::Message& message) { redact(message, false); }
+
+uint32_t filterConfigDump(nlohmann::json& configs,
+                          const std::map<std::string, std::string, std::less<>>& query,
+                          std::string& error) {
+  const auto resource = query.find("resource");
+  const auto mask = query.find("mask");
+  std::vector<Path> paths;
+  if (mask != query.end()) paths = parseMask(mask->second);
+  if (resource == query.end()) {
+    if (!paths.empty()) {
+      for (auto& c : configs) applyMask(c, paths);
     }
-    // A field every dump of its kind has, empty here (no CDS, say): no elements.
-    if (!found && type == elementTypes().end()) {
-      error = "resource '" + *resource + "' is not a repeated field of any config dump";
-      return false;
+    return 200;
+  }
+  constexpr std::string_view kPrefix = "type.googleapis.com/";
+  nlohmann::json out = nlohmann::json::array();
+  bool found = false;
+  for (auto& c : configs) {
+    const std::string type = c.value("@type", "");
+    const pb::Descriptor* d =
+        config::envoyApiPool().FindMessageTypeByName(type.substr(type.rfind('/') + 1));
+    const pb::FieldDescriptor* f = d ? d->FindFieldByName(resource->second) : nullptr;
+    if (!f) continue;
+    if (!f->is_repeated() || f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) {
+      error = "resource: " + resource->second + " is not a repeated field of " + d->full_name();
+      return 400;
     }
-    configs = std::move(elements);
+    found = true;
+    auto list = c.find(resource->second);
+    if (list == c.end()) continue;
+    for (auto& e : *list) {
+      e["@type"] = std::string(kPrefix) + f->message_type()->full_name();
+      if (!paths.empty()) applyMask(e, paths);
+      out.push_back(std::move(e));
+    }
   }
-  if (mask) {
-    const MaskNode tree = parseMask(*mask);
-    for (auto& c : configs) trim(c, tree);
+  if (!found) {
+    error = "resource: " + resource->second + " is not a field of any config dump";
+    return 404;
   }
-  return true;
+  configs = std::move(out);
+  return 200;
 }
 
 }  // namespace sluice::admin

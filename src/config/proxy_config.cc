@@ -525,6 +525,21 @@ bool buildHealthCheck(const envoy::config::core::v3::HealthCheck& hc, const std:
     out.type = HealthCheckConfig::Type::Grpc;
     out.service_name = g.service_name();
     out.authority = g.authority();
+    if (g.initial_metadata_size() > 0) {
+      // Compiled as a route's request_headers_to_add is (Envoy uses the same header parser):
+      // append actions, formatters, and no pseudo-headers or host.
+      auto metadata = std::make_shared<router::HeaderMutations>();
+      std::string error;
+      if (!metadata->init(g.initial_metadata(), {}, path + ".grpc_health_check.initial_metadata",
+                          "", &error)) {
+        errors.push_back(error);
+        return false;
+      }
+      out.grpc_initial_metadata = [metadata](http::HeaderMap& headers,
+                                             const http::StreamInfo& info) {
+        metadata->apply(headers, info, &headers);
+      };
+    }
   } else {
     errors.push_back(path +
                      ": one of http_health_check, tcp_health_check or grpc_health_check is required");

@@ -10,12 +10,22 @@
 // secret comes later, and the listener or cluster whose context names it warms until it does
 // (its init target).
 //
+// The files a secret names (certificate_chain, private_key, trusted_ca, crl) are watched too,
+// as Envoy does for secrets delivered by SDS: a file renamed onto its path or written in place
+// (or, with watched_directory, any rename into that directory) re-reads the secret's files,
+// and a consistent new pair rotates the contexts the same way. A rotation that fails there
+// (a half-written file, a key that does not match the certificate) is logged with the file
+// and the error, counted in key_rotation_failed, and the previous material keeps serving.
+// Secrets of static_resources.secrets are watched the same way (SecretManager::getStatic).
+//
 // Stats under `sds.<secret name>.`: update_attempt, update_success, update_rejected,
-// update_failure, version, update_time (the subscription's).
+// update_failure, version, update_time (the subscription's); config_reload and
+// config_reload_time_ms (a version that changed the secret); key_rotation_failed.
 
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +35,7 @@
 #include "envoy/config/core/v3/config_source.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb.h"
 #include "event/dispatcher.h"
+#include "event/file_watcher.h"
 #include "tls/context.h"
 
 namespace sluice::config {
@@ -77,9 +88,29 @@ class SdsApi {
   const std::string& lastError() const { return last_error_; }
   void addWatcher(std::shared_ptr<SecretWatcher> watcher);
 
+  // The secret as last accepted (its files unread), and when (config_dump).
+  const envoy::extensions::transport_sockets::tls::v3::Secret& secret() const { return secret_; }
+  event::SystemTime lastUpdated() const { return last_updated_; }
+
+  // Watches the files of each accepted version from now on (main thread); without it (unit
+  // tests, --mode validate) nothing is watched.
+  void enableFileWatch(event::Dispatcher& dispatcher, stats::Store& store);
+  // Takes a static_resources.secrets entry as the secret's only version; false with errors.
+  bool setStatic(const envoy::extensions::transport_sockets::tls::v3::Secret& secret,
+                 std::vector<std::string>& errors);
+  // A file of the secret changed (`changed` names it, for the log): re-reads the secret's
+  // files and rotates the contexts if they read differently. False when the new files are
+  // refused (counted in key_rotation_failed); the previous material keeps serving.
+  bool onFileChanged(const std::string& changed);
+
   std::unique_ptr<Subscription> subscription;
 
  private:
+  // Rebuilds every user's context from `candidate` and swaps them in, or none; false with
+  // errors.
+  bool apply(SecretMaterial& candidate, std::string key, std::vector<std::string>& errors);
+  void watchFiles();
+
   const std::string name_;
   const SourceSpec source_;
   init::TargetSharedPtr init_target_;
@@ -89,6 +120,12 @@ class SdsApi {
   std::string version_info_;
   std::string last_error_;
   std::vector<std::shared_ptr<SecretWatcher>> watchers_;
+  envoy::extensions::transport_sockets::tls::v3::Secret secret_;
+  event::SystemTime last_updated_{};
+  event::Dispatcher* dispatcher_{nullptr};
+  stats::Store* store_{nullptr};
+  std::unique_ptr<event::FileWatcher> file_watcher_;
+  std::set<std::string> watched_;  // paths given to file_watcher_ (a watch is never removed)
 };
 
 // The proxy's secret subscriptions (main thread): one per (config source, secret name),
@@ -98,13 +135,23 @@ class SecretManager {
  public:
   SecretManager(event::Dispatcher& main, stats::Store& store,
                 SubscriptionFactory* factory = nullptr)
-      : own_factory_(main, store), factory_(factory ? *factory : own_factory_) {}
+      : main_(main), store_(store), own_factory_(main, store),
+        factory_(factory ? *factory : own_factory_) {}
 
   // The secret, subscribing on first use (a file is read now). Null with `error` ("field:
   // message", the field under sds_config) if the subscription cannot start.
   SdsApi* get(const SourceSpec& source, const std::string& name, std::string& error);
+  // The static_resources.secrets entry `secret`, read and its files watched, for the contexts
+  // that name it to follow rotations of those files. Null (no rotation) if it cannot be read.
+  SdsApi* getStatic(const envoy::extensions::transport_sockets::tls::v3::Secret& secret);
+  // Every secret, by (source key, name): "static" for static_resources.secrets (config_dump).
+  const std::map<std::pair<std::string, std::string>, std::unique_ptr<SdsApi>>& all() const {
+    return secrets_;
+  }
 
  private:
+  event::Dispatcher& main_;
+  stats::Store& store_;
   SubscriptionFactory own_factory_;
   SubscriptionFactory& factory_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<SdsApi>> secrets_;  // source, name

@@ -214,6 +214,7 @@ bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secret
     return false;
   }
   const tls_v3::TlsCertificate* cert = nullptr;
+  const tls_v3::Secret* static_cert = nullptr;
   std::string cert_path;
   if (common.tls_certificates_size() == 1) {
     cert = &common.tls_certificates(0);
@@ -242,6 +243,7 @@ bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secret
     }
     cert = &s->tls_certificate();
     cert_path = sp + " (secret '" + s->name() + "')";
+    static_cert = s;
   }
   if (cert) {
     if (!readDataSource(cert->certificate_chain(), cert_path + ".certificate_chain",
@@ -251,6 +253,8 @@ bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secret
       return false;
     }
   }
+  // A static secret's files are watched too: the context follows them as an SDS one does.
+  if (static_cert && secretManager()) dynamic.certificate = secretManager()->getStatic(*static_cert);
   if (common.has_validation_context() && common.has_validation_context_sds_secret_config()) {
     errors.push_back(path + ": validation_context and validation_context_sds_secret_config "
                             "are exclusive");
@@ -289,6 +293,7 @@ bool buildCommon(const tls_v3::CommonTlsContext& common, const SecretMap& secret
                          *out.validation, errors)) {
       return false;
     }
+    if (secretManager()) dynamic.validation = secretManager()->getStatic(*s);
   }
   out.alpn.assign(common.alpn_protocols().begin(), common.alpn_protocols().end());
   return true;

@@ -17,7 +17,8 @@ FileWatcher::~FileWatcher() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-bool FileWatcher::addWatch(const std::string& path, OnChange cb, std::string& error) {
+bool FileWatcher::addWatch(const std::string& path, OnChange cb, std::string& error,
+                           uint32_t events) {
   SLUICE_ASSERT(dispatcher_.isThreadSafe(), "FileWatcher used off its dispatcher thread");
   if (fd_ < 0) {
     fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -31,12 +32,15 @@ bool FileWatcher::addWatch(const std::string& path, OnChange cb, std::string& er
   const auto slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   const std::string file = slash == std::string::npos ? path : path.substr(slash + 1);
-  const int wd = ::inotify_add_watch(fd_, dir.c_str(), IN_MOVED_TO);
+  const uint32_t mask = IN_MOVED_TO | ((events & Written) ? IN_CLOSE_WRITE : 0);
+  // IN_MASK_ADD: another watch in the same directory keeps the events it asked for.
+  const int wd = ::inotify_add_watch(fd_, dir.c_str(), mask | IN_MASK_ADD);
   if (wd < 0) {
     error = "cannot watch directory '" + dir + "': " + std::strerror(errno);
     return false;
   }
-  watches_[wd].push_back({file, std::move(cb)});
+  watches_[wd].push_back({file, std::move(cb), (events & MovedTo ? IN_MOVED_TO : 0u) |
+                                                   (events & Written ? IN_CLOSE_WRITE : 0u)});
   return true;
 }
 
@@ -55,7 +59,8 @@ void FileWatcher::onReadable() {
       if (it == watches_.end() || ev->len == 0) continue;
       const std::string_view name(ev->name);  // NUL-padded
       for (size_t i = 0; i < it->second.size(); ++i) {
-        if (it->second[i].file != name) continue;
+        const Watch& w = it->second[i];
+        if (!(ev->mask & w.mask) || (!w.file.empty() && w.file != name)) continue;
         const std::pair<int, size_t> key{ev->wd, i};
         bool seen = false;
         for (const auto& f : fired) seen |= f == key;

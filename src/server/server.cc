@@ -58,6 +58,51 @@ std::string rfc3339(event::SystemTime t) {
   return buf;
 }
 
+// A message for /config_dump: its sensitive fields redacted, as Envoy's dump has them.
+nlohmann::json redactedJson(const google::protobuf::Message& m) {
+  std::unique_ptr<google::protobuf::Message> copy(m.New());
+  copy->CopyFrom(m);
+  admin::redactSensitive(*copy);
+  return nlohmann::json::parse(messageToJson(*copy));
+}
+
+// Envoy's SecretsConfigDump: static_resources.secrets, and each SDS secret, active once a
+// version was taken (warming before, as Envoy shows one: "uninitialized", the name only).
+nlohmann::json secretsConfigDump(
+    const google::protobuf::RepeatedPtrField<envoy::extensions::transport_sockets::tls::v3::Secret>&
+        statics,
+    const std::string& start_time) {
+  constexpr const char* kSecretType =
+      "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+  nlohmann::json dump;
+  dump["@type"] = "type.googleapis.com/envoy.admin.v3.SecretsConfigDump";
+  for (const auto& s : statics) {
+    nlohmann::json sj = redactedJson(s);
+    sj["@type"] = kSecretType;
+    dump["static_secrets"].push_back(
+        {{"name", s.name()}, {"last_updated", start_time}, {"secret", sj}});
+  }
+  if (const config::SecretManager* manager = config::secretManager()) {
+    for (const auto& [key, api] : manager->all()) {
+      if (key.first == "static") continue;  // a static secret's watch: shown above
+      if (!api->loaded()) {
+        dump["dynamic_warming_secrets"].push_back(
+            {{"name", api->name()},
+             {"version_info", "uninitialized"},
+             {"secret", {{"@type", kSecretType}, {"name", api->name()}}}});
+        continue;
+      }
+      nlohmann::json sj = redactedJson(api->secret());
+      sj["@type"] = kSecretType;
+      dump["dynamic_active_secrets"].push_back({{"name", api->name()},
+                                                {"version_info", api->versionInfo()},
+                                                {"last_updated", rfc3339(api->lastUpdated())},
+                                                {"secret", sj}});
+    }
+  }
+  return dump;
+}
+
 const char* kStateNames[] = {"LIVE", "DRAINING", "PRE_INITIALIZING", "INITIALIZING"};
 
 class Server {
@@ -543,14 +588,14 @@ void Server::registerAdminHandlers() {
                       nlohmann::json configs = nlohmann::json::array();
                       nlohmann::json boot;
                       boot["@type"] = "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump";
-                      boot["bootstrap"] = nlohmann::json::parse(messageToJson(bootstrap_));
+                      boot["bootstrap"] = redactedJson(bootstrap_);
                       boot["last_updated"] = updated;
                       configs.push_back(boot);
                       nlohmann::json clusters;
                       clusters["@type"] = "type.googleapis.com/envoy.admin.v3.ClustersConfigDump";
                       clusters["static_clusters"] = nlohmann::json::array();
                       for (const auto& c : bootstrap_.static_resources().clusters()) {
-                        nlohmann::json cj = nlohmann::json::parse(messageToJson(c));
+                        nlohmann::json cj = redactedJson(c);
                         cj["@type"] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
                         clusters["static_clusters"].push_back({{"cluster", cj}, {"last_updated", updated}});
                       }
@@ -562,7 +607,7 @@ void Server::registerAdminHandlers() {
                                                const upstream::ClusterManager::ClusterView& v) {
                           const auto* a = dynamic_cast<const config::CdsApi::Applied*>(v.api.get());
                           if (!a) return;
-                          nlohmann::json cj = nlohmann::json::parse(messageToJson(a->proto));
+                          nlohmann::json cj = redactedJson(a->proto);
                           cj["@type"] = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
                           clusters[key].push_back({{"version_info", a->version_info},
                                                    {"cluster", cj},
@@ -578,7 +623,7 @@ void Server::registerAdminHandlers() {
                       listeners["@type"] = "type.googleapis.com/envoy.admin.v3.ListenersConfigDump";
                       listeners["static_listeners"] = nlohmann::json::array();
                       for (const auto& l : bootstrap_.static_resources().listeners()) {
-                        nlohmann::json lj = nlohmann::json::parse(messageToJson(l));
+                        nlohmann::json lj = redactedJson(l);
                         lj["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener";
                         listeners["static_listeners"].push_back({{"listener", lj}, {"last_updated", updated}});
                       }
@@ -587,7 +632,7 @@ void Server::registerAdminHandlers() {
                         listeners["version_info"] = lm_->version();
                         std::map<std::string, nlohmann::json> dynamic;
                         auto state = [](const ListenerManager::Listener& l) {
-                          nlohmann::json lj = nlohmann::json::parse(messageToJson(l.proto));
+                          nlohmann::json lj = redactedJson(l.proto);
                           lj["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener";
                           return nlohmann::json{{"version_info", l.version_info},
                                                 {"listener", lj},
@@ -617,7 +662,7 @@ void Server::registerAdminHandlers() {
                         eps["@type"] = "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump";
                         eps["dynamic_endpoint_configs"] = nlohmann::json::array();
                         for (const auto& [_, e] : config::edsConfigDump()) {
-                          nlohmann::json ej = nlohmann::json::parse(messageToJson(*e.assignment));
+                          nlohmann::json ej = redactedJson(*e.assignment);
                           ej["@type"] =
                               "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
                           eps["dynamic_endpoint_configs"].push_back(
@@ -633,7 +678,7 @@ void Server::registerAdminHandlers() {
                         routes["dynamic_route_configs"] = nlohmann::json::array();
                         for (const auto& [_, api] : rds_->all()) {
                           if (!api->loaded()) continue;
-                          nlohmann::json rj = nlohmann::json::parse(messageToJson(api->proto()));
+                          nlohmann::json rj = redactedJson(api->proto());
                           rj["@type"] =
                               "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
                           routes["dynamic_route_configs"].push_back(
@@ -643,15 +688,13 @@ void Server::registerAdminHandlers() {
                         }
                         configs.push_back(routes);
                       }
-                      auto param = [&r](const char* name) -> const std::string* {
-                        auto it = r.query.find(name);
-                        return it == r.query.end() ? nullptr : &it->second;
-                      };
+                      configs.push_back(
+                          secretsConfigDump(bootstrap_.static_resources().secrets(), updated));
                       std::string error;
-                      if (!admin::applyConfigDumpQuery(configs, param("resource"), param("mask"),
-                                                       error)) {
+                      if (uint32_t code = admin::filterConfigDump(configs, r.query, error);
+                          code != 200) {
                         body = error + "\n";
-                        return 404;
+                        return code;
                       }
                       h.set(http::headers::kContentType, "application/json");
                       body = nlohmann::json{{"configs", configs}}.dump(2) + "\n";

@@ -289,6 +289,9 @@ class HealthChecker::Session : public network::ConnectionCallbacks,
       headers.set(http::headers::kContentType, "application/grpc");
       headers.set("te", "trailers");
       headers.set(http::headers::kUserAgent, "Envoy/HC");
+      if (cfg.grpc_initial_metadata) {
+        cfg.grpc_initial_metadata(headers, http::StreamInfo(parent_.main_.timeSource()));
+      }
       grpc_http_ok_ = false;
       grpc_body_.clear();
       http::RequestEncoder& encoder = client_->codec->newStream(*this);

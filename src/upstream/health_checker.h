@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "event/dispatcher.h"
+#include "http/header_map.h"
+#include "http/stream_info.h"
 #include "upstream/cluster_info.h"
 #include "upstream/host.h"
 
@@ -53,6 +55,9 @@ struct HealthCheckConfig {
   // the cluster's name).
   std::string service_name;
   std::string authority;
+  // gRPC: initial_metadata, applied to each Check request's headers after the standard ones
+  // (the config compiles it, with append actions and value formatters); empty: none.
+  std::function<void(http::HeaderMap& headers, const http::StreamInfo& info)> grpc_initial_metadata;
   // TCP: bytes to send, and blocks to find in order in what comes back.
   std::string send;
   std::vector<std::string> receive;

@@ -416,10 +416,11 @@ static_resources:
       interval: 5s
       unhealthy_threshold: 3
       healthy_threshold: 1
-      grpc_health_check: {initial_metadata: [{header: {key: a, value: b}}]}
+      initial_jitter: 1s
+      grpc_health_check: {service_name: a}
 )")),
-              ElementsAre("static_resources.clusters[0].health_checks[0].grpc_health_check."
-                          "initial_metadata: initial_metadata is not supported"));
+              ElementsAre("static_resources.clusters[0].health_checks[0].initial_jitter: "
+                          "initial_jitter is not supported"));
   // A refused field with a supported replacement says so.
   EXPECT_THAT(
       loadErrors("admin: {access_log_path: /dev/null, address: {socket_address: {address: a, "

@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include <unistd.h>
+
 #include "config/bootstrap_loader.h"
 #include "config/tls_config.h"
 #include "event/dispatcher_impl.h"
@@ -321,6 +323,193 @@ TEST_F(SdsApiTest, AdsWithoutAdsConfigIsRefused) {
   ASSERT_FALSE(errors.empty());
   EXPECT_EQ(errors[0], "ts.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0]"
                        ".sds_config.ads: needs dynamic_resources.ads_config");
+}
+
+// The files a secret names are watched: replacing them rotates the contexts with no new SDS
+// version; a pair that does not load is counted in key_rotation_failed and changes nothing.
+class SdsFileWatchTest : public SdsApiTest {
+ protected:
+  static std::string readFile(const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  // Replaces `name` in dir_ with a copy of the generated file `from`, by a rename.
+  void replace(const std::string& name, const std::string& from) {
+    const std::string tmp = writeFile("." + name + ".tmp", readFile(certPath(from)));
+    ASSERT_EQ(std::rename(tmp.c_str(), (dir_ + "/" + name).c_str()), 0);
+  }
+  // Runs the main loop's ready events (inotify queues an event when the rename returns).
+  void runLoop() {
+    for (int i = 0; i < 3; ++i) main_.run(event::Dispatcher::RunType::NonBlock);
+  }
+  // A secret naming live.pem / live.key in dir_ (copies of `cert`).
+  SdsApi* start(const std::string& cert, network::TransportSocketFactoryConstSharedPtr& factory) {
+    replace("live.pem", cert + ".pem");
+    replace("live.key", cert + ".key");
+    const std::string path = writeFile(
+        "cert.yaml", "version_info: '1'\nresources:\n"
+                     "- '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n"
+                     "  name: edge\n"
+                     "  tls_certificate:\n"
+                     "    certificate_chain: {filename: " + dir_ + "/live.pem}\n"
+                     "    private_key: {filename: " + dir_ + "/live.key}\n");
+    std::vector<std::string> errors;
+    factory = build(path, "edge", true, errors);
+    EXPECT_NE(factory, nullptr) << (errors.empty() ? "" : errors[0]);
+    return api(path, "edge");
+  }
+  uint64_t rotationFailures() { return store_.counter("sds.edge.key_rotation_failed").value(); }
+};
+
+TEST_F(SdsFileWatchTest, ChangedFilesRotateTheContextWithoutANewVersion) {
+  network::TransportSocketFactoryConstSharedPtr factory;
+  SdsApi* a = start("server", factory);
+  ASSERT_NE(factory, nullptr);
+  auto before = tlsFactory(factory).current();
+  EXPECT_EQ(commonName(*before), "server");
+  // Files that read the same change nothing.
+  EXPECT_TRUE(a->onFileChanged(dir_ + "/live.pem"));
+  EXPECT_EQ(tlsFactory(factory).current(), before);
+
+  replace("live.pem", "client.pem");
+  replace("live.key", "client.key");
+  EXPECT_TRUE(a->onFileChanged(dir_ + "/live.key"));
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "client");
+  EXPECT_EQ(commonName(*before), "server");  // an open connection's context is untouched
+  EXPECT_EQ(a->versionInfo(), "1");
+  EXPECT_EQ(rotationFailures(), 0u);
+}
+
+TEST_F(SdsFileWatchTest, MismatchedOrHalfWrittenFilesAreCountedAndTheOldContextServes) {
+  network::TransportSocketFactoryConstSharedPtr factory;
+  SdsApi* a = start("server", factory);
+  ASSERT_NE(factory, nullptr);
+  auto before = tlsFactory(factory).current();
+  EXPECT_EQ(rotationFailures(), 0u);
+  // Only the key replaced so far: it does not match the certificate.
+  replace("live.key", "client.key");
+  EXPECT_FALSE(a->onFileChanged(dir_ + "/live.key"));
+  EXPECT_EQ(rotationFailures(), 1u);
+  EXPECT_EQ(tlsFactory(factory).current(), before);
+  // A certificate file cut short.
+  const std::string pem = readFile(certPath("client.pem"));
+  writeFile("live.pem", pem.substr(0, pem.size() / 2));
+  EXPECT_FALSE(a->onFileChanged(dir_ + "/live.pem"));
+  EXPECT_EQ(rotationFailures(), 2u);
+  EXPECT_EQ(tlsFactory(factory).current(), before);
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "server");
+  // The rest of the pair arrives: it is taken.
+  replace("live.pem", "client.pem");
+  EXPECT_TRUE(a->onFileChanged(dir_ + "/live.pem"));
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "client");
+  EXPECT_EQ(rotationFailures(), 2u);
+}
+
+TEST_F(SdsFileWatchTest, RenameAndWriteInPlaceAreSeenByTheWatch) {
+  network::TransportSocketFactoryConstSharedPtr factory;
+  start("server", factory);
+  ASSERT_NE(factory, nullptr);
+  // One file holding the certificate and its key stands for a pair replaced at once.
+  const std::string both = writeFile("both.pem", readFile(certPath("client.pem")) +
+                                                     readFile(certPath("client.key")));
+  const std::string path = writeFile(
+      "both.yaml", "version_info: '1'\nresources:\n"
+                   "- '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n"
+                   "  name: pair\n"
+                   "  tls_certificate:\n"
+                   "    certificate_chain: {filename: " + both + "}\n"
+                   "    private_key: {filename: " + both + "}\n");
+  std::vector<std::string> errors;
+  auto pair = build(path, "pair", true, errors);
+  ASSERT_NE(pair, nullptr) << (errors.empty() ? "" : errors[0]);
+  EXPECT_EQ(commonName(*tlsFactory(pair).current()), "client");
+
+  // A rename onto the path.
+  const std::string tmp = writeFile(".both.tmp", readFile(certPath("client2.pem")) +
+                                                     readFile(certPath("client2.key")));
+  ASSERT_EQ(std::rename(tmp.c_str(), both.c_str()), 0);
+  runLoop();
+  EXPECT_EQ(commonName(*tlsFactory(pair).current()), "client2");
+  // A write in place (open, truncate, write, close).
+  writeFile("both.pem", readFile(certPath("server.pem")) + readFile(certPath("server.key")));
+  runLoop();
+  EXPECT_EQ(commonName(*tlsFactory(pair).current()), "server");
+  EXPECT_EQ(store_.counter("sds.pair.key_rotation_failed").value(), 0u);
+  // The other secret's files were not touched.
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "server");
+}
+
+TEST_F(SdsFileWatchTest, WatchedDirectoryFiresOnARenameInIt) {
+  // Kubernetes' layout: live.pem -> ..data/live.pem, ..data -> ..v1; a new version is a new
+  // ..v2 and an atomic rename of a new ..data link.
+  const std::string mount = dir_ + "/mount";
+  auto version = [&](const std::string& v, const std::string& cert) {
+    std::system(("mkdir -p " + mount + "/" + v).c_str());
+    std::ofstream(mount + "/" + v + "/tls.crt") << readFile(certPath(cert + ".pem"));
+    std::ofstream(mount + "/" + v + "/tls.key") << readFile(certPath(cert + ".key"));
+    ::unlink((mount + "/..data_tmp").c_str());
+    ASSERT_EQ(::symlink(v.c_str(), (mount + "/..data_tmp").c_str()), 0);
+    ASSERT_EQ(std::rename((mount + "/..data_tmp").c_str(), (mount + "/..data").c_str()), 0);
+  };
+  version("..v1", "server");
+  ASSERT_EQ(::symlink("..data/tls.crt", (mount + "/tls.crt").c_str()), 0);
+  ASSERT_EQ(::symlink("..data/tls.key", (mount + "/tls.key").c_str()), 0);
+  const std::string path = writeFile(
+      "k8s.yaml", "version_info: '1'\nresources:\n"
+                  "- '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n"
+                  "  name: k8s\n"
+                  "  tls_certificate:\n"
+                  "    certificate_chain: {filename: " + mount + "/tls.crt}\n"
+                  "    private_key: {filename: " + mount + "/tls.key}\n"
+                  "    watched_directory: {path: " + mount + "}\n");
+  std::vector<std::string> errors;
+  auto factory = build(path, "k8s", true, errors);
+  ASSERT_NE(factory, nullptr) << (errors.empty() ? "" : errors[0]);
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "server");
+  version("..v2", "client");
+  runLoop();
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "client");
+  EXPECT_EQ(store_.counter("sds.k8s.key_rotation_failed").value(), 0u);
+}
+
+TEST_F(SdsFileWatchTest, StaticSecretFilesAreWatchedToo) {
+  replace("live.pem", "server.pem");
+  replace("live.key", "server.key");
+  const std::string yaml =
+      "static_resources:\n"
+      "  secrets:\n"
+      "  - name: edge\n"
+      "    tls_certificate:\n"
+      "      certificate_chain: {filename: " + dir_ + "/live.pem}\n"
+      "      private_key: {filename: " + dir_ + "/live.key}\n"
+      "  clusters:\n"
+      "  - name: c\n"
+      "    transport_socket:\n"
+      "      name: envoy.transport_sockets.tls\n"
+      "      typed_config:\n"
+      "        '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n"
+      "        common_tls_context:\n"
+      "          tls_certificate_sds_secret_configs: [{name: edge}]\n";
+  std::vector<std::string> errors;
+  envoy::config::bootstrap::v3::Bootstrap bootstrap;
+  ASSERT_TRUE(loadBootstrap({"", yaml}, bootstrap, errors)) << errors[0];
+  SecretMap secrets;
+  ASSERT_TRUE(indexSecrets(bootstrap.static_resources().secrets(), secrets, errors));
+  auto factory = buildTransportSocketFactory(
+      bootstrap.static_resources().clusters(0).transport_socket(), true, secrets, store_,
+      "cluster.c.", "ts", errors);
+  ASSERT_NE(factory, nullptr) << (errors.empty() ? "" : errors[0]);
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "server");
+  ASSERT_EQ(manager_.all().count({"static", "edge"}), 1u);
+  replace("live.key", "client.key");
+  runLoop();
+  EXPECT_EQ(store_.counter("sds.edge.key_rotation_failed").value(), 1u);
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "server");
+  replace("live.pem", "client.pem");
+  runLoop();
+  EXPECT_EQ(commonName(*tlsFactory(factory).current()), "client");
 }
 
 // Workers read the current context while the main thread swaps it: each read is a context

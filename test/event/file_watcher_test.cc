@@ -62,6 +62,37 @@ TEST_F(FileWatcherTest, RenameIntoPlaceFiresForTheWatchedNameOnly) {
   EXPECT_EQ(other, 0);  // the .tmp file's own writes and the other name do not fire it
 }
 
+TEST_F(FileWatcherTest, WriteInPlaceFiresOnlyWatchesThatAskForIt) {
+  FileWatcher watcher(dispatcher_);
+  int written = 0, renamed_only = 0;
+  std::string error;
+  ASSERT_TRUE(watcher.addWatch(dir_ + "/cert.pem", [&] {
+    ++written;
+    dispatcher_.exit();
+  }, error, FileWatcher::MovedTo | FileWatcher::Written)) << error;
+  ASSERT_TRUE(watcher.addWatch(dir_ + "/cert.pem", [&] { ++renamed_only; }, error)) << error;
+  write("cert.pem", "v2");  // open, truncate, write, close
+  run();
+  EXPECT_FALSE(timed_out_);
+  EXPECT_EQ(written, 1);
+  EXPECT_EQ(renamed_only, 0);
+}
+
+TEST_F(FileWatcherTest, DirectoryWatchFiresForAnyNameRenamedIntoIt) {
+  FileWatcher watcher(dispatcher_);
+  int fired = 0;
+  std::string error;
+  ASSERT_TRUE(watcher.addWatch(dir_ + "/", [&] {
+    ++fired;
+    dispatcher_.exit();
+  }, error)) << error;
+  write("..data_tmp", "x");  // a write alone does not fire a rename watch
+  ASSERT_EQ(std::rename((dir_ + "/..data_tmp").c_str(), (dir_ + "/..data").c_str()), 0);
+  run();
+  EXPECT_FALSE(timed_out_);
+  EXPECT_EQ(fired, 1);
+}
+
 TEST_F(FileWatcherTest, MissingDirectoryIsAnError) {
   FileWatcher watcher(dispatcher_);
   std::string error;

@@ -3,6 +3,7 @@ replies to gRPC requests are gRPC errors (HTTP 200, grpc-status, grpc-message), 
 sets the deadline (route max_stream_duration, legacy max_grpc_timeout), retries on gRPC
 status, deadlines and cancellation through the proxy."""
 
+import json
 import re
 import socket
 import subprocess
@@ -18,7 +19,7 @@ ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 SERVER = r'''
-import sys, threading, time, grpc
+import json, sys, threading, time, grpc
 from concurrent import futures
 
 lock = threading.Lock()
@@ -63,7 +64,12 @@ health = {"status": 1, "requests": []}
 def health_check(request, context):
     with lock:
         health["requests"].append(request)
+        health["metadata"] = [list(m) for m in context.invocation_metadata()]
         return b"\x08" + bytes([health["status"]])
+
+def last_health_metadata(request, context):
+    with lock:
+        return json.dumps(health.get("metadata", [])).encode()
 
 def set_health(request, context):
     with lock:
@@ -78,6 +84,7 @@ ident = lambda b: b
 handlers = {
     "SetHealth": grpc.unary_unary_rpc_method_handler(set_health, ident, ident),
     "LastHealth": grpc.unary_unary_rpc_method_handler(last_health, ident, ident),
+    "LastHealthMetadata": grpc.unary_unary_rpc_method_handler(last_health_metadata, ident, ident),
     "Slow": grpc.unary_unary_rpc_method_handler(slow, ident, ident),
     "Flaky": grpc.unary_unary_rpc_method_handler(flaky, ident, ident),
     "Stats": grpc.unary_unary_rpc_method_handler(stats, ident, ident),
@@ -366,6 +373,17 @@ def health_flags(proxy, cluster_name, port):
     return None
 
 
+# Sent on each Check call, as a route's request headers are added: appended, added if
+# absent, a formatter.
+INITIAL_METADATA = [
+    {"header": {"key": "x-hc-token", "value": "abc"}},
+    {"header": {"key": "x-hc-multi", "value": "1"}},
+    {"header": {"key": "x-hc-multi", "value": "2"}},
+    {"header": {"key": "user-agent", "value": "custom"}, "append_action": "ADD_IF_ABSENT"},
+    {"header": {"key": "x-hc-year", "value": "%START_TIME(%Y)%"}},
+]
+
+
 class GrpcHealthCheckTest(harness.unittest.TestCase):
     """grpc_health_check against a python gRPC server's grpc.health.v1.Health/Check."""
 
@@ -380,7 +398,8 @@ class GrpcHealthCheckTest(harness.unittest.TestCase):
         c["health_checks"] = [{"timeout": "1s", "interval": "0.1s", "unhealthy_threshold": 1,
                                "healthy_threshold": 1, "no_traffic_interval": "0.1s",
                                "grpc_health_check": {"service_name": "pkg.Svc",
-                                                     "authority": "hc.example"}}]
+                                                     "authority": "hc.example",
+                                                     "initial_metadata": INITIAL_METADATA}}]
         self.proxy = Proxy(bootstrap(hcm([route("/", "grpc")]), [c]))
         self.channel = grpc.insecure_channel("127.0.0.1:%d" % self.proxy.port)
 
@@ -414,6 +433,32 @@ class GrpcHealthCheckTest(harness.unittest.TestCase):
         self.call(self.direct, "SetHealth", b"1")
         wait_until(lambda: health_flags(self.proxy, "grpc", self.port) == "healthy",
                    what="the host back")
+
+    def test_initial_metadata_is_sent_on_each_check(self):
+        wait_until(lambda: health_flags(self.proxy, "grpc", self.port) == "healthy",
+                   what="the host healthy")
+        md = json.loads(self.call(self.direct, "LastHealthMetadata", b""))
+        self.assertIn(["x-hc-token", "abc"], md)
+        self.assertEqual([v for k, v in md if k == "x-hc-multi"], ["1", "2"])
+        # The checker's own user-agent is there: ADD_IF_ABSENT adds nothing.
+        self.assertEqual([v for k, v in md if k == "user-agent"], ["Envoy/HC"])
+        self.assertRegex(dict(md)["x-hc-year"], r"^20\d\d$")
+
+    def test_initial_metadata_may_not_set_pseudo_headers(self):
+        c = h2_cluster("grpc", self.port)
+        c["health_checks"] = [{"timeout": "1s", "interval": "1s", "unhealthy_threshold": 1,
+                               "healthy_threshold": 1, "grpc_health_check": {
+                                   "initial_metadata": [{"header": {"key": ":path",
+                                                                    "value": "/x"}}]}}]
+        cfg = bootstrap(hcm([route("/", "grpc")]), [c])
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(cfg, f)
+            f.flush()
+            r = harness.run("proxy", "-c", f.name, "--mode", "validate")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("static_resources.clusters[0].health_checks[0].grpc_health_check."
+                      "initial_metadata[0].header.key", r.stdout + r.stderr)
 
     def test_a_cluster_without_http2_is_refused(self):
         c = cluster("plain", self.port)

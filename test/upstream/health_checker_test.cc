@@ -548,6 +548,31 @@ TEST_F(HealthCheckerTest, GrpcServingPassesAndTheConnectionCarriesTheNextCheck) 
   EXPECT_EQ(server.accepted, 2);
 }
 
+// initial_metadata is applied to each Check request after the checker's own headers (the
+// config compiles it; the served headers are checked end to end in grpc_test.py).
+TEST_F(HealthCheckerTest, GrpcInitialMetadataIsAppliedToEachCheck) {
+  FakeServer server(dispatcher_);
+  auto cfg = grpcConfig(server);
+  int calls = 0;
+  std::string path, user_agent;
+  cfg.grpc_initial_metadata = [&](http::HeaderMap& h, const http::StreamInfo&) {
+    ++calls;
+    path = std::string(h.getValue(":path"));
+    user_agent = std::string(h.getValue("user-agent"));
+  };
+  server.respond = grpcAnswer(1, "0");
+  auto hc = make(cfg, server.port);
+  advance(milliseconds(0));
+  ASSERT_TRUE(runUntil([&] { return results_ == 1; }));
+  EXPECT_FALSE(failed());
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(path, "/grpc.health.v1.Health/Check");
+  EXPECT_EQ(user_agent, "Envoy/HC");
+  advance(milliseconds(5000));
+  ASSERT_TRUE(runUntil([&] { return results_ == 2; }));
+  EXPECT_EQ(calls, 2);
+}
+
 TEST_F(HealthCheckerTest, GrpcErrorStatusFailsEvenWhenServing) {
   FakeServer server(dispatcher_);
   auto cfg = grpcConfig(server);
