@@ -174,11 +174,12 @@ class AdsLoadBase(harness.unittest.TestCase):
             elif w.proc.poll() is None:
                 w.proc.kill()
                 w.proc.wait()
-        if self.proxy:
-            self.proxy.stop()
+        rc = self.proxy.stop() if self.proxy else 0
         self.ads.quit()
         for u in self.ups.values():
             u.close()
+        # A sanitizer's report (a leak at exit) makes the exit status non-zero.
+        self.assertEqual(rc, 0, self.proxy.output()[-3000:] if self.proxy else "")
 
     def ads_config(self):
         return dict(ADS_CONFIG, api_type="DELTA_GRPC") if self.delta else ADS_CONFIG

@@ -27,6 +27,13 @@ def eds_cluster(name, service, **extra):
 class MuxBase(AdsBase):
     delta = False
 
+    def tearDown(self):
+        proxy, self.proxy = self.proxy, None
+        rc = proxy.stop() if proxy else 0
+        super().tearDown()
+        # A sanitizer's report (a leak at exit) makes the exit status non-zero.
+        self.assertEqual(rc, 0, proxy.output()[-3000:] if proxy else "")
+
     def reply_to(self, type_url, nonce):
         """The proxy's answer to the response `nonce` (other types' requests skipped)."""
         while True:
