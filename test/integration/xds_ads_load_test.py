@@ -63,6 +63,9 @@ def counting_upstream(name):
     u.server.active = 0
     u.server.resets = 0
     u.server.RequestHandlerClass = CountingHandler
+    # socketserver listens with a backlog of 5: under this load a SYN dropped from a full
+    # queue is retried after 1 s, past the clusters' connect_timeout (a 503 not the proxy's).
+    u.server.socket.listen(512)
     return u
 
 
