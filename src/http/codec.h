@@ -140,6 +140,10 @@ class CodecConnection {
   // No new streams on this connection (HTTP/1: the current response carries
   // "Connection: close"; HTTP/2: GOAWAY).
   virtual void goAway() = 0;
+  // HTTP/2's graceful shutdown notice (RFC 9113 6.8): a GOAWAY naming the largest stream id,
+  // so streams the peer already sent are still taken; goAway() later is the final one.
+  // HTTP/1: nothing.
+  virtual void shutdownNotice() {}
   // The underlying connection closed: streams still open are reset
   // (ConnectionTermination); a client codec ends a close-delimited response body first.
   virtual void onConnectionClosed() = 0;

@@ -1300,7 +1300,8 @@ void ConnectionManagerImpl::checkForDeferredClose() {
   // HTTP/2: one stream's "close" is that stream's end, not the connection's.
   // A soft drain (a listener update) closes an HTTP/1 connection only after a response that
   // said so: one that began before the drain did not, and its client may already reuse it.
-  if ((close_after_stream_ && !http2_) || (draining_ && (http2_ || drain_close_idle_))) {
+  if ((close_after_stream_ && !http2_) ||
+      (draining_ && (http2_ ? !final_goaway_pending_ : drain_close_idle_))) {
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
     return;
   }
@@ -1308,9 +1309,30 @@ void ConnectionManagerImpl::checkForDeferredClose() {
 }
 
 void ConnectionManagerImpl::startDrain(bool close_idle) {
+  const bool was_draining = draining_;
   draining_ = true;
   drain_close_idle_ = drain_close_idle_ || close_idle;
-  if (http2_) codec_->goAway();
+  if (http2_ && !close_idle && config_->drain_timeout.count() > 0) {
+    // A soft drain (a listener update) of HTTP/2, as Envoy's drain_timeout has it: a GOAWAY
+    // with a final stream id at once would refuse the streams the client has in flight (a
+    // client that does not retry them fails them: found under load, h2load through an LDS
+    // update). So a shutdown notice now, the final GOAWAY after drain_timeout.
+    if (!was_draining) {
+      final_goaway_pending_ = true;
+      codec_->shutdownNotice();
+      drain_timer_ = connection_->dispatcher().createTimer([this] {
+        final_goaway_pending_ = false;
+        if (closed_) return;
+        codec_->goAway();
+        checkForDeferredClose();
+      });
+      drain_timer_->enableTimer(config_->drain_timeout);
+    }
+  } else if (http2_) {
+    final_goaway_pending_ = false;
+    if (drain_timer_) drain_timer_->disableTimer();
+    codec_->goAway();
+  }
   if (streams_.empty() && close_idle) {
     stats_.downstream_cx_drain_close.inc();
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);

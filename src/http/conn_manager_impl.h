@@ -73,6 +73,10 @@ class ConnectionManagerImpl : public network::ReadFilter,
   bool close_after_stream_{false};  // a response carried "connection: close"
   bool closed_{false};
   bool http2_{false};
+  // HTTP/2 soft drain: between the shutdown notice and the final GOAWAY (drain_timeout), while
+  // streams the client sent before it saw the notice may still arrive; no close before.
+  bool final_goaway_pending_{false};
+  event::TimerPtr drain_timer_;
 };
 
 }  // namespace sluice::http

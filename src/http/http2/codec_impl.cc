@@ -758,6 +758,10 @@ class ServerCodecImpl : public ServerCodec, public ConnectionImpl {
   CodecStatus dispatch(Buffer& data) override { return dispatchImpl(data); }
   Protocol protocol() const override { return Protocol::Http2; }
   void goAway() override { goAwayImpl(); }
+  void shutdownNotice() override {
+    nghttp2_submit_shutdown_notice(session_);
+    flush();
+  }
   void onConnectionClosed() override { onConnectionClosedImpl(); }
   void onReadEndStream() override {}
   void onUnderlyingConnectionAboveWriteBufferHighWatermark() override { onAboveHighWatermark(); }
