@@ -108,6 +108,16 @@ METRICS = [
 ] + [
     Metric("xds", "rss_mib_10000", "14. RSS after the 10,000-route updates", "MiB", LOWER, 1,
            targets=["sluice"]),
+    Metric("xds", "eds_ms_1000", "14. ADS endpoint change to traffic, 1,000 endpoints", "ms",
+           LOWER, 2, targets=["sluice"]),
+    Metric("xds", "eds_cpu_ms_1000", "14. CPU per endpoint update, 1,000 endpoints", "CPU ms",
+           LOWER, 2, targets=["sluice"]),
+    Metric("xds", "eds_cpu_ms_10000", "14. CPU per endpoint update, 10,000 endpoints",
+           "CPU ms", LOWER, 2, targets=["sluice"]),
+    Metric("xds", "eds_rss_before_mib", "14. RSS before the 10,000 endpoints", "MiB", LOWER, 1,
+           targets=["sluice"]),
+    Metric("xds", "eds_rss_after_mib", "14. RSS after the 10,000-endpoint updates", "MiB",
+           LOWER, 1, targets=["sluice"]),
 ]
 
 MIB = 1024.0 * 1024.0
@@ -444,7 +454,8 @@ def _xds_bootstrap(port, admin_port, ads_port, upstream_port):
 
 class _AdsServer:
     """test/ads_server (built beside sluice) as the control plane: commands on stdin; the
-    time each response went out is read from its stderr ("sent <nonce>") by a thread."""
+    time each response went out is read from its stderr ("sent <nonce>") by a thread, and
+    the proxy's requests (subscriptions, ACKs) are kept in order."""
 
     def __init__(self, ctx, port):
         binary = os.path.join(os.path.dirname(ctx.env.sluice), "test_ads_server")
@@ -454,6 +465,8 @@ class _AdsServer:
         self.child = procs.Child("ads_server", [binary, "127.0.0.1:%d" % port],
                                  ctx.log("ads_server"), cpus=ctx.env.client_cpus(), pipes=True)
         self.sent = queue.Queue()
+        self.requests = []  # the proxy's DiscoveryRequests (parsed), in arrival order
+        self.cond = threading.Condition()
         self.listening = threading.Event()
         self.asked = threading.Event()  # the proxy's first request came
         threading.Thread(target=self._read, daemon=True).start()
@@ -469,9 +482,32 @@ class _AdsServer:
             elif line.startswith(b"sent "):
                 self.sent.put(now)
             elif line.startswith(b"request "):
+                try:
+                    req = json.loads(line[len(b"request "):])
+                except ValueError:
+                    req = {}
+                with self.cond:
+                    self.requests.append(req)
+                    self.cond.notify_all()
                 self.asked.set()
             elif line.startswith(b"error "):
                 self.sent.put(None)
+        with self.cond:
+            self.cond.notify_all()
+
+    def wait_request(self, pred, what, since=0, timeout=30):
+        """Waits until one of the proxy's requests (from the `since`-th on) satisfies `pred`;
+        returns it."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for r in self.requests[since:]:
+                    if pred(r):
+                        return r
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.child.alive():
+                    raise procs.BenchError("the proxy never sent the ADS server %s" % what)
+                self.cond.wait(left)
 
     def respond(self, path):
         """Sends the response in `path`; returns when it went out (monotonic time)."""
@@ -489,66 +525,263 @@ class _AdsServer:
         self.child.stop()
 
 
-def _poll_last(port, want, timeout=60):
-    """GET /small on one keep-alive connection until it answers `want`; the time it did."""
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def _poll(port, path, want, timeout=60, refused_s=10):
+    """GET `path` on one keep-alive connection until it answers `want`; the time it did.
+    A refused or dropped connection is retried (on a new one) for up to `refused_s` seconds:
+    a listener may not accept before its routes came (Envoy's listener warming)."""
     deadline = time.monotonic() + timeout
+    refused_until = None
+    c = None
     try:
         while time.monotonic() < deadline:
-            c.request("GET", "/small")
-            r = c.getresponse()
-            r.read()
-            if r.status == want:
-                return time.monotonic()
+            try:
+                if c is None:
+                    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                c.request("GET", path)
+                r = c.getresponse()
+                r.read()
+                refused_until = None
+                if r.status == want:
+                    return time.monotonic()
+            except (ConnectionError, http.client.HTTPException, OSError) as e:
+                if c is not None:
+                    c.close()
+                    c = None
+                now = time.monotonic()
+                refused_until = refused_until or now + refused_s
+                if now > refused_until:
+                    raise procs.BenchError("%s: no connection for %.0f s (%s)"
+                                           % (path, refused_s, e))
+                time.sleep(0.001)
     finally:
+        if c is not None:
+            c.close()
+    raise procs.BenchError("%s never answered %d" % (path, want))
+
+
+def _start_xds_proxy(ctx, d, name, cfg_obj, ads):
+    port = cfg_obj["static_resources"]["listeners"][0]["address"]["socket_address"][
+        "port_value"]
+    cfg = os.path.join(d, "sluice-%s.json" % name)
+    with open(cfg, "w") as f:
+        json.dump(cfg_obj, f)
+    proxy = procs.Child("sluice", [ctx.env.sluice, "-l", "warning", "proxy", "-c", cfg,
+                                   "--concurrency", "1"], ctx.log("sluice-" + name),
+                        cpus=ctx.env.server_cpus())
+    return proxy, port
+
+
+def _xds_routes(ctx, d, s, n):
+    to_up, to_direct = _xds_files(d, n)
+    ads = _AdsServer(ctx, procs.free_port())
+    proxy = None
+    try:
+        port, admin_port = procs.free_port(), procs.free_port()
+        proxy, port = _start_xds_proxy(
+            ctx, d, "rds-%d" % n, _xds_bootstrap(port, admin_port, ads.port, ctx.upstream.port),
+            ads)
+        # Without routes the listener answers 404, or (warming, as Envoy) accepts nothing:
+        # either way the routes go out once the proxy asked for them.
+        ads.wait_request(lambda r: r.get("typeUrl") == ROUTE_TYPE, "a route request")
+        ads.respond(to_up)
+        _poll(port, "/small", 200)
+        lat, cpu = [], []
+        for i in range(XDS_UPDATES):
+            path, want = (to_direct, 203) if i % 2 == 0 else (to_up, 200)
+            cpu0 = proxy.cpu_seconds()
+            t0 = ads.respond(path)
+            t1 = _poll(port, "/small", want)
+            cpu.append(proxy.cpu_seconds() - cpu0)
+            lat.append((t1 - t0) * 1000)
+        s["ms_%d" % n] = sorted(lat)[len(lat) // 2]
+        s["cpu_ms_%d" % n] = sorted(cpu)[len(cpu) // 2] * 1000
+        s["detail"]["ms_%d" % n] = [round(x, 3) for x in lat]
+        if n == XDS_ROUTE_SIZES[-1]:
+            s["rss_mib_%d" % n] = proxy.rss_bytes() / MIB
+    finally:
+        if proxy:
+            proxy.stop()
+        ads.stop()
+
+
+# --- endpoints over ADS (EDS) ---
+# Cluster "live" has 1,000 endpoints, all reachable: two groups of 1,000 loopback addresses
+# (127.1.x.y and 127.2.x.y, one port) served by one nginx, group 1 answering 200 and group 2
+# 203. Each update swaps the whole set from one group to the other, so from the update on
+# every request (round robin) goes to a host of the other group: the first GET /eds with the
+# other status marks the update's effect. Cluster "big" gets 10,000 endpoints (127.3.x.y and
+# 127.4.x.y, alternately, nothing listening: no traffic goes there) for the proxy's CPU and
+# RSS; its update counts as applied when the proxy ACKs its version and a request through the
+# worker came back after that.
+XDS_EDS_LIVE = 1000
+XDS_EDS_BIG = 10000
+XDS_EDS_BIG_UPDATES = 4
+EDS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+
+
+def _eds_addr(group, i):
+    return "127.%d.%d.%d" % (group, i // 250, i % 250 + 1)
+
+
+def _eds_file(d, name, service, version, group, n, port):
+    eps = [{"endpoint": {"address": {"socket_address": {
+        "address": _eds_addr(group, i), "port_value": port}}}} for i in range(n)]
+    path = os.path.join(d, "%s.json" % name)
+    with open(path, "w") as f:
+        json.dump({"version_info": version, "type_url": EDS_TYPE, "resources": [
+            {"@type": EDS_TYPE, "cluster_name": service, "endpoints": [{"lb_endpoints": eps}]}]},
+            f)
+    return path
+
+
+def _start_eds_endpoints(ctx, d, port):
+    """One nginx on the 2 x XDS_EDS_LIVE addresses of groups 1 (200) and 2 (203)."""
+    vals = targets._nginx_values(ctx.env, d, port)
+    lines = [vals.get("user_directive", ""),
+             "worker_processes 1; daemon off; master_process on; pid %s/pid;" % d,
+             "worker_rlimit_nofile %d; error_log stderr warn;" % vals["nofile"],
+             "events { worker_connections %d; }" % vals["worker_connections"],
+             "http { access_log off; keepalive_timeout 60s; keepalive_requests 1000000;",
+             "client_body_temp_path %s/cb; proxy_temp_path %s/px; fastcgi_temp_path %s/fc;"
+             % (d, d, d),
+             "uwsgi_temp_path %s/uw; scgi_temp_path %s/sc;" % (d, d)]
+    for group, status in ((1, 200), (2, 203)):
+        lines.append("server {")
+        lines += ["listen %s:%d;" % (_eds_addr(group, i), port) for i in range(XDS_EDS_LIVE)]
+        lines.append("location / { return %d \"group %d\\n\"; } }" % (status, group))
+    lines.append("}")
+    cfg = os.path.join(d, "nginx.conf")
+    with open(cfg, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    child = procs.Child("eds-endpoints", [targets.NGINX, "-e", "stderr", "-p", d, "-c", cfg],
+                        ctx.log("eds-endpoints"), cpus=ctx.env.client_cpus())
+    try:
+        deadline = time.monotonic() + 30
+        for group, want in ((1, 200), (2, 203)):
+            for i in (0, XDS_EDS_LIVE - 1):
+                st = _http_get_at(_eds_addr(group, i), port)
+                while st != want and time.monotonic() < deadline and child.alive():
+                    time.sleep(0.01)
+                    st = _http_get_at(_eds_addr(group, i), port)
+                if st != want:
+                    raise procs.BenchError("the endpoints' nginx did not serve %s:%d; its log:\n%s"
+                                           % (_eds_addr(group, i), port, child.log_tail()))
+    except BaseException:
+        child.stop()
+        raise
+    return child
+
+
+def _http_get_at(addr, port):
+    try:
+        c = http.client.HTTPConnection(addr, port, timeout=2)
+        c.request("GET", "/")
+        r = c.getresponse()
+        r.read()
         c.close()
-    raise procs.BenchError("/small never answered %d" % want)
+        return r.status
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+def _eds_bootstrap(port, admin_port, ads_port):
+    cfg = _xds_bootstrap(port, admin_port, ads_port, 1)
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]
+    del hcm["rds"]
+    hcm["route_config"] = {"name": "eds", "virtual_hosts": [{
+        "name": "all", "domains": ["*"], "routes": [
+            {"match": {"prefix": "/eds"}, "route": {"cluster": "live"}}]}]}
+
+    def eds(name):
+        return {"name": name, "type": "EDS", "connect_timeout": "1s",
+                "eds_cluster_config": {"service_name": name, "eds_config": {
+                    "ads": {}, "resource_api_version": "V3"}}}
+    clusters = cfg["static_resources"]["clusters"]
+    clusters[:] = [c for c in clusters if c["name"] == "xds"] + [eds("live"), eds("big")]
+    return cfg
+
+
+def _xds_endpoints(ctx, d, s):
+    ep_port = procs.free_port()
+    endpoints = _start_eds_endpoints(ctx, ctx.env.newdir("xds-endpoints"), ep_port)
+    ads = _AdsServer(ctx, procs.free_port())
+    proxy = None
+    try:
+        port, admin_port = procs.free_port(), procs.free_port()
+        proxy, port = _start_xds_proxy(ctx, d, "eds", _eds_bootstrap(port, admin_port, ads.port),
+                                       ads)
+        live = [_eds_file(d, "live-%d" % g, "live", "live-%d" % g, g, XDS_EDS_LIVE, ep_port)
+                for g in (1, 2)]
+        big = [_eds_file(d, "big-%d" % g, "big", "big-%d" % g, g, XDS_EDS_BIG, ep_port)
+               for g in (3, 4)]
+        empty = os.path.join(d, "big-0.json")
+        with open(empty, "w") as f:
+            json.dump({"version_info": "big-0", "type_url": EDS_TYPE, "resources": [
+                {"@type": EDS_TYPE, "cluster_name": "big", "endpoints": []}]}, f)
+
+        def asked_for(name):
+            return lambda r: (r.get("typeUrl") == EDS_TYPE
+                              and name in r.get("resourceNames", []))
+        ads.wait_request(asked_for("live"), "an endpoint request for 'live'")
+        ads.wait_request(asked_for("big"), "an endpoint request for 'big'")
+        ads.respond(live[0])
+        ads.respond(empty)
+        _poll(port, "/eds", 200)
+
+        # 1,000 endpoints: time to traffic and CPU per update.
+        lat, cpu = [], []
+        for i in range(XDS_UPDATES):
+            path, want = (live[1], 203) if i % 2 == 0 else (live[0], 200)
+            cpu0 = proxy.cpu_seconds()
+            t0 = ads.respond(path)
+            t1 = _poll(port, "/eds", want)
+            cpu.append(proxy.cpu_seconds() - cpu0)
+            lat.append((t1 - t0) * 1000)
+        s["eds_ms_1000"] = sorted(lat)[len(lat) // 2]
+        s["eds_cpu_ms_1000"] = sorted(cpu)[len(cpu) // 2] * 1000
+        s["detail"]["eds_ms_1000"] = [round(x, 3) for x in lat]
+
+        # 10,000 endpoints: CPU per update (each replaces every host) and RSS.
+        want = 200 if XDS_UPDATES % 2 == 0 else 203
+        s["eds_rss_before_mib"] = proxy.rss_bytes() / MIB
+        cpu = []
+        for i in range(XDS_EDS_BIG_UPDATES):
+            path = big[i % 2]
+            version = "big-%d" % (3 + i % 2)
+            cpu0 = proxy.cpu_seconds()
+            seen = len(ads.requests)
+            ads.respond(path)
+            ads.wait_request(lambda r: (r.get("typeUrl") == EDS_TYPE
+                                        and r.get("versionInfo") == version),
+                             "the ACK of " + version, since=seen)
+            _poll(port, "/eds", want)  # a round trip through the worker after the ACK
+            cpu.append(proxy.cpu_seconds() - cpu0)
+        s["eds_cpu_ms_10000"] = sorted(cpu)[len(cpu) // 2] * 1000
+        s["detail"]["eds_cpu_ms_10000"] = [round(x * 1000, 1) for x in cpu]
+        s["eds_rss_after_mib"] = proxy.rss_bytes() / MIB
+    finally:
+        if proxy:
+            proxy.stop()
+        ads.stop()
+        endpoints.stop()
 
 
 def run_xds(ctx, target):
-    """Scenario 14 (sluice only): the time from a route table leaving the control plane (the
-    ADS server's write of the DiscoveryResponse) to the first request that sees it (GET /small,
-    the last route, polled on a keep-alive connection), for route tables of 1, 100 and 10,000
-    routes; and the proxy's CPU per update. Each size gets a fresh proxy and XDS_UPDATES
-    updates that flip the last route between the upstream (200) and a direct response (203); the median is reported."""
+    """Scenario 14 (sluice only). Routes: the time from a route table leaving the control plane
+    (the ADS server's write of the DiscoveryResponse) to the first request that sees it (GET
+    /small, the last route, polled on a keep-alive connection), for route tables of 1, 100 and
+    10,000 routes, and the proxy's CPU per update; each size gets a fresh proxy and XDS_UPDATES
+    updates that flip the last route between the upstream (200) and a direct response (203);
+    the median is reported. Endpoints: the same for a cluster of 1,000 endpoints (see
+    _xds_endpoints), and CPU and RSS for updates of 10,000 endpoints."""
     if target != "sluice":
         return {"error": "n/a: sluice only", "skipped": True, "na": True}
     d = ctx.env.newdir("xds")
     s = {"error": None, "detail": {}}
     for n in XDS_ROUTE_SIZES:
-        to_up, to_direct = _xds_files(d, n)
-        ads = _AdsServer(ctx, procs.free_port())
-        proxy = None
-        try:
-            port, admin_port = procs.free_port(), procs.free_port()
-            cfg = os.path.join(d, "sluice-%d.json" % n)
-            with open(cfg, "w") as f:
-                json.dump(_xds_bootstrap(port, admin_port, ads.port, ctx.upstream.port), f)
-            proxy = procs.Child("sluice", [ctx.env.sluice, "-l", "warning", "proxy", "-c", cfg,
-                                           "--concurrency", "1"], ctx.log("sluice-xds"),
-                                cpus=ctx.env.server_cpus())
-            procs.wait_serving(proxy, port, "/small", want=404)  # no routes yet
-            if not ads.asked.wait(30):
-                raise procs.BenchError("the proxy never asked the ADS server for its routes")
-            ads.respond(to_up)
-            _poll_last(port, 200)
-            lat, cpu = [], []
-            for i in range(XDS_UPDATES):
-                path, want = (to_direct, 203) if i % 2 == 0 else (to_up, 200)
-                cpu0 = proxy.cpu_seconds()
-                t0 = ads.respond(path)
-                t1 = _poll_last(port, want)
-                cpu.append(proxy.cpu_seconds() - cpu0)
-                lat.append((t1 - t0) * 1000)
-            s["ms_%d" % n] = sorted(lat)[len(lat) // 2]
-            s["cpu_ms_%d" % n] = sorted(cpu)[len(cpu) // 2] * 1000
-            s["detail"]["ms_%d" % n] = [round(x, 3) for x in lat]
-            if n == XDS_ROUTE_SIZES[-1]:
-                s["rss_mib_%d" % n] = proxy.rss_bytes() / MIB
-        finally:
-            if proxy:
-                proxy.stop()
-            ads.stop()
+        _xds_routes(ctx, d, s, n)
+    _xds_endpoints(ctx, d, s)
     return s
 
 

@@ -62,9 +62,9 @@ class SourceEdsSubscription : public upstream::EdsSubscription {
 
  private:
   void keepForDump(const DiscoveryUpdate& update, event::SystemTime now) {
-    for (const auto& r : update.resources) {
+    for (size_t i = 0; i < update.resources.size(); ++i) {
       auto la = std::make_shared<envoy::config::endpoint::v3::ClusterLoadAssignment>();
-      if (copyMessage(*r, *la) && la->cluster_name() == resource_name_) {
+      if (copyResource(update, i, *la) && la->cluster_name() == resource_name_) {
         dump_ = EdsDumpEntry{update.version_info, now, std::move(la)};
         return;
       }
@@ -96,7 +96,7 @@ bool edsAssignmentFromUpdate(const DiscoveryUpdate& update, const std::string& r
   for (size_t i = 0; i < update.resources.size(); ++i) {
     const std::string path = "resources[" + std::to_string(i) + "]";
     envoy::config::endpoint::v3::ClusterLoadAssignment la;
-    if (!copyMessage(*update.resources[i], la)) {
+    if (!copyResource(update, i, la)) {
       errors.push_back(path + ": does not parse as a ClusterLoadAssignment");
       return false;
     }

@@ -504,7 +504,10 @@ bool GrpcMux::deliver(TypeState& t, const envoy::service::discovery::v3::Discove
   DiscoveryUpdate update;
   bool ok = decodeDiscoveryResponse(resp, t.type, update, errors);
   std::vector<Resource> resources;
-  for (auto& r : update.resources) resources.push_back(Resource(std::move(r)));
+  for (size_t i = 0; i < update.resources.size(); ++i) {
+    resources.push_back({std::move(update.resources[i]),
+                         i < update.wire.size() ? std::move(update.wire[i]) : nullptr});
+  }
   t.refused.clear();
   t.refused_all = !ok;
   // A watch may go (or come) while it applies its part: offer to a copy of the list.
@@ -552,15 +555,14 @@ bool GrpcMux::offer(TypeState& t, Watch& w, const std::string& version,
   std::vector<std::string> names;
   for (size_t i = 0; i < resources.size(); ++i) {
     const auto& r = resources[i];
-    std::string name = resourceName(*r);
+    std::string name = resourceName(*r.msg);
     if (!w.names_.empty() && !std::binary_search(w.names_.begin(), w.names_.end(), name)) {
       continue;
     }
     index.push_back(i);
     names.push_back(std::move(name));
-    std::unique_ptr<google::protobuf::Message> copy(r->New());
-    copy->CopyFrom(*r);
-    mine.resources.push_back(std::move(copy));
+    mine.resources.push_back(r.msg);
+    mine.wire.push_back(r.wire);
   }
   // State of the world: for every resource (CDS, LDS) the response is the whole set, even
   // when empty; for named ones (RDS, EDS, SDS) a response need not carry each name.

@@ -110,7 +110,12 @@ class GrpcMux : public std::enable_shared_from_this<GrpcMux>,
   // ACK, or NACK with the errors.
   void reply(TypeState& type, const envoy::service::discovery::v3::DiscoveryResponse& resp,
              const std::vector<std::string>& errors);
-  using Resource = std::shared_ptr<const google::protobuf::Message>;
+  // A checked resource, shared by every watch it is offered to (never copied), and its wire
+  // bytes as received (may be null).
+  struct Resource {
+    std::shared_ptr<const google::protobuf::Message> msg;
+    std::shared_ptr<const std::string> wire;
+  };
   // Offers `watch` the resources it asked for (of `type`); false with errors if refused.
   // Nothing is offered (true) if the watch names resources the response lacks.
   bool offer(TypeState& type, Watch& watch, const std::string& version,

@@ -46,7 +46,7 @@ bool RdsApi::onConfigUpdate(DiscoveryUpdate& update, std::vector<std::string>& e
   for (size_t i = 0; i < update.resources.size(); ++i) {
     envoy::config::route::v3::RouteConfiguration rc;
     const std::string path = "resources[" + std::to_string(i) + "]";
-    if (!copyMessage(*update.resources[i], rc)) {
+    if (!copyResource(update, i, rc)) {
       errors.push_back(path + ": does not parse as a RouteConfiguration");
       return false;
     }

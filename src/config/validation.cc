@@ -54,9 +54,24 @@ bool readExtension(const Options& options, const Ext& ext,
 // the embedded pool live until exit, so their addresses are stable keys.
 class OptionCache {
  public:
-  // nullptr when the field has no `(validate.rules)`.
-  const validate::FieldRules* rules(const pb::FieldDescriptor* field) {
+  // The rules of each field of a message type, by field index (nullptr: the field has no
+  // `(validate.rules)`): one lookup per message walked instead of one per field (a big route
+  // table walks millions of fields, most without rules).
+  const std::vector<const validate::FieldRules*>& fieldRules(const pb::Descriptor* message) {
     std::lock_guard<std::mutex> lock(mu_);
+    auto it = message_rules_.find(message);
+    if (it == message_rules_.end()) {
+      std::vector<const validate::FieldRules*> rules;
+      for (int i = 0; i < message->field_count(); ++i) {
+        rules.push_back(rulesLocked(message->field(i)));
+      }
+      it = message_rules_.emplace(message, std::move(rules)).first;  // a node: stays put
+    }
+    return it->second;
+  }
+
+ private:
+  const validate::FieldRules* rulesLocked(const pb::FieldDescriptor* field) {
     auto it = field_rules_.find(field);
     if (it == field_rules_.end()) {
       auto rules = std::make_unique<validate::FieldRules>();
@@ -68,6 +83,7 @@ class OptionCache {
     return it->second.get();
   }
 
+ public:
   bool disabled(const pb::Descriptor* message) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = flags_.find(message);
@@ -103,6 +119,8 @@ class OptionCache {
   std::mutex mu_;
   std::unordered_map<const pb::FieldDescriptor*, std::unique_ptr<validate::FieldRules>>
       field_rules_;
+  std::unordered_map<const pb::Descriptor*, std::vector<const validate::FieldRules*>>
+      message_rules_;
   std::unordered_map<const void*, bool> flags_;
   std::unordered_map<std::string, std::unique_ptr<RE2>> regexes_;
 };
@@ -775,8 +793,9 @@ class Validator {
         fail(joinPath(path, oneof->name()), "one of " + names + " must be set");
       }
     }
+    const std::vector<const validate::FieldRules*>& rules = optionCache().fieldRules(desc);
     for (int i = 0; i < desc->field_count(); ++i) {
-      walkField(msg, desc->field(i), path, depth);
+      walkField(msg, desc->field(i), rules[i], path, depth);
     }
   }
 
@@ -798,13 +817,18 @@ class Validator {
     walkMessage(*inner, path, depth + 1);
   }
 
-  void walkField(const pb::Message& msg, const pb::FieldDescriptor* f, const std::string& base,
-                 int depth) {
+  void walkField(const pb::Message& msg, const pb::FieldDescriptor* f,
+                 const validate::FieldRules* rules, const std::string& base, int depth) {
     const pb::Reflection* refl = msg.GetReflection();
     if (f->real_containing_oneof() != nullptr && !refl->HasField(msg, f)) {
       return;
     }
-    const validate::FieldRules* rules = optionCache().rules(f);
+    // Nothing to check (and no path to build) in a field without rules that holds nothing
+    // to walk: most fields of a big config.
+    if (rules == nullptr) {
+      if (f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) return;
+      if (f->is_repeated() ? refl->FieldSize(msg, f) == 0 : !refl->HasField(msg, f)) return;
+    }
     const std::string path = joinPath(base, f->name());
     if (f->is_map()) {
       walkMap(msg, f, rules, path, depth);
@@ -1050,7 +1074,8 @@ std::unique_ptr<pb::Message> newApiMessage(std::string_view full_name) {
   return std::unique_ptr<pb::Message>(dynamicFactory().GetPrototype(type)->New());
 }
 
-std::unique_ptr<pb::Message> unpackAny(const pb::Message& any, std::string& error) {
+std::unique_ptr<pb::Message> unpackAny(const pb::Message& any, std::string& error,
+                                       std::string* wire) {
   const std::string url = anyTypeUrl(any);
   if (url.empty()) {
     error = "the Any has no type URL";
@@ -1064,10 +1089,16 @@ std::unique_ptr<pb::Message> unpackAny(const pb::Message& any, std::string& erro
   }
   const pb::FieldDescriptor* value = any.GetDescriptor()->FindFieldByNumber(2);
   std::unique_ptr<pb::Message> out(dynamicFactory().GetPrototype(type)->New());
-  if (value == nullptr || !out->ParseFromString(any.GetReflection()->GetString(any, value))) {
+  std::string scratch;
+  const std::string& bytes =
+      value ? any.GetReflection()->GetStringReference(any, value, &scratch) : scratch;
+  // Partial: the API is proto3 (no required fields); the full form walks the whole dynamic
+  // message by reflection for them.
+  if (value == nullptr || !out->ParsePartialFromString(bytes)) {
     error = "the value does not parse as " + type->full_name();
     return nullptr;
   }
+  if (wire) *wire = bytes;
   return out;
 }
 

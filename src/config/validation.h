@@ -44,9 +44,11 @@ std::string mapKeyText(const google::protobuf::Message& entry);
 
 // The message held by a google.protobuf.Any (generated or dynamic), as a dynamic message of
 // its type in envoyApiPool(). Returns nullptr and sets `error` when the Any is empty, its type
-// is not in the API, or its value does not parse as that type.
+// is not in the API, or its value does not parse as that type. `wire`, if given, gets the
+// value's bytes.
 std::unique_ptr<google::protobuf::Message> unpackAny(const google::protobuf::Message& any,
-                                                     std::string& error);
+                                                     std::string& error,
+                                                     std::string* wire = nullptr);
 
 // A new, empty dynamic message of an API type (by full name); null if the API has no such type.
 std::unique_ptr<google::protobuf::Message> newApiMessage(std::string_view full_name);

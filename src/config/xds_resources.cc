@@ -51,7 +51,8 @@ bool decodeDiscoveryResponse(const pb::Message& response, std::string_view type,
       continue;
     }
     std::string error;
-    std::unique_ptr<pb::Message> msg = unpackAny(any, error);
+    auto wire = std::make_shared<std::string>();
+    std::unique_ptr<pb::Message> msg = unpackAny(any, error, wire.get());
     if (!msg) {
       errors.push_back(path + ": " + error);
       continue;
@@ -59,6 +60,7 @@ bool decodeDiscoveryResponse(const pb::Message& response, std::string_view type,
     if (!validateMessage(*msg, errors, path)) continue;
     if (!checkSupported(*msg, errors, path)) continue;
     out.resources.push_back(std::move(msg));
+    out.wire.push_back(std::move(wire));
   }
   return errors.size() == before;
 }
@@ -74,9 +76,18 @@ bool decodeDiscoveryResponseText(std::string_view text, std::string_view type,
   return decodeDiscoveryResponse(*response, type, out, errors);
 }
 
+// Partial: the API is proto3 (no required fields), and the full forms walk every field of a
+// dynamic message by reflection to check that none is missing.
 bool copyMessage(const pb::Message& from, pb::Message& to) {
   if (from.GetDescriptor()->full_name() != to.GetDescriptor()->full_name()) return false;
-  return to.ParseFromString(from.SerializeAsString());
+  return to.ParsePartialFromString(from.SerializePartialAsString());
+}
+
+bool copyResource(const DiscoveryUpdate& update, size_t i, pb::Message& to) {
+  const pb::Message& from = *update.resources[i];
+  if (i >= update.wire.size() || !update.wire[i]) return copyMessage(from, to);
+  if (from.GetDescriptor()->full_name() != to.GetDescriptor()->full_name()) return false;
+  return to.ParsePartialFromString(*update.wire[i]);
 }
 
 std::string deterministicBytes(const pb::Message& msg) {

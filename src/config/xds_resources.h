@@ -38,8 +38,13 @@ struct DiscoveryUpdate {
   ~DiscoveryUpdate();
   DiscoveryUpdate(DiscoveryUpdate&&) noexcept;
   std::string version_info;
-  // Dynamic messages (of the embedded API) of the subscription's type, in response order.
-  std::vector<std::unique_ptr<google::protobuf::Message>> resources;
+  // Dynamic messages (of the embedded API) of the subscription's type, in response order;
+  // shared and read-only: the ADS mux hands one response's resources to every watch.
+  std::vector<std::shared_ptr<const google::protobuf::Message>> resources;
+  // Each resource's wire bytes as received (the Any's value), where known: empty, or as long
+  // as `resources` (an entry may be null). copyResource() parses a generated class from them
+  // instead of serializing the dynamic message again (most of the cost of a large update).
+  std::vector<std::shared_ptr<const std::string>> wire;
 };
 
 // Decodes an envoy.service.discovery.v3.DiscoveryResponse message (dynamic or generated) whose
@@ -54,6 +59,9 @@ bool decodeDiscoveryResponseText(std::string_view text, std::string_view type,
 // Copies a message into another of the same full name (a checked dynamic message into the
 // generated class the code reads). False if the bytes do not parse.
 bool copyMessage(const google::protobuf::Message& from, google::protobuf::Message& to);
+
+// copyMessage of update.resources[i], from its wire bytes when the update has them.
+bool copyResource(const DiscoveryUpdate& update, size_t i, google::protobuf::Message& to);
 
 // The message's bytes with map entries in a fixed order: equal configs give equal strings.
 std::string deterministicBytes(const google::protobuf::Message& msg);

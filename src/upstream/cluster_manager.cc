@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include <random>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -618,23 +619,30 @@ void ClusterManager::onEdsUpdate(Cluster& cluster, const EdsAssignment* assignme
     return;
   }
   // Kept hosts are found by address; a host whose priority or locality moved is a new one.
-  std::unordered_map<std::string, HostSharedPtr> old_hosts;
+  // Keys are views of the addresses' own text (the old hosts and the assignment outlive the
+  // maps): no string copied per host of a large assignment.
+  size_t old_count = 0;
+  for (const auto& p : cluster.hosts->priorities) old_count += p.hosts.size();
+  std::unordered_map<std::string_view, const HostSharedPtr*> old_hosts;
+  old_hosts.reserve(old_count);
   for (const auto& p : cluster.hosts->priorities) {
-    for (const auto& h : p.hosts) old_hosts.emplace(h->address()->asString(), h);
+    for (const auto& h : p.hosts) old_hosts.emplace(h->address()->asString(), &h);
   }
   auto set = std::make_shared<PrioritySet>();
   set->overprovisioning_factor = assignment->overprovisioning_factor;
   std::unordered_set<const Host*> kept;
-  std::unordered_set<std::string> addresses;
+  std::unordered_set<std::string_view> addresses;
+  kept.reserve(assignment->endpoints.size());
+  addresses.reserve(assignment->endpoints.size());
   bool changed = false;
   for (const auto& e : assignment->endpoints) {
     if (set->priorities.size() <= e.priority) set->priorities.resize(e.priority + 1);
     set->priorities[e.priority].priority = e.priority;
     HostSharedPtr host;
     auto it = old_hosts.find(e.address->asString());
-    if (it != old_hosts.end() && it->second->priority() == e.priority &&
-        it->second->locality() == e.locality && !kept.count(it->second.get())) {
-      host = it->second;
+    if (it != old_hosts.end() && (*it->second)->priority() == e.priority &&
+        (*it->second)->locality() == e.locality && !kept.count(it->second->get())) {
+      host = *it->second;
       if (host->weight() != std::max(e.weight, 1u)) {
         host->setWeight(e.weight);
         changed = true;
