@@ -361,14 +361,16 @@ class SdsConfigDumpTest(SdsCase):
         res = self.dump(p, "?resource=static_secrets&mask=secret.tls_certificate.private_key")
         self.assertEqual(res, [{"@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump."
                                          "StaticSecret",
-                                "secret": {"tls_certificate": {
+                                "secret": {"@type": SECRET_TYPE, "tls_certificate": {
                                     "private_key": {"inline_string": "[redacted]"}}}}])
         # ?mask= alone applies to every dump, the other dumps included.
         masked = self.dump(p, "?mask=static_secrets.name,static_clusters.cluster.name")
         self.assertIn({"@type": "type.googleapis.com/envoy.admin.v3.SecretsConfigDump",
                        "static_secrets": [{"name": "static_cert"}]}, masked)
         self.assertIn({"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
-                       "static_clusters": [{"cluster": {"name": "app"}}]}, masked)
+                       "static_clusters": [{"cluster": {
+                           "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                           "name": "app"}}]}, masked)
         r, body = p.admin("/config_dump?resource=no_such_field")
         self.assertEqual(r.status, 404, body)
 
