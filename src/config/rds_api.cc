@@ -98,17 +98,13 @@ std::shared_ptr<RdsRouteTable> RouteConfigProviders::get(const SourceSpec& sourc
   auto& time = factory_.dispatcher().timeSource();
   auto api = std::make_unique<RdsApi>(name, source, std::move(compile), time);
   RdsApi* raw = api.get();
-  api->subscription = factory_.create(
+  api->subscription = factory_.startNamed(
       source, kRouteConfigurationType, name, "http." + stat_prefix + ".rds." + name + ".",
       [raw](DiscoveryUpdate& u, std::vector<std::string>& errors) {
         return raw->onConfigUpdate(u, errors);
       },
-      [target = raw->initTarget()] { target->setReady(); });
-  if (!api->subscription) {
-    error = "ads: the ADS stream is not configured";
-    return nullptr;
-  }
-  if (!api->subscription->start(error)) return nullptr;
+      raw->initTarget(), error);
+  if (!api->subscription) return nullptr;
   if (!raw->loaded() && !source.ads) {
     SLUICE_LOG(warn, config,
                "rds: route config '{}' not loaded from {}; requests get 404 until it is", name,

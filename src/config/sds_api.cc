@@ -217,19 +217,15 @@ SdsApi* SecretManager::get(const SourceSpec& source, const std::string& name,
     store_.counter("sds." + name + "." + c);
   }
   SdsApi* raw = api.get();
-  api->subscription = factory_.create(
+  std::string start_error;
+  api->subscription = factory_.startNamed(
       source, kSecretType, name, "sds." + name + ".",
       [raw](DiscoveryUpdate& u, std::vector<std::string>& errors) {
         return raw->onConfigUpdate(u, errors);
       },
-      [target = raw->initTarget()] { target->setReady(); });
+      raw->initTarget(), start_error);
   if (!api->subscription) {
-    error = "ads: the ADS stream is not configured";
-    return nullptr;
-  }
-  std::string start_error;
-  if (!api->subscription->start(start_error)) {
-    error = "path_config_source.path: " + start_error;
+    error = source.ads ? start_error : "path_config_source.path: " + start_error;
     return nullptr;
   }
   secrets_.emplace(std::move(key), std::move(api));

@@ -57,4 +57,18 @@ std::unique_ptr<Subscription> SubscriptionFactory::create(const SourceSpec& sour
                                                   std::move(on_initialized));
 }
 
+std::unique_ptr<Subscription> SubscriptionFactory::startNamed(
+    const SourceSpec& source, std::string_view type, std::string resource_name,
+    std::string stat_prefix, Subscription::OnUpdate on_update, init::TargetSharedPtr target,
+    std::string& error) {
+  auto sub = create(source, type, std::move(resource_name), std::move(stat_prefix),
+                    std::move(on_update), [target] { target->setReady(); });
+  if (!sub) {
+    error = "ads: the ADS stream is not configured";
+    return nullptr;
+  }
+  if (!sub->start(error)) return nullptr;
+  return sub;
+}
+
 }  // namespace sluice::config

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/init_target.h"
 #include "config/xds_resources.h"
 
 namespace envoy::config::core::v3 {
@@ -77,6 +78,13 @@ class SubscriptionFactory {
                                        std::string resource_name, std::string stat_prefix,
                                        Subscription::OnUpdate on_update,
                                        std::function<void()> on_initialized = {});
+  // create() for one named resource that a listener or cluster may warm for, started: `target`
+  // becomes ready with on_initialized. Null with `error` when there is no ADS stream for an
+  // `ads` source, or when it cannot start (a file's directory cannot be watched).
+  std::unique_ptr<Subscription> startNamed(const SourceSpec& source, std::string_view type,
+                                           std::string resource_name, std::string stat_prefix,
+                                           Subscription::OnUpdate on_update,
+                                           init::TargetSharedPtr target, std::string& error);
 
  private:
   event::Dispatcher& main_;

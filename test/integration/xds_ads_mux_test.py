@@ -209,8 +209,4 @@ class MuxTest(MuxBase):
 del MuxBase  # run only through its two modes
 
 if __name__ == "__main__":
-    if "--ads-server" in sys.argv:
-        i = sys.argv.index("--ads-server")
-        xds_ads_test.ADS_SERVER = os.path.abspath(sys.argv[i + 1])
-        del sys.argv[i:i + 2]
-    harness.main()
+    xds_ads_test.main()

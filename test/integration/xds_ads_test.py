@@ -741,9 +741,15 @@ class AdsSecretsTest(AdsBase):
         self.assertEqual(p.stat("cluster.dyn.ssl.handshake"), 1)
 
 
-if __name__ == "__main__":
+def main():
+    """harness.main(), after taking --ads-server (the test ADS server's binary)."""
+    global ADS_SERVER
     if "--ads-server" in sys.argv:
         i = sys.argv.index("--ads-server")
         ADS_SERVER = os.path.abspath(sys.argv[i + 1])
         del sys.argv[i:i + 2]
     harness.main()
+
+
+if __name__ == "__main__":
+    main()
