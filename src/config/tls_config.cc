@@ -314,6 +314,18 @@ class SdsContextWatcher : public SecretWatcher {
                std::vector<std::string>& errors) override {
     tls::TlsContextConfig config = config_;
     pending_.reset();
+    // The changing secret must be of the kind this context takes from it, also while the
+    // other one has not come.
+    if (&changing == secrets_.certificate && !candidate.has_certificate) {
+      errors.push_back("secret '" + changing.name() + "': not a tls_certificate, as " + path_ +
+                       " needs");
+      return false;
+    }
+    if (&changing == secrets_.validation && !candidate.validation) {
+      errors.push_back("secret '" + changing.name() + "': not a validation_context, as " +
+                       path_ + " needs");
+      return false;
+    }
     // Two secrets, and the other one has not come yet: the context waits for it.
     for (const SdsApi* other : {secrets_.certificate, secrets_.validation}) {
       if (other && other != &changing && !other->loaded()) return true;
@@ -477,9 +489,19 @@ network::TransportSocketFactoryConstSharedPtr buildTransportSocketFactory(
   // A listener's stats wait for its bound address (initializeStats()).
   std::optional<tls::SslStats> stats;
   if (!server) stats.emplace(tls::SslStats::create(store, stat_prefix + "ssl."));
-  // A secret yet to come: a context that fails every handshake until it does.
-  auto context = dynamic.pending ? tls::TlsContext::createUnready(config, stats)
-                                 : tls::TlsContext::create(config, stats, &error);
+  // A secret yet to come: a context that fails every handshake until it does. What does not
+  // come with the secret (ticket keys, ciphers, curves) is checked now, as it would be with it.
+  tls::TlsContextConstSharedPtr context;
+  if (dynamic.pending) {
+    tls::TlsContextConfig check = config;
+    if (!check.validation) check.require_client_certificate = false;  // its CA is on the way
+    check.certificate_to_come = check.cert_chain_pem.empty();
+    if (tls::TlsContext::create(check, std::nullopt, &error)) {
+      context = tls::TlsContext::createUnready(config, stats);
+    }
+  } else {
+    context = tls::TlsContext::create(config, stats, &error);
+  }
   if (!context) {
     // The context names the field below common_tls_context (or the context itself).
     const bool common_field = error.rfind("tls_", 0) == 0 || error.rfind("validation_", 0) == 0;

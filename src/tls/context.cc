@@ -307,7 +307,7 @@ std::shared_ptr<const TlsContext> TlsContext::create(const TlsContextConfig& con
       *error = "tls_certificates[0].private_key: does not match the certificate";
       return nullptr;
     }
-  } else if (config.is_server) {
+  } else if (config.is_server && !config.certificate_to_come) {
     *error = "tls_certificates: a server needs a certificate";
     return nullptr;
   }
@@ -353,8 +353,32 @@ std::shared_ptr<const TlsContext> TlsContext::create(const TlsContextConfig& con
   SSL_CTX_set_verify(ctx, verify_mode, verify_mode == SSL_VERIFY_NONE ? nullptr : verifyCallback);
   if (config.is_server) {
     if (!config.alpn.empty()) SSL_CTX_set_alpn_select_cb(ctx, alpnSelect, nullptr);
-    static const unsigned char kSessionContext[] = "sluice";
-    SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
+    // A session resumes only on a context that would accept its peer as it stands: the id
+    // context hashes the certificate and everything that verifies the client. (Contexts that
+    // share session_ticket_keys can open each other's tickets; without this a client that
+    // skipped a certificate on one chain could resume on an mTLS chain, or after its CA was
+    // rotated out.)
+    std::string what = config.cert_chain_pem;
+    what += '\0';
+    what += config.require_client_certificate ? '1' : '0';
+    if (config.validation) {
+      const ValidationConfig& v = *config.validation;
+      what += '\0' + v.trusted_ca_pem + '\0' + v.crl_pem + '\0' +
+              (v.allow_expired_certificate ? '1' : '0');
+      for (const SanMatcher& m : v.san_matchers) {
+        what += '\0' + std::to_string(static_cast<int>(m.type)) + ':' +
+                std::to_string(static_cast<int>(m.kind)) + ':' + (m.ignore_case ? '1' : '0') +
+                ':' + m.value;
+      }
+    }
+    unsigned char id[EVP_MAX_MD_SIZE];
+    unsigned int id_len = 0;
+    if (!EVP_Digest(what.data(), what.size(), id, &id_len, EVP_sha256(), nullptr) ||
+        !SSL_CTX_set_session_id_context(ctx, id, std::min<unsigned int>(id_len,
+                                                                        SSL_MAX_SID_CTX_LENGTH))) {
+      *error = "cannot set the session id context: " + sslError();
+      return nullptr;
+    }
     for (size_t i = 0; i < config.session_ticket_keys.size(); ++i) {
       if (config.session_ticket_keys[i].size() != kTicketKeySize) {
         *error = "session_ticket_keys.keys[" + std::to_string(i) + "]: must be " +

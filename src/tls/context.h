@@ -80,6 +80,8 @@ struct TlsContextConfig {
   bool disable_stateful_session_resumption{false};
   long session_timeout_seconds{0};
   uint32_t max_session_keys{1};
+  // A server whose certificate has not come yet (SDS over ADS): create() checks the rest.
+  bool certificate_to_come{false};
   // Envoy's defaults for each side.
   static TlsContextConfig serverDefaults();
   static TlsContextConfig clientDefaults();

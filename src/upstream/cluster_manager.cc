@@ -2,6 +2,7 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <random>
 #include <string_view>
 #include <unordered_map>
@@ -175,6 +176,7 @@ struct ClusterManager::Cluster {
   // Waiting for the TLS secrets it names (init targets), before anything else.
   std::shared_ptr<init::Watcher> secrets_init;
   bool secrets_waited{false};
+  bool secrets_pending{false};  // a static cluster's health checks wait for them
   // `cb` once every checker has checked each host once.
   void onFirstHealthCheckRound(std::function<void()> cb) {
     auto left = std::make_shared<size_t>(health_checkers.size());
@@ -238,9 +240,13 @@ std::shared_ptr<ClusterManager::Cluster> ClusterManager::makeCluster(ClusterConf
     }
     setLocalityWeights(*set, c->config.endpoints);
     c->hosts = set;
-    setHealthHosts(*c);
+    // A cluster waiting for its TLS secrets (SDS over ADS) starts checking once they came:
+    // checked through a context without them, every host would fail its first check.
+    c->secrets_pending = std::any_of(c->config.init_targets.begin(), c->config.init_targets.end(),
+                                     [](const auto& t) { return !t->ready(); });
+    if (!c->secrets_pending) setHealthHosts(*c);
     // With health checks, a cluster is ready once each host has had its first check.
-    c->initialized = c->health_checkers.empty();
+    c->initialized = c->health_checkers.empty() && !c->secrets_pending;
     setMembershipStats(*c->config.info, *set);
   }
   return c;
@@ -484,10 +490,13 @@ void ClusterManager::startCluster(const std::shared_ptr<Cluster>& c) {
       return;
     }
   }
+  if (std::exchange(c->secrets_pending, false) && c->hosts) setHealthHosts(*c);
   if (c->config.type == DiscoveryType::Eds) {
     startEds(c);
   } else if (c->config.type != DiscoveryType::Static) {
     resolve(c);
+  } else if (!c->initialized && c->health_checkers.empty()) {
+    markInitialized(*c);  // it waited for its secrets only
   } else if (!c->initialized) {
     Cluster* raw = c.get();
     c->onFirstHealthCheckRound([this, raw] { markInitialized(*raw); });

@@ -48,6 +48,35 @@ def downstream_tls(**common_extra):
             "typed_config": {"@type": TLS_TYPE + "DownstreamTlsContext", "common_tls_context": common}}
 
 
+def ticket_keys(n):
+    return {"keys": [{"inline_bytes": base64.b64encode(os.urandom(80)).decode()}
+                     for _ in range(n)]}
+
+
+SESSION_CLIENT = None  # one client context: Python resumes a session only on its own
+
+
+def session_from(port, session=None):
+    """A request over a new TLS connection: (the session it leaves, whether it resumed)."""
+    global SESSION_CLIENT
+    if SESSION_CLIENT is None:
+        SESSION_CLIENT = ssl.create_default_context(cafile=cert("ca.pem"))
+    ctx = SESSION_CLIENT
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            while s.recv(4096):  # the whole response: a TLS 1.3 ticket comes after it
+                pass
+            return s.session, s.session_reused
+
+
+def with_tickets(**extra):
+    """A TLS proxy whose DownstreamTlsContext has `extra` (session resumption settings)."""
+    t = downstream_tls()
+    t["typed_config"].update(extra)
+    return tls_proxy(t)
+
+
 def tls_proxy(transport_socket, clusters=None, secrets=None, **hcm_extra):
     cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "app"}}], **hcm_extra),
                     clusters or [cluster("app", TlsTest.app.port)])
@@ -311,23 +340,7 @@ class TlsTest(harness.unittest.TestCase):
         """Two proxies with the same session_ticket_keys resume each other's sessions; one
         with its own (OpenSSL's random) key does not; with both kinds of resumption disabled
         no session resumes, even on the same proxy."""
-        keys = {"keys": [{"inline_bytes": base64.b64encode(os.urandom(80)).decode()},
-                         {"inline_bytes": base64.b64encode(os.urandom(80)).decode()}]}
-        ctx = ssl.create_default_context(cafile=cert("ca.pem"))
-
-        def session_from(port, session=None):
-            """A request over a new connection: (the session it leaves, whether it resumed)."""
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
-                    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    while s.recv(4096):  # the whole response: a TLS 1.3 ticket comes after
-                        pass
-                    return s.session, s.session_reused
-
-        def with_tickets(**extra):
-            t = downstream_tls()
-            t["typed_config"].update(extra)
-            return tls_proxy(t)
+        keys = ticket_keys(2)
 
         with Proxy(with_tickets(session_ticket_keys=keys)) as a, \
                 Proxy(with_tickets(session_ticket_keys=keys)) as b, \
@@ -347,6 +360,22 @@ class TlsTest(harness.unittest.TestCase):
             self.assertFalse(session_from(none.port, none_session)[1])
             for p in (a, b, own, none):
                 p.stop()
+
+    def test_a_session_does_not_resume_where_clients_are_verified_otherwise(self):
+        """Contexts that share ticket keys open each other's tickets, but a session made
+        without a client certificate must not resume on a listener that requires one."""
+        keys = ticket_keys(1)
+        mtls = with_tickets(session_ticket_keys=keys, require_client_certificate=True)
+        mtls["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"][
+            "typed_config"]["common_tls_context"]["validation_context"] = {
+                "trusted_ca": {"filename": cert("ca.pem")}}
+        with Proxy(with_tickets(session_ticket_keys=keys)) as open_, Proxy(mtls) as strict:
+            session, _ = session_from(open_.port)
+            with self.assertRaises((ssl.SSLError, ConnectionError)):
+                session_from(strict.port, session)
+            self.assertEqual(self.listener_stat(strict, "session_reused"), 0)
+            open_.stop()
+            strict.stop()
 
     def test_bad_session_ticket_key_is_refused_with_the_path(self):
         t = downstream_tls()

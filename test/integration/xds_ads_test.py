@@ -627,6 +627,16 @@ class AdsSecretsTest(AdsBase):
     """Secrets (SDS) over the ADS stream: the listener or cluster whose TLS context names one
     warms until it comes; a new version rotates it; a bad one is NACKed with the path."""
 
+    def start_lds(self):
+        """A proxy whose listeners come over ADS, once it has asked for them."""
+        cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "a"}}]),
+                        [cluster("a", self.a.port), xds_cluster(self.ads.port)])
+        cfg["dynamic_resources"] = {"ads_config": ADS_CONFIG,
+                                    "lds_config": {"ads": {}, "resource_api_version": "V3"}}
+        self.proxy = Proxy(cfg, wait_serving=False)
+        self.requests_until(LISTENER_TYPE)
+        return self.proxy
+
     def requests_until(self, type_url):
         """The proxy's requests up to the first of `type_url` (which is returned)."""
         while True:
@@ -635,12 +645,7 @@ class AdsSecretsTest(AdsBase):
                 return r
 
     def test_a_tls_listener_warms_until_its_certificate_comes_then_rotates(self):
-        cfg = bootstrap(hcm([{"match": {"prefix": "/"}, "route": {"cluster": "a"}}]),
-                        [cluster("a", self.a.port), xds_cluster(self.ads.port)])
-        cfg["dynamic_resources"] = {"ads_config": ADS_CONFIG,
-                                    "lds_config": {"ads": {}, "resource_api_version": "V3"}}
-        p = self.proxy = Proxy(cfg, wait_serving=False)
-        self.requests_until(LISTENER_TYPE)
+        p = self.start_lds()
         tls = ads_listener("secure", "unused")
         tls["filter_chains"][0]["filters"][0]["typed_config"] = hcm(
             [{"match": {"prefix": "/"}, "route": {"cluster": "a"}}])
@@ -706,6 +711,72 @@ class AdsSecretsTest(AdsBase):
         self.assertEqual(p.stat("sds.server_cert.update_success"), 7)
         # Every answer the clients counted came from the upstream.
         self.assertGreaterEqual(self.a.requests, load.counts["ok"])
+
+    def test_start_up_waits_for_a_static_clusters_secret_and_checks_after_it(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert("server.pem"), cert("server.key"))
+        up = Upstream("tls-app", tls=ctx)
+        self.addCleanup(up.close)
+        tls = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": TLS_TYPE + "UpstreamTlsContext", "sni": "upstream.test",
+            "common_tls_context": {"validation_context_sds_secret_config": ads_sds("ca")}}}
+        # One cluster health-checked (over TLS: through a context without its CA every check
+        # would fail), one not.
+        checked = cluster("checked", up.port, transport_socket=tls, health_checks=[{
+            "timeout": "5s", "interval": "60s", "unhealthy_threshold": 1,
+            "healthy_threshold": 1, "http_health_check": {"path": "/healthz"}}])
+        plain = cluster("plain", up.port, transport_socket=tls)
+        cfg = bootstrap(hcm([{"match": {"prefix": "/checked"}, "route": {"cluster": "checked"}},
+                             {"match": {"prefix": "/"}, "route": {"cluster": "plain"}}]),
+                        [checked, plain, xds_cluster(self.ads.port)])
+        cfg["dynamic_resources"] = {"ads_config": ADS_CONFIG}
+        p = self.proxy = Proxy(cfg, wait_serving=False)
+        self.assertEqual(self.requests_until(SECRET_TYPE)["resourceNames"], ["ca"])
+        p.wait_for_line(r"cluster 'plain' warming: waits for secret 'ca'")
+        self.assertFalse(self.serving())
+        self.assertEqual(up.health_checks, 0)
+        self.respond([{"name": "ca", "validation_context": {
+            "trusted_ca": {"filename": cert("ca.pem")}}}], "s1", SECRET_TYPE)
+        p.wait_for_line(r"worker\(s\) serving")
+        for path in ("/checked", "/plain"):
+            r, body = p.request("GET", path)
+            self.assertEqual((r.status, r.getheader("x-upstream")), (200, "tls-app"), body)
+        self.assertEqual(p.stat("cluster.checked.health_check.failure") or 0, 0)
+
+    def test_what_does_not_wait_for_a_secret_is_checked_at_once(self):
+        p = self.start_lds()
+
+        def tls_listener(**common):
+            l = ads_listener("secure", "unused")
+            l["filter_chains"][0]["filters"][0]["typed_config"] = hcm(
+                [{"match": {"prefix": "/"}, "route": {"cluster": "a"}}])
+            l["filter_chains"][0]["transport_socket"] = {
+                "name": "envoy.transport_sockets.tls", "typed_config": {
+                    "@type": TLS_TYPE + "DownstreamTlsContext",
+                    "common_tls_context": dict(
+                        {"tls_certificate_sds_secret_configs": [ads_sds("cert")],
+                         "validation_context_sds_secret_config": ads_sds("ca")}, **common)}}
+            return l
+        # A bad cipher list is refused now, not when the secret comes.
+        nonce = self.respond([tls_listener(tls_params={"cipher_suites": ["NO-SUCH-CIPHER"]})],
+                             "l1", LISTENER_TYPE)
+        nack = self.requests_until(LISTENER_TYPE)
+        self.assertEqual(nack.get("responseNonce"), nonce)
+        self.assertIn("tls_params.cipher_suites", nack["errorDetail"]["message"])
+        self.respond([tls_listener()], "l2", LISTENER_TYPE)
+        self.assertNotIn("errorDetail", self.requests_until(LISTENER_TYPE))
+        # The certificate secret is a CA: refused though its partner has not come.
+        nonce = self.respond([{"name": "cert", "validation_context": {
+            "trusted_ca": {"filename": cert("ca.pem")}}}], "s1", SECRET_TYPE)
+        nack = self.requests_until(SECRET_TYPE)
+        self.assertEqual(nack.get("responseNonce"), nonce)
+        self.assertIn("not a tls_certificate", nack["errorDetail"]["message"])
+        # Both, right: the listener warms, then serves mTLS.
+        self.respond([cert_secret("cert", "server"),
+                      {"name": "ca", "validation_context": {
+                          "trusted_ca": {"filename": cert("ca.pem")}}}], "s2", SECRET_TYPE)
+        self.assertNotIn("errorDetail", self.requests_until(SECRET_TYPE))
+        p.wait_for_line(r"listener 'secure' listening on")
 
     def test_a_cluster_warms_until_its_ca_comes(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
