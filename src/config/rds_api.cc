@@ -89,11 +89,11 @@ std::shared_ptr<RdsRouteTable> RouteConfigProviders::get(const SourceSpec& sourc
                                                          const std::string& stat_prefix,
                                                          router::PerFilterConfigCompiler compile,
                                                          std::string& error) {
-  auto key = std::make_pair(source.key(), name);
+  Key key(source.key(), name);
   auto it = apis_.find(key);
   if (it != apis_.end()) {
     init::Scope::add(it->second->initTarget());
-    return it->second->table();
+    return handle(key, *it->second);
   }
   auto& time = factory_.dispatcher().timeSource();
   auto api = std::make_unique<RdsApi>(name, source, std::move(compile), time);
@@ -113,9 +113,34 @@ std::shared_ptr<RdsRouteTable> RouteConfigProviders::get(const SourceSpec& sourc
   // A listener naming the table warms until its first version is offered (over ADS; a
   // file's is read above).
   init::Scope::add(raw->initTarget());
-  auto table = raw->table();
-  apis_.emplace(std::move(key), std::move(api));
-  return table;
+  apis_.emplace(key, std::move(api));
+  return handle(key, *raw);
+}
+
+std::shared_ptr<RdsRouteTable> RouteConfigProviders::handle(const Key& key, RdsApi& api) {
+  ++handles_[key];
+  std::weak_ptr<RouteConfigProviders*> alive = alive_;
+  event::Dispatcher* main = &factory_.dispatcher();
+  std::shared_ptr<RdsRouteTable> table = api.table();
+  RdsRouteTable* raw = table.get();
+  return std::shared_ptr<RdsRouteTable>(
+      raw, [table = std::move(table), alive = std::move(alive), main, key](RdsRouteTable*) {
+        if (alive.expired()) return;
+        main->post([alive, key] {
+          if (auto self = alive.lock()) (*self)->release(key);
+        });
+      });
+}
+
+void RouteConfigProviders::release(const Key& key) {
+  auto it = handles_.find(key);
+  if (it == handles_.end() || --it->second > 0) return;
+  handles_.erase(it);
+  auto api = apis_.find(key);
+  if (api == apis_.end()) return;
+  SLUICE_LOG(info, config, "rds: route config '{}' is no longer used; unsubscribed",
+             key.second);
+  apis_.erase(api);
 }
 
 }  // namespace sluice::config

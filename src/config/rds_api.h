@@ -89,13 +89,19 @@ class RdsApi {
 };
 
 // The proxy's RDS subscriptions (main thread), shared by every connection manager that names
-// the same config source and route_config_name.
+// the same config source and route_config_name. A subscription ends (over ADS, its name is
+// unsubscribed) once the last connection manager config that named it is gone, as Envoy's
+// route config providers do.
 class RouteConfigProviders {
  public:
-  explicit RouteConfigProviders(SubscriptionFactory& factory) : factory_(factory) {}
+  explicit RouteConfigProviders(SubscriptionFactory& factory)
+      : factory_(factory), alive_(std::make_shared<RouteConfigProviders*>(this)) {}
 
   // The subscription's table, starting it (a file is read now) on first use. Null with
-  // `error` if it cannot start (a file's directory cannot be watched).
+  // `error` if it cannot start (a file's directory cannot be watched). The table returned is
+  // a handle: when its last copy goes (on any thread), the main thread is told, and the
+  // subscription ends if no other handle is left. Worker threads must be joined before this
+  // object and the main dispatcher go; handles outliving it let go of nothing.
   std::shared_ptr<RdsRouteTable> get(const SourceSpec& source, const std::string& name,
                                      const std::string& stat_prefix,
                                      router::PerFilterConfigCompiler compile, std::string& error);
@@ -104,9 +110,15 @@ class RouteConfigProviders {
   }
 
  private:
+  using Key = std::pair<std::string, std::string>;
+  std::shared_ptr<RdsRouteTable> handle(const Key& key, RdsApi& api);
+  void release(const Key& key);
+
   SubscriptionFactory& factory_;
   // By source (SourceSpec::key) and name.
-  std::map<std::pair<std::string, std::string>, std::unique_ptr<RdsApi>> apis_;
+  std::map<Key, std::unique_ptr<RdsApi>> apis_;
+  std::map<Key, size_t> handles_;  // live handles per subscription
+  std::shared_ptr<RouteConfigProviders*> alive_;  // handles hold it weakly
 };
 
 // The running proxy's providers (null in --mode validate, where an rds block is only checked).

@@ -78,7 +78,6 @@ class SdsApi {
   const std::string& name() const { return name_; }
   // The config source, as a user reads it (the file's path, or "ads").
   std::string source() const { return source_.ads ? "ads" : source_.path; }
-  const SourceSpec& spec() const { return source_; }
   bool loaded() const { return loaded_; }
   // Ready once the first version was offered (taken or not) or initial_fetch_timeout passed.
   const init::TargetSharedPtr& initTarget() const { return init_target_; }

@@ -5,6 +5,7 @@
 
 #include <fmt/ranges.h>
 
+#include "common/assert.h"
 #include "common/logger.h"
 #include "network/io_socket.h"
 #include "stats/stats.h"
@@ -119,11 +120,7 @@ ListenerManager::Listener* ListenerManager::find(const std::string& name) {
 
 bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
                                      std::vector<std::string>& errors) {
-  struct Built {
-    Listener listener;
-    bool reuses_sockets{false};
-  };
-  std::vector<Built> built;
+  std::vector<Listener> built;
   std::vector<std::string> reverted;
   std::set<std::string> names;
   // Addresses (with a fixed port) of the listeners the update keeps, to refuse two on one.
@@ -150,14 +147,14 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
                        "' is a static listener of the bootstrap; LDS cannot replace it");
       return false;
     }
-    Built b;
-    b.listener.bytes = config::deterministicBytes(proto);
+    Listener b;
+    b.bytes = config::deterministicBytes(proto);
     // The newest version of the name: the one warming, else the active one.
     const Listener* warm = findIn(warming_, proto.name());
     const Listener* newest = warm ? warm : known;
-    const bool unchanged = newest && newest->bytes == b.listener.bytes;
+    const bool unchanged = newest && newest->bytes == b.bytes;
     // Back to the active version while a newer one warms: the warming one goes.
-    const bool revert = !unchanged && warm && known && known->bytes == b.listener.bytes;
+    const bool revert = !unchanged && warm && known && known->bytes == b.bytes;
     config::ListenerConfig lc;
     if (!unchanged && !revert &&
         !config::buildListenerConfig(proto, path, secrets_, clusters, store_, sinks_, lc,
@@ -181,13 +178,29 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
       reverted.push_back(proto.name());
       continue;
     }
-    b.listener.name = proto.name();
-    b.listener.proto = std::move(proto);
+    b.name = proto.name();
+    b.proto = std::move(proto);
     b.reuses_sockets = known && known->config->address->asString() == addr &&
                        known->config->reuse_port == lc.reuse_port;
-    b.listener.reuses_sockets = b.reuses_sockets;
-    b.listener.config = std::make_shared<const config::ListenerConfig>(std::move(lc));
+    b.config = std::make_shared<const config::ListenerConfig>(std::move(lc));
     built.push_back(std::move(b));
+  }
+  // A new listener on the fixed address of one this update removes takes over its sockets
+  // (as the removed one stops accepting, the new one starts on the same sockets), instead of
+  // failing to bind an address that is still open.
+  for (Listener& b : built) {
+    if (b.reuses_sockets || b.config->address->port() == 0) continue;
+    for (auto* list : {&active_, &warming_}) {
+      for (const Listener& gone : *list) {
+        if (gone.is_static || names.count(gone.name) || !gone.sockets ||
+            gone.config->reuse_port != b.config->reuse_port ||
+            gone.config->address->asString() != b.config->address->asString()) {
+          continue;
+        }
+        b.sockets = gone.sockets;
+        initializeStats(*b.config, *b.sockets->bound);
+      }
+    }
   }
   // The static listeners' addresses are taken too.
   for (const auto& l : active_) {
@@ -200,22 +213,20 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
     }
   }
   // Bind every new socket before changing anything: a failed bind refuses the update whole.
-  for (size_t i = 0; i < built.size(); ++i) {
-    Built& b = built[i];
-    if (b.reuses_sockets) continue;
+  for (Listener& b : built) {
+    if (b.reuses_sockets || b.sockets) continue;
     auto sockets = std::make_shared<ListenSockets>();
     std::string error;
-    if (!bind(*b.listener.config, *sockets, error)) {
-      errors.push_back("listener '" + b.listener.name + "' .address: " + error);
+    if (!bind(*b.config, *sockets, error)) {
+      errors.push_back("listener '" + b.name + "' .address: " + error);
       return false;
     }
-    b.listener.sockets = std::move(sockets);
+    b.sockets = std::move(sockets);
   }
   // Everything checked: apply.
   const event::SystemTime now = main_.timeSource().systemTime();
   for (const auto& name : reverted) dropWarming(name);
-  for (auto& b : built) {
-    Listener& l = b.listener;
+  for (Listener& l : built) {
     l.version_info = update.version_info;
     l.last_updated = now;
     dropWarming(l.name);  // superseded
@@ -276,19 +287,11 @@ void ListenerManager::onWarmed(const std::string& name, const init::Watcher* wat
 
 void ListenerManager::activate(Listener l) {
   Listener* known = find(l.name);
-  if (l.reuses_sockets && !(known && known->sockets)) {
-    l.reuses_sockets = false;  // (the active one is gone: bind anew)
-  }
-  if (!l.reuses_sockets && !l.sockets) {
-    auto sockets = std::make_shared<ListenSockets>();
-    std::string error;
-    if (!bind(*l.config, *sockets, error)) {
-      SLUICE_LOG(err, main, "listener '{}': {}", l.name, error);
-      return;
-    }
-    l.sockets = std::move(sockets);
-  }
-  if (known && l.reuses_sockets) {
+  // An update that removes the active version also drops the warming one, so a listener
+  // that reuses its active version's sockets finds them here.
+  SLUICE_ASSERT(l.reuses_sockets ? known && known->sockets : l.sockets != nullptr,
+                "a listener is activated with sockets to serve on");
+  if (l.reuses_sockets) {
     l.tag = known->tag;
     l.sockets = known->sockets;
     // Not bound anew, but its TLS contexts are new: they need their stats before a handshake.

@@ -78,8 +78,9 @@ class ListenerManager {
     std::string bytes;  // deterministic, to tell a change from a repeat
     std::string version_info;
     event::SystemTime last_updated;
-    // While warming: what it waits for (null once warm), and whether it will take over the
-    // sockets of the active listener of its name (same address) rather than its own.
+    // While warming: what it waits for (null once warm). `reuses_sockets`: it takes over the
+    // sockets of the active listener of its name (same address) rather than its own; those
+    // of a listener the same update removed are in `sockets`.
     std::shared_ptr<init::Watcher> init;
     bool reuses_sockets{false};
   };

@@ -149,6 +149,32 @@ class LdsFileTest(harness.unittest.TestCase):
         self.assertEqual(self.served_by(free), (200, "b"))
         self.assertEqual(p.stat("listener_manager.listener_modified"), 1)
 
+    def test_a_port_passes_from_a_removed_listener_to_a_new_one(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        # Without reuse_port a second bind of the port fails while the first socket is open.
+        self.write_lds([listener("listener_0", [route_to("a")], port=port,
+                                 enable_reuse_port=False)])
+        p = self.start(concurrency=2)
+        self.assertEqual(self.served_by(port), (200, "a"))
+        keep = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        keep.request("GET", "/")
+        keep.getresponse().read()
+        # One update removes listener_0 and adds 'new' on its port: the sockets pass over.
+        self.write_lds([listener("new", [route_to("b")], port=port, enable_reuse_port=False)])
+        wait_until(lambda: p.stat("listener_manager.lds.update_success") == 2, what="update 2")
+        for _ in range(6):  # new connections, whichever worker takes them
+            self.assertEqual(self.served_by(port), (200, "b"))
+        # The old listener's connection drains on its old chain.
+        keep.request("GET", "/")
+        r = keep.getresponse()
+        r.read()
+        self.assertEqual((r.getheader("x-upstream"), r.getheader("connection")), ("a", "close"))
+        keep.close()
+        self.assertEqual(p.stat("listener_manager.listener_removed"), 1)
+        self.assertEqual(p.stat("listener_manager.total_listeners_active"), 1)
+
     def test_tls_listener_changed_in_place_serves_new_handshakes(self):
         # A changed TLS listener on the same address gets new TLS contexts; handshakes on
         # it must work (their stats are set up for the new contexts too).

@@ -251,9 +251,11 @@ class AdsLoadBase(harness.unittest.TestCase):
     def requests(self):
         return {n: u.requests for n, u in self.ups.items()}
 
-    def window(self, n, settle=20):
+    def window(self, n, settle=100):
         """The requests each upstream served among the next `n` after the next `settle` (so
-        those sent before the last change was ACKed have been answered)."""
+        those sent before the last change was ACKed have been answered, and every worker has
+        had its turn to apply it: the ACK follows the main thread's work, and a worker on a
+        busy machine may serve a few dozen requests on another before it runs the update)."""
         def total():
             return sum(self.requests().values())
         start = total()

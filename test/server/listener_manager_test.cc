@@ -154,6 +154,30 @@ TEST_F(ListenerManagerTest, NewAddressBindsNewSocketsAndRemovalDrains) {
   EXPECT_EQ(gauge("listener_manager.total_listeners_draining"), 0);
 }
 
+TEST_F(ListenerManagerTest, ANewListenerTakesOverTheSocketsOfOneRemovedInTheSameUpdate) {
+  network::SocketFd probe = network::createListenSocket(
+      *network::fromIp("127.0.0.1", 0, nullptr), false, 1, nullptr);
+  const int port = static_cast<int>(network::localAddress(probe.fd())->port());
+  probe.close();
+  ASSERT_TRUE(apply("v1", listenerYaml("old", "a", port)));
+  const auto sockets = active("old")->sockets;
+  // Binding anew would fail: the removed listener's sockets are still open.
+  std::vector<std::string> errors;
+  ASSERT_TRUE(apply("v2", listenerYaml("new", "b", port), &errors))
+      << (errors.empty() ? "" : errors.back());
+  EXPECT_EQ(active("old"), nullptr);
+  ASSERT_NE(active("new"), nullptr);
+  EXPECT_EQ(active("new")->sockets, sockets);
+  EXPECT_NE(active("new")->tag, 0u);
+  EXPECT_EQ(counter("listener_manager.listener_removed"), 1u);
+  EXPECT_EQ(counter("listener_manager.listener_added"), 2u);
+  EXPECT_EQ(gauge("listener_manager.total_listeners_draining"), 1);
+  // Another address, or the port kept by a listener that stays, still binds anew or fails.
+  EXPECT_FALSE(apply("v3", listenerYaml("new", "b", port) + listenerYaml("third", "a", port),
+                     &errors));
+  EXPECT_EQ(active("new")->sockets, sockets);
+}
+
 TEST_F(ListenerManagerTest, BadUpdatesChangeNothing) {
   ASSERT_TRUE(apply("v1", listenerYaml("l0", "a")));
   const auto sockets = active("l0")->sockets;
@@ -307,6 +331,31 @@ TEST_F(ListenerWarmingTest, AWarmingListenerSupersededOrRemovedNeverServes) {
   EXPECT_EQ(active("l0"), nullptr);
   EXPECT_NE(active("l1"), nullptr);
   EXPECT_EQ(counter("listener_manager.listener_added"), 1u);
+}
+
+TEST_F(ListenerWarmingTest, ARouteTableNoListenerNamesIsUnsubscribed) {
+  auto subscribed = [&] {
+    std::vector<std::string> names;
+    for (const auto& [key, api] : rds_.all()) names.push_back(key.second);
+    return names;
+  };
+  ASSERT_TRUE(apply("v1", rdsListener("l0", "r1") + rdsListener("l1", "r1") +
+                              rdsListener("l2", "r2")));
+  tableCame("r1");
+  tableCame("r2");
+  EXPECT_EQ(subscribed(), (std::vector<std::string>{"r1", "r2"}));
+  // l1 still names r1; l2 and its r2 go once l2's drain is over.
+  ASSERT_TRUE(apply("v2", rdsListener("l1", "r1")));
+  time_.advanceTimeAndRun(std::chrono::seconds(1), main_);
+  EXPECT_EQ(subscribed(), (std::vector<std::string>{"r1", "r2"})) << "still draining";
+  time_.advanceTimeAndRun(std::chrono::seconds(10), main_);
+  EXPECT_EQ(subscribed(), std::vector<std::string>{"r1"});
+  // Naming it again subscribes again; and the last user of r1 lets it go.
+  ASSERT_TRUE(apply("v3", rdsListener("l1", "r2")));
+  EXPECT_EQ(subscribed(), (std::vector<std::string>{"r1", "r2"}));
+  tableCame("r2");
+  time_.advanceTimeAndRun(std::chrono::seconds(11), main_);
+  EXPECT_EQ(subscribed(), std::vector<std::string>{"r2"});
 }
 
 TEST_F(ListenerWarmingTest, StartUpWaitsForAStaticListenersRoutes) {
