@@ -274,17 +274,28 @@ class GrpcProxyTest(harness.unittest.TestCase):
         self.assertLessEqual(got, 2600)
         self.assertGreater(got, 1500)
 
+    def proxy_deadline(self, prefix, **kw):
+        """Calls until the proxy's own DEADLINE_EXCEEDED comes (at most 3 tries) and returns
+        the seconds the call took. The upstream learns the same deadline from the grpc-timeout
+        the proxy sends, a moment later; on a loaded machine the proxy's worker may wake only
+        when both are due, and then the upstream's answer, read first, is passed through."""
+        for _ in range(3):
+            before = self.proxy.stat("http.ingress_http.downstream_rq_max_duration_reached") or 0
+            start = time.monotonic()
+            e = self.error(prefix, "Slow", b"5000", **kw)
+            elapsed = time.monotonic() - start
+            self.assertEqual(e.code(), self.grpc.StatusCode.DEADLINE_EXCEEDED)
+            if e.details() == "downstream duration timeout":
+                self.assertEqual(
+                    self.proxy.stat("http.ingress_http.downstream_rq_max_duration_reached"),
+                    before + 1)
+                return elapsed
+            self.assertEqual(e.details(), "Deadline Exceeded")  # the upstream's own
+        self.fail("the proxy never answered the deadline itself")
+
     def test_grpc_timeout_expiry_is_deadline_exceeded_from_the_proxy(self):
-        before = self.proxy.stat("http.ingress_http.downstream_rq_max_duration_reached") or 0
-        start = time.monotonic()
-        e = self.error("deadline", "Slow", b"5000", timeout=2)
-        elapsed = time.monotonic() - start
-        self.assertEqual(e.code(), self.grpc.StatusCode.DEADLINE_EXCEEDED)
         # The proxy's own answer (0.5s before the client would give up), not the client's.
-        self.assertEqual(e.details(), "downstream duration timeout")
-        self.assertLess(elapsed, 1.9)
-        self.assertEqual(self.proxy.stat("http.ingress_http.downstream_rq_max_duration_reached"),
-                         before + 1)
+        self.assertLess(self.proxy_deadline("deadline", timeout=2), 1.9)
 
     def test_grpc_timeout_header_max_zero_means_no_cap_and_no_route_timeout(self):
         # The route timeout (0.2s) no longer applies once the route has max_stream_duration.
@@ -292,9 +303,7 @@ class GrpcProxyTest(harness.unittest.TestCase):
         self.assertGreater(got, 4000)  # the whole grpc-timeout: no offset, no cap
 
     def test_max_stream_duration_without_grpc_timeout(self):
-        e = self.error("maxdur", "Slow", b"5000", timeout=None)
-        self.assertEqual(e.code(), self.grpc.StatusCode.DEADLINE_EXCEEDED)
-        self.assertEqual(e.details(), "downstream duration timeout")
+        self.proxy_deadline("maxdur", timeout=None)
         # The server learns the deadline too (grpc-timeout set by the proxy).
         got = int(self.call("maxdur", "Slow", b"0", timeout=None))
         self.assertGreater(got, 0)
