@@ -1122,7 +1122,8 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
   RequestEncoder& newStream(ResponseDecoder& decoder) override {
     SLUICE_ASSERT(!active_, "an HTTP/1 client codec carries one request at a time");
     active_ = true;
-    // The stream's callbacks live in the parse state: an active stream has one.
+    // The stream's callbacks live in the parse state: an active stream has one. A client
+    // takes it with its first request and keeps it.
     if (ps_ == nullptr) takeParseState();
     decoder_ = &decoder;
     request_started_ = false;
@@ -1282,7 +1283,8 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
     active_ = false;
     onStreamDeactivated();
     stream_.clearCallbacks();
-    releaseParseState();
+    // The client keeps its parse state (and llhttp's parser goes on to the next response):
+    // upstream connections are few, and this spares a take and a give per request.
   }
 
   // CodecBase

@@ -55,9 +55,10 @@ ServerCodecPtr createServerCodec(network::Connection& connection,
 ClientCodecPtr createClientCodec(network::Connection& connection, ConnectionCallbacks& callbacks,
                                  const CodecSettings& settings);
 
-// A codec holds llhttp's parser and its per-message state (URL, header strings, body spans)
-// only while a message is parsed and its exchange is in progress: an idle keep-alive
-// connection holds none. The blocks come from a per-thread free list. For tests: whether
+// A server codec holds llhttp's parser and its per-message state (URL, header strings, body
+// spans, the stream's callbacks) only while a request is parsed and its exchange is in
+// progress: an idle keep-alive connection holds none. The blocks come from a per-thread free
+// list. A client codec takes one with its first request and keeps it. For tests: whether
 // `codec` (made here) holds its parse state now, and the free list's length on this thread.
 bool holdsParseState(const CodecConnection& codec);
 size_t freeParseStates();

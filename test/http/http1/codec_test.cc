@@ -1113,6 +1113,26 @@ TEST_F(Http1ClientTest, GetRequestBytesAndContentLengthResponse) {
   EXPECT_TRUE(h().errors.empty());
 }
 
+// A client takes its parse state with its first request and keeps it: the next response on
+// the connection parses with the same parser (upstream connections are few).
+TEST_F(Http1ClientTest, KeepsItsParseStateAcrossRequests) {
+  start();
+  EXPECT_FALSE(holdsParseState(*h().codec));
+  for (int i = 0; i < 2; ++i) {
+    TestResponse& response = newResponse();
+    RequestEncoder& encoder = h().codec->newStream(response);
+    EXPECT_TRUE(holdsParseState(*h().codec));
+    encoder.encodeHeaders(HeaderMap{{":method", "GET"}, {":path", "/"}, {":authority", "a"}},
+                          true);
+    peer_->send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    ASSERT_TRUE(runUntil([&] { return response.end_stream; }));
+    EXPECT_EQ(response.body, "ok");
+    EXPECT_EQ(h().codec->activeStreams(), 0u);
+    EXPECT_TRUE(holdsParseState(*h().codec));
+  }
+  EXPECT_TRUE(h().errors.empty());
+}
+
 TEST_F(Http1ClientTest, ChunkedPostAndChunkedResponseWithTrailers) {
   settings_.enable_trailers = true;
   start();
