@@ -1,9 +1,11 @@
 #include "event/dispatcher_impl.h"
 
+#include <event2/event_struct.h>
 #include <event2/thread.h>
 
 #include "common/assert.h"
 #include "common/logger.h"
+#include "event/file_event.h"
 
 namespace sluice::event {
 
@@ -36,52 +38,26 @@ short toLibeventFlags(uint32_t events, FileTriggerType trigger) {
   return flags;
 }
 
+// The heap form, for owners that come and go rarely (listeners, file watchers, sockets in
+// listener filters): the std::function callback around an EmbeddedFileEvent.
 class FileEventImpl : public FileEvent {
  public:
-  FileEventImpl(DispatcherImpl& dispatcher, int fd, FileReadyCb cb, FileTriggerType trigger,
+  FileEventImpl(Dispatcher& dispatcher, int fd, FileReadyCb cb, FileTriggerType trigger,
                 uint32_t events)
-      : dispatcher_(dispatcher), fd_(fd), cb_(std::move(cb)), trigger_(trigger) {
-    assign(events);
+      : cb_(std::move(cb)) {
+    event_.initialize(dispatcher, fd, &FileEventImpl::onEvent, this, trigger, events);
   }
 
-  void activate(uint32_t events) override {
-    SLUICE_ASSERT(dispatcher_.isThreadSafe(), "activate() off the dispatcher's thread");
-    short what = 0;
-    if (events & FileReadyType::Read) what |= EV_READ;
-    if (events & FileReadyType::Write) what |= EV_WRITE;
-    if (events & FileReadyType::Closed) what |= EV_CLOSED;
-    event_active(ev_.get(), what, 0);
-  }
-
-  void setEnabled(uint32_t events) override {
-    SLUICE_ASSERT(dispatcher_.isThreadSafe(), "setEnabled() off the dispatcher's thread");
-    assign(events);
-  }
+  void activate(uint32_t events) override { event_.activate(events); }
+  void setEnabled(uint32_t events) override { event_.setEnabled(events); }
 
  private:
-  void assign(uint32_t events) {
-    if (ev_) {
-      event_del(ev_.get());
-      event_assign(ev_.get(), dispatcher_.base(), fd_, toLibeventFlags(events, trigger_),
-                   &FileEventImpl::onEvent, this);
-    } else {
-      ev_.reset(event_new(dispatcher_.base(), fd_, toLibeventFlags(events, trigger_),
-                          &FileEventImpl::onEvent, this));
-    }
-    if (events != 0) event_add(ev_.get(), nullptr);
+  static void onEvent(void* context, uint32_t events) {
+    static_cast<FileEventImpl*>(context)->cb_(events);
   }
 
-  static void onEvent(evutil_socket_t, short what, void* arg) {
-    auto* self = static_cast<FileEventImpl*>(arg);
-    self->dispatcher_.updateApproximateMonotonicTime();
-    self->cb_(toReadyMask(what));
-  }
-
-  DispatcherImpl& dispatcher_;
-  const int fd_;
   FileReadyCb cb_;
-  const FileTriggerType trigger_;
-  libevent::EventPtr ev_;
+  EmbeddedFileEvent event_;
 };
 
 class SignalEventImpl : public SignalEvent {
@@ -100,6 +76,63 @@ class SignalEventImpl : public SignalEvent {
 };
 
 }  // namespace
+
+// ------------------------------------------------------------------------------------------
+// EmbeddedFileEvent
+
+static_assert(sizeof(::event) <= EmbeddedFileEvent::kEventBytes && alignof(::event) <= 8,
+              "EmbeddedFileEvent::kEventBytes must hold libevent's struct event");
+
+void EmbeddedFileEvent::initialize(Dispatcher& dispatcher, int fd, Callback cb, void* context,
+                                   FileTriggerType trigger, uint32_t events) {
+  SLUICE_ASSERT(dispatcher.isThreadSafe(), "a file event made off the dispatcher's thread");
+  reset();
+  dispatcher_ = &dispatcher;
+  cb_ = cb;
+  context_ = context;
+  assign(fd, trigger, events);
+}
+
+void EmbeddedFileEvent::activate(uint32_t events) {
+  if (dispatcher_ == nullptr) return;
+  SLUICE_ASSERT(dispatcher_->isThreadSafe(), "activate() off the dispatcher's thread");
+  short what = 0;
+  if (events & FileReadyType::Read) what |= EV_READ;
+  if (events & FileReadyType::Write) what |= EV_WRITE;
+  if (events & FileReadyType::Closed) what |= EV_CLOSED;
+  event_active(reinterpret_cast<::event*>(event_), what, 0);
+}
+
+void EmbeddedFileEvent::setEnabled(uint32_t events) {
+  if (dispatcher_ == nullptr) return;
+  SLUICE_ASSERT(dispatcher_->isThreadSafe(), "setEnabled() off the dispatcher's thread");
+  auto* ev = reinterpret_cast<::event*>(event_);
+  const int fd = event_get_fd(ev);
+  const FileTriggerType trigger =
+      (event_get_events(ev) & EV_ET) != 0 ? FileTriggerType::Edge : FileTriggerType::Level;
+  event_del(ev);
+  assign(fd, trigger, events);
+}
+
+void EmbeddedFileEvent::reset() {
+  if (dispatcher_ == nullptr) return;
+  event_del(reinterpret_cast<::event*>(event_));
+  dispatcher_ = nullptr;
+}
+
+void EmbeddedFileEvent::assign(int fd, FileTriggerType trigger, uint32_t events) {
+  // DispatcherImpl is the one Dispatcher.
+  event_base* base = static_cast<DispatcherImpl*>(dispatcher_)->base();
+  auto* ev = reinterpret_cast<::event*>(event_);
+  event_assign(ev, base, fd, toLibeventFlags(events, trigger), &EmbeddedFileEvent::onEvent, this);
+  if (events != 0) event_add(ev, nullptr);
+}
+
+void EmbeddedFileEvent::onEvent(int, short what, void* arg) {
+  auto* self = static_cast<EmbeddedFileEvent*>(arg);
+  self->dispatcher_->updateApproximateMonotonicTime();
+  self->cb_(self->context_, toReadyMask(what));
+}
 
 DispatcherImpl::DispatcherImpl(std::string name, TimeSystem& time_system)
     : name_(std::move(name)), time_system_(time_system), current_to_delete_(&to_delete_1_) {

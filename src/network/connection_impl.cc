@@ -58,9 +58,10 @@ ConnectionImpl::ConnectionImpl(event::Dispatcher& dispatcher, SocketFd&& socket,
   // not touch the registration (no epoll_ctl per request): a read event that comes while
   // disabled is dropped, and enabling reads again schedules a read. "Closed" (EPOLLRDHUP)
   // tells a FIN apart from data, also while reads are disabled.
-  file_event_ = dispatcher_.createFileEvent(
-      socket_.fd(), [this](uint32_t events) { onFileEvent(events); },
-      event::FileTriggerType::Edge,
+  file_event_.initialize(
+      dispatcher_, socket_.fd(),
+      [](void* self, uint32_t events) { static_cast<ConnectionImpl*>(self)->onFileEvent(events); },
+      this, event::FileTriggerType::Edge,
       event::FileReadyType::Read | event::FileReadyType::Write | event::FileReadyType::Closed);
   SLUICE_LOG(debug, connection, "[C{}] new connection {} -> {}", id_,
              remote_ ? remote_->asString() : "?", local_ ? local_->asString() : "?");
@@ -106,7 +107,7 @@ void ConnectionImpl::write(buffer::Buffer& data, bool end_stream) {
   if (stats_.tx_buffered) stats_.tx_buffered->set(write_buffer_.length());
   // Write on the next pass of the loop, so that several writes in one callback become one
   // writev.
-  if (!connecting_) file_event_->activate(event::FileReadyType::Write);
+  if (!connecting_) file_event_.activate(event::FileReadyType::Write);
 }
 
 void ConnectionImpl::setBufferLimits(uint32_t limit) {
@@ -125,7 +126,7 @@ void ConnectionImpl::connect(std::chrono::milliseconds timeout) {
   if (!r.ok() && r.err != EINPROGRESS) {
     // Raised from the loop, never from inside connect().
     connect_error_ = r.err;
-    file_event_->activate(event::FileReadyType::Write);
+    file_event_.activate(event::FileReadyType::Write);
     return;
   }
   if (timeout.count() > 0) {
@@ -150,17 +151,17 @@ void ConnectionImpl::readDisable(bool disable) {
     // Bytes may wait in the read buffer or in the socket without a new edge: look again,
     // and hand what is buffered to the filters even if the socket has nothing new.
     dispatch_buffered_data_ = !read_buffer_.empty();
-    file_event_->activate(event::FileReadyType::Read);
+    file_event_.activate(event::FileReadyType::Read);
   }
 }
 
 void ConnectionImpl::setTransportSocketIsReadable() {
-  file_event_->activate(event::FileReadyType::Read);
+  file_event_.activate(event::FileReadyType::Read);
 }
 
 void ConnectionImpl::flushWriteBuffer() {
   if (state_ != State::Closed && !write_buffer_.empty()) {
-    file_event_->activate(event::FileReadyType::Write);
+    file_event_.activate(event::FileReadyType::Write);
   }
 }
 
@@ -312,7 +313,7 @@ void ConnectionImpl::close(ConnectionCloseType type) {
     // FlushWriteAndDelay with nothing left to write: just wait for the peer or the timer.
     in_delayed_close_wait_ = true;
   } else {
-    file_event_->activate(event::FileReadyType::Write);
+    file_event_.activate(event::FileReadyType::Write);
   }
   // The registration stays (Read, Write, Closed): the peer's close still ends the wait, and
   // onReadReady() discards what it sends meanwhile.

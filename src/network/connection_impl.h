@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "buffer/watermark_buffer.h"
+#include "event/file_event.h"
 #include "network/connection.h"
 #include "network/io_socket.h"
 #include "network/transport_socket.h"
@@ -82,12 +83,13 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   const uint64_t id_;
   event::Dispatcher& dispatcher_;
   SocketFd socket_;
+  int connect_error_{0};  // an immediate connect() failure, raised from the loop
   TransportSocketPtr transport_;
   AddressConstSharedPtr local_;
   AddressConstSharedPtr remote_;
   buffer::WatermarkBuffer read_buffer_;
   buffer::WatermarkBuffer write_buffer_;
-  event::FileEventPtr file_event_;
+  event::EmbeddedFileEvent file_event_;  // in place: no heap block per connection
   event::TimerPtr delayed_close_timer_;
   event::TimerPtr connect_timer_;
   std::vector<ConnectionCallbacks*> callbacks_;
@@ -99,7 +101,6 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   uint64_t bytes_sent_{0};
   uint32_t buffer_limit_{0};
   uint32_t read_disable_count_{0};
-  int connect_error_{0};  // an immediate connect() failure, raised from the loop
   State state_{State::Open};
   ConnectionCloseType pending_close_{ConnectionCloseType::FlushWrite};
   bool connecting_{false};

@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "event/dispatcher_impl.h"
+#include "event/file_event.h"
 #include "event/real_time_system.h"
 
 namespace sluice::event {
@@ -267,6 +268,65 @@ TEST_F(DispatcherTest, DestroyingAFileEventInsideItsCallbackIsSafe) {
   dispatcher_.run(Dispatcher::RunType::NonBlock);
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(ev, nullptr);
+}
+
+// The form a connection embeds: libevent's event in place, a function and a context.
+TEST_F(DispatcherTest, EmbeddedFileEventKeepsItsTriggerAcrossSetEnabledAndStopsOnReset) {
+  SocketPair sp;
+  struct Seen {
+    std::vector<uint32_t> calls;
+  } seen;
+  EmbeddedFileEvent ev;
+  EXPECT_FALSE(ev.initialized());
+  ev.activate(FileReadyType::Read);  // nothing: not initialized
+  ev.initialize(
+      dispatcher_, sp.a,
+      [](void* context, uint32_t events) { static_cast<Seen*>(context)->calls.push_back(events); },
+      &seen, FileTriggerType::Edge, FileReadyType::Read);
+  EXPECT_TRUE(ev.initialized());
+  ASSERT_EQ(1, write(sp.b, "x", 1));
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  ASSERT_EQ(seen.calls.size(), 1u);  // edge: once, though not drained
+  EXPECT_EQ(seen.calls[0], FileReadyType::Read);
+
+  // New interest, same fd and trigger: still edge-triggered.
+  ev.setEnabled(FileReadyType::Read | FileReadyType::Write);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  ASSERT_EQ(seen.calls.size(), 2u);
+  EXPECT_TRUE(seen.calls[1] & FileReadyType::Write);
+
+  // Activated, then reset before the loop runs: the callback never comes.
+  ev.activate(FileReadyType::Write);
+  ev.reset();
+  EXPECT_FALSE(ev.initialized());
+  ASSERT_EQ(1, write(sp.b, "y", 1));
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(seen.calls.size(), 2u);
+  ev.setEnabled(FileReadyType::Read);  // nothing: reset
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(seen.calls.size(), 2u);
+}
+
+TEST_F(DispatcherTest, EmbeddedFileEventMayResetItselfInsideItsCallback) {
+  SocketPair sp;
+  struct Owner {
+    EmbeddedFileEvent ev;
+    int calls{0};
+  } owner;
+  owner.ev.initialize(
+      dispatcher_, sp.a,
+      [](void* context, uint32_t) {
+        auto* o = static_cast<Owner*>(context);
+        ++o->calls;
+        o->ev.reset();
+      },
+      &owner, FileTriggerType::Level, FileReadyType::Write);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(owner.calls, 1);
+  EXPECT_FALSE(owner.ev.initialized());
 }
 
 TEST_F(DispatcherTest, SignalRunsItsCallbackOnTheLoop) {

@@ -258,6 +258,95 @@ void frameBody(Framing framing, Buffer& data, bool end_stream, Buffer& out) {
   }
 }
 
+// What a codec needs only while a message is being parsed: llhttp's parser, the URL, the
+// header being parsed, the Host, the header maps being built and the body spans (about 300
+// bytes). An idle keep-alive connection holds none of it: the codec takes a block when a
+// message's first bytes arrive and gives it back when the exchange ends (ParseStatePool).
+struct ParseState {
+  struct BodySpan {
+    size_t offset;  // from slice_base
+    size_t length;
+  };
+
+  llhttp_t parser;
+  HeaderMapPtr headers;
+  HeaderMapPtr trailers;
+  std::string url;
+  // The header being parsed: its name (the first field_length bytes), then its value.
+  std::string header;
+  std::string host;                // server: the Host header's value
+  std::string_view url_authority;  // server: the authority of an absolute URL, into url
+  const char* slice_base{nullptr};
+  std::vector<BodySpan> spans;
+  uint64_t header_bytes{0};
+  uint32_t field_length{0};
+  uint32_t header_count{0};
+  // The stream's callbacks. Removed entries become null, so that removal from inside a
+  // callback is safe.
+  std::vector<StreamCallbacks*> stream_callbacks;
+  ParseState* next_free{nullptr};  // on the pool's free list
+};
+
+// A thread's free ParseStates, so that the request path pays no allocation for them: a
+// codec lives on its dispatcher's thread, and a block goes back to the thread it came from.
+// Blocks keep their strings' capacity (a connection's next request usually needs the same);
+// a block whose strings grew large is freed instead, and so is any beyond kMaxFree (the
+// most a worker keeps at idle: kMaxFree * about 300 bytes).
+class ParseStatePool {
+ public:
+  static constexpr size_t kMaxFree = 128;
+  static constexpr size_t kMaxKeptCapacity = 1024;
+
+  ParseStatePool() = default;
+  ParseStatePool(const ParseStatePool&) = delete;
+  ParseStatePool& operator=(const ParseStatePool&) = delete;
+  ~ParseStatePool() {
+    while (head_ != nullptr) delete pop();
+    closed_ = true;
+  }
+
+  static ParseStatePool& local() {
+    thread_local ParseStatePool pool;
+    return pool;
+  }
+
+  ParseState* take() { return head_ != nullptr ? pop() : new ParseState; }
+
+  void give(ParseState* state) {
+    if (closed_ || free_ >= kMaxFree || state->url.capacity() > kMaxKeptCapacity ||
+        state->header.capacity() > kMaxKeptCapacity || state->host.capacity() > kMaxKeptCapacity ||
+        state->spans.capacity() > 64) {
+      delete state;
+      return;
+    }
+    state->headers.reset();
+    state->trailers.reset();
+    state->url.clear();
+    state->header.clear();
+    state->host.clear();
+    state->spans.clear();
+    state->stream_callbacks.clear();
+    state->next_free = head_;
+    head_ = state;
+    ++free_;
+  }
+
+  size_t freeBlocks() const { return free_; }
+
+ private:
+  ParseState* pop() {
+    ParseState* state = head_;
+    head_ = state->next_free;
+    state->next_free = nullptr;
+    --free_;
+    return state;
+  }
+
+  ParseState* head_{nullptr};
+  size_t free_{0};
+  bool closed_{false};  // the thread is exiting: blocks given back now are freed
+};
+
 class CodecBase;
 
 // The stream of an HTTP/1 connection. HTTP/1 has one stream at a time, so each codec owns one
@@ -266,40 +355,24 @@ class StreamImpl : public Stream {
  public:
   explicit StreamImpl(CodecBase& codec) : codec_(codec) {}
 
-  void addCallbacks(StreamCallbacks& callbacks) override { callbacks_.push_back(&callbacks); }
-  void removeCallbacks(StreamCallbacks& callbacks) override {
-    for (auto& cb : callbacks_) {
-      if (cb == &callbacks) cb = nullptr;
-    }
-  }
+  // The callbacks live in the codec's parse state, which an active stream always has (and
+  // an idle connection does not); callbacks_() is null without it.
+  void addCallbacks(StreamCallbacks& callbacks) override;
+  void removeCallbacks(StreamCallbacks& callbacks) override;
   void resetStream(StreamResetReason reason) override;
   void readDisable(bool disable) override;
   uint32_t bufferLimit() const override;
 
-  void clearCallbacks() { callbacks_.clear(); }
+  void clearCallbacks();
   // Runs (and forgets) every callback's onResetStream.
-  void runResetCallbacks(StreamResetReason reason) {
-    std::vector<StreamCallbacks*> callbacks;
-    callbacks.swap(callbacks_);
-    for (StreamCallbacks* cb : callbacks) {
-      if (cb != nullptr) cb->onResetStream(reason, "");
-    }
-  }
-  void runHighWatermarkCallbacks() {
-    for (size_t i = 0; i < callbacks_.size(); ++i) {
-      if (callbacks_[i] != nullptr) callbacks_[i]->onAboveWriteBufferHighWatermark();
-    }
-  }
-  void runLowWatermarkCallbacks() {
-    for (size_t i = 0; i < callbacks_.size(); ++i) {
-      if (callbacks_[i] != nullptr) callbacks_[i]->onBelowWriteBufferLowWatermark();
-    }
-  }
+  void runResetCallbacks(StreamResetReason reason);
+  void runHighWatermarkCallbacks();
+  void runLowWatermarkCallbacks();
 
  private:
+  std::vector<StreamCallbacks*>* callbacks_();
+
   CodecBase& codec_;
-  // Removed entries become null, so that removal from inside a callback is safe.
-  std::vector<StreamCallbacks*> callbacks_;
 };
 
 // What the server and client codecs share: the llhttp parser and its callbacks, the header
@@ -311,11 +384,9 @@ class CodecBase {
         settings_(settings),
         server_(type == HTTP_REQUEST),
         max_header_bytes_(static_cast<uint32_t>(std::min<uint64_t>(
-            static_cast<uint64_t>(settings.max_request_headers_kb) * 1024, UINT32_MAX))) {
-    llhttp_init(&parser_, type, &kParserSettings);
-    parser_.data = this;
-  }
-  virtual ~CodecBase() = default;
+            static_cast<uint64_t>(settings.max_request_headers_kb) * 1024, UINT32_MAX))) {}
+  // Freed, not pooled: a codec may outlive its thread's pool (destroyed at thread exit).
+  virtual ~CodecBase() { delete ps_; }
   CodecBase(const CodecBase&) = delete;
   CodecBase& operator=(const CodecBase&) = delete;
 
@@ -343,10 +414,11 @@ class CodecBase {
         break;
       }
       if (parser_paused_) break;
+      if (ps_ == nullptr) takeParseState();
       const buffer::RawSlice slice = data.frontSlice();
-      slice_base_ = static_cast<const char*>(slice.mem);
-      spans_.clear();
-      const llhttp_errno_t err = llhttp_execute(&parser_, slice_base_, slice.len);
+      ps_->slice_base = static_cast<const char*>(slice.mem);
+      ps_->spans.clear();
+      const llhttp_errno_t err = llhttp_execute(&ps_->parser, ps_->slice_base, slice.len);
       if (connection_.state() != network::Connection::State::Open) {
         // A callback reset the stream or closed the connection: nothing more to parse.
         data.drain(data.length());
@@ -354,13 +426,13 @@ class CodecBase {
       }
       size_t consumed = slice.len;
       if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        consumed = static_cast<size_t>(llhttp_get_error_pos(&parser_) - slice_base_);
+        consumed = static_cast<size_t>(llhttp_get_error_pos(&ps_->parser) - ps_->slice_base);
       } else if (err != HPE_OK) {
         if (status_.ok()) {
           status_ = CodecStatus::protocolError(errorStatus(400), std::string(kCodecError));
         }
         SLUICE_LOG(debug, http, "[C{}] HTTP/1 parse error: {} ({}): {}", connection_.id(),
-                   llhttp_errno_name(err), llhttp_get_error_reason(&parser_), status_.details);
+                   llhttp_errno_name(err), llhttp_get_error_reason(&ps_->parser), status_.details);
         data.drain(data.length());
         onParseError();
         break;
@@ -379,6 +451,8 @@ class CodecBase {
         onMessageEnd(body);
       }
     }
+    // Bytes that began no request (blank lines between requests) leave the server idle.
+    if (server_ && !active_ && status_.ok()) releaseParseState();
     return status_;
   }
 
@@ -421,11 +495,33 @@ class CodecBase {
 
   void resumeParser() {
     if (parser_paused_) {
-      llhttp_resume(&parser_);
+      llhttp_resume(&ps_->parser);
       parser_paused_ = false;
     }
   }
 
+  // A message's first bytes (or a client's request) take a parse state from the pool.
+  void takeParseState() {
+    ps_ = ParseStatePool::local().take();
+    llhttp_init(&ps_->parser, server_ ? HTTP_REQUEST : HTTP_RESPONSE, &kParserSettings);
+    ps_->parser.data = this;
+  }
+
+  // The exchange is over: the parse state goes back to the pool, and the next message's
+  // first bytes take a fresh one (with a parser at the start of a message).
+  void releaseParseState() {
+    parser_paused_ = false;
+    if (ps_ == nullptr) return;
+    ParseState* state = ps_;
+    ps_ = nullptr;
+    ParseStatePool::local().give(state);
+  }
+
+ public:
+  bool holdsParseState() const { return ps_ != nullptr; }
+  ParseState* parseState() { return ps_; }
+
+ protected:
   network::Connection& connection_;
   const CodecSettings& settings_;  // outlives the codec (see the two codecs)
   // Members are ordered to leave no padding: a codec lives as long as its connection.
@@ -436,18 +532,13 @@ class CodecBase {
   bool upgraded_{false};          // the parser is done: the connection carries a tunnel
   bool message_complete_{false};  // on_message_complete ran (llhttp_finish on the client)
   const uint32_t max_header_bytes_;
-  llhttp_t parser_;
+  // Only while a message is being parsed or its exchange is in progress; null when idle.
+  ParseState* ps_{nullptr};
   CodecStatus status_;
   StreamImpl stream_{*this};
-  HeaderMapPtr headers_;
-  HeaderMapPtr trailers_;
-  std::string url_;
 
  private:
-  struct BodySpan {
-    size_t offset;  // from slice_base_
-    size_t length;
-  };
+  using BodySpan = ParseState::BodySpan;
 
   static CodecBase& self(llhttp_t* parser) { return *static_cast<CodecBase*>(parser->data); }
 
@@ -480,79 +571,79 @@ class CodecBase {
   static const llhttp_settings_t kParserSettings;
 
   int onMessageBeginBase() {
-    header_bytes_ = 0;
-    header_count_ = 0;
+    ps_->header_bytes = 0;
+    ps_->header_count = 0;
     in_trailers_ = false;
-    header_.clear();
-    field_length_ = 0;
-    url_.clear();
-    headers_ = std::make_unique<HeaderMap>();
-    trailers_.reset();
+    ps_->header.clear();
+    ps_->field_length = 0;
+    ps_->url.clear();
+    ps_->headers = std::make_unique<HeaderMap>();
+    ps_->trailers.reset();
     return onMessageBegin();
   }
 
   int countHeaderBytes(size_t length) {
-    header_bytes_ += length;
-    if (header_bytes_ > max_header_bytes_) return fail(431, kHeadersTooLarge);
+    ps_->header_bytes += length;
+    if (ps_->header_bytes > max_header_bytes_) return fail(431, kHeadersTooLarge);
     return 0;
   }
 
   int onUrlData(const char* at, size_t length) {
     if (countHeaderBytes(length) != 0) return -1;
-    url_.append(at, length);
+    ps_->url.append(at, length);
     return 0;
   }
 
   int onHeaderFieldData(const char* at, size_t length) {
     if (countHeaderBytes(length) != 0) return -1;
     // The name's bytes all come before the value's.
-    header_.append(at, length);
-    field_length_ = static_cast<uint32_t>(header_.size());
+    ps_->header.append(at, length);
+    ps_->field_length = static_cast<uint32_t>(ps_->header.size());
     return 0;
   }
 
   int onHeaderValueData(const char* at, size_t length) {
     if (countHeaderBytes(length) != 0) return -1;
-    header_.append(at, length);
+    ps_->header.append(at, length);
     return 0;
   }
 
   int onHeaderValueComplete() {
     // llhttp lets a name hold any non-separator byte ("Bad Header"); a name is a token.
-    const std::string_view field = std::string_view(header_).substr(0, field_length_);
+    const std::string_view field = std::string_view(ps_->header).substr(0, ps_->field_length);
     if (!isToken(field)) return fail(400, kCodecError);
-    for (size_t i = 0; i < field_length_; ++i) {
-      char& c = header_[i];
+    for (size_t i = 0; i < ps_->field_length; ++i) {
+      char& c = ps_->header[i];
       if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
     }
-    const std::string_view value = trimOws(std::string_view(header_).substr(field_length_));
+    const std::string_view value = trimOws(std::string_view(ps_->header).substr(ps_->field_length));
     // llhttp rejects these already; they must never reach a header map.
     for (char c : value) {
       if (c == '\0' || c == '\r' || c == '\n') return fail(400, kCodecError);
     }
-    if (++header_count_ > settings_.max_headers_count) return fail(431, kTooManyHeaders);
+    if (++ps_->header_count > settings_.max_headers_count) return fail(431, kTooManyHeaders);
     const int rc = onHeader(field, value);
-    header_.clear();
-    field_length_ = 0;
+    ps_->header.clear();
+    ps_->field_length = 0;
     return rc;
   }
 
   int onChunkHeader() {
-    if (parser_.content_length == 0) {
+    if (ps_->parser.content_length == 0) {
       // The last chunk: what follows are trailers, with limits of their own.
       in_trailers_ = true;
-      header_bytes_ = 0;
-      header_count_ = 0;
+      ps_->header_bytes = 0;
+      ps_->header_count = 0;
     }
     return 0;
   }
 
   int onBodyData(const char* at, size_t length) {
-    const size_t offset = static_cast<size_t>(at - slice_base_);
-    if (!spans_.empty() && spans_.back().offset + spans_.back().length == offset) {
-      spans_.back().length += length;
+    const size_t offset = static_cast<size_t>(at - ps_->slice_base);
+    if (!ps_->spans.empty() && ps_->spans.back().offset + ps_->spans.back().length == offset) {
+      ps_->spans.back().length += length;
     } else {
-      spans_.push_back(BodySpan{offset, length});
+      ps_->spans.push_back(BodySpan{offset, length});
     }
     return 0;
   }
@@ -568,27 +659,55 @@ class CodecBase {
   // change hands where the spans allow), and drains the framing around them.
   void takeBody(Buffer& data, size_t consumed, Buffer& body) {
     size_t cursor = 0;
-    for (const BodySpan& span : spans_) {
+    for (const BodySpan& span : ps_->spans) {
       data.drain(span.offset - cursor);
       body.move(data, span.length);
       cursor = span.offset + span.length;
     }
     data.drain(consumed - cursor);
-    spans_.clear();
+    ps_->spans.clear();
   }
-
-  // The header being parsed: its name (the first field_length_ bytes), then its value. One
-  // string for both: 32 bytes less in every connection.
-  std::string header_;
-  uint32_t field_length_{0};
-  uint32_t header_count_{0};
-  uint64_t header_bytes_{0};
-  const char* slice_base_{nullptr};
-  std::vector<BodySpan> spans_;
 };
 
 const llhttp_settings_t CodecBase::kParserSettings = CodecBase::makeParserSettings();
 
+std::vector<StreamCallbacks*>* StreamImpl::callbacks_() {
+  ParseState* state = codec_.parseState();
+  return state != nullptr ? &state->stream_callbacks : nullptr;
+}
+void StreamImpl::addCallbacks(StreamCallbacks& callbacks) {
+  std::vector<StreamCallbacks*>* list = callbacks_();
+  SLUICE_ASSERT(list != nullptr, "HTTP/1 stream callbacks added without an active stream");
+  if (list != nullptr) list->push_back(&callbacks);
+}
+void StreamImpl::removeCallbacks(StreamCallbacks& callbacks) {
+  if (std::vector<StreamCallbacks*>* list = callbacks_()) {
+    for (auto& cb : *list) {
+      if (cb == &callbacks) cb = nullptr;
+    }
+  }
+}
+void StreamImpl::clearCallbacks() {
+  if (std::vector<StreamCallbacks*>* list = callbacks_()) list->clear();
+}
+void StreamImpl::runResetCallbacks(StreamResetReason reason) {
+  std::vector<StreamCallbacks*> callbacks;
+  if (std::vector<StreamCallbacks*>* list = callbacks_()) callbacks.swap(*list);
+  for (StreamCallbacks* cb : callbacks) {
+    if (cb != nullptr) cb->onResetStream(reason, "");
+  }
+}
+// The list is looked up again after each callback: one may end the exchange.
+void StreamImpl::runHighWatermarkCallbacks() {
+  for (size_t i = 0; callbacks_() != nullptr && i < callbacks_()->size(); ++i) {
+    if (StreamCallbacks* cb = (*callbacks_())[i]) cb->onAboveWriteBufferHighWatermark();
+  }
+}
+void StreamImpl::runLowWatermarkCallbacks() {
+  for (size_t i = 0; callbacks_() != nullptr && i < callbacks_()->size(); ++i) {
+    if (StreamCallbacks* cb = (*callbacks_())[i]) cb->onBelowWriteBufferLowWatermark();
+  }
+}
 void StreamImpl::resetStream(StreamResetReason reason) {
   codec_.resetStreamLocal(reason);
 }
@@ -785,7 +904,8 @@ class ServerCodecImpl final : public ServerCodec, public CodecBase {
     active_ = false;
     onStreamDeactivated();
     stream_.clearCallbacks();
-    resumeParser();
+    // An idle connection holds no parse state; a pipelined request takes a fresh one.
+    releaseParseState();
     if (codec_read_disabled_) {
       codec_read_disabled_ = false;
       connection_.readDisable(false);
@@ -796,8 +916,8 @@ class ServerCodecImpl final : public ServerCodec, public CodecBase {
     SLUICE_ASSERT(!active_, "an HTTP/1 request began while the previous one is active");
     active_ = true;
     protocol_ = Protocol::Http11;
-    host_.clear();
-    url_authority_ = {};
+    ps_->host.clear();
+    ps_->url_authority = {};
     host_seen_ = false;
     has_url_authority_ = false;
     request_complete_ = false;
@@ -819,39 +939,39 @@ class ServerCodecImpl final : public ServerCodec, public CodecBase {
   }
 
   int onUrlComplete() override {
-    const auto method = static_cast<llhttp_method_t>(parser_.method);
-    headers_->add(headers::kMethod, llhttp_method_name(method));
+    const auto method = static_cast<llhttp_method_t>(ps_->parser.method);
+    ps_->headers->add(headers::kMethod, llhttp_method_name(method));
     is_head_ = method == HTTP_HEAD;
     is_connect_ = method == HTTP_CONNECT;
-    const std::string_view url = url_;
+    const std::string_view url = ps_->url;
     if (is_connect_) {
       // Authority-form: "CONNECT host:port".
-      url_authority_ = url;
+      ps_->url_authority = url;
       has_url_authority_ = true;
       return 0;
     }
     const size_t scheme_end = url.find("://");
     if (url.empty() || url[0] == '/' || url == "*" || scheme_end == std::string_view::npos ||
         scheme_end == 0) {
-      headers_->add(headers::kPath, url);
+      ps_->headers->add(headers::kPath, url);
       return 0;
     }
     // Absolute-form: "http://host:port/path?query".
     std::string scheme(url.substr(0, scheme_end));
     toLowerInPlace(scheme);
-    headers_->add(headers::kScheme, scheme);
+    ps_->headers->add(headers::kScheme, scheme);
     const std::string_view rest = url.substr(scheme_end + 3);
     const size_t authority_end = rest.find_first_of("/?");
-    url_authority_ = rest.substr(0, authority_end);
+    ps_->url_authority = rest.substr(0, authority_end);
     has_url_authority_ = true;
     if (authority_end == std::string_view::npos) {
-      headers_->add(headers::kPath, "/");
+      ps_->headers->add(headers::kPath, "/");
     } else if (rest[authority_end] == '?') {
       std::string path("/");
       path.append(rest.substr(authority_end));
-      headers_->add(headers::kPath, path);
+      ps_->headers->add(headers::kPath, path);
     } else {
-      headers_->add(headers::kPath, rest.substr(authority_end));
+      ps_->headers->add(headers::kPath, rest.substr(authority_end));
     }
     return 0;
   }
@@ -870,8 +990,8 @@ class ServerCodecImpl final : public ServerCodec, public CodecBase {
     }
     if (in_trailers_) {
       if (settings_.enable_trailers) {
-        if (!trailers_) trailers_ = std::make_unique<HeaderMap>();
-        trailers_->add(name, value);
+        if (!ps_->trailers) ps_->trailers = std::make_unique<HeaderMap>();
+        ps_->trailers->add(name, value);
       }
       return 0;
     }
@@ -879,46 +999,46 @@ class ServerCodecImpl final : public ServerCodec, public CodecBase {
       // RFC 9112 3.2: more than one Host is a bad request.
       if (host_seen_) return fail(400, kCodecError);
       host_seen_ = true;
-      host_.assign(value);
+      ps_->host.assign(value);
       return 0;
     }
-    headers_->add(name, value);
+    ps_->headers->add(name, value);
     return 0;
   }
 
   int onHeadersComplete() override {
-    if (parser_.http_major == 1 && parser_.http_minor == 1) {
+    if (ps_->parser.http_major == 1 && ps_->parser.http_minor == 1) {
       protocol_ = Protocol::Http11;
-    } else if (parser_.http_major == 1 && parser_.http_minor == 0) {
+    } else if (ps_->parser.http_major == 1 && ps_->parser.http_minor == 0) {
       protocol_ = Protocol::Http10;
       if (!settings_.accept_http_10) return fail(426, "http1.http_10_not_supported");
     } else {
       return fail(400, kCodecError);
     }
-    if (has_url_authority_ && !url_authority_.empty()) {
-      headers_->add(headers::kAuthority, url_authority_);
+    if (has_url_authority_ && !ps_->url_authority.empty()) {
+      ps_->headers->add(headers::kAuthority, ps_->url_authority);
     } else if (host_seen_) {
-      headers_->add(headers::kAuthority, host_);
+      ps_->headers->add(headers::kAuthority, ps_->host);
     } else if (protocol_ == Protocol::Http10) {
       if (!settings_.default_host_for_http_10.empty()) {
-        headers_->add(headers::kAuthority, settings_.default_host_for_http_10);
+        ps_->headers->add(headers::kAuthority, settings_.default_host_for_http_10);
       }
     } else {
       return fail(400, "missing_host_header");
     }
     // "Connection: close", or HTTP/1.0 without keep-alive: the response ends the connection.
-    if (llhttp_should_keep_alive(&parser_) == 0) close_after_response_ = true;
-    upgrade_request_ = parser_.upgrade != 0;
-    const bool has_body = (parser_.flags & F_CHUNKED) != 0 || parser_.content_length > 0;
+    if (llhttp_should_keep_alive(&ps_->parser) == 0) close_after_response_ = true;
+    upgrade_request_ = ps_->parser.upgrade != 0;
+    const bool has_body = (ps_->parser.flags & F_CHUNKED) != 0 || ps_->parser.content_length > 0;
     const bool end_stream = !has_body && !upgrade_request_;
     end_stream_delivered_ = end_stream;
-    if (decoder_ != nullptr) decoder_->decodeHeaders(std::move(headers_), end_stream);
+    if (decoder_ != nullptr) decoder_->decodeHeaders(std::move(ps_->headers), end_stream);
     return 0;
   }
 
   int onMessageComplete() override {
     // An upgrade goes on as a tunnel: llhttp returns HPE_PAUSED_UPGRADE right after this.
-    return parser_.upgrade ? 0 : HPE_PAUSED;
+    return ps_->parser.upgrade ? 0 : HPE_PAUSED;
   }
 
   void onBody(Buffer& body) override {
@@ -929,9 +1049,9 @@ class ServerCodecImpl final : public ServerCodec, public CodecBase {
     request_complete_ = true;
     if (decoder_ != nullptr && !end_stream_delivered_) {
       end_stream_delivered_ = true;
-      if (trailers_) {
+      if (ps_->trailers) {
         if (!body.empty()) decoder_->decodeData(body, false);
-        if (decoder_ != nullptr) decoder_->decodeTrailers(std::move(trailers_));
+        if (decoder_ != nullptr) decoder_->decodeTrailers(std::move(ps_->trailers));
       } else {
         decoder_->decodeData(body, true);
       }
@@ -962,8 +1082,6 @@ class ServerCodecImpl final : public ServerCodec, public CodecBase {
   const CodecStats stats_;
   ResponseEncoderImpl encoder_{*this};
   RequestDecoder* decoder_{nullptr};
-  std::string host_;
-  std::string_view url_authority_;  // into url_
   Protocol protocol_{Protocol::Http11};
   Framing framing_{Framing::None};
   bool host_seen_{false};
@@ -1004,6 +1122,9 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
   RequestEncoder& newStream(ResponseDecoder& decoder) override {
     SLUICE_ASSERT(!active_, "an HTTP/1 client codec carries one request at a time");
     active_ = true;
+    // The stream's callbacks live in the parse state: an active stream has one. A client
+    // takes it with its first request and keeps it.
+    if (ps_ == nullptr) takeParseState();
     decoder_ = &decoder;
     request_started_ = false;
     request_complete_ = false;
@@ -1026,11 +1147,11 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
     if (closed_) return;
     closed_ = true;
     if (!active_) return;
-    if (response_headers_done_ && !response_complete_ && !upgraded_ && status_.ok() &&
-        llhttp_message_needs_eof(&parser_)) {
+    if (ps_ != nullptr && response_headers_done_ && !response_complete_ && !upgraded_ &&
+        status_.ok() && llhttp_message_needs_eof(&ps_->parser)) {
       // A close-delimited body ends here.
       message_complete_ = false;
-      llhttp_finish(&parser_);
+      llhttp_finish(&ps_->parser);
       if (message_complete_) {
         message_complete_ = false;
         Buffer empty;
@@ -1162,6 +1283,8 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
     active_ = false;
     onStreamDeactivated();
     stream_.clearCallbacks();
+    // The client keeps its parse state (and llhttp's parser goes on to the next response):
+    // upstream connections are few, and this spares a take and a give per request.
   }
 
   // CodecBase
@@ -1177,37 +1300,37 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
   int onHeader(std::string_view name, std::string_view value) override {
     if (in_trailers_) {
       if (settings_.enable_trailers) {
-        if (!trailers_) trailers_ = std::make_unique<HeaderMap>();
-        trailers_->add(name, value);
+        if (!ps_->trailers) ps_->trailers = std::make_unique<HeaderMap>();
+        ps_->trailers->add(name, value);
       }
       return 0;
     }
-    headers_->add(name, value);
+    ps_->headers->add(name, value);
     return 0;
   }
 
   int onHeadersComplete() override {
-    const uint32_t status = parser_.status_code;
+    const uint32_t status = ps_->parser.status_code;
     char digits[8];
     const auto result = std::to_chars(digits, digits + sizeof(digits), status);
-    headers_->add(headers::kStatus,
-                  std::string_view(digits, static_cast<size_t>(result.ptr - digits)));
+    ps_->headers->add(headers::kStatus,
+                      std::string_view(digits, static_cast<size_t>(result.ptr - digits)));
     if (status >= 100 && status < 200 && status != 101) {
       // Informational: the final response follows.
       is_1xx_ = true;
-      if (decoder_ != nullptr) decoder_->decode1xxHeaders(std::move(headers_));
+      if (decoder_ != nullptr) decoder_->decode1xxHeaders(std::move(ps_->headers));
       return 1;
     }
-    if (llhttp_should_keep_alive(&parser_) == 0) callbacks_.onGoAway();
+    if (llhttp_should_keep_alive(&ps_->parser) == 0) callbacks_.onGoAway();
     const bool no_body = is_head_ || status == 204 || status == 304 ||
-                         ((parser_.flags & F_CONTENT_LENGTH) != 0 && parser_.content_length == 0 &&
-                          (parser_.flags & F_CHUNKED) == 0);
-    const bool end_stream = no_body && !parser_.upgrade;
+                         ((ps_->parser.flags & F_CONTENT_LENGTH) != 0 &&
+                          ps_->parser.content_length == 0 && (ps_->parser.flags & F_CHUNKED) == 0);
+    const bool end_stream = no_body && !ps_->parser.upgrade;
     end_stream_delivered_ = end_stream;
     // Each side of a tunnel ends on its own: the upstream's FIN ends the response side only.
-    if (parser_.upgrade && upgrade_sent_) connection_.enableHalfClose(true);
+    if (ps_->parser.upgrade && upgrade_sent_) connection_.enableHalfClose(true);
     response_headers_done_ = true;
-    if (decoder_ != nullptr) decoder_->decodeHeaders(std::move(headers_), end_stream);
+    if (decoder_ != nullptr) decoder_->decodeHeaders(std::move(ps_->headers), end_stream);
     // These have no body whatever their headers say (llhttp would read a 304's
     // content-length).
     return no_body ? 1 : 0;
@@ -1218,7 +1341,7 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
       is_1xx_ = false;
       return 0;
     }
-    return parser_.upgrade ? 0 : HPE_PAUSED;
+    return ps_->parser.upgrade ? 0 : HPE_PAUSED;
   }
 
   void onBody(Buffer& body) override {
@@ -1229,9 +1352,9 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
     response_complete_ = true;
     if (decoder_ != nullptr && !end_stream_delivered_) {
       end_stream_delivered_ = true;
-      if (trailers_) {
+      if (ps_->trailers) {
         if (!body.empty()) decoder_->decodeData(body, false);
-        if (decoder_ != nullptr) decoder_->decodeTrailers(std::move(trailers_));
+        if (decoder_ != nullptr) decoder_->decodeTrailers(std::move(ps_->trailers));
       } else {
         decoder_->decodeData(body, true);
       }
@@ -1273,6 +1396,15 @@ ServerCodecPtr createServerCodec(network::Connection& connection,
 ClientCodecPtr createClientCodec(network::Connection& connection, ConnectionCallbacks& callbacks,
                                  const CodecSettings& settings) {
   return std::make_unique<ClientCodecImpl>(connection, callbacks, settings);
+}
+
+bool holdsParseState(const CodecConnection& codec) {
+  const auto* base = dynamic_cast<const CodecBase*>(&codec);
+  return base != nullptr && base->holdsParseState();
+}
+
+size_t freeParseStates() {
+  return ParseStatePool::local().freeBlocks();
 }
 
 }  // namespace sluice::http::http1

@@ -10,6 +10,7 @@
 // ReadFilter::onData() and onConnectionClosed() when the connection closes. Each encode call
 // makes one connection write.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -53,5 +54,13 @@ ServerCodecPtr createServerCodec(network::Connection& connection,
 // A client codec for `connection`: one request at a time.
 ClientCodecPtr createClientCodec(network::Connection& connection, ConnectionCallbacks& callbacks,
                                  const CodecSettings& settings);
+
+// A server codec holds llhttp's parser and its per-message state (URL, header strings, body
+// spans, the stream's callbacks) only while a request is parsed and its exchange is in
+// progress: an idle keep-alive connection holds none. The blocks come from a per-thread free
+// list. A client codec takes one with its first request and keeps it. For tests: whether
+// `codec` (made here) holds its parse state now, and the free list's length on this thread.
+bool holdsParseState(const CodecConnection& codec);
+size_t freeParseStates();
 
 }  // namespace sluice::http::http1

@@ -831,6 +831,99 @@ TEST_F(Http1ServerTest, RequestSplitAcrossManyWrites) {
   EXPECT_TRUE(h().errors.empty());
 }
 
+// The parse state (llhttp's parser, URL, header strings, body spans) exists only while an
+// exchange is in progress: an idle keep-alive connection holds none, and the block goes back
+// to the thread's free list for the next request.
+TEST_F(Http1ServerTest, IdleConnectionHoldsNoParseState) {
+  start();
+  EXPECT_FALSE(holdsParseState(*h().codec));
+  peer_->send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(waitRequests(1));
+  EXPECT_TRUE(holdsParseState(*h().codec));
+  const size_t free_before = freeParseStates();
+  respond(request(0), "one");
+  const std::string first = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\none";
+  ASSERT_TRUE(waitReceived(first.size()));
+  EXPECT_FALSE(holdsParseState(*h().codec));
+  EXPECT_EQ(freeParseStates(), free_before + 1);
+
+  // Blank lines between requests begin no request: the connection stays idle.
+  peer_->send("\r\n\r\n");
+  ASSERT_TRUE(runUntil([&] { return h().dispatches >= 2; }));
+  EXPECT_FALSE(holdsParseState(*h().codec));
+  EXPECT_EQ(freeParseStates(), free_before + 1);
+
+  // The next request takes the block back from the free list, and returns it.
+  peer_->send("GET /b HTTP/1.1\r\nHost: b\r\n\r\n");
+  ASSERT_TRUE(waitRequests(2));
+  EXPECT_TRUE(holdsParseState(*h().codec));
+  EXPECT_EQ(freeParseStates(), free_before);
+  EXPECT_EQ(request(1).headers->path(), "/b");
+  EXPECT_EQ(request(1).headers->authority(), "b");
+  respond(request(1), "two");
+  ASSERT_TRUE(waitReceived(first.size() * 2));
+  EXPECT_FALSE(holdsParseState(*h().codec));
+  EXPECT_TRUE(h().errors.empty());
+}
+
+// A request whose bytes arrive over many reads keeps one parse state throughout (the URL,
+// a header and the body split mid-way); the next request on the connection starts fresh.
+TEST_F(Http1ServerTest, ParseStateLastsAcrossReadsOfOneRequest) {
+  start();
+  const std::string head =
+      "POST /split/path HTTP/1.1\r\nHost: split.example\r\nContent-Length: 6\r\nX-Long: "
+      "0123456789abcdef0123456789\r\n\r\nab";
+  for (size_t i = 0; i < head.size(); i += 7) {
+    peer_->send(std::string_view(head).substr(i, 7));
+    ASSERT_TRUE(runUntil([&] { return h().dispatches >= static_cast<int>(i / 7 + 1); }));
+    EXPECT_TRUE(holdsParseState(*h().codec)) << i;
+  }
+  peer_->send("cdef");
+  ASSERT_TRUE(waitRequests(1));
+  EXPECT_EQ(request(0).headers->path(), "/split/path");
+  EXPECT_EQ(request(0).headers->authority(), "split.example");
+  EXPECT_EQ(request(0).headers->getValue("x-long"), "0123456789abcdef0123456789");
+  EXPECT_EQ(request(0).body, "abcdef");
+  respond(request(0), "ok");
+  ASSERT_TRUE(runUntil([&] { return !holdsParseState(*h().codec); }));
+
+  peer_->send("GET /next HTTP/1.1\r\nHost: n\r\n\r\n");
+  ASSERT_TRUE(waitRequests(2));
+  EXPECT_EQ(request(1).headers->path(), "/next");
+  EXPECT_EQ(request(1).headers->authority(), "n");
+  EXPECT_FALSE(request(1).headers->has("x-long"));
+  EXPECT_TRUE(h().errors.empty());
+}
+
+// Pipelined requests: each takes a fresh parse state when the previous exchange ended, and
+// the connection holds none once the last response went out.
+TEST_F(Http1ServerTest, PipelinedRequestsEachTakeAFreshParseState) {
+  start();
+  peer_->send(
+      "GET http://abs.example/1 HTTP/1.1\r\nHost: a\r\n\r\n"
+      "POST /2 HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nxyz\r\n0\r\n\r\n"
+      "GET /3 HTTP/1.1\r\nHost: c\r\n\r\n");
+  ASSERT_TRUE(waitRequests(1));
+  EXPECT_TRUE(holdsParseState(*h().codec));
+  EXPECT_EQ(request(0).headers->authority(), "abs.example");
+  respond(request(0), "r1");
+  ASSERT_TRUE(waitRequests(2));
+  EXPECT_TRUE(holdsParseState(*h().codec));
+  EXPECT_EQ(request(1).headers->path(), "/2");
+  EXPECT_EQ(request(1).headers->authority(), "b");
+  EXPECT_EQ(request(1).body, "xyz");
+  respond(request(1), "r2");
+  ASSERT_TRUE(waitRequests(3));
+  EXPECT_EQ(request(2).headers->path(), "/3");
+  EXPECT_EQ(request(2).headers->authority(), "c");
+  respond(request(2), "r3");
+  const std::string one = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nr1";
+  ASSERT_TRUE(waitReceived(one.size() * 3));
+  EXPECT_FALSE(holdsParseState(*h().codec));
+  EXPECT_TRUE(h().errors.empty());
+}
+
 TEST_F(Http1ServerTest, EarlyResponseBeforeTheRequestBodyEnds) {
   start();
   peer_->send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc");
@@ -1017,6 +1110,26 @@ TEST_F(Http1ClientTest, GetRequestBytesAndContentLengthResponse) {
   EXPECT_EQ(response.body, "hello");
   EXPECT_EQ(h().codec->activeStreams(), 0u);
   EXPECT_EQ(h().goaways, 0);
+  EXPECT_TRUE(h().errors.empty());
+}
+
+// A client takes its parse state with its first request and keeps it: the next response on
+// the connection parses with the same parser (upstream connections are few).
+TEST_F(Http1ClientTest, KeepsItsParseStateAcrossRequests) {
+  start();
+  EXPECT_FALSE(holdsParseState(*h().codec));
+  for (int i = 0; i < 2; ++i) {
+    TestResponse& response = newResponse();
+    RequestEncoder& encoder = h().codec->newStream(response);
+    EXPECT_TRUE(holdsParseState(*h().codec));
+    encoder.encodeHeaders(HeaderMap{{":method", "GET"}, {":path", "/"}, {":authority", "a"}},
+                          true);
+    peer_->send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    ASSERT_TRUE(runUntil([&] { return response.end_stream; }));
+    EXPECT_EQ(response.body, "ok");
+    EXPECT_EQ(h().codec->activeStreams(), 0u);
+    EXPECT_TRUE(holdsParseState(*h().codec));
+  }
   EXPECT_TRUE(h().errors.empty());
 }
 
