@@ -1,10 +1,14 @@
 #include "config/api_descriptors.h"
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
@@ -17,6 +21,10 @@
 // Emitted by the assembler from the descriptor set (cmake/EnvoyApi.cmake).
 extern "C" const char sluice_envoy_api_descriptors[];
 extern "C" const char sluice_envoy_api_descriptors_end[];
+// The linker's bounds of protobuf's generated descriptors (PROTOBUF_SECTION_VARIABLE);
+// weak: absent when nothing is in that section.
+extern "C" const char __start_protodesc_cold[] __attribute__((weak));
+extern "C" const char __stop_protodesc_cold[] __attribute__((weak));
 
 namespace sluice::config {
 namespace {
@@ -211,5 +219,26 @@ Api& api() {
 const pb::DescriptorPool& envoyApiPool() { return api().pool; }
 pb::util::TypeResolver& envoyApiTypeResolver() { return *api().resolver; }
 int envoyApiFileCount() { return static_cast<int>(api().database.fileCount()); }
+
+namespace {
+
+// MADV_DONTNEED on the whole pages inside [begin, end). The data is read-only and file-backed
+// (never written, so never copied on write): dropping the mapping loses nothing.
+size_t releasePages(const char* begin, const char* end) {
+  if (begin == nullptr || end <= begin) return 0;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) & ~(page - 1);
+  const uintptr_t last = reinterpret_cast<uintptr_t>(end) & ~(page - 1);
+  if (last <= first) return 0;
+  if (madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
+  return last - first;
+}
+
+}  // namespace
+
+size_t releaseDescriptorPages() {
+  return releasePages(sluice_envoy_api_descriptors, sluice_envoy_api_descriptors_end) +
+         releasePages(__start_protodesc_cold, __stop_protodesc_cold);
+}
 
 }  // namespace sluice::config
