@@ -8,7 +8,9 @@
 #include <string_view>
 
 namespace google::protobuf {
+class Descriptor;
 class DescriptorPool;
+class EnumDescriptor;
 namespace util {
 class TypeResolver;
 }
@@ -16,11 +18,22 @@ class TypeResolver;
 
 namespace sluice::config {
 
-// Built on first use (thread-safe); lives for the process.
+// The pool of the Envoy API's descriptors; lives for the process. It holds the files loaded
+// so far: files with generated C++ (from the generated classes' pool, its underlay) and
+// the files lookups through the functions below have loaded from the embedded set. Look
+// types up with those, not with the pool's own Find* (which do not load).
 const google::protobuf::DescriptorPool& envoyApiPool();
 
-// Resolves "type.googleapis.com/<full name>" URLs against envoyApiPool(), for
-// google::protobuf::util::JsonToBinaryString and BinaryToJsonString.
+// A message or enum type of the API by its full name, loaded (with its file's imports) on
+// first use; nullptr when the API has no such type. Thread-safe.
+const google::protobuf::Descriptor* findApiMessageType(std::string_view full_name);
+const google::protobuf::EnumDescriptor* findApiEnumType(std::string_view full_name);
+// Loads the file that declares `symbol` (any name: a message, field, enum value, service,
+// extension); false when the API has none. Then envoyApiPool()'s Find* see it.
+bool loadApiSymbol(std::string_view symbol);
+
+// Resolves "type.googleapis.com/<full name>" URLs against envoyApiPool() (loading as above),
+// for google::protobuf::util::JsonToBinaryString and BinaryToJsonString.
 google::protobuf::util::TypeResolver& envoyApiTypeResolver();
 
 inline constexpr std::string_view kTypeUrlPrefix = "type.googleapis.com";
