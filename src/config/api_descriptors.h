@@ -1,8 +1,9 @@
 #pragma once
 
 // The whole Envoy v3 API (every v3 proto of the pinned package and their imports) as a
-// protobuf descriptor pool, built once from the descriptor set embedded in the binary. Any
-// type URL in a config resolves here, whether or not C++ was generated for it.
+// protobuf descriptor pool: the files with generated C++ from the generated classes' pool,
+// the others loaded on first use from the descriptor set embedded in the binary. Any type
+// URL in a config resolves here, whether or not C++ was generated for it.
 
 #include <cstddef>
 #include <string_view>
