@@ -31,7 +31,7 @@ void redactAny(pb::Message& any, bool sensitive) {
   if (!url_field || !value_field) return;
   const std::string url = r->GetString(any, url_field);
   const pb::Descriptor* type =
-      config::envoyApiPool().FindMessageTypeByName(url.substr(url.rfind('/') + 1));
+      config::findApiMessageType(url.substr(url.rfind('/') + 1));
   if (!type) {
     // Unknown content: nothing to look into, and under a sensitive field nothing to show.
     if (sensitive) r->SetString(&any, value_field, std::string(kRedacted));
@@ -165,7 +165,7 @@ uint32_t filterConfigDump(nlohmann::json& configs,
   for (auto& c : configs) {
     const std::string type = c.value("@type", "");
     const pb::Descriptor* d =
-        config::envoyApiPool().FindMessageTypeByName(type.substr(type.rfind('/') + 1));
+        config::findApiMessageType(type.substr(type.rfind('/') + 1));
     const pb::FieldDescriptor* f = d ? d->FindFieldByName(resource->second) : nullptr;
     if (!f) continue;
     if (!f->is_repeated() || f->cpp_type() != pb::FieldDescriptor::CPPTYPE_MESSAGE) {

@@ -1,14 +1,19 @@
 #include "config/api_descriptors.h"
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/descriptor_database.h>
+#include <google/protobuf/type.pb.h>
 #include <google/protobuf/util/type_resolver.h>
 #include <google/protobuf/util/type_resolver_util.h>
 
@@ -17,6 +22,10 @@
 // Emitted by the assembler from the descriptor set (cmake/EnvoyApi.cmake).
 extern "C" const char sluice_envoy_api_descriptors[];
 extern "C" const char sluice_envoy_api_descriptors_end[];
+// The linker's bounds of protobuf's generated descriptors (PROTOBUF_SECTION_VARIABLE);
+// weak: absent when nothing is in that section.
+extern "C" const char __start_protodesc_cold[] __attribute__((weak));
+extern "C" const char __stop_protodesc_cold[] __attribute__((weak));
 
 namespace sluice::config {
 namespace {
@@ -190,15 +199,43 @@ class LazyDatabase : public pb::DescriptorDatabase {
   std::unique_ptr<pb::EncodedDescriptorDatabase> full_;
 };
 
+// The pool sits over the generated classes' pool: a file with C++ (and its descriptors,
+// which the generated classes' reflection and validation build anyway) comes from there;
+// any other file is built here from the embedded set, with its imports, when a lookup first
+// needs it. (With the embedded set as the pool's fallback database instead, every file a
+// config touched was built a second time in this pool: half of start-up, and 1 MiB.) A pool
+// over an underlay has no fallback database and no lock of its own: `mu` serialises the
+// loading and the lookups.
 struct Api {
   Api()
       : database(sluice_envoy_api_descriptors, sluice_envoy_api_descriptors_end),
-        pool(&database) {
-    resolver.reset(pb::util::NewTypeResolverForDescriptorPool(std::string(kTypeUrlPrefix), &pool));
+        pool(pb::DescriptorPool::generated_pool()),
+        resolver(pb::util::NewTypeResolverForDescriptorPool(std::string(kTypeUrlPrefix), &pool)) {}
+
+  // Loads the file declaring `symbol` (a message, enum, field, service...) if the pool does
+  // not have it yet.
+  bool loadSymbolLocked(const std::string& symbol) {
+    if (pool.FindFileContainingSymbol(symbol) != nullptr) return true;
+    pb::FileDescriptorProto proto;
+    return database.FindFileContainingSymbol(symbol, &proto) && loadFileLocked(proto, 0);
   }
-  LazyDatabase database;  // declared before the pool that reads it
+
+  bool loadFileLocked(const pb::FileDescriptorProto& proto, int depth) {
+    if (depth > 100) return false;  // an import cycle; protoc rejects those
+    for (const std::string& dep : proto.dependency()) {
+      if (pool.FindFileByName(dep) != nullptr) continue;
+      pb::FileDescriptorProto dep_proto;
+      if (!database.FindFileByName(dep, &dep_proto) || !loadFileLocked(dep_proto, depth + 1)) {
+        return false;
+      }
+    }
+    return pool.BuildFile(proto) != nullptr;
+  }
+
+  LazyDatabase database;
   pb::DescriptorPool pool;
-  std::unique_ptr<pb::util::TypeResolver> resolver;
+  std::unique_ptr<pb::util::TypeResolver> resolver;  // over `pool`; call it under `mu`
+  std::mutex mu;
 };
 
 Api& api() {
@@ -206,10 +243,82 @@ Api& api() {
   return *a;
 }
 
+// Loads a URL's type before the resolver over the pool looks at it. The resolver asks for
+// each nested message type by URL, so each is loaded on its turn.
+class LoadingResolver : public pb::util::TypeResolver {
+ public:
+  pb::util::Status ResolveMessageType(const std::string& type_url, pb::Type* type) override {
+    Api& a = api();
+    std::lock_guard lock(a.mu);
+    a.loadSymbolLocked(std::string(typeNameOfUrl(type_url)));
+    return a.resolver->ResolveMessageType(type_url, type);
+  }
+  pb::util::Status ResolveEnumType(const std::string& type_url, pb::Enum* enum_type) override {
+    Api& a = api();
+    std::lock_guard lock(a.mu);
+    a.loadSymbolLocked(std::string(typeNameOfUrl(type_url)));
+    return a.resolver->ResolveEnumType(type_url, enum_type);
+  }
+
+ private:
+  static std::string_view typeNameOfUrl(std::string_view url) {
+    const size_t slash = url.rfind('/');
+    return slash == std::string_view::npos ? url : url.substr(slash + 1);
+  }
+};
+
 }  // namespace
 
 const pb::DescriptorPool& envoyApiPool() { return api().pool; }
-pb::util::TypeResolver& envoyApiTypeResolver() { return *api().resolver; }
+
+pb::util::TypeResolver& envoyApiTypeResolver() {
+  static auto* resolver = new LoadingResolver();
+  return *resolver;
+}
+
 int envoyApiFileCount() { return static_cast<int>(api().database.fileCount()); }
+
+bool loadApiSymbol(std::string_view symbol) {
+  Api& a = api();
+  std::lock_guard lock(a.mu);
+  return a.loadSymbolLocked(std::string(symbol));
+}
+
+const pb::Descriptor* findApiMessageType(std::string_view full_name) {
+  Api& a = api();
+  std::lock_guard lock(a.mu);
+  const std::string name(full_name);
+  a.loadSymbolLocked(name);
+  return a.pool.FindMessageTypeByName(name);
+}
+
+const pb::EnumDescriptor* findApiEnumType(std::string_view full_name) {
+  Api& a = api();
+  std::lock_guard lock(a.mu);
+  const std::string name(full_name);
+  a.loadSymbolLocked(name);
+  return a.pool.FindEnumTypeByName(name);
+}
+
+namespace {
+
+// MADV_DONTNEED on the whole pages inside [begin, end). The data is read-only and file-backed
+// (never written, so never copied on write): dropping the mapping loses nothing.
+size_t releasePages(const char* begin, const char* end) {
+  if (begin == nullptr || end <= begin) return 0;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) & ~(page - 1);
+  const uintptr_t last = reinterpret_cast<uintptr_t>(end) & ~(page - 1);
+  if (last <= first) return 0;
+  if (madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
+  return last - first;
+}
+
+}  // namespace
+
+size_t releaseDescriptorPages() {
+  return releasePages(sluice_envoy_api_descriptors, sluice_envoy_api_descriptors_end) +
+         releasePages(__start_protodesc_cold, __stop_protodesc_cold);
+}
 
 }  // namespace sluice::config

@@ -126,7 +126,7 @@ std::string describeJsonError(const std::string& status_message, const std::stri
                              : "a " + type) +
            ")";
   } else if (RE2::FullMatch(what, message_type, &value, &type)) {
-    const pb::EnumDescriptor* enum_type = envoyApiPool().FindEnumTypeByName(type);
+    const pb::EnumDescriptor* enum_type = findApiEnumType(type);
     if (type == "google.protobuf.Duration") {
       what = "invalid duration (write seconds with an 's' suffix, like \"5s\" or \"0.25s\")";
     } else if (type == "google.protobuf.Timestamp") {
@@ -264,8 +264,7 @@ class JsonChecker {
       return fail(joinPath(path, "@type"), "expected a type URL string, got " + kindOf(*type_it));
     }
     const std::string url = type_it->get<std::string>();
-    const pb::Descriptor* type =
-        envoyApiPool().FindMessageTypeByName(std::string(typeNameOfUrl(url)));
+    const pb::Descriptor* type = findApiMessageType(typeNameOfUrl(url));
     if (type == nullptr) {
       return fail(path, "unknown type " + url + " (not a message of the Envoy v3 API)");
     }
@@ -308,7 +307,7 @@ bool jsonToMessage(const std::string& json, std::string_view type_name, pb::Mess
     errors.push_back(withLabel(label, "the document is empty"));
     return false;
   }
-  const pb::Descriptor* type = envoyApiPool().FindMessageTypeByName(std::string(type_name));
+  const pb::Descriptor* type = findApiMessageType(type_name);
   if (type == nullptr) {
     errors.push_back(withLabel(label, "unknown type " + std::string(type_name)));
     return false;
@@ -395,7 +394,7 @@ bool loadBootstrap(const BootstrapSource& source, envoy::config::bootstrap::v3::
 bool messageFromYaml(std::string_view yaml, std::string_view full_name, pb::Message& out,
                      std::vector<std::string>& errors) {
   const std::string_view type_name = typeNameOfUrl(full_name);
-  if (envoyApiPool().FindMessageTypeByName(std::string(type_name)) == nullptr) {
+  if (findApiMessageType(type_name) == nullptr) {
     errors.push_back("unknown type " + std::string(full_name));
     return false;
   }

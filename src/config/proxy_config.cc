@@ -1014,7 +1014,7 @@ bool buildListener(const envoy::config::listener::v3::Listener& l, const std::st
                   "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol")) {
       ListenerConfig::ProxyProtocol pp;
       // No C++ is generated for this message: read its one supported field by reflection.
-      const auto* desc = envoyApiPool().FindMessageTypeByName(
+      const auto* desc = findApiMessageType(
           "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol");
       google::protobuf::DynamicMessageFactory factory(&envoyApiPool());
       std::unique_ptr<google::protobuf::Message> msg(factory.GetPrototype(desc)->New());

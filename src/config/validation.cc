@@ -1034,7 +1034,12 @@ class Validator {
 };
 
 pb::DynamicMessageFactory& dynamicFactory() {
-  static auto* factory = new pb::DynamicMessageFactory(&envoyApiPool());
+  // Types with generated classes (found in the generated pool) get those.
+  static auto* factory = [] {
+    auto* f = new pb::DynamicMessageFactory(&envoyApiPool());
+    f->SetDelegateToGeneratedFactory(true);
+    return f;
+  }();
   return *factory;
 }
 
@@ -1069,7 +1074,7 @@ std::string_view typeNameOfUrl(std::string_view type_url) {
 }
 
 std::unique_ptr<pb::Message> newApiMessage(std::string_view full_name) {
-  const pb::Descriptor* type = envoyApiPool().FindMessageTypeByName(std::string(full_name));
+  const pb::Descriptor* type = findApiMessageType(full_name);
   if (type == nullptr) return nullptr;
   return std::unique_ptr<pb::Message>(dynamicFactory().GetPrototype(type)->New());
 }
@@ -1081,8 +1086,7 @@ std::unique_ptr<pb::Message> unpackAny(const pb::Message& any, std::string& erro
     error = "the Any has no type URL";
     return nullptr;
   }
-  const pb::Descriptor* type =
-      envoyApiPool().FindMessageTypeByName(std::string(typeNameOfUrl(url)));
+  const pb::Descriptor* type = findApiMessageType(typeNameOfUrl(url));
   if (type == nullptr) {
     error = "unknown type " + url;
     return nullptr;

@@ -145,6 +145,9 @@ class Server {
     // Loading the config (YAML, JSON, protos, descriptors) freed most of what it allocated,
     // but glibc keeps freed pages mapped: hand them back once, now that the workers serve.
     malloc_trim(0);
+    // Likewise the descriptor data read at start-up (the embedded API set, protobuf's
+    // generated descriptors): unmapped, it stays in the page cache for a later lookup.
+    config::releaseDescriptorPages();
   }
 
   int reportErrors(const std::vector<std::string>& errors) {

@@ -1,3 +1,9 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string_view>
+
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
@@ -5,8 +11,24 @@
 #include "config/api_descriptors.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 
+extern "C" const char sluice_envoy_api_descriptors[];
+extern "C" const char sluice_envoy_api_descriptors_end[];
+
 namespace sluice::config {
 namespace {
+
+// Whether the page holding `p` is mapped in this process (bit 63 of its /proc/self/pagemap
+// entry; readable without privileges).
+bool pagePresent(const void* p) {
+  const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  uint64_t entry = 0;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const off_t at = static_cast<off_t>(reinterpret_cast<uintptr_t>(p) / page * sizeof(entry));
+  const bool ok = pread(fd, &entry, sizeof(entry), at) == sizeof(entry);
+  close(fd);
+  return !ok || (entry >> 63) != 0;
+}
 
 TEST(ApiDescriptorsTest, TheWholeV3ApiIsEmbedded) {
   const auto& pool = envoyApiPool();
@@ -20,14 +42,48 @@ TEST(ApiDescriptorsTest, TheWholeV3ApiIsEmbedded) {
            "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
            "envoy.service.discovery.v3.DiscoveryRequest",
        }) {
-    EXPECT_NE(pool.FindMessageTypeByName(name), nullptr) << name;
+    EXPECT_NE(findApiMessageType(name), nullptr) << name;
+    EXPECT_NE(pool.FindMessageTypeByName(name), nullptr) << name << " (loaded)";
   }
+}
+
+// A type with generated C++ is the generated classes' own descriptor (built once, shared with
+// their reflection); a type without is built from the embedded set, on top of those.
+TEST(ApiDescriptorsTest, GeneratedTypesAreNotBuiltTwice) {
+  EXPECT_EQ(findApiMessageType("envoy.config.bootstrap.v3.Bootstrap"),
+            envoy::config::bootstrap::v3::Bootstrap::descriptor());
+  const auto* lua = findApiMessageType("envoy.extensions.filters.http.lua.v3.Lua");
+  ASSERT_NE(lua, nullptr);
+  EXPECT_EQ(lua->file()->pool(), &envoyApiPool());
+  EXPECT_EQ(google::protobuf::DescriptorPool::generated_pool()->FindMessageTypeByName(
+                "envoy.extensions.filters.http.lua.v3.Lua"),
+            nullptr);
+  // Its imports with C++ are the generated ones.
+  const auto* source = lua->FindFieldByName("default_source_code");
+  ASSERT_NE(source, nullptr);
+  EXPECT_EQ(source->message_type()->file()->pool(),
+            google::protobuf::DescriptorPool::generated_pool());
+  EXPECT_EQ(findApiMessageType("envoy.config.cluster.v3.NoSuchMessage"), nullptr);
 }
 
 // The pool reads files from a database that indexes only each file's top-level symbols:
 // nested types, enum values, fields, services and extensions must resolve through them.
 TEST(ApiDescriptorsTest, NestedSymbolsServicesAndExtensionsResolve) {
   const auto& pool = envoyApiPool();
+  for (const char* symbol : {
+           "envoy.config.route.v3.RouteAction.HashPolicy.Header",
+           "envoy.config.cluster.v3.Cluster.LbPolicy",
+           "envoy.config.cluster.v3.Cluster.ROUND_ROBIN",
+           "envoy.config.cluster.v3.Cluster.connect_timeout",
+           "envoy.service.discovery.v3.AggregatedDiscoveryService",
+           "envoy.extensions.filters.http.lua.v3.Lua.default_source_code",
+           "validate.rules",
+       }) {
+    EXPECT_TRUE(loadApiSymbol(symbol)) << symbol;
+  }
+  EXPECT_FALSE(loadApiSymbol("envoy.config.cluster.v3.NoSuchMessage"));
+  EXPECT_NE(pool.FindFieldByName("envoy.extensions.filters.http.lua.v3.Lua.default_source_code"),
+            nullptr);
   EXPECT_NE(pool.FindMessageTypeByName("envoy.config.route.v3.RouteAction.HashPolicy.Header"),
             nullptr);
   EXPECT_NE(pool.FindEnumTypeByName("envoy.config.cluster.v3.Cluster.LbPolicy"), nullptr);
@@ -40,7 +96,7 @@ TEST(ApiDescriptorsTest, NestedSymbolsServicesAndExtensionsResolve) {
   EXPECT_NE(pool.FindFileByName("envoy/config/core/v3/address.proto"), nullptr);
   EXPECT_EQ(pool.FindMessageTypeByName("envoy.config.cluster.v3.NoSuchMessage"), nullptr);
   EXPECT_EQ(pool.FindFileByName("envoy/no/such.proto"), nullptr);
-  // By number (the database's full index, built on first use).
+  // By number.
   const auto* field_options = pool.FindMessageTypeByName("google.protobuf.FieldOptions");
   ASSERT_NE(field_options, nullptr);
   const auto* rules = pool.FindExtensionByNumber(field_options, 1071);
@@ -49,7 +105,7 @@ TEST(ApiDescriptorsTest, NestedSymbolsServicesAndExtensionsResolve) {
 }
 
 TEST(ApiDescriptorsTest, ValidateProtoHasTheAddedIgnoreEmptyField) {
-  const auto* rules = envoyApiPool().FindMessageTypeByName("validate.StringRules");
+  const auto* rules = findApiMessageType("validate.StringRules");
   ASSERT_NE(rules, nullptr);
   EXPECT_NE(rules->FindFieldByName("ignore_empty"), nullptr);
 }
@@ -95,6 +151,30 @@ TEST(ApiDescriptorsTest, UnknownFieldIsAnErrorThatNamesIt) {
   ASSERT_FALSE(status.ok());
   EXPECT_NE(std::string(status.message()).find("staticResourcez"), std::string::npos)
       << status.ToString();
+}
+
+// Start-up reads the whole embedded set (the index walk); releasing it unmaps those pages,
+// and what the pool reads afterwards is the same bytes, mapped again from the page cache.
+TEST(ApiDescriptorsTest, ReleasedDescriptorPagesReadBackTheSame) {
+  ASSERT_NE(findApiMessageType("envoy.config.bootstrap.v3.Bootstrap"), nullptr);
+  const std::string_view set(sluice_envoy_api_descriptors,
+                             sluice_envoy_api_descriptors_end - sluice_envoy_api_descriptors);
+  const size_t hash = std::hash<std::string_view>()(set);
+  const char* middle = set.data() + set.size() / 2;
+  EXPECT_TRUE(pagePresent(middle));
+
+  EXPECT_GT(releaseDescriptorPages(), set.size() - 2 * 4096);
+  EXPECT_FALSE(pagePresent(middle));
+
+  // A file no earlier lookup built, found through the released index and parsed from the
+  // released bytes; the generated classes' descriptors still build too.
+  const auto* transcoder = findApiMessageType(
+      "envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder");
+  ASSERT_NE(transcoder, nullptr);
+  EXPECT_NE(transcoder->FindFieldByName("proto_descriptor"), nullptr);
+  EXPECT_EQ(envoy::config::bootstrap::v3::Bootstrap::descriptor()->full_name(),
+            "envoy.config.bootstrap.v3.Bootstrap");
+  EXPECT_EQ(std::hash<std::string_view>()(set), hash);
 }
 
 }  // namespace

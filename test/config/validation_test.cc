@@ -210,7 +210,7 @@ TEST(YamlToJsonTest, JsonSyntax) {
 std::vector<std::string> validate(const std::string& type, const std::string& yaml,
                                   const std::string& root = "") {
   static auto* factory = new pb::DynamicMessageFactory(&envoyApiPool());
-  const pb::Descriptor* descriptor = envoyApiPool().FindMessageTypeByName(type);
+  const pb::Descriptor* descriptor = findApiMessageType(type);
   EXPECT_NE(descriptor, nullptr) << type;
   std::unique_ptr<pb::Message> msg(factory->GetPrototype(descriptor)->New());
   std::vector<std::string> errors;
@@ -299,7 +299,7 @@ TEST(ValidationTest, DurationRules) {
 TEST(SupportedFieldsTest, EveryTableEntryNamesSomethingInTheApi) {
   const auto& pool = envoyApiPool();
   for (const auto& m : supportedMessages()) {
-    const pb::Descriptor* d = pool.FindMessageTypeByName(std::string(m.message));
+    const pb::Descriptor* d = findApiMessageType(m.message);
     ASSERT_NE(d, nullptr) << m.message;
     for (auto f : m.fields) {
       if (f != kAllFields) {
@@ -308,7 +308,7 @@ TEST(SupportedFieldsTest, EveryTableEntryNamesSomethingInTheApi) {
     }
   }
   for (const auto& v : supportedValues()) {
-    const pb::Descriptor* d = pool.FindMessageTypeByName(std::string(v.message));
+    const pb::Descriptor* d = findApiMessageType(v.message);
     ASSERT_NE(d, nullptr) << v.message;
     const pb::FieldDescriptor* f = d->FindFieldByName(std::string(v.field));
     ASSERT_NE(f, nullptr) << v.message << "." << v.field;
@@ -319,7 +319,8 @@ TEST(SupportedFieldsTest, EveryTableEntryNamesSomethingInTheApi) {
     }
   }
   for (const auto& e : supportedExtensions()) {
-    EXPECT_NE(pool.FindMessageTypeByName(std::string(e.type)), nullptr) << e.type;
+    EXPECT_NE(findApiMessageType(e.type), nullptr) << e.type;
+    loadApiSymbol(e.slot);
     const pb::FieldDescriptor* slot = pool.FindFieldByName(std::string(e.slot));
     ASSERT_NE(slot, nullptr) << e.slot;
     const pb::Descriptor* held = slot->is_map()
@@ -328,7 +329,7 @@ TEST(SupportedFieldsTest, EveryTableEntryNamesSomethingInTheApi) {
     EXPECT_EQ(held->full_name(), "google.protobuf.Any") << e.slot;
   }
   for (const auto& h : fieldHints()) {
-    const pb::Descriptor* d = pool.FindMessageTypeByName(std::string(h.message));
+    const pb::Descriptor* d = findApiMessageType(h.message);
     ASSERT_NE(d, nullptr) << h.message;
     EXPECT_NE(d->FindFieldByName(std::string(h.field)), nullptr) << h.message << "." << h.field;
   }
@@ -343,7 +344,7 @@ TEST(SupportedFieldsTest, EveryMessageReachableThroughASupportedFieldHasAnEntry)
     EXPECT_EQ(listed.count(std::string(e.type)), 1u) << e.type;
   }
   for (const auto& m : supportedMessages()) {
-    const pb::Descriptor* d = envoyApiPool().FindMessageTypeByName(std::string(m.message));
+    const pb::Descriptor* d = findApiMessageType(m.message);
     for (int i = 0; i < d->field_count(); ++i) {
       const pb::FieldDescriptor* f = d->field(i);
       const bool supported =
