@@ -46,7 +46,9 @@ class BlockCache {
   }
 
  private:
-  static constexpr size_t kMaxBlocks = 16;
+  // 64 (1 MiB at most): with 50 streams in flight, each holding a block in a write buffer
+  // until the loop writes it, 16 missed on more than one read a request.
+  static constexpr size_t kMaxBlocks = 64;
   uint8_t* blocks_[kMaxBlocks];
   size_t count_ = 0;
   bool alive_ = true;
