@@ -92,8 +92,10 @@ Slice::Slice(size_t min_capacity)
   base_ = allocateBlock(capacity_);
 }
 
+// Most slices destroyed or overwritten own nothing (moved from, or a reservation's unused
+// slots): the check is made here, where it inlines, and the call only for a block.
 Slice::~Slice() {
-  release();
+  if (base_ != nullptr) release();
 }
 
 Slice::Slice(Slice&& other) noexcept
@@ -104,7 +106,7 @@ Slice::Slice(Slice&& other) noexcept
 
 Slice& Slice::operator=(Slice&& other) noexcept {
   if (this != &other) {
-    release();
+    if (base_ != nullptr) release();
     base_ = std::exchange(other.base_, nullptr);
     capacity_ = std::exchange(other.capacity_, 0);
     start_ = std::exchange(other.start_, 0);
@@ -229,7 +231,8 @@ Reservation& Reservation::operator=(Reservation&& other) noexcept {
 }
 
 void Reservation::reset() {
-  for (size_t i = 0; i < kMaxSlices; ++i) {
+  // Slots past num_slices_ were never filled.
+  for (size_t i = 0; i < num_slices_; ++i) {
     owned_[i] = detail::Slice();
     slices_[i] = RawSlice{};
   }
