@@ -46,6 +46,10 @@ class BlockCache {
   }
 
  private:
+  // 16 (256 KiB at most). With 50 streams in flight, each holding a block in a write buffer
+  // until the loop writes it, about 1.3 blocks a request miss it (bench/profile); 64 blocks
+  // cut that to none and about 700 instructions a request, but keep up to 1 MiB in use after
+  // a burst (bench/idlemem's heap figure counts it, about +490 B per connection at 2,000).
   static constexpr size_t kMaxBlocks = 16;
   uint8_t* blocks_[kMaxBlocks];
   size_t count_ = 0;
@@ -90,8 +94,10 @@ Slice::Slice(size_t min_capacity)
   base_ = allocateBlock(capacity_);
 }
 
+// Most slices destroyed or overwritten own nothing (moved from, or a reservation's unused
+// slots): the check is made here, where it inlines, and the call only for a block.
 Slice::~Slice() {
-  release();
+  if (base_ != nullptr) release();
 }
 
 Slice::Slice(Slice&& other) noexcept
@@ -102,7 +108,7 @@ Slice::Slice(Slice&& other) noexcept
 
 Slice& Slice::operator=(Slice&& other) noexcept {
   if (this != &other) {
-    release();
+    if (base_ != nullptr) release();
     base_ = std::exchange(other.base_, nullptr);
     capacity_ = std::exchange(other.capacity_, 0);
     start_ = std::exchange(other.start_, 0);
@@ -227,7 +233,8 @@ Reservation& Reservation::operator=(Reservation&& other) noexcept {
 }
 
 void Reservation::reset() {
-  for (size_t i = 0; i < kMaxSlices; ++i) {
+  // Slots past num_slices_ were never filled.
+  for (size_t i = 0; i < num_slices_; ++i) {
     owned_[i] = detail::Slice();
     slices_[i] = RawSlice{};
   }

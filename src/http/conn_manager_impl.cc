@@ -6,6 +6,8 @@
 
 #include "buffer/watermark_buffer.h"
 #include "common/assert.h"
+#include "common/object_pool.h"
+#include "common/small_vector.h"
 #include "common/logger.h"
 #include "event/dispatcher.h"
 #include "http/utility.h"
@@ -53,7 +55,9 @@ ConnectionManagerStats ConnectionManagerStats::create(stats::Store& store,
 struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
                                              public StreamCallbacks,
                                              public FilterChainFactoryCallbacks,
-                                             public event::DeferredDeletable {
+                                             public event::DeferredDeletable,
+                                             public event::ListTimer,
+                                             public Pooled<ActiveStream> {
   // Where one filter is in one direction of the stream.
   struct Iteration {
     bool headers_called{false};      // it has had the headers
@@ -95,7 +99,8 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     bool held_paused{false};     // this buffer's push-back is in force
   };
 
-  struct DecoderEntry : public FilterEntryBase<StreamDecoderFilterCallbacks> {
+  struct DecoderEntry : public FilterEntryBase<StreamDecoderFilterCallbacks>,
+                        public Pooled<DecoderEntry> {
     DecoderEntry(ActiveStream& s, StreamDecoderFilterSharedPtr f, size_t i)
         : FilterEntryBase(s, i), filter(std::move(f)) {}
     // StreamDecoderFilterCallbacks
@@ -139,23 +144,14 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     uint32_t decoderBufferLimit() override { return stream.parent.connection_->bufferLimit(); }
     const RequestHeaderMap* requestHeaders() override { return stream.request_headers.get(); }
     void setStreamIdleTimeout(std::chrono::milliseconds timeout) override {
-      stream.idle_timeout = timeout;
-      if (timeout.count() == 0) {
-        stream.idle_timer.reset();
-        return;
-      }
-      if (!stream.idle_timer) {
-        stream.idle_timer = stream.parent.connection_->dispatcher().createTimer(
-            [s = &stream] { s->onIdleTimer(); });
-      }
-      stream.idle_activity = stream.now();
-      stream.idle_timer->enableTimer(timeout);
+      stream.startIdleTimer(timeout);
     }
 
     StreamDecoderFilterSharedPtr filter;
   };
 
-  struct EncoderEntry : public FilterEntryBase<StreamEncoderFilterCallbacks> {
+  struct EncoderEntry : public FilterEntryBase<StreamEncoderFilterCallbacks>,
+                        public Pooled<EncoderEntry> {
     EncoderEntry(ActiveStream& s, StreamEncoderFilterSharedPtr f, size_t i)
         : FilterEntryBase(s, i), filter(std::move(f)) {}
     void continueEncoding() override {
@@ -230,12 +226,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     for (size_t i = 0; i < encoders.size(); ++i) encoders[i]->index = i;
     const auto& cfg = *p.config_;
     auto& dispatcher = p.connection_->dispatcher();
-    idle_timeout = cfg.stream_idle_timeout;
-    if (idle_timeout.count() > 0) {
-      idle_timer = dispatcher.createTimer([this] { onIdleTimer(); });
-      idle_activity = info.start_monotonic;
-      idle_timer->enableTimer(idle_timeout);
-    }
+    startIdleTimer(cfg.stream_idle_timeout);
     if (cfg.request_headers_timeout.count() > 0) {
       headers_timer = dispatcher.createTimer([this] {
         parent.stats_.downstream_rq_header_timeout.inc();
@@ -279,21 +270,27 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
 
   event::MonotonicTime now() { return parent.connection_->dispatcher().timeSource().monotonicTime(); }
 
-  // Activity restarts the stream idle timeout. Re-arming the timer on each (a libevent delete
-  // and add, under the base's lock) cost more than anything else per request; instead the
-  // activity is noted, and the timer, when it fires, waits again for what is left.
-  void resetIdleTimer() {
-    if (idle_timer) idle_activity = now();
-  }
-  void onIdleTimer() {
-    const auto idle_for = now() - idle_activity;
-    if (idle_for < idle_timeout) {
-      idle_timer->enableTimer(
-          std::chrono::ceil<std::chrono::milliseconds>(idle_timeout - idle_for));
+  // The stream idle timeout runs on the worker's list of timers of its length
+  // (event/timer_list.h): its durations come from config (the connection manager's, or a
+  // route's), so there are a handful of lists, and arming or re-arming one is a relink, not
+  // a libevent timer per stream. Zero turns it off.
+  void startIdleTimer(std::chrono::milliseconds timeout) {
+    if (timeout.count() == 0) {
+      stopIdleTimer();
       return;
     }
-    onIdleTimeout();
+    idle_list = &parent.connection_->dispatcher().timerList(timeout);
+    idle_list->enable(*this);
   }
+  void stopIdleTimer() {
+    idle_list = nullptr;
+    disableListTimer();
+  }
+  // Activity restarts the stream idle timeout.
+  void resetIdleTimer() {
+    if (idle_list != nullptr) idle_list->enable(*this);
+  }
+  void onListTimeout() override { onIdleTimeout(); }
 
   RouteConstSharedPtr route() {
     if (!route_resolved) {
@@ -1048,7 +1045,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
   void onResponseComplete() {
     local_complete = true;
     info.last_downstream_tx_byte = sinceStart();
-    if (idle_timer) idle_timer->disableTimer();
+    stopIdleTimer();
     if (request_timer) request_timer->disableTimer();
     if (headers_timer) headers_timer->disableTimer();
     if (duration_timer) duration_timer->disableTimer();
@@ -1119,7 +1116,7 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     for (auto& e : encoders) {
       if (!e->dual) e->filter->onDestroy();
     }
-    idle_timer.reset();
+    stopIdleTimer();
     request_timer.reset();
     headers_timer.reset();
     duration_timer.reset();
@@ -1134,13 +1131,12 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
   HeaderMapPtr response_headers;
   HeaderMapPtr replaced_response_headers;  // what a direct local reply replaced
   HeaderMapPtr response_trailers;
-  std::vector<std::unique_ptr<DecoderEntry>> decoders;
-  std::vector<std::unique_ptr<EncoderEntry>> encoders;
-  std::vector<DownstreamWatermarkCallbacks*> watermark_callbacks;
+  // Inline room for the usual chain (the router and a few filters before it).
+  SmallVector<std::unique_ptr<DecoderEntry>, 4> decoders;
+  SmallVector<std::unique_ptr<EncoderEntry>, 4> encoders;
+  SmallVector<DownstreamWatermarkCallbacks*, 2> watermark_callbacks;
   std::optional<LocalReply> pending_local_reply;  // asked for inside a decoder callback
-  event::TimerPtr idle_timer;
-  std::chrono::milliseconds idle_timeout{0};
-  event::MonotonicTime idle_activity{};  // the last activity the idle timeout counts from
+  event::TimerList* idle_list{nullptr};  // the stream idle timeout's, while it runs
   event::TimerPtr request_timer;
   event::TimerPtr headers_timer;
   event::TimerPtr duration_timer;
@@ -1158,7 +1154,8 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
   bool upgrade_counted{false};
   bool edge_request{false};
   bool destroyed{false};
-  std::list<std::unique_ptr<ActiveStream>>::iterator self;
+  ActiveStream* prev{nullptr};  // in the connection's list of streams
+  ActiveStream* next{nullptr};
 };
 
 // ---------------------------------------------------------------------------------------
@@ -1166,7 +1163,32 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
 ConnectionManagerImpl::ConnectionManagerImpl(ConnectionManagerConfigConstSharedPtr config)
     : config_(std::move(config)), stats_(*config_->stats) {}
 
-ConnectionManagerImpl::~ConnectionManagerImpl() = default;
+ConnectionManagerImpl::~ConnectionManagerImpl() {
+  while (streams_head_ != nullptr) {
+    ActiveStream* s = streams_head_;
+    unlinkStream(*s);
+    delete s;
+  }
+}
+
+void ConnectionManagerImpl::linkStream(ActiveStream& stream) {
+  stream.prev = nullptr;
+  stream.next = streams_head_;
+  if (streams_head_ != nullptr) {
+    streams_head_->prev = &stream;
+  } else {
+    streams_tail_ = &stream;
+  }
+  streams_head_ = &stream;
+  ++stream_count_;
+}
+
+void ConnectionManagerImpl::unlinkStream(ActiveStream& stream) {
+  (stream.prev != nullptr ? stream.prev->next : streams_head_) = stream.next;
+  (stream.next != nullptr ? stream.next->prev : streams_tail_) = stream.prev;
+  stream.prev = stream.next = nullptr;
+  --stream_count_;
+}
 
 void ConnectionManagerImpl::initializeReadFilterCallbacks(network::ReadFilterCallbacks& callbacks) {
   read_callbacks_ = &callbacks;
@@ -1210,8 +1232,8 @@ network::FilterStatus ConnectionManagerImpl::onData(buffer::Buffer& data, bool e
   if (!status.ok()) {
     stats_.downstream_cx_protocol_error.inc();
     // Answer the request that broke, if its response has not started; then close.
-    if (!streams_.empty()) {
-      ActiveStream& s = *streams_.back();
+    if (streams_tail_ != nullptr) {
+      ActiveStream& s = *streams_tail_;
       s.info.setResponseFlag(ResponseFlag::DownstreamProtocolError);
       s.close_after = true;
       if (!s.response_started && status.http_status != 0) {
@@ -1242,11 +1264,9 @@ RequestDecoder& ConnectionManagerImpl::newStream(ResponseEncoder& encoder) {
     draining_ = true;
     if (http2_) codec_->goAway();
   }
-  auto stream = std::make_unique<ActiveStream>(*this, encoder);
-  ActiveStream& ref = *stream;
-  streams_.push_front(std::move(stream));
-  ref.self = streams_.begin();
-  return ref;
+  auto* stream = new ActiveStream(*this, encoder);
+  linkStream(*stream);
+  return *stream;
 }
 
 void ConnectionManagerImpl::doEndStream(ActiveStream& stream) {
@@ -1272,9 +1292,8 @@ void ConnectionManagerImpl::doEndStream(ActiveStream& stream) {
   }
   stream.encoder.getStream().removeCallbacks(stream);
   stream.destroyFilters();
-  std::unique_ptr<ActiveStream> owned = std::move(*stream.self);
-  streams_.erase(stream.self);
-  connection_->dispatcher().deferredDelete(std::move(owned));
+  unlinkStream(stream);
+  connection_->dispatcher().deferredDelete(std::unique_ptr<ActiveStream>(&stream));
   checkForDeferredClose();
 }
 
@@ -1296,7 +1315,7 @@ void ConnectionManagerImpl::createCodec(std::string_view protocol) {
 }
 
 void ConnectionManagerImpl::checkForDeferredClose() {
-  if (closed_ || !streams_.empty()) return;
+  if (closed_ || streams_head_ != nullptr) return;
   // HTTP/2: one stream's "close" is that stream's end, not the connection's.
   // A soft drain (a listener update) closes an HTTP/1 connection only after a response that
   // said so: one that began before the drain did not, and its client may already reuse it.
@@ -1333,14 +1352,14 @@ void ConnectionManagerImpl::startDrain(bool close_idle) {
     if (drain_timer_) drain_timer_->disableTimer();
     codec_->goAway();
   }
-  if (streams_.empty() && close_idle) {
+  if (streams_head_ == nullptr && close_idle) {
     stats_.downstream_cx_drain_close.inc();
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
   }
 }
 
 void ConnectionManagerImpl::onIdleTimeout() {
-  if (!streams_.empty()) return;
+  if (streams_head_ != nullptr) return;
   stats_.downstream_cx_idle_timeout.inc();
   closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
 }
@@ -1351,8 +1370,8 @@ void ConnectionManagerImpl::closeConnection(network::ConnectionCloseType type) {
 }
 
 void ConnectionManagerImpl::resetAllStreams(StreamResetReason reason) {
-  while (!streams_.empty()) {
-    ActiveStream& s = *streams_.front();
+  while (streams_head_ != nullptr) {
+    ActiveStream& s = *streams_head_;
     if (reason == StreamResetReason::ConnectionTermination) {
       s.info.setResponseFlag(ResponseFlag::DownstreamConnectionTermination);
       if (s.info.response_code_details.empty()) {
@@ -1367,7 +1386,7 @@ void ConnectionManagerImpl::resetAllStreams(StreamResetReason reason) {
 
 void ConnectionManagerImpl::onEvent(network::ConnectionEvent event) {
   if (event == network::ConnectionEvent::Connected) return;
-  const bool had_streams = !streams_.empty();
+  const bool had_streams = streams_head_ != nullptr;
   closed_ = true;
   disableListTimer();
   stats_.downstream_cx_destroy.inc();

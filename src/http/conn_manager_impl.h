@@ -7,7 +7,6 @@
 // "connection: close", 100-continue, WebSocket upgrades, path normalisation, timeouts,
 // drain), sends local replies, and writes the access log when a stream ends.
 
-#include <list>
 #include <memory>
 
 #include "http/codec.h"
@@ -42,7 +41,7 @@ class ConnectionManagerImpl : public network::ReadFilter,
   // idle connection closes now, or with `close_idle` false waits for its next response (a
   // listener update: closing an idle keep-alive connection races a request being sent).
   void startDrain(bool close_idle = true);
-  size_t activeStreams() const { return streams_.size(); }
+  size_t activeStreams() const { return stream_count_; }
 
  private:
   struct ActiveStream;
@@ -59,13 +58,18 @@ class ConnectionManagerImpl : public network::ReadFilter,
   void onListTimeout() override { onIdleTimeout(); }
   void armIdleTimer();
   void closeConnection(network::ConnectionCloseType type);
+  // The streams, newest first: an intrusive list (no node to allocate per request).
+  void linkStream(ActiveStream& stream);
+  void unlinkStream(ActiveStream& stream);
 
   ConnectionManagerConfigConstSharedPtr config_;
   ConnectionManagerStats& stats_;
   network::ReadFilterCallbacks* read_callbacks_{nullptr};
   network::Connection* connection_{nullptr};
   ServerCodecPtr codec_;
-  std::list<std::unique_ptr<ActiveStream>> streams_;
+  ActiveStream* streams_head_{nullptr};  // owned, newest first
+  ActiveStream* streams_tail_{nullptr};
+  size_t stream_count_{0};
   event::MonotonicTime connected_at_;
   bool draining_{false};
   uint64_t requests_{0};  // streams begun, for max_requests_per_connection

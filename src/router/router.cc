@@ -4,6 +4,7 @@
 #include <random>
 
 #include "common/logger.h"
+#include "common/object_pool.h"
 #include "event/dispatcher.h"
 #include "http/utility.h"
 #include "router/config_impl.h"
@@ -488,7 +489,12 @@ http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_s
 }
 
 void RouterFilter::armTimeout() {
-  if (timeout_.count() == 0 || timeout_timer_) return;
+  if (timeout_.count() == 0 || timeout_armed_) return;
+  timeout_armed_ = true;
+  if (timeout_ == entry_->timeout()) {
+    callbacks_->dispatcher().timerList(timeout_).enable(route_timeout_);
+    return;
+  }
   timeout_timer_ = callbacks_->dispatcher().createTimer([this] { onTimeout(); });
   timeout_timer_->enableTimer(timeout_);
 }
@@ -725,6 +731,7 @@ std::optional<uint64_t> RouterFilter::computeHashKey() {
 
 void RouterFilter::cleanup() {
   if (timeout_timer_) timeout_timer_->disableTimer();
+  route_timeout_.disableListTimer();
   cancelRetry();
   if (retry_state_) retry_state_->release();  // the request is over
   if (watermarks_registered_) {
@@ -752,6 +759,7 @@ void RouterFilter::onDestroy() {
     callbacks_->onDecoderFilterBelowWriteBufferLowWatermark();
   }
   timeout_timer_.reset();
+  route_timeout_.disableListTimer();
   cancelRetry();
   retry_timer_.reset();
   if (retry_state_) retry_state_->release();
@@ -810,7 +818,8 @@ void RouterFilter::startShadows() {
 
 http::FilterFactoryCb routerFilterFactory(RouterConfigConstSharedPtr config) {
   return [config](http::FilterChainFactoryCallbacks& cb) {
-    cb.addStreamDecoderFilter(std::make_shared<RouterFilter>(config));
+    // One pooled block for the filter and its count.
+    cb.addStreamDecoderFilter(std::allocate_shared<RouterFilter>(PoolAllocator<RouterFilter>(), config));
   };
 }
 

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "buffer/buffer.h"
+#include "common/small_vector.h"
+#include "event/timer_list.h"
 #include "http/filter.h"
 #include "upstream/cluster_manager.h"
 #include "upstream/conn_pool.h"
@@ -85,6 +87,15 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
     void onBelowWriteBufferLowWatermark() override;
     RouterFilter& router;
   };
+  // The route's own timeout runs on the worker's list of timers of its length: a relink per
+  // request instead of a libevent timer made, armed and deleted. (A timeout a request header
+  // chose has a real timer: such durations do not repeat.)
+  struct RouteTimeout : public event::ListTimer {
+    explicit RouteTimeout(RouterFilter& r) : router(r) {}
+    ~RouteTimeout() = default;
+    void onListTimeout() override { router.onTimeout(); }
+    RouterFilter& router;
+  };
 
   void startAttempt(const upstream::HostSharedPtr& host, bool new_connection);
   // Stops a try and hands it to the dispatcher for deletion.
@@ -122,7 +133,7 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
   // and its retry state (the first cluster's breakers) still refer to them.
   std::vector<upstream::ThreadLocalClusterSharedPtr> earlier_clusters_;
   upstream::HostSharedPtr host_;
-  std::vector<UpstreamRequestPtr> attempts_;  // the tries in flight (two while hedging)
+  SmallVector<UpstreamRequestPtr, 2> attempts_;  // the tries in flight (two while hedging)
   UpstreamRequest* final_{nullptr};           // the try whose response the client gets
   std::vector<const upstream::Host*> attempted_hosts_;
   std::unique_ptr<RetryState> retry_state_;
@@ -132,6 +143,8 @@ class RouterFilter : public http::StreamDecoderFilter, public upstream::LoadBala
   buffer::Buffer retry_body_;     // the body sent so far, for a retry (while keep_body_)
   http::RequestTrailerMap* request_trailers_{nullptr};
   event::TimerPtr timeout_timer_;
+  RouteTimeout route_timeout_{*this};
+  bool timeout_armed_{false};  // the timeout was started (once per request)
   DownstreamWatermarks watermarks_{*this};
   upstream::ResourcePriority priority_{upstream::ResourcePriority::Default};  // the route's
   std::chrono::milliseconds timeout_{0};

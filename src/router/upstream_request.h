@@ -7,6 +7,7 @@
 
 #include <chrono>
 
+#include "common/object_pool.h"
 #include "event/dispatcher.h"
 #include "http/codec.h"
 #include "upstream/conn_pool.h"
@@ -19,7 +20,8 @@ class RouterFilter;
 class UpstreamRequest : public http::ResponseDecoder,
                         public http::StreamCallbacks,
                         public upstream::ConnPoolCallbacks,
-                        public event::DeferredDeletable {
+                        public event::DeferredDeletable,
+                        public Pooled<UpstreamRequest> {
  public:
   UpstreamRequest(RouterFilter& parent, upstream::HostSharedPtr host);
   ~UpstreamRequest() override;

@@ -379,6 +379,33 @@ TEST_F(ConnManagerTest, PassThroughCallsEveryFilterInOrderAndDestroysEachOnce) {
   EXPECT_EQ(counter("downstream_rq_2xx"), 1u);
 }
 
+// More filters than a stream keeps inline, and streams one after another on a connection:
+// each stream (a pooled block, deleted after the loop pass that ended it) runs its whole
+// chain in order and destroys each filter once.
+TEST_F(ConnManagerTest, LongChainOverSeveralStreamsOfOneConnection) {
+  std::vector<ScriptedFilter*> chain;
+  for (const char* name : {"A", "B", "C", "D", "E", "F"}) chain.push_back(&addFilter(name));
+  start();
+  std::string expected;
+  for (int i = 0; i < 3; ++i) {
+    peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+    expected += kOk;
+    ASSERT_TRUE(waitReceived(expected));
+    ASSERT_TRUE(waitStreamsDone());
+  }
+  EXPECT_EQ(peer_->received, expected);
+  ASSERT_EQ(log_.size(), 3u * (6 + 1 + 6 + 6));
+  EXPECT_EQ(log_[0], "A:decodeHeaders+end");
+  EXPECT_EQ(log_[5], "F:decodeHeaders+end");
+  EXPECT_EQ(log_[6], "T:decodeHeaders+end");
+  EXPECT_EQ(log_[7], "F:encodeHeaders(200)");
+  EXPECT_EQ(log_[12], "A:encodeHeaders(200)");
+  EXPECT_EQ(log_[18], "A:encodeData(ok)+end");
+  for (ScriptedFilter* f : chain) EXPECT_EQ(f->destroys, 3);
+  EXPECT_TRUE(connectionOpen());
+  EXPECT_EQ(counter("downstream_rq_2xx"), 3u);
+}
+
 // ------------------------------------------------------------------------------------------
 // Decoding: stop and continue
 

