@@ -10,6 +10,7 @@
 #include "buffer/buffer.h"
 #include "common/logger.h"
 #include "event/dispatcher.h"
+#include "http/http2/block_cache.h"
 #include "stats/stats.h"
 
 namespace sluice::http::http2 {
@@ -204,9 +205,9 @@ class ConnectionImpl {
     // for RFC 7540's priority tree, which nothing here uses.
     nghttp2_option_set_no_closed_streams(opt, 1);
     if (server) {
-      nghttp2_session_server_new2(&session_, cbs, this, opt);
+      nghttp2_session_server_new3(&session_, cbs, this, opt, BlockCache::mem());
     } else {
-      nghttp2_session_client_new2(&session_, cbs, this, opt);
+      nghttp2_session_client_new3(&session_, cbs, this, opt, BlockCache::mem());
     }
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
