@@ -4,12 +4,16 @@ The benchmark's CPU figures (bench/run) move with whatever else the machine runs
 not. It starts the benchmark's upstream nginx and Sluice with the benchmark's config
 (bench/configs/sluice.yaml, --concurrency 1) under `valgrind --tool=callgrind`, warms up,
 zeroes callgrind's counters, sends a fixed number of keep-alive requests with h2load (HTTP/1.1,
-50 connections by default), dumps the counters, and divides by the requests:
+50 connections by default), dumps the counters, and divides by the requests. --proto h2c or
+h2 drives the load over HTTP/2 instead, as scenarios 10 and 11 do (10 connections x 5
+streams by default; h2c with prior knowledge, or h2 over TLS by ALPN), against the h2c or TLS
+listener of the benchmark's configs/sluice-tls.yaml (upstream HTTP/1.1 as before):
   instructions/request   user-space instructions executed by Sluice (all its threads)
   allocations/request    calls to malloc, calloc, realloc and the aligned allocators
                          (operator new goes through malloc, so it is counted there)
 The 50 connections' accept and close fall inside the measured window (about 1% at 20,000
-requests). --callers N lists the N functions that allocate most, per request.
+requests). --callers N lists the N functions that allocate most, per request. With --proto h2
+the connections' TLS handshakes fall inside the window too (h2load opens new connections).
 
 Needs valgrind (Debian package `valgrind`, not installed by scripts/setup: install it by hand)
 and what bench/run needs (nginx-light, h2load).
@@ -21,9 +25,11 @@ import glob
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import procs
 import targets
@@ -39,16 +45,33 @@ def parse_args():
     p = argparse.ArgumentParser(prog="bench/profile", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--requests", type=int, default=20000, help="requests measured")
-    p.add_argument("-c", "--conns", type=int, default=50, help="client connections")
+    p.add_argument("--proto", choices=("h1", "h2c", "h2"), default="h1",
+                   help="h1: HTTP/1.1 (h2load --h1; default); h2c: HTTP/2 with prior knowledge "
+                        "(scenario 10); h2: HTTP/2 over TLS by ALPN (scenario 11). h2c and h2 "
+                        "use configs/sluice-tls.yaml")
+    p.add_argument("-c", "--conns", type=int, default=None,
+                   help="client connections (default 50 for h1, 10 for h2c and h2)")
+    p.add_argument("-m", "--streams", type=int, default=5,
+                   help="h2c, h2: concurrent streams per connection (default 5)")
     p.add_argument("--warmup", type=int, default=2000, help="requests before measuring")
     p.add_argument("--path", default="/small", help="/small (64 B) or /big (16 KiB)")
     p.add_argument("--sluice", default=os.path.join(ROOT, "build", "bin", "sluice"))
-    p.add_argument("--config", default="sluice.yaml", help="template in bench/configs")
+    p.add_argument("--config", default=None,
+                   help="template in bench/configs (default sluice.yaml; sluice-tls.yaml for "
+                        "h2c and h2)")
     p.add_argument("--callers", type=int, default=0, metavar="N",
                    help="also list the N functions that call the allocator most")
+    p.add_argument("--syscalls", action="store_true",
+                   help="instead of callgrind: run Sluice natively under `strace -c -f` for the "
+                        "measured requests and print its system calls per request")
     p.add_argument("--keep", metavar="DIR",
                    help="copy the callgrind dump there (for callgrind_annotate)")
-    return p.parse_args()
+    args = p.parse_args()
+    if args.conns is None:
+        args.conns = 50 if args.proto == "h1" else 10
+    if args.config is None:
+        args.config = "sluice.yaml" if args.proto == "h1" else "sluice-tls.yaml"
+    return args
 
 
 def _wrapper(name):
@@ -97,19 +120,53 @@ def parse_dump(path):
     return total, allocs, callers
 
 
-def h2load(port, n, conns, path, log):
-    out = procs.run_client("h2load", ["h2load", "--h1", "-n", str(n), "-c", str(conns),
-                                      "-t", "1", "http://127.0.0.1:%d%s" % (port, path)],
-                           log, timeout=600)
+def h2load(url, proto, n, conns, streams, log):
+    argv = ["h2load", "-n", str(n), "-c", str(conns), "-t", "1"]
+    argv += ["--h1"] if proto == "h1" else ["-m", str(streams)]
+    out = procs.run_client("h2load", argv + [url], log, timeout=600)
+    if proto != "h1" and not re.search(r"Application protocol: h2c?\b", out):
+        raise procs.BenchError("h2load did not speak HTTP/2:\n%s" % out[-600:])
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded", out)
     if not m or int(m.group(4)) != n:
         raise procs.BenchError("h2load did not complete %d requests:\n%s" % (n, out[-600:]))
     return int(m.group(4))
 
 
+def parse_strace(path):
+    """{syscall: calls} from the table `strace -c` writes."""
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            if len(parts) >= 5 and parts[3].isdigit() and parts[-1] != "total":
+                calls[parts[-1]] = int(parts[3])
+    return calls
+
+
+def strace_attach(pid, d):
+    """Starts `strace -c -f` on pid and waits until it has attached to every thread."""
+    out = os.path.join(d, "strace.out")
+    err_path = os.path.join(d, "strace.err")
+    err = open(err_path, "w")
+    proc = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with open(err_path) as f:
+            if "attached" in f.read():  # "Process N attached with K threads"
+                return proc, out
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    raise procs.BenchError("strace did not attach to %d:\n%s" % (pid, open(err_path).read()))
+
+
 def main():
     args = parse_args()
-    for tool in ("valgrind", "callgrind_control", "h2load", targets.NGINX):
+    tools = ("strace",) if args.syscalls else ("valgrind", "callgrind_control")
+    for tool in tools + ("h2load", targets.NGINX):
         if not shutil.which(tool):
             sys.exit("bench/profile: %s is missing (valgrind: apt-get install valgrind; "
                      "the rest: scripts/setup)" % tool)
@@ -124,26 +181,56 @@ def main():
         upstream = targets.start_upstream(env)
         d = env.newdir("sluice")
         port, admin_port = procs.free_port(), procs.free_port()
+        extra = {}
+        url = "http://127.0.0.1:%d%s" % (port, args.path)
+        if args.config.startswith("sluice-tls"):
+            extra = dict(h2c_port=procs.free_port(), tls_port=procs.free_port(),
+                         certs=env.certs())
+            if args.proto == "h2c":
+                url = "http://127.0.0.1:%d%s" % (extra["h2c_port"], args.path)
+            elif args.proto == "h2":
+                url = "https://127.0.0.1:%d%s" % (extra["tls_port"], args.path)
+        elif args.proto != "h1":
+            sys.exit("bench/profile: --proto %s needs a config with its listener "
+                     "(sluice-tls.yaml)" % args.proto)
         cfg = targets.render(args.config, os.path.join(d, "sluice.yaml"), port=port,
-                             admin_port=admin_port, upstream_port=upstream.port)
+                             admin_port=admin_port, upstream_port=upstream.port, **extra)
         out = os.path.join(d, "callgrind.out")
-        argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-                args.sluice, "-l", "warning", "proxy", "-c", cfg, "--concurrency", "1",
+        argv = [args.sluice, "-l", "warning", "proxy", "-c", cfg, "--concurrency", "1",
                 "--drain-time-s", "1"]
+        if not args.syscalls:
+            argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + argv
         sluice = procs.Child("sluice", argv, os.path.join(d, "log"))
         procs.wait_serving(sluice, port, args.path, timeout=300)
         if args.warmup:
-            h2load(port, args.warmup, args.conns, args.path, os.path.join(d, "warmup.log"))
+            h2load(url, args.proto, args.warmup, args.conns, args.streams,
+                   os.path.join(d, "warmup.log"))
+        how = "%d connections" % args.conns
+        if args.proto != "h1":
+            how += " x %d streams, %s" % (args.streams, args.proto)
+        if args.syscalls:
+            tracer, trace_out = strace_attach(sluice.proc.pid, d)
+            n = h2load(url, args.proto, args.requests, args.conns, args.streams,
+                       os.path.join(d, "h2load.log"))
+            tracer.send_signal(signal.SIGINT)
+            tracer.wait(timeout=30)
+            calls = parse_strace(trace_out)
+            print("requests            %d (%s, %s)" % (n, how, args.path))
+            print("system calls/request %.2f" % (sum(calls.values()) / n))
+            for name, count in sorted(calls.items(), key=lambda kv: -kv[1]):
+                print("  %7.3f  %s" % (count / n, name))
+            return
         pid = str(sluice.proc.pid)
         subprocess.run(["callgrind_control", "-z", pid], check=True, stdout=subprocess.DEVNULL)
-        n = h2load(port, args.requests, args.conns, args.path, os.path.join(d, "h2load.log"))
+        n = h2load(url, args.proto, args.requests, args.conns, args.streams,
+                   os.path.join(d, "h2load.log"))
         before = set(glob.glob(out + "*"))
         subprocess.run(["callgrind_control", "-d", pid], check=True, stdout=subprocess.DEVNULL)
         dumps = sorted(set(glob.glob(out + "*")) - before, key=os.path.getmtime)
         if not dumps:
             raise procs.BenchError("callgrind wrote no dump")
         total, allocs, callers = parse_dump(dumps[-1])
-        print("requests            %d (%d connections, %s)" % (n, args.conns, args.path))
+        print("requests            %d (%s, %s)" % (n, how, args.path))
         print("instructions/request %.0f" % (total / n))
         print("allocations/request  %.2f" % (allocs / n))
         if args.callers:

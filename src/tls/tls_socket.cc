@@ -19,6 +19,13 @@ namespace {
 // One SSL_write at most this long: a full TLS record.
 constexpr size_t kMaxWriteChunk = 16 * 1024;
 
+// SSL_get_error() needs the thread's error queue empty before the call it explains. Every
+// failure path here clears the queue after itself, so it is nearly always empty already:
+// peeking costs a fraction of ERR_clear_error(), which resets all of the queue's slots.
+void clearErrorQueue() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 // The SANs of one type (GEN_URI, GEN_DNS) of a certificate.
 std::vector<std::string> sansOfType(X509* cert, int type) {
   std::vector<std::string> out;
@@ -135,7 +142,14 @@ network::SslConnectionInfoConstSharedPtr TlsTransportSocket::makeInfo() const {
 TlsTransportSocket::TlsTransportSocket(TlsContextConstSharedPtr context,
                                        const network::TransportSocketOptions* options)
     : context_(std::move(context)), ssl_(context_->newSsl()) {
-  if (ssl_) SSL_set_app_data(ssl_.get(), &verify_);
+  if (ssl_) {
+    SSL_set_app_data(ssl_.get(), &verify_);
+    // Read what the socket has in one read() instead of each record's header and then its
+    // body (two reads per record). What is read ahead waits inside OpenSSL: doRead() reads
+    // until OpenSSL wants more from the socket, and a handshake that ends with records
+    // already read raises a read (below).
+    SSL_set_read_ahead(ssl_.get(), 1);
+  }
   if (ssl_ && options && !context_->isServer()) {
     if (!options->server_name.empty()) {
       SSL_set_tlsext_host_name(ssl_.get(), options->server_name.c_str());
@@ -187,7 +201,12 @@ bool TlsTransportSocket::doHandshake() {
     SLUICE_LOG(debug, connection, "[C{}] TLS handshake complete ({}, alpn '{}')",
                callbacks_->connection().id(), SSL_get_version(ssl_.get()), alpn_);
     callbacks_->raiseEvent(network::ConnectionEvent::Connected);
-    if (!connectionClosed()) callbacks_->flushWriteBuffer();
+    if (!connectionClosed()) {
+      callbacks_->flushWriteBuffer();
+      // Records that came with the handshake's last flight were read ahead: the socket may
+      // be drained, so no edge will announce them.
+      if (SSL_has_pending(ssl_.get())) callbacks_->setTransportSocketIsReadable();
+    }
     return true;
   }
   const int err = SSL_get_error(ssl_.get(), rc);
@@ -251,7 +270,7 @@ network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
       const buffer::RawSlice& slice = res.slices()[i];
       size_t filled = 0;
       while (filled < slice.len) {
-        ERR_clear_error();
+        clearErrorQueue();
         const int n = SSL_read(ssl_.get(), static_cast<uint8_t*>(slice.mem) + filled,
                                static_cast<int>(std::min<size_t>(slice.len - filled, INT32_MAX)));
         if (n <= 0) {
@@ -309,7 +328,7 @@ network::TransportIoResult TlsTransportSocket::doWrite(buffer::Buffer& buffer, b
     const size_t len =
         bytes_to_retry_ ? bytes_to_retry_ : std::min(buffer.length(), kMaxWriteChunk);
     void* data = buffer.linearize(len);
-    ERR_clear_error();
+    clearErrorQueue();
     const int n = SSL_write(ssl_.get(), data, static_cast<int>(len));
     if (n > 0) {
       bytes_to_retry_ = 0;

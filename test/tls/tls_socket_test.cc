@@ -202,6 +202,24 @@ TEST_F(TlsSocketTest, HandshakeThenEchoALargePayload) {
   EXPECT_EQ(counter("listener.test.ssl.connection_error"), 0u);
 }
 
+// A short message written before the handshake leaves right behind the client's Finished,
+// often in the same segment: the server reads it ahead with the handshake's last flight
+// (read_ahead) and must deliver it without another edge from the socket.
+TEST_F(TlsSocketTest, ShortMessageSentWithTheHandshakeIsDelivered) {
+  useServer(serverConfig());
+  network::ClientConnection& conn = connect(clientConfig());
+  buffer::Buffer data;
+  data.add("ping");
+  conn.write(data, false);
+  ASSERT_TRUE(runUntil([&] { return client_peer_.received.size() == 4; }));
+  EXPECT_EQ(client_peer_.received, "ping");
+  buffer::Buffer more;
+  more.add("pong!");
+  conn.write(more, false);
+  ASSERT_TRUE(runUntil([&] { return client_peer_.received.size() == 9; }));
+  EXPECT_EQ(client_peer_.received, "pingpong!");
+}
+
 TEST_F(TlsSocketTest, ClientCloseEndsTheServersStream) {
   useServer(serverConfig());
   network::ClientConnection& conn = connect(clientConfig());

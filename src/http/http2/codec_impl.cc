@@ -3,13 +3,14 @@
 #include <nghttp2/nghttp2.h>
 
 #include <algorithm>
-#include <list>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "buffer/buffer.h"
 #include "common/logger.h"
 #include "event/dispatcher.h"
+#include "http/http2/block_cache.h"
 #include "stats/stats.h"
 
 namespace sluice::http::http2 {
@@ -46,6 +47,64 @@ nghttp2_nv makeNv(std::string_view name, std::string_view value) {
           NGHTTP2_NV_FLAG_NONE};
 }
 
+// The nghttp2_nv array of one header block, on the stack up to kInline entries (a request or
+// response rarely has more), on the heap beyond.
+class NvArray {
+ public:
+  explicit NvArray(size_t expected) {
+    if (expected > kInline) heap_.reserve(expected);
+  }
+  void push_back(const nghttp2_nv& nv) {
+    if (!heap_.empty() || size_ == kInline) {
+      if (heap_.empty()) heap_.assign(inline_, inline_ + size_);
+      heap_.push_back(nv);
+    } else {
+      inline_[size_] = nv;
+    }
+    ++size_;
+  }
+  nghttp2_nv* data() { return heap_.empty() ? inline_ : heap_.data(); }
+  size_t size() const { return size_; }
+
+ private:
+  static constexpr size_t kInline = 24;
+  nghttp2_nv inline_[kInline];
+  std::vector<nghttp2_nv> heap_;
+  size_t size_{0};
+};
+
+// A stream's callbacks: nearly always one or two, kept inline. A removed one becomes null
+// (it may be removed while the list is being walked).
+class StreamCallbackList {
+ public:
+  void add(StreamCallbacks* cb) {
+    if (size_ < kInline) {
+      inline_[size_] = cb;
+    } else {
+      more_.push_back(cb);
+    }
+    ++size_;
+  }
+  void remove(StreamCallbacks* cb) {
+    for (size_t i = 0; i < size_; ++i) {
+      if ((*this)[i] == cb) (*this)[i] = nullptr;
+    }
+  }
+  size_t size() const { return size_; }
+  StreamCallbacks*& operator[](size_t i) { return i < kInline ? inline_[i] : more_[i - kInline]; }
+  void swap(StreamCallbackList& other) {
+    std::swap(inline_, other.inline_);
+    more_.swap(other.more_);
+    std::swap(size_, other.size_);
+  }
+
+ private:
+  static constexpr size_t kInline = 2;
+  StreamCallbacks* inline_[kInline]{};
+  std::vector<StreamCallbacks*> more_;
+  size_t size_{0};
+};
+
 class ConnectionImpl;
 
 // One HTTP/2 stream: its encoder (response on a server, request on a client), the bytes
@@ -58,12 +117,8 @@ class StreamImpl : public Stream,
   StreamImpl(ConnectionImpl& parent, int32_t id) : parent_(parent), id_(id) {}
 
   // Stream
-  void addCallbacks(StreamCallbacks& callbacks) override { callbacks_.push_back(&callbacks); }
-  void removeCallbacks(StreamCallbacks& callbacks) override {
-    for (auto& cb : callbacks_) {
-      if (cb == &callbacks) cb = nullptr;
-    }
-  }
+  void addCallbacks(StreamCallbacks& callbacks) override { callbacks_.add(&callbacks); }
+  void removeCallbacks(StreamCallbacks& callbacks) override { callbacks_.remove(&callbacks); }
   void resetStream(StreamResetReason reason) override;
   void readDisable(bool disable) override;
   uint32_t bufferLimit() const override;
@@ -76,10 +131,10 @@ class StreamImpl : public Stream,
   Stream& getStream() override { return *this; }
 
   void runResetCallbacks(StreamResetReason reason) {
-    std::vector<StreamCallbacks*> callbacks;
+    StreamCallbackList callbacks;
     callbacks.swap(callbacks_);
-    for (StreamCallbacks* cb : callbacks) {
-      if (cb != nullptr) cb->onResetStream(reason, "");
+    for (size_t i = 0; i < callbacks.size(); ++i) {
+      if (callbacks[i] != nullptr) callbacks[i]->onResetStream(reason, "");
     }
   }
 
@@ -96,7 +151,7 @@ class StreamImpl : public Stream,
   int32_t id_;
   RequestDecoder* request_decoder_{nullptr};
   ResponseDecoder* response_decoder_{nullptr};
-  std::vector<StreamCallbacks*> callbacks_;
+  StreamCallbackList callbacks_;
   HeaderMapPtr headers_;  // the header block being received
   uint64_t header_bytes_{0};
   uint32_t header_count_{0};
@@ -118,7 +173,10 @@ class StreamImpl : public Stream,
   // decoder calls and no reset callbacks after that.
   bool done_{false};
   bool closed_{false};  // nghttp2 closed it
-  std::list<std::unique_ptr<StreamImpl>>::iterator self_;
+  // The connection's list of live streams (intrusive: no node to allocate).
+  StreamImpl* prev_{nullptr};
+  StreamImpl* next_{nullptr};
+  bool linked_{false};
 };
 
 // What the server and client codecs share: the nghttp2 session, its callbacks, the streams,
@@ -143,10 +201,13 @@ class ConnectionImpl {
     nghttp2_option_set_max_outbound_ack(opt, settings.max_outbound_acks);
     nghttp2_option_set_stream_reset_rate_limit(opt, settings.reset_burst,
                                                settings.resets_per_second);
+    // A closed stream is freed at once instead of being kept (up to the concurrency limit)
+    // for RFC 7540's priority tree, which nothing here uses.
+    nghttp2_option_set_no_closed_streams(opt, 1);
     if (server) {
-      nghttp2_session_server_new2(&session_, cbs, this, opt);
+      nghttp2_session_server_new3(&session_, cbs, this, opt, BlockCache::mem());
     } else {
-      nghttp2_session_client_new2(&session_, cbs, this, opt);
+      nghttp2_session_client_new3(&session_, cbs, this, opt, BlockCache::mem());
     }
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
@@ -213,8 +274,13 @@ class ConnectionImpl {
   }
 
   virtual ~ConnectionImpl() {
-    for (auto& s : streams_) s->closed_ = true;
+    for (StreamImpl* s = streams_; s != nullptr; s = s->next_) s->closed_ = true;
     nghttp2_session_del(session_);
+    while (streams_ != nullptr) {
+      StreamImpl* s = streams_;
+      unlink(*s);
+      delete s;
+    }
   }
 
   network::Connection& connection() { return connection_; }
@@ -292,7 +358,7 @@ class ConnectionImpl {
 
   void onConnectionClosedImpl() {
     std::vector<StreamImpl*> open;
-    for (auto& s : streams_) open.push_back(s.get());
+    for (StreamImpl* s = streams_; s != nullptr; s = s->next_) open.push_back(s);
     for (StreamImpl* s : open) {
       s->closed_ = true;
       if (!s->done_) {
@@ -310,21 +376,42 @@ class ConnectionImpl {
   }
 
   StreamImpl& addStream(int32_t id) {
-    streams_.push_back(std::make_unique<StreamImpl>(*this, id));
-    StreamImpl& s = *streams_.back();
-    s.self_ = std::prev(streams_.end());
-    return s;
+    auto* s = new StreamImpl(*this, id);
+    s->prev_ = streams_tail_;
+    if (streams_tail_ != nullptr) {
+      streams_tail_->next_ = s;
+    } else {
+      streams_ = s;
+    }
+    streams_tail_ = s;
+    s->linked_ = true;
+    ++stream_count_;
+    return *s;
+  }
+  void unlink(StreamImpl& s) {
+    if (s.prev_ != nullptr) {
+      s.prev_->next_ = s.next_;
+    } else {
+      streams_ = s.next_;
+    }
+    if (s.next_ != nullptr) {
+      s.next_->prev_ = s.prev_;
+    } else {
+      streams_tail_ = s.prev_;
+    }
+    s.prev_ = s.next_ = nullptr;
+    s.linked_ = false;
+    --stream_count_;
   }
   void removeStream(StreamImpl& s) {
-    if (s.self_ == streams_.end()) return;
-    std::unique_ptr<StreamImpl> owned = std::move(*s.self_);
-    streams_.erase(s.self_);
-    s.self_ = streams_.end();
+    if (!s.linked_) return;
+    unlink(s);
+    std::unique_ptr<StreamImpl> owned(&s);
     s.deliver_timer_.reset();
     if (s.id_ > 0 && !s.closed_) nghttp2_session_set_stream_user_data(session_, s.id_, nullptr);
     connection_.dispatcher().deferredDelete(std::move(owned));
   }
-  size_t streamCount() const { return streams_.size(); }
+  size_t streamCount() const { return stream_count_; }
 
   // A new stream's request headers began (server).
   virtual StreamImpl* onRequestBegin(int32_t) { return nullptr; }
@@ -455,7 +542,10 @@ class ConnectionImpl {
   const CodecSettings settings_;
   const bool server_;
   nghttp2_session* session_{nullptr};
-  std::list<std::unique_ptr<StreamImpl>> streams_;
+  // Owned: the live streams, oldest first.
+  StreamImpl* streams_{nullptr};
+  StreamImpl* streams_tail_{nullptr};
+  size_t stream_count_{0};
   uint32_t depth_{0};  // inside mem_recv or mem_send: nghttp2 must not be re-entered
   // connection_keepalive (null timers: not configured).
   event::TimerPtr ping_timer_;
@@ -513,7 +603,7 @@ uint32_t StreamImpl::bufferLimit() const { return parent_.connection().bufferLim
 
 void StreamImpl::encode1xxHeaders(const ResponseHeaderMap& headers) {
   if (done_ || id_ <= 0) return;
-  std::vector<nghttp2_nv> nva;
+  NvArray nva(headers.size());
   for (const HeaderEntry& e : headers) {
     if (e.key[0] == ':' && e.key != headers::kStatus) continue;
     if (isConnectionSpecific(e.key)) continue;
@@ -526,8 +616,7 @@ void StreamImpl::encode1xxHeaders(const ResponseHeaderMap& headers) {
 
 void StreamImpl::encodeHeaders(const HeaderMap& headers, bool end_stream) {
   if (done_) return;
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(headers.size() + 2);
+  NvArray nva(headers.size() + 2);
   const bool server = parent_.server();
   if (!server) {
     // A request: the pseudo-headers HTTP/2 requires, from what HTTP/1 carried.
@@ -619,7 +708,7 @@ ssize_t StreamImpl::readOutbound(uint8_t* out, size_t length, uint32_t* flags) {
     *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (trailers_send_) {
       *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      std::vector<nghttp2_nv> nva;
+      NvArray nva(trailers_send_->size());
       for (const HeaderEntry& e : *trailers_send_) nva.push_back(makeNv(e.key, e.value));
       nghttp2_submit_trailer(parent_.session(), id_, nva.data(), nva.size());
       trailers_send_.reset();

@@ -297,6 +297,72 @@ TEST_F(Http2CodecTest, HostBecomesAuthorityAndCookiesAreJoined) {
   EXPECT_EQ(h.getValue("cookie"), "a=1; b=2");
 }
 
+// Header blocks longer than the codec's on-stack nv array (24 entries) go out whole, in order,
+// both ways (request headers, response headers, trailers).
+TEST_F(Http2CodecTest, LongHeaderListsBothWays) {
+  start();
+  HeaderMap req = get("/long");
+  HeaderMap resp{{":status", "200"}};
+  HeaderMap trailers;
+  for (int i = 0; i < 40; ++i) {
+    req.add("x-req-" + std::to_string(i), std::to_string(i));
+    resp.add("x-resp-" + std::to_string(i), std::to_string(i * 2));
+    trailers.add("x-trailer-" + std::to_string(i), std::to_string(i * 3));
+  }
+  ClientStream& c = request(req, true);
+  ASSERT_TRUE(runUntil([&] { return !server_.streams.empty() && server_.streams[0]->got.end_stream; }));
+  const HeaderMap& got = *server_.streams[0]->got.headers;
+  EXPECT_EQ(got.size(), req.size());
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(got.getValue("x-req-" + std::to_string(i)), std::to_string(i));
+  }
+  ResponseEncoder& e = *server_.streams[0]->encoder;
+  e.encodeHeaders(resp, false);
+  buffer::Buffer b;
+  b.add("body");
+  e.encodeData(b, false);
+  e.encodeTrailers(trailers);
+  ASSERT_TRUE(runUntil([&] { return c.got.end_stream; }));
+  ASSERT_NE(c.got.headers, nullptr);
+  ASSERT_NE(c.got.trailers, nullptr);
+  EXPECT_EQ(c.got.headers->size(), resp.size());
+  EXPECT_EQ(c.got.trailers->size(), trailers.size());
+  std::vector<std::string> order;
+  for (const HeaderEntry& h : *c.got.headers) order.emplace_back(h.key);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(order[static_cast<size_t>(i) + 1], "x-resp-" + std::to_string(i));
+    EXPECT_EQ(c.got.headers->getValue("x-resp-" + std::to_string(i)), std::to_string(i * 2));
+    EXPECT_EQ(c.got.trailers->getValue("x-trailer-" + std::to_string(i)), std::to_string(i * 3));
+  }
+  EXPECT_EQ(c.got.body, "body");
+}
+
+// Every callback of a stream hears its reset, beyond the two the stream keeps inline; one
+// removed before the reset does not.
+TEST_F(Http2CodecTest, ResetReachesEveryCallbackOfAStream) {
+  struct Counting : public StreamCallbacks {
+    void onResetStream(StreamResetReason r, std::string_view) override { got.push_back(r); }
+    std::vector<StreamResetReason> got;
+  };
+  start();
+  Counting extra[4];
+  ClientStream& c = request(get("/many-callbacks"), false);
+  for (Counting& cb : extra) c.encoder->getStream().addCallbacks(cb);
+  c.encoder->getStream().removeCallbacks(extra[2]);
+  ASSERT_TRUE(runUntil([&] { return !server_.streams.empty(); }));
+  server_.streams[0]->encoder->getStream().resetStream(StreamResetReason::LocalReset);
+  ASSERT_TRUE(runUntil([&] { return c.got.reset.has_value(); }));
+  EXPECT_EQ(*c.got.reset, StreamResetReason::RemoteReset);
+  for (int i = 0; i < 4; ++i) {
+    if (i == 2) {
+      EXPECT_TRUE(extra[i].got.empty());
+    } else {
+      ASSERT_EQ(extra[i].got.size(), 1u) << i;
+      EXPECT_EQ(extra[i].got[0], StreamResetReason::RemoteReset);
+    }
+  }
+}
+
 TEST_F(Http2CodecTest, ManyConcurrentStreamsOnOneConnection) {
   start();
   constexpr int kStreams = 200;
