@@ -105,18 +105,32 @@ struct SharedAddress : Address {
       : Address(storage, len, type) {}
 };
 
+// A pipe address: its sockaddr_un follows the Address in the same block, so that IP
+// addresses (nearly all of them) do not carry one.
+struct SharedPipeAddress : Address {
+  SharedPipeAddress(const sockaddr_storage& storage, socklen_t len)
+      : Address(storage, len, Type::Pipe) {
+    std::memset(&un, 0, sizeof(un));
+    std::memcpy(&un, &storage, std::min<size_t>(len, sizeof(un)));
+  }
+  sockaddr_un un;
+};
+
 const std::string& Address::emptyString() {
   static const std::string empty;
   return empty;
 }
 
+const sockaddr* Address::pipeSockAddr() const {
+  return reinterpret_cast<const sockaddr*>(&static_cast<const SharedPipeAddress*>(this)->un);
+}
+
 Address::Address(const sockaddr_storage& storage, socklen_t len, Type type)
     : len_(len), type_(type) {
-  static_assert(sizeof(Storage) >= sizeof(sockaddr_un) && sizeof(Storage) >= sizeof(sockaddr_in6));
   std::memset(&storage_, 0, sizeof(storage_));
-  std::memcpy(&storage_, &storage, std::min<size_t>(len, sizeof(storage_)));
   switch (type_) {
     case Type::Ipv4: {
+      std::memcpy(&storage_, &storage, sizeof(sockaddr_in));
       const auto* sin = reinterpret_cast<const sockaddr_in*>(&storage_);
       char buf[INET_ADDRSTRLEN];
       ::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
@@ -126,6 +140,7 @@ Address::Address(const sockaddr_storage& storage, socklen_t len, Type type)
       break;
     }
     case Type::Ipv6: {
+      std::memcpy(&storage_, &storage, sizeof(sockaddr_in6));
       const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
       char buf[INET6_ADDRSTRLEN];
       ::inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
@@ -135,7 +150,9 @@ Address::Address(const sockaddr_storage& storage, socklen_t len, Type type)
       break;
     }
     case Type::Pipe: {
-      const auto* sun = reinterpret_cast<const sockaddr_un*>(&storage_);
+      // fromSockAddr() checked len <= sizeof(sockaddr_un); the caller's storage is a whole
+      // sockaddr_storage.
+      const auto* sun = reinterpret_cast<const sockaddr_un*>(&storage);
       size_t path_len = len_ - kSunPathOffset;
       if (path_len > 0 && sun->sun_path[0] == '\0') {
         abstract_ = true;
@@ -243,6 +260,9 @@ AddressConstSharedPtr fromSockAddr(const sockaddr_storage& storage, socklen_t le
       break;
     default:
       return nullptr;
+  }
+  if (type == Address::Type::Pipe) {
+    return std::make_shared<const SharedPipeAddress>(storage, len);
   }
   return std::make_shared<const SharedAddress>(storage, len, type);
 }

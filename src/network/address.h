@@ -25,13 +25,15 @@ using AddressConstSharedPtr = std::shared_ptr<const Address>;
 
 class Address {
  public:
-  enum class Type { Ipv4, Ipv6, Pipe };
+  enum class Type : uint8_t { Ipv4, Ipv6, Pipe };
 
   Type type() const { return type_; }
   bool isIp() const { return type_ != Type::Pipe; }
 
   // The sockaddr to hand to bind()/connect()/sendto().
-  const sockaddr* sockAddr() const { return reinterpret_cast<const sockaddr*>(&storage_); }
+  const sockaddr* sockAddr() const {
+    return type_ == Type::Pipe ? pipeSockAddr() : reinterpret_cast<const sockaddr*>(&storage_);
+  }
   socklen_t sockAddrLen() const { return len_; }
 
   // The port in host order; 0 for pipes.
@@ -60,24 +62,26 @@ class Address {
 
  private:
   friend AddressConstSharedPtr fromSockAddr(const sockaddr_storage& storage, socklen_t len);
-  friend struct SharedAddress;  // one allocation with its shared_ptr count (address.cc)
+  friend struct SharedAddress;      // one allocation with its shared_ptr count (address.cc)
+  friend struct SharedPipeAddress;  // the same with a sockaddr_un (address.cc)
   Address(const sockaddr_storage& storage, socklen_t len, Type type);
   static const std::string& emptyString();
+  // A pipe's sockaddr_un, kept after the Address in its SharedPipeAddress block.
+  const sockaddr* pipeSockAddr() const;
 
   // Every accepted connection holds its peer's Address, so its size counts per connection:
-  // the families' union (112 bytes, not sockaddr_storage's 128), and a pipe's path is its
-  // as_string_.
+  // the IP families' union is 28 bytes; a pipe's 110-byte sockaddr_un is only in a pipe's
+  // block, and its path is its as_string_.
   union Storage {
     sockaddr_in in4;
     sockaddr_in6 in6;
-    sockaddr_un un;
   };
 
   Storage storage_;
   socklen_t len_;
+  uint32_t port_{0};
   Type type_;
   bool abstract_{false};
-  uint32_t port_{0};
   std::string ip_;
   std::string as_string_;
 };

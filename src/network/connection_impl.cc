@@ -125,17 +125,18 @@ void ConnectionImpl::connect(std::chrono::milliseconds timeout) {
   SysResult r = connectSocket(socket_, *remote_);
   if (!r.ok() && r.err != EINPROGRESS) {
     // Raised from the loop, never from inside connect().
-    connect_error_ = r.err;
+    rare().connect_error = r.err;
     file_event_.activate(event::FileReadyType::Write);
     return;
   }
   if (timeout.count() > 0) {
-    connect_timer_ = dispatcher_.createTimer([this] {
+    Rare& rare = this->rare();
+    rare.connect_timer = dispatcher_.createTimer([this] {
       SLUICE_LOG(debug, connection, "[C{}] connect timeout", id_);
-      failure_reason_ = "connect timeout";
+      rare_->failure_reason = "connect timeout";
       closeSocket(ConnectionEvent::LocalClose);
     });
-    connect_timer_->enableTimer(timeout);
+    rare.connect_timer->enableTimer(timeout);
   }
 }
 
@@ -166,7 +167,7 @@ void ConnectionImpl::flushWriteBuffer() {
 }
 
 void ConnectionImpl::raiseEvent(ConnectionEvent event) {
-  if (event == ConnectionEvent::Connected) connect_timer_.reset();
+  if (event == ConnectionEvent::Connected && rare_) rare_->connect_timer.reset();
   // A callback may remove itself (or others): walk a copy.
   std::vector<ConnectionCallbacks*> callbacks = callbacks_;
   for (auto* cb : callbacks) {
@@ -176,8 +177,8 @@ void ConnectionImpl::raiseEvent(ConnectionEvent event) {
 
 void ConnectionImpl::onFileEvent(uint32_t events) {
   if (state_ == State::Closed) return;
-  if (connect_error_ != 0) {
-    failure_reason_ = errorString(connect_error_);
+  if (rare_ && rare_->connect_error != 0) {
+    rare_->failure_reason = errorString(rare_->connect_error);
     closeSocket(ConnectionEvent::RemoteClose);
     return;
   }
@@ -198,9 +199,9 @@ void ConnectionImpl::onFileEvent(uint32_t events) {
 void ConnectionImpl::onConnectResult() {
   SysResult err = socketError(socket_);
   if (!err.ok()) {
-    failure_reason_ = errorString(err.err);
+    rare().failure_reason = errorString(err.err);
     SLUICE_LOG(debug, connection, "[C{}] connect to {} failed: {}", id_, remote_->asString(),
-               failure_reason_);
+               rare_->failure_reason);
     closeSocket(ConnectionEvent::RemoteClose);
     return;
   }
@@ -221,21 +222,23 @@ void ConnectionImpl::onWriteReady() {
   if (stats_.tx_total && r.bytes) stats_.tx_total->inc(r.bytes);
   if (stats_.tx_buffered) stats_.tx_buffered->set(write_buffer_.length());
   if (r.action == PostIoAction::Close) {
-    failure_reason_ = errorString(r.err);
+    rare().failure_reason = errorString(r.err);
     closeSocket(ConnectionEvent::RemoteClose);
     return;
   }
   if (state_ == State::Closing) {
     if (!write_buffer_.empty()) {
       // Progress resets the stall guard.
-      if (delayed_close_timer_ && r.bytes > 0) delayed_close_timer_->enableTimer(delayed_close_timeout_);
+      if (rare_ && rare_->delayed_close_timer && r.bytes > 0) {
+        rare_->delayed_close_timer->enableTimer(delayedCloseTimeout());
+      }
       return;
     }
     if (pending_close_ == ConnectionCloseType::FlushWriteAndDelay &&
-        delayed_close_timeout_.count() > 0) {
+        delayed_close_timeout_ms_ > 0) {
       if (!in_delayed_close_wait_) {
         in_delayed_close_wait_ = true;
-        delayed_close_timer_->enableTimer(delayed_close_timeout_);
+        rare_->delayed_close_timer->enableTimer(delayedCloseTimeout());
       }
       return;
     }
@@ -258,7 +261,7 @@ void ConnectionImpl::onReadReady() {
   bytes_received_ += r.bytes;
   if (stats_.rx_total && r.bytes) stats_.rx_total->inc(r.bytes);
   if (stats_.rx_buffered) stats_.rx_buffered->set(read_buffer_.length());
-  if (r.action == PostIoAction::Close) failure_reason_ = errorString(r.err);
+  if (r.action == PostIoAction::Close) rare().failure_reason = errorString(r.err);
   if (r.end_stream_read && !half_close_enabled_) {
     // Without half-close semantics, the peer's end of stream ends the connection, after the
     // filters have seen what came with it.
@@ -299,15 +302,16 @@ void ConnectionImpl::close(ConnectionCloseType type) {
   const bool nothing_to_write = write_buffer_.empty();
   if (type == ConnectionCloseType::NoFlush || connecting_ ||
       (nothing_to_write && (type == ConnectionCloseType::FlushWrite ||
-                            delayed_close_timeout_.count() == 0))) {
+                            delayed_close_timeout_ms_ == 0))) {
     closeSocket(ConnectionEvent::LocalClose);
     return;
   }
   state_ = State::Closing;
   pending_close_ = type;
-  if (delayed_close_timeout_.count() > 0) {
-    delayed_close_timer_ = dispatcher_.createTimer([this] { onDelayedCloseTimeout(); });
-    delayed_close_timer_->enableTimer(delayed_close_timeout_);
+  if (delayed_close_timeout_ms_ > 0) {
+    Rare& rare = this->rare();
+    rare.delayed_close_timer = dispatcher_.createTimer([this] { onDelayedCloseTimeout(); });
+    rare.delayed_close_timer->enableTimer(delayedCloseTimeout());
   }
   if (nothing_to_write) {
     // FlushWriteAndDelay with nothing left to write: just wait for the peer or the timer.
@@ -322,7 +326,7 @@ void ConnectionImpl::close(ConnectionCloseType type) {
 void ConnectionImpl::onDelayedCloseTimeout() {
   SLUICE_LOG(debug, connection, "[C{}] delayed close timeout ({} bytes unwritten)", id_,
              write_buffer_.length());
-  if (!write_buffer_.empty()) failure_reason_ = "delayed close timeout";
+  if (!write_buffer_.empty()) rare().failure_reason = "delayed close timeout";
   closeSocket(ConnectionEvent::LocalClose);
 }
 
@@ -332,8 +336,10 @@ void ConnectionImpl::closeSocket(ConnectionEvent event) {
              event == ConnectionEvent::RemoteClose ? "remote" : "local");
   state_ = State::Closed;
   file_event_.reset();
-  delayed_close_timer_.reset();
-  connect_timer_.reset();
+  if (rare_) {
+    rare_->delayed_close_timer.reset();
+    rare_->connect_timer.reset();
+  }
   transport_->closeSocket(event);
   socket_.close();
   write_buffer_.drain(write_buffer_.length());

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -38,13 +41,16 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   uint32_t bufferLimit() const override { return buffer_limit_; }
   bool aboveHighWatermark() const override { return write_buffer_.highWatermarkTriggered(); }
   void setDelayedCloseTimeout(std::chrono::milliseconds timeout) override {
-    delayed_close_timeout_ = timeout;
+    delayed_close_timeout_ms_ = static_cast<uint32_t>(
+        std::clamp<int64_t>(timeout.count(), 0, std::numeric_limits<uint32_t>::max()));
   }
   void noDelay(bool enable) override;
   void setConnectionStats(const ConnectionStats& stats) override { stats_ = stats; }
   const AddressConstSharedPtr& localAddress() const override { return local_; }
   const AddressConstSharedPtr& remoteAddress() const override { return remote_; }
-  std::string_view transportFailureReason() const override { return failure_reason_; }
+  std::string_view transportFailureReason() const override {
+    return rare_ ? std::string_view(rare_->failure_reason) : std::string_view();
+  }
   uint64_t bytesReceived() const override { return bytes_received_; }
   uint64_t bytesSent() const override { return bytes_sent_; }
   size_t bufferedWriteBytes() const override { return write_buffer_.length(); }
@@ -67,6 +73,22 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
 
  private:
   struct ActiveReadFilter;
+  // What only some connections need, made on first use: a client's connect timer and
+  // immediate connect() error, a closing connection's delayed-close timer, and the reason
+  // the transport failed. An idle server connection has none of it.
+  struct Rare {
+    event::TimerPtr connect_timer;
+    event::TimerPtr delayed_close_timer;
+    std::string failure_reason;
+    int connect_error{0};  // an immediate connect() failure, raised from the loop
+  };
+  Rare& rare() {
+    if (!rare_) rare_ = std::make_unique<Rare>();
+    return *rare_;
+  }
+  std::chrono::milliseconds delayedCloseTimeout() const {
+    return std::chrono::milliseconds(delayed_close_timeout_ms_);
+  }
 
   void onFileEvent(uint32_t events);
   void onReadReady();
@@ -83,20 +105,17 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   const uint64_t id_;
   event::Dispatcher& dispatcher_;
   SocketFd socket_;
-  int connect_error_{0};  // an immediate connect() failure, raised from the loop
+  uint32_t delayed_close_timeout_ms_{0};
   TransportSocketPtr transport_;
   AddressConstSharedPtr local_;
   AddressConstSharedPtr remote_;
   buffer::WatermarkBuffer read_buffer_;
   buffer::WatermarkBuffer write_buffer_;
   event::EmbeddedFileEvent file_event_;  // in place: no heap block per connection
-  event::TimerPtr delayed_close_timer_;
-  event::TimerPtr connect_timer_;
   std::vector<ConnectionCallbacks*> callbacks_;
   std::vector<std::unique_ptr<ActiveReadFilter>> filters_;
   ConnectionStats stats_;
-  std::string failure_reason_;
-  std::chrono::milliseconds delayed_close_timeout_{0};
+  std::unique_ptr<Rare> rare_;
   uint64_t bytes_received_{0};
   uint64_t bytes_sent_{0};
   uint32_t buffer_limit_{0};

@@ -429,6 +429,8 @@ TEST_F(SimulatedConnectionTest, FlushWriteAndDelayWaitsForThePeerThenTheTimer) {
   EXPECT_FALSE(client.closed());
   time_.advanceTimeAndRun(1ms, dispatcher_);
   EXPECT_EQ(server_connections_[0]->state(), Connection::State::Closed);
+  // Everything was written: the timeout is no transport failure.
+  EXPECT_EQ(server_connections_[0]->transportFailureReason(), "");
   ASSERT_TRUE(runUntil([&] { return client.closed(); }));
 }
 
