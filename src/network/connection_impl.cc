@@ -250,10 +250,18 @@ void ConnectionImpl::onWriteReady() {
 
 void ConnectionImpl::onReadReady() {
   if (state_ == State::Closing) {
-    // Waiting to close: a peer that closes ends the wait; its bytes are not processed.
+    // Waiting to close: a peer that closes ends the wait; its bytes are not processed. With
+    // half-close, its FIN ends only its own direction: it still reads what we flush. (Its FIN
+    // stays readable, so every write-ready edge reports Read too: reading that end of stream
+    // again must not cut the flush short.)
+    if (read_end_stream_) return;
     buffer::Buffer discard;
     TransportIoResult r = transport_->doRead(discard);
-    if (r.end_stream_read || r.action == PostIoAction::Close) closeSocket(ConnectionEvent::RemoteClose);
+    if (r.action == PostIoAction::Close || (r.end_stream_read && !half_close_enabled_)) {
+      closeSocket(ConnectionEvent::RemoteClose);
+    } else if (r.end_stream_read) {
+      read_end_stream_ = true;
+    }
     return;
   }
   if (read_disable_count_ > 0 || read_end_stream_) return;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+
 #include <gtest/gtest.h>
 
 #include "buffer/buffer.h"
@@ -282,6 +284,43 @@ TEST_F(ConnectionTest, DataAndFinThatCameWhileReadsWereDisabledArriveWhenTheyRes
   server_connections_[0]->readDisable(false);
   ASSERT_TRUE(runUntil([&] { return server->got_end_stream; }));
   EXPECT_EQ(server->received, "hello");
+  ::close(fd);
+}
+
+TEST_F(ConnectionTest, AFlushAfterAHalfClosedPeersFinWritesEverything) {
+  // A half-closed peer still reads: close(FlushWrite) after its FIN writes all that is
+  // buffered. Its FIN stays readable, so each write-ready edge reports Read as well; reading
+  // that end of stream again ended the flush (a TCP proxy lost the tail of a large echo).
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) {
+    c.enableHalfClose(true);
+    c.addReadFilter(server);
+    c.addConnectionCallbacks(*server);
+  };
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
+  ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1; }));
+  ASSERT_EQ(0, ::shutdown(fd, SHUT_WR));
+  ASSERT_TRUE(runUntil([&] { return server->got_end_stream; }));
+  constexpr size_t kTotal = 8 * 1024 * 1024;  // far more than the sockets buffer
+  const std::string sent = pattern(kTotal);
+  buffer::Buffer data;
+  data.add(sent);
+  server_connections_[0]->write(data, false);
+  server_connections_[0]->close(ConnectionCloseType::FlushWrite);
+  ASSERT_EQ(0, ::fcntl(fd, F_SETFL, O_NONBLOCK));
+  std::string got;
+  bool eof = false;
+  ASSERT_TRUE(runUntil([&] {
+    char buf[65536];  // a little at a time: many write-ready edges for the server
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    eof = eof || n == 0 || (n < 0 && errno != EAGAIN);
+    return eof;
+  }));
+  EXPECT_EQ(got.size(), kTotal);
+  EXPECT_TRUE(got == sent);
   ::close(fd);
 }
 
