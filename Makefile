@@ -29,8 +29,12 @@ test: test-release test-asan
 test-release: build
 	cd build && $(CTEST)
 
+# It links the release tree's compiled Envoy API (brought up to date first) when there is a
+# release tree (see cmake/EnvoyApi.cmake).
+API_FROM = $(if $(wildcard build/build.ninja),$(CURDIR)/build,)
 test-asan: setup
-	@cmake -S . -B build-asan $(CMAKE_GEN) $(ASAN_FLAGS) >/dev/null
+	$(if $(API_FROM),@cmake --build build --target sluice_api -j$(JOBS))
+	@cmake -S . -B build-asan $(CMAKE_GEN) $(ASAN_FLAGS) -DSLUICE_API_FROM=$(API_FROM) >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)

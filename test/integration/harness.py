@@ -24,6 +24,11 @@ def main():
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
 
 
+# What ASan, LSan, UBSan and TSan print when they find something.
+SANITIZER_REPORT = re.compile(
+    r"ERROR: (AddressSanitizer|LeakSanitizer)|WARNING: ThreadSanitizer|: runtime error: ")
+
+
 class Process:
     """A running sluice process. A thread reads its stderr continuously (so a chatty process
     never blocks on a full pipe) and keeps the lines for wait_for_line()."""
@@ -90,7 +95,16 @@ class Process:
         self._reader.join(10)
         self.proc.stdout.close()
         self.proc.stderr.close()
+        self.check_sanitizers()
         return self.proc.returncode
+
+    def check_sanitizers(self):
+        """A sanitizer's report in the output fails the test, whatever the test checked."""
+        out = self.output()
+        m = SANITIZER_REPORT.search(out)
+        if m:
+            raise AssertionError("sanitizer report in the output of %s:\n%s" % (
+                self.proc.args[0], out[max(0, m.start() - 2000):m.start() + 6000]))
 
     def __enter__(self):
         return self
@@ -99,6 +113,9 @@ class Process:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._reader.join(10)
+        if not exc or exc[0] is None:
+            self.check_sanitizers()
 
 
 def wait_until(predicate, timeout=10, what="condition"):
