@@ -1,6 +1,7 @@
 #include "config/api_descriptors.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -302,6 +303,27 @@ const pb::EnumDescriptor* findApiEnumType(std::string_view full_name) {
 
 namespace {
 
+// Whether [first, last) lies in one read-only mapping of a file (/proc/self/maps): only there
+// does MADV_DONTNEED merely drop pages that read back from the file. (A binary whose segments
+// were remapped onto anonymous memory, by a packer or a huge-page remapper, would read zeros.)
+bool readOnlyFileMapping(uintptr_t first, uintptr_t last) {
+  FILE* maps = std::fopen("/proc/self/maps", "r");
+  if (maps == nullptr) return false;
+  bool ok = false;
+  char line[512];
+  while (std::fgets(line, sizeof line, maps) != nullptr) {
+    unsigned long start = 0, end = 0, inode = 0;
+    char perms[5] = {};
+    if (std::sscanf(line, "%lx-%lx %4s %*s %*s %lu", &start, &end, perms, &inode) != 4) continue;
+    if (first >= start && last <= end) {
+      ok = inode != 0 && perms[1] != 'w';
+      break;
+    }
+  }
+  std::fclose(maps);
+  return ok;
+}
+
 // MADV_DONTNEED on the whole pages inside [begin, end). The data is read-only and file-backed
 // (never written, so never copied on write): dropping the mapping loses nothing.
 size_t releasePages(const char* begin, const char* end) {
@@ -309,7 +331,7 @@ size_t releasePages(const char* begin, const char* end) {
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) & ~(page - 1);
   const uintptr_t last = reinterpret_cast<uintptr_t>(end) & ~(page - 1);
-  if (last <= first) return 0;
+  if (last <= first || !readOnlyFileMapping(first, last)) return 0;
   if (madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
   return last - first;
 }

@@ -181,12 +181,12 @@ TimerPtr DispatcherImpl::createTimer(TimerCb cb) {
 
 TimerList& DispatcherImpl::timerList(std::chrono::milliseconds duration) {
   SLUICE_ASSERT(isThreadSafe(), "timerList() off the dispatcher's thread");
-  // A handful of distinct durations at most (one per configured idle timeout).
-  for (auto& list : timer_lists_) {
-    if (list->duration() == duration) return *list;
-  }
-  timer_lists_.push_back(std::make_unique<TimerList>(*this, duration));
-  return *timer_lists_.back();
+  // One list per distinct duration the config names (connection and stream idle timeouts,
+  // route timeouts), kept for the dispatcher's life: each costs a list head and one libevent
+  // timer per worker.
+  auto& list = timer_lists_[duration.count()];
+  if (!list) list = std::make_unique<TimerList>(*this, duration);
+  return *list;
 }
 
 SignalEventPtr DispatcherImpl::listenForSignal(int signal_num, SignalCb cb) {

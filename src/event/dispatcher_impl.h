@@ -3,6 +3,7 @@
 #include <atomic>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "event/dispatcher.h"
@@ -60,8 +61,9 @@ class DispatcherImpl : public Dispatcher {
 
   MonotonicTime approximate_now_;
 
-  // After base_: their timers go before the base does.
-  std::vector<std::unique_ptr<TimerList>> timer_lists_;
+  // After base_: their timers go before the base does. By duration in milliseconds: a request
+  // looks its route's timeout up here, so the lookup is a hash, not a scan of every list.
+  std::unordered_map<int64_t, std::unique_ptr<TimerList>> timer_lists_;
 };
 
 }  // namespace sluice::event

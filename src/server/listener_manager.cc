@@ -188,8 +188,13 @@ bool ListenerManager::onConfigUpdate(config::DiscoveryUpdate& update,
   // A new listener on the fixed address of one this update removes takes over its sockets
   // (as the removed one stops accepting, the new one starts on the same sockets), instead of
   // failing to bind an address that is still open.
+  // Only for a listener that needs no warming: the removed one stops accepting now, and a
+  // port must not be left listening with nobody accepting while its successor warms (that
+  // one binds its own sockets, and fails the update if the address is still taken).
   for (Listener& b : built) {
-    if (b.reuses_sockets || b.config->address->port() == 0) continue;
+    if (b.reuses_sockets || b.config->address->port() == 0 || !b.config->init_targets.empty()) {
+      continue;
+    }
     for (auto* list : {&active_, &warming_}) {
       for (const Listener& gone : *list) {
         if (gone.is_static || names.count(gone.name) || !gone.sockets ||
@@ -289,7 +294,7 @@ void ListenerManager::activate(Listener l) {
   Listener* known = find(l.name);
   // An update that removes the active version also drops the warming one, so a listener
   // that reuses its active version's sockets finds them here.
-  SLUICE_ASSERT(l.reuses_sockets ? known && known->sockets : l.sockets != nullptr,
+  SLUICE_RELEASE_ASSERT(l.reuses_sockets ? known && known->sockets : l.sockets != nullptr,
                 "a listener is activated with sockets to serve on");
   if (l.reuses_sockets) {
     l.tag = known->tag;

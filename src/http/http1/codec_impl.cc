@@ -11,6 +11,7 @@
 
 #include "buffer/buffer.h"
 #include "common/assert.h"
+#include "common/object_pool.h"
 #include "common/logger.h"
 #include "stats/stats.h"
 
@@ -310,6 +311,11 @@ struct ParseState {
 class ParseStatePool {
  public:
   static constexpr size_t kMaxFree = 128;
+#ifdef SLUICE_POOL_DISABLED
+  static constexpr bool kPoolDisabled = true;  // under ASan: every reuse after free is seen
+#else
+  static constexpr bool kPoolDisabled = false;
+#endif
   static constexpr size_t kMaxKeptCapacity = 1024;
 
   ParseStatePool() = default;
@@ -328,7 +334,7 @@ class ParseStatePool {
   ParseState* take() { return head_ != nullptr ? pop() : new ParseState; }
 
   void give(ParseState* state) {
-    if (closed_ || free_ >= kMaxFree || state->url.capacity() > kMaxKeptCapacity ||
+    if (kPoolDisabled || closed_ || free_ >= kMaxFree || state->url.capacity() > kMaxKeptCapacity ||
         state->header.capacity() > kMaxKeptCapacity || state->host.capacity() > kMaxKeptCapacity ||
         state->spans.capacity() > 64) {
       delete state;

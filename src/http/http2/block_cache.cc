@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common/object_pool.h"
+
 namespace sluice::http::http2 {
 
 namespace {
@@ -108,7 +110,11 @@ void BlockCache::release(void* p) {
   if (p == nullptr) return;
   Header* h = headerOf(p);
   const uint32_t klass = h->klass;
+#ifdef SLUICE_POOL_DISABLED
+  Lists* l = nullptr;  // under ASan: every block goes back to free(), so reuse is seen
+#else
   Lists* l = klass == 0 ? nullptr : lists();
+#endif
   if (l == nullptr || l->count[klass - 1] >= kMaxFree) {
     std::free(h);
     return;

@@ -15,6 +15,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/object_pool.h"
+
 #include "buffer/buffer.h"
 #include "event/dispatcher_impl.h"
 #include "event/real_time_system.h"
@@ -835,6 +837,11 @@ TEST_F(Http1ServerTest, RequestSplitAcrossManyWrites) {
 // exchange is in progress: an idle keep-alive connection holds none, and the block goes back
 // to the thread's free list for the next request.
 TEST_F(Http1ServerTest, IdleConnectionHoldsNoParseState) {
+#ifdef SLUICE_POOL_DISABLED
+  const size_t kept = 0;  // under ASan the free list is off: the block is freed
+#else
+  const size_t kept = 1;
+#endif
   start();
   EXPECT_FALSE(holdsParseState(*h().codec));
   peer_->send("GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -845,13 +852,13 @@ TEST_F(Http1ServerTest, IdleConnectionHoldsNoParseState) {
   const std::string first = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\none";
   ASSERT_TRUE(waitReceived(first.size()));
   EXPECT_FALSE(holdsParseState(*h().codec));
-  EXPECT_EQ(freeParseStates(), free_before + 1);
+  EXPECT_EQ(freeParseStates(), free_before + kept);
 
   // Blank lines between requests begin no request: the connection stays idle.
   peer_->send("\r\n\r\n");
   ASSERT_TRUE(runUntil([&] { return h().dispatches >= 2; }));
   EXPECT_FALSE(holdsParseState(*h().codec));
-  EXPECT_EQ(freeParseStates(), free_before + 1);
+  EXPECT_EQ(freeParseStates(), free_before + kept);
 
   // The next request takes the block back from the free list, and returns it.
   peer_->send("GET /b HTTP/1.1\r\nHost: b\r\n\r\n");

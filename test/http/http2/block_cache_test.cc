@@ -7,9 +7,13 @@
 
 #include <gtest/gtest.h>
 
+#include "common/object_pool.h"
+
 namespace sluice::http::http2 {
 namespace {
 
+// Under ASan the lists are off (every block goes back to free()): the tests of caching skip.
+#ifndef SLUICE_POOL_DISABLED
 TEST(BlockCacheTest, ReleasedBlocksAreReusedUpToTheLimit) {
   std::vector<void*> blocks;
   for (size_t i = 0; i < BlockCache::kMaxFree + 10; ++i) blocks.push_back(BlockCache::allocate(100));
@@ -26,6 +30,7 @@ TEST(BlockCacheTest, ReleasedBlocksAreReusedUpToTheLimit) {
   BlockCache::release(again);
   BlockCache::release(nullptr);
 }
+#endif
 
 TEST(BlockCacheTest, LargeBlocksBypassTheLists) {
   const size_t before = BlockCache::cachedBlocks();
@@ -61,6 +66,7 @@ TEST(BlockCacheTest, ZeroedAndReallocatedBlocksKeepTheirContents) {
   BlockCache::release(s);
 }
 
+#ifndef SLUICE_POOL_DISABLED
 TEST(BlockCacheTest, BlocksMayBeReleasedOnAnotherThread) {
   std::vector<void*> blocks;
   for (int i = 0; i < 20; ++i) blocks.push_back(BlockCache::allocate(static_cast<size_t>(i) * 20));
@@ -72,6 +78,7 @@ TEST(BlockCacheTest, BlocksMayBeReleasedOnAnotherThread) {
   });
   other.join();
 }
+#endif
 
 }  // namespace
 }  // namespace sluice::http::http2
