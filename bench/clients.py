@@ -62,7 +62,8 @@ def parse_wrk(out):
     return r
 
 
-def wrk(port, path, duration, log_path, connections=50, headers=(), cpus=None, scheme="http"):
+def wrk(port, path, duration, log_path, connections=50, headers=(), cpus=None, scheme="http",
+        usage=None):
     """wrk, 1 thread, `connections` keep-alive connections (unless a header says otherwise).
     scheme="https": over TLS (wrk sends no ALPN and resumes no session: a full handshake per
     connection)."""
@@ -71,7 +72,7 @@ def wrk(port, path, duration, log_path, connections=50, headers=(), cpus=None, s
     for h in headers:
         argv += ["-H", h]
     argv.append("%s://127.0.0.1:%d%s" % (scheme, port, path))
-    out = procs.run_client("wrk", argv, log_path, timeout=duration + 30, cpus=cpus)
+    out = procs.run_client("wrk", argv, log_path, timeout=duration + 30, cpus=cpus, usage=usage)
     r = parse_wrk(out)
     r["command"] = " ".join(argv)
     return r

@@ -18,6 +18,7 @@ import atexit
 import ctypes
 import errno
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -141,14 +142,20 @@ class Child:
                 out.append(int(entry))
         return out
 
-    def cpu_seconds(self):
-        """utime+stime, summed over the group's processes (each includes all its threads)."""
-        total = 0
+    def cpu_split(self):
+        """(utime, stime) in seconds, each summed over the group's processes (each includes
+        all its threads)."""
+        user = system = 0
         for pid in self.pids():
             st = _read_stat(pid)
             if st:
-                total += int(st[11]) + int(st[12])  # fields 14, 15: utime, stime
-        return total / CLK_TCK
+                user += int(st[11])  # field 14: utime
+                system += int(st[12])  # field 15: stime
+        return user / CLK_TCK, system / CLK_TCK
+
+    def cpu_seconds(self):
+        """utime+stime, summed over the group's processes."""
+        return sum(self.cpu_split())
 
     def rss_bytes(self):
         """VmRSS summed over the group's processes (pages shared by nginx's master and
@@ -256,9 +263,12 @@ def ignore_signals_during_cleanup():
         signal.signal(s, signal.SIG_IGN)
 
 
-def run_client(name, argv, log_path, timeout, cpus=None):
+def run_client(name, argv, log_path, timeout, cpus=None, usage=None):
     """Runs a short-lived client (wrk, loadgen) to completion; returns its stdout.
-    It is registered like any child, so an interrupt stops it too."""
+    It is registered like any child, so an interrupt stops it too. With a dict as `usage`,
+    the client's own CPU seconds go into usage["cpu_seconds"] (from the harness's reaped
+    children's rusage, before and after: no other child exits meanwhile)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     c = Child(name, argv, log_path, cpus=cpus, capture=True)
     try:
         out, _ = c.proc.communicate(timeout=timeout)
@@ -266,6 +276,9 @@ def run_client(name, argv, log_path, timeout, cpus=None):
         raise BenchError("%s did not finish within %.0f s" % (name, timeout))
     finally:
         c.stop(grace=1.0)
+    if usage is not None:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        usage["cpu_seconds"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if c.proc.returncode != 0:
         raise BenchError("%s exited with %s: %s" % (name, c.proc.returncode,
                                                    (out.decode(errors="replace") + c.log_tail(5)).strip()[-400:]))

@@ -64,9 +64,14 @@ def parse_args():
     p.add_argument("--syscalls", action="store_true",
                    help="instead of callgrind: run Sluice natively under `strace -c -f` for the "
                         "measured requests and print its system calls per request")
+    p.add_argument("--target", choices=("sluice", "nginx", "haproxy"), default="sluice",
+                   help="with --syscalls: the proxy to trace, each with its bench/run config "
+                        "(nginx: its worker process); HTTP/1.1 only")
     p.add_argument("--keep", metavar="DIR",
                    help="copy the callgrind dump there (for callgrind_annotate)")
     args = p.parse_args()
+    if args.target != "sluice" and (not args.syscalls or args.proto != "h1"):
+        p.error("--target %s needs --syscalls and HTTP/1.1" % args.target)
     if args.conns is None:
         args.conns = 50 if args.proto == "h1" else 10
     if args.config is None:
@@ -133,34 +138,77 @@ def h2load(url, proto, n, conns, streams, log):
 
 
 def parse_strace(path):
-    """{syscall: calls} from the table `strace -c` writes."""
+    """{syscall: (calls, failed calls)} from the table `strace -c` writes."""
     calls = {}
     with open(path) as f:
         for line in f:
             parts = line.split()
             # % time, seconds, usecs/call, calls, [errors,] syscall
             if len(parts) >= 5 and parts[3].isdigit() and parts[-1] != "total":
-                calls[parts[-1]] = int(parts[3])
+                failed = int(parts[4]) if len(parts) == 6 else 0
+                calls[parts[-1]] = (int(parts[3]), failed)
     return calls
 
 
-def strace_attach(pid, d):
-    """Starts `strace -c -f` on pid and waits until it has attached to every thread."""
+def strace_attach(pids, d):
+    """Starts `strace -c -f` on the processes `pids` and waits until it has attached to every
+    one (and each one's threads)."""
     out = os.path.join(d, "strace.out")
     err_path = os.path.join(d, "strace.err")
     err = open(err_path, "w")
-    proc = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
-                            stdout=subprocess.DEVNULL, stderr=err)
+    argv = ["strace", "-c", "-f", "-o", out]
+    for pid in pids:
+        argv += ["-p", str(pid)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with open(err_path) as f:
-            if "attached" in f.read():  # "Process N attached with K threads"
+            # "Process N attached" or "Process N attached with K threads", one line each
+            if f.read().count(" attached") >= len(pids):
                 return proc, out
         if proc.poll() is not None:
             break
         time.sleep(0.05)
     proc.kill()
-    raise procs.BenchError("strace did not attach to %d:\n%s" % (pid, open(err_path).read()))
+    raise procs.BenchError("strace did not attach to %s:\n%s" % (pids, open(err_path).read()))
+
+
+def proxy_pids(server):
+    """The processes of a bench/run target that serve requests: for nginx, its worker (the
+    group's process whose parent is in the group too), else the one process."""
+    pids = server.child.pids()
+    if server.name == "nginx":
+        workers = [p for p in pids if int(procs._read_stat(p)[1]) in pids]
+        if workers:
+            return workers
+    return pids
+
+
+def count_syscalls(args, pids, url, how, d):
+    """Traces `pids` with `strace -c -f` while h2load sends the measured requests; prints the
+    system calls per request."""
+    tracer, trace_out = strace_attach(pids, d)
+    n = h2load(url, args.proto, args.requests, args.conns, args.streams,
+               os.path.join(d, "h2load.log"))
+    tracer.send_signal(signal.SIGINT)
+    tracer.wait(timeout=30)
+    calls = parse_strace(trace_out)
+    print("requests            %d (%s, %s, %s)" % (n, how, args.path, args.target))
+    print("system calls/request %.2f" % (sum(c for c, _ in calls.values()) / n))
+    for name, (count, failed) in sorted(calls.items(), key=lambda kv: -kv[1][0]):
+        print("  %7.3f  %s%s" % (count / n, name,
+                                 "  (%.3f failed)" % (failed / n) if failed else ""))
+
+
+def trace_peer(args, env, upstream):
+    """--syscalls --target nginx|haproxy: the peer with its bench/run config."""
+    server = targets.start_proxy(env, args.target, upstream.port)
+    url = "http://127.0.0.1:%d%s" % (server.port, args.path)
+    d = env.newdir("trace")
+    if args.warmup:
+        h2load(url, args.proto, args.warmup, args.conns, args.streams,
+               os.path.join(d, "warmup.log"))
+    count_syscalls(args, proxy_pids(server), url, "%d connections" % args.conns, d)
 
 
 def main():
@@ -179,6 +227,8 @@ def main():
     env = targets.Env(tmp, args.sluice, nofile, False)
     try:
         upstream = targets.start_upstream(env)
+        if args.target != "sluice":
+            return trace_peer(args, env, upstream)
         d = env.newdir("sluice")
         port, admin_port = procs.free_port(), procs.free_port()
         extra = {}
@@ -209,16 +259,7 @@ def main():
         if args.proto != "h1":
             how += " x %d streams, %s" % (args.streams, args.proto)
         if args.syscalls:
-            tracer, trace_out = strace_attach(sluice.proc.pid, d)
-            n = h2load(url, args.proto, args.requests, args.conns, args.streams,
-                       os.path.join(d, "h2load.log"))
-            tracer.send_signal(signal.SIGINT)
-            tracer.wait(timeout=30)
-            calls = parse_strace(trace_out)
-            print("requests            %d (%s, %s)" % (n, how, args.path))
-            print("system calls/request %.2f" % (sum(calls.values()) / n))
-            for name, count in sorted(calls.items(), key=lambda kv: -kv[1]):
-                print("  %7.3f  %s" % (count / n, name))
+            count_syscalls(args, [sluice.proc.pid], url, how, d)
             return
         pid = str(sluice.proc.pid)
         subprocess.run(["callgrind_control", "-z", pid], check=True, stdout=subprocess.DEVNULL)

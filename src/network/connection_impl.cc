@@ -149,10 +149,16 @@ void ConnectionImpl::readDisable(bool disable) {
   SLUICE_ASSERT(read_disable_count_ > 0, "readDisable(false) without readDisable(true)");
   if (read_disable_count_ == 0) return;
   if (--read_disable_count_ == 0) {
-    // Bytes may wait in the read buffer or in the socket without a new edge: look again,
-    // and hand what is buffered to the filters even if the socket has nothing new.
+    // Events are edge-triggered: bytes (or the peer's FIN) that came while reading was
+    // disabled raised their event then, and onReadReady() noted it; they raise none now.
+    // Look again in that case, and hand what is buffered to the filters even if the socket
+    // has nothing new. Otherwise the last read left the socket drained (or asked to be
+    // called again), so a read now would only return EAGAIN.
     dispatch_buffered_data_ = !read_buffer_.empty();
-    file_event_.activate(event::FileReadyType::Read);
+    if (dispatch_buffered_data_ || read_ready_while_disabled_) {
+      read_ready_while_disabled_ = false;
+      file_event_.activate(event::FileReadyType::Read);
+    }
   }
 }
 
@@ -184,6 +190,7 @@ void ConnectionImpl::onFileEvent(uint32_t events) {
   }
   if (events & event::FileReadyType::Closed) {
     peer_closed_seen_ = true;
+    if (read_disable_count_ > 0) read_ready_while_disabled_ = true;  // the FIN waits unread
     if (read_disable_count_ > 0 && !half_close_enabled_ && detect_early_close_) {
       // The peer went away while we were not reading (a client that gave up: no need to
       // read what it sent). Without early-close detection, the FIN is read, after the bytes
@@ -264,7 +271,11 @@ void ConnectionImpl::onReadReady() {
     }
     return;
   }
-  if (read_disable_count_ > 0 || read_end_stream_) return;
+  if (read_disable_count_ > 0) {
+    read_ready_while_disabled_ = true;
+    return;
+  }
+  if (read_end_stream_) return;
   TransportIoResult r = transport_->doRead(read_buffer_);
   bytes_received_ += r.bytes;
   if (stats_.rx_total && r.bytes) stats_.rx_total->inc(r.bytes);

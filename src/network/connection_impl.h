@@ -130,6 +130,7 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   bool write_end_stream_{false};
   bool in_delayed_close_wait_{false};   // flushed; waiting for the peer or the timer
   bool dispatch_buffered_data_{false};  // reading resumed with bytes already buffered
+  bool read_ready_while_disabled_{false};  // a read event came while reading was disabled
 };
 
 // A connection for an accepted socket. `local`: its local address when the caller knows it

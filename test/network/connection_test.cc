@@ -90,6 +90,19 @@ class Echo : public ReadFilter, public ConnectionCallbacks {
   std::vector<ConnectionEvent> events;
 };
 
+// Plain TCP that counts the reads its connection asks of it.
+class CountingRawTransport : public RawTransportSocket {
+ public:
+  explicit CountingRawTransport(int& reads) : reads_(reads) {}
+  TransportIoResult doRead(buffer::Buffer& buffer) override {
+    ++reads_;
+    return RawTransportSocket::doRead(buffer);
+  }
+
+ private:
+  int& reads_;
+};
+
 template <class TimeSystemT>
 class ConnectionTestBase : public ::testing::Test, public ListenerCallbacks {
  protected:
@@ -112,7 +125,7 @@ class ConnectionTestBase : public ::testing::Test, public ListenerCallbacks {
 
   void onAccept(SocketFd&& socket) override {
     auto conn = createServerConnection(dispatcher_, std::move(socket),
-                                       std::make_unique<RawTransportSocket>());
+                                       std::make_unique<CountingRawTransport>(server_reads_));
     if (on_server_connection_) on_server_connection_(*conn);
     conn->initializeReadFilters();
     server_connections_.push_back(std::move(conn));
@@ -152,6 +165,7 @@ class ConnectionTestBase : public ::testing::Test, public ListenerCallbacks {
   AddressConstSharedPtr address_;
   std::unique_ptr<TcpListenerImpl> listener_;
   std::vector<ConnectionPtr> server_connections_;
+  int server_reads_{0};  // doRead calls of every server connection's transport
   std::function<void(Connection&)> on_server_connection_;
   ClientConnectionPtr client_;
 };
@@ -284,6 +298,27 @@ TEST_F(ConnectionTest, DataAndFinThatCameWhileReadsWereDisabledArriveWhenTheyRes
   server_connections_[0]->readDisable(false);
   ASSERT_TRUE(runUntil([&] { return server->got_end_stream; }));
   EXPECT_EQ(server->received, "hello");
+  ::close(fd);
+}
+
+TEST_F(ConnectionTest, ResumingReadsWithNothingNewDoesNotRead) {
+  // An HTTP/1 server disables reads while each response goes out and resumes after it: with
+  // the socket drained and no event meanwhile, resuming must not cost a read (it would only
+  // return EAGAIN). What comes afterwards raises its own event.
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) { c.addReadFilter(server); };
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
+  ASSERT_EQ(3, ::write(fd, "one", 3));
+  ASSERT_TRUE(runUntil([&] { return server->received == "one"; }));
+  const int reads = server_reads_;
+  server_connections_[0]->readDisable(true);
+  server_connections_[0]->readDisable(false);
+  for (int i = 0; i < 20; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(server_reads_, reads) << "resuming read a socket that had nothing new";
+  ASSERT_EQ(3, ::write(fd, "two", 3));
+  ASSERT_TRUE(runUntil([&] { return server->received == "onetwo"; }));
   ::close(fd);
 }
 
