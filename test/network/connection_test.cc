@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -90,6 +91,27 @@ class Echo : public ReadFilter, public ConnectionCallbacks {
   std::vector<ConnectionEvent> events;
 };
 
+// A plain blocking TCP client socket (no Sluice code on this side), closed when it goes out
+// of scope unless closed first.
+class RawClient {
+ public:
+  explicit RawClient(const Address& to) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    if (fd_ >= 0 && ::connect(fd_, to.sockAddr(), to.sockAddrLen()) != 0) close();
+  }
+  RawClient(RawClient&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  RawClient& operator=(RawClient&&) = delete;
+  ~RawClient() { close(); }
+  bool open() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
 // Plain TCP that counts the reads its connection asks of it.
 class CountingRawTransport : public RawTransportSocket {
  public:
@@ -140,6 +162,17 @@ class ConnectionTestBase : public ::testing::Test, public ListenerCallbacks {
     client_->addReadFilter(std::shared_ptr<ReadFilter>(&recorder, [](ReadFilter*) {}));
     client_->connect();
     return *client_;
+  }
+
+  // A raw client connected to the listener, once its server connection exists (closed, so
+  // not open(), if either fails).
+  RawClient acceptedRawClient() {
+    RawClient client(*address_);
+    const size_t before = server_connections_.size();
+    if (client.open() && !runUntil([&] { return server_connections_.size() > before; })) {
+      client.close();
+    }
+    return client;
   }
 
   // Runs the loop until `done` holds; false after 20 s of real time (a hang, not a wait).
@@ -285,12 +318,10 @@ TEST_F(ConnectionTest, DataAndFinThatCameWhileReadsWereDisabledArriveWhenTheyRes
     c.addReadFilter(server);
     c.addConnectionCallbacks(*server);
   };
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
-  ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1; }));
-  ASSERT_EQ(5, ::write(fd, "hello", 5));
-  ASSERT_EQ(0, ::shutdown(fd, SHUT_WR));
+  RawClient client = acceptedRawClient();
+  ASSERT_TRUE(client.open());
+  ASSERT_EQ(5, ::write(client.fd(), "hello", 5));
+  ASSERT_EQ(0, ::shutdown(client.fd(), SHUT_WR));
   // Loopback delivers within write(): the events are pending; let the loop drop them.
   for (int i = 0; i < 20; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
   EXPECT_EQ(server->received, "");
@@ -298,7 +329,6 @@ TEST_F(ConnectionTest, DataAndFinThatCameWhileReadsWereDisabledArriveWhenTheyRes
   server_connections_[0]->readDisable(false);
   ASSERT_TRUE(runUntil([&] { return server->got_end_stream; }));
   EXPECT_EQ(server->received, "hello");
-  ::close(fd);
 }
 
 TEST_F(ConnectionTest, ResumingReadsWithNothingNewDoesNotRead) {
@@ -307,19 +337,17 @@ TEST_F(ConnectionTest, ResumingReadsWithNothingNewDoesNotRead) {
   // return EAGAIN). What comes afterwards raises its own event.
   auto server = std::make_shared<Recorder>();
   on_server_connection_ = [&](Connection& c) { c.addReadFilter(server); };
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
-  ASSERT_EQ(3, ::write(fd, "one", 3));
+  RawClient client(*address_);
+  ASSERT_TRUE(client.open());
+  ASSERT_EQ(3, ::write(client.fd(), "one", 3));
   ASSERT_TRUE(runUntil([&] { return server->received == "one"; }));
   const int reads = server_reads_;
   server_connections_[0]->readDisable(true);
   server_connections_[0]->readDisable(false);
   for (int i = 0; i < 20; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
   EXPECT_EQ(server_reads_, reads) << "resuming read a socket that had nothing new";
-  ASSERT_EQ(3, ::write(fd, "two", 3));
+  ASSERT_EQ(3, ::write(client.fd(), "two", 3));
   ASSERT_TRUE(runUntil([&] { return server->received == "onetwo"; }));
-  ::close(fd);
 }
 
 TEST_F(ConnectionTest, AFlushAfterAHalfClosedPeersFinWritesEverything) {
@@ -332,11 +360,9 @@ TEST_F(ConnectionTest, AFlushAfterAHalfClosedPeersFinWritesEverything) {
     c.addReadFilter(server);
     c.addConnectionCallbacks(*server);
   };
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
-  ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1; }));
-  ASSERT_EQ(0, ::shutdown(fd, SHUT_WR));
+  RawClient client = acceptedRawClient();
+  ASSERT_TRUE(client.open());
+  ASSERT_EQ(0, ::shutdown(client.fd(), SHUT_WR));
   ASSERT_TRUE(runUntil([&] { return server->got_end_stream; }));
   constexpr size_t kTotal = 8 * 1024 * 1024;  // far more than the sockets buffer
   const std::string sent = pattern(kTotal);
@@ -344,19 +370,18 @@ TEST_F(ConnectionTest, AFlushAfterAHalfClosedPeersFinWritesEverything) {
   data.add(sent);
   server_connections_[0]->write(data, false);
   server_connections_[0]->close(ConnectionCloseType::FlushWrite);
-  ASSERT_EQ(0, ::fcntl(fd, F_SETFL, O_NONBLOCK));
+  ASSERT_EQ(0, ::fcntl(client.fd(), F_SETFL, O_NONBLOCK));
   std::string got;
   bool eof = false;
   ASSERT_TRUE(runUntil([&] {
     char buf[65536];  // a little at a time: many write-ready edges for the server
-    const ssize_t n = ::read(fd, buf, sizeof buf);
+    const ssize_t n = ::read(client.fd(), buf, sizeof buf);
     if (n > 0) got.append(buf, static_cast<size_t>(n));
     eof = eof || n == 0 || (n < 0 && errno != EAGAIN);
     return eof;
   }));
   EXPECT_EQ(got.size(), kTotal);
   EXPECT_TRUE(got == sent);
-  ::close(fd);
 }
 
 TEST_F(ConnectionTest, WithoutEarlyCloseDetectionAClosedPeersLastBytesAreStillRead) {
@@ -369,12 +394,10 @@ TEST_F(ConnectionTest, WithoutEarlyCloseDetectionAClosedPeersLastBytesAreStillRe
     c.addReadFilter(server);
     c.addConnectionCallbacks(*server);
   };
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
-  ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1; }));
-  ASSERT_EQ(4, ::write(fd, "tail", 4));
-  ::close(fd);
+  RawClient client = acceptedRawClient();
+  ASSERT_TRUE(client.open());
+  ASSERT_EQ(4, ::write(client.fd(), "tail", 4));
+  client.close();
   for (int i = 0; i < 20; ++i) dispatcher_.run(event::Dispatcher::RunType::NonBlock);
   EXPECT_FALSE(server->closed());
   server_connections_[0]->readDisable(false);
@@ -390,15 +413,13 @@ TEST_F(ConnectionTest, PeerResetClosesTheConnection) {
     c.addConnectionCallbacks(*server);
   };
   // A raw client that resets (RST) instead of closing.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
-  ASSERT_TRUE(runUntil([&] { return server_connections_.size() == 1; }));
-  ASSERT_EQ(3, ::write(fd, "abc", 3));
+  RawClient client = acceptedRawClient();
+  ASSERT_TRUE(client.open());
+  ASSERT_EQ(3, ::write(client.fd(), "abc", 3));
   ASSERT_TRUE(runUntil([&] { return server->received == "abc"; }));
   linger lg{1, 0};
-  ASSERT_EQ(0, ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
-  ::close(fd);
+  ASSERT_EQ(0, ::setsockopt(client.fd(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)));
+  client.close();
   ASSERT_TRUE(runUntil([&] { return server->closed(); }));
   EXPECT_EQ(server->events.back(), ConnectionEvent::RemoteClose);
   EXPECT_EQ(server_connections_[0]->transportFailureReason(), "Connection reset by peer");
