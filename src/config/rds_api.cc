@@ -118,7 +118,7 @@ std::shared_ptr<RdsRouteTable> RouteConfigProviders::get(const SourceSpec& sourc
 }
 
 std::shared_ptr<RdsRouteTable> RouteConfigProviders::handle(const Key& key, RdsApi& api) {
-  ++handles_[key];
+  ++api.handles;
   std::weak_ptr<RouteConfigProviders*> alive = alive_;
   event::Dispatcher* main = &factory_.dispatcher();
   std::shared_ptr<RdsRouteTable> table = api.table();
@@ -133,11 +133,8 @@ std::shared_ptr<RdsRouteTable> RouteConfigProviders::handle(const Key& key, RdsA
 }
 
 void RouteConfigProviders::release(const Key& key) {
-  auto it = handles_.find(key);
-  if (it == handles_.end() || --it->second > 0) return;
-  handles_.erase(it);
   auto api = apis_.find(key);
-  if (api == apis_.end()) return;
+  if (api == apis_.end() || --api->second->handles > 0) return;
   SLUICE_LOG(info, config, "rds: route config '{}' is no longer used; unsubscribed",
              key.second);
   apis_.erase(api);

@@ -73,6 +73,7 @@ class RdsApi {
   event::SystemTime lastUpdated() const { return last_updated_; }
 
   std::unique_ptr<Subscription> subscription;
+  size_t handles{0};  // live handles RouteConfigProviders gave out for it (main thread)
 
  private:
   const std::string name_;
@@ -117,7 +118,6 @@ class RouteConfigProviders {
   SubscriptionFactory& factory_;
   // By source (SourceSpec::key) and name.
   std::map<Key, std::unique_ptr<RdsApi>> apis_;
-  std::map<Key, size_t> handles_;  // live handles per subscription
   std::shared_ptr<RouteConfigProviders*> alive_;  // handles hold it weakly
 };
 
