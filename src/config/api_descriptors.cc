@@ -285,20 +285,30 @@ bool loadApiSymbol(std::string_view symbol) {
   return a.loadSymbolLocked(std::string(symbol));
 }
 
-const pb::Descriptor* findApiMessageType(std::string_view full_name) {
+namespace {
+
+// Loads the file that defines `full_name` (if any) into the pool, then looks it up there.
+template <class Find>
+auto findLoaded(std::string_view full_name, Find find) {
   Api& a = api();
   std::lock_guard lock(a.mu);
   const std::string name(full_name);
   a.loadSymbolLocked(name);
-  return a.pool.FindMessageTypeByName(name);
+  return find(a.pool, name);
+}
+
+}  // namespace
+
+const pb::Descriptor* findApiMessageType(std::string_view full_name) {
+  return findLoaded(full_name, [](const pb::DescriptorPool& pool, const std::string& name) {
+    return pool.FindMessageTypeByName(name);
+  });
 }
 
 const pb::EnumDescriptor* findApiEnumType(std::string_view full_name) {
-  Api& a = api();
-  std::lock_guard lock(a.mu);
-  const std::string name(full_name);
-  a.loadSymbolLocked(name);
-  return a.pool.FindEnumTypeByName(name);
+  return findLoaded(full_name, [](const pb::DescriptorPool& pool, const std::string& name) {
+    return pool.FindEnumTypeByName(name);
+  });
 }
 
 namespace {
