@@ -139,6 +139,76 @@ network::SslConnectionInfoConstSharedPtr TlsTransportSocket::makeInfo() const {
   return info;
 }
 
+// OpenSSL's view of the connection's socket: read() and send() on its fd, as OpenSSL's
+// socket BIO does, with one difference. Events are edge-triggered, so a short read leaves the
+// socket empty and whatever arrives afterwards raises a new event; the read OpenSSL would
+// make next (at the end of each doRead(), to learn that it has everything) could only return
+// EAGAIN. So after a short read the BIO answers "retry" without the system call, until the
+// transport's next pass (doRead(), doWrite()) starts. A FIN that an event already reported
+// (EPOLLRDHUP) raises no new edge: then the BIO reads on, to the end of stream.
+struct SocketBio {
+  static BIO_METHOD* method() {
+    static BIO_METHOD* const m = [] {
+      BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice socket");
+      if (m != nullptr) {
+        BIO_meth_set_read(m, read);
+        BIO_meth_set_write(m, write);
+        BIO_meth_set_ctrl(m, ctrl);
+      }
+      return m;
+    }();
+    return m;
+  }
+
+  static TlsTransportSocket& socket(BIO* bio) {
+    return *static_cast<TlsTransportSocket*>(BIO_get_data(bio));
+  }
+
+  static int read(BIO* bio, char* out, int len) {
+    BIO_clear_retry_flags(bio);
+    TlsTransportSocket& t = socket(bio);
+    if (t.socket_drained_) {
+      BIO_set_retry_read(bio);
+      return -1;
+    }
+    errno = 0;  // EOF is a 0 with errno 0 (doRead() tells it from an error by that)
+    const ssize_t n = ::read(t.callbacks_->fd(), out, static_cast<size_t>(len));
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_read(bio);
+      return -1;
+    }
+    if (n > 0 && n < len && !t.callbacks_->peerClosedSeen()) t.socket_drained_ = true;
+    return static_cast<int>(n);
+  }
+
+  static int write(BIO* bio, const char* in, int len) {
+    BIO_clear_retry_flags(bio);
+    errno = 0;
+    const ssize_t n =
+        ::send(socket(bio).callbacks_->fd(), in, static_cast<size_t>(len), MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) BIO_set_retry_write(bio);
+      return -1;
+    }
+    return static_cast<int>(n);
+  }
+
+  static long ctrl(BIO* bio, int cmd, long, void* ptr) {  // NOLINT(google-runtime-int)
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+      case BIO_CTRL_DUP:
+        return 1;
+      case BIO_C_GET_FD: {
+        const int fd = socket(bio).callbacks_->fd();
+        if (ptr != nullptr) *static_cast<int*>(ptr) = fd;
+        return fd;
+      }
+      default:
+        return 0;
+    }
+  }
+};
+
 TlsTransportSocket::TlsTransportSocket(TlsContextConstSharedPtr context,
                                        const network::TransportSocketOptions* options)
     : context_(std::move(context)), ssl_(context_->newSsl()) {
@@ -165,7 +235,16 @@ TlsTransportSocket::TlsTransportSocket(TlsContextConstSharedPtr context,
 
 void TlsTransportSocket::setTransportSocketCallbacks(network::TransportSocketCallbacks& callbacks) {
   callbacks_ = &callbacks;
-  if (ssl_) SSL_set_fd(ssl_.get(), callbacks.fd());
+  if (!ssl_) return;
+  BIO_METHOD* method = SocketBio::method();
+  BIO* bio = method != nullptr ? BIO_new(method) : nullptr;
+  if (bio == nullptr) {
+    SSL_set_fd(ssl_.get(), callbacks.fd());  // OpenSSL's own socket BIO
+    return;
+  }
+  BIO_set_data(bio, this);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(ssl_.get(), bio, bio);  // one reference, for both directions
 }
 
 bool TlsTransportSocket::connectionClosed() {
@@ -261,6 +340,7 @@ void TlsTransportSocket::failIo(network::TransportIoResult& result, int ssl_erro
 
 network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
   network::TransportIoResult result;
+  socket_drained_ = false;  // a new event: the socket may have more
   if (notReadyForIo(result)) return result;
   while (true) {
     buffer::Reservation res = buffer.reserveForRead();
@@ -315,6 +395,7 @@ network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
 
 network::TransportIoResult TlsTransportSocket::doWrite(buffer::Buffer& buffer, bool end_stream) {
   network::TransportIoResult result;
+  socket_drained_ = false;  // the handshake may go on here: it reads as doRead() does
   if (notReadyForIo(result)) return result;
   if (read_wants_write_) {
     read_wants_write_ = false;

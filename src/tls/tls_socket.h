@@ -1,7 +1,9 @@
 #pragma once
 
-// TLS under a connection: OpenSSL works directly on the connection's non-blocking fd; reads
-// and writes go through the connection's buffers as plaintext. The handshake runs from
+// TLS under a connection: OpenSSL works directly on the connection's non-blocking fd,
+// through a socket BIO of ours that skips the read a drained socket would answer with
+// EAGAIN (see SocketBio in the .cc); reads and writes go through the connection's buffers as
+// plaintext. The handshake runs from
 // whichever of doRead/doWrite the loop calls first; Connected is raised once it completes
 // (client and server), and what was written meanwhile is then flushed. A failed handshake
 // closes only its connection, counted under the context's ssl.* stats, logged at debug.
@@ -41,6 +43,7 @@ class TlsTransportSocket : public network::TransportSocket {
   // socket's errno when there is one.
   void failIo(network::TransportIoResult& result, int ssl_error, const char* op);
   void onHandshakeFailed(int ssl_error);
+  friend struct SocketBio;
   void sendCloseNotify();
   bool connectionClosed();
   network::SslConnectionInfoConstSharedPtr makeInfo() const;
@@ -55,6 +58,7 @@ class TlsTransportSocket : public network::TransportSocket {
   size_t bytes_to_retry_{0};  // an SSL_write that must be repeated with the same length
   State state_{State::Handshaking};
   bool read_wants_write_{false};
+  bool socket_drained_{false};  // a short read emptied the socket during this pass
 };
 
 // Makes the TLS sockets of one listener filter chain or cluster. Its context is fixed, unless

@@ -1,6 +1,9 @@
 // TLS contexts and the TLS transport socket: a real client and server connection over
 // loopback on one Dispatcher, with certificates made by test/tls/gen_certs.sh.
 
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -53,6 +56,7 @@ class Peer : public network::ReadFilter, public network::ConnectionCallbacks {
     connection = &cb.connection();
   }
   network::FilterStatus onData(buffer::Buffer& data, bool end_stream) override {
+    bytes_seen += data.length();
     if (echo_) {
       connection->write(data, false);
     } else {
@@ -75,7 +79,8 @@ class Peer : public network::ReadFilter, public network::ConnectionCallbacks {
   }
 
   network::Connection* connection{nullptr};
-  std::string received;
+  std::string received;  // unless it echoes
+  size_t bytes_seen{0};
   bool got_end_stream{false};
   std::vector<ConnectionEvent> events;
 
@@ -218,6 +223,30 @@ TEST_F(TlsSocketTest, ShortMessageSentWithTheHandshakeIsDelivered) {
   conn.write(more, false);
   ASSERT_TRUE(runUntil([&] { return client_peer_.received.size() == 9; }));
   EXPECT_EQ(client_peer_.received, "pingpong!");
+}
+
+// A peer that sends its last bytes and closes the TCP connection without close_notify: when
+// both arrive before the server reads, one event reports them, and the server's read of the
+// bytes comes back short. The read must go on to the end of stream there (no new edge will
+// come for the FIN), not stop as after any other short read.
+TEST_F(TlsSocketTest, LastBytesAndAFinThatCameTogetherAreBothRead) {
+  useServer(serverConfig());
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
+  ASSERT_EQ(0, ::fcntl(fd, F_SETFL, O_NONBLOCK));
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
+                                                        SSL_CTX_free);
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+  SSL_set_fd(ssl.get(), fd);
+  ASSERT_TRUE(runUntil([&] { return SSL_connect(ssl.get()) == 1; }));
+  ASSERT_TRUE(runUntil([&] { return server_peer_.connected(); }));
+  ASSERT_EQ(3, SSL_write(ssl.get(), "bye", 3));
+  ASSERT_EQ(0, ::shutdown(fd, SHUT_WR));  // FIN right behind the record, no close_notify
+  ASSERT_TRUE(runUntil([&] { return server_peer_.closed(); }));
+  EXPECT_EQ(server_peer_.bytes_seen, 3u);
+  EXPECT_TRUE(server_peer_.has(ConnectionEvent::RemoteClose));
+  ::close(fd);
 }
 
 TEST_F(TlsSocketTest, ClientCloseEndsTheServersStream) {
