@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 
+import clients
 import procs
 import targets
 
@@ -67,11 +68,16 @@ def parse_args():
     p.add_argument("--target", choices=("sluice", "nginx", "haproxy"), default="sluice",
                    help="with --syscalls: the proxy to trace, each with its bench/run config "
                         "(nginx: its worker process); HTTP/1.1 only")
+    p.add_argument("--close", action="store_true",
+                   help="with --syscalls: a new connection per request, as scenario 4 (wrk -c 50 "
+                        "-H 'Connection: close' for 2 s instead of h2load; HTTP/1.1)")
     p.add_argument("--keep", metavar="DIR",
                    help="copy the callgrind dump there (for callgrind_annotate)")
     args = p.parse_args()
     if args.target != "sluice" and (not args.syscalls or args.proto != "h1"):
         p.error("--target %s needs --syscalls and HTTP/1.1" % args.target)
+    if args.close and (not args.syscalls or args.proto != "h1"):
+        p.error("--close needs --syscalls and HTTP/1.1")
     if args.conns is None:
         args.conns = 50 if args.proto == "h1" else 10
     if args.config is None:
@@ -188,8 +194,15 @@ def count_syscalls(args, pids, url, how, d):
     """Traces `pids` with `strace -c -f` while h2load sends the measured requests; prints the
     system calls per request."""
     tracer, trace_out = strace_attach(pids, d)
-    n = h2load(url, args.proto, args.requests, args.conns, args.streams,
-               os.path.join(d, "h2load.log"))
+    if args.close:
+        port = int(url.split(":")[2].split("/")[0])
+        r = clients.wrk(port, args.path, 2, os.path.join(d, "wrk.log"), connections=args.conns,
+                        headers=["Connection: close"])
+        n = r["requests"]
+        how += ", a new connection per request"
+    else:
+        n = h2load(url, args.proto, args.requests, args.conns, args.streams,
+                   os.path.join(d, "h2load.log"))
     tracer.send_signal(signal.SIGINT)
     tracer.wait(timeout=30)
     calls = parse_strace(trace_out)

@@ -57,9 +57,10 @@ class EchoWorker : public network::ListenerCallbacks {
   const network::SocketFd& socket() const { return socket_; }
   event::Dispatcher& dispatcher() { return dispatcher_; }
 
-  void onAccept(network::SocketFd&& socket) override {
+  void onAccept(network::SocketFd&& socket, network::AddressConstSharedPtr peer) override {
     auto conn = network::createServerConnection(dispatcher_, std::move(socket),
-                                                std::make_unique<network::RawTransportSocket>());
+                                                std::make_unique<network::RawTransportSocket>(),
+                                                nullptr, std::move(peer));
     conn->setBufferLimits(buffer_limit_);
     conn->enableHalfClose(true);
     conn->addReadFilter(std::make_shared<EchoFilter>());

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 
+#include "network/address.h"
 #include "network/io_socket.h"
 
 namespace sluice::stats {
@@ -18,7 +19,9 @@ namespace sluice::network {
 class ListenerCallbacks {
  public:
   virtual ~ListenerCallbacks() = default;
-  virtual void onAccept(SocketFd&& socket) = 0;
+  // A new connection's socket, with the peer's address as accept() reported it (null if its
+  // family is not one we know: the connection then asks the socket).
+  virtual void onAccept(SocketFd&& socket, AddressConstSharedPtr peer) = 0;
 };
 
 class Listener {

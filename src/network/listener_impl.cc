@@ -29,9 +29,12 @@ void TcpListenerImpl::enable() {
 void TcpListenerImpl::onSocketReady() {
   for (uint32_t i = 0; i < config_.max_accepts_per_event && enabled_; ++i) {
     SocketFd accepted;
-    SysResult r = acceptSocket(socket_, accepted);
+    sockaddr_storage peer;
+    socklen_t peer_len = 0;
+    SysResult r = acceptSocket(socket_, accepted, &peer, &peer_len);
     if (r.ok()) {
-      callbacks_.onAccept(std::move(accepted));
+      // The peer's address comes with accept(): no getpeername() per connection.
+      callbacks_.onAccept(std::move(accepted), fromSockAddr(peer, peer_len));
       continue;
     }
     if (r.wouldBlock()) return;

@@ -40,7 +40,9 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
     lc.accept_errors = &h.store_.counter(prefix + "downstream_cx_overflow");
     listener = std::make_unique<network::TcpListenerImpl>(h.dispatcher_, socket, *this, lc);
   }
-  void onAccept(network::SocketFd&& socket) override { handler.onAccept(*this, std::move(socket)); }
+  void onAccept(network::SocketFd&& socket, network::AddressConstSharedPtr peer) override {
+    handler.onAccept(*this, std::move(socket), std::move(peer));
+  }
 
   ConnectionHandler& handler;
   const uint64_t tag;  // 0: not the listener manager's (admin)
@@ -93,15 +95,21 @@ struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks
 };
 
 struct ConnectionHandler::PendingSocket : public event::DeferredDeletable {
-  PendingSocket(ActiveListener& l, network::SocketFd&& s, network::AddressConstSharedPtr a)
-      : listener(l), config(l.config), socket(std::move(s)), local(std::move(a)) {}
+  PendingSocket(ActiveListener& l, network::SocketFd&& s, network::AddressConstSharedPtr a,
+                network::AddressConstSharedPtr peer)
+      : listener(l),
+        config(l.config),
+        socket(std::move(s)),
+        local(std::move(a)),
+        remote(std::move(peer)) {}
   ActiveListener& listener;
   // The generation it was accepted under: its listener filters and its chain come from it,
   // even if an update swaps the listener's config while it is inspected.
   ListenerConfigConstSharedPtr config;
   network::SocketFd socket;
   network::AddressConstSharedPtr local;
-  network::AddressConstSharedPtr remote;  // from a PROXY header; null: the socket's peer
+  // The socket's peer (null: ask the socket), or the source a PROXY header names.
+  network::AddressConstSharedPtr remote;
   bool proxy_protocol_done{false};
   event::FileEventPtr event;
   event::TimerPtr timer;
@@ -215,15 +223,18 @@ void ConnectionHandler::maybeForgetListener(ActiveListener& listener) {
   }
 }
 
-void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& socket) {
+void ConnectionHandler::onAccept(ActiveListener& listener, network::SocketFd&& socket,
+                                 network::AddressConstSharedPtr peer) {
   // The chain (and so the transport: TLS or not) is chosen before the connection is made.
   network::AddressConstSharedPtr local =
       listener.bound ? listener.bound : network::localAddress(socket.fd());
   if (!listener.config->hasListenerFilters()) {
-    finishAccept(listener, listener.config, std::move(socket), std::move(local), nullptr, nullptr);
+    finishAccept(listener, listener.config, std::move(socket), std::move(local), std::move(peer),
+                 nullptr);
     return;
   }
-  auto pending = std::make_unique<PendingSocket>(listener, std::move(socket), std::move(local));
+  auto pending = std::make_unique<PendingSocket>(listener, std::move(socket), std::move(local),
+                                                 std::move(peer));
   PendingSocket* raw = pending.get();
   ++listener.connections;
   if (!listener.pre_cx_active) {

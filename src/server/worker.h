@@ -72,14 +72,16 @@ class ConnectionHandler {
   struct ActiveListener;
   struct ActiveConnection;
   struct PendingSocket;
-  void onAccept(ActiveListener& listener, network::SocketFd&& socket);
+  void onAccept(ActiveListener& listener, network::SocketFd&& socket,
+                network::AddressConstSharedPtr peer);
   // With listener filters: reads the PROXY header, then peeks (consuming nothing) at the
   // ClientHello or the HTTP request line.
   void onInspectReady(PendingSocket& pending);
   void dropPending(PendingSocket& pending);
   // The listener filters are done: the pending socket becomes a connection.
   void finishPending(PendingSocket& pending, const tls::ClientHelloInfo* hello);
-  // `local`/`remote`: the connection's addresses when known (remote: from a PROXY header).
+  // `local`/`remote`: the connection's addresses when known (remote: as accept() reported it,
+  // or from a PROXY header).
   // `config`: the listener's generation the socket was accepted under.
   void finishAccept(ActiveListener& listener, const ListenerConfigConstSharedPtr& config,
                     network::SocketFd&& socket,

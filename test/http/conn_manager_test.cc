@@ -262,9 +262,10 @@ class ConnManagerTest : public ::testing::Test, public network::ListenerCallback
     return *filters_.back();
   }
 
-  void onAccept(network::SocketFd&& socket) override {
+  void onAccept(network::SocketFd&& socket, network::AddressConstSharedPtr peer) override {
     connection_ = network::createServerConnection(dispatcher_, std::move(socket),
-                                                  std::make_unique<network::RawTransportSocket>());
+                                                  std::make_unique<network::RawTransportSocket>(),
+                                                  nullptr, std::move(peer));
     connection_->setBufferLimits(buffer_limit_);
     auto config = std::make_shared<ConnectionManagerConfig>();
     config->stat_prefix = "test";

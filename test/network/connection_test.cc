@@ -145,9 +145,10 @@ class ConnectionTestBase : public ::testing::Test, public ListenerCallbacks {
     dispatcher_.clearDeferredDeleteList();
   }
 
-  void onAccept(SocketFd&& socket) override {
+  void onAccept(SocketFd&& socket, AddressConstSharedPtr peer) override {
     auto conn = createServerConnection(dispatcher_, std::move(socket),
-                                       std::make_unique<CountingRawTransport>(server_reads_));
+                                       std::make_unique<CountingRawTransport>(server_reads_),
+                                       nullptr, std::move(peer));
     if (on_server_connection_) on_server_connection_(*conn);
     conn->initializeReadFilters();
     server_connections_.push_back(std::move(conn));
@@ -556,7 +557,7 @@ TEST_F(SimulatedConnectionTest, ListenerPausesOnFdExhaustionInsteadOfSpinning) {
   int accepted = 0;
   struct Cb : ListenerCallbacks {
     explicit Cb(int& n) : n(n) {}
-    void onAccept(SocketFd&&) override { ++n; }
+    void onAccept(SocketFd&&, AddressConstSharedPtr) override { ++n; }
     int& n;
   } cb(accepted);
   ListenerConfig config;

@@ -127,9 +127,10 @@ class TlsSocketTest : public ::testing::Test, public network::ListenerCallbacks 
     ASSERT_NE(server_ctx_, nullptr) << error;
   }
 
-  void onAccept(network::SocketFd&& socket) override {
+  void onAccept(network::SocketFd&& socket, network::AddressConstSharedPtr peer) override {
     auto conn = network::createServerConnection(
-        dispatcher_, std::move(socket), std::make_unique<TlsTransportSocket>(server_ctx_, nullptr));
+        dispatcher_, std::move(socket), std::make_unique<TlsTransportSocket>(server_ctx_, nullptr),
+        nullptr, std::move(peer));
     conn->addConnectionCallbacks(server_peer_);
     conn->addReadFilter(std::shared_ptr<network::ReadFilter>(&server_peer_, [](auto*) {}));
     conn->initializeReadFilters();

@@ -176,9 +176,10 @@ class Http1ServerTest : public ::testing::Test, public network::ListenerCallback
     dispatcher_.clearDeferredDeleteList();
   }
 
-  void onAccept(network::SocketFd&& socket) override {
+  void onAccept(network::SocketFd&& socket, network::AddressConstSharedPtr peer) override {
     connection_ = network::createServerConnection(dispatcher_, std::move(socket),
-                                                  std::make_unique<network::RawTransportSocket>());
+                                                  std::make_unique<network::RawTransportSocket>(),
+                                                  nullptr, std::move(peer));
     harness_ = std::make_shared<ServerHarness>(settings_, stats_);
     connection_->addReadFilter(harness_);
     connection_->initializeReadFilters();

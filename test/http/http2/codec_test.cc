@@ -154,9 +154,10 @@ class Http2CodecTest : public ::testing::Test, public network::ListenerCallbacks
     dispatcher_.clearDeferredDeleteList();
   }
 
-  void onAccept(network::SocketFd&& socket) override {
+  void onAccept(network::SocketFd&& socket, network::AddressConstSharedPtr peer) override {
     server_conn_ = network::createServerConnection(dispatcher_, std::move(socket),
-                                                   std::make_unique<network::RawTransportSocket>());
+                                                   std::make_unique<network::RawTransportSocket>(),
+                                                   nullptr, std::move(peer));
     server_conn_->setBufferLimits(buffer_limit_);
     server_.connection = server_conn_.get();
     server_conn_->addConnectionCallbacks(server_);
