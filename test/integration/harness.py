@@ -13,6 +13,34 @@ import time
 import unittest
 
 SLUICE = None
+# Every Process started during the test that runs now: a failing test shows their output.
+_STARTED = []
+OUTPUT_LINES_ON_FAILURE = 80
+
+
+class _Result(unittest.TextTestResult):
+    """Prints the last lines of output of every process the test started, when it fails (a
+    proxy's log says why far better than the assertion alone)."""
+
+    def startTest(self, test):
+        del _STARTED[:]
+        super().startTest(test)
+
+    def _show_output(self):
+        for p in _STARTED:
+            lines = p.output().splitlines()[-OUTPUT_LINES_ON_FAILURE:]
+            self.stream.write("\n--- %s (pid %d), its last %d lines of output ---\n%s\n" % (
+                " ".join(os.path.basename(a) for a in p.proc.args[:3]), p.proc.pid, len(lines),
+                "\n".join(lines)))
+        self.stream.flush()
+
+    def addFailure(self, test, err):
+        self._show_output()
+        super().addFailure(test, err)
+
+    def addError(self, test, err):
+        self._show_output()
+        super().addError(test, err)
 
 
 def main():
@@ -21,7 +49,8 @@ def main():
     parser.add_argument("--sluice", required=True)
     args, rest = parser.parse_known_args()
     SLUICE = os.path.abspath(args.sluice)
-    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+    unittest.main(argv=[sys.argv[0]] + rest,
+                  testRunner=unittest.TextTestRunner(resultclass=_Result, verbosity=2))
 
 
 # What ASan, LSan, UBSan and TSan print when they find something.
@@ -42,6 +71,7 @@ class Process:
         self._eof = False
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        _STARTED.append(self)
 
     def _read(self):
         partial = b""
