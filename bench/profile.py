@@ -66,16 +66,16 @@ def parse_args():
                    help="instead of callgrind: run Sluice natively under `strace -c -f` for the "
                         "measured requests and print its system calls per request")
     p.add_argument("--target", choices=("sluice", "nginx", "haproxy"), default="sluice",
-                   help="with --syscalls: the proxy to trace, each with its bench/run config "
-                        "(nginx: its worker process); HTTP/1.1 only")
+                   help="the proxy to measure, each with its bench/run config (nginx: its "
+                        "worker process); nginx and haproxy over HTTP/1.1 only")
     p.add_argument("--close", action="store_true",
                    help="with --syscalls: a new connection per request, as scenario 4 (wrk -c 50 "
                         "-H 'Connection: close' for 2 s instead of h2load; HTTP/1.1)")
     p.add_argument("--keep", metavar="DIR",
                    help="copy the callgrind dump there (for callgrind_annotate)")
     args = p.parse_args()
-    if args.target != "sluice" and (not args.syscalls or args.proto != "h1"):
-        p.error("--target %s needs --syscalls and HTTP/1.1" % args.target)
+    if args.target != "sluice" and args.proto != "h1":
+        p.error("--target %s is measured over HTTP/1.1 only" % args.target)
     if args.close and (not args.syscalls or args.proto != "h1"):
         p.error("--close needs --syscalls and HTTP/1.1")
     if args.conns is None:
@@ -213,15 +213,56 @@ def count_syscalls(args, pids, url, how, d):
                                  "  (%.3f failed)" % (failed / n) if failed else ""))
 
 
-def trace_peer(args, env, upstream):
-    """--syscalls --target nginx|haproxy: the peer with its bench/run config."""
-    server = targets.start_proxy(env, args.target, upstream.port)
+def measure_peer(args, env, upstream):
+    """--target nginx|haproxy: the peer with its bench/run config, natively under strace
+    (--syscalls), or under callgrind (nginx then as one process: master_process off)."""
+    d = env.newdir("measure")
+    out = os.path.join(d, "callgrind.out")
+    wrap = None
+    if not args.syscalls:
+        wrap = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out]
+    server = targets.start_proxy(env, args.target, upstream.port, wrap=wrap)
     url = "http://127.0.0.1:%d%s" % (server.port, args.path)
-    d = env.newdir("trace")
     if args.warmup:
         h2load(url, args.proto, args.warmup, args.conns, args.streams,
                os.path.join(d, "warmup.log"))
-    count_syscalls(args, proxy_pids(server), url, "%d connections" % args.conns, d)
+    how = "%d connections" % args.conns
+    if args.syscalls:
+        count_syscalls(args, proxy_pids(server), url, how, d)
+        return
+    pids = proxy_pids(server)
+    if len(pids) != 1:
+        raise procs.BenchError("expected one serving process of %s, found %s" % (args.target,
+                                                                                  pids))
+    count_instructions(args, pids[0], out, url, how)
+
+
+def count_instructions(args, pid, out, url, how):
+    """Zeroes callgrind's counters in process `pid`, sends the measured requests, dumps the
+    counters (a file starting with `out`) and prints the figures per request."""
+    pid = str(pid)
+    subprocess.run(["callgrind_control", "-z", pid], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    n = h2load(url, args.proto, args.requests, args.conns, args.streams,
+               os.path.join(os.path.dirname(out), "h2load.log"))
+    before = set(glob.glob(out + "*"))
+    subprocess.run(["callgrind_control", "-d", pid], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    dumps = sorted(set(glob.glob(out + "*")) - before, key=os.path.getmtime)
+    if not dumps:
+        raise procs.BenchError("callgrind wrote no dump")
+    total, allocs, callers = parse_dump(dumps[-1])
+    print("requests            %d (%s, %s, %s)" % (n, how, args.path, args.target))
+    print("instructions/request %.0f" % (total / n))
+    print("allocations/request  %.2f" % (allocs / n))
+    if args.callers:
+        print("top allocating functions (calls per request):")
+        for name, count in callers.most_common(args.callers):
+            print("  %7.2f  %s" % (count / n, name[:150]))
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        shutil.copy(dumps[-1], os.path.join(args.keep, "callgrind.out"))
+        print("dump: %s" % os.path.join(args.keep, "callgrind.out"))
 
 
 def main():
@@ -241,7 +282,7 @@ def main():
     try:
         upstream = targets.start_upstream(env)
         if args.target != "sluice":
-            return trace_peer(args, env, upstream)
+            return measure_peer(args, env, upstream)
         d = env.newdir("sluice")
         port, admin_port = procs.free_port(), procs.free_port()
         extra = {}
@@ -274,27 +315,7 @@ def main():
         if args.syscalls:
             count_syscalls(args, [sluice.proc.pid], url, how, d)
             return
-        pid = str(sluice.proc.pid)
-        subprocess.run(["callgrind_control", "-z", pid], check=True, stdout=subprocess.DEVNULL)
-        n = h2load(url, args.proto, args.requests, args.conns, args.streams,
-                   os.path.join(d, "h2load.log"))
-        before = set(glob.glob(out + "*"))
-        subprocess.run(["callgrind_control", "-d", pid], check=True, stdout=subprocess.DEVNULL)
-        dumps = sorted(set(glob.glob(out + "*")) - before, key=os.path.getmtime)
-        if not dumps:
-            raise procs.BenchError("callgrind wrote no dump")
-        total, allocs, callers = parse_dump(dumps[-1])
-        print("requests            %d (%s, %s)" % (n, how, args.path))
-        print("instructions/request %.0f" % (total / n))
-        print("allocations/request  %.2f" % (allocs / n))
-        if args.callers:
-            print("top allocating functions (calls per request):")
-            for name, count in callers.most_common(args.callers):
-                print("  %7.2f  %s" % (count / n, name[:150]))
-        if args.keep:
-            os.makedirs(args.keep, exist_ok=True)
-            shutil.copy(dumps[-1], os.path.join(args.keep, "callgrind.out"))
-            print("dump: %s" % os.path.join(args.keep, "callgrind.out"))
+        count_instructions(args, sluice.proc.pid, out, url, how)
     except procs.BenchError as e:
         sys.exit("bench/profile: %s" % e)
     finally:

@@ -168,12 +168,12 @@ TLS_TEMPLATES = {"sluice": "sluice-tls.yaml", "nginx": "nginx-tls.conf",
 
 
 def start_proxy(env, name, upstream_port, scale=False, cpus=None, sluice_template="sluice.yaml",
-                tls=False):
+                tls=False, wrap=None):
     """Starts proxy `name` in front of the upstream; with scale=True, with the
     config-scale config (10,000 routes, 1,000 clusters) and waits on the last route. For
     sluice, `sluice_template` picks the config (scenario 9 uses sluice-policy.yaml). With
     tls=True, the config of scenarios 10-12 (configs/*-tls.*): the plain listener plus an h2c
-    and a TLS listener."""
+    and a TLS listener. `wrap` prefixes the command (bench/profile runs it under valgrind)."""
     d = env.newdir(name + ("-scale" if scale else "") + ("-tls" if tls else "") +
                    ("" if sluice_template == "sluice.yaml" else "-policy"))
     port = procs.free_port()
@@ -202,6 +202,13 @@ def start_proxy(env, name, upstream_port, scale=False, cpus=None, sluice_templat
         else:
             render(TLS_TEMPLATES[name] if tls else "nginx-proxy.conf", cfg,
                    upstream_port=upstream_port, **vals, **extra)
+        if wrap:
+            # Under valgrind, one process: callgrind_control cannot reach a forked worker
+            # (which also runs as another user when we are root). The same work, no master.
+            with open(cfg) as f:
+                text = f.read()
+            with open(cfg, "w") as f:
+                f.write(text.replace("master_process on;", "master_process off;"))
         argv = [NGINX, "-e", "stderr", "-p", d, "-c", cfg]
     elif name == "haproxy":
         cfg = os.path.join(d, "haproxy.cfg")
@@ -213,14 +220,14 @@ def start_proxy(env, name, upstream_port, scale=False, cpus=None, sluice_templat
         argv = [HAPROXY, "-db", "-f", cfg]
     else:
         raise ValueError(name)
-    child = procs.Child(name, argv, log, cpus=cpus)
+    child = procs.Child(name, (wrap or []) + argv, log, cpus=cpus)
     try:
         admin_ready = None
         if scale and name == "sluice":
             # First /ready on the admin port, then the last route.
             admin_ready = procs.wait_serving(child, admin_port, "/ready", timeout=120)
         path = SCALE_LAST_PATH if scale else "/small"
-        ready = procs.wait_serving(child, port, path, timeout=120 if scale else 30)
+        ready = procs.wait_serving(child, port, path, timeout=120 if scale or wrap else 30)
     except BaseException:
         child.stop()
         raise
