@@ -208,6 +208,17 @@ class Child:
         self._log.close()
 
 
+def box_cpu_seconds():
+    """(busy, all) CPU seconds of the whole machine since boot, from /proc/stat's first line:
+    busy counts user, nice, system, irq, softirq and steal time (loopback TCP's receive side
+    runs in softirq context, often charged to no process); all adds idle and iowait."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq + steal
+    return busy / CLK_TCK, (busy + idle + iowait) / CLK_TCK
+
+
 def _read_stat(pid):
     """/proc/PID/stat split after the command name (which may contain spaces), so
     index 0 is field 3 (state)."""
