@@ -69,15 +69,15 @@ def parse_args():
                    help="the proxy to measure, each with its bench/run config (nginx: its "
                         "worker process); nginx and haproxy over HTTP/1.1 only")
     p.add_argument("--close", action="store_true",
-                   help="with --syscalls: a new connection per request, as scenario 4 (wrk -c 50 "
-                        "-H 'Connection: close' for 2 s instead of h2load; HTTP/1.1)")
+                   help="a new connection per request, as scenario 4 (wrk -c 50 -H 'Connection: "
+                        "close' for 2 s, or 10 s under callgrind, instead of h2load; HTTP/1.1)")
     p.add_argument("--keep", metavar="DIR",
                    help="copy the callgrind dump there (for callgrind_annotate)")
     args = p.parse_args()
     if args.target != "sluice" and args.proto != "h1":
         p.error("--target %s is measured over HTTP/1.1 only" % args.target)
-    if args.close and (not args.syscalls or args.proto != "h1"):
-        p.error("--close needs --syscalls and HTTP/1.1")
+    if args.close and args.proto != "h1":
+        p.error("--close is HTTP/1.1 only")
     if args.conns is None:
         args.conns = 50 if args.proto == "h1" else 10
     if args.config is None:
@@ -190,19 +190,25 @@ def proxy_pids(server):
     return pids
 
 
+def send_load(args, url, how, d, close_seconds):
+    """The measured requests: h2load's fixed count, or with --close wrk's count in
+    `close_seconds`. Returns (requests, how) with `how` describing the load."""
+    if not args.close:
+        return h2load(url, args.proto, args.requests, args.conns, args.streams,
+                      os.path.join(d, "h2load.log")), how
+    port = int(url.split(":")[2].split("/")[0])
+    r = clients.wrk(port, args.path, close_seconds, os.path.join(d, "wrk.log"),
+                    connections=args.conns, headers=["Connection: close"])
+    if r["errors"]:
+        raise procs.BenchError("wrk: %s" % r["error_detail"])
+    return r["requests"], how + ", a new connection per request"
+
+
 def count_syscalls(args, pids, url, how, d):
     """Traces `pids` with `strace -c -f` while h2load sends the measured requests; prints the
     system calls per request."""
     tracer, trace_out = strace_attach(pids, d)
-    if args.close:
-        port = int(url.split(":")[2].split("/")[0])
-        r = clients.wrk(port, args.path, 2, os.path.join(d, "wrk.log"), connections=args.conns,
-                        headers=["Connection: close"])
-        n = r["requests"]
-        how += ", a new connection per request"
-    else:
-        n = h2load(url, args.proto, args.requests, args.conns, args.streams,
-                   os.path.join(d, "h2load.log"))
+    n, how = send_load(args, url, how, d, 2)
     tracer.send_signal(signal.SIGINT)
     tracer.wait(timeout=30)
     calls = parse_strace(trace_out)
@@ -243,8 +249,7 @@ def count_instructions(args, pid, out, url, how):
     pid = str(pid)
     subprocess.run(["callgrind_control", "-z", pid], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
-    n = h2load(url, args.proto, args.requests, args.conns, args.streams,
-               os.path.join(os.path.dirname(out), "h2load.log"))
+    n, how = send_load(args, url, how, os.path.dirname(out), 10)
     before = set(glob.glob(out + "*"))
     subprocess.run(["callgrind_control", "-d", pid], check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)

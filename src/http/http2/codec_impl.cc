@@ -17,10 +17,10 @@ namespace sluice::http::http2 {
 
 bool startsWithPreface(const buffer::Buffer& data, bool& need_more) {
   const size_t n = std::min(data.length(), kConnectionPreface.size());
-  std::string head(n, '\0');
-  data.copyOut(0, n, head.data());
+  char head[kConnectionPreface.size()];  // on the stack: a string would allocate (24 bytes)
+  data.copyOut(0, n, head);
   need_more = false;
-  if (head != kConnectionPreface.substr(0, n)) return false;
+  if (std::string_view(head, n) != kConnectionPreface.substr(0, n)) return false;
   if (n < kConnectionPreface.size()) {
     need_more = true;
     return false;
