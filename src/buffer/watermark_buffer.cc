@@ -29,7 +29,6 @@ void WatermarkBuffer::callFunctions(void* functions, bool above_high) {
 
 void WatermarkBuffer::setWatermarks(uint32_t high) {
   high_watermark_ = high;
-  low_watermark_ = high / 2;
   if (high == 0) {
     if (above_high_) {
       above_high_ = false;
@@ -49,7 +48,7 @@ void WatermarkBuffer::onLengthChanged() {
       above_high_ = true;
       notify(true);
     }
-  } else if (length() <= low_watermark_) {
+  } else if (length() <= high_watermark_ / 2) {
     above_high_ = false;
     notify(false);
   }
