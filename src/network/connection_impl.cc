@@ -71,7 +71,8 @@ void ConnectionImpl::addReadFilter(ReadFilterSharedPtr filter) {
   const auto index = static_cast<uint32_t>(filterCount());
   ActiveReadFilter* f;
   if (index == 0) {
-    f = &first_filter_.emplace(*this, std::move(filter), index);
+    first_filter_.filter_ = std::move(filter);
+    f = &first_filter_;
   } else {
     more_filters_.push_back(std::make_unique<ActiveReadFilter>(*this, std::move(filter), index));
     f = more_filters_.back().get();

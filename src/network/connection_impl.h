@@ -4,7 +4,6 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,8 +84,8 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
     const uint32_t index_;
     bool initialized_{false};
   };
-  size_t filterCount() const { return first_filter_ ? 1 + more_filters_.size() : 0; }
-  ActiveReadFilter& filterAt(size_t i) { return i == 0 ? *first_filter_ : *more_filters_[i - 1]; }
+  size_t filterCount() const { return first_filter_.filter_ ? 1 + more_filters_.size() : 0; }
+  ActiveReadFilter& filterAt(size_t i) { return i == 0 ? first_filter_ : *more_filters_[i - 1]; }
   // What only some connections need, made on first use: a client's connect timer and
   // immediate connect() error, a closing connection's delayed-close timer, and the reason
   // the transport failed. An idle server connection has none of it.
@@ -129,7 +128,7 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   // A server connection has two callbacks (the worker's and the connection manager's) and
   // one read filter: both live in place, not in heap blocks of their own.
   SmallVector<ConnectionCallbacks*, 2> callbacks_;
-  std::optional<ActiveReadFilter> first_filter_;
+  ActiveReadFilter first_filter_{*this, nullptr, 0};  // no filter_: none added yet
   std::vector<std::unique_ptr<ActiveReadFilter>> more_filters_;
   ConnectionStats stats_;
   std::unique_ptr<Rare> rare_;
