@@ -71,8 +71,10 @@ class ConnectionManagerImpl : public network::ReadFilter,
   ActiveStream* streams_tail_{nullptr};
   size_t stream_count_{0};
   event::MonotonicTime connected_at_;
-  bool draining_{false};
   uint64_t requests_{0};  // streams begun, for max_requests_per_connection
+  // The flags together (every connection holds one of these for its life: a hole costs it
+  // a malloc size class).
+  bool draining_{false};
   bool drain_close_idle_{false};  // a hard drain (shutdown): close as soon as idle
   bool close_after_stream_{false};  // a response carried "connection: close"
   bool closed_{false};
