@@ -130,9 +130,10 @@ class SliceRing {
 
   Slice inline_[kInline];
   Slice* slots_ = inline_;
-  size_t capacity_ = kInline;
-  size_t head_ = 0;
-  size_t size_ = 0;
+  // 32-bit counts (a ring never holds 4 billion slices): 16 bytes a buffer instead of 24.
+  uint32_t capacity_ = kInline;
+  uint32_t head_ = 0;
+  uint32_t size_ = 0;
 };
 
 }  // namespace detail

@@ -14,13 +14,12 @@ WatermarkBuffer::WatermarkBuffer(Callback callback, void* context)
 
 WatermarkBuffer::WatermarkBuffer(std::function<void()> below_low_watermark,
                                  std::function<void()> above_high_watermark)
-    : functions_(std::make_unique<Functions>(
-          Functions{std::move(below_low_watermark), std::move(above_high_watermark)})) {
-  callback_ = &WatermarkBuffer::callFunctions;
-  context_ = functions_.get();
-}
+    : callback_(&WatermarkBuffer::callFunctions),
+      context_(new Functions{std::move(below_low_watermark), std::move(above_high_watermark)}) {}
 
-WatermarkBuffer::~WatermarkBuffer() = default;
+WatermarkBuffer::~WatermarkBuffer() {
+  if (callback_ == &WatermarkBuffer::callFunctions) delete static_cast<Functions*>(context_);
+}
 
 void WatermarkBuffer::callFunctions(void* functions, bool above_high) {
   Functions& f = *static_cast<Functions*>(functions);
@@ -30,7 +29,6 @@ void WatermarkBuffer::callFunctions(void* functions, bool above_high) {
 
 void WatermarkBuffer::setWatermarks(uint32_t high) {
   high_watermark_ = high;
-  low_watermark_ = high / 2;
   if (high == 0) {
     if (above_high_) {
       above_high_ = false;
@@ -50,7 +48,7 @@ void WatermarkBuffer::onLengthChanged() {
       above_high_ = true;
       notify(true);
     }
-  } else if (length() <= low_watermark_) {
+  } else if (length() <= high_watermark_ / 2) {
     above_high_ = false;
     notify(false);
   }

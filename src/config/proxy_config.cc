@@ -978,8 +978,9 @@ const FilterChainConfig* ListenerConfig::chainFor(uint32_t port, std::string_vie
 }
 
 std::string statAddress(const network::Address& address) {
-  std::string s = address.isIp() ? address.ip() + "_" + std::to_string(address.port())
-                                 : address.asString();
+  std::string s = address.isIp()
+                      ? std::string(address.ip()) + "_" + std::to_string(address.port())
+                      : address.asString();
   for (auto& c : s) {
     if (c == ':') c = '_';
   }

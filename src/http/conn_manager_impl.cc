@@ -1191,7 +1191,6 @@ void ConnectionManagerImpl::unlinkStream(ActiveStream& stream) {
 }
 
 void ConnectionManagerImpl::initializeReadFilterCallbacks(network::ReadFilterCallbacks& callbacks) {
-  read_callbacks_ = &callbacks;
   connection_ = &callbacks.connection();
   connection_->addConnectionCallbacks(*this);
   connected_at_ = connection_->dispatcher().timeSource().monotonicTime();

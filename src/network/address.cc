@@ -134,9 +134,9 @@ Address::Address(const sockaddr_storage& storage, socklen_t len, Type type)
       const auto* sin = reinterpret_cast<const sockaddr_in*>(&storage_);
       char buf[INET_ADDRSTRLEN];
       ::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof(buf));
-      ip_ = buf;
+      ip_len_ = static_cast<uint8_t>(::strlen(buf));
       port_ = ntohs(sin->sin_port);
-      as_string_ = ip_ + ":" + std::to_string(port_);
+      as_string_ = std::string(buf, ip_len_) + ":" + std::to_string(port_);
       break;
     }
     case Type::Ipv6: {
@@ -144,9 +144,9 @@ Address::Address(const sockaddr_storage& storage, socklen_t len, Type type)
       const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&storage_);
       char buf[INET6_ADDRSTRLEN];
       ::inet_ntop(AF_INET6, &sin6->sin6_addr, buf, sizeof(buf));
-      ip_ = buf;
+      ip_len_ = static_cast<uint8_t>(::strlen(buf));
       port_ = ntohs(sin6->sin6_port);
-      as_string_ = "[" + ip_ + "]:" + std::to_string(port_);
+      as_string_ = "[" + std::string(buf, ip_len_) + "]:" + std::to_string(port_);
       break;
     }
     case Type::Pipe: {

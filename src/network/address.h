@@ -39,7 +39,9 @@ class Address {
   // The port in host order; 0 for pipes.
   uint32_t port() const { return port_; }
   // The IP in text form without brackets ("127.0.0.1", "::1"); empty for pipes.
-  const std::string& ip() const { return ip_; }
+  std::string_view ip() const {
+    return std::string_view(as_string_).substr(type_ == Type::Ipv6 ? 1 : 0, ip_len_);
+  }
   // The pipe path ("/run/x.sock", or "@name" for an abstract socket; empty for an unnamed
   // socket such as the client end of a Unix connection); empty for IPs.
   const std::string& path() const { return type_ == Type::Pipe ? as_string_ : emptyString(); }
@@ -82,7 +84,8 @@ class Address {
   uint32_t port_{0};
   Type type_;
   bool abstract_{false};
-  std::string ip_;
+  // The IP's text is part of as_string_ ("ip:port", "[ip]:port"): its length, not a copy.
+  uint8_t ip_len_{0};
   std::string as_string_;
 };
 

@@ -16,18 +16,6 @@ namespace {
 std::atomic<uint64_t> next_connection_id{0};
 }
 
-struct ConnectionImpl::ActiveReadFilter : public ReadFilterCallbacks {
-  ActiveReadFilter(ConnectionImpl& parent, ReadFilterSharedPtr filter, size_t index)
-      : parent_(parent), filter_(std::move(filter)), index_(index) {}
-  Connection& connection() override { return parent_; }
-  void continueReading() override { parent_.iterateReadFilters(index_ + 1); }
-
-  ConnectionImpl& parent_;
-  ReadFilterSharedPtr filter_;
-  const size_t index_;
-  bool initialized_{false};
-};
-
 ConnectionImpl::ConnectionImpl(event::Dispatcher& dispatcher, SocketFd&& socket,
                                TransportSocketPtr transport, AddressConstSharedPtr local,
                                AddressConstSharedPtr remote, bool connected)
@@ -80,12 +68,21 @@ void ConnectionImpl::removeConnectionCallbacks(ConnectionCallbacks& cb) {
 }
 
 void ConnectionImpl::addReadFilter(ReadFilterSharedPtr filter) {
-  filters_.push_back(std::make_unique<ActiveReadFilter>(*this, std::move(filter), filters_.size()));
-  filters_.back()->filter_->initializeReadFilterCallbacks(*filters_.back());
+  const auto index = static_cast<uint32_t>(filterCount());
+  ActiveReadFilter* f;
+  if (index == 0) {
+    first_filter_.filter_ = std::move(filter);
+    f = &first_filter_;
+  } else {
+    more_filters_.push_back(std::make_unique<ActiveReadFilter>(*this, std::move(filter), index));
+    f = more_filters_.back().get();
+  }
+  f->filter_->initializeReadFilterCallbacks(*f);
 }
 
 bool ConnectionImpl::initializeReadFilters() {
-  for (auto& f : filters_) {
+  for (size_t i = 0; i < filterCount(); ++i) {
+    ActiveReadFilter* f = &filterAt(i);
     if (f->initialized_) continue;
     f->initialized_ = true;
     if (f->filter_->onNewConnection() == FilterStatus::StopIteration || state_ != State::Open) {
@@ -175,7 +172,7 @@ void ConnectionImpl::flushWriteBuffer() {
 void ConnectionImpl::raiseEvent(ConnectionEvent event) {
   if (event == ConnectionEvent::Connected && rare_) rare_->connect_timer.reset();
   // A callback may remove itself (or others): walk a copy.
-  std::vector<ConnectionCallbacks*> callbacks = callbacks_;
+  std::vector<ConnectionCallbacks*> callbacks(callbacks_.begin(), callbacks_.end());
   for (auto* cb : callbacks) {
     if (std::find(callbacks_.begin(), callbacks_.end(), cb) != callbacks_.end()) cb->onEvent(event);
   }
@@ -300,8 +297,8 @@ void ConnectionImpl::onReadReady() {
 void ConnectionImpl::onRead() { iterateReadFilters(0); }
 
 void ConnectionImpl::iterateReadFilters(size_t start) {
-  for (size_t i = start; i < filters_.size() && state_ != State::Closed; ++i) {
-    ActiveReadFilter& f = *filters_[i];
+  for (size_t i = start; i < filterCount() && state_ != State::Closed; ++i) {
+    ActiveReadFilter& f = filterAt(i);
     if (!f.initialized_) {
       f.initialized_ = true;
       if (f.filter_->onNewConnection() == FilterStatus::StopIteration) return;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "buffer/watermark_buffer.h"
+#include "common/small_vector.h"
 #include "event/file_event.h"
 #include "network/connection.h"
 #include "network/io_socket.h"
@@ -72,7 +73,19 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   void flushWriteBuffer() override;
 
  private:
-  struct ActiveReadFilter;
+  struct ActiveReadFilter : public ReadFilterCallbacks {
+    ActiveReadFilter(ConnectionImpl& parent, ReadFilterSharedPtr filter, uint32_t index)
+        : parent_(parent), filter_(std::move(filter)), index_(index) {}
+    Connection& connection() override { return parent_; }
+    void continueReading() override { parent_.iterateReadFilters(index_ + 1); }
+
+    ConnectionImpl& parent_;
+    ReadFilterSharedPtr filter_;
+    const uint32_t index_;
+    bool initialized_{false};
+  };
+  size_t filterCount() const { return first_filter_.filter_ ? 1 + more_filters_.size() : 0; }
+  ActiveReadFilter& filterAt(size_t i) { return i == 0 ? first_filter_ : *more_filters_[i - 1]; }
   // What only some connections need, made on first use: a client's connect timer and
   // immediate connect() error, a closing connection's delayed-close timer, and the reason
   // the transport failed. An idle server connection has none of it.
@@ -112,8 +125,11 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   buffer::WatermarkBuffer read_buffer_;
   buffer::WatermarkBuffer write_buffer_;
   event::EmbeddedFileEvent file_event_;  // in place: no heap block per connection
-  std::vector<ConnectionCallbacks*> callbacks_;
-  std::vector<std::unique_ptr<ActiveReadFilter>> filters_;
+  // A server connection has two callbacks (the worker's and the connection manager's) and
+  // one read filter: both live in place, not in heap blocks of their own.
+  SmallVector<ConnectionCallbacks*, 2> callbacks_;
+  ActiveReadFilter first_filter_{*this, nullptr, 0};  // no filter_: none added yet
+  std::vector<std::unique_ptr<ActiveReadFilter>> more_filters_;
   ConnectionStats stats_;
   std::unique_ptr<Rare> rare_;
   uint64_t bytes_received_{0};

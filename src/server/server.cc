@@ -526,7 +526,7 @@ void Server::registerAdminHandlers() {
 #undef SLUICE_HOST_LINE
                             if (json) {
                               nlohmann::json hj;
-                              hj["address"]["socket_address"] = {{"address", host->address()->ip()},
+                              hj["address"]["socket_address"] = {{"address", std::string(host->address()->ip())},
                                                                  {"port_value", host->address()->port()}};
                               hj["stats"] = sj;
                               nlohmann::json hs;
@@ -573,7 +573,7 @@ void Server::registerAdminHandlers() {
                           arr.push_back({{"name", l.name},
                                          {"local_address",
                                           {{"socket_address",
-                                            {{"address", l.sockets->bound->ip()},
+                                            {{"address", std::string(l.sockets->bound->ip())},
                                              {"port_value", l.sockets->bound->port()}}}}}});
                         }
                         h.set(http::headers::kContentType, "application/json");

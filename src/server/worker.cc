@@ -80,18 +80,20 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
 };
 
 struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks {
-  ActiveConnection(ConnectionHandler& h, ActiveListener& l, ListenerConfigConstSharedPtr cfg,
-                   network::ConnectionPtr c)
-      : handler(h), listener(l), config(std::move(cfg)), connection(std::move(c)) {}
+  ActiveConnection(ActiveListener& l, ListenerConfigConstSharedPtr cfg, network::ConnectionPtr c)
+      : listener(l), config(std::move(cfg)), connection(std::move(c)) {}
   void onEvent(network::ConnectionEvent event) override {
     if (event == network::ConnectionEvent::Connected) return;
-    handler.removeConnection(*this);
+    listener.handler.removeConnection(*this);
   }
-  ConnectionHandler& handler;
   ActiveListener& listener;
   ListenerConfigConstSharedPtr config;  // the generation it was accepted under
   network::ConnectionPtr connection;
   std::shared_ptr<http::ConnectionManagerImpl> hcm;  // null for a TCP proxy chain
+  // The handler's list of connections (intrusive: no hash-map node per connection). Both
+  // null and not the head: no longer in the list.
+  ActiveConnection* prev{nullptr};
+  ActiveConnection* next{nullptr};
 };
 
 struct ConnectionHandler::PendingSocket : public event::DeferredDeletable {
@@ -153,12 +155,12 @@ void ConnectionHandler::updateListener(uint64_t tag, ListenerConfigConstSharedPt
     l->config = std::move(config);
     // Collected first: a drain that writes (HTTP/2 GOAWAY) may fail and close a connection.
     std::vector<ActiveConnection*> old;
-    for (auto& [raw, _] : connections_) {
+    for (ActiveConnection* raw = connections_head_; raw != nullptr; raw = raw->next) {
       if (&raw->listener == l.get() && raw->config != l->config) old.push_back(raw);
     }
     for (auto* c : old) {
       // A TCP proxy connection has nothing to drain: it stays until finishDrain closes it.
-      if (connections_.count(c) && c->hcm) c->hcm->startDrain(false);
+      if (isLinked(*c) && c->hcm) c->hcm->startDrain(false);
     }
     return;
   }
@@ -175,12 +177,12 @@ void ConnectionHandler::removeListener(uint64_t tag) {
     }
     for (auto* p : pending) dropPending(*p);
     std::vector<ActiveConnection*> conns;
-    for (auto& [raw, _] : connections_) {
+    for (ActiveConnection* raw = connections_head_; raw != nullptr; raw = raw->next) {
       if (&raw->listener == l.get()) conns.push_back(raw);
     }
     for (auto* c : conns) {
       // A TCP proxy connection has nothing to drain: it stays until finishDrain closes it.
-      if (connections_.count(c) && c->hcm) c->hcm->startDrain(false);
+      if (isLinked(*c) && c->hcm) c->hcm->startDrain(false);
     }
     l->removed = true;  // only now: the drops above must not forget it under our feet
     maybeForgetListener(*l);
@@ -200,16 +202,16 @@ void ConnectionHandler::finishDrain(const config::ListenerConfig* config) {
   }
   for (auto* p : pending) dropPending(*p);
   std::vector<ActiveConnection*> conns;
-  for (auto& [raw, _] : connections_) {
+  for (ActiveConnection* raw = connections_head_; raw != nullptr; raw = raw->next) {
     if (raw->config.get() == config &&
         (raw->listener.removed || raw->listener.config.get() != config)) {
       conns.push_back(raw);
     }
   }
   for (auto* c : conns) {
-    if (!connections_.count(c)) continue;
+    if (!isLinked(*c)) continue;
     c->connection->close(network::ConnectionCloseType::NoFlush);
-    if (connections_.count(c)) removeConnection(*c);
+    if (isLinked(*c)) removeConnection(*c);
   }
 }
 
@@ -398,7 +400,7 @@ void ConnectionHandler::finishAccept(ActiveListener& listener,
   conn->setBufferLimits(config->buffer_limit);
   ++listener.connections;
   conn->noDelay(true);
-  auto active = std::make_unique<ActiveConnection>(*this, listener, config, std::move(conn));
+  auto active = std::make_unique<ActiveConnection>(listener, config, std::move(conn));
   active->connection->addConnectionCallbacks(*active);
   if (chain->hcm) {
     active->hcm = std::make_shared<http::ConnectionManagerImpl>(chain->hcm);
@@ -406,28 +408,45 @@ void ConnectionHandler::finishAccept(ActiveListener& listener,
   } else {
     active->connection->addReadFilter(filters::tcp::createTcpProxyFilter(chain->tcp_proxy));
   }
-  ActiveConnection* raw = active.get();
-  connections_.emplace(raw, std::move(active));
-  if (count_) count_->store(connections_.size(), std::memory_order_relaxed);
+  ActiveConnection* raw = active.release();
+  linkConnection(*raw);
   raw->connection->initializeReadFilters();
   // Accepted under a generation an update replaced while its listener filters ran: it
   // drains as the other connections of that generation do.
-  if (config != listener.config && raw->hcm && connections_.count(raw)) raw->hcm->startDrain(false);
+  if (config != listener.config && raw->hcm && isLinked(*raw)) raw->hcm->startDrain(false);
 }
 
 void ConnectionHandler::removeConnection(ActiveConnection& conn) {
-  auto it = connections_.find(&conn);
-  if (it == connections_.end()) return;
+  if (!isLinked(conn)) return;
   ActiveListener& listener = conn.listener;
   listener.cx_destroy.inc();
   listener.cx_active.dec();
   --listener.connections;
-  std::unique_ptr<ActiveConnection> owned = std::move(it->second);
-  connections_.erase(it);
-  if (count_) count_->store(connections_.size(), std::memory_order_relaxed);
+  unlinkConnection(conn);
+  std::unique_ptr<ActiveConnection> owned(&conn);
   dispatcher_.deferredDelete(std::move(owned->connection));
   dispatcher_.deferredDelete(std::make_unique<Deferred<ActiveConnection>>(std::move(owned)));
   maybeForgetListener(listener);
+}
+
+void ConnectionHandler::linkConnection(ActiveConnection& conn) {
+  conn.next = connections_head_;
+  if (connections_head_ != nullptr) connections_head_->prev = &conn;
+  connections_head_ = &conn;
+  ++num_connections_;
+  if (count_) count_->store(num_connections_, std::memory_order_relaxed);
+}
+
+void ConnectionHandler::unlinkConnection(ActiveConnection& conn) {
+  (conn.prev != nullptr ? conn.prev->next : connections_head_) = conn.next;
+  if (conn.next != nullptr) conn.next->prev = conn.prev;
+  conn.prev = conn.next = nullptr;
+  --num_connections_;
+  if (count_) count_->store(num_connections_, std::memory_order_relaxed);
+}
+
+bool ConnectionHandler::isLinked(const ActiveConnection& conn) const {
+  return conn.prev != nullptr || connections_head_ == &conn;
 }
 
 void ConnectionHandler::stopListeners() {
@@ -437,19 +456,19 @@ void ConnectionHandler::stopListeners() {
 
 void ConnectionHandler::drainConnections() {
   std::vector<ActiveConnection*> all;
-  for (auto& [raw, _] : connections_) all.push_back(raw);
+  for (ActiveConnection* c = connections_head_; c != nullptr; c = c->next) all.push_back(c);
   for (auto* c : all) {
-    if (connections_.count(c) && c->hcm) c->hcm->startDrain();
+    if (isLinked(*c) && c->hcm) c->hcm->startDrain();
   }
 }
 
 void ConnectionHandler::closeConnections() {
   while (!pending_.empty()) dropPending(*pending_.begin()->first);
-  while (!connections_.empty()) {
-    ActiveConnection* c = connections_.begin()->first;
+  while (connections_head_ != nullptr) {
+    ActiveConnection* c = connections_head_;
     c->connection->close(network::ConnectionCloseType::NoFlush);
     // The close event removed it; make sure of it when callbacks were already gone.
-    if (connections_.count(c)) removeConnection(*c);
+    if (isLinked(*c)) removeConnection(*c);
   }
 }
 

@@ -66,7 +66,7 @@ class ConnectionHandler {
   void drainConnections();
   // Closes every connection now.
   void closeConnections();
-  size_t numConnections() const { return connections_.size(); }
+  size_t numConnections() const { return num_connections_; }
 
  private:
   struct ActiveListener;
@@ -88,13 +88,18 @@ class ConnectionHandler {
                     network::AddressConstSharedPtr local, network::AddressConstSharedPtr remote,
                     const tls::ClientHelloInfo* hello);
   void removeConnection(ActiveConnection& conn);
+  void linkConnection(ActiveConnection& conn);
+  void unlinkConnection(ActiveConnection& conn);
+  bool isLinked(const ActiveConnection& conn) const;
   void maybeForgetListener(ActiveListener& listener);
 
   event::Dispatcher& dispatcher_;
   stats::Store& store_;
   std::atomic<size_t>* count_;
   std::vector<std::unique_ptr<ActiveListener>> listeners_;
-  std::unordered_map<ActiveConnection*, std::unique_ptr<ActiveConnection>> connections_;
+  // Owned (deleted when unlinked), newest first: an intrusive list, no node per connection.
+  ActiveConnection* connections_head_{nullptr};
+  size_t num_connections_{0};
   std::unordered_map<PendingSocket*, std::unique_ptr<PendingSocket>> pending_;
 };
 

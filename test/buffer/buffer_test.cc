@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -600,6 +601,22 @@ TEST(WatermarkBufferCallbackTest, FunctionPointerGetsContextAndEdge) {
   silent.setWatermarks(10);
   silent.add(std::string(11, 'x'));
   EXPECT_TRUE(silent.highWatermarkTriggered());
+}
+
+// The std::function form owns its functions (through its context): they live as long as the
+// buffer and go with it.
+TEST(WatermarkBufferCallbackTest, FunctionFormOwnsItsFunctions) {
+  auto token = std::make_shared<int>(0);
+  {
+    WatermarkBuffer buffer([token] { --*token; }, [token] { ++*token; });
+    EXPECT_EQ(token.use_count(), 3);
+    buffer.setWatermarks(4);
+    buffer.add("12345");
+    EXPECT_EQ(*token, 1);
+    buffer.drain(5);
+    EXPECT_EQ(*token, 0);
+  }
+  EXPECT_EQ(token.use_count(), 1);
 }
 
 TEST_F(WatermarkBufferTest, Thresholds) {

@@ -121,6 +121,23 @@ TEST(AddressTest, ParseIpv4) {
   EXPECT_EQ(ntohl(sin->sin_addr.s_addr), 0x0a010203u);
 }
 
+// The IP's text is a view into the address's text form, whatever its length.
+TEST(AddressTest, IpIsThePartOfTheTextBeforeThePort) {
+  std::string error;
+  AddressConstSharedPtr address = parseIpAndPort("192.168.100.200:54321", &error);
+  ASSERT_NE(address, nullptr) << error;
+  EXPECT_EQ(address->ip(), "192.168.100.200");
+  EXPECT_EQ(address->asString(), "192.168.100.200:54321");
+  address = parseIpAndPort("[2001:db8:1234:5678:9abc:def0:1234:5678]:65535", &error);
+  ASSERT_NE(address, nullptr) << error;
+  EXPECT_EQ(address->ip(), "2001:db8:1234:5678:9abc:def0:1234:5678");
+  EXPECT_EQ(address->port(), 65535u);
+  address = parseIpAndPort("[::ffff:10.0.0.1]:1", &error);
+  ASSERT_NE(address, nullptr) << error;
+  EXPECT_EQ(address->ip(), "::ffff:10.0.0.1");
+  EXPECT_EQ(address->asString(), "[::ffff:10.0.0.1]:1");
+}
+
 TEST(AddressTest, ParseIpv6WithBrackets) {
   std::string error;
   AddressConstSharedPtr address = parseIpAndPort("[::1]:80", &error);

@@ -238,6 +238,78 @@ TEST_F(ConnectionTest, EchoRoundTripThroughLoopback) {
   EXPECT_EQ(server_connections_[0]->remoteAddress()->port(), conn.localAddress()->port());
 }
 
+// The first read filter lives in the connection, later ones on the heap: all of them are
+// called in order, and a filter that stopped iteration resumes the ones after it.
+class Tap : public ReadFilter {
+ public:
+  Tap(std::string name, std::vector<std::string>& log, bool stop)
+      : name_(std::move(name)), log_(log), stop_(stop) {}
+  void initializeReadFilterCallbacks(ReadFilterCallbacks& cb) override { callbacks = &cb; }
+  FilterStatus onNewConnection() override {
+    log_.push_back(name_ + " new");
+    return FilterStatus::Continue;
+  }
+  FilterStatus onData(buffer::Buffer& data, bool) override {
+    log_.push_back(name_ + " " + data.toString());
+    if (stop_) return FilterStatus::StopIteration;
+    return FilterStatus::Continue;
+  }
+  ReadFilterCallbacks* callbacks{nullptr};
+
+ private:
+  std::string name_;
+  std::vector<std::string>& log_;
+  bool stop_;
+};
+
+// Removes another callback when it sees an event: the removed one is not called after.
+class Remover : public ConnectionCallbacks {
+ public:
+  void onEvent(ConnectionEvent) override {
+    ++events;
+    if (victim) connection->removeConnectionCallbacks(*victim);
+  }
+  Connection* connection{nullptr};
+  ConnectionCallbacks* victim{nullptr};
+  int events{0};
+};
+
+TEST_F(ConnectionTest, ReadFiltersRunInOrderAndResumeAfterAStop) {
+  std::vector<std::string> log;
+  auto first = std::make_shared<Tap>("first", log, true);
+  auto second = std::make_shared<Tap>("second", log, false);
+  auto third = std::make_shared<Tap>("third", log, false);
+  Remover remover;
+  Recorder& removed = newRecorder();
+  Recorder& kept = newRecorder();
+  on_server_connection_ = [&](Connection& c) {
+    c.addReadFilter(first);
+    c.addReadFilter(second);
+    c.addReadFilter(third);
+    remover.connection = &c;
+    remover.victim = &removed;
+    c.addConnectionCallbacks(remover);
+    c.addConnectionCallbacks(removed);
+    c.addConnectionCallbacks(kept);
+  };
+  Recorder& client = newRecorder();
+  ClientConnection& conn = connectClient(client);
+  ASSERT_TRUE(runUntil([&] { return client.connected() && first->callbacks != nullptr; }));
+  buffer::Buffer data;
+  data.add("x");
+  conn.write(data, false);
+  ASSERT_TRUE(runUntil([&] { return log.size() >= 4; }));
+  EXPECT_EQ(log, (std::vector<std::string>{"first new", "second new", "third new", "first x"}));
+  EXPECT_EQ(&first->callbacks->connection(), server_connections_[0].get());
+  first->callbacks->continueReading();
+  EXPECT_EQ(log, (std::vector<std::string>{"first new", "second new", "third new", "first x",
+                                           "second x", "third x"}));
+  server_connections_[0]->close(ConnectionCloseType::NoFlush);
+  EXPECT_EQ(remover.events, 1);
+  EXPECT_TRUE(removed.events.empty());
+  EXPECT_EQ(kept.events, (std::vector<ConnectionEvent>{ConnectionEvent::LocalClose}));
+}
+
 TEST_F(ConnectionTest, SlowReaderBoundsTheWritersMemory) {
   constexpr uint32_t kLimit = 64 * 1024;
   constexpr size_t kTotal = 32 * 1024 * 1024;

@@ -1,11 +1,16 @@
 // The listener manager's LDS updates, on the simulated clock: all-or-nothing per update, a
 // changed listener on the same address keeps its sockets, drains for --drain-time-s.
 // A listener whose route tables have not come warms first. (Workers are left out: the
-// end-to-end test drives them.)
+// end-to-end test drives them; the connection handler they run is tested alone, on the main
+// dispatcher.)
 
 #include "server/listener_manager.h"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 
 #include "access_log/file_sink.h"
 #include "config/grpc_mux.h"
@@ -13,6 +18,7 @@
 #include "event/dispatcher_impl.h"
 #include "event/simulated_time_system.h"
 #include "network/io_socket.h"
+#include "server/worker.h"
 #include "stats/stats.h"
 #include "upstream/cluster_manager.h"
 
@@ -97,6 +103,61 @@ class ListenerManagerTest : public testing::Test {
   ListenerManager lm_{main_, store_, sinks_, secrets_, 2, std::chrono::seconds(10),
                       [] { return std::set<std::string>{"a", "b"}; }};
 };
+
+// The connection handler keeps its connections on an intrusive list: connections closed in
+// any order (the middle, the newest, the oldest) leave it, and the count other threads read
+// follows; closeConnections() empties it.
+TEST_F(ListenerManagerTest, TheConnectionHandlerTracksConnectionsClosedInAnyOrder) {
+  config::DiscoveryUpdate update;
+  std::vector<std::string> errors;
+  envoy::config::listener::v3::Listener proto;
+  config::ListenerConfig lc;
+  ASSERT_TRUE(config::decodeDiscoveryResponseText("resources:\n" + listenerYaml("h", "a"),
+                                                  config::kListenerType, update, errors));
+  ASSERT_TRUE(config::copyMessage(*update.resources[0], proto));
+  ASSERT_TRUE(config::buildListenerConfig(proto, "h", secrets_, {"a"}, store_, sinks_, lc, errors))
+      << (errors.empty() ? "" : errors[0]);
+  std::string error;
+  auto any = network::fromIp("127.0.0.1", 0, &error);
+  network::SocketFd listen = network::createListenSocket(*any, false, 16, &error);
+  ASSERT_TRUE(listen.isOpen()) << error;
+  auto bound = network::localAddress(listen.fd());
+  std::atomic<size_t> count{0};
+  {
+    ConnectionHandler handler(main_, store_, &count);
+    handler.addListener(lc, listen, bound);
+    auto runUntil = [&](size_t n) {
+      for (int i = 0; i < 100000 && handler.numConnections() != n; ++i) {
+        main_.run(event::Dispatcher::RunType::NonBlock);
+      }
+      main_.clearDeferredDeleteList();
+      return handler.numConnections() == n && count.load() == n;
+    };
+    std::vector<int> clients;
+    for (int i = 0; i < 4; ++i) {
+      int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      ASSERT_GE(fd, 0);
+      ASSERT_EQ(::connect(fd, bound->sockAddr(), bound->sockAddrLen()), 0);
+      clients.push_back(fd);
+      ASSERT_TRUE(runUntil(clients.size()));
+    }
+    ::close(clients[1]);  // in the middle of the list
+    ASSERT_TRUE(runUntil(3));
+    ::close(clients[3]);  // the newest: the head
+    ASSERT_TRUE(runUntil(2));
+    ::close(clients[0]);  // the oldest: the tail
+    ASSERT_TRUE(runUntil(1));
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(::connect(fd, bound->sockAddr(), bound->sockAddrLen()), 0);
+    ASSERT_TRUE(runUntil(2));
+    handler.closeConnections();
+    EXPECT_EQ(handler.numConnections(), 0u);
+    EXPECT_EQ(count.load(), 0u);
+    main_.clearDeferredDeleteList();
+    ::close(clients[2]);
+    ::close(fd);
+  }
+}
 
 TEST_F(ListenerManagerTest, AddsChangesInPlaceAndDrainsForTheDrainTime) {
   ASSERT_TRUE(apply("v1", listenerYaml("l0", "a")));
