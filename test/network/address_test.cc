@@ -1,5 +1,6 @@
 #include "network/address.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -355,6 +356,29 @@ TEST(AddressTest, FromSockAddrRoundTrip) {
   EXPECT_EQ(fromSockAddr(other, sizeof(sockaddr_in) - 1), nullptr);
   other.ss_family = AF_INET6;
   EXPECT_EQ(fromSockAddr(other, sizeof(sockaddr_in)), nullptr);
+}
+
+TEST(AddressTest, Ipv4TextMatchesInetNtop) {
+  // The text form is formatted by hand: each byte's one, two and three digits, zeros, the
+  // extremes, and the ports at both ends.
+  const uint32_t addrs[] = {0x00000000, 0xffffffff, 0x7f000001, 0x0a000001, 0xc0a864c8,
+                            0x01146403, 0x090a6364, 0x64000a09};
+  for (uint32_t a : addrs) {
+    for (uint16_t port : {uint16_t{0}, uint16_t{9}, uint16_t{80}, uint16_t{65535}}) {
+      sockaddr_storage storage{};
+      auto* sin = reinterpret_cast<sockaddr_in*>(&storage);
+      sin->sin_family = AF_INET;
+      sin->sin_addr.s_addr = htonl(a);
+      sin->sin_port = htons(port);
+      char expected_ip[INET_ADDRSTRLEN];
+      ASSERT_NE(::inet_ntop(AF_INET, &sin->sin_addr, expected_ip, sizeof(expected_ip)), nullptr);
+      AddressConstSharedPtr address = fromSockAddr(storage, sizeof(sockaddr_in));
+      ASSERT_NE(address, nullptr);
+      EXPECT_EQ(address->ip(), expected_ip);
+      EXPECT_EQ(address->port(), port);
+      EXPECT_EQ(address->asString(), std::string(expected_ip) + ":" + std::to_string(port));
+    }
+  }
 }
 
 TEST(AddressTest, Equality) {
