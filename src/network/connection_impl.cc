@@ -171,8 +171,10 @@ void ConnectionImpl::flushWriteBuffer() {
 
 void ConnectionImpl::raiseEvent(ConnectionEvent event) {
   if (event == ConnectionEvent::Connected && rare_) rare_->connect_timer.reset();
-  // A callback may remove itself (or others): walk a copy.
-  std::vector<ConnectionCallbacks*> callbacks(callbacks_.begin(), callbacks_.end());
+  // A callback may remove itself (or others): walk a copy (inline: no allocation for the
+  // few callbacks a connection has).
+  SmallVector<ConnectionCallbacks*, 4> callbacks;
+  for (auto* cb : callbacks_) callbacks.push_back(cb);
   for (auto* cb : callbacks) {
     if (std::find(callbacks_.begin(), callbacks_.end(), cb) != callbacks_.end()) cb->onEvent(event);
   }
@@ -233,8 +235,8 @@ void ConnectionImpl::onWriteReady() {
   if (state_ == State::Closing) {
     if (!write_buffer_.empty()) {
       // Progress resets the stall guard.
-      if (rare_ && rare_->delayed_close_timer && r.bytes > 0) {
-        rare_->delayed_close_timer->enableTimer(delayedCloseTimeout());
+      if (rare_ && rare_->delayed_close_timer.listTimerEnabled() && r.bytes > 0) {
+        armDelayedCloseTimer();
       }
       return;
     }
@@ -242,7 +244,7 @@ void ConnectionImpl::onWriteReady() {
         delayed_close_timeout_ms_ > 0) {
       if (!in_delayed_close_wait_) {
         in_delayed_close_wait_ = true;
-        rare_->delayed_close_timer->enableTimer(delayedCloseTimeout());
+        armDelayedCloseTimer();
       }
       return;
     }
@@ -326,8 +328,8 @@ void ConnectionImpl::close(ConnectionCloseType type) {
   pending_close_ = type;
   if (delayed_close_timeout_ms_ > 0) {
     Rare& rare = this->rare();
-    rare.delayed_close_timer = dispatcher_.createTimer([this] { onDelayedCloseTimeout(); });
-    rare.delayed_close_timer->enableTimer(delayedCloseTimeout());
+    rare.delayed_close_timer.connection = this;
+    armDelayedCloseTimer();
   }
   if (nothing_to_write) {
     // FlushWriteAndDelay with nothing left to write: just wait for the peer or the timer.
@@ -337,6 +339,10 @@ void ConnectionImpl::close(ConnectionCloseType type) {
   }
   // The registration stays (Read, Write, Closed): the peer's close still ends the wait, and
   // onReadReady() discards what it sends meanwhile.
+}
+
+void ConnectionImpl::armDelayedCloseTimer() {
+  dispatcher_.timerList(delayedCloseTimeout()).enable(rare_->delayed_close_timer);
 }
 
 void ConnectionImpl::onDelayedCloseTimeout() {
@@ -353,7 +359,7 @@ void ConnectionImpl::closeSocket(ConnectionEvent event) {
   state_ = State::Closed;
   file_event_.reset();
   if (rare_) {
-    rare_->delayed_close_timer.reset();
+    rare_->delayed_close_timer.disableListTimer();
     rare_->connect_timer.reset();
   }
   transport_->closeSocket(event);

@@ -10,6 +10,7 @@
 #include "buffer/watermark_buffer.h"
 #include "common/small_vector.h"
 #include "event/file_event.h"
+#include "event/timer_list.h"
 #include "network/connection.h"
 #include "network/io_socket.h"
 #include "network/transport_socket.h"
@@ -89,9 +90,15 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
   // What only some connections need, made on first use: a client's connect timer and
   // immediate connect() error, a closing connection's delayed-close timer, and the reason
   // the transport failed. An idle server connection has none of it.
+  // The delayed-close timer: an entry on the worker's list for its duration (every
+  // connection of a listener has the same), so a close costs no timer of its own.
+  struct DelayedCloseTimer final : event::ListTimer {
+    void onListTimeout() override { connection->onDelayedCloseTimeout(); }
+    ConnectionImpl* connection{nullptr};
+  };
   struct Rare {
     event::TimerPtr connect_timer;
-    event::TimerPtr delayed_close_timer;
+    DelayedCloseTimer delayed_close_timer;
     std::string failure_reason;
     int connect_error{0};  // an immediate connect() failure, raised from the loop
   };
@@ -99,6 +106,8 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
     if (!rare_) rare_ = std::make_unique<Rare>();
     return *rare_;
   }
+  // (Re)arms the delayed-close timer (rare_ exists) for delayedCloseTimeout().
+  void armDelayedCloseTimer();
   std::chrono::milliseconds delayedCloseTimeout() const {
     return std::chrono::milliseconds(delayed_close_timeout_ms_);
   }
