@@ -263,7 +263,8 @@ network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
   network::TransportIoResult result;
   if (notReadyForIo(result)) return result;
   while (true) {
-    buffer::Reservation res = buffer.reserveForRead();
+    buffer::Reservation res = buffer.reserveForRead(
+        last_read_big_ ? buffer::Buffer::kDefaultReadReservation : buffer::Buffer::kDefaultSliceSize);
     size_t got = 0;
     int err = SSL_ERROR_NONE;
     for (size_t i = 0; i < res.numSlices() && err == SSL_ERROR_NONE; ++i) {
@@ -283,6 +284,7 @@ network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
     }
     buffer.commit(res, got);
     result.bytes += got;
+    last_read_big_ = got >= buffer::Buffer::kDefaultSliceSize;
     switch (err) {
       case SSL_ERROR_NONE:
         break;  // the reservation is full: read on

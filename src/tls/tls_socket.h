@@ -55,6 +55,9 @@ class TlsTransportSocket : public network::TransportSocket {
   size_t bytes_to_retry_{0};  // an SSL_write that must be repeated with the same length
   State state_{State::Handshaking};
   bool read_wants_write_{false};
+  // The last read took a whole buffer slice or more: the next offers the full reservation
+  // (as RawTransportSocket does; small reads take one slice, not four).
+  bool last_read_big_{false};
 };
 
 // Makes the TLS sockets of one listener filter chain or cluster. Its context is fixed, unless
