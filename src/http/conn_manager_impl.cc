@@ -350,7 +350,10 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     if (grpc && (!grpc_timeout || timeout < *grpc_timeout)) {
       h.set("grpc-timeout", formatGrpcTimeout(timeout));
     }
-    const auto used = std::chrono::ceil<std::chrono::milliseconds>(sinceStart());
+    // A deadline: the real clock (the stream's start may be a callback's start, earlier,
+    // which only shortens what is left).
+    const auto used = std::chrono::ceil<std::chrono::milliseconds>(
+        parent.connection_->dispatcher().timeSource().monotonicTime() - info.start_monotonic);
     timeout = timeout > used ? timeout - used : std::chrono::milliseconds(0);
     if (!duration_timer) {
       duration_timer = parent.connection_->dispatcher().createTimer([this] { onMaxDuration(); });
