@@ -96,7 +96,10 @@ class Dispatcher {
   // True on the thread that runs this dispatcher (or on any thread before run() started).
   virtual bool isThreadSafe() const = 0;
 
-  // The time at the start of the current loop iteration: cheap, for per-event bookkeeping.
+  // The time at the start of the current callback (refreshed at each file event, timer and
+  // posted callback, and when run() starts): cheap, for per-event bookkeeping and a stream's
+  // timestamps (a clock read each would cost more than the precision they gain). Deadlines
+  // read the real clock.
   virtual MonotonicTime approximateMonotonicTime() const = 0;
   virtual void updateApproximateMonotonicTime() = 0;
 };

@@ -213,7 +213,10 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
   }
 
   ActiveStream(ConnectionManagerImpl& p, ResponseEncoder& e)
-      : parent(p), encoder(e), info(p.connection_->dispatcher().timeSource()), id(randomU64()) {
+      : parent(p), encoder(e),
+        info(p.connection_->dispatcher().timeSource().systemTime(),
+             p.connection_->dispatcher().approximateMonotonicTime()),
+        id(randomU64()) {
     info.downstream_local_address = p.connection_->localAddress();
     info.downstream_remote_address = p.connection_->remoteAddress();
     info.downstream_direct_remote_address = p.connection_->remoteAddress();
@@ -264,11 +267,12 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     encoders.back()->dual = true;
   }
 
-  std::chrono::nanoseconds sinceStart() {
-    return parent.connection_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
-  }
+  // A stream's timestamps (start, bytes received and sent, completion: for access logs and
+  // stats) are the dispatcher's time at the start of the current callback, refreshed at every
+  // file event, timer and posted callback: no clock read for each of them.
+  std::chrono::nanoseconds sinceStart() { return now() - info.start_monotonic; }
 
-  event::MonotonicTime now() { return parent.connection_->dispatcher().timeSource().monotonicTime(); }
+  event::MonotonicTime now() { return parent.connection_->dispatcher().approximateMonotonicTime(); }
 
   // The stream idle timeout runs on the worker's list of timers of its length
   // (event/timer_list.h): its durations come from config (the connection manager's, or a
@@ -346,7 +350,10 @@ struct ConnectionManagerImpl::ActiveStream : public RequestDecoder,
     if (grpc && (!grpc_timeout || timeout < *grpc_timeout)) {
       h.set("grpc-timeout", formatGrpcTimeout(timeout));
     }
-    const auto used = std::chrono::ceil<std::chrono::milliseconds>(sinceStart());
+    // A deadline: the real clock (the stream's start may be a callback's start, earlier,
+    // which only shortens what is left).
+    const auto used = std::chrono::ceil<std::chrono::milliseconds>(
+        parent.connection_->dispatcher().timeSource().monotonicTime() - info.start_monotonic);
     timeout = timeout > used ? timeout - used : std::chrono::milliseconds(0);
     if (!duration_timer) {
       duration_timer = parent.connection_->dispatcher().createTimer([this] { onMaxDuration(); });

@@ -57,9 +57,11 @@ void HeaderMap::copyFrom(const HeaderMap& other) {
     entries_[size_++] = HeaderEntry{store(e.key), store(e.value)};
   }
   byte_size_ = other.byte_size_;
+  names_[0] = other.names_[0];
+  names_[1] = other.names_[1];
 }
 
-const std::string_view* HeaderMap::get(std::string_view key) const {
+const std::string_view* HeaderMap::find(std::string_view key) const {
   for (const HeaderEntry* e = begin(); e != end(); ++e) {
     if (e->key == key) return &e->value;
   }
@@ -67,6 +69,7 @@ const std::string_view* HeaderMap::get(std::string_view key) const {
 }
 
 size_t HeaderMap::count(std::string_view key) const {
+  if (!mayHave(key)) return 0;
   size_t n = 0;
   for (const HeaderEntry& e : *this) n += e.key == key;
   return n;
@@ -74,6 +77,7 @@ size_t HeaderMap::count(std::string_view key) const {
 
 void HeaderMap::add(std::string_view key, std::string_view value) {
   reserveEntry();
+  noteName(key);
   byte_size_ += key.size() + value.size();
   const HeaderEntry entry{store(key), store(value)};
   size_t at = size_;
@@ -90,7 +94,8 @@ void HeaderMap::add(std::string_view key, std::string_view value) {
 
 void HeaderMap::set(std::string_view key, std::string_view value) {
   HeaderEntry* first = nullptr;
-  for (HeaderEntry* e = entries_; e != entries_ + size_; ++e) {
+  const size_t scan = mayHave(key) ? size_ : 0;
+  for (HeaderEntry* e = entries_; e != entries_ + scan; ++e) {
     if (e->key == key) {
       first = e;
       break;
@@ -117,7 +122,8 @@ void HeaderMap::set(std::string_view key, std::string_view value) {
 }
 
 void HeaderMap::append(std::string_view key, std::string_view value) {
-  for (HeaderEntry* e = entries_; e != entries_ + size_; ++e) {
+  const size_t scan = mayHave(key) ? size_ : 0;
+  for (HeaderEntry* e = entries_; e != entries_ + scan; ++e) {
     if (e->key != key) continue;
     if (e->value.empty()) {
       e->value = store(value);
@@ -141,6 +147,7 @@ void HeaderMap::append(std::string_view key, std::string_view value) {
 }
 
 size_t HeaderMap::remove(std::string_view key) {
+  if (!mayHave(key)) return 0;
   return removeIf([key](const HeaderEntry& e) { return e.key == key; });
 }
 

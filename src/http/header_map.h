@@ -93,8 +93,11 @@ class HeaderMap : public Pooled<HeaderMap> {
   HeaderMap& operator=(HeaderMap&& other) { return *this = static_cast<const HeaderMap&>(other); }
   ~HeaderMap() { release(); }
 
-  // The first value of `key`, or null. `key` must be lower case.
-  const std::string_view* get(std::string_view key) const;
+  // The first value of `key`, or null. `key` must be lower case. A name that is absent is
+  // usually answered from the name filter alone, without a scan.
+  const std::string_view* get(std::string_view key) const {
+    return mayHave(key) ? find(key) : nullptr;
+  }
   // The first value of `key`, or "" when absent.
   std::string_view getValue(std::string_view key) const {
     const std::string_view* v = get(key);
@@ -114,11 +117,13 @@ class HeaderMap : public Pooled<HeaderMap> {
   template <class Pred>
   size_t removeIf(Pred&& pred) {
     size_t kept = 0;
+    names_[0] = names_[1] = 0;
     for (size_t i = 0; i < size_; ++i) {
       if (pred(static_cast<const HeaderEntry&>(entries_[i]))) {
         byte_size_ -= entries_[i].key.size() + entries_[i].value.size();
       } else {
         if (kept != i) entries_[kept] = entries_[i];
+        noteName(entries_[kept].key);
         ++kept;
       }
     }
@@ -131,6 +136,15 @@ class HeaderMap : public Pooled<HeaderMap> {
     release();
     size_ = 0;
     byte_size_ = 0;
+    names_[0] = names_[1] = 0;
+  }
+
+  // The name filter: false means no entry has the name `key`; true means one may have it.
+  // One bit of 128 per name, from its length and two of its bytes; bits are set as names are
+  // added and recomputed when entries are removed. For a constant `key` the bit is a constant.
+  bool mayHave(std::string_view key) const {
+    const uint32_t bit = nameBit(key);
+    return (names_[bit >> 6] >> (bit & 63)) & 1;
   }
 
   size_t size() const { return size_; }
@@ -158,6 +172,20 @@ class HeaderMap : public Pooled<HeaderMap> {
     // The bytes follow.
   };
 
+  static uint32_t nameBit(std::string_view key) {
+    const size_t n = key.size();
+    if (n == 0) return 0;
+    const uint32_t last = static_cast<unsigned char>(key[n - 1]);
+    const uint32_t mid = static_cast<unsigned char>(key[n / 2]);
+    return static_cast<uint32_t>(n * 2 + last + mid * 11) & 127;
+  }
+  void noteName(std::string_view key) {
+    const uint32_t bit = nameBit(key);
+    names_[bit >> 6] |= uint64_t{1} << (bit & 63);
+  }
+  // The first entry of `key` by a scan, or null.
+  const std::string_view* find(std::string_view key) const;
+
   // A copy of `s` in the arena.
   std::string_view store(std::string_view s) {
     if (s.empty()) return std::string_view("", 0);
@@ -181,6 +209,7 @@ class HeaderMap : public Pooled<HeaderMap> {
   HeaderEntry* entries_{inline_entries_};
   uint32_t size_{0};
   uint32_t capacity_{kInlineEntries};
+  uint64_t names_[2]{0, 0};  // the name filter (mayHave)
   uint64_t byte_size_{0};
   char* bytes_next_{inline_bytes_};
   size_t bytes_left_{kInlineBytes};

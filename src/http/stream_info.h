@@ -47,6 +47,8 @@ std::string responseFlagsString(uint32_t flags);
 struct StreamInfo {
   explicit StreamInfo(event::TimeSource& time)
       : start_time(time.systemTime()), start_monotonic(time.monotonicTime()) {}
+  StreamInfo(event::SystemTime start, event::MonotonicTime start_mono)
+      : start_time(start), start_monotonic(start_mono) {}
 
   event::SystemTime start_time;
   event::MonotonicTime start_monotonic;

@@ -9,12 +9,15 @@ namespace sluice::network {
 TransportIoResult RawTransportSocket::doRead(buffer::Buffer& buffer) {
   TransportIoResult result;
   while (true) {
-    buffer::IoResult io = buffer.readFrom(callbacks_->fd());
+    const size_t room =
+        last_read_big_ ? buffer::Buffer::kDefaultReadReservation : buffer::Buffer::kDefaultSliceSize;
+    buffer::IoResult io = buffer.readFrom(callbacks_->fd(), room);
     if (io.ok()) {
       if (io.bytes == 0) {
         result.end_stream_read = true;
         break;
       }
+      last_read_big_ = io.bytes >= buffer::Buffer::kDefaultSliceSize;
       result.bytes += io.bytes;
       if (callbacks_->shouldDrainReadBuffer()) {
         // More may be waiting in the socket: come back after the filters drained some.

@@ -19,6 +19,10 @@ class RawTransportSocket : public TransportSocket {
  private:
   TransportSocketCallbacks* callbacks_{nullptr};
   bool shutdown_{false};
+  // The last read took a whole buffer slice or more: the next one offers the full read
+  // reservation (several slices) instead of one slice. Most reads on a request path are a
+  // few hundred bytes, and each slice offered and not filled is taken and given back.
+  bool last_read_big_{false};
 };
 
 class RawTransportSocketFactory : public TransportSocketFactory {

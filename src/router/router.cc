@@ -279,7 +279,7 @@ void RouterFilter::onPoolReady(UpstreamRequest& ur, http::RequestEncoder& encode
     callbacks_->addDownstreamWatermarkCallbacks(watermarks_);
     watermarks_registered_ = true;
   }
-  ur.sent = callbacks_->dispatcher().timeSource().monotonicTime();
+  ur.sent = callbacks_->dispatcher().approximateMonotonicTime();
   info.first_upstream_tx_byte = ur.sent - info.start_monotonic;
 
   // What went out on an earlier try, then what arrived since.
@@ -303,7 +303,7 @@ void RouterFilter::onPoolReady(UpstreamRequest& ur, http::RequestEncoder& encode
   }
   if (request_complete_) {
     info.last_upstream_tx_byte =
-        callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+        callbacks_->dispatcher().approximateMonotonicTime() - info.start_monotonic;
     armPerTryTimer(ur);
   }
 }
@@ -482,7 +482,7 @@ http::FilterDataStatus RouterFilter::decodeData(buffer::Buffer& data, bool end_s
   ur->encoder->encodeData(data, end_stream);
   if (end_stream) {
     auto& info = callbacks_->streamInfo();
-    info.last_upstream_tx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+    info.last_upstream_tx_byte = callbacks_->dispatcher().approximateMonotonicTime() - info.start_monotonic;
     armPerTryTimer(*ur);
   }
   return http::FilterDataStatus::StopIterationNoBuffer;
@@ -565,10 +565,10 @@ void RouterFilter::onUpstreamHeaders(UpstreamRequest& ur, http::HeaderMapPtr&& h
   ur.per_try_timer.reset();
   if (!shadowing_) retry_body_.drain(retry_body_.length());
   http::StreamInfo& info = callbacks_->streamInfo();
-  info.first_upstream_rx_byte = callbacks_->dispatcher().timeSource().monotonicTime() - info.start_monotonic;
+  info.first_upstream_rx_byte = callbacks_->dispatcher().approximateMonotonicTime() - info.start_monotonic;
   if (!config_->suppress_envoy_headers) {
     const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-        callbacks_->dispatcher().timeSource().monotonicTime() - ur.sent);
+        callbacks_->dispatcher().approximateMonotonicTime() - ur.sent);
     headers->set(http::headers::kXEnvoyUpstreamServiceTime, Decimal(elapsed.count()).view());
   }
   if (entry_->virtualHost().includeAttemptCountInResponse()) {
@@ -597,7 +597,7 @@ void RouterFilter::onUpstreamComplete(UpstreamRequest& ur) {
   upstream_complete_ = true;
   ur.complete = true;
   auto& info = callbacks_->streamInfo();
-  const auto now = callbacks_->dispatcher().timeSource().monotonicTime();
+  const auto now = callbacks_->dispatcher().approximateMonotonicTime();
   info.last_upstream_rx_byte = now - info.start_monotonic;
   cluster_->info().stats().upstream_rq_completed.inc();
   cluster_->info().stats().upstream_rq_time.recordValue(

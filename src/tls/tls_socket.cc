@@ -343,7 +343,8 @@ network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
   socket_drained_ = false;  // a new event: the socket may have more
   if (notReadyForIo(result)) return result;
   while (true) {
-    buffer::Reservation res = buffer.reserveForRead();
+    buffer::Reservation res = buffer.reserveForRead(
+        last_read_big_ ? buffer::Buffer::kDefaultReadReservation : buffer::Buffer::kDefaultSliceSize);
     size_t got = 0;
     int err = SSL_ERROR_NONE;
     for (size_t i = 0; i < res.numSlices() && err == SSL_ERROR_NONE; ++i) {
@@ -363,6 +364,7 @@ network::TransportIoResult TlsTransportSocket::doRead(buffer::Buffer& buffer) {
     }
     buffer.commit(res, got);
     result.bytes += got;
+    last_read_big_ = got >= buffer::Buffer::kDefaultSliceSize;
     switch (err) {
       case SSL_ERROR_NONE:
         break;  // the reservation is full: read on

@@ -59,6 +59,9 @@ class TlsTransportSocket : public network::TransportSocket {
   State state_{State::Handshaking};
   bool read_wants_write_{false};
   bool socket_drained_{false};  // a short read emptied the socket during this pass
+  // The last read took a whole buffer slice or more: the next offers the full reservation
+  // (as RawTransportSocket does; small reads take one slice, not four).
+  bool last_read_big_{false};
 };
 
 // Makes the TLS sockets of one listener filter chain or cluster. Its context is fixed, unless

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -664,6 +665,69 @@ TEST_F(SimulatedConnectionTest, ListenerPausesOnFdExhaustionInsteadOfSpinning) {
   ASSERT_TRUE(runUntil([&] { return accepted == 2; }));
   EXPECT_EQ(store.counter("accept_errors").value(), 2u);
   for (int fd : clients) ::close(fd);
+}
+
+
+// The raw transport on its own over a socket pair: a read offers one buffer slice until a
+// read fills one, then the full reservation; whatever the sizes, every byte arrives in order
+// within one doRead, and a short read ends it.
+class SocketPairCallbacks : public TransportSocketCallbacks {
+ public:
+  explicit SocketPairCallbacks(int fd) : fd_(fd) {}
+  int fd() const override { return fd_; }
+  Connection& connection() override { std::abort(); }  // the raw transport never asks
+  bool shouldDrainReadBuffer() override { return false; }
+  void setTransportSocketIsReadable() override {}
+  bool peerClosedSeen() const override { return false; }
+  void raiseEvent(ConnectionEvent) override {}
+  void flushWriteBuffer() override {}
+
+ private:
+  int fd_;
+};
+
+TEST(RawTransportSocketTest, SmallAndLargeReadsDeliverEveryByte) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+  const int big_buffer = 1 << 20;
+  ::setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &big_buffer, sizeof(big_buffer));
+  ::setsockopt(fds[1], SOL_SOCKET, SO_RCVBUF, &big_buffer, sizeof(big_buffer));
+  SocketPairCallbacks callbacks(fds[1]);
+  RawTransportSocket socket;
+  socket.setTransportSocketCallbacks(callbacks);
+  auto pattern = [](size_t n, size_t seed) {
+    std::string s(n, '\0');
+    for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + seed) % 26);
+    return s;
+  };
+  auto send = [&](const std::string& s) {
+    size_t sent = 0;
+    while (sent < s.size()) {
+      const ssize_t n = ::send(fds[0], s.data() + sent, s.size() - sent, MSG_NOSIGNAL);
+      ASSERT_GT(n, 0);
+      sent += static_cast<size_t>(n);
+    }
+  };
+  // Small, then larger than the full reservation (the first read fills its one slice, the
+  // next ones offer more), then small again (after a big read), then exactly one slice.
+  const size_t slice = buffer::Buffer::kDefaultSliceSize;
+  const std::vector<size_t> sizes = {100, 2 * buffer::Buffer::kDefaultReadReservation + 5, 7, 3,
+                                     slice, 200, 1};
+  size_t seed = 0;
+  for (const size_t size : sizes) {
+    const std::string data = pattern(size, ++seed);
+    send(data);
+    buffer::Buffer in;
+    const TransportIoResult r = socket.doRead(in);
+    EXPECT_EQ(r.action, PostIoAction::KeepOpen);
+    EXPECT_FALSE(r.end_stream_read);
+    EXPECT_EQ(r.bytes, size);
+    ASSERT_EQ(in.toString(), data) << size;
+  }
+  ::close(fds[0]);
+  buffer::Buffer in;
+  EXPECT_TRUE(socket.doRead(in).end_stream_read);
+  ::close(fds[1]);
 }
 
 }  // namespace

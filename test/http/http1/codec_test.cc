@@ -269,6 +269,12 @@ TEST_F(Http1ServerTest, SimpleGetBecomesAHeaderMap) {
                                    {"accept", "*/*"},
                                    {"accept", "text/plain"}}));
   EXPECT_FALSE(r.headers->has("host"));
+  // Mixed-case names on the wire are found by their lower-case names (the map's name filter
+  // sees what the codec stored).
+  EXPECT_EQ(r.headers->getValue("user-agent"), "curl/8");
+  EXPECT_EQ(r.headers->getValue("x-custom"), "padded value");
+  EXPECT_EQ(r.headers->count("accept"), 2u);
+  EXPECT_FALSE(r.headers->has("User-Agent"));
   EXPECT_EQ(h().codec->protocol(), Protocol::Http11);
 
   respond(r, "hi");
