@@ -327,8 +327,6 @@ void ConnectionImpl::close(ConnectionCloseType type) {
   state_ = State::Closing;
   pending_close_ = type;
   if (delayed_close_timeout_ms_ > 0) {
-    Rare& rare = this->rare();
-    rare.delayed_close_timer.connection = this;
     armDelayedCloseTimer();
   }
   if (nothing_to_write) {
@@ -342,7 +340,7 @@ void ConnectionImpl::close(ConnectionCloseType type) {
 }
 
 void ConnectionImpl::armDelayedCloseTimer() {
-  dispatcher_.timerList(delayedCloseTimeout()).enable(rare_->delayed_close_timer);
+  dispatcher_.timerList(delayedCloseTimeout()).enable(rare().delayed_close_timer);
 }
 
 void ConnectionImpl::onDelayedCloseTimeout() {

@@ -103,10 +103,13 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
     int connect_error{0};  // an immediate connect() failure, raised from the loop
   };
   Rare& rare() {
-    if (!rare_) rare_ = std::make_unique<Rare>();
+    if (!rare_) {
+      rare_ = std::make_unique<Rare>();
+      rare_->delayed_close_timer.connection = this;
+    }
     return *rare_;
   }
-  // (Re)arms the delayed-close timer (rare_ exists) for delayedCloseTimeout().
+  // (Re)arms the delayed-close timer for delayedCloseTimeout().
   void armDelayedCloseTimer();
   std::chrono::milliseconds delayedCloseTimeout() const {
     return std::chrono::milliseconds(delayed_close_timeout_ms_);

@@ -90,6 +90,10 @@ class ConnectionHandler {
   void removeConnection(ActiveConnection& conn);
   void linkConnection(ActiveConnection& conn);
   void unlinkConnection(ActiveConnection& conn);
+  // Whether `conn` is still among the live connections. Loops that collect connections first
+  // and then act on each call it on a pointer that an earlier action may have removed: that
+  // is safe because removeConnection() only unlinks and defers the deletion to the end of
+  // the current callback, so the object is still there to ask.
   bool isLinked(const ActiveConnection& conn) const;
   void maybeForgetListener(ActiveListener& listener);
 

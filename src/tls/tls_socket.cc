@@ -149,7 +149,8 @@ network::SslConnectionInfoConstSharedPtr TlsTransportSocket::makeInfo() const {
 struct SocketBio {
   static BIO_METHOD* method() {
     static BIO_METHOD* const m = [] {
-      BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "sluice socket");
+      BIO_METHOD* m = BIO_meth_new(
+          BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR, "sluice socket");
       if (m != nullptr) {
         BIO_meth_set_read(m, read);
         BIO_meth_set_write(m, write);

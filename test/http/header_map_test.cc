@@ -104,8 +104,10 @@ TEST(HeaderMapTest, NameFilterPresentAbsentRemovedReAdded) {
   // Removed: absent again, and the filter forgets it.
   EXPECT_EQ(h.remove("user-agent"), 1u);
   EXPECT_FALSE(h.has("user-agent"));
+  EXPECT_FALSE(h.mayHave("user-agent"));
   // Re-added.
   h.add("user-agent", "y");
+  EXPECT_TRUE(h.mayHave("user-agent"));
   EXPECT_EQ(h.getValue("user-agent"), "y");
   // Names are stored as given: a lookup is exact (codecs lower-case names before adding).
   EXPECT_FALSE(h.has("User-Agent"));

@@ -106,7 +106,7 @@ class ListenerManagerTest : public testing::Test {
 
 // The connection handler keeps its connections on an intrusive list: connections closed in
 // any order (the middle, the newest, the oldest) leave it, and the count other threads read
-// follows; closeConnections() empties it.
+// follows; a drain walks it, closeConnections() empties it.
 TEST_F(ListenerManagerTest, TheConnectionHandlerTracksConnectionsClosedInAnyOrder) {
   config::DiscoveryUpdate update;
   std::vector<std::string> errors;
@@ -150,6 +150,10 @@ TEST_F(ListenerManagerTest, TheConnectionHandlerTracksConnectionsClosedInAnyOrde
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     ASSERT_EQ(::connect(fd, bound->sockAddr(), bound->sockAddrLen()), 0);
     ASSERT_TRUE(runUntil(2));
+    // A walk of the list reaches each connection left, once: a drain closes every idle one.
+    const uint64_t drained = counter("http.ingress.downstream_cx_drain_close");
+    handler.drainConnections();
+    EXPECT_EQ(counter("http.ingress.downstream_cx_drain_close"), drained + 2);
     handler.closeConnections();
     EXPECT_EQ(handler.numConnections(), 0u);
     EXPECT_EQ(count.load(), 0u);
