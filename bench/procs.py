@@ -157,15 +157,17 @@ class Child:
         """utime+stime, summed over the group's processes."""
         return sum(self.cpu_split())
 
-    def rss_bytes(self):
+    def rss_bytes(self, field="VmRSS"):
         """VmRSS summed over the group's processes (pages shared by nginx's master and
-        worker are counted twice)."""
+        worker are counted twice). field="RssAnon": only the anonymous pages (the heap,
+        stacks, copied-on-write data: what is the process's own, unlike the pages of its
+        files, which the page cache holds and other processes share)."""
         total = 0
         for pid in self.pids():
             try:
                 with open("/proc/%d/status" % pid) as f:
                     for line in f:
-                        if line.startswith("VmRSS:"):
+                        if line.startswith(field + ":"):
                             total += int(line.split()[1]) * 1024
             except OSError:
                 pass

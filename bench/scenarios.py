@@ -65,6 +65,8 @@ METRICS = [
            LOWER, 3),
     Metric("cpu", "box_idle_pct", "5. whole machine: idle meanwhile", "%", INFO, 1),
     Metric("memory", "rss_idle_mib", "6. RSS idle after start", "MiB", LOWER, 1),
+    Metric("memory", "anon_idle_mib", "6. of which anonymous (the process's own)", "MiB", LOWER,
+           1),
     Metric("memory", "rss_conns_mib", "6. RSS with the idle connections", "MiB", LOWER, 1),
     Metric("memory", "bytes_per_conn", "6. bytes per idle keep-alive connection", "B", LOWER),
     Metric("memory", "conns", "6. idle connections opened", "", INFO),
@@ -239,6 +241,7 @@ def run_memory(ctx, target):
     try:
         time.sleep(0.2)  # let start-up work finish
         idle = server.child.rss_bytes()
+        anon = server.child.rss_bytes("RssAnon")
         conns = clients.IdleConnections(server.port, "/small", ctx.idle_conns)
         try:
             time.sleep(0.2)  # let the last responses' buffers be released
@@ -252,7 +255,8 @@ def run_memory(ctx, target):
                                    % (target, server.child.log_tail()))
     finally:
         server.stop()
-    s = {"rss_idle_mib": idle / MIB, "rss_conns_mib": loaded / MIB, "conns": n,
+    s = {"rss_idle_mib": idle / MIB, "anon_idle_mib": anon / MIB, "rss_conns_mib": loaded / MIB,
+         "conns": n,
          "bytes_per_conn": (loaded - idle) / n if n else None, "error": None,
          "detail": {"processes": "all processes of the target (nginx: master + worker)",
                     "rss_idle": idle, "rss_with_conns": loaded, "still_open": still}}

@@ -8,9 +8,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/descriptor_database.h>
@@ -23,10 +20,6 @@
 // Emitted by the assembler from the descriptor set (cmake/EnvoyApi.cmake).
 extern "C" const char sluice_envoy_api_descriptors[];
 extern "C" const char sluice_envoy_api_descriptors_end[];
-// The linker's bounds of protobuf's generated descriptors (PROTOBUF_SECTION_VARIABLE);
-// weak: absent when nothing is in that section.
-extern "C" const char __start_protodesc_cold[] __attribute__((weak));
-extern "C" const char __stop_protodesc_cold[] __attribute__((weak));
 
 namespace sluice::config {
 namespace {
@@ -309,48 +302,6 @@ const pb::EnumDescriptor* findApiEnumType(std::string_view full_name) {
   return findLoaded(full_name, [](const pb::DescriptorPool& pool, const std::string& name) {
     return pool.FindEnumTypeByName(name);
   });
-}
-
-namespace {
-
-// Whether [first, last) lies in one read-only mapping of a file (/proc/self/maps): only there
-// does MADV_DONTNEED merely drop pages that read back from the file. (A binary whose segments
-// were remapped onto anonymous memory, by a packer or a huge-page remapper, would read zeros.)
-bool readOnlyFileMapping(uintptr_t first, uintptr_t last) {
-  FILE* maps = std::fopen("/proc/self/maps", "r");
-  if (maps == nullptr) return false;
-  bool ok = false;
-  char line[512];
-  while (std::fgets(line, sizeof line, maps) != nullptr) {
-    unsigned long start = 0, end = 0, inode = 0;
-    char perms[5] = {};
-    if (std::sscanf(line, "%lx-%lx %4s %*s %*s %lu", &start, &end, perms, &inode) != 4) continue;
-    if (first >= start && last <= end) {
-      ok = inode != 0 && perms[1] != 'w';
-      break;
-    }
-  }
-  std::fclose(maps);
-  return ok;
-}
-
-// MADV_DONTNEED on the whole pages inside [begin, end). The data is read-only and file-backed
-// (never written, so never copied on write): dropping the mapping loses nothing.
-size_t releasePages(const char* begin, const char* end) {
-  if (begin == nullptr || end <= begin) return 0;
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t first = (reinterpret_cast<uintptr_t>(begin) + page - 1) & ~(page - 1);
-  const uintptr_t last = reinterpret_cast<uintptr_t>(end) & ~(page - 1);
-  if (last <= first || !readOnlyFileMapping(first, last)) return 0;
-  if (madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED) != 0) return 0;
-  return last - first;
-}
-
-}  // namespace
-
-size_t releaseDescriptorPages() {
-  return releasePages(sluice_envoy_api_descriptors, sluice_envoy_api_descriptors_end) +
-         releasePages(__start_protodesc_cold, __stop_protodesc_cold);
 }
 
 }  // namespace sluice::config

@@ -42,11 +42,4 @@ inline constexpr std::string_view kTypeUrlPrefix = "type.googleapis.com";
 // The number of files in the embedded set (for diagnostics and tests).
 int envoyApiFileCount();
 
-// Unmaps the resident pages of the read-only descriptor data the binary carries: the
-// embedded set (500 KiB, all of it read by start-up's index walk) and protobuf's generated
-// descriptors (section protodesc_cold, parsed once at static initialisation). They stay in
-// the page cache, and a later read (a lookup of a file not built yet) maps them again. Call
-// once the config is loaded; returns the bytes released.
-size_t releaseDescriptorPages();
-
 }  // namespace sluice::config

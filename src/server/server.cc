@@ -12,6 +12,7 @@
 #include "admin/admin.h"
 #include "admin/config_dump.h"
 #include "common/logger.h"
+#include "common/resident_pages.h"
 #include "common/version.h"
 #include "config/api_descriptors.h"
 #include "config/bootstrap_loader.h"
@@ -145,9 +146,10 @@ class Server {
     // Loading the config (YAML, JSON, protos, descriptors) freed most of what it allocated,
     // but glibc keeps freed pages mapped: hand them back once, now that the workers serve.
     malloc_trim(0);
-    // Likewise the descriptor data read at start-up (the embedded API set, protobuf's
-    // generated descriptors): unmapped, it stays in the page cache for a later lookup.
-    config::releaseDescriptorPages();
+    // Likewise the code and constants only start-up ran and read (static initialisers,
+    // config parsing and validation, the embedded API descriptors): unmapped, they stay in
+    // the page cache, and what serving runs maps back what it uses.
+    releaseReadOnlyFilePages();
   }
 
   int reportErrors(const std::vector<std::string>& errors) {

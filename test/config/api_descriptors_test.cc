@@ -1,13 +1,11 @@
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cstdint>
 #include <string_view>
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include "common/page_present.h"
+#include "common/resident_pages.h"
 #include "config/api_descriptors.h"
 #include "envoy/config/bootstrap/v3/bootstrap.pb.h"
 
@@ -17,18 +15,7 @@ extern "C" const char sluice_envoy_api_descriptors_end[];
 namespace sluice::config {
 namespace {
 
-// Whether the page holding `p` is mapped in this process (bit 63 of its /proc/self/pagemap
-// entry; readable without privileges).
-bool pagePresent(const void* p) {
-  const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return true;
-  uint64_t entry = 0;
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const off_t at = static_cast<off_t>(reinterpret_cast<uintptr_t>(p) / page * sizeof(entry));
-  const bool ok = pread(fd, &entry, sizeof(entry), at) == sizeof(entry);
-  close(fd);
-  return !ok || (entry >> 63) != 0;
-}
+using test::pagePresent;
 
 TEST(ApiDescriptorsTest, TheWholeV3ApiIsEmbedded) {
   const auto& pool = envoyApiPool();
@@ -153,8 +140,9 @@ TEST(ApiDescriptorsTest, UnknownFieldIsAnErrorThatNamesIt) {
       << status.ToString();
 }
 
-// Start-up reads the whole embedded set (the index walk); releasing it unmaps those pages,
-// and what the pool reads afterwards is the same bytes, mapped again from the page cache.
+// Start-up reads the whole embedded set (the index walk); the server's release of read-only
+// file pages after start-up unmaps those pages, and what the pool reads afterwards is the
+// same bytes, mapped again from the page cache.
 TEST(ApiDescriptorsTest, ReleasedDescriptorPagesReadBackTheSame) {
   ASSERT_NE(findApiMessageType("envoy.config.bootstrap.v3.Bootstrap"), nullptr);
   const std::string_view set(sluice_envoy_api_descriptors,
@@ -163,7 +151,7 @@ TEST(ApiDescriptorsTest, ReleasedDescriptorPagesReadBackTheSame) {
   const char* middle = set.data() + set.size() / 2;
   EXPECT_TRUE(pagePresent(middle));
 
-  EXPECT_GT(releaseDescriptorPages(), set.size() - 2 * 4096);
+  EXPECT_GT(releaseReadOnlyFilePages(), set.size() - 2 * 4096);
   EXPECT_FALSE(pagePresent(middle));
 
   // A file no earlier lookup built, found through the released index and parsed from the
