@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstring>
 
+#include "common/object_pool.h"
 #include "network/io_socket.h"
 
 namespace sluice::network {
@@ -283,7 +284,8 @@ AddressConstSharedPtr fromSockAddr(const sockaddr_storage& storage, socklen_t le
   if (type == Address::Type::Pipe) {
     return std::make_shared<const SharedPipeAddress>(storage, len);
   }
-  return std::make_shared<const SharedAddress>(storage, len, type);
+  // A peer's address is made and freed once per connection: from the thread's free list.
+  return std::allocate_shared<SharedAddress>(PoolAllocator<SharedAddress>(), storage, len, type);
 }
 
 AddressConstSharedPtr parseIpAndPort(std::string_view text, std::string* error) {

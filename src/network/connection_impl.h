@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "buffer/watermark_buffer.h"
+#include "common/object_pool.h"
 #include "common/small_vector.h"
 #include "event/file_event.h"
 #include "event/timer_list.h"
@@ -18,7 +19,10 @@
 namespace sluice::network {
 
 // Server connections (from accept) and client connections (connect()) share this class.
-class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks {
+// Made and freed once per connection: from its thread's free list (common/object_pool.h).
+class ConnectionImpl : public ClientConnection,
+                       public TransportSocketCallbacks,
+                       public Pooled<ConnectionImpl> {
  public:
   ConnectionImpl(event::Dispatcher& dispatcher, SocketFd&& socket, TransportSocketPtr transport,
                  AddressConstSharedPtr local, AddressConstSharedPtr remote, bool connected);
@@ -96,7 +100,7 @@ class ConnectionImpl : public ClientConnection, public TransportSocketCallbacks 
     void onListTimeout() override { connection->onDelayedCloseTimeout(); }
     ConnectionImpl* connection{nullptr};
   };
-  struct Rare {
+  struct Rare : Pooled<Rare> {
     event::TimerPtr connect_timer;
     DelayedCloseTimer delayed_close_timer;
     std::string failure_reason;

@@ -1,11 +1,12 @@
 #pragma once
 
+#include "common/object_pool.h"
 #include "network/transport_socket.h"
 
 namespace sluice::network {
 
 // Plain TCP (or Unix stream) bytes.
-class RawTransportSocket : public TransportSocket {
+class RawTransportSocket : public TransportSocket, public Pooled<RawTransportSocket> {
  public:
   void setTransportSocketCallbacks(TransportSocketCallbacks& callbacks) override {
     callbacks_ = &callbacks;

@@ -1,6 +1,7 @@
 #include "server/worker.h"
 
 #include "common/logger.h"
+#include "common/object_pool.h"
 #include "filters/network/tcp_proxy.h"
 #include "http/conn_manager_impl.h"
 #include "network/connection_impl.h"
@@ -79,7 +80,10 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
   std::unique_ptr<network::TcpListenerImpl> listener;
 };
 
-struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks {
+// Made and freed once per connection: from the worker's free list (common/object_pool.h).
+struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks,
+                                             public event::DeferredDeletable,
+                                             public Pooled<ActiveConnection> {
   ActiveConnection(ActiveListener& l, ListenerConfigConstSharedPtr cfg, network::ConnectionPtr c)
       : listener(l), config(std::move(cfg)), connection(std::move(c)) {}
   void onEvent(network::ConnectionEvent event) override {
@@ -116,14 +120,6 @@ struct ConnectionHandler::PendingSocket : public event::DeferredDeletable {
   event::FileEventPtr event;
   event::TimerPtr timer;
 };
-
-namespace {
-template <class T>
-struct Deferred : public event::DeferredDeletable {
-  explicit Deferred(std::unique_ptr<T> p) : owned(std::move(p)) {}
-  std::unique_ptr<T> owned;
-};
-}  // namespace
 
 ConnectionHandler::ConnectionHandler(event::Dispatcher& dispatcher, stats::Store& store,
                                      std::atomic<size_t>* count)
@@ -403,7 +399,8 @@ void ConnectionHandler::finishAccept(ActiveListener& listener,
   auto active = std::make_unique<ActiveConnection>(listener, config, std::move(conn));
   active->connection->addConnectionCallbacks(*active);
   if (chain->hcm) {
-    active->hcm = std::make_shared<http::ConnectionManagerImpl>(chain->hcm);
+    active->hcm = std::allocate_shared<http::ConnectionManagerImpl>(
+        PoolAllocator<http::ConnectionManagerImpl>(), chain->hcm);
     active->connection->addReadFilter(active->hcm);
   } else {
     active->connection->addReadFilter(filters::tcp::createTcpProxyFilter(chain->tcp_proxy));
@@ -425,7 +422,7 @@ void ConnectionHandler::removeConnection(ActiveConnection& conn) {
   unlinkConnection(conn);
   std::unique_ptr<ActiveConnection> owned(&conn);
   dispatcher_.deferredDelete(std::move(owned->connection));
-  dispatcher_.deferredDelete(std::make_unique<Deferred<ActiveConnection>>(std::move(owned)));
+  dispatcher_.deferredDelete(std::move(owned));
   maybeForgetListener(listener);
 }
 

@@ -407,7 +407,9 @@ class CodecBase {
         max_header_bytes_(static_cast<uint32_t>(std::min<uint64_t>(
             static_cast<uint64_t>(settings.max_request_headers_kb) * 1024, UINT32_MAX))) {}
   // Freed, not pooled: a codec may outlive its thread's pool (destroyed at thread exit).
-  virtual ~CodecBase() { delete ps_; }
+  // A codec that goes while it holds a parse state (a connection closed mid-exchange, or
+  // after its last response) gives it back too.
+  virtual ~CodecBase() { releaseParseState(); }
   CodecBase(const CodecBase&) = delete;
   CodecBase& operator=(const CodecBase&) = delete;
 
@@ -742,7 +744,9 @@ uint32_t StreamImpl::bufferLimit() const {
 // ------------------------------------------------------------------------------------------
 // Server
 
-class ServerCodecImpl final : public ServerCodec, public CodecBase {
+class ServerCodecImpl final : public ServerCodec,
+                              public CodecBase,
+                              public Pooled<ServerCodecImpl> {
  public:
   ServerCodecImpl(network::Connection& connection, ServerConnectionCallbacks& callbacks,
                   const CodecSettings& settings, CodecStats stats)

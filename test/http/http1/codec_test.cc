@@ -880,6 +880,26 @@ TEST_F(Http1ServerTest, IdleConnectionHoldsNoParseState) {
   EXPECT_TRUE(h().errors.empty());
 }
 
+// A connection that closes mid-request (or after a response with Connection: close) still
+// holds its parse state when its codec goes: the block goes back to the free list too, so a
+// connection per request costs no block of its own.
+TEST_F(Http1ServerTest, ACodecDestroyedWhileHoldingItsParseStateGivesItBack) {
+#ifdef SLUICE_POOL_DISABLED
+  const size_t kept = 0;
+#else
+  const size_t kept = 1;
+#endif
+  start();
+  peer_->send("GET /a HTTP/1.1\r\nHost: a\r\n");  // the headers not yet complete
+  ASSERT_TRUE(runUntil([&] { return holdsParseState(*h().codec); }));
+  connection_->close(network::ConnectionCloseType::NoFlush);
+  ASSERT_TRUE(h().closed);
+  ASSERT_TRUE(holdsParseState(*h().codec));
+  const size_t free_before = freeParseStates();
+  h().codec.reset();
+  EXPECT_EQ(freeParseStates(), free_before + kept);
+}
+
 // A request whose bytes arrive over many reads keeps one parse state throughout (the URL,
 // a header and the body split mid-way); the next request on the connection starts fresh.
 TEST_F(Http1ServerTest, ParseStateLastsAcrossReadsOfOneRequest) {
