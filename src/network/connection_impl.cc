@@ -242,10 +242,7 @@ void ConnectionImpl::onWriteReady() {
     }
     if (pending_close_ == ConnectionCloseType::FlushWriteAndDelay &&
         delayed_close_timeout_ms_ > 0) {
-      if (!in_delayed_close_wait_) {
-        in_delayed_close_wait_ = true;
-        armDelayedCloseTimer();
-      }
+      if (!in_delayed_close_wait_) startDelayedCloseWait();
       return;
     }
     closeSocket(ConnectionEvent::LocalClose);
@@ -267,6 +264,7 @@ void ConnectionImpl::onReadReady() {
       closeSocket(ConnectionEvent::RemoteClose);
     } else if (r.end_stream_read) {
       read_end_stream_ = true;
+      if (in_delayed_close_wait_) closeSocket(ConnectionEvent::RemoteClose);
     }
     return;
   }
@@ -330,13 +328,28 @@ void ConnectionImpl::close(ConnectionCloseType type) {
     armDelayedCloseTimer();
   }
   if (nothing_to_write) {
-    // FlushWriteAndDelay with nothing left to write: just wait for the peer or the timer.
-    in_delayed_close_wait_ = true;
+    // FlushWriteAndDelay with nothing left to write: wait for the peer or the timer.
+    startDelayedCloseWait();
   } else {
     file_event_.activate(event::FileReadyType::Write);
   }
   // The registration stays (Read, Write, Closed): the peer's close still ends the wait, and
   // onReadReady() discards what it sends meanwhile.
+}
+
+void ConnectionImpl::startDelayedCloseWait() {
+  in_delayed_close_wait_ = true;
+  // A server closes as RFC 9112 (section 9.6) has it: its own side first, so that the FIN
+  // follows the last response at once (a client that reads to the end of the stream has its
+  // answer now, not after the wait), then it reads and discards whatever the peer still
+  // sends until the peer closes or the timer fires. Closing the socket with bytes unread
+  // would reset the connection, and a reset can destroy the response in flight.
+  transport_->doWrite(write_buffer_, true);  // the write buffer is empty: only the FIN
+  if (read_end_stream_) {  // a half-closed peer has already closed its side
+    closeSocket(ConnectionEvent::LocalClose);
+    return;
+  }
+  armDelayedCloseTimer();
 }
 
 void ConnectionImpl::armDelayedCloseTimer() {

@@ -113,6 +113,8 @@ class ConnectionImpl : public ClientConnection,
     }
     return *rare_;
   }
+  // Everything is flushed: half-closes, then waits for the peer's close or the timer.
+  void startDelayedCloseWait();
   // (Re)arms the delayed-close timer for delayedCloseTimeout().
   void armDelayedCloseTimer();
   std::chrono::milliseconds delayedCloseTimeout() const {

@@ -51,7 +51,10 @@ class ProxyTest(harness.unittest.TestCase):
         dead_port = s.getsockname()[1]
         s.close()
         config = bootstrap(
-            hcm(routes, upgrade_configs=[{"upgrade_type": "websocket"}], access_log=[{"name": "envoy.access_loggers.file", "typed_config": {
+            # A long delayed close: a client that waited for it would time out (see
+            # test_connection_close_ends_with_the_proxys_fin).
+            hcm(routes, upgrade_configs=[{"upgrade_type": "websocket"}], delayed_close_timeout="30s",
+                access_log=[{"name": "envoy.access_loggers.file", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
                 "path": cls.log_path}}]),
             [cluster("a", cls.a.port), cluster("b", cls.b.port), cluster("dead", dead_port)])
@@ -285,6 +288,28 @@ class ProxyTest(harness.unittest.TestCase):
         self.assertEqual(out.count(b"HTTP/1.1 200"), 3)
         self.assertLess(out.index(b'"/p1"'), out.index(b'"/p2"'))
         self.assertLess(out.index(b'"/p2"'), out.index(b'"/p3"'))
+
+    def test_connection_close_ends_with_the_proxys_fin(self):
+        # After a response with "connection: close" the proxy half-closes at once (RFC 9112's
+        # staged close), then waits for the client's close: a client that reads to the end
+        # of the stream has its answer now. Waiting for the client to close first would
+        # show here as a socket timeout (delayed_close_timeout is 30 s in this config).
+        s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        s.sendall(b"GET /fin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except socket.timeout:
+            self.fail("no end of stream after the response: %r" % out[:200])
+        finally:
+            s.close()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out[:100])
+        self.assertIn(b"connection: close", out.lower())
+        self.assertIn(b'"/fin"', out)
 
     def test_access_log_lines(self):
         self.get("/logged-path", {"user-agent": "sluice-test"})
