@@ -190,6 +190,11 @@ SocketFd createListenSocket(const Address& address, bool reuse_port, int backlog
         return failListen(error, "cannot set SO_REUSEPORT on", address, result.err);
       }
     }
+    // Accepted sockets inherit it: no setsockopt() per connection.
+    result = setSocketOption(socket, IPPROTO_TCP, TCP_NODELAY, 1);
+    if (!result.ok()) {
+      return failListen(error, "cannot set TCP_NODELAY on", address, result.err);
+    }
   } else if (!address.isAbstract() && !address.path().empty()) {
     // A socket file outlives the process that bound it; only such a file may be removed.
     struct stat st;

@@ -77,7 +77,8 @@ SysResult socketError(const SocketFd& socket);
 SysResult shutdownWrite(const SocketFd& socket);
 
 // A listening socket on `address`: socket, SO_REUSEADDR, SO_REUSEPORT when `reuse_port`
-// (IP only: every socket sharing a port must ask for it), bind, listen. For a pipe path, a
+// (IP only: every socket sharing a port must ask for it), TCP_NODELAY (IP: the sockets it
+// accepts inherit it), bind, listen. For a pipe path, a
 // stale socket file left at the path is unlinked first (any other kind of file is left alone
 // and the bind fails). On failure returns a closed SocketFd and sets *error (when given).
 SocketFd createListenSocket(const Address& address, bool reuse_port, int backlog,

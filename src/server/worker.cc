@@ -395,7 +395,8 @@ void ConnectionHandler::finishAccept(ActiveListener& listener,
   listener.cx_active.inc();
   conn->setBufferLimits(config->buffer_limit);
   ++listener.connections;
-  conn->noDelay(true);
+  // No Nagle delay, as Envoy's listeners: TCP_NODELAY came from the listening socket
+  // (createListenSocket() sets it; accepted sockets inherit it).
   auto active = std::make_unique<ActiveConnection>(listener, config, std::move(conn));
   active->connection->addConnectionCallbacks(*active);
   if (chain->hcm) {

@@ -1,5 +1,7 @@
 #include <netinet/in.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -403,6 +405,18 @@ TEST_F(ConnectionTest, DataAndFinThatCameWhileReadsWereDisabledArriveWhenTheyRes
   server_connections_[0]->readDisable(false);
   ASSERT_TRUE(runUntil([&] { return server->got_end_stream; }));
   EXPECT_EQ(server->received, "hello");
+}
+
+TEST_F(ConnectionTest, AcceptedSocketsHaveNoDelayFromTheListeningSocket) {
+  // The worker sets no TCP_NODELAY per connection: the listening socket's is inherited.
+  RawClient client(*address_);
+  ASSERT_TRUE(client.open());
+  ASSERT_TRUE(runUntil([&] { return !server_connections_.empty(); }));
+  const int fd = dynamic_cast<TransportSocketCallbacks&>(*server_connections_[0]).fd();
+  int nodelay = 0;
+  socklen_t len = sizeof nodelay;
+  ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
+  EXPECT_EQ(nodelay, 1);
 }
 
 TEST_F(ConnectionTest, ResumingReadsWithNothingNewDoesNotRead) {
