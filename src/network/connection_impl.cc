@@ -344,7 +344,15 @@ void ConnectionImpl::startDelayedCloseWait() {
   // answer now, not after the wait), then it reads and discards whatever the peer still
   // sends until the peer closes or the timer fires. Closing the socket with bytes unread
   // would reset the connection, and a reset can destroy the response in flight.
-  transport_->doWrite(write_buffer_, true);  // the write buffer is empty: only the FIN
+  // The write buffer is empty: only the FIN (over TLS, close_notify first; what does not fit
+  // now goes out on a later write-ready pass).
+  const TransportIoResult r = transport_->doWrite(write_buffer_, true);
+  if (r.action == PostIoAction::Close) {
+    rare().failure_reason = errorString(r.err);
+    closeSocket(ConnectionEvent::RemoteClose);
+    return;
+  }
+  if (state_ == State::Closed) return;  // a callback (a handshake finishing) closed it
   if (read_end_stream_) {  // a half-closed peer has already closed its side
     closeSocket(ConnectionEvent::LocalClose);
     return;

@@ -406,6 +406,10 @@ network::TransportIoResult TlsTransportSocket::doWrite(buffer::Buffer& buffer, b
   }
   if (state_ == State::ShutdownSent) {
     buffer.drain(buffer.length());
+    if (write_side_ending_ || end_stream) {
+      write_side_ending_ = true;
+      finishWriteSide();
+    }
     return result;
   }
   while (!buffer.empty()) {
@@ -430,19 +434,32 @@ network::TransportIoResult TlsTransportSocket::doWrite(buffer::Buffer& buffer, b
     return result;
   }
   if (end_stream) {
-    sendCloseNotify();
-    ::shutdown(callbacks_->fd(), SHUT_WR);
+    write_side_ending_ = true;
+    finishWriteSide();
   }
   return result;
 }
 
-void TlsTransportSocket::sendCloseNotify() {
-  if (state_ != State::Open) return;
-  state_ = State::ShutdownSent;
-  // Best effort on a non-blocking socket: the peer's close_notify is not awaited.
+void TlsTransportSocket::finishWriteSide() {
+  if (fin_sent_ || !sendCloseNotify()) return;
+  ::shutdown(callbacks_->fd(), SHUT_WR);
+  fin_sent_ = true;
+}
+
+bool TlsTransportSocket::sendCloseNotify() {
+  if (state_ == State::Open) {
+    state_ = State::ShutdownSent;
+  } else if (!(state_ == State::ShutdownSent && close_notify_pending_)) {
+    return true;  // sent already, or no session to close
+  }
+  // Best effort on a non-blocking socket: the peer's close_notify is not awaited. A socket
+  // with no room keeps the record (partly written) in OpenSSL: SSL_shutdown() again on the
+  // next write-ready pass writes the rest.
   ERR_clear_error();
-  SSL_shutdown(ssl_.get());
+  const int rc = SSL_shutdown(ssl_.get());
+  close_notify_pending_ = rc < 0 && SSL_get_error(ssl_.get(), rc) == SSL_ERROR_WANT_WRITE;
   ERR_clear_error();
+  return !close_notify_pending_;
 }
 
 void TlsTransportSocket::closeSocket(network::ConnectionEvent event) {

@@ -44,7 +44,12 @@ class TlsTransportSocket : public network::TransportSocket {
   void failIo(network::TransportIoResult& result, int ssl_error, const char* op);
   void onHandshakeFailed(int ssl_error);
   friend struct SocketBio;
-  void sendCloseNotify();
+  // Sends close_notify once (best effort: nothing waits for the peer's). Returns false while
+  // the socket had no room for it: then a later write-ready pass retries it.
+  bool sendCloseNotify();
+  // The write side's end after the last write: close_notify, then the FIN once the
+  // close_notify is out (a FIN cutting a partly written record would corrupt the stream).
+  void finishWriteSide();
   bool connectionClosed();
   network::SslConnectionInfoConstSharedPtr makeInfo() const;
 
@@ -58,6 +63,9 @@ class TlsTransportSocket : public network::TransportSocket {
   size_t bytes_to_retry_{0};  // an SSL_write that must be repeated with the same length
   State state_{State::Handshaking};
   bool read_wants_write_{false};
+  bool close_notify_pending_{false};  // SSL_shutdown() wanted to write again
+  bool write_side_ending_{false};     // end_stream was written: the FIN follows close_notify
+  bool fin_sent_{false};
   bool socket_drained_{false};  // a short read emptied the socket during this pass
   // The last read took a whole buffer slice or more: the next offers the full reservation
   // (as RawTransportSocket does; small reads take one slice, not four).

@@ -638,6 +638,56 @@ TEST_F(SimulatedConnectionTest, FlushWriteAndDelayEndsEarlyWhenThePeerCloses) {
   EXPECT_EQ(server->events.back(), ConnectionEvent::RemoteClose);
 }
 
+TEST_F(SimulatedConnectionTest, AHalfClosingPeersFinDuringTheWaitEndsIt) {
+  // With half-close, a peer's FIN ends only its direction; once the server's own FIN is out
+  // (the wait has begun), the peer's FIN leaves nothing to wait for.
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) {
+    c.enableHalfClose(true);
+    c.addConnectionCallbacks(*server);
+    c.setDelayedCloseTimeout(1000ms);
+    buffer::Buffer data;
+    data.add("response");
+    c.write(data, false);
+    c.close(ConnectionCloseType::FlushWriteAndDelay);
+  };
+  Recorder& client = newRecorder();
+  connectClient(client);
+  client_->enableHalfClose(true);
+  ASSERT_TRUE(runUntil([&] { return client.got_end_stream; }));
+  EXPECT_FALSE(server->closed());
+  buffer::Buffer none;
+  client_->write(none, true);  // the client's FIN
+  ASSERT_TRUE(runUntil([&] { return server->closed(); }));  // no simulated time passed
+  EXPECT_EQ(server->events.back(), ConnectionEvent::RemoteClose);
+}
+
+TEST_F(SimulatedConnectionTest, APeerThatClosedItsSideFirstIsNotWaitedFor) {
+  // The peer's FIN came before the server's close: after the server's own FIN there is
+  // nothing left to wait for, and no unread byte that a close could turn into a reset.
+  auto server = std::make_shared<Recorder>();
+  on_server_connection_ = [&](Connection& c) {
+    c.enableHalfClose(true);
+    c.addConnectionCallbacks(*server);
+    c.addReadFilter(server);
+    c.setDelayedCloseTimeout(1000ms);
+  };
+  Recorder& client = newRecorder();
+  connectClient(client);
+  client_->enableHalfClose(true);
+  ASSERT_TRUE(runUntil([&] { return client.connected() && !server_connections_.empty(); }));
+  buffer::Buffer none;
+  client_->write(none, true);
+  ASSERT_TRUE(runUntil([&] { return server->got_end_stream; }));
+  buffer::Buffer data;
+  data.add("late answer");
+  server_connections_[0]->write(data, false);
+  server_connections_[0]->close(ConnectionCloseType::FlushWriteAndDelay);
+  ASSERT_TRUE(runUntil([&] { return server->closed(); }));  // no simulated time passed
+  EXPECT_EQ(server->events.back(), ConnectionEvent::LocalClose);
+  ASSERT_TRUE(runUntil([&] { return client.received == "late answer" && client.got_end_stream; }));
+}
+
 TEST_F(SimulatedConnectionTest, ListenerPausesOnFdExhaustionInsteadOfSpinning) {
   stats::Store store;
   // A second listener with a counter, on its own socket.

@@ -279,6 +279,57 @@ TEST_F(TlsSocketTest, ARecordThatArrivedWhileReadsWereDisabledIsReadOnResume) {
   EXPECT_EQ(server_peer_.bytes_seen, 6u);
 }
 
+// A server's staged close (FlushWriteAndDelay: close_notify and FIN after the last byte,
+// then a wait for the peer) puts the close_notify record out before its FIN: a FIN without
+// it reads as an unexpected end of stream (a truncation attack, to a TLS client). Here the
+// response waits in the server's send queue, over a send buffer shrunk below what it holds,
+// when the close begins. (Linux still appends a small record to a queued, unsent segment;
+// when it refuses one, the socket retries it on the next write-ready pass before its FIN:
+// that branch is not forced here.)
+TEST_F(TlsSocketTest, AStagedCloseSendsItsCloseNotifyBeforeTheFin) {
+  useServer(serverConfig());
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
+                                                        SSL_CTX_free);
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  const int small = 4096;
+  ASSERT_EQ(0, ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small));
+  ASSERT_EQ(0, ::connect(fd, address_->sockAddr(), address_->sockAddrLen()));
+  ASSERT_EQ(0, ::fcntl(fd, F_SETFL, O_NONBLOCK));
+  std::unique_ptr<SSL, decltype(&SSL_free)> ssl(SSL_new(ctx.get()), SSL_free);
+  SSL_set_fd(ssl.get(), fd);
+  ASSERT_TRUE(runUntil([&] { return SSL_connect(ssl.get()) == 1; }));
+  ASSERT_TRUE(runUntil([&] { return server_peer_.connected(); }));
+  network::Connection& server = *server_connections_[0];
+  const int server_fd = dynamic_cast<network::TransportSocketCallbacks&>(server).fd();
+  const int big = 1 << 20;
+  ASSERT_EQ(0, ::setsockopt(server_fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big));
+  const std::string payload = pattern(128 * 1024 + 3);
+  buffer::Buffer data;
+  data.add(payload);
+  server.write(data, false);
+  ASSERT_TRUE(runUntil([&] { return server.bufferedWriteBytes() == 0; }));
+  // Most of it waits in the server's send queue (the client's window is closed).
+  ASSERT_EQ(0, ::setsockopt(server_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small));
+  server.setDelayedCloseTimeout(std::chrono::milliseconds(20000));
+  server.close(network::ConnectionCloseType::FlushWriteAndDelay);
+  std::string got;
+  int last = 0;
+  ASSERT_TRUE(runUntil([&] {
+    char buf[16384];
+    const int n = SSL_read(ssl.get(), buf, sizeof buf);
+    if (n > 0) {
+      got.append(buf, static_cast<size_t>(n));
+      return false;
+    }
+    last = SSL_get_error(ssl.get(), n);
+    return last != SSL_ERROR_WANT_READ;
+  }));
+  EXPECT_EQ(got.size(), payload.size());
+  EXPECT_EQ(last, SSL_ERROR_ZERO_RETURN) << "the FIN came without a close_notify before it";
+  ::close(fd);
+}
+
 TEST_F(TlsSocketTest, ClientCloseEndsTheServersStream) {
   useServer(serverConfig());
   network::ClientConnection& conn = connect(clientConfig());

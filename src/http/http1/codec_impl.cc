@@ -406,9 +406,9 @@ class CodecBase {
         server_(type == HTTP_REQUEST),
         max_header_bytes_(static_cast<uint32_t>(std::min<uint64_t>(
             static_cast<uint64_t>(settings.max_request_headers_kb) * 1024, UINT32_MAX))) {}
-  // Freed, not pooled: a codec may outlive its thread's pool (destroyed at thread exit).
   // A codec that goes while it holds a parse state (a connection closed mid-exchange, or
-  // after its last response) gives it back too.
+  // after its last response) gives it back too; a codec destroyed after its thread's pool
+  // (at thread exit) frees it (the pool's closed_ flag).
   virtual ~CodecBase() { releaseParseState(); }
   CodecBase(const CodecBase&) = delete;
   CodecBase& operator=(const CodecBase&) = delete;
