@@ -595,13 +595,18 @@ TEST_F(SimulatedConnectionTest, ConnectTimeoutClosesTheAttempt) {
   for (int fd : fillers) ::close(fd);
 }
 
+// A server's answer, then its close with a delay of 1 s for the peer's close.
+void respondThenCloseWithDelay(Connection& c) {
+  c.setDelayedCloseTimeout(1000ms);
+  buffer::Buffer data;
+  data.add("response");
+  c.write(data, false);
+  c.close(ConnectionCloseType::FlushWriteAndDelay);
+}
+
 TEST_F(SimulatedConnectionTest, FlushWriteAndDelayWaitsForThePeerThenTheTimer) {
   on_server_connection_ = [&](Connection& c) {
-    c.setDelayedCloseTimeout(1000ms);
-    buffer::Buffer data;
-    data.add("response");
-    c.write(data, false);
-    c.close(ConnectionCloseType::FlushWriteAndDelay);
+    respondThenCloseWithDelay(c);
   };
   Recorder& client = newRecorder();
   connectClient(client);
@@ -624,11 +629,7 @@ TEST_F(SimulatedConnectionTest, FlushWriteAndDelayEndsEarlyWhenThePeerCloses) {
   auto server = std::make_shared<Recorder>();
   on_server_connection_ = [&](Connection& c) {
     c.addConnectionCallbacks(*server);
-    c.setDelayedCloseTimeout(1000ms);
-    buffer::Buffer data;
-    data.add("response");
-    c.write(data, false);
-    c.close(ConnectionCloseType::FlushWriteAndDelay);
+    respondThenCloseWithDelay(c);
   };
   Recorder& client = newRecorder();
   connectClient(client);
@@ -645,11 +646,7 @@ TEST_F(SimulatedConnectionTest, AHalfClosingPeersFinDuringTheWaitEndsIt) {
   on_server_connection_ = [&](Connection& c) {
     c.enableHalfClose(true);
     c.addConnectionCallbacks(*server);
-    c.setDelayedCloseTimeout(1000ms);
-    buffer::Buffer data;
-    data.add("response");
-    c.write(data, false);
-    c.close(ConnectionCloseType::FlushWriteAndDelay);
+    respondThenCloseWithDelay(c);
   };
   Recorder& client = newRecorder();
   connectClient(client);
