@@ -81,8 +81,9 @@ struct ConnectionHandler::ActiveListener : public network::ListenerCallbacks {
 };
 
 // Made and freed once per connection: from the worker's free list (common/object_pool.h).
+// Not itself deferred-deletable (a second vtable pointer in every idle connection would
+// take it to the next malloc size): DeferredConnection carries it to its deletion.
 struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks,
-                                             public event::DeferredDeletable,
                                              public Pooled<ActiveConnection> {
   ActiveConnection(ActiveListener& l, ListenerConfigConstSharedPtr cfg, network::ConnectionPtr c)
       : listener(l), config(std::move(cfg)), connection(std::move(c)) {}
@@ -98,6 +99,13 @@ struct ConnectionHandler::ActiveConnection : public network::ConnectionCallbacks
   // null and not the head: no longer in the list.
   ActiveConnection* prev{nullptr};
   ActiveConnection* next{nullptr};
+};
+
+// An ActiveConnection on its way out, for the dispatcher's deferred deletion.
+struct ConnectionHandler::DeferredConnection : public event::DeferredDeletable,
+                                               public Pooled<DeferredConnection> {
+  explicit DeferredConnection(std::unique_ptr<ActiveConnection> c) : owned(std::move(c)) {}
+  std::unique_ptr<ActiveConnection> owned;
 };
 
 struct ConnectionHandler::PendingSocket : public event::DeferredDeletable {
@@ -423,7 +431,7 @@ void ConnectionHandler::removeConnection(ActiveConnection& conn) {
   unlinkConnection(conn);
   std::unique_ptr<ActiveConnection> owned(&conn);
   dispatcher_.deferredDelete(std::move(owned->connection));
-  dispatcher_.deferredDelete(std::move(owned));
+  dispatcher_.deferredDelete(std::make_unique<DeferredConnection>(std::move(owned)));
   maybeForgetListener(listener);
 }
 

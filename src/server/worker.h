@@ -71,6 +71,7 @@ class ConnectionHandler {
  private:
   struct ActiveListener;
   struct ActiveConnection;
+  struct DeferredConnection;
   struct PendingSocket;
   void onAccept(ActiveListener& listener, network::SocketFd&& socket,
                 network::AddressConstSharedPtr peer);
