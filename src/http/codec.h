@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "event/dispatcher.h"
 #include "http/header_map.h"
 
 namespace sluice::buffer {
@@ -129,9 +130,11 @@ class ServerConnectionCallbacks : public ConnectionCallbacks {
   virtual RequestDecoder& newStream(ResponseEncoder& encoder) = 0;
 };
 
-class CodecConnection {
+// Deferred-deletable (one vtable with the codec's own): the connection manager lets an idle
+// HTTP/1 server codec go from inside a callback that may have come through it.
+class CodecConnection : public event::DeferredDeletable {
  public:
-  virtual ~CodecConnection() = default;
+  ~CodecConnection() override = default;
   // Parses `data`, draining what it consumed. Bytes it cannot use yet (a pipelined request
   // while a response is still going out) stay in `data`, and the codec stops reading the
   // connection until it can.
@@ -156,7 +159,13 @@ class CodecConnection {
   virtual void onUnderlyingConnectionBelowWriteBufferLowWatermark() = 0;
 };
 
-class ServerCodec : public CodecConnection {};
+class ServerCodec : public CodecConnection {
+ public:
+  // No exchange in progress and nothing kept for the next one: the connection manager may
+  // drop the codec while the connection is idle and make a new one (of the same protocol) for
+  // the next request's bytes. HTTP/2 keeps the connection's state in its codec: never.
+  virtual bool releasableWhenIdle() const { return false; }
+};
 using ServerCodecPtr = std::unique_ptr<ServerCodec>;
 
 class ClientCodec : public CodecConnection {

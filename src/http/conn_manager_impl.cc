@@ -1229,10 +1229,14 @@ network::FilterStatus ConnectionManagerImpl::onData(buffer::Buffer& data, bool e
     return network::FilterStatus::StopIteration;
   }
   if (!codec_) {
-    bool need_more = false;
-    const bool h2 = http2::startsWithPreface(data, need_more);
-    if (need_more) return network::FilterStatus::StopIteration;
-    createCodec(h2 ? "h2" : "http/1.1");
+    if (http1_) {
+      createCodec("http/1.1");  // the next request on an idle HTTP/1 connection
+    } else {
+      bool need_more = false;
+      const bool h2 = http2::startsWithPreface(data, need_more);
+      if (need_more) return network::FilterStatus::StopIteration;
+      createCodec(h2 ? "h2" : "http/1.1");
+    }
   }
   CodecStatus status = codec_->dispatch(data);
   if (!status.ok()) {
@@ -1251,10 +1255,13 @@ network::FilterStatus ConnectionManagerImpl::onData(buffer::Buffer& data, bool e
     data.drain(data.length());
     return network::FilterStatus::StopIteration;
   }
-  if (end_stream) {
+  if (end_stream && codec_) {
     // Only with half-close enabled: the client ended its side (a tunnel passes it on).
     codec_->onReadEndStream();
   }
+  // A request answered within this dispatch (a local reply) ended its stream before the codec
+  // finished the request; and bytes that began no request leave it idle too.
+  if (streams_head_ == nullptr && !closed_) releaseIdleCodec();
   return network::FilterStatus::StopIteration;
 }
 
@@ -1315,9 +1322,20 @@ void ConnectionManagerImpl::createCodec(std::string_view protocol) {
     if (draining_) codec_->goAway();
     return;
   }
-  stats_.downstream_cx_http1_total.inc();
-  stats_.downstream_cx_http1_active.inc();
+  if (!http1_) {
+    http1_ = true;
+    stats_.downstream_cx_http1_total.inc();
+    stats_.downstream_cx_http1_active.inc();
+  }
   codec_ = http1::createServerCodec(*connection_, *this, config_->http1_settings, {});
+}
+
+void ConnectionManagerImpl::releaseIdleCodec() {
+  // Deferred: this may run inside a call that came through the codec. A pipelined request
+  // keeps it (the codec is not releasable while that request's bytes wait).
+  if (codec_ && http1_ && codec_->releasableWhenIdle()) {
+    connection_->dispatcher().deferredDelete(std::move(codec_));
+  }
 }
 
 void ConnectionManagerImpl::checkForDeferredClose() {
@@ -1330,6 +1348,7 @@ void ConnectionManagerImpl::checkForDeferredClose() {
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
     return;
   }
+  releaseIdleCodec();
   armIdleTimer();
 }
 
@@ -1405,10 +1424,10 @@ void ConnectionManagerImpl::onEvent(network::ConnectionEvent event) {
   }
   if (had_streams) stats_.downstream_cx_destroy_active_rq.inc();
   stats_.downstream_cx_active.dec();
-  if (codec_) {
+  if (http2_ || http1_) {
     (http2_ ? stats_.downstream_cx_http2_active : stats_.downstream_cx_http1_active).dec();
-    codec_->onConnectionClosed();
   }
+  if (codec_) codec_->onConnectionClosed();
   stats_.downstream_cx_length_ms.recordValue(
       std::chrono::duration_cast<std::chrono::milliseconds>(
           connection_->dispatcher().timeSource().monotonicTime() - connected_at_)

@@ -42,6 +42,8 @@ class ConnectionManagerImpl : public network::ReadFilter,
   // listener update: closing an idle keep-alive connection races a request being sent).
   void startDrain(bool close_idle = true);
   size_t activeStreams() const { return stream_count_; }
+  // Whether a codec exists now (tests: an idle HTTP/1 connection holds none).
+  bool holdsCodec() const { return codec_ != nullptr; }
 
  private:
   struct ActiveStream;
@@ -52,6 +54,7 @@ class ConnectionManagerImpl : public network::ReadFilter,
   void createCodec(std::string_view protocol);
   void doEndStream(ActiveStream& stream);
   void checkForDeferredClose();
+  void releaseIdleCodec();
   void resetAllStreams(StreamResetReason reason);
   void onIdleTimeout();
   // The idle timeout (event::ListTimer): one list per worker for all connections alike.
@@ -79,6 +82,9 @@ class ConnectionManagerImpl : public network::ReadFilter,
   bool close_after_stream_ : 1 {false};  // a response carried "connection: close"
   bool closed_ : 1 {false};
   bool http2_ : 1 {false};
+  // The connection speaks HTTP/1: its codec goes while the connection is idle (an idle
+  // keep-alive connection holds none) and the next request's bytes make a new one.
+  bool http1_ : 1 {false};
   // HTTP/2 soft drain: between the shutdown notice and the final GOAWAY (drain_timeout), while
   // streams the client sent before it saw the notice may still arrive; no close before.
   bool final_goaway_pending_ : 1 {false};

@@ -1112,6 +1112,85 @@ TEST_F(ConnManagerTest, HardDrainOfAnIdleConnectionClosesIt) {
 }
 
 // ------------------------------------------------------------------------------------------
+// An idle HTTP/1 connection holds no codec: it goes when an exchange ends with nothing after
+// it, and the next request's bytes make a new one (of HTTP/1, whatever those bytes are).
+
+TEST_F(ConnManagerTest, AKeepAliveConnectionHoldsNoCodecBetweenItsRequests) {
+  terminal_->auto_respond = false;  // the response comes later, as from an upstream
+  start();
+  EXPECT_FALSE(hcm_->holdsCodec());  // AUTO: the first bytes pick the codec
+  for (int i = 0; i < 3; ++i) {
+    peer_->received.clear();
+    peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+    ASSERT_TRUE(runUntil([&] { return terminal_->cb != nullptr && hcm_->activeStreams() == 1; }));
+    EXPECT_TRUE(hcm_->holdsCodec());
+    later([&] { terminal_->respond(); });
+    ASSERT_TRUE(waitReceived(std::string(kOk)));
+    EXPECT_EQ(peer_->received, kOk);
+    ASSERT_TRUE(waitStreamsDone());
+    terminal_->cb = nullptr;
+    EXPECT_FALSE(hcm_->holdsCodec()) << "request " << i;
+  }
+  EXPECT_TRUE(connectionOpen());
+  EXPECT_EQ(counter("downstream_cx_http1_total"), 1u);
+  EXPECT_EQ(store_.gauge("http.test.downstream_cx_http1_active").value(), 1);
+  EXPECT_EQ(counter("downstream_rq_completed"), 3u);
+  peer_.reset();  // the client closes
+  ASSERT_TRUE(runUntil([&] { return !connectionOpen(); }));
+  EXPECT_EQ(store_.gauge("http.test.downstream_cx_http1_active").value(), 0);
+}
+
+TEST_F(ConnManagerTest, ARequestAnsweredWhileItIsParsedLeavesNoCodecEither) {
+  // The terminal answers from decodeHeaders, inside the codec's dispatch: the stream ends
+  // before the codec has finished the request, so the release waits for dispatch to return.
+  start();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitReceived(std::string(kOk)));
+  ASSERT_TRUE(waitStreamsDone());
+  EXPECT_FALSE(hcm_->holdsCodec());
+  peer_->received.clear();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitReceived(std::string(kOk)));
+  EXPECT_EQ(peer_->received, kOk);
+}
+
+TEST_F(ConnManagerTest, PipelinedRequestsKeepTheCodecUntilTheLastIsAnswered) {
+  terminal_->auto_respond = false;
+  start();
+  peer_->send("GET /1 HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(runUntil([&] { return terminal_->cb != nullptr; }));
+  StreamDecoderFilterCallbacks* first = terminal_->cb;
+  later([&] { terminal_->respond(); });
+  // The second request's bytes waited in the codec's connection: the exchange that ended was
+  // not the last, so the codec stays and parses them.
+  ASSERT_TRUE(runUntil([&] { return terminal_->cb != first && hcm_->activeStreams() == 1; }));
+  EXPECT_TRUE(hcm_->holdsCodec());
+  later([&] { terminal_->respond(); });
+  ASSERT_TRUE(waitReceived(std::string(kOk) + std::string(kOk)));
+  EXPECT_EQ(peer_->received, std::string(kOk) + std::string(kOk));
+  ASSERT_TRUE(waitStreamsDone());
+  EXPECT_FALSE(hcm_->holdsCodec());
+  EXPECT_EQ(counter("downstream_rq_completed"), 2u);
+}
+
+TEST_F(ConnManagerTest, AnHttp2PrefaceAfterAnHttp1RequestIsNotAProtocolSwitch) {
+  // AUTO picks the protocol from a connection's first bytes only: a codec made again for a
+  // later request is HTTP/1, which refuses the preface as a request.
+  start();
+  peer_->send("GET / HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitReceived(std::string(kOk)));
+  ASSERT_TRUE(waitStreamsDone());
+  ASSERT_FALSE(hcm_->holdsCodec());
+  peer_->received.clear();
+  peer_->send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  ASSERT_TRUE(waitPeerClosed());
+  EXPECT_EQ(peer_->received.rfind("HTTP/1.1 400 Bad Request\r\n", 0), 0u) << peer_->received;
+  EXPECT_EQ(counter("downstream_cx_http2_total"), 0u);
+  EXPECT_EQ(counter("downstream_cx_http1_total"), 1u);
+  EXPECT_EQ(counter("downstream_cx_protocol_error"), 1u);
+}
+
+// ------------------------------------------------------------------------------------------
 // Connection idle timeout (common_http_protocol_options.idle_timeout), on simulated time
 
 class ConnManagerIdleTest : public ConnManagerTest {

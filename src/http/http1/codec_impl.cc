@@ -756,6 +756,10 @@ class ServerCodecImpl final : public ServerCodec,
   CodecStatus dispatch(Buffer& data) override { return dispatchBytes(data); }
   Protocol protocol() const override { return protocol_; }
   void goAway() override { close_after_response_ = true; }
+  bool releasableWhenIdle() const override {
+    return !active_ && ps_ == nullptr && !parser_paused_ && status_.ok() && !upgraded_ &&
+           !closed_ && !close_after_response_ && !codec_read_disabled_;
+  }
   void onConnectionClosed() override {
     closed_ = true;
     codec_read_disabled_ = false;
