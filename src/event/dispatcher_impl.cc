@@ -3,6 +3,8 @@
 #include <event2/event_struct.h>
 #include <event2/thread.h>
 
+#include <cstring>
+
 #include "common/assert.h"
 #include "common/logger.h"
 #include "event/file_event.h"
@@ -44,18 +46,24 @@ class FileEventImpl : public FileEvent {
  public:
   FileEventImpl(Dispatcher& dispatcher, int fd, FileReadyCb cb, FileTriggerType trigger,
                 uint32_t events)
-      : cb_(std::move(cb)) {
-    event_.initialize(dispatcher, fd, &FileEventImpl::onEvent, this, trigger, events);
+      : dispatcher_(dispatcher), cb_(std::move(cb)) {
+    event_.initialize<FileEventImpl, &FileEventImpl::onEvent>(dispatcher, fd, *this, trigger,
+                                                              events);
   }
 
-  void activate(uint32_t events) override { event_.activate(events); }
-  void setEnabled(uint32_t events) override { event_.setEnabled(events); }
+  void activate(uint32_t events) override {
+    SLUICE_ASSERT(dispatcher_.isThreadSafe(), "activate() off the dispatcher's thread");
+    event_.activate(events);
+  }
+  void setEnabled(uint32_t events) override {
+    SLUICE_ASSERT(dispatcher_.isThreadSafe(), "setEnabled() off the dispatcher's thread");
+    event_.setEnabled(events);
+  }
 
  private:
-  static void onEvent(void* context, uint32_t events) {
-    static_cast<FileEventImpl*>(context)->cb_(events);
-  }
+  void onEvent(uint32_t events) { cb_(events); }
 
+  Dispatcher& dispatcher_;
   FileReadyCb cb_;
   EmbeddedFileEvent event_;
 };
@@ -83,19 +91,32 @@ class SignalEventImpl : public SignalEvent {
 static_assert(sizeof(::event) <= EmbeddedFileEvent::kEventBytes && alignof(::event) <= 8,
               "EmbeddedFileEvent::kEventBytes must hold libevent's struct event");
 
-void EmbeddedFileEvent::initialize(Dispatcher& dispatcher, int fd, Callback cb, void* context,
-                                   FileTriggerType trigger, uint32_t events) {
+namespace {
+// The dispatcher whose loop runs on this thread (an event's callback comes from its loop).
+thread_local DispatcherImpl* t_running = nullptr;
+}  // namespace
+
+void EmbeddedFileEvent::clear() { std::memset(event_, 0, sizeof(event_)); }
+
+bool EmbeddedFileEvent::initialized() const {
+  // event_initialized(), without the call (activate() runs a few times per request).
+  const auto* ev = reinterpret_cast<const ::event*>(event_);
+  return (ev->ev_evcallback.evcb_flags & EVLIST_INIT) != 0;
+}
+
+void EmbeddedFileEvent::initializeRaw(Dispatcher& dispatcher, int fd, RawCallback cb, void* arg,
+                                      FileTriggerType trigger, uint32_t events) {
   SLUICE_ASSERT(dispatcher.isThreadSafe(), "a file event made off the dispatcher's thread");
   reset();
-  dispatcher_ = &dispatcher;
-  cb_ = cb;
-  context_ = context;
-  assign(fd, trigger, events);
+  // DispatcherImpl is the one Dispatcher.
+  event_base* base = static_cast<DispatcherImpl&>(dispatcher).base();
+  auto* ev = reinterpret_cast<::event*>(event_);
+  event_assign(ev, base, fd, toLibeventFlags(events, trigger), cb, arg);
+  if (events != 0) event_add(ev, nullptr);
 }
 
 void EmbeddedFileEvent::activate(uint32_t events) {
-  if (dispatcher_ == nullptr) return;
-  SLUICE_ASSERT(dispatcher_->isThreadSafe(), "activate() off the dispatcher's thread");
+  if (!initialized()) return;
   short what = 0;
   if (events & FileReadyType::Read) what |= EV_READ;
   if (events & FileReadyType::Write) what |= EV_WRITE;
@@ -104,34 +125,28 @@ void EmbeddedFileEvent::activate(uint32_t events) {
 }
 
 void EmbeddedFileEvent::setEnabled(uint32_t events) {
-  if (dispatcher_ == nullptr) return;
-  SLUICE_ASSERT(dispatcher_->isThreadSafe(), "setEnabled() off the dispatcher's thread");
+  if (!initialized()) return;
   auto* ev = reinterpret_cast<::event*>(event_);
   const int fd = event_get_fd(ev);
   const FileTriggerType trigger =
       (event_get_events(ev) & EV_ET) != 0 ? FileTriggerType::Edge : FileTriggerType::Level;
+  event_base* base = event_get_base(ev);
+  const event_callback_fn cb = event_get_callback(ev);
+  void* arg = event_get_callback_arg(ev);
   event_del(ev);
-  assign(fd, trigger, events);
-}
-
-void EmbeddedFileEvent::reset() {
-  if (dispatcher_ == nullptr) return;
-  event_del(reinterpret_cast<::event*>(event_));
-  dispatcher_ = nullptr;
-}
-
-void EmbeddedFileEvent::assign(int fd, FileTriggerType trigger, uint32_t events) {
-  // DispatcherImpl is the one Dispatcher.
-  event_base* base = static_cast<DispatcherImpl*>(dispatcher_)->base();
-  auto* ev = reinterpret_cast<::event*>(event_);
-  event_assign(ev, base, fd, toLibeventFlags(events, trigger), &EmbeddedFileEvent::onEvent, this);
+  event_assign(ev, base, fd, toLibeventFlags(events, trigger), cb, arg);
   if (events != 0) event_add(ev, nullptr);
 }
 
-void EmbeddedFileEvent::onEvent(int, short what, void* arg) {
-  auto* self = static_cast<EmbeddedFileEvent*>(arg);
-  self->dispatcher_->updateApproximateMonotonicTime();
-  self->cb_(self->context_, toReadyMask(what));
+void EmbeddedFileEvent::reset() {
+  if (!initialized()) return;
+  event_del(reinterpret_cast<::event*>(event_));
+  clear();
+}
+
+uint32_t EmbeddedFileEvent::beginCallback(short what) {
+  if (t_running != nullptr) t_running->updateApproximateMonotonicTime();
+  return toReadyMask(what);
 }
 
 DispatcherImpl::DispatcherImpl(std::string name, TimeSystem& time_system)
@@ -253,6 +268,8 @@ void DispatcherImpl::clearDeferredDeleteList() {
 
 void DispatcherImpl::run(RunType type) {
   run_tid_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  DispatcherImpl* const outer = t_running;  // a loop run from inside another's callback
+  t_running = this;
   updateApproximateMonotonicTime();
   int flags = 0;
   switch (type) {
@@ -265,6 +282,7 @@ void DispatcherImpl::run(RunType type) {
     case RunType::RunUntilExit: flags = EVLOOP_NO_EXIT_ON_EMPTY; break;
   }
   event_base_loop(base_.get(), flags);
+  t_running = outer;
 }
 
 void DispatcherImpl::exit() { event_base_loopexit(base_.get(), nullptr); }

@@ -10,22 +10,26 @@ namespace sluice::event {
 // A file event kept inside its owner, with libevent's event in place: no heap block of its
 // own. A connection has one for its life; a FileEvent (Dispatcher::createFileEvent) would
 // cost it two heap blocks (the FileEvent with a std::function, and libevent's event). The
-// callback is a plain function with a context. Unset until initialize(); reset() (or
+// callback is a member function of its owner. Unset until initialize(); reset() (or
 // destruction) removes the interest. Used on its dispatcher's thread only.
 class EmbeddedFileEvent {
  public:
-  using Callback = void (*)(void* context, uint32_t events);
-
-  EmbeddedFileEvent() = default;
+  EmbeddedFileEvent() { clear(); }
   ~EmbeddedFileEvent() { reset(); }
   EmbeddedFileEvent(const EmbeddedFileEvent&) = delete;
   EmbeddedFileEvent& operator=(const EmbeddedFileEvent&) = delete;
 
-  // As Dispatcher::createFileEvent(); on an initialized event, reset() comes first.
-  void initialize(Dispatcher& dispatcher, int fd, Callback cb, void* context,
-                  FileTriggerType trigger, uint32_t events);
-  bool initialized() const { return dispatcher_ != nullptr; }
-  // As FileEvent's; nothing when not initialized.
+  // As Dispatcher::createFileEvent(), calling (owner.*OnEvent)(events); on an initialized
+  // event, reset() comes first. The owner is libevent's callback argument and OnEvent a
+  // template argument, so the event is libevent's struct and nothing more (a connection holds
+  // one for its life). The callback runs with the dispatcher's approximate time refreshed.
+  template <class Owner, void (Owner::*OnEvent)(uint32_t)>
+  void initialize(Dispatcher& dispatcher, int fd, Owner& owner, FileTriggerType trigger,
+                  uint32_t events) {
+    initializeRaw(dispatcher, fd, &trampoline<Owner, OnEvent>, &owner, trigger, events);
+  }
+  bool initialized() const;
+  // As FileEvent's; nothing when not initialized. On the dispatcher's thread.
   void activate(uint32_t events);
   void setEnabled(uint32_t events);
   void reset();
@@ -34,14 +38,21 @@ class EmbeddedFileEvent {
   static constexpr size_t kEventBytes = 128;
 
  private:
-  static void onEvent(int fd, short what, void* arg);
-  void assign(int fd, FileTriggerType trigger, uint32_t events);
+  using RawCallback = void (*)(int fd, short what, void* arg);
 
+  template <class Owner, void (Owner::*OnEvent)(uint32_t)>
+  static void trampoline(int, short what, void* arg) {
+    (static_cast<Owner*>(arg)->*OnEvent)(beginCallback(what));
+  }
+  // Refreshes the running dispatcher's approximate time; returns the FileReadyType mask.
+  static uint32_t beginCallback(short what);
+  void initializeRaw(Dispatcher& dispatcher, int fd, RawCallback cb, void* arg,
+                     FileTriggerType trigger, uint32_t events);
+  void clear();
+
+  // The callback, its argument, the fd, the trigger type and the base are the event's own
+  // (event_get_callback, event_get_callback_arg, event_get_fd, EV_ET, event_get_base).
   alignas(8) unsigned char event_[kEventBytes];
-  Dispatcher* dispatcher_{nullptr};
-  Callback cb_{nullptr};
-  void* context_{nullptr};
-  // The fd and the trigger type are the event's own (event_get_fd, EV_ET).
 };
 
 }  // namespace sluice::event

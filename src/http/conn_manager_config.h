@@ -78,6 +78,8 @@ struct ConnectionManagerStats {
 #undef SLUICE_DECLARE_GAUGE
   stats::Histogram& downstream_rq_time;       // ms, request start to stream end
   stats::Histogram& downstream_cx_length_ms;  // ms, connection lifetime
+  // The byte counts above as each downstream connection updates them.
+  network::ConnectionStats downstream_cx_bytes;
   // http.<prefix>.
   static ConnectionManagerStats create(stats::Store& store, const std::string& stat_prefix);
 };

@@ -20,9 +20,12 @@ ConnectionManagerStats ConnectionManagerStats::create(stats::Store& store,
   const std::string p = "http." + stat_prefix + ".";
 #define SLUICE_MAKE_COUNTER(name) store.counter(p + #name),
 #define SLUICE_MAKE_GAUGE(name) store.gauge(p + #name),
-  return ConnectionManagerStats{ALL_HTTP_CONN_MAN_STATS(SLUICE_MAKE_COUNTER, SLUICE_MAKE_GAUGE)
-                                    store.histogram(p + "downstream_rq_time"),
-                                store.histogram(p + "downstream_cx_length_ms")};
+  ConnectionManagerStats s{ALL_HTTP_CONN_MAN_STATS(SLUICE_MAKE_COUNTER, SLUICE_MAKE_GAUGE)
+                               store.histogram(p + "downstream_rq_time"),
+                           store.histogram(p + "downstream_cx_length_ms"), {}};
+  s.downstream_cx_bytes = {&s.downstream_cx_rx_bytes_total, &s.downstream_cx_tx_bytes_total,
+                           &s.downstream_cx_rx_bytes_buffered, &s.downstream_cx_tx_bytes_buffered};
+  return s;
 #undef SLUICE_MAKE_COUNTER
 #undef SLUICE_MAKE_GAUGE
 }
@@ -1204,9 +1207,7 @@ void ConnectionManagerImpl::initializeReadFilterCallbacks(network::ReadFilterCal
   connection_->setDelayedCloseTimeout(config_->delayed_close_timeout);
   stats_.downstream_cx_total.inc();
   stats_.downstream_cx_active.inc();
-  connection_->setConnectionStats(
-      {&stats_.downstream_cx_rx_bytes_total, &stats_.downstream_cx_tx_bytes_total,
-       &stats_.downstream_cx_rx_bytes_buffered, &stats_.downstream_cx_tx_bytes_buffered});
+  connection_->setConnectionStats(&stats_.downstream_cx_bytes);
   // AUTO waits for the first bytes to tell the protocol.
   if (config_->codec_type == CodecType::Http1) createCodec("http/1.1");
   if (config_->codec_type == CodecType::Http2) createCodec("h2");

@@ -133,7 +133,9 @@ class Connection : public event::DeferredDeletable {
   virtual void setDelayedCloseTimeout(std::chrono::milliseconds timeout) = 0;
 
   virtual void noDelay(bool enable) = 0;
-  virtual void setConnectionStats(const ConnectionStats& stats) = 0;
+  // Held by pointer, not copied (one per listener's config or cluster, not per connection):
+  // it must outlive the connection's I/O. Null: none.
+  virtual void setConnectionStats(const ConnectionStats* stats) = 0;
 
   virtual const AddressConstSharedPtr& localAddress() const = 0;
   virtual const AddressConstSharedPtr& remoteAddress() const = 0;

@@ -16,6 +16,8 @@ namespace {
 std::atomic<uint64_t> next_connection_id{0};
 }
 
+const ConnectionStats ConnectionImpl::kNoStats{};
+
 ConnectionImpl::ConnectionImpl(event::Dispatcher& dispatcher, SocketFd&& socket,
                                TransportSocketPtr transport, AddressConstSharedPtr local,
                                AddressConstSharedPtr remote, bool connected)
@@ -46,10 +48,8 @@ ConnectionImpl::ConnectionImpl(event::Dispatcher& dispatcher, SocketFd&& socket,
   // not touch the registration (no epoll_ctl per request): a read event that comes while
   // disabled is dropped, and enabling reads again schedules a read. "Closed" (EPOLLRDHUP)
   // tells a FIN apart from data, also while reads are disabled.
-  file_event_.initialize(
-      dispatcher_, socket_.fd(),
-      [](void* self, uint32_t events) { static_cast<ConnectionImpl*>(self)->onFileEvent(events); },
-      this, event::FileTriggerType::Edge,
+  file_event_.initialize<ConnectionImpl, &ConnectionImpl::onFileEvent>(
+      dispatcher_, socket_.fd(), *this, event::FileTriggerType::Edge,
       event::FileReadyType::Read | event::FileReadyType::Write | event::FileReadyType::Closed);
   SLUICE_LOG(debug, connection, "[C{}] new connection {} -> {}", id_,
              remote_ ? remote_->asString() : "?", local_ ? local_->asString() : "?");
@@ -74,8 +74,9 @@ void ConnectionImpl::addReadFilter(ReadFilterSharedPtr filter) {
     first_filter_.filter_ = std::move(filter);
     f = &first_filter_;
   } else {
-    more_filters_.push_back(std::make_unique<ActiveReadFilter>(*this, std::move(filter), index));
-    f = more_filters_.back().get();
+    auto& more = rare().more_filters;
+    more.push_back(std::make_unique<ActiveReadFilter>(*this, std::move(filter), index));
+    f = more.back().get();
   }
   f->filter_->initializeReadFilterCallbacks(*f);
 }
@@ -101,7 +102,7 @@ void ConnectionImpl::write(buffer::Buffer& data, bool end_stream) {
   }
   write_end_stream_ = end_stream;
   write_buffer_.move(data);
-  if (stats_.tx_buffered) stats_.tx_buffered->set(write_buffer_.length());
+  if (stats_->tx_buffered) stats_->tx_buffered->set(write_buffer_.length());
   // Write on the next pass of the loop, so that several writes in one callback become one
   // writev.
   if (!connecting_) file_event_.activate(event::FileReadyType::Write);
@@ -225,8 +226,8 @@ void ConnectionImpl::onWriteReady() {
   }
   const TransportIoResult r = transport_->doWrite(write_buffer_, write_end_stream_);
   bytes_sent_ += r.bytes;
-  if (stats_.tx_total && r.bytes) stats_.tx_total->inc(r.bytes);
-  if (stats_.tx_buffered) stats_.tx_buffered->set(write_buffer_.length());
+  if (stats_->tx_total && r.bytes) stats_->tx_total->inc(r.bytes);
+  if (stats_->tx_buffered) stats_->tx_buffered->set(write_buffer_.length());
   if (r.action == PostIoAction::Close) {
     rare().failure_reason = errorString(r.err);
     closeSocket(ConnectionEvent::RemoteClose);
@@ -275,8 +276,8 @@ void ConnectionImpl::onReadReady() {
   if (read_end_stream_) return;
   TransportIoResult r = transport_->doRead(read_buffer_);
   bytes_received_ += r.bytes;
-  if (stats_.rx_total && r.bytes) stats_.rx_total->inc(r.bytes);
-  if (stats_.rx_buffered) stats_.rx_buffered->set(read_buffer_.length());
+  if (stats_->rx_total && r.bytes) stats_->rx_total->inc(r.bytes);
+  if (stats_->rx_buffered) stats_->rx_buffered->set(read_buffer_.length());
   if (r.action == PostIoAction::Close) rare().failure_reason = errorString(r.err);
   if (r.end_stream_read && !half_close_enabled_) {
     // Without half-close semantics, the peer's end of stream ends the connection, after the
@@ -384,8 +385,8 @@ void ConnectionImpl::closeSocket(ConnectionEvent event) {
   transport_->closeSocket(event);
   socket_.close();
   write_buffer_.drain(write_buffer_.length());
-  if (stats_.tx_buffered) stats_.tx_buffered->set(0);
-  if (stats_.rx_buffered) stats_.rx_buffered->set(0);
+  if (stats_->tx_buffered) stats_->tx_buffered->set(0);
+  if (stats_->rx_buffered) stats_->rx_buffered->set(0);
   raiseEvent(event);
 }
 

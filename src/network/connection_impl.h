@@ -51,7 +51,9 @@ class ConnectionImpl : public ClientConnection,
         std::clamp<int64_t>(timeout.count(), 0, std::numeric_limits<uint32_t>::max()));
   }
   void noDelay(bool enable) override;
-  void setConnectionStats(const ConnectionStats& stats) override { stats_ = stats; }
+  void setConnectionStats(const ConnectionStats* stats) override {
+    stats_ = stats != nullptr ? stats : &kNoStats;
+  }
   const AddressConstSharedPtr& localAddress() const override { return local_; }
   const AddressConstSharedPtr& remoteAddress() const override { return remote_; }
   std::string_view transportFailureReason() const override {
@@ -89,11 +91,17 @@ class ConnectionImpl : public ClientConnection,
     const uint32_t index_;
     bool initialized_{false};
   };
-  size_t filterCount() const { return first_filter_.filter_ ? 1 + more_filters_.size() : 0; }
-  ActiveReadFilter& filterAt(size_t i) { return i == 0 ? first_filter_ : *more_filters_[i - 1]; }
+  size_t filterCount() const {
+    if (!first_filter_.filter_) return 0;
+    return 1 + (rare_ ? rare_->more_filters.size() : 0);
+  }
+  ActiveReadFilter& filterAt(size_t i) {
+    return i == 0 ? first_filter_ : *rare_->more_filters[i - 1];
+  }
   // What only some connections need, made on first use: a client's connect timer and
-  // immediate connect() error, a closing connection's delayed-close timer, and the reason
-  // the transport failed. An idle server connection has none of it.
+  // immediate connect() error, a closing connection's delayed-close timer, the reason the
+  // transport failed, and read filters after the first. An idle HTTP server connection has
+  // none of it.
   // The delayed-close timer: an entry on the worker's list for its duration (every
   // connection of a listener has the same), so a close costs no timer of its own.
   struct DelayedCloseTimer final : event::ListTimer {
@@ -105,6 +113,7 @@ class ConnectionImpl : public ClientConnection,
     DelayedCloseTimer delayed_close_timer;
     std::string failure_reason;
     int connect_error{0};  // an immediate connect() failure, raised from the loop
+    std::vector<std::unique_ptr<ActiveReadFilter>> more_filters;  // the second and later
   };
   Rare& rare() {
     if (!rare_) {
@@ -147,8 +156,8 @@ class ConnectionImpl : public ClientConnection,
   // one read filter: both live in place, not in heap blocks of their own.
   SmallVector<ConnectionCallbacks*, 2> callbacks_;
   ActiveReadFilter first_filter_{*this, nullptr, 0};  // no filter_: none added yet
-  std::vector<std::unique_ptr<ActiveReadFilter>> more_filters_;
-  ConnectionStats stats_;
+  static const ConnectionStats kNoStats;
+  const ConnectionStats* stats_{&kNoStats};
   std::unique_ptr<Rare> rare_;
   uint64_t bytes_received_{0};
   uint64_t bytes_sent_{0};

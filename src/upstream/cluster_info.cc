@@ -8,9 +8,12 @@ ClusterStats ClusterStats::create(stats::Store& store, const std::string& cluste
   const std::string p = "cluster." + cluster_name + ".";
 #define SLUICE_MAKE_COUNTER(name) store.counter(p + #name),
 #define SLUICE_MAKE_GAUGE(name) store.gauge(p + #name),
-  return ClusterStats{ALL_CLUSTER_STATS(SLUICE_MAKE_COUNTER, SLUICE_MAKE_GAUGE)
-                          store.histogram(p + "upstream_rq_time"),
-                      store.histogram(p + "upstream_cx_length_ms")};
+  ClusterStats s{ALL_CLUSTER_STATS(SLUICE_MAKE_COUNTER, SLUICE_MAKE_GAUGE)
+                     store.histogram(p + "upstream_rq_time"),
+                 store.histogram(p + "upstream_cx_length_ms"), {}};
+  s.upstream_cx_bytes = {&s.upstream_cx_rx_bytes_total, &s.upstream_cx_tx_bytes_total,
+                         &s.upstream_cx_rx_bytes_buffered, &s.upstream_cx_tx_bytes_buffered};
+  return s;
 #undef SLUICE_MAKE_COUNTER
 #undef SLUICE_MAKE_GAUGE
 }

@@ -92,6 +92,8 @@ struct ClusterStats {
 #undef SLUICE_DECLARE_GAUGE
   stats::Histogram& upstream_rq_time;  // ms, request sent to response complete
   stats::Histogram& upstream_cx_length_ms;
+  // The byte counts above as each upstream connection updates them.
+  network::ConnectionStats upstream_cx_bytes;
   static ClusterStats create(stats::Store& store, const std::string& cluster_name);
 };
 

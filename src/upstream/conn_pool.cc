@@ -67,10 +67,7 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
     connection->detectEarlyCloseWhenReadDisabled(false);
     connection->addConnectionCallbacks(*this);
     connection->addReadFilter(std::shared_ptr<network::ReadFilter>(this, [](auto*) {}));
-    connection->setConnectionStats({&stats.upstream_cx_rx_bytes_total,
-                                    &stats.upstream_cx_tx_bytes_total,
-                                    &stats.upstream_cx_rx_bytes_buffered,
-                                    &stats.upstream_cx_tx_bytes_buffered});
+    connection->setConnectionStats(&stats.upstream_cx_bytes);
     codec = http::http1::createClientCodec(*connection, *this, pool.cluster_->http1_settings);
     if (!connected) connection->connect(pool.cluster_->connect_timeout);
   }

@@ -101,10 +101,7 @@ struct Http2ConnPool::ActiveClient : public network::ConnectionCallbacks,
     connection->detectEarlyCloseWhenReadDisabled(false);
     connection->addConnectionCallbacks(*this);
     connection->addReadFilter(std::shared_ptr<network::ReadFilter>(this, [](auto*) {}));
-    connection->setConnectionStats({&stats.upstream_cx_rx_bytes_total,
-                                    &stats.upstream_cx_tx_bytes_total,
-                                    &stats.upstream_cx_rx_bytes_buffered,
-                                    &stats.upstream_cx_tx_bytes_buffered});
+    connection->setConnectionStats(&stats.upstream_cx_bytes);
     codec = http::http2::createClientCodec(*connection, *this, *pool.cluster_->http2_settings);
     if (!connected) connection->connect(pool.cluster_->connect_timeout);
   }

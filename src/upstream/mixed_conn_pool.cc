@@ -70,10 +70,7 @@ struct MixedConnPool::Probe : public network::ConnectionCallbacks {
     connection->setBufferLimits(pool.cluster_->per_connection_buffer_limit_bytes);
     connection->detectEarlyCloseWhenReadDisabled(false);
     connection->addConnectionCallbacks(*this);
-    connection->setConnectionStats({&stats.upstream_cx_rx_bytes_total,
-                                    &stats.upstream_cx_tx_bytes_total,
-                                    &stats.upstream_cx_rx_bytes_buffered,
-                                    &stats.upstream_cx_tx_bytes_buffered});
+    connection->setConnectionStats(&stats.upstream_cx_bytes);
     connection->connect(pool.cluster_->connect_timeout);
   }
 

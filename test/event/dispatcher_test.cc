@@ -13,6 +13,7 @@
 #include "event/dispatcher_impl.h"
 #include "event/file_event.h"
 #include "event/real_time_system.h"
+#include "event/simulated_time_system.h"
 
 namespace sluice::event {
 namespace {
@@ -270,19 +271,18 @@ TEST_F(DispatcherTest, DestroyingAFileEventInsideItsCallbackIsSafe) {
   EXPECT_EQ(ev, nullptr);
 }
 
-// The form a connection embeds: libevent's event in place, a function and a context.
+// The form a connection embeds: libevent's event in place, calling a member of its owner.
 TEST_F(DispatcherTest, EmbeddedFileEventKeepsItsTriggerAcrossSetEnabledAndStopsOnReset) {
   SocketPair sp;
   struct Seen {
+    void onEvent(uint32_t events) { calls.push_back(events); }
     std::vector<uint32_t> calls;
   } seen;
   EmbeddedFileEvent ev;
   EXPECT_FALSE(ev.initialized());
   ev.activate(FileReadyType::Read);  // nothing: not initialized
-  ev.initialize(
-      dispatcher_, sp.a,
-      [](void* context, uint32_t events) { static_cast<Seen*>(context)->calls.push_back(events); },
-      &seen, FileTriggerType::Edge, FileReadyType::Read);
+  ev.initialize<Seen, &Seen::onEvent>(dispatcher_, sp.a, seen, FileTriggerType::Edge,
+                                      FileReadyType::Read);
   EXPECT_TRUE(ev.initialized());
   ASSERT_EQ(1, write(sp.b, "x", 1));
   dispatcher_.run(Dispatcher::RunType::NonBlock);
@@ -290,7 +290,7 @@ TEST_F(DispatcherTest, EmbeddedFileEventKeepsItsTriggerAcrossSetEnabledAndStopsO
   ASSERT_EQ(seen.calls.size(), 1u);  // edge: once, though not drained
   EXPECT_EQ(seen.calls[0], FileReadyType::Read);
 
-  // New interest, same fd and trigger: still edge-triggered.
+  // New interest, same fd, trigger and callback: still edge-triggered, still the owner's.
   ev.setEnabled(FileReadyType::Read | FileReadyType::Write);
   dispatcher_.run(Dispatcher::RunType::NonBlock);
   dispatcher_.run(Dispatcher::RunType::NonBlock);
@@ -307,26 +307,69 @@ TEST_F(DispatcherTest, EmbeddedFileEventKeepsItsTriggerAcrossSetEnabledAndStopsO
   ev.setEnabled(FileReadyType::Read);  // nothing: reset
   dispatcher_.run(Dispatcher::RunType::NonBlock);
   EXPECT_EQ(seen.calls.size(), 2u);
+
+  // Initialized again after a reset: a working event.
+  ev.initialize<Seen, &Seen::onEvent>(dispatcher_, sp.a, seen, FileTriggerType::Level,
+                                      FileReadyType::Read);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  ASSERT_EQ(seen.calls.size(), 3u);  // "y" is still unread
+  EXPECT_EQ(seen.calls[2], FileReadyType::Read);
 }
 
 TEST_F(DispatcherTest, EmbeddedFileEventMayResetItselfInsideItsCallback) {
   SocketPair sp;
   struct Owner {
+    void onEvent(uint32_t) {
+      ++calls;
+      ev.reset();
+    }
     EmbeddedFileEvent ev;
     int calls{0};
   } owner;
-  owner.ev.initialize(
-      dispatcher_, sp.a,
-      [](void* context, uint32_t) {
-        auto* o = static_cast<Owner*>(context);
-        ++o->calls;
-        o->ev.reset();
-      },
-      &owner, FileTriggerType::Level, FileReadyType::Write);
+  owner.ev.initialize<Owner, &Owner::onEvent>(dispatcher_, sp.a, owner, FileTriggerType::Level,
+                                              FileReadyType::Write);
   dispatcher_.run(Dispatcher::RunType::NonBlock);
   dispatcher_.run(Dispatcher::RunType::NonBlock);
   EXPECT_EQ(owner.calls, 1);
   EXPECT_FALSE(owner.ev.initialized());
+}
+
+TEST_F(DispatcherTest, EachFileEventSeesItsOwnDispatchersTimeRefreshed) {
+  // Two events ready in one pass of a loop run from inside another dispatcher's callback: the
+  // first moves the (simulated) clock, and the second sees its loop's time refreshed.
+  SimulatedTimeSystem time;
+  DispatcherImpl inner("inner", time);
+  SocketPair one;
+  SocketPair two;
+  struct Owner {
+    void onEvent(uint32_t) {
+      seen.push_back(dispatcher->approximateMonotonicTime());
+      if (seen.size() == 1) time->advanceTimeAsync(std::chrono::seconds(5));
+      ++calls;
+    }
+    Dispatcher* dispatcher;
+    SimulatedTimeSystem* time;
+    std::vector<MonotonicTime>& seen;
+    int calls{0};
+  };
+  std::vector<MonotonicTime> seen;
+  Owner a{&inner, &time, seen};
+  Owner b{&inner, &time, seen};
+  EmbeddedFileEvent ev_a;
+  EmbeddedFileEvent ev_b;
+  ev_a.initialize<Owner, &Owner::onEvent>(inner, one.a, a, FileTriggerType::Edge,
+                                          FileReadyType::Write);
+  ev_b.initialize<Owner, &Owner::onEvent>(inner, two.a, b, FileTriggerType::Edge,
+                                          FileReadyType::Write);
+  bool ran = false;
+  dispatcher_.post([&] {
+    inner.run(Dispatcher::RunType::NonBlock);
+    ran = true;
+  });
+  while (!ran) dispatcher_.run(Dispatcher::RunType::NonBlock);
+  ASSERT_EQ(a.calls + b.calls, 2);
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[1] - seen[0], std::chrono::seconds(5));
 }
 
 TEST_F(DispatcherTest, SignalRunsItsCallbackOnTheLoop) {

@@ -219,9 +219,11 @@ std::string pattern(size_t size) {
 TEST_F(ConnectionTest, EchoRoundTripThroughLoopback) {
   auto echo = std::make_shared<Echo>();
   stats::Store store;
+  // Held by pointer: it outlives the connection (closed here, before the test's end).
+  const ConnectionStats cx_stats{&store.counter("rx"), &store.counter("tx"), nullptr, nullptr};
   on_server_connection_ = [&](Connection& c) {
     c.addReadFilter(echo);
-    c.setConnectionStats({&store.counter("rx"), &store.counter("tx"), nullptr, nullptr});
+    c.setConnectionStats(&cx_stats);
   };
   Recorder& client = newRecorder();
   ClientConnection& conn = connectClient(client);
@@ -239,6 +241,7 @@ TEST_F(ConnectionTest, EchoRoundTripThroughLoopback) {
   EXPECT_EQ(store.counter("tx").value(), 13u);
   ASSERT_EQ(server_connections_.size(), 1u);
   EXPECT_EQ(server_connections_[0]->remoteAddress()->port(), conn.localAddress()->port());
+  server_connections_[0]->close(ConnectionCloseType::NoFlush);
 }
 
 // The first read filter lives in the connection, later ones on the heap: all of them are

@@ -14,7 +14,10 @@ TcpProxyStats TcpProxyStats::create(stats::Store& store, const std::string& stat
   const std::string p = "tcp." + stat_prefix + ".";
 #define SLUICE_MAKE_COUNTER(name) store.counter(p + #name),
 #define SLUICE_MAKE_GAUGE(name) store.gauge(p + #name),
-  return TcpProxyStats{ALL_TCP_PROXY_STATS(SLUICE_MAKE_COUNTER, SLUICE_MAKE_GAUGE)};
+  TcpProxyStats s{ALL_TCP_PROXY_STATS(SLUICE_MAKE_COUNTER, SLUICE_MAKE_GAUGE){}};
+  s.downstream_cx_bytes = {&s.downstream_cx_rx_bytes_total, &s.downstream_cx_tx_bytes_total,
+                           &s.downstream_cx_rx_bytes_buffered, &s.downstream_cx_tx_bytes_buffered};
+  return s;
 #undef SLUICE_MAKE_COUNTER
 #undef SLUICE_MAKE_GAUGE
 }
@@ -60,9 +63,7 @@ struct Upstream : public network::ReadFilter,
     connection->enableHalfClose(true);
     connection->addConnectionCallbacks(*this);
     connection->addReadFilter(std::shared_ptr<network::ReadFilter>(this, [](auto*) {}));
-    connection->setConnectionStats(
-        {&stats.upstream_cx_rx_bytes_total, &stats.upstream_cx_tx_bytes_total,
-         &stats.upstream_cx_rx_bytes_buffered, &stats.upstream_cx_tx_bytes_buffered});
+    connection->setConnectionStats(&stats.upstream_cx_bytes);
     connection->connect(cluster->connect_timeout);
   }
 
@@ -146,9 +147,7 @@ class TcpProxyFilter : public network::ReadFilter, public network::ConnectionCal
     info_->downstream_ssl = downstream_->ssl();
     downstream_->addConnectionCallbacks(*this);
     downstream_->enableHalfClose(true);
-    downstream_->setConnectionStats(
-        {&stats.downstream_cx_rx_bytes_total, &stats.downstream_cx_tx_bytes_total,
-         &stats.downstream_cx_rx_bytes_buffered, &stats.downstream_cx_tx_bytes_buffered});
+    downstream_->setConnectionStats(&stats.downstream_cx_bytes);
     if (config_->idle_timeout.count() > 0) {
       idle_timer_ = dispatcher_->createTimer([this] {
         config_->stats.idle_timeout.inc();

@@ -44,6 +44,8 @@ struct TcpProxyStats {
   ALL_TCP_PROXY_STATS(SLUICE_TCP_COUNTER, SLUICE_TCP_GAUGE)
 #undef SLUICE_TCP_COUNTER
 #undef SLUICE_TCP_GAUGE
+  // The downstream byte counts above as each downstream connection updates them.
+  network::ConnectionStats downstream_cx_bytes;
   static TcpProxyStats create(stats::Store& store, const std::string& stat_prefix);
 };
 
