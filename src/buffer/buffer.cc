@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/assert.h"
+#include "common/object_pool.h"  // SLUICE_POOL_DISABLED
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SLUICE_BUFFER_NO_CACHE 1
@@ -145,37 +146,100 @@ size_t Slice::prependTail(const void* data, size_t size) {
 
 // ---- SliceRing ------------------------------------------------------------------------------
 
-SliceRing::~SliceRing() {
-  if (!isInline()) {
-    delete[] slots_;
+namespace {
+
+// Rings' first slots, kept per thread for reuse: a connection's buffers empty and fill again
+// with every request. A kept array stays what it was (kFirstSlots empty slices), so taking
+// one is a pointer off a stack. Off under ASan, as common/object_pool.h's lists are.
+constexpr uint32_t kFirstSlots = 2;  // SliceRing::kFirstCapacity
+
+class FirstSlotsCache {
+ public:
+  ~FirstSlotsCache() {
+    while (count_ > 0) delete[] arrays_[--count_];
+    alive_ = false;
+  }
+  Slice* take() {
+#ifndef SLUICE_POOL_DISABLED
+    if (count_ > 0) return arrays_[--count_];
+#endif
+    return make();
+  }
+  // `slots` holds only empty slices.
+  void give(Slice* slots) {
+#ifndef SLUICE_POOL_DISABLED
+    if (alive_ && count_ < kMax) {
+      arrays_[count_++] = slots;
+      return;
+    }
+#endif
+    free(slots);
+  }
+
+ private:
+  [[gnu::noinline]] static Slice* make() { return new Slice[kFirstSlots]; }
+  [[gnu::noinline]] static void free(Slice* slots) { delete[] slots; }
+
+  static constexpr uint32_t kMax = 64;
+  Slice* arrays_[kMax];
+  uint32_t count_{0};
+  bool alive_{true};
+};
+
+thread_local FirstSlotsCache t_first_slots;
+
+void destroySlots(Slice* slots, uint32_t capacity) {
+  if (capacity == kFirstSlots) {
+    t_first_slots.give(slots);
+  } else {
+    delete[] slots;
   }
 }
 
-SliceRing::SliceRing(SliceRing&& other) noexcept {
-  if (other.isInline()) {
-    for (size_t i = 0; i < other.size_; ++i) {
-      inline_[i] = std::move(other[i]);
-    }
+}  // namespace
+
+SliceRing::~SliceRing() {
+  if (slots_ == nullptr) return;
+  if (size_ == 0) {
+    destroySlots(slots_, capacity_);
   } else {
-    slots_ = std::exchange(other.slots_, other.inline_);
-    capacity_ = std::exchange(other.capacity_, kInline);
-    head_ = other.head_;  // a grown ring may have wrapped: its first slice is not slot 0
+    delete[] slots_;  // slices that still hold blocks are not kept
   }
-  size_ = std::exchange(other.size_, 0);
-  other.head_ = 0;
 }
+
+SliceRing::SliceRing(SliceRing&& other) noexcept
+    : slots_(std::exchange(other.slots_, nullptr)),
+      capacity_(std::exchange(other.capacity_, 0)),
+      head_(std::exchange(other.head_, 0)),  // a ring may have wrapped
+      size_(std::exchange(other.size_, 0)) {}
 
 void SliceRing::grow() {
-  const size_t new_capacity = capacity_ * 2;
+  if (capacity_ == 0) {
+    static_assert(kFirstCapacity == kFirstSlots);
+    slots_ = t_first_slots.take();
+    capacity_ = kFirstCapacity;
+    head_ = 0;
+    return;
+  }
+  growSlow();
+}
+
+[[gnu::noinline]] void SliceRing::growSlow() {
+  const uint32_t new_capacity = capacity_ * 2;
   Slice* slots = new Slice[new_capacity];
   for (size_t i = 0; i < size_; ++i) {
     slots[i] = std::move((*this)[i]);
   }
-  if (!isInline()) {
-    delete[] slots_;
-  }
+  destroySlots(slots_, capacity_);
   slots_ = slots;
   capacity_ = new_capacity;
+  head_ = 0;
+}
+
+void SliceRing::releaseSlots() {
+  destroySlots(slots_, capacity_);
+  slots_ = nullptr;
+  capacity_ = 0;
   head_ = 0;
 }
 
@@ -200,13 +264,13 @@ void SliceRing::popFront() {
   SLUICE_ASSERT(size_ > 0, "popFront on an empty ring");
   slots_[head_] = Slice();
   head_ = (head_ + 1) & (capacity_ - 1);
-  --size_;
+  if (--size_ == 0) releaseSlots();
 }
 
 void SliceRing::popBack() {
   SLUICE_ASSERT(size_ > 0, "popBack on an empty ring");
   back() = Slice();
-  --size_;
+  if (--size_ == 0) releaseSlots();
 }
 
 }  // namespace detail

@@ -87,15 +87,18 @@ class Slice {
   void release();
 
   // 32-bit offsets (a slice is at most 4 GiB, far above any buffer limit): 24 bytes a slice
-  // instead of 32, and every buffer holds kInline of them inline.
+  // instead of 32.
   uint8_t* base_ = nullptr;
   uint32_t capacity_ = 0;
   uint32_t start_ = 0;
   uint32_t end_ = 0;
 };
 
-// A double-ended queue of slices in a power-of-two ring; the first kInline slots live inside
-// the object, so a buffer of a few slices makes no allocation for its bookkeeping.
+// A double-ended queue of slices in a power-of-two ring. An empty ring holds no slots: its
+// first ones (kFirstCapacity) come from the thread's free list when a slice comes in and go
+// back when the last leaves. Every connection holds two buffers for its life, empty while
+// it is idle, and two slots inside each would cost it 96 bytes; a ring that grows past them
+// allocates, as before.
 class SliceRing {
  public:
   SliceRing() = default;
@@ -107,6 +110,8 @@ class SliceRing {
 
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
+  // Slots held now (for tests): 0 when empty.
+  size_t capacity() const { return capacity_; }
   Slice& operator[](size_t i) { return slots_[(head_ + i) & (capacity_ - 1)]; }
   const Slice& operator[](size_t i) const { return slots_[(head_ + i) & (capacity_ - 1)]; }
   Slice& front() { return (*this)[0]; }
@@ -121,17 +126,18 @@ class SliceRing {
 
  private:
   // Two: a connection's buffers hold one or two slices on the request path (a read, or the
-  // headers with a small body copied in behind them); each connection holds two buffers for
-  // its life, idle or not, so every inline slot costs 48 bytes per connection.
-  static constexpr size_t kInline = 2;
+  // headers with a small body copied in behind them).
+  static constexpr uint32_t kFirstCapacity = 2;
 
+  // The first slots (the common case: a short function), or twice as many.
   void grow();
-  bool isInline() const { return slots_ == inline_; }
+  void growSlow();
+  // The last slice left (all slots are empty): the slots go.
+  void releaseSlots();
 
-  Slice inline_[kInline];
-  Slice* slots_ = inline_;
+  Slice* slots_ = nullptr;
   // 32-bit counts (a ring never holds 4 billion slices): 16 bytes a buffer instead of 24.
-  uint32_t capacity_ = kInline;
+  uint32_t capacity_ = 0;
   uint32_t head_ = 0;
   uint32_t size_ = 0;
 };
@@ -239,6 +245,8 @@ class Buffer {
     }
   }
   size_t sliceCount() const { return slices_.size(); }
+  // Slots of the slice ring held now (for tests: an empty buffer holds none).
+  size_t sliceSlots() const { return slices_.capacity(); }
 
   // Hands out writable regions totalling up to max_length bytes (at most
   // Reservation::kMaxSlices regions: the free tail of the last slice, then new slices).

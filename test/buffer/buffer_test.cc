@@ -85,6 +85,41 @@ TEST(BufferTest, EmptyBuffer) {
   EXPECT_EQ(nullptr, buffer.linearize(0));
 }
 
+TEST(BufferTest, AnEmptyBufferHoldsNoSliceSlots) {
+  // A connection's two buffers are empty while it is idle: their slots go back to the
+  // thread when the last slice leaves, and come again with the next.
+  Buffer b;
+  EXPECT_EQ(b.sliceSlots(), 0u);
+  b.add("hello");
+  EXPECT_EQ(b.sliceCount(), 1u);
+  EXPECT_EQ(b.sliceSlots(), 2u);
+  b.drain(5);
+  EXPECT_EQ(b.sliceSlots(), 0u);
+
+  // Grown past the first slots, emptied from either end, moved from.
+  for (int i = 0; i < 5; ++i) {
+    Buffer part;
+    part.add(std::string(Buffer::kDefaultSliceSize, static_cast<char>('a' + i)));
+    b.move(part);
+    EXPECT_EQ(part.sliceSlots(), 0u);
+  }
+  EXPECT_EQ(b.sliceCount(), 5u);
+  EXPECT_EQ(b.sliceSlots(), 8u);
+  Buffer c(std::move(b));
+  EXPECT_EQ(b.sliceSlots(), 0u);
+  EXPECT_EQ(c.length(), 5 * Buffer::kDefaultSliceSize);
+  EXPECT_EQ(c.toString().substr(4 * Buffer::kDefaultSliceSize, 3), "eee");
+  c.drain(c.length());
+  EXPECT_EQ(c.sliceSlots(), 0u);
+  c.prepend("x");
+  EXPECT_EQ(c.sliceSlots(), 2u);
+  EXPECT_EQ(c.toString(), "x");
+  Buffer d;
+  d.move(c);
+  EXPECT_EQ(c.sliceSlots(), 0u);
+  EXPECT_EQ(d.toString(), "x");
+}
+
 TEST(BufferTest, AddAndDrainAcrossSliceBoundaries) {
   Buffer buffer;
   const std::string data = pattern(3 * kSliceSize + 100);
