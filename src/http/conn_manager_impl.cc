@@ -1239,7 +1239,9 @@ network::FilterStatus ConnectionManagerImpl::onData(buffer::Buffer& data, bool e
       createCodec(h2 ? "h2" : "http/1.1");
     }
   }
+  dispatching_ = true;
   CodecStatus status = codec_->dispatch(data);
+  dispatching_ = false;
   if (!status.ok()) {
     stats_.downstream_cx_protocol_error.inc();
     // Answer the request that broke, if its response has not started; then close.
@@ -1332,9 +1334,10 @@ void ConnectionManagerImpl::createCodec(std::string_view protocol) {
 }
 
 void ConnectionManagerImpl::releaseIdleCodec() {
-  // Deferred: this may run inside a call that came through the codec. A pipelined request
-  // keeps it (the codec is not releasable while that request's bytes wait).
-  if (codec_ && http1_ && codec_->releasableWhenIdle()) {
+  // Not inside dispatch(): a stream that a filter answered at once may end there while the
+  // codec's parse loop has a pipelined request still to parse (onData lets it go after). And
+  // deferred: this may run inside another call that came through the codec.
+  if (codec_ && http1_ && !dispatching_ && codec_->releasableWhenIdle()) {
     connection_->dispatcher().deferredDelete(std::move(codec_));
   }
 }

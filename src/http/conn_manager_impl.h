@@ -85,6 +85,9 @@ class ConnectionManagerImpl : public network::ReadFilter,
   // The connection speaks HTTP/1: its codec goes while the connection is idle (an idle
   // keep-alive connection holds none) and the next request's bytes make a new one.
   bool http1_ : 1 {false};
+  // Inside codec_->dispatch(): the codec is not let go there (the parse loop goes on after a
+  // stream it finished; onData() lets it go after dispatch() returns).
+  bool dispatching_ : 1 {false};
   // HTTP/2 soft drain: between the shutdown notice and the final GOAWAY (drain_timeout), while
   // streams the client sent before it saw the notice may still arrive; no close before.
   bool final_goaway_pending_ : 1 {false};

@@ -1154,15 +1154,15 @@ TEST_F(ConnManagerTest, ARequestAnsweredWhileItIsParsedLeavesNoCodecEither) {
   EXPECT_EQ(peer_->received, kOk);
 }
 
-TEST_F(ConnManagerTest, PipelinedRequestsKeepTheCodecUntilTheLastIsAnswered) {
+TEST_F(ConnManagerTest, PipelinedRequestsAreAnsweredInOrderAcrossCodecs) {
+  // The second request's bytes wait in the connection while the first is answered; the
+  // codec may go with the first exchange, and the one made for those bytes parses them.
   terminal_->auto_respond = false;
   start();
   peer_->send("GET /1 HTTP/1.1\r\nhost: a\r\n\r\nGET /2 HTTP/1.1\r\nhost: a\r\n\r\n");
   ASSERT_TRUE(runUntil([&] { return terminal_->cb != nullptr; }));
   StreamDecoderFilterCallbacks* first = terminal_->cb;
   later([&] { terminal_->respond(); });
-  // The second request's bytes waited in the codec's connection: the exchange that ended was
-  // not the last, so the codec stays and parses them.
   ASSERT_TRUE(runUntil([&] { return terminal_->cb != first && hcm_->activeStreams() == 1; }));
   EXPECT_TRUE(hcm_->holdsCodec());
   later([&] { terminal_->respond(); });
@@ -1171,6 +1171,37 @@ TEST_F(ConnManagerTest, PipelinedRequestsKeepTheCodecUntilTheLastIsAnswered) {
   ASSERT_TRUE(waitStreamsDone());
   EXPECT_FALSE(hcm_->holdsCodec());
   EXPECT_EQ(counter("downstream_rq_completed"), 2u);
+  EXPECT_EQ(access_log_->details.size(), 2u);
+}
+
+TEST_F(ConnManagerTest, ARequestAnsweredAtItsEndWithAPipelinedOneBehindIt) {
+  // The terminal answers when the POST's body ends, inside the codec's dispatch; the codec
+  // finishes that exchange there and goes on parsing the GET behind it in the same bytes.
+  // It must still be the connection's codec (found by review: it was let go mid-dispatch,
+  // and the GET's stream used a codec on its way to deletion).
+  start();
+  peer_->send(
+      "POST /x HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\n\r\nx"
+      "GET /y HTTP/1.1\r\nhost: a\r\n\r\n");
+  ASSERT_TRUE(waitReceived(std::string(kOk) + std::string(kOk)));
+  EXPECT_EQ(peer_->received, std::string(kOk) + std::string(kOk));
+  ASSERT_TRUE(waitStreamsDone());
+  EXPECT_FALSE(hcm_->holdsCodec());
+
+  // The same with only the start of the pipelined request in the first bytes.
+  peer_->received.clear();
+  peer_->send("POST /x HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\n\r\nxGET /y HTTP/1.1\r\nho");
+  ASSERT_TRUE(waitReceived(std::string(kOk)));
+  spin();
+  EXPECT_EQ(hcm_->activeStreams(), 1u);  // the GET's stream, waiting for its headers' end
+  EXPECT_TRUE(hcm_->holdsCodec());
+  peer_->send("st: a\r\n\r\n");
+  ASSERT_TRUE(waitReceived(std::string(kOk) + std::string(kOk)));
+  EXPECT_EQ(peer_->received, std::string(kOk) + std::string(kOk));
+  ASSERT_TRUE(waitStreamsDone());
+  EXPECT_TRUE(connectionOpen());
+  EXPECT_EQ(counter("downstream_rq_completed"), 4u);
+  EXPECT_EQ(counter("downstream_cx_protocol_error"), 0u);
 }
 
 TEST_F(ConnManagerTest, AnHttp2PrefaceAfterAnHttp1RequestIsNotAProtocolSwitch) {
