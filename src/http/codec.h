@@ -157,6 +157,11 @@ class CodecConnection : public event::DeferredDeletable {
   virtual void onReadEndStream() = 0;
   virtual void onUnderlyingConnectionAboveWriteBufferHighWatermark() = 0;
   virtual void onUnderlyingConnectionBelowWriteBufferLowWatermark() = 0;
+  // Streams whose user is done with them that the codec has yet to finish on the wire
+  // (HTTP/2: a response's end that waits in nghttp2 for the peer's flow-control window). A
+  // caller that closes the connection after its last stream waits for them: after the final
+  // GOAWAY an HTTP/2 codec closes the connection itself once they are sent. HTTP/1: none.
+  virtual bool hasStreamsToFinish() const { return false; }
 };
 
 class ServerCodec : public CodecConnection {

@@ -1349,6 +1349,13 @@ void ConnectionManagerImpl::checkForDeferredClose() {
   // said so: one that began before the drain did not, and its client may already reuse it.
   if ((close_after_stream_ && !http2_) ||
       (draining_ && (http2_ ? !final_goaway_pending_ : drain_close_idle_))) {
+    if (http2_ && codec_->hasStreamsToFinish()) {
+      // A response's end still waits for the client's window: closing now would cut it. The
+      // codec closes the connection once it is out (the final GOAWAY went); the idle timeout
+      // bounds a client that never opens its window.
+      armIdleTimer();
+      return;
+    }
     closeConnection(network::ConnectionCloseType::FlushWriteAndDelay);
     return;
   }

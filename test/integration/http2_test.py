@@ -144,6 +144,21 @@ class Http2DownstreamTest(harness.unittest.TestCase):
                               r"\(last_stream_id=13, error_code=NO_ERROR")
         self.assertIn(":status: 200", out)
 
+    def test_the_last_response_before_a_drain_close_arrives_whole(self):
+        # max_requests_per_connection 1: the connection drains after its first stream. The
+        # response is far over the client's 64 KiB windows, so when the stream's end has
+        # been handed to the codec most of it still waits in nghttp2 for WINDOW_UPDATEs; the
+        # connection closes only when all of it has been sent.
+        p = self.start(codec_type="HTTP2",
+                       common_http_protocol_options={"max_requests_per_connection": 1})
+        r = subprocess.run(["nghttp", "-w", "16", "-W", "16", "-H", "x-test-body-size: 3000000",
+                            "http://127.0.0.1:%d/down" % p.port],
+                           capture_output=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(len(r.stdout), 3000000, r.stderr)
+        self.assertEqual(r.stdout[:3], bytes([0, 7, 14]))
+        self.assertEqual(p.stat("http.ingress_http.downstream_cx_max_requests_reached"), 1)
+
     def test_bad_http2_protocol_options_are_refused_with_the_path(self):
         cfg = bootstrap(hcm(catch_all(), http2_protocol_options={"initial_stream_window_size": 100}),
                         [cluster("u", self.u.port)])

@@ -316,12 +316,18 @@ class ConnectionImpl {
     if (status.ok() && sent_error_goaway_) {
       status = CodecStatus::protocolError(0, std::string(kCodecError));
     }
-    if (status.ok() && !nghttp2_session_want_read(session_) &&
-        !nghttp2_session_want_write(session_)) {
-      // Both sides said GOAWAY and no stream is left: the session is over.
+    if (status.ok()) closeIfSessionOver();
+    return status;
+  }
+
+  // A GOAWAY went (or came) and no stream is left: the session is over. Checked after what
+  // can finish the last stream: a dispatch (a WINDOW_UPDATE lets its end go out) and a flush
+  // on the connection's low watermark.
+  void closeIfSessionOver() {
+    if (connection_.state() == network::Connection::State::Open &&
+        !nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_)) {
       connection_.close(network::ConnectionCloseType::FlushWrite);
     }
-    return status;
   }
 
   // Writes what nghttp2 has to send, unless called from inside nghttp2 (the outer call
@@ -373,7 +379,9 @@ class ConnectionImpl {
   void onBelowLowWatermark() {
     write_blocked_ = false;
     flush();
+    if (depth_ == 0) closeIfSessionOver();
   }
+  bool hasStreams() const { return streams_ != nullptr; }
 
   StreamImpl& addStream(int32_t id) {
     auto* s = new StreamImpl(*this, id);
@@ -855,6 +863,7 @@ class ServerCodecImpl : public ServerCodec, public ConnectionImpl {
   void onReadEndStream() override {}
   void onUnderlyingConnectionAboveWriteBufferHighWatermark() override { onAboveHighWatermark(); }
   void onUnderlyingConnectionBelowWriteBufferLowWatermark() override { onBelowLowWatermark(); }
+  bool hasStreamsToFinish() const override { return hasStreams(); }
 
   StreamImpl* onRequestBegin(int32_t id) override {
     StreamImpl& s = addStream(id);
