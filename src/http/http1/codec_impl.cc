@@ -259,19 +259,26 @@ enum class Framing {
 // Moves `data` into `out` framed for the wire: dropped (a body that must not be sent),
 // as is (content-length, close-delimited, tunnels), or as a chunk (and the last chunk
 // with end_stream).
-void frameBody(Framing framing, Buffer& data, bool end_stream, Buffer& out) {
+// Frames `data` and writes it to `connection` (with end_stream `end_tunnel`; nothing is written
+// when there is nothing to write and no end). A raw body goes to the connection as it is, with
+// no buffer between (a buffer's slots are taken and given back each time one fills).
+void writeBody(network::Connection& connection, Framing framing, Buffer& data, bool end_stream,
+               bool end_tunnel) {
+  Buffer out;
+  Buffer* body = &out;
   switch (framing) {
     case Framing::None:
       data.drain(data.length());
       break;
     case Framing::Raw:
-      out.move(data);
+      body = &data;
       break;
     case Framing::Chunked:
       addChunk(out, data);
       if (end_stream) addLastChunk(out, nullptr);
       break;
   }
+  if (!body->empty() || end_tunnel) connection.write(*body, end_tunnel);
 }
 
 // What a codec needs only while a message is being parsed: llhttp's parser, the URL, the
@@ -886,10 +893,7 @@ class ServerCodecImpl final : public ServerCodec,
       data.drain(data.length());
       return;
     }
-    Buffer out;
-    frameBody(framing_, data, end_stream, out);
-    const bool end_tunnel = end_stream && tunnel_response_;
-    if (!out.empty() || end_tunnel) connection_.write(out, end_tunnel);
+    writeBody(connection_, framing_, data, end_stream, end_stream && tunnel_response_);
     if (end_stream) onResponseComplete();
   }
 
@@ -1284,11 +1288,8 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
       data.drain(data.length());
       return;
     }
-    Buffer out;
-    frameBody(framing_, data, end_stream, out);
     // The end of an upgrade request's bytes is the end of the tunnel's request side: a FIN.
-    const bool end_tunnel = end_stream && upgrade_sent_;
-    if (!out.empty() || end_tunnel) connection_.write(out, end_tunnel);
+    writeBody(connection_, framing_, data, end_stream, end_stream && upgrade_sent_);
     if (end_stream) onRequestComplete();
   }
 
