@@ -243,6 +243,13 @@ void SliceRing::releaseSlots() {
   head_ = 0;
 }
 
+void SliceRing::swap(SliceRing& other) noexcept {
+  std::swap(slots_, other.slots_);
+  std::swap(capacity_, other.capacity_);
+  std::swap(head_, other.head_);
+  std::swap(size_, other.size_);
+}
+
 void SliceRing::pushBack(Slice&& slice) {
   if (size_ == capacity_) {
     grow();
@@ -369,6 +376,13 @@ void Buffer::appendSlice(detail::Slice&& slice) {
 void Buffer::moveBytes(Buffer& other, size_t length) {
   SLUICE_ASSERT(&other != this, "move from a buffer into itself");
   SLUICE_ASSERT(length <= other.length_, "move of more bytes than the source holds");
+  if (length == other.length_ && slices_.empty()) {
+    // All of it into a buffer without slices (a connection's write buffer, most writes): the
+    // rings change hands.
+    slices_.swap(other.slices_);
+    length_ = std::exchange(other.length_, 0);
+    return;
+  }
   while (length > 0) {
     detail::Slice& front = other.slices_.front();
     const size_t n = front.dataSize();

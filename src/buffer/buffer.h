@@ -123,6 +123,8 @@ class SliceRing {
   void pushFront(Slice&& slice);
   void popFront();
   void popBack();
+  // Exchanges the two rings' slots and slices (no slice moves, no slots taken or given).
+  void swap(SliceRing& other) noexcept;
 
  private:
   // Two: a connection's buffers hold one or two slices on the request path (a read, or the

@@ -120,6 +120,33 @@ TEST(BufferTest, AnEmptyBufferHoldsNoSliceSlots) {
   EXPECT_EQ(d.toString(), "x");
 }
 
+TEST(BufferTest, AllOfABufferMovedIntoAnEmptyOneKeepsItsOrder) {
+  // Into a buffer without slices the ring changes hands whole (a wrapped one too).
+  Buffer src;
+  src.add("world");
+  src.prepend("hello ");
+  ASSERT_EQ(src.sliceCount(), 2u);
+  Buffer dst;
+  dst.move(src);
+  EXPECT_EQ(dst.toString(), "hello world");
+  EXPECT_EQ(src.length(), 0u);
+  EXPECT_EQ(src.sliceSlots(), 0u);
+  dst.add("!");
+  dst.prepend(">");
+  EXPECT_EQ(dst.toString(), ">hello world!");
+  EXPECT_EQ(dst.length(), 13u);
+  // Part of one, or into a buffer that holds slices, goes slice by slice as before.
+  Buffer other;
+  other.add("abc");
+  other.move(dst, 3);
+  EXPECT_EQ(other.toString(), "abc>he");
+  EXPECT_EQ(dst.toString(), "llo world!");
+  src.add("x");
+  src.move(other);
+  EXPECT_EQ(src.toString(), "xabc>he");
+  EXPECT_EQ(other.sliceSlots(), 0u);
+}
+
 TEST(BufferTest, AddAndDrainAcrossSliceBoundaries) {
   Buffer buffer;
   const std::string data = pattern(3 * kSliceSize + 100);
