@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -218,8 +219,27 @@ class ProxyTest(harness.unittest.TestCase):
             self.assertTrue(out.startswith(b"HTTP/1.1 " + status), (raw[:60], out[:100]))
         self.assertEqual(self.a.requests + self.b.requests, before, "a bad request reached an upstream")
 
+    def keepalive_exchange(self, s):
+        """One keep-alive request on `s`, read to the end of its response: the connection is
+        idle (its HTTP/1 codec let go) before what the test sends next on it."""
+        s.sendall(b"GET /before HTTP/1.1\r\nHost: x\r\n\r\n")
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, buf)
+            buf += chunk
+        head, body = buf.split(b"\r\n\r\n", 1)
+        m = re.search(rb"content-length: (\d+)", head.lower())
+        self.assertTrue(head.startswith(b"HTTP/1.1 200") and m, head)
+        while len(body) < int(m.group(1)):
+            chunk = s.recv(65536)
+            self.assertTrue(chunk, body)
+            body += chunk
+        self.assertEqual(len(body), int(m.group(1)))
+
     def test_websocket_upgrade_tunnels_bytes_both_ways(self):
         s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        self.keepalive_exchange(s)  # the upgrade comes on a connection that served a request
         s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                   b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         head = b""
@@ -250,6 +270,7 @@ class ProxyTest(harness.unittest.TestCase):
         body = b"y" * 3000
         out = b""
         s = socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10)
+        self.keepalive_exchange(s)  # the request comes on a connection that served one
         s.sendall(b"POST /continue HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n"
                   b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
         while b"\r\n\r\n" not in out:
