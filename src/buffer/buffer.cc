@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "common/assert.h"
-#include "common/object_pool.h"  // SLUICE_POOL_DISABLED
+#include "common/object_pool.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SLUICE_BUFFER_NO_CACHE 1
@@ -148,49 +148,22 @@ size_t Slice::prependTail(const void* data, size_t size) {
 
 namespace {
 
-// Rings' first slots, kept per thread for reuse: a connection's buffers empty and fill again
-// with every request. A kept array stays what it was (kFirstSlots empty slices), so taking
-// one is a pointer off a stack. Off under ASan, as common/object_pool.h's lists are.
+// Rings' first slots come from the thread's free list (common/object_pool.h): a connection's
+// buffers empty and fill again with every request.
 constexpr uint32_t kFirstSlots = 2;  // SliceRing::kFirstCapacity
+using FirstSlots = sluice::detail::FreeList<kFirstSlots * sizeof(Slice), alignof(Slice)>;
 
-class FirstSlotsCache {
- public:
-  ~FirstSlotsCache() {
-    while (count_ > 0) delete[] arrays_[--count_];
-    alive_ = false;
-  }
-  Slice* take() {
-#ifndef SLUICE_POOL_DISABLED
-    if (count_ > 0) return arrays_[--count_];
-#endif
-    return make();
-  }
-  // `slots` holds only empty slices.
-  void give(Slice* slots) {
-#ifndef SLUICE_POOL_DISABLED
-    if (alive_ && count_ < kMax) {
-      arrays_[count_++] = slots;
-      return;
-    }
-#endif
-    free(slots);
-  }
+Slice* takeFirstSlots() {
+  auto* slots = static_cast<Slice*>(FirstSlots::allocate());
+  for (uint32_t i = 0; i < kFirstSlots; ++i) new (&slots[i]) Slice();
+  return slots;
+}
 
- private:
-  [[gnu::noinline]] static Slice* make() { return new Slice[kFirstSlots]; }
-  [[gnu::noinline]] static void free(Slice* slots) { delete[] slots; }
-
-  static constexpr uint32_t kMax = 64;
-  Slice* arrays_[kMax];
-  uint32_t count_{0};
-  bool alive_{true};
-};
-
-thread_local FirstSlotsCache t_first_slots;
-
+// Slices still in `slots` release their blocks.
 void destroySlots(Slice* slots, uint32_t capacity) {
   if (capacity == kFirstSlots) {
-    t_first_slots.give(slots);
+    for (uint32_t i = 0; i < kFirstSlots; ++i) slots[i].~Slice();
+    FirstSlots::deallocate(slots);
   } else {
     delete[] slots;
   }
@@ -199,12 +172,7 @@ void destroySlots(Slice* slots, uint32_t capacity) {
 }  // namespace
 
 SliceRing::~SliceRing() {
-  if (slots_ == nullptr) return;
-  if (size_ == 0) {
-    destroySlots(slots_, capacity_);
-  } else {
-    delete[] slots_;  // slices that still hold blocks are not kept
-  }
+  if (slots_ != nullptr) destroySlots(slots_, capacity_);
 }
 
 SliceRing::SliceRing(SliceRing&& other) noexcept
@@ -216,7 +184,7 @@ SliceRing::SliceRing(SliceRing&& other) noexcept
 void SliceRing::grow() {
   if (capacity_ == 0) {
     static_assert(kFirstCapacity == kFirstSlots);
-    slots_ = t_first_slots.take();
+    slots_ = takeFirstSlots();
     capacity_ = kFirstCapacity;
     head_ = 0;
     return;
