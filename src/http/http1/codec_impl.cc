@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <string_view>
 #include <vector>
@@ -35,12 +36,52 @@ constexpr std::array<bool, 256> makeTokenTable() {
 }
 constexpr std::array<bool, 256> kTokenChars = makeTokenTable();
 
-bool isToken(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (!kTokenChars[static_cast<unsigned char>(c)]) return false;
+// A token character in lower case, or 0 for a byte that is not one.
+constexpr std::array<char, 256> makeLowerTokenTable() {
+  std::array<char, 256> table{};
+  for (int c = 0; c < 256; ++c) {
+    if (!kTokenChars[c]) continue;
+    table[c] = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  }
+  return table;
+}
+constexpr std::array<char, 256> kLowerTokenChars = makeLowerTokenTable();
+
+// Writes the header name `in` to `out` (in.size() bytes; may be in.data()) in lower case, in
+// one pass; false when `in` is not a token.
+bool lowerToken(std::string_view in, char* out) {
+  if (in.empty()) return false;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const char c = kLowerTokenChars[static_cast<unsigned char>(in[i])];
+    if (c == 0) return false;
+    out[i] = c;
   }
   return true;
+}
+
+// Whether `s` holds a NUL, CR or LF byte: eight bytes at a time (a word has a zero byte when
+// (w - 0x01...) & ~w & 0x80... is not 0, and a byte equal to c is a zero byte of w ^ c...).
+bool hasNulCrLf(std::string_view s) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  const auto hasZeroByte = [](uint64_t w) { return (w - kOnes) & ~w & kHighs; };
+  const auto word = [&](size_t at) {
+    uint64_t w;
+    std::memcpy(&w, s.data() + at, sizeof(w));
+    return hasZeroByte(w) | hasZeroByte(w ^ (kOnes * '\r')) | hasZeroByte(w ^ (kOnes * '\n'));
+  };
+  const size_t n = s.size();
+  if (n < 8) {
+    for (char c : s) {
+      if (c == '\0' || c == '\r' || c == '\n') return true;
+    }
+    return false;
+  }
+  for (size_t at = 0; at + 8 <= n; at += 8) {
+    if (word(at) != 0) return true;
+  }
+  // The last (overlapping) word covers the tail.
+  return word(n - 8) != 0;
 }
 
 std::string_view trimOws(std::string_view s) {
@@ -201,52 +242,107 @@ std::string_view reasonPhrase(uint32_t code) {
   }
 }
 
-void addNumber(Buffer& out, uint64_t value, int base) {
-  char digits[24];
-  const auto result = std::to_chars(digits, digits + sizeof(digits), value, base);
-  out.add(digits, static_cast<size_t>(result.ptr - digits));
-}
+// Puts a message head (a start line and header lines) or a last chunk with trailers
+// together in a block on the stack and adds it to a buffer in one piece: a usual head is one
+// Buffer::add (about 90 instructions each), where it was one per line and per part of the
+// start line. A head larger than the block is added in block-sized pieces.
+class HeadWriter {
+ public:
+  HeadWriter() = default;
+  HeadWriter(const HeadWriter&) = delete;
+  HeadWriter& operator=(const HeadWriter&) = delete;
 
-void addHeaderLine(Buffer& out, std::string_view key, std::string_view value) {
-  // A usual line is put together on the stack and added at once: one Buffer::add instead of
-  // four (about 180 instructions a header line).
-  const size_t size = key.size() + value.size() + 4;
-  if (size <= 256) {
-    char line[256];
-    std::memcpy(line, key.data(), key.size());
-    line[key.size()] = ':';
-    line[key.size() + 1] = ' ';
-    std::memcpy(line + key.size() + 2, value.data(), value.size());
-    line[size - 2] = '\r';
-    line[size - 1] = '\n';
-    out.add(line, size);
-    return;
+  void put(std::string_view s) {
+    if (s.size() > kBlockSize - used_) {
+      putSlow(s);
+      return;
+    }
+    std::memcpy(block_ + used_, s.data(), s.size());
+    used_ += s.size();
   }
-  out.add(key);
-  out.add(": ", 2);
-  out.add(value);
-  out.add("\r\n", 2);
-}
+
+  void putNumber(uint64_t value, int base) {
+    char digits[24];
+    const auto result = std::to_chars(digits, digits + sizeof(digits), value, base);
+    put(std::string_view(digits, static_cast<size_t>(result.ptr - digits)));
+  }
+
+  // "key: value\r\n"
+  void line(std::string_view key, std::string_view value) {
+    const size_t size = key.size() + value.size() + 4;
+    if (size > kBlockSize - used_) {
+      put(key);
+      put(": ");
+      put(value);
+      put("\r\n");
+      return;
+    }
+    char* p = block_ + used_;
+    std::memcpy(p, key.data(), key.size());
+    p += key.size();
+    p[0] = ':';
+    p[1] = ' ';
+    std::memcpy(p + 2, value.data(), value.size());
+    p += 2 + value.size();
+    p[0] = '\r';
+    p[1] = '\n';
+    used_ += size;
+  }
+
+  // The header lines of `headers`, pseudo-headers left out.
+  void lines(const HeaderMap& headers) {
+    for (const HeaderEntry& e : headers) {
+      if (!e.key.empty() && e.key[0] != ':') line(e.key, e.value);
+    }
+  }
+
+  // What was put, in a buffer of its own (to write to the connection).
+  Buffer& take() {
+    flush();
+    return out_;
+  }
+
+ private:
+  static constexpr size_t kBlockSize = 2048;
+
+  void flush() {
+    if (used_ == 0) return;
+    out_.add(block_, used_);
+    used_ = 0;
+  }
+  void putSlow(std::string_view s) {
+    flush();
+    if (s.size() > kBlockSize) {
+      out_.add(s);
+      return;
+    }
+    std::memcpy(block_, s.data(), s.size());
+    used_ = s.size();
+  }
+
+  Buffer out_;
+  size_t used_ = 0;
+  char block_[kBlockSize];
+};
 
 // Appends `data` (moved) as one chunk; nothing for empty data (an empty chunk would end the
 // body).
 void addChunk(Buffer& out, Buffer& data) {
   if (data.empty()) return;
-  addNumber(out, data.length(), 16);
-  out.add("\r\n", 2);
+  char size_line[24];
+  auto result = std::to_chars(size_line, size_line + sizeof(size_line) - 2, data.length(), 16);
+  *result.ptr++ = '\r';
+  *result.ptr++ = '\n';
+  out.add(size_line, static_cast<size_t>(result.ptr - size_line));
   out.move(data);
   out.add("\r\n", 2);
 }
 
-// The last chunk, with trailers when given.
-void addLastChunk(Buffer& out, const HeaderMap* trailers) {
-  out.add("0\r\n", 3);
-  if (trailers != nullptr) {
-    for (const HeaderEntry& e : *trailers) {
-      if (!e.key.empty() && e.key[0] != ':') addHeaderLine(out, e.key, e.value);
-    }
-  }
-  out.add("\r\n", 2);
+// The last chunk: "0", the trailers (when given), the blank line.
+void writeLastChunk(HeadWriter& head, const HeaderMap* trailers) {
+  head.put("0\r\n");
+  if (trailers != nullptr) head.lines(*trailers);
+  head.put("\r\n");
 }
 
 // How an outgoing body is framed once its headers went out.
@@ -275,7 +371,7 @@ void writeBody(network::Connection& connection, Framing framing, Buffer& data, b
       break;
     case Framing::Chunked:
       addChunk(out, data);
-      if (end_stream) addLastChunk(out, nullptr);
+      if (end_stream) out.add("0\r\n\r\n", 5);
       break;
   }
   if (!body->empty() || end_tunnel) connection.write(*body, end_tunnel);
@@ -295,8 +391,18 @@ struct ParseState {
   HeaderMapPtr headers;
   HeaderMapPtr trailers;
   std::string url;
-  // The header being parsed: its name (the first field_length bytes), then its value.
+  // The header being parsed. While all of it lies in the bytes that one llhttp_execute() call
+  // parses, it is two spans into them (nothing copied: a request's headers usually come in one
+  // read); when a call ends inside it, copyHeader() copies it into `header`: its name (the
+  // first field_length bytes), then its value.
   std::string header;
+  const char* field_at{nullptr};
+  const char* value_at{nullptr};
+  uint32_t field_span{0};
+  uint32_t value_span{0};
+  bool header_copied{false};
+  // The lower-case name of a header in spans, when it fits (a longer one is copied).
+  char name[48];
   std::string host;                // server: the Host header's value
   std::string_view url_authority;  // server: the authority of an absolute URL, into url
   const char* slice_base{nullptr};
@@ -308,6 +414,14 @@ struct ParseState {
   // callback is safe.
   std::vector<StreamCallbacks*> stream_callbacks;
   ParseState* next_free{nullptr};  // on the pool's free list
+
+  void clearHeader() {
+    header.clear();
+    field_length = 0;
+    field_at = value_at = nullptr;
+    field_span = value_span = 0;
+    header_copied = false;
+  }
 };
 
 // A thread's free ParseStates, so that the request path pays no allocation for them: a
@@ -350,7 +464,7 @@ class ParseStatePool {
     state->headers.reset();
     state->trailers.reset();
     state->url.clear();
-    state->header.clear();
+    state->clearHeader();
     state->host.clear();
     state->spans.clear();
     state->stream_callbacks.clear();
@@ -449,6 +563,8 @@ class CodecBase {
       ps_->slice_base = static_cast<const char*>(slice.mem);
       ps_->spans.clear();
       const llhttp_errno_t err = llhttp_execute(&ps_->parser, ps_->slice_base, slice.len);
+      // The slice goes below: a header it cut keeps a copy of its bytes.
+      if (ps_ != nullptr && (ps_->field_at != nullptr || ps_->value_at != nullptr)) copyHeader();
       if (connection_.state() != network::Connection::State::Open) {
         // A callback reset the stream or closed the connection: nothing more to parse.
         data.drain(data.length());
@@ -604,8 +720,7 @@ class CodecBase {
     ps_->header_bytes = 0;
     ps_->header_count = 0;
     in_trailers_ = false;
-    ps_->header.clear();
-    ps_->field_length = 0;
+    ps_->clearHeader();
     ps_->url.clear();
     ps_->headers = std::make_unique<HeaderMap>();
     ps_->trailers.reset();
@@ -626,7 +741,13 @@ class CodecBase {
 
   int onHeaderFieldData(const char* at, size_t length) {
     if (countHeaderBytes(length) != 0) return -1;
+    if (!ps_->header_copied && ps_->field_at == nullptr && ps_->value_at == nullptr) {
+      ps_->field_at = at;
+      ps_->field_span = static_cast<uint32_t>(length);
+      return 0;
+    }
     // The name's bytes all come before the value's.
+    copyHeader();
     ps_->header.append(at, length);
     ps_->field_length = static_cast<uint32_t>(ps_->header.size());
     return 0;
@@ -634,27 +755,49 @@ class CodecBase {
 
   int onHeaderValueData(const char* at, size_t length) {
     if (countHeaderBytes(length) != 0) return -1;
+    if (!ps_->header_copied && ps_->value_at == nullptr) {
+      ps_->value_at = at;
+      ps_->value_span = static_cast<uint32_t>(length);
+      return 0;
+    }
+    copyHeader();
     ps_->header.append(at, length);
     return 0;
   }
 
+  // The header being parsed, from spans into the parsed bytes to its own copy.
+  void copyHeader() {
+    if (ps_->header_copied) return;
+    ps_->header.assign(ps_->field_at != nullptr ? ps_->field_at : "", ps_->field_span);
+    ps_->field_length = ps_->field_span;
+    if (ps_->value_at != nullptr) ps_->header.append(ps_->value_at, ps_->value_span);
+    ps_->field_at = ps_->value_at = nullptr;
+    ps_->field_span = ps_->value_span = 0;
+    ps_->header_copied = true;
+  }
+
   int onHeaderValueComplete() {
+    if (!ps_->header_copied && ps_->field_span > sizeof(ps_->name)) copyHeader();
+    std::string_view field;
+    std::string_view raw_value;
+    char* name;
+    if (ps_->header_copied) {
+      field = std::string_view(ps_->header).substr(0, ps_->field_length);
+      raw_value = std::string_view(ps_->header).substr(ps_->field_length);
+      name = ps_->header.data();
+    } else {
+      field = std::string_view(ps_->field_at != nullptr ? ps_->field_at : "", ps_->field_span);
+      raw_value = std::string_view(ps_->value_at != nullptr ? ps_->value_at : "", ps_->value_span);
+      name = ps_->name;
+    }
     // llhttp lets a name hold any non-separator byte ("Bad Header"); a name is a token.
-    const std::string_view field = std::string_view(ps_->header).substr(0, ps_->field_length);
-    if (!isToken(field)) return fail(400, kCodecError);
-    for (size_t i = 0; i < ps_->field_length; ++i) {
-      char& c = ps_->header[i];
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
-    const std::string_view value = trimOws(std::string_view(ps_->header).substr(ps_->field_length));
+    if (!lowerToken(field, name)) return fail(400, kCodecError);
+    const std::string_view value = trimOws(raw_value);
     // llhttp rejects these already; they must never reach a header map.
-    for (char c : value) {
-      if (c == '\0' || c == '\r' || c == '\n') return fail(400, kCodecError);
-    }
+    if (hasNulCrLf(value)) return fail(400, kCodecError);
     if (++ps_->header_count > settings_.max_headers_count) return fail(431, kTooManyHeaders);
-    const int rc = onHeader(field, value);
-    ps_->header.clear();
-    ps_->field_length = 0;
+    const int rc = onHeader(std::string_view(name, field.size()), value);
+    ps_->clearHeader();
     return rc;
   }
 
@@ -816,22 +959,19 @@ class ServerCodecImpl final : public ServerCodec,
   void encode1xxHeaders(const HeaderMap& headers) {
     // An HTTP/1.0 client knows no informational responses.
     if (!canEncode() || response_started_ || protocol_ == Protocol::Http10) return;
-    Buffer out;
-    const uint32_t status = headers.status();
-    writeStatusLine(out, status);
-    for (const HeaderEntry& e : headers) {
-      if (!e.key.empty() && e.key[0] != ':') addHeaderLine(out, e.key, e.value);
-    }
-    out.add("\r\n", 2);
-    connection_.write(out, false);
+    HeadWriter head;
+    writeStatusLine(head, headers.status());
+    head.lines(headers);
+    head.put("\r\n");
+    connection_.write(head.take(), false);
   }
 
   void encodeHeaders(const HeaderMap& headers, bool end_stream) {
     if (!canEncode() || response_started_) return;
     response_started_ = true;
     const uint32_t status = headers.status();
-    Buffer out;
-    writeStatusLine(out, status);
+    HeadWriter head;
+    writeStatusLine(head, status);
     bool saw_content_length = false;
     bool saw_transfer_encoding = false;
     bool saw_connection = false;
@@ -847,7 +987,7 @@ class ServerCodecImpl final : public ServerCodec,
         saw_connection = true;
         if (hasToken(e.value, "close")) close_after_response_ = true;
       }
-      addHeaderLine(out, e.key, e.value);
+      head.line(e.key, e.value);
     }
 
     const bool tunnel =
@@ -864,7 +1004,7 @@ class ServerCodecImpl final : public ServerCodec,
     } else if (end_stream || !body_allowed) {
       framing_ = Framing::None;
       if (end_stream && body_allowed && !saw_content_length && !saw_transfer_encoding) {
-        addHeaderLine(out, headers::kContentLength, "0");
+        head.line(headers::kContentLength, "0");
       }
     } else if (saw_content_length) {
       framing_ = Framing::Raw;
@@ -874,17 +1014,17 @@ class ServerCodecImpl final : public ServerCodec,
       close_after_response_ = true;
     } else {
       framing_ = Framing::Chunked;
-      if (!saw_transfer_encoding) addHeaderLine(out, headers::kTransferEncoding, "chunked");
+      if (!saw_transfer_encoding) head.line(headers::kTransferEncoding, "chunked");
     }
     if (!saw_connection && !tunnel) {
       if (close_after_response_) {
-        addHeaderLine(out, headers::kConnection, "close");
+        head.line(headers::kConnection, "close");
       } else if (protocol_ == Protocol::Http10) {
-        addHeaderLine(out, headers::kConnection, "keep-alive");
+        head.line(headers::kConnection, "keep-alive");
       }
     }
-    out.add("\r\n", 2);
-    connection_.write(out, false);
+    head.put("\r\n");
+    connection_.write(head.take(), false);
     if (end_stream) onResponseComplete();
   }
 
@@ -900,19 +1040,19 @@ class ServerCodecImpl final : public ServerCodec,
   void encodeTrailers(const HeaderMap& trailers) {
     if (!canEncode() || !response_started_) return;
     if (framing_ == Framing::Chunked) {
-      Buffer out;
-      addLastChunk(out, settings_.enable_trailers ? &trailers : nullptr);
-      connection_.write(out, false);
+      HeadWriter head;
+      writeLastChunk(head, settings_.enable_trailers ? &trailers : nullptr);
+      connection_.write(head.take(), false);
     }
     onResponseComplete();
   }
 
-  static void writeStatusLine(Buffer& out, uint32_t status) {
-    out.add("HTTP/1.1 ", 9);
-    addNumber(out, status, 10);
-    out.add(" ", 1);
-    out.add(reasonPhrase(status));
-    out.add("\r\n", 2);
+  static void writeStatusLine(HeadWriter& head, uint32_t status) {
+    head.put("HTTP/1.1 ");
+    head.putNumber(status, 10);
+    head.put(" ");
+    head.put(reasonPhrase(status));
+    head.put("\r\n");
   }
 
   void onResponseComplete() {
@@ -1239,17 +1379,17 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
     const std::string_view authority = headers.authority();
     is_head_ = method == "HEAD";
     const bool is_connect = method == "CONNECT";
-    Buffer out;
-    out.add(method);
-    out.add(" ", 1);
+    HeadWriter head;
+    head.put(method);
+    head.put(" ");
     if (is_connect) {
-      out.add(authority);
+      head.put(authority);
     } else {
       const std::string_view path = headers.path();
-      out.add(path.empty() ? std::string_view("/") : path);
+      head.put(path.empty() ? std::string_view("/") : path);
     }
-    out.add(" HTTP/1.1\r\n", 11);
-    if (!authority.empty()) addHeaderLine(out, headers::kHost, authority);
+    head.put(" HTTP/1.1\r\n");
+    if (!authority.empty()) head.line(headers::kHost, authority);
     bool saw_content_length = false;
     bool saw_transfer_encoding = false;
     bool upgrade = is_connect;
@@ -1263,23 +1403,23 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
       } else if (e.key == headers::kUpgrade) {
         upgrade = true;
       }
-      addHeaderLine(out, e.key, e.value);
+      head.line(e.key, e.value);
     }
     if (end_stream) {
       framing_ = Framing::None;
       if (!saw_content_length && !saw_transfer_encoding &&
           (method == "POST" || method == "PUT" || method == "PATCH")) {
-        addHeaderLine(out, headers::kContentLength, "0");
+        head.line(headers::kContentLength, "0");
       }
     } else if (saw_content_length || upgrade) {
       framing_ = Framing::Raw;
     } else {
       framing_ = Framing::Chunked;
-      if (!saw_transfer_encoding) addHeaderLine(out, headers::kTransferEncoding, "chunked");
+      if (!saw_transfer_encoding) head.line(headers::kTransferEncoding, "chunked");
     }
-    out.add("\r\n", 2);
+    head.put("\r\n");
     upgrade_sent_ = upgrade;
-    connection_.write(out, false);
+    connection_.write(head.take(), false);
     if (end_stream) onRequestComplete();
   }
 
@@ -1296,9 +1436,9 @@ class ClientCodecImpl final : private ClientSettingsCopy, public ClientCodec, pu
   void encodeTrailers(const HeaderMap& trailers) {
     if (!canEncode() || !request_started_) return;
     if (framing_ == Framing::Chunked) {
-      Buffer out;
-      addLastChunk(out, settings_.enable_trailers ? &trailers : nullptr);
-      connection_.write(out, false);
+      HeadWriter head;
+      writeLastChunk(head, settings_.enable_trailers ? &trailers : nullptr);
+      connection_.write(head.take(), false);
     }
     onRequestComplete();
   }

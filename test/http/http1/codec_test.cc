@@ -3,6 +3,8 @@
 // codec wrote.
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -284,6 +286,29 @@ TEST_F(Http1ServerTest, SimpleGetBecomesAHeaderMap) {
   EXPECT_FALSE(peer_->eof);
 }
 
+// The response's head, larger than the writer's 2 KiB block, goes out whole and in order.
+TEST_F(Http1ServerTest, ResponseHeadLargerThanTheWritersBlock) {
+  start();
+  peer_->send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+  ASSERT_TRUE(waitRequests(1));
+  HeaderMap headers{{":status", "200"}, {"content-length", "2"}};
+  std::string expected = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n";
+  for (int i = 0; i < 40; ++i) {
+    const std::string key = "x-line-" + std::to_string(i);
+    const std::string value = i == 7 ? std::string(2100, 'v') : std::string(40, 'b');
+    headers.add(key, value);
+    expected += key + ": " + value + "\r\n";
+  }
+  expected += "\r\nok";
+  request(0).encoder->encodeHeaders(headers, false);
+  buffer::Buffer body;
+  body.add("ok");
+  request(0).encoder->encodeData(body, true);
+  ASSERT_TRUE(waitReceived(expected.size()));
+  EXPECT_EQ(peer_->received, expected);
+  EXPECT_TRUE(h().errors.empty());
+}
+
 TEST_F(Http1ServerTest, KeepAliveServesSequentialRequests) {
   start();
   peer_->send("GET /first HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -514,6 +539,12 @@ INSTANTIATE_TEST_SUITE_P(
                        400, "http1.codec_error", nullptr},
         BadRequestCase{"SpaceBeforeColon", "GET / HTTP/1.1\r\nHost: a\r\nBad : x\r\n\r\n", 400,
                        "http1.codec_error", nullptr},
+        BadRequestCase{"SpaceInALongHeaderName",
+                       "GET / HTTP/1.1\r\nHost: a\r\nX-Longer-Than-Forty-Eight-Bytes-Of-"
+                       "Scratch-Space Bad: x\r\n\r\n",
+                       400, "http1.codec_error", nullptr},
+        BadRequestCase{"SlashInHeaderName", "GET / HTTP/1.1\r\nHost: a\r\nBad/Name: x\r\n\r\n",
+                       400, "http1.codec_error", nullptr},
         BadRequestCase{"ControlCharInHeaderName", "GET / HTTP/1.1\r\nHost: a\r\nBad\x01: x\r\n\r\n",
                        400, "http1.codec_error", nullptr},
         BadRequestCase{"NulInHeaderValue", "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n"s, 400,
@@ -840,6 +871,52 @@ TEST_F(Http1ServerTest, RequestSplitAcrossManyWrites) {
   EXPECT_TRUE(h().errors.empty());
 }
 
+// A header is read in place while one read holds it all, and copied when a read ends inside
+// it: cut at every byte, the same request gives the same header map (names in lower case,
+// values trimmed; a name longer than the in-place scratch, an empty value, values of 8 bytes
+// and more, and chunked trailers).
+TEST_F(Http1ServerTest, HeadersCutAtEveryByteGiveTheSameMap) {
+  settings_.enable_trailers = true;
+  start();
+  // Each part goes out at once (without it, Nagle holds the second part for the first's ACK).
+  const int one = 1;
+  ASSERT_EQ(::setsockopt(peer_->fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
+  const std::string long_name = "X-A-Header-Name-Longer-Than-Forty-Eight-Bytes-Of-Scratch";
+  const std::string raw = "POST /cut HTTP/1.1\r\nHost: cut.example\r\nUser-AGENT: t/1\r\n" +
+                          long_name +
+                          ": long\r\nX-Empty:\r\nX-Padded: \t 0123456789abcdefXYZ \t\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+                          "X-Trailer-Name: Trailer Value\r\n\r\n";
+  const HeaderMap expected{{":method", "POST"},
+                           {":path", "/cut"},
+                           {":authority", "cut.example"},
+                           {"user-agent", "t/1"},
+                           {"x-a-header-name-longer-than-forty-eight-bytes-of-scratch", "long"},
+                           {"x-empty", ""},
+                           {"x-padded", "0123456789abcdefXYZ"},
+                           {"transfer-encoding", "chunked"}};
+  const std::string response = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+  for (size_t cut = 0; cut <= raw.size(); ++cut) {
+    const size_t n = h().requests.size();
+    const int dispatches = h().dispatches;
+    if (cut > 0) {
+      peer_->send(std::string_view(raw).substr(0, cut));
+      ASSERT_TRUE(runUntil([&] { return h().dispatches > dispatches; })) << cut;
+    }
+    peer_->send(std::string_view(raw).substr(cut));
+    ASSERT_TRUE(waitRequests(n + 1)) << cut;
+    TestRequest& r = request(n);
+    ASSERT_NE(r.headers, nullptr) << cut;
+    EXPECT_EQ(*r.headers, expected) << "cut at " << cut;
+    EXPECT_EQ(r.body, "ok") << cut;
+    ASSERT_NE(r.trailers, nullptr) << cut;
+    EXPECT_EQ(*r.trailers, (HeaderMap{{"x-trailer-name", "Trailer Value"}})) << cut;
+    respond(r, "");
+    ASSERT_TRUE(waitReceived(response.size() * (n + 1))) << cut;
+  }
+  EXPECT_TRUE(h().errors.empty());
+}
+
 // The parse state (llhttp's parser, URL, header strings, body spans) exists only while an
 // exchange is in progress: an idle keep-alive connection holds none, and the block goes back
 // to the thread's free list for the next request.
@@ -1144,6 +1221,29 @@ TEST_F(Http1ClientTest, GetRequestBytesAndContentLengthResponse) {
   EXPECT_EQ(response.body, "hello");
   EXPECT_EQ(h().codec->activeStreams(), 0u);
   EXPECT_EQ(h().goaways, 0);
+  EXPECT_TRUE(h().errors.empty());
+}
+
+// A head is put together in a 2 KiB block: one larger than that (a long path, a value longer
+// than the block, lines that cross its end) goes out whole and in order.
+TEST_F(Http1ClientTest, RequestHeadLargerThanTheWritersBlock) {
+  start();
+  TestResponse& response = newResponse();
+  RequestEncoder& encoder = h().codec->newStream(response);
+  const std::string path = "/" + std::string(1500, 'p');
+  const std::string big(3000, 'v');
+  HeaderMap headers{{":method", "GET"}, {":path", path}, {":authority", "example.com"}};
+  std::string expected = "GET " + path + " HTTP/1.1\r\nhost: example.com\r\n";
+  for (int i = 0; i < 60; ++i) {
+    const std::string key = "x-line-" + std::to_string(i);
+    const std::string value = i == 30 ? big : std::string(static_cast<size_t>(i), 'a');
+    headers.add(key, value);
+    expected += key + ": " + value + "\r\n";
+  }
+  expected += "\r\n";
+  encoder.encodeHeaders(headers, true);
+  ASSERT_TRUE(waitReceived(expected.size()));
+  EXPECT_EQ(peer_->received, expected);
   EXPECT_TRUE(h().errors.empty());
 }
 
