@@ -422,6 +422,23 @@ class Http2UpstreamTest(harness.unittest.TestCase):
         self.assertEqual(self.back.stat("http.ingress_http.downstream_rq_http2_total"), 1000)
         self.assertLessEqual(self.back.stat("http.ingress_http.downstream_cx_http2_total"), 4)
 
+    def test_idle_timeout_closes_pooled_http2_connections(self):
+        c = h2_cluster("h2", self.back.port)
+        c["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
+            "common_http_protocol_options"] = {"idle_timeout": "0.2s"}
+        front = Proxy(bootstrap(hcm(catch_all("h2")), [c]))
+        try:
+            url = "http://127.0.0.1:%d/direct" % front.port
+            self.assertEqual(curl(url).stdout, b"from-h2")
+            wait_until(lambda: front.stat("cluster.h2.upstream_cx_idle_timeout") == 1,
+                       what="the idle timeout")
+            self.assertEqual(front.stat("cluster.h2.upstream_cx_active"), 0)
+            self.assertEqual(curl(url).stdout, b"from-h2")
+            self.assertEqual(front.stat("cluster.h2.upstream_cx_http2_total"), 2)
+        finally:
+            front.stop()
+
 
 GRPC_SERVER = r'''
 import sys, grpc
