@@ -95,13 +95,13 @@ struct Http1ConnPool::ActiveClient : public network::ConnectionCallbacks,
     return network::FilterStatus::StopIteration;
   }
 
-  // network::ConnectionCallbacks
-  // The connection stayed idle for the cluster's idle_timeout.
+  // event::ListTimer: the connection stayed idle for the cluster's idle_timeout.
   void onListTimeout() override {
     pool.cluster_->stats().upstream_cx_idle_timeout.inc();
     connection->close(network::ConnectionCloseType::NoFlush);
   }
 
+  // network::ConnectionCallbacks
   void onEvent(network::ConnectionEvent event) override {
     if (event == network::ConnectionEvent::Connected) {
       connected = true;
@@ -347,7 +347,9 @@ void Http1ConnPool::onClientReady(ActiveClient& client) {
   }
   // The worker's list for this duration (one per distinct idle timeout): arming it costs no
   // libevent call.
-  if (cluster_->idle_timeout.count() > 0) dispatcher_.timerList(cluster_->idle_timeout).enable(client);
+  if (cluster_->idle_timeout.count() > 0) {
+    dispatcher_.timerList(cluster_->idle_timeout).enable(client);
+  }
 }
 
 void Http1ConnPool::onClientClosed(ActiveClient& client, bool connected, std::string_view reason,

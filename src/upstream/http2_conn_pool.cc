@@ -122,13 +122,13 @@ struct Http2ConnPool::ActiveClient : public network::ConnectionCallbacks,
     return network::FilterStatus::StopIteration;
   }
 
-  // network::ConnectionCallbacks
-  // The connection stayed idle for the cluster's idle_timeout.
+  // event::ListTimer: the connection stayed idle for the cluster's idle_timeout.
   void onListTimeout() override {
     pool.cluster_->stats().upstream_cx_idle_timeout.inc();
     connection->close(network::ConnectionCloseType::FlushWrite);
   }
 
+  // network::ConnectionCallbacks
   void onEvent(network::ConnectionEvent event) override {
     if (event == network::ConnectionEvent::Connected) {
       connected = true;
@@ -318,7 +318,9 @@ void Http2ConnPool::attachPending(ActiveClient& client) {
   }
   // The worker's list for this duration (one per distinct idle timeout): arming it costs no
   // libevent call.
-  if (cluster_->idle_timeout.count() > 0) dispatcher_.timerList(cluster_->idle_timeout).enable(client);
+  if (cluster_->idle_timeout.count() > 0) {
+    dispatcher_.timerList(cluster_->idle_timeout).enable(client);
+  }
 }
 
 void Http2ConnPool::onStreamDone(ActiveClient& client) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "buffer/buffer.h"
+#include "http/http1/header_chars.h"
 #include "common/assert.h"
 #include "common/object_pool.h"
 #include "common/logger.h"
@@ -24,65 +25,6 @@ using buffer::Buffer;
 constexpr std::string_view kCodecError = "http1.codec_error";
 constexpr std::string_view kHeadersTooLarge = "http1.headers_too_large";
 constexpr std::string_view kTooManyHeaders = "http1.too_many_headers";
-
-// RFC 9110 tchar: the characters of a header name.
-constexpr std::array<bool, 256> makeTokenTable() {
-  std::array<bool, 256> table{};
-  for (int c = '0'; c <= '9'; ++c) table[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) table[c] = true;
-  for (int c = 'A'; c <= 'Z'; ++c) table[c] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] = true;
-  return table;
-}
-constexpr std::array<bool, 256> kTokenChars = makeTokenTable();
-
-// A token character in lower case, or 0 for a byte that is not one.
-constexpr std::array<char, 256> makeLowerTokenTable() {
-  std::array<char, 256> table{};
-  for (int c = 0; c < 256; ++c) {
-    if (!kTokenChars[c]) continue;
-    table[c] = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-  }
-  return table;
-}
-constexpr std::array<char, 256> kLowerTokenChars = makeLowerTokenTable();
-
-// Writes the header name `in` to `out` (in.size() bytes; may be in.data()) in lower case, in
-// one pass; false when `in` is not a token.
-bool lowerToken(std::string_view in, char* out) {
-  if (in.empty()) return false;
-  for (size_t i = 0; i < in.size(); ++i) {
-    const char c = kLowerTokenChars[static_cast<unsigned char>(in[i])];
-    if (c == 0) return false;
-    out[i] = c;
-  }
-  return true;
-}
-
-// Whether `s` holds a NUL, CR or LF byte: eight bytes at a time (a word has a zero byte when
-// (w - 0x01...) & ~w & 0x80... is not 0, and a byte equal to c is a zero byte of w ^ c...).
-bool hasNulCrLf(std::string_view s) {
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHighs = 0x8080808080808080ULL;
-  const auto hasZeroByte = [](uint64_t w) { return (w - kOnes) & ~w & kHighs; };
-  const auto word = [&](size_t at) {
-    uint64_t w;
-    std::memcpy(&w, s.data() + at, sizeof(w));
-    return hasZeroByte(w) | hasZeroByte(w ^ (kOnes * '\r')) | hasZeroByte(w ^ (kOnes * '\n'));
-  };
-  const size_t n = s.size();
-  if (n < 8) {
-    for (char c : s) {
-      if (c == '\0' || c == '\r' || c == '\n') return true;
-    }
-    return false;
-  }
-  for (size_t at = 0; at + 8 <= n; at += 8) {
-    if (word(at) != 0) return true;
-  }
-  // The last (overlapping) word covers the tail.
-  return word(n - 8) != 0;
-}
 
 std::string_view trimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -378,7 +320,7 @@ void writeBody(network::Connection& connection, Framing framing, Buffer& data, b
 }
 
 // What a codec needs only while a message is being parsed: llhttp's parser, the URL, the
-// header being parsed, the Host, the header maps being built and the body spans (about 300
+// header being parsed, the Host, the header maps being built and the body spans (about 380
 // bytes). An idle keep-alive connection holds none of it: the codec takes a block when a
 // message's first bytes arrive and gives it back when the exchange ends (ParseStatePool).
 struct ParseState {
@@ -428,7 +370,7 @@ struct ParseState {
 // codec lives on its dispatcher's thread, and a block goes back to the thread it came from.
 // Blocks keep their strings' capacity (a connection's next request usually needs the same);
 // a block whose strings grew large is freed instead, and so is any beyond kMaxFree (the
-// most a worker keeps at idle: kMaxFree * about 300 bytes).
+// most a worker keeps at idle: kMaxFree * about 380 bytes).
 class ParseStatePool {
  public:
   static constexpr size_t kMaxFree = 128;

@@ -23,6 +23,7 @@
 #include "event/dispatcher_impl.h"
 #include "event/real_time_system.h"
 #include "http/http1/codec_impl.h"
+#include "http/http1/header_chars.h"
 #include "network/connection_impl.h"
 #include "network/listener_impl.h"
 #include "network/raw_transport_socket.h"
@@ -77,6 +78,47 @@ bool runLoopUntil(event::Dispatcher& dispatcher, Peer* peer, Fn&& done) {
     if (done()) return true;
     if (std::chrono::steady_clock::now() > deadline) return false;
     dispatcher.run(event::Dispatcher::RunType::NonBlock);
+  }
+}
+
+// The header checks the codec applies after llhttp's (which rejects these bytes first, so the
+// wire does not reach the reject paths: tested here directly).
+TEST(Http1HeaderCharsTest, LowerTokenLowersTokensAndRejectsEverythingElse) {
+  char out[64];
+  ASSERT_TRUE(lowerToken("X-Forwarded-FOR", out));
+  EXPECT_EQ(std::string_view(out, 15), "x-forwarded-for");
+  ASSERT_TRUE(lowerToken("!#$%&'*+-.^_`|~09az", out));
+  EXPECT_EQ(std::string_view(out, 19), "!#$%&'*+-.^_`|~09az");
+  EXPECT_FALSE(lowerToken("", out));
+  for (int c = 0; c < 256; ++c) {
+    const bool token = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                       (c >= 'A' && c <= 'Z') ||
+                       std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                           std::string_view::npos;
+    const std::string name = "ab" + std::string(1, static_cast<char>(c)) + "cd";
+    EXPECT_EQ(lowerToken(name, out), token) << c;
+  }
+  // In place (the copied form).
+  std::string in_place = "Content-Type";
+  ASSERT_TRUE(lowerToken(in_place, in_place.data()));
+  EXPECT_EQ(in_place, "content-type");
+}
+
+TEST(Http1HeaderCharsTest, HasNulCrLfFindsEachAtEveryPositionOfEveryLength) {
+  for (size_t n = 0; n <= 24; ++n) {
+    const std::string clean(n, 'v');
+    EXPECT_FALSE(hasNulCrLf(clean)) << n;
+    // Bytes next to the forbidden ones, and high bytes, are fine.
+    std::string near(n, '\x0b');
+    for (size_t i = 0; i < n; i += 3) near[i] = i % 2 ? '\x80' : '\xff';
+    EXPECT_FALSE(hasNulCrLf(near)) << n;
+    for (size_t at = 0; at < n; ++at) {
+      for (char bad : {'\0', '\r', '\n'}) {
+        std::string s = clean;
+        s[at] = bad;
+        EXPECT_TRUE(hasNulCrLf(s)) << "length " << n << " at " << at << " byte " << int(bad);
+      }
+    }
   }
 }
 
