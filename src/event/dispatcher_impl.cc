@@ -3,6 +3,10 @@
 #include <event2/event_struct.h>
 #include <event2/thread.h>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdint>
 #include <cstring>
 
 #include "common/assert.h"
@@ -121,7 +125,15 @@ void EmbeddedFileEvent::activate(uint32_t events) {
   if (events & FileReadyType::Read) what |= EV_READ;
   if (events & FileReadyType::Write) what |= EV_WRITE;
   if (events & FileReadyType::Closed) what |= EV_CLOSED;
-  event_active(reinterpret_cast<::event*>(event_), what, 0);
+  auto* ev = reinterpret_cast<::event*>(event_);
+  if ((ev->ev_evcallback.evcb_flags & EVLIST_ACTIVE) != 0) {
+    // Already queued to run (e.g. a response's head and then its body, written in one
+    // callback): add the flags as event_active() would, without its call and the base's lock.
+    // Only this thread touches the event (activate() is the owner's, as every method here).
+    ev->ev_res = static_cast<short>(ev->ev_res | what);
+    return;
+  }
+  event_active(ev, what, 0);
 }
 
 void EmbeddedFileEvent::setEnabled(uint32_t events) {
@@ -158,11 +170,22 @@ DispatcherImpl::DispatcherImpl(std::string name, TimeSystem& time_system)
   // libevent's default clock is CLOCK_MONOTONIC_COARSE (a few ms per tick), which lets a
   // timer fire before its delay has passed; timeouts must never be early.
   event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+  // Only this dispatcher's thread touches the base (another thread's post() writes to an
+  // eventfd, exit() posts), so the base needs no lock: libevent would otherwise take and
+  // release it around every event_add, event_del, event_active and callback (about 10 times a
+  // proxied request). A simulated clock activates timers from the test's thread: it keeps it.
+  if (!time_system.activatesTimersFromOtherThreads()) {
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+  }
   base_.reset(event_base_new_with_config(cfg));
   event_config_free(cfg);
   if (!base_) base_.reset(event_base_new());
   SLUICE_RELEASE_ASSERT(base_ != nullptr, "libevent could not create an event base");
-  post_event_.reset(event_new(base_.get(), -1, 0, &DispatcherImpl::onPost, this));
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  SLUICE_RELEASE_ASSERT(wake_fd_ >= 0, "eventfd() failed");
+  post_event_.reset(
+      event_new(base_.get(), wake_fd_, EV_READ | EV_PERSIST, &DispatcherImpl::onPost, this));
+  event_add(post_event_.get(), nullptr);
   deferred_delete_event_.reset(
       event_new(base_.get(), -1, 0, &DispatcherImpl::onDeferredDelete, this));
   updateApproximateMonotonicTime();
@@ -178,6 +201,7 @@ DispatcherImpl::~DispatcherImpl() {
   clearDeferredDeleteList();
   post_event_.reset();
   deferred_delete_event_.reset();
+  ::close(wake_fd_);
 }
 
 FileEventPtr DispatcherImpl::createFileEvent(int fd, FileReadyCb cb, FileTriggerType trigger,
@@ -216,11 +240,21 @@ void DispatcherImpl::post(PostCb cb) {
     was_empty = post_callbacks_.empty();
     post_callbacks_.push_back(std::move(cb));
   }
-  // Thread-safe: with evthread on, activating from another thread wakes the loop.
-  if (was_empty) event_active(post_event_.get(), EV_TIMEOUT, 0);
+  if (!was_empty) return;  // a wake-up is on its way already
+  if (run_tid_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    event_active(post_event_.get(), EV_READ, 0);
+    return;
+  }
+  const uint64_t one = 1;
+  const ssize_t n = ::write(wake_fd_, &one, sizeof(one));
+  (void)n;  // fails only when the counter is full: the loop is woken already
 }
 
-void DispatcherImpl::onPost(evutil_socket_t, short, void* arg) {
+void DispatcherImpl::onPost(evutil_socket_t fd, short, void* arg) {
+  // The counter first, then the queue: a post() after this read writes again.
+  uint64_t count;
+  const ssize_t n = ::read(fd, &count, sizeof(count));
+  (void)n;  // EAGAIN when the loop's own thread activated the event
   static_cast<DispatcherImpl*>(arg)->runPostCallbacks();
 }
 
@@ -271,9 +305,14 @@ void DispatcherImpl::run(RunType type) {
   DispatcherImpl* const outer = t_running;  // a loop run from inside another's callback
   t_running = this;
   updateApproximateMonotonicTime();
+  if (type == RunType::Block) {
+    runUntilNothingPending();
+    t_running = outer;
+    return;
+  }
   int flags = 0;
   switch (type) {
-    case RunType::Block: flags = 0; break;
+    case RunType::Block: break;
     case RunType::NonBlock:
       // What is ready now, and what those callbacks activate; then return (a level-triggered
       // fd that stays ready does not keep the loop going).
@@ -285,7 +324,30 @@ void DispatcherImpl::run(RunType type) {
   t_running = outer;
 }
 
-void DispatcherImpl::exit() { event_base_loopexit(base_.get(), nullptr); }
+void DispatcherImpl::runUntilNothingPending() {
+  // libevent's own "until no events" would never end: the wake-up event is always added. So
+  // one pass at a time, while anything but it is added or active, or a post waits.
+  event_base* base = base_.get();
+  const auto posts_waiting = [this] {
+    std::lock_guard lock(post_lock_);
+    return !post_callbacks_.empty();
+  };
+  while (event_base_get_num_events(base, EVENT_BASE_COUNT_ACTIVE) > 0 ||
+         event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_VIRTUAL) > 1 ||
+         posts_waiting()) {
+    event_base_loop(base, EVLOOP_ONCE);
+    if (event_base_got_exit(base) || event_base_got_break(base)) break;
+  }
+}
+
+void DispatcherImpl::exit() {
+  if (run_tid_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+    event_base_loopexit(base_.get(), nullptr);
+    return;
+  }
+  // From another thread (or before the first run): the loop's thread ends its loop.
+  post([this] { event_base_loopexit(base_.get(), nullptr); });
+}
 
 bool DispatcherImpl::isThreadSafe() const {
   const std::thread::id tid = run_tid_.load(std::memory_order_relaxed);

@@ -42,6 +42,7 @@ class DispatcherImpl : public Dispatcher {
   static void onPost(evutil_socket_t, short, void* arg);
   static void onDeferredDelete(evutil_socket_t, short, void* arg);
   void runPostCallbacks();
+  void runUntilNothingPending();
 
   const std::string name_;
   TimeSystem& time_system_;
@@ -50,6 +51,9 @@ class DispatcherImpl : public Dispatcher {
 
   std::mutex post_lock_;
   std::vector<PostCb> post_callbacks_;  // guarded by post_lock_
+  // Another thread's post() wakes the loop through this eventfd (the base has no lock of its
+  // own: see the constructor); the loop's own thread activates post_event_ directly.
+  int wake_fd_{-1};
   libevent::EventPtr post_event_;
 
   // Two lists: objects deferred while one is being drained go to the other.

@@ -19,6 +19,7 @@ class SimulatedTimeSystem : public TimeSystem {
   SystemTime systemTime() override;
   MonotonicTime monotonicTime() override;
   TimerPtr createTimer(event_base* base, TimerCb cb) override;
+  bool activatesTimersFromOtherThreads() const override { return true; }
 
   // Moves the clock forward by `d` in steps, one per due deadline. After each step the
   // given dispatcher runs (on the calling thread, which must be its thread) so that callbacks

@@ -41,6 +41,10 @@ using TimerPtr = std::unique_ptr<Timer>;
 class TimeSystem : public TimeSource {
  public:
   virtual TimerPtr createTimer(event_base* base, TimerCb cb) = 0;
+  // Whether its timers are activated from threads other than their dispatcher's (the
+  // simulated clock's advance does that): a dispatcher on such a time system keeps libevent's
+  // lock on its event base; otherwise only the dispatcher's thread touches the base.
+  virtual bool activatesTimersFromOtherThreads() const { return false; }
 };
 
 }  // namespace sluice::event

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -170,6 +171,35 @@ TEST_F(DispatcherTest, BlockReturnsWhenNothingIsPending) {
   SUCCEED();
 }
 
+// Block runs what is pending (a post, a timer, what they arm) and returns once nothing is:
+// the loop's own wake-up event (always added) does not keep it going.
+TEST_F(DispatcherTest, BlockRunsWhatIsPendingThenReturns) {
+  std::vector<std::string> order;
+  TimerPtr second = dispatcher_.createTimer([&] { order.push_back("second timer"); });
+  TimerPtr first = dispatcher_.createTimer([&] {
+    order.push_back("first timer");
+    second->enableTimer(std::chrono::milliseconds(1));
+  });
+  dispatcher_.post([&] {
+    order.push_back("post");
+    first->enableTimer(std::chrono::milliseconds(1));
+  });
+  dispatcher_.run(Dispatcher::RunType::Block);
+  EXPECT_EQ(order, (std::vector<std::string>{"post", "first timer", "second timer"}));
+}
+
+// exit() from another thread ends a loop asleep with nothing to do (the base has no lock: the
+// exit reaches the loop as a post).
+TEST_F(DispatcherTest, ExitFromAnotherThreadEndsABlockedLoop) {
+  std::atomic<bool> running{false};
+  dispatcher_.post([&] { running = true; });
+  std::thread loop([&] { dispatcher_.run(Dispatcher::RunType::RunUntilExit); });
+  while (!running) std::this_thread::yield();
+  dispatcher_.exit();
+  loop.join();
+  EXPECT_TRUE(running);
+}
+
 // A non-blocking socketpair for file event tests.
 struct SocketPair {
   SocketPair() {
@@ -253,6 +283,39 @@ TEST_F(DispatcherTest, ActivateInjectsEventsAndSetEnabledChangesInterest) {
   dispatcher_.run(Dispatcher::RunType::NonBlock);
   ASSERT_EQ(calls.size(), 1u);
   EXPECT_EQ(calls[0], FileReadyType::Write);
+}
+
+// A second activation while the first waits in the loop's queue adds its flags to it (one
+// callback with both); an activation from inside the callback queues a new one.
+TEST_F(DispatcherTest, ActivationsBeforeTheLoopRunsAreOneCallbackWithTheirFlags) {
+  SocketPair sp;
+  std::vector<uint32_t> calls;
+  FileEventPtr ev;
+  bool again = false;
+  ev = dispatcher_.createFileEvent(
+      sp.a,
+      [&](uint32_t events) {
+        calls.push_back(events);
+        if (again) {
+          again = false;
+          ev->activate(FileReadyType::Write);
+        }
+      },
+      FileTriggerType::Level, 0);
+  ev->activate(FileReadyType::Read);
+  ev->activate(FileReadyType::Write);
+  ev->activate(FileReadyType::Write);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0], FileReadyType::Read | FileReadyType::Write);
+
+  again = true;
+  ev->activate(FileReadyType::Read);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[1], FileReadyType::Read);
+  EXPECT_EQ(calls[2], FileReadyType::Write);
 }
 
 TEST_F(DispatcherTest, DestroyingAFileEventInsideItsCallbackIsSafe) {
