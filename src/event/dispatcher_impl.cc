@@ -241,7 +241,9 @@ void DispatcherImpl::post(PostCb cb) {
     post_callbacks_.push_back(std::move(cb));
   }
   if (!was_empty) return;  // a wake-up is on its way already
-  if (run_tid_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+  // Only from inside this dispatcher's own run() (not merely the thread that ran it last: a
+  // dispatcher may be run by another thread since) is touching the base safe.
+  if (t_running == this) {
     event_active(post_event_.get(), EV_READ, 0);
     return;
   }
@@ -341,7 +343,7 @@ void DispatcherImpl::runUntilNothingPending() {
 }
 
 void DispatcherImpl::exit() {
-  if (run_tid_.load(std::memory_order_relaxed) == std::this_thread::get_id()) {
+  if (t_running == this) {
     event_base_loopexit(base_.get(), nullptr);
     return;
   }

@@ -9,8 +9,10 @@
 
 namespace sluice::event::libevent {
 
-// Makes libevent thread-aware (locks, cross-thread wakeups). Idempotent; called before any
-// event_base is made.
+// Makes libevent thread-aware. Idempotent; called before any event_base is made. A
+// dispatcher's base has no lock all the same (EVENT_BASE_FLAG_NOLOCK: only its thread touches
+// it) unless its time system activates timers from other threads; libevent's signal handling
+// keeps its own global lock.
 void global();
 
 struct BaseDeleter {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -73,6 +74,43 @@ TEST_F(DispatcherTest, BlockedLoopWakesForPostFromAnotherThread) {
   loop.join();
   EXPECT_TRUE(ran);
   EXPECT_FALSE(dispatcher_.isThreadSafe());  // the loop belongs to the other thread now
+}
+
+// A dispatcher run by one thread and then by another: the first thread's posts and exit()
+// reach the loop now running elsewhere (through the wake-up, never the base directly).
+TEST_F(DispatcherTest, PostAndExitReachALoopThatMovedToAnotherThread) {
+  dispatcher_.run(Dispatcher::RunType::NonBlock);  // this thread ran it first
+  std::atomic<int> ran{0};
+  std::thread loop([&] { dispatcher_.run(Dispatcher::RunType::RunUntilExit); });
+  for (int i = 0; i < 100; ++i) dispatcher_.post([&] { ++ran; });
+  dispatcher_.exit();
+  loop.join();
+  EXPECT_EQ(ran.load(), 100);
+}
+
+// Posts from the loop's own callbacks and from other threads, mixed: none is lost.
+TEST_F(DispatcherTest, PostsFromTheLoopAndFromOtherThreadsMixed) {
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 2000;
+  std::atomic<int> total{0};
+  std::function<void()> chain = [&] {
+    if (++total == 2 * kThreads * kPerThread) dispatcher_.exit();
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kPerThread; ++i) {
+        // Each remote post makes the loop post once more from its own thread.
+        dispatcher_.post([&] {
+          dispatcher_.post(chain);
+          chain();
+        });
+      }
+    });
+  }
+  dispatcher_.run(Dispatcher::RunType::RunUntilExit);
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(total.load(), 2 * kThreads * kPerThread);
 }
 
 TEST_F(DispatcherTest, PostedCallbackCanPost) {
