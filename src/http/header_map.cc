@@ -152,7 +152,19 @@ size_t HeaderMap::remove(std::string_view key) {
 }
 
 uint32_t HeaderMap::status() const {
-  std::string_view v = getValue(headers::kStatus);
+  // Pseudo-headers come first and :status is a response's only one: usually entry 0. A
+  // response passes through here several times (codec, router, connection manager), so the
+  // usual three digits are read without a search or from_chars().
+  std::string_view v;
+  if (size_ > 0 && entries_[0].key == headers::kStatus) {
+    v = entries_[0].value;
+    if (v.size() == 3 && v[0] >= '0' && v[0] <= '9' && v[1] >= '0' && v[1] <= '9' &&
+        v[2] >= '0' && v[2] <= '9') {
+      return static_cast<uint32_t>((v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0'));
+    }
+  } else {
+    v = getValue(headers::kStatus);
+  }
   uint32_t code = 0;
   auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), code);
   if (ec != std::errc() || ptr != v.data() + v.size()) return 0;

@@ -46,6 +46,22 @@ TEST(HeaderMapTest, StatusParses) {
   EXPECT_EQ(h.status(), 404u);
   h.set(":status", "4x4");
   EXPECT_EQ(h.status(), 0u);
+  // Not three digits, not first, absent.
+  h.set(":status", "1000");
+  EXPECT_EQ(h.status(), 1000u);
+  h.set(":status", "20");
+  EXPECT_EQ(h.status(), 20u);
+  h.set(":status", "2 0");
+  EXPECT_EQ(h.status(), 0u);
+  h.set(":status", "");
+  EXPECT_EQ(h.status(), 0u);
+  HeaderMap later{{"x", "1"}};
+  later.append(":status", "503");  // a pseudo-header goes first even when added last
+  EXPECT_EQ(later.status(), 503u);
+  HeaderMap only_method{{":method", "GET"}, {"x", "200"}};
+  EXPECT_EQ(only_method.status(), 0u);
+  HeaderMap request{{":method", "GET"}, {":status", "302"}};
+  EXPECT_EQ(request.status(), 302u);
 }
 
 TEST(HeaderMapTest, GrowsPastItsInlineEntriesAndBytes) {
