@@ -21,8 +21,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
 import time
 
 import clients
@@ -92,57 +90,52 @@ def main():
     p.add_argument("--maps", type=int, default=0, metavar="N",
                    help="also list the N mappings (by file) with the most resident bytes at idle")
     args = p.parse_args()
-    procs.install_cleanup()
-    procs.start_guard()
-    nofile = procs.raise_nofile(65536)
-    tmp = tempfile.mkdtemp(prefix="sluice-idlemem-")
-    os.chmod(tmp, 0o755)
-    procs.guard_remove_dir(tmp)
-    env = targets.Env(tmp, args.sluice, nofile, False)
     held = []
-    try:
-        upstream = targets.start_upstream(env)
-        s = targets.start_proxy(env, "sluice", upstream.port, sluice_template=args.config)
-        pid = s.child.proc.pid
-        time.sleep(0.5)  # past LIVE (malloc_trim) and the first request's pool set-up
-        r = rollup(pid)
-        idle = rss(pid)
-        heap0 = heap_in_use(s.child)
-        for name, size in rss_by_file(pid)[:args.maps]:
-            print("  %8.2f MiB  %s" % (size / 2**20, name))
-        print("idle RSS            %.2f MiB (file-backed %.2f MiB, anonymous %.2f MiB)" % (
-            idle / 2**20, (r.get("Rss", 0) - r.get("Anonymous", 0)) / 2**20,
-            r.get("Anonymous", 0) / 2**20))
-        half = args.conns // 2
-        for i, n in enumerate((half, args.conns - half)):
-            c = clients.IdleConnections(s.port, "/small", n)
-            held.append(c)
-            if c.failure:
-                raise procs.BenchError("opening connections: %s" % c.failure)
-            if i == 0:
-                time.sleep(0.2)
-                mid = rss(pid)
-                heap_mid = heap_in_use(s.child)
-        time.sleep(0.2)
-        full = rss(pid)
-        heap_full = heap_in_use(s.child)
-        print("connections         %d" % args.conns)
-        print("RSS with them       %.2f MiB" % (full / 2**20))
-        print("bytes/conn          %.0f" % ((full - idle) / args.conns))
-        print("marginal bytes/conn %.0f" % ((full - mid) / (args.conns - half)))
-        if None not in (heap0, heap_mid, heap_full):
-            print("heap in use         %.2f MiB idle, %.2f MiB with them" % (
-                heap0 / 2**20, heap_full / 2**20))
-            print("heap bytes/conn     %.0f (marginal %.0f)" % (
-                (heap_full - heap0) / args.conns, (heap_full - heap_mid) / (args.conns - half)))
-    except procs.BenchError as e:
-        sys.exit("bench/idlemem: %s" % e)
-    finally:
-        for c in held:
-            c.close()
-        procs.ignore_signals_during_cleanup()
-        procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with procs.tool_session("idlemem") as (tmp, nofile):
+        try:
+            measure(args, targets.Env(tmp, args.sluice, nofile, False), held)
+        finally:
+            for c in held:
+                c.close()
+
+
+def measure(args, env, held):
+    """Starts the upstream and Sluice, prints idle RSS, then opens the connections (kept in
+    `held` for the caller to close) and prints what they cost."""
+    upstream = targets.start_upstream(env)
+    s = targets.start_proxy(env, "sluice", upstream.port, sluice_template=args.config)
+    pid = s.child.proc.pid
+    time.sleep(0.5)  # past LIVE (malloc_trim) and the first request's pool set-up
+    r = rollup(pid)
+    idle = rss(pid)
+    heap0 = heap_in_use(s.child)
+    for name, size in rss_by_file(pid)[:args.maps]:
+        print("  %8.2f MiB  %s" % (size / 2**20, name))
+    print("idle RSS            %.2f MiB (file-backed %.2f MiB, anonymous %.2f MiB)" % (
+        idle / 2**20, (r.get("Rss", 0) - r.get("Anonymous", 0)) / 2**20,
+        r.get("Anonymous", 0) / 2**20))
+    half = args.conns // 2
+    for i, n in enumerate((half, args.conns - half)):
+        c = clients.IdleConnections(s.port, "/small", n)
+        held.append(c)
+        if c.failure:
+            raise procs.BenchError("opening connections: %s" % c.failure)
+        if i == 0:
+            time.sleep(0.2)
+            mid = rss(pid)
+            heap_mid = heap_in_use(s.child)
+    time.sleep(0.2)
+    full = rss(pid)
+    heap_full = heap_in_use(s.child)
+    print("connections         %d" % args.conns)
+    print("RSS with them       %.2f MiB" % (full / 2**20))
+    print("bytes/conn          %.0f" % ((full - idle) / args.conns))
+    print("marginal bytes/conn %.0f" % ((full - mid) / (args.conns - half)))
+    if None not in (heap0, heap_mid, heap_full):
+        print("heap in use         %.2f MiB idle, %.2f MiB with them" % (
+            heap0 / 2**20, heap_full / 2**20))
+        print("heap bytes/conn     %.0f (marginal %.0f)" % (
+            (heap_full - heap0) / args.conns, (heap_full - heap_mid) / (args.conns - half)))
 
 
 if __name__ == "__main__":

@@ -15,14 +15,17 @@ outlives a SIGKILLed master.
 """
 
 import atexit
+import contextlib
 import ctypes
 import errno
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -274,6 +277,28 @@ def ignore_signals_during_cleanup():
     """A second Ctrl-C must not interrupt the cleanup itself."""
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def tool_session(prog):
+    """What a bench tool (bench/ab, profile, idlemem) sets up and cleans up: signals turned
+    into the cleanup path, the guard process, the fd limit raised, a temp dir. Yields
+    (tmp, nofile). On the way out (also on Ctrl-C) every child is stopped and the dir goes;
+    a BenchError ends the program with "bench/<prog>: <message>"."""
+    install_cleanup()
+    start_guard()
+    nofile = raise_nofile(65536)
+    tmp = tempfile.mkdtemp(prefix="sluice-%s-" % prog)
+    os.chmod(tmp, 0o755)
+    guard_remove_dir(tmp)
+    try:
+        yield tmp, nofile
+    except BenchError as e:
+        sys.exit("bench/%s: %s" % (prog, e))
+    finally:
+        ignore_signals_during_cleanup()
+        stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run_client(name, argv, log_path, timeout, cpus=None, usage=None):

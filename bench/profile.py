@@ -28,7 +28,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import clients
@@ -277,14 +276,8 @@ def main():
         if not shutil.which(tool):
             sys.exit("bench/profile: %s is missing (valgrind: apt-get install valgrind; "
                      "the rest: scripts/setup)" % tool)
-    procs.install_cleanup()
-    procs.start_guard()
-    nofile = procs.raise_nofile(65536)
-    tmp = tempfile.mkdtemp(prefix="sluice-profile-")
-    os.chmod(tmp, 0o755)
-    procs.guard_remove_dir(tmp)
-    env = targets.Env(tmp, args.sluice, nofile, False)
-    try:
+    with procs.tool_session("profile") as (tmp, nofile):
+        env = targets.Env(tmp, args.sluice, nofile, False)
         upstream = targets.start_upstream(env)
         if args.target != "sluice":
             return measure_peer(args, env, upstream)
@@ -321,12 +314,6 @@ def main():
             count_syscalls(args, [sluice.proc.pid], url, how, d)
             return
         count_instructions(args, sluice.proc.pid, out, url, how)
-    except procs.BenchError as e:
-        sys.exit("bench/profile: %s" % e)
-    finally:
-        procs.ignore_signals_during_cleanup()
-        procs.stop_all()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
