@@ -98,6 +98,25 @@ static_assert(sizeof(::event) <= EmbeddedFileEvent::kEventBytes && alignof(::eve
 namespace {
 // The dispatcher whose loop runs on this thread (an event's callback comes from its loop).
 thread_local DispatcherImpl* t_running = nullptr;
+
+// activateSoon(): the events to run when the file event callback now running returns, with
+// their flags (a few at most: the connections a callback wrote to). A reset event's entry is
+// nulled.
+struct SoonEntry {
+  ::event* ev;
+  short what;
+};
+thread_local std::vector<SoonEntry> t_soon;
+thread_local int t_file_callbacks = 0;  // file event callbacks running on this thread
+thread_local bool t_running_soon = false;
+
+short toLibeventResult(uint32_t events) {
+  short what = 0;
+  if (events & FileReadyType::Read) what |= EV_READ;
+  if (events & FileReadyType::Write) what |= EV_WRITE;
+  if (events & FileReadyType::Closed) what |= EV_CLOSED;
+  return what;
+}
 }  // namespace
 
 void EmbeddedFileEvent::clear() { std::memset(event_, 0, sizeof(event_)); }
@@ -121,10 +140,7 @@ void EmbeddedFileEvent::initializeRaw(Dispatcher& dispatcher, int fd, RawCallbac
 
 void EmbeddedFileEvent::activate(uint32_t events) {
   if (!initialized()) return;
-  short what = 0;
-  if (events & FileReadyType::Read) what |= EV_READ;
-  if (events & FileReadyType::Write) what |= EV_WRITE;
-  if (events & FileReadyType::Closed) what |= EV_CLOSED;
+  const short what = toLibeventResult(events);
   auto* ev = reinterpret_cast<::event*>(event_);
   if ((ev->ev_evcallback.evcb_flags & EVLIST_ACTIVE) != 0) {
     // Already queued to run (e.g. a response's head and then its body, written in one
@@ -134,6 +150,39 @@ void EmbeddedFileEvent::activate(uint32_t events) {
     return;
   }
   event_active(ev, what, 0);
+}
+
+void EmbeddedFileEvent::activateSoon(uint32_t events) {
+  if (!initialized()) return;
+  if (t_file_callbacks == 0) {
+    activate(events);
+    return;
+  }
+  auto* ev = reinterpret_cast<::event*>(event_);
+  const short what = toLibeventResult(events);
+  for (SoonEntry& e : t_soon) {
+    if (e.ev == ev) {
+      e.what = static_cast<short>(e.what | what);
+      return;
+    }
+  }
+  t_soon.push_back(SoonEntry{ev, what});
+}
+
+void EmbeddedFileEvent::endCallback() {
+  --t_file_callbacks;
+  if (t_file_callbacks != 0 || t_soon.empty() || t_running_soon) return;
+  // The queued callbacks may queue more (a write that fails closes the connection, whose
+  // callbacks write elsewhere): the index follows the list as it grows.
+  t_running_soon = true;
+  for (size_t i = 0; i < t_soon.size(); ++i) {
+    const SoonEntry e = t_soon[i];
+    if (e.ev == nullptr) continue;  // reset meanwhile
+    t_soon[i].ev = nullptr;
+    event_get_callback(e.ev)(event_get_fd(e.ev), e.what, event_get_callback_arg(e.ev));
+  }
+  t_soon.clear();
+  t_running_soon = false;
 }
 
 void EmbeddedFileEvent::setEnabled(uint32_t events) {
@@ -152,11 +201,16 @@ void EmbeddedFileEvent::setEnabled(uint32_t events) {
 
 void EmbeddedFileEvent::reset() {
   if (!initialized()) return;
-  event_del(reinterpret_cast<::event*>(event_));
+  auto* ev = reinterpret_cast<::event*>(event_);
+  for (SoonEntry& e : t_soon) {
+    if (e.ev == ev) e.ev = nullptr;
+  }
+  event_del(ev);
   clear();
 }
 
 uint32_t EmbeddedFileEvent::beginCallback(short what) {
+  ++t_file_callbacks;
   if (t_running != nullptr) t_running->updateApproximateMonotonicTime();
   return toReadyMask(what);
 }

@@ -31,6 +31,12 @@ class EmbeddedFileEvent {
   bool initialized() const;
   // As FileEvent's; nothing when not initialized. On the dispatcher's thread.
   void activate(uint32_t events);
+  // As activate(), but from inside a file event's callback the owner's callback runs as soon
+  // as that callback returns, not after every other event the loop has ready: a connection's
+  // writes reach its socket before the loop reads the next ready connection, so the process
+  // at the other end has them meanwhile. Several calls in one callback are one run, with
+  // their flags together. From anywhere else (a timer, a posted callback), activate().
+  void activateSoon(uint32_t events);
   void setEnabled(uint32_t events);
   void reset();
 
@@ -43,9 +49,12 @@ class EmbeddedFileEvent {
   template <class Owner, void (Owner::*OnEvent)(uint32_t)>
   static void trampoline(int, short what, void* arg) {
     (static_cast<Owner*>(arg)->*OnEvent)(beginCallback(what));
+    endCallback();
   }
   // Refreshes the running dispatcher's approximate time; returns the FileReadyType mask.
   static uint32_t beginCallback(short what);
+  // Runs what activateSoon() queued, once the outermost callback returns.
+  static void endCallback();
   void initializeRaw(Dispatcher& dispatcher, int fd, RawCallback cb, void* arg,
                      FileTriggerType trigger, uint32_t events);
   void clear();

@@ -103,9 +103,9 @@ void ConnectionImpl::write(buffer::Buffer& data, bool end_stream) {
   write_end_stream_ = end_stream;
   write_buffer_.move(data);
   if (stats_->tx_buffered) stats_->tx_buffered->set(write_buffer_.length());
-  // Write on the next pass of the loop, so that several writes in one callback become one
-  // writev.
-  if (!connecting_) file_event_.activate(event::FileReadyType::Write);
+  // Write when the callback that wrote returns, so that several writes in one callback become
+  // one writev (and before the loop goes on to the other ready connections).
+  if (!connecting_) file_event_.activateSoon(event::FileReadyType::Write);
 }
 
 void ConnectionImpl::setBufferLimits(uint32_t limit) {

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -354,6 +355,70 @@ TEST_F(DispatcherTest, ActivationsBeforeTheLoopRunsAreOneCallbackWithTheirFlags)
   ASSERT_EQ(calls.size(), 3u);
   EXPECT_EQ(calls[1], FileReadyType::Read);
   EXPECT_EQ(calls[2], FileReadyType::Write);
+}
+
+// activateSoon() from inside a file event's callback: the queued owners run as soon as that
+// callback returns (before any other ready event), once each with their flags merged, also
+// when queued by a queued one; a reset cancels; from outside a callback it is activate().
+TEST_F(DispatcherTest, ActivateSoonRunsRightAfterTheCurrentCallback) {
+  SocketPair sa, se, sb, sc, sd;
+  std::vector<std::string> log;
+  struct Owner {
+    void onEvent(uint32_t events) { on(events); }
+    std::function<void(uint32_t)> on;
+  };
+  Owner a, b, c, d, e;
+  EmbeddedFileEvent ea, eb, ec, ed, ee;
+  const auto flags = [](uint32_t events) {
+    return std::string(events & FileReadyType::Read ? "R" : "") +
+           (events & FileReadyType::Write ? "W" : "");
+  };
+  a.on = [&](uint32_t) {
+    log.push_back("a");
+    char buf[8];
+    ASSERT_EQ(1, read(sa.a, buf, sizeof(buf)));
+    eb.activateSoon(FileReadyType::Write);
+    ec.activateSoon(FileReadyType::Write);
+    eb.activateSoon(FileReadyType::Read);
+    ec.reset();  // cancelled before it ran
+  };
+  b.on = [&](uint32_t events) {
+    log.push_back("b" + flags(events));
+    ed.activateSoon(FileReadyType::Write);  // queued by a queued one: runs in the same go
+  };
+  c.on = [&](uint32_t) { log.push_back("c"); };
+  d.on = [&](uint32_t events) { log.push_back("d" + flags(events)); };
+  e.on = [&](uint32_t) {
+    log.push_back("e");
+    char buf[8];
+    ASSERT_EQ(1, read(se.a, buf, sizeof(buf)));
+  };
+  ea.initialize<Owner, &Owner::onEvent>(dispatcher_, sa.a, a, FileTriggerType::Level,
+                                        FileReadyType::Read);
+  ee.initialize<Owner, &Owner::onEvent>(dispatcher_, se.a, e, FileTriggerType::Level,
+                                        FileReadyType::Read);
+  eb.initialize<Owner, &Owner::onEvent>(dispatcher_, sb.a, b, FileTriggerType::Level, 0);
+  ec.initialize<Owner, &Owner::onEvent>(dispatcher_, sc.a, c, FileTriggerType::Level, 0);
+  ed.initialize<Owner, &Owner::onEvent>(dispatcher_, sd.a, d, FileTriggerType::Level, 0);
+  // a and e are ready in the same pass; whichever libevent runs first, b and d come right
+  // after a.
+  ASSERT_EQ(1, write(sa.b, "x", 1));
+  ASSERT_EQ(1, write(se.b, "y", 1));
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  ASSERT_EQ(log.size(), 4u);
+  const auto at = std::find(log.begin(), log.end(), "a") - log.begin();
+  ASSERT_LE(at, 1);
+  EXPECT_EQ(log[at + 1], "bRW");
+  EXPECT_EQ(log[at + 2], "dW");
+  EXPECT_EQ(log[at == 0 ? 3 : 0], "e");
+
+  // From outside any callback: the loop's next pass runs it.
+  log.clear();
+  eb.activateSoon(FileReadyType::Write);
+  EXPECT_TRUE(log.empty());
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(log, (std::vector<std::string>{"bW", "dW"}));
 }
 
 TEST_F(DispatcherTest, DestroyingAFileEventInsideItsCallbackIsSafe) {
