@@ -360,10 +360,15 @@ void DispatcherImpl::run(RunType type) {
   run_tid_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   DispatcherImpl* const outer = t_running;  // a loop run from inside another's callback
   t_running = this;
+  // Its callbacks are outermost for activateSoon(): what they queue runs as they return, not
+  // when the callback that started this run returns.
+  const int outer_callbacks = t_file_callbacks;
+  t_file_callbacks = 0;
   updateApproximateMonotonicTime();
   if (type == RunType::Block) {
     runUntilNothingPending();
     t_running = outer;
+    t_file_callbacks = outer_callbacks;
     return;
   }
   int flags = 0;
@@ -378,6 +383,7 @@ void DispatcherImpl::run(RunType type) {
   }
   event_base_loop(base_.get(), flags);
   t_running = outer;
+  t_file_callbacks = outer_callbacks;
 }
 
 void DispatcherImpl::runUntilNothingPending() {

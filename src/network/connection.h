@@ -123,6 +123,12 @@ class Connection : public event::DeferredDeletable {
   // before it are delivered: an upstream's close-delimited response body must not lose its
   // tail because the client was slow.
   virtual void detectEarlyCloseWhenReadDisabled(bool detect) = 0;
+  // When a write() made inside a file event's callback goes out. By default as that callback
+  // returns: a connection that carries one exchange at a time hands its peer the bytes before
+  // the loop reads the next ready connection. On, with the loop's pass, after every ready
+  // event: a multiplexing codec (HTTP/2) gathers what several callbacks wrote (streams
+  // answered from several upstream connections) into one writev.
+  virtual void writeAtPassEnd(bool enabled) { (void)enabled; }
 
   // The per-connection buffer limit: the write buffer's high watermark (low: half of it),
   // and the most the read buffer holds before reading pauses. 0: no limit.

@@ -104,8 +104,14 @@ void ConnectionImpl::write(buffer::Buffer& data, bool end_stream) {
   write_buffer_.move(data);
   if (stats_->tx_buffered) stats_->tx_buffered->set(write_buffer_.length());
   // Write when the callback that wrote returns, so that several writes in one callback become
-  // one writev (and before the loop goes on to the other ready connections).
-  if (!connecting_) file_event_.activateSoon(event::FileReadyType::Write);
+  // one writev (and before the loop goes on to the other ready connections); or, for a
+  // multiplexing codec, with the loop's pass (writeAtPassEnd()).
+  if (connecting_) return;
+  if (write_at_pass_end_) {
+    file_event_.activate(event::FileReadyType::Write);
+  } else {
+    file_event_.activateSoon(event::FileReadyType::Write);
+  }
 }
 
 void ConnectionImpl::setBufferLimits(uint32_t limit) {

@@ -43,6 +43,7 @@ class ConnectionImpl : public ClientConnection,
   void enableHalfClose(bool enabled) override { half_close_enabled_ = enabled; }
   bool isHalfCloseEnabled() const override { return half_close_enabled_; }
   void detectEarlyCloseWhenReadDisabled(bool detect) override { detect_early_close_ = detect; }
+  void writeAtPassEnd(bool enabled) override { write_at_pass_end_ = enabled; }
   void setBufferLimits(uint32_t limit) override;
   uint32_t bufferLimit() const override { return buffer_limit_; }
   bool aboveHighWatermark() const override { return write_buffer_.highWatermarkTriggered(); }
@@ -172,6 +173,7 @@ class ConnectionImpl : public ClientConnection,
   bool read_end_stream_{false};
   bool write_end_stream_{false};
   bool in_delayed_close_wait_{false};   // flushed; waiting for the peer or the timer
+  bool write_at_pass_end_{false};       // writeAtPassEnd()
   bool dispatch_buffered_data_{false};  // reading resumed with bytes already buffered
   bool read_ready_while_disabled_{false};  // a read event came while reading was disabled
 };

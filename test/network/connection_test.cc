@@ -19,6 +19,7 @@
 
 #include "buffer/buffer.h"
 #include "event/dispatcher_impl.h"
+#include "event/file_event.h"
 #include "event/real_time_system.h"
 #include "event/simulated_time_system.h"
 #include "network/connection_impl.h"
@@ -752,6 +753,63 @@ class SocketPairCallbacks : public TransportSocketCallbacks {
  private:
   int fd_;
 };
+
+// A write made inside a file event's callback reaches the peer as that callback returns,
+// before the loop runs the next ready event; with writeAtPassEnd() (what the HTTP/2 codec
+// sets, to gather its streams' writes) it waits for the end of the loop's pass.
+TEST(ConnectionWriteTimingTest, InsideACallbackAWriteGoesOutAsItReturnsOrAtThePassEnd) {
+  struct Owner {
+    void onEvent(uint32_t) { on(); }
+    std::function<void()> on;
+  };
+  for (const bool at_pass_end : {false, true}) {
+    event::RealTimeSystem time;
+    event::DispatcherImpl dispatcher("test", time);
+    int conn_fds[2], a_fds[2], e_fds[2];
+    for (int* fds : {conn_fds, a_fds, e_fds}) {
+      ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    }
+    ConnectionPtr conn = createServerConnection(dispatcher, SocketFd(conn_fds[0]),
+                                                std::make_unique<RawTransportSocket>());
+    conn->writeAtPassEnd(at_pass_end);
+    std::vector<std::string> log;
+    Owner a, e;
+    event::EmbeddedFileEvent ea, ee;
+    a.on = [&] {
+      char byte;
+      ASSERT_EQ(1, ::read(a_fds[0], &byte, 1));
+      log.push_back("a");
+      buffer::Buffer data;
+      data.add("hi");
+      conn->write(data, false);
+    };
+    e.on = [&] {
+      char byte[4];
+      ASSERT_EQ(1, ::read(e_fds[0], byte, 1));
+      // What the connection's peer has by now.
+      const ssize_t n = ::recv(conn_fds[1], byte, sizeof(byte), MSG_PEEK | MSG_DONTWAIT);
+      log.push_back(n > 0 ? "e saw the write" : "e saw nothing");
+    };
+    ea.initialize<Owner, &Owner::onEvent>(dispatcher, a_fds[0], a, event::FileTriggerType::Level,
+                                          event::FileReadyType::Read);
+    ee.initialize<Owner, &Owner::onEvent>(dispatcher, e_fds[0], e, event::FileTriggerType::Level,
+                                          event::FileReadyType::Read);
+    ASSERT_EQ(1, ::write(a_fds[1], "x", 1));  // ready first: epoll reports it first
+    ASSERT_EQ(1, ::write(e_fds[1], "y", 1));
+    dispatcher.run(event::Dispatcher::RunType::NonBlock);
+    ASSERT_EQ(log.size(), 2u);
+    ASSERT_EQ(log[0], "a") << "epoll reported the later-ready socket first";
+    EXPECT_EQ(log[1], at_pass_end ? "e saw nothing" : "e saw the write") << at_pass_end;
+    // Either way the bytes go out within the pass.
+    char got[4];
+    EXPECT_EQ(::recv(conn_fds[1], got, sizeof(got), MSG_DONTWAIT), 2);
+    ea.reset();
+    ee.reset();
+    conn->close(ConnectionCloseType::NoFlush);
+    dispatcher.clearDeferredDeleteList();
+    for (int fd : {conn_fds[1], a_fds[0], a_fds[1], e_fds[0], e_fds[1]}) ::close(fd);
+  }
+}
 
 TEST(RawTransportSocketTest, SmallAndLargeReadsDeliverEveryByte) {
   int fds[2];

@@ -186,6 +186,9 @@ class ConnectionImpl {
   ConnectionImpl(network::Connection& connection, ConnectionCallbacks& callbacks,
                  const CodecSettings& settings, bool server)
       : connection_(connection), callbacks_(callbacks), settings_(settings), server_(server) {
+    // The streams of one connection are answered (or fed) from many callbacks in a pass: one
+    // writev for all of them at the pass's end.
+    connection_.writeAtPassEnd(true);
     nghttp2_session_callbacks* cbs;
     nghttp2_session_callbacks_new(&cbs);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, &onBeginHeaders);
