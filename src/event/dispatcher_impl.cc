@@ -35,12 +35,18 @@ uint32_t toReadyMask(short what) {
   return events;
 }
 
+// The libevent flags of a FileReadyType mask (what an event waits for, or what it reports).
+short toLibeventResult(uint32_t events) {
+  short what = 0;
+  if (events & FileReadyType::Read) what |= EV_READ;
+  if (events & FileReadyType::Write) what |= EV_WRITE;
+  if (events & FileReadyType::Closed) what |= EV_CLOSED;
+  return what;
+}
+
 short toLibeventFlags(uint32_t events, FileTriggerType trigger) {
-  short flags = EV_PERSIST;
+  short flags = static_cast<short>(EV_PERSIST | toLibeventResult(events));
   if (trigger == FileTriggerType::Edge) flags |= EV_ET;
-  if (events & FileReadyType::Read) flags |= EV_READ;
-  if (events & FileReadyType::Write) flags |= EV_WRITE;
-  if (events & FileReadyType::Closed) flags |= EV_CLOSED;
   return flags;
 }
 
@@ -109,14 +115,6 @@ struct SoonEntry {
 thread_local std::vector<SoonEntry> t_soon;
 thread_local int t_file_callbacks = 0;  // file event callbacks running on this thread
 thread_local bool t_running_soon = false;
-
-short toLibeventResult(uint32_t events) {
-  short what = 0;
-  if (events & FileReadyType::Read) what |= EV_READ;
-  if (events & FileReadyType::Write) what |= EV_WRITE;
-  if (events & FileReadyType::Closed) what |= EV_CLOSED;
-  return what;
-}
 }  // namespace
 
 void EmbeddedFileEvent::clear() { std::memset(event_, 0, sizeof(event_)); }
