@@ -6,7 +6,8 @@ at once (each with bench/configs/sluice.yaml, --concurrency 1), then alternates 
 between them (A B, B A, A B, ... so that drift within a pair cancels), and prints each run and
 the medians: requests/s, p99, and each binary's user and system CPU seconds per 10,000
 requests (utime and stime from /proc). The load is scenario 1's (wrk, 1 thread, 50
-connections, /small) unless --path /big (scenario 2) or --close (scenario 4) says otherwise.
+connections, /small) unless --path /big (scenario 2), --close (scenario 4) or --connections
+says otherwise.
 """
 
 import argparse
@@ -34,6 +35,9 @@ def parse_args():
     p.add_argument("--path", default="/small", help="/small (64 B) or /big (16 KiB)")
     p.add_argument("--close", action="store_true",
                    help="a new connection per request (Connection: close), as scenario 4")
+    p.add_argument("--connections", type=int, default=50,
+                   help="wrk's connections (default 50; 1 measures one request's round trip "
+                        "through a proxy that is otherwise idle)")
     args = p.parse_args()
     for b in (args.baseline, args.sluice):
         if not os.access(b, os.X_OK):
@@ -59,16 +63,17 @@ def main():
             env.sluice = binary
             servers[key] = targets.start_proxy(env, "sluice", upstream.port)
             clients.wrk(servers[key].port, args.path, 1, env.newdir("warmup-" + key) + "/wrk.log",
-                        headers=headers)
-        print("A = %s\nB = %s\nload: wrk 1 thread, 50 connections, %s%s, %d s per run"
-              % (names["A"], names["B"], args.path, ", Connection: close" if args.close else "",
-                 args.duration))
+                        connections=args.connections, headers=headers)
+        print("A = %s\nB = %s\nload: wrk 1 thread, %d connections, %s%s, %d s per run"
+              % (names["A"], names["B"], args.connections, args.path,
+                 ", Connection: close" if args.close else "", args.duration))
         for r in range(args.rounds):
             for key in ("A", "B") if r % 2 == 0 else ("B", "A"):
                 server = servers[key]
                 user0, sys0 = server.child.cpu_split()
                 w = clients.wrk(server.port, args.path, args.duration,
-                                os.path.join(tmp, "wrk-%s-%d.log" % (key, r)), headers=headers)
+                                os.path.join(tmp, "wrk-%s-%d.log" % (key, r)),
+                                connections=args.connections, headers=headers)
                 user1, sys1 = server.child.cpu_split()
                 if w["errors"]:
                     raise procs.BenchError("wrk against %s: %s" % (key, w["error_detail"]))

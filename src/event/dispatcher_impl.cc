@@ -12,6 +12,7 @@
 #include "common/assert.h"
 #include "common/logger.h"
 #include "event/file_event.h"
+#include "event/timer_queue.h"
 
 namespace sluice::event {
 
@@ -219,9 +220,9 @@ DispatcherImpl::DispatcherImpl(std::string name, TimeSystem& time_system)
   event_config* cfg = event_config_new();
   // EV_CLOSED (peer half-close) needs the early-close feature: epoll has it.
   event_config_require_features(cfg, EV_FEATURE_EARLY_CLOSE);
-  // libevent's default clock is CLOCK_MONOTONIC_COARSE (a few ms per tick), which lets a
-  // timer fire before its delay has passed; timeouts must never be early.
-  event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+  // No EVENT_BASE_FLAG_PRECISE_TIMER: with it, libevent's epoll backend calls
+  // timerfd_settime() before every epoll_wait(). Real timers are not libevent timers but
+  // deadlines in timer_queue_ (timer_queue.h), so libevent's own clock is never asked.
   // Only this dispatcher's thread touches the base (another thread's post() writes to an
   // eventfd, exit() posts), so the base needs no lock: libevent would otherwise take and
   // release it around every event_add, event_del, event_active and callback (about 10 times a
@@ -233,6 +234,7 @@ DispatcherImpl::DispatcherImpl(std::string name, TimeSystem& time_system)
   event_config_free(cfg);
   if (!base_) base_.reset(event_base_new());
   SLUICE_RELEASE_ASSERT(base_ != nullptr, "libevent could not create an event base");
+  timer_queue_ = std::make_unique<TimerQueue>(base_.get());
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   SLUICE_RELEASE_ASSERT(wake_fd_ >= 0, "eventfd() failed");
   post_event_.reset(
@@ -264,7 +266,7 @@ FileEventPtr DispatcherImpl::createFileEvent(int fd, FileReadyCb cb, FileTrigger
 
 TimerPtr DispatcherImpl::createTimer(TimerCb cb) {
   SLUICE_ASSERT(isThreadSafe(), "createTimer() off the dispatcher's thread");
-  return time_system_.createTimer(base_.get(), [this, cb = std::move(cb)] {
+  return time_system_.createTimer(base_.get(), *timer_queue_, [this, cb = std::move(cb)] {
     updateApproximateMonotonicTime();
     cb();
   });

@@ -12,6 +12,8 @@
 
 namespace sluice::event {
 
+class TimerQueue;
+
 // The libevent Dispatcher. Construct it on any thread; from the first run() on, it belongs
 // to the thread that runs it. Destroy it on that thread (or after run() returned for good),
 // after every event, timer and connection made from it.
@@ -37,6 +39,7 @@ class DispatcherImpl : public Dispatcher {
   void updateApproximateMonotonicTime() override;
 
   event_base* base() { return base_.get(); }
+  TimerQueue& timerQueue() { return *timer_queue_; }
 
  private:
   static void onPost(evutil_socket_t, short, void* arg);
@@ -47,6 +50,8 @@ class DispatcherImpl : public Dispatcher {
   const std::string name_;
   TimeSystem& time_system_;
   libevent::BasePtr base_;
+  // After base_ (its event goes first), before timer_lists_ (their timers are in it).
+  std::unique_ptr<TimerQueue> timer_queue_;
   std::atomic<std::thread::id> run_tid_{};
 
   std::mutex post_lock_;

@@ -3,46 +3,56 @@
 #include <event2/event_struct.h>
 
 #include "event/libevent.h"
+#include "event/timer_queue.h"
 
 namespace sluice::event {
 namespace {
 
-class RealTimer : public Timer {
+// A deadline on the precise monotonic clock in the dispatcher's TimerQueue (see there why not
+// a libevent timer). A zero delay is an activation of its own libevent event: it runs in the
+// next loop pass, with no system call.
+class RealTimer : public Timer, private TimerQueue::Entry {
  public:
-  RealTimer(event_base* base, TimerCb cb) : cb_(std::move(cb)) {
-    event_assign(&ev_, base, -1, 0, &RealTimer::fire, this);
+  RealTimer(event_base* base, TimerQueue& queue, TimerCb cb)
+      : queue_(queue), cb_(std::move(cb)) {
+    event_assign(&ev_, base, -1, 0, &RealTimer::fireNow, this);
   }
-  ~RealTimer() override { event_del(&ev_); }
+  ~RealTimer() override { disableTimer(); }
   void enableTimer(std::chrono::milliseconds d) override {
     enableHRTimer(std::chrono::duration_cast<std::chrono::microseconds>(d));
   }
   void enableHRTimer(std::chrono::microseconds d) override {
-    event_del(&ev_);
     if (d.count() <= 0) {
+      queue_.disarm(*this);
       event_active(&ev_, EV_TIMEOUT, 0);
       return;
     }
-    timeval tv;
-    tv.tv_sec = d.count() / 1000000;
-    tv.tv_usec = d.count() % 1000000;
-    event_add(&ev_, &tv);
+    event_del(&ev_);
+    queue_.arm(*this, std::chrono::steady_clock::now() + d);
   }
-  void disableTimer() override { event_del(&ev_); }
-  bool enabled() override { return event_pending(&ev_, EV_TIMEOUT, nullptr) != 0; }
+  void disableTimer() override {
+    event_del(&ev_);
+    queue_.disarm(*this);
+  }
+  bool enabled() override {
+    return armed() || event_pending(&ev_, EV_TIMEOUT, nullptr) != 0;
+  }
 
  private:
-  static void fire(evutil_socket_t, short, void* arg) { static_cast<RealTimer*>(arg)->cb_(); }
+  void onDeadline() override { cb_(); }
+  static void fireNow(evutil_socket_t, short, void* arg) { static_cast<RealTimer*>(arg)->cb_(); }
 
+  TimerQueue& queue_;
   TimerCb cb_;
-  // Inside the timer rather than from event_new(): one allocation less for each of the
-  // timers a request arms (libevent supports embedding through event_struct.h).
+  // Inside the timer rather than from event_new(): one allocation less per timer (libevent
+  // supports embedding through event_struct.h).
   ::event ev_;
 };
 
 }  // namespace
 
-TimerPtr RealTimeSystem::createTimer(event_base* base, TimerCb cb) {
-  return std::make_unique<RealTimer>(base, std::move(cb));
+TimerPtr RealTimeSystem::createTimer(event_base* base, TimerQueue& queue, TimerCb cb) {
+  return std::make_unique<RealTimer>(base, queue, std::move(cb));
 }
 
 }  // namespace sluice::event

@@ -9,7 +9,7 @@ class RealTimeSystem : public TimeSystem {
  public:
   SystemTime systemTime() override { return std::chrono::system_clock::now(); }
   MonotonicTime monotonicTime() override { return std::chrono::steady_clock::now(); }
-  TimerPtr createTimer(event_base* base, TimerCb cb) override;
+  TimerPtr createTimer(event_base* base, TimerQueue& queue, TimerCb cb) override;
 };
 
 }  // namespace sluice::event

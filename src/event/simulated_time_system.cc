@@ -100,7 +100,7 @@ MonotonicTime SimulatedTimeSystem::monotonicTime() {
   return monotonic_now_;
 }
 
-TimerPtr SimulatedTimeSystem::createTimer(event_base* base, TimerCb cb) {
+TimerPtr SimulatedTimeSystem::createTimer(event_base* base, TimerQueue&, TimerCb cb) {
   return std::make_unique<SimulatedTimer>(*this, base, std::move(cb));
 }
 

@@ -18,7 +18,7 @@ class SimulatedTimeSystem : public TimeSystem {
 
   SystemTime systemTime() override;
   MonotonicTime monotonicTime() override;
-  TimerPtr createTimer(event_base* base, TimerCb cb) override;
+  TimerPtr createTimer(event_base* base, TimerQueue& queue, TimerCb cb) override;
   bool activatesTimersFromOtherThreads() const override { return true; }
 
   // Moves the clock forward by `d` in steps, one per due deadline. After each step the

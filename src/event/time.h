@@ -11,6 +11,8 @@ struct event_base;
 
 namespace sluice::event {
 
+class TimerQueue;
+
 using MonotonicTime = std::chrono::steady_clock::time_point;
 using SystemTime = std::chrono::system_clock::time_point;
 
@@ -36,11 +38,12 @@ class Timer {
 };
 using TimerPtr = std::unique_ptr<Timer>;
 
-// A TimeSource that can also make timers for a libevent base. The real one uses libevent's
-// clock; the simulated one keeps its own clock that tests move forward.
+// A TimeSource that can also make timers for a dispatcher (its libevent base and its queue of
+// real-time deadlines). The real one puts them in the queue, on the precise monotonic clock;
+// the simulated one keeps its own clock that tests move forward.
 class TimeSystem : public TimeSource {
  public:
-  virtual TimerPtr createTimer(event_base* base, TimerCb cb) = 0;
+  virtual TimerPtr createTimer(event_base* base, TimerQueue& queue, TimerCb cb) = 0;
   // Whether its timers are activated from threads other than their dispatcher's (the
   // simulated clock's advance does that): a dispatcher on such a time system keeps libevent's
   // lock on its event base; otherwise only the dispatcher's thread touches the base.

@@ -1,5 +1,9 @@
+#include <dirent.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -8,6 +12,7 @@
 #include "event/dispatcher_impl.h"
 #include "event/real_time_system.h"
 #include "event/simulated_time_system.h"
+#include "event/timer_queue.h"
 
 namespace sluice::event {
 namespace {
@@ -179,6 +184,178 @@ TEST(RealTimerTest, FiresAfterItsDelay) {
   dispatcher.run(Dispatcher::RunType::RunUntilExit);
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(20));
   EXPECT_FALSE(t->enabled());
+}
+
+
+// libevent's clock here is the coarse one (a tick of a few ms), which can run a libevent
+// timer before its delay has passed. Timers of every delay from 1 to 40 ms, armed at once
+// and again from their own callbacks (so at every phase of the tick), each fire no earlier
+// than asked.
+TEST(RealTimerTest, NeverFiresEarly) {
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  constexpr int kTimers = 40;
+  constexpr int kShots = 3;
+  struct Shot {
+    TimerPtr timer;
+    std::chrono::steady_clock::time_point armed;
+    microseconds delay{};
+    int fired = 0;
+  };
+  std::vector<Shot> shots(kTimers);
+  int done = 0;
+  int early = 0;
+  for (int i = 0; i < kTimers; ++i) {
+    Shot& s = shots[i];
+    s.delay = microseconds(1000 * (i + 1) - 300 * (i % 3));  // also between whole ms
+    s.timer = dispatcher.createTimer([&, i] {
+      Shot& me = shots[i];
+      if (std::chrono::steady_clock::now() - me.armed < me.delay) ++early;
+      if (++me.fired < kShots) {
+        me.armed = std::chrono::steady_clock::now();
+        me.timer->enableHRTimer(me.delay);
+      } else if (++done == kTimers) {
+        dispatcher.exit();
+      }
+    });
+    s.armed = std::chrono::steady_clock::now();
+    s.timer->enableHRTimer(s.delay);
+  }
+  dispatcher.run(Dispatcher::RunType::RunUntilExit);
+  EXPECT_EQ(done, kTimers);
+  EXPECT_EQ(early, 0);
+}
+
+int timerFds() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  while (dirent* e = readdir(d)) {
+    char target[64];
+    const std::string path = std::string("/proc/self/fd/") + e->d_name;
+    const ssize_t len = readlink(path.c_str(), target, sizeof(target) - 1);
+    if (len > 0 && std::string(target, len) == "anon_inode:[timerfd]") ++n;
+  }
+  closedir(d);
+  return n;
+}
+
+// With libevent's precise clock its epoll backend has a timerfd of its own and sets it before
+// every epoll_wait(). The dispatcher's one timerfd is its TimerQueue's.
+TEST(RealTimerTest, TheEventBaseHasNoTimerfdOfItsOwn) {
+  const int before = timerFds();
+  ASSERT_GE(before, 0);
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  EXPECT_EQ(timerFds(), before + 1);
+}
+
+// The timerfd is set when the earliest deadline comes sooner than the one it is set for, and
+// after it fires for the next one; not when a later timer is armed, nor when one is disarmed,
+// nor at loop passes.
+TEST(RealTimerTest, TheTimerfdIsSetOnlyForAnEarlierDeadline) {
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  TimerQueue& queue = dispatcher.timerQueue();
+  auto a = dispatcher.createTimer([] {});
+  auto b = dispatcher.createTimer([] {});
+  auto c = dispatcher.createTimer([] {});
+  a->enableTimer(milliseconds(10000));
+  EXPECT_EQ(queue.fdSets(), 1u);
+  b->enableTimer(milliseconds(20000));
+  EXPECT_EQ(queue.fdSets(), 1u);
+  c->enableTimer(milliseconds(5000));
+  EXPECT_EQ(queue.fdSets(), 2u);
+  c->disableTimer();
+  EXPECT_FALSE(c->enabled());
+  EXPECT_EQ(queue.fdSets(), 2u);
+  int passes = 0;
+  for (int i = 0; i < 100; ++i) {
+    dispatcher.post([&] { ++passes; });
+    dispatcher.run(Dispatcher::RunType::NonBlock);
+  }
+  EXPECT_EQ(passes, 100);
+  EXPECT_EQ(queue.fdSets(), 2u);
+  bool fired = false;
+  auto d = dispatcher.createTimer([&] {
+    fired = true;
+    dispatcher.exit();
+  });
+  d->enableTimer(milliseconds(1));
+  EXPECT_EQ(queue.fdSets(), 3u);
+  dispatcher.run(Dispatcher::RunType::RunUntilExit);
+  EXPECT_TRUE(fired);
+  // Set for d, then (after the stale 5 s setting made nothing fire) for a, the earliest left.
+  EXPECT_EQ(queue.fdSets(), 4u);
+  EXPECT_TRUE(a->enabled());
+  EXPECT_TRUE(b->enabled());
+  EXPECT_EQ(queue.size(), 2u);
+}
+
+// Deadlines fire in order whatever order they were armed in, equal ones in arming order; an
+// entry disarmed or re-armed from the middle of the heap leaves the rest in order.
+TEST(TimerQueueTest, EntriesFireInDeadlineOrder) {
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  TimerQueue& queue = dispatcher.timerQueue();
+  struct Probe : TimerQueue::Entry {
+    Probe(std::vector<int>& out, int id) : out(out), id(id) {}
+    ~Probe() = default;
+    void onDeadline() override { out.push_back(id); }
+    std::vector<int>& out;
+    int id;
+  };
+  constexpr int kEntries = 60;
+  std::vector<int> fired;
+  std::vector<std::unique_ptr<Probe>> probes;
+  for (int i = 0; i < kEntries; ++i) probes.push_back(std::make_unique<Probe>(fired, i));
+  // Entry i is due at t0 + (i / 2) us: pairs share a deadline, all of them past already.
+  // Armed in a scrambled order, of each pair the even one first.
+  const auto t0 = std::chrono::steady_clock::now() - milliseconds(10);
+  for (int k = 0; k < kEntries / 2; ++k) {
+    const int pair = (k * 17) % (kEntries / 2);
+    for (int i : {2 * pair, 2 * pair + 1}) queue.arm(*probes[i], t0 + microseconds(i / 2));
+  }
+  // Every fifth disarmed; every seventh (not disarmed) re-armed after all the others.
+  std::vector<int> expected;
+  for (int i = 0; i < kEntries; i += 5) queue.disarm(*probes[i]);
+  for (int i = 0; i < kEntries; ++i) {
+    if (i % 5 != 0 && (i < 3 || (i - 3) % 7 != 0)) expected.push_back(i);
+  }
+  for (int i = 3; i < kEntries; i += 7) {
+    if (i % 5 == 0) continue;
+    queue.arm(*probes[i], t0 + microseconds(kEntries));
+    expected.push_back(i);
+  }
+  EXPECT_EQ(queue.size(), expected.size());
+  dispatcher.run(Dispatcher::RunType::Block);
+  EXPECT_EQ(fired, expected);
+  EXPECT_EQ(queue.size(), 0u);
+  for (const auto& p : probes) EXPECT_FALSE(p->armed());
+}
+
+// A timer destroyed while due in the same pass as the one whose callback destroys it does
+// not fire; one armed from a callback with no delay fires in a later pass.
+TEST(RealTimerTest, ACallbackMayDestroyOrArmOtherTimers) {
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  bool second_fired = false;
+  bool third_fired = false;
+  TimerPtr second = dispatcher.createTimer([&] { second_fired = true; });
+  TimerPtr third = dispatcher.createTimer([&] { third_fired = true; });
+  TimerPtr first = dispatcher.createTimer([&] {
+    second.reset();
+    third->enableTimer(milliseconds(0));
+  });
+  const auto armed = std::chrono::steady_clock::now();
+  first->enableHRTimer(microseconds(500));
+  second->enableHRTimer(microseconds(501));
+  // Both due before the loop first looks (a wait for the clock itself, not a guess).
+  while (std::chrono::steady_clock::now() < armed + milliseconds(1)) {
+  }
+  dispatcher.run(Dispatcher::RunType::Block);
+  EXPECT_FALSE(second_fired);
+  EXPECT_TRUE(third_fired);
 }
 
 }  // namespace
