@@ -125,6 +125,8 @@ struct Http2ConnPool::ActiveClient : public network::ConnectionCallbacks,
   // event::ListTimer: the connection stayed idle for the cluster's idle_timeout.
   void onListTimeout() override {
     pool.cluster_->stats().upstream_cx_idle_timeout.inc();
+    // No new stream while a close with bytes still to write completes.
+    state = State::Draining;
     connection->close(network::ConnectionCloseType::FlushWrite);
   }
 
@@ -317,8 +319,9 @@ void Http2ConnPool::attachPending(ActiveClient& client) {
     return;
   }
   // The worker's list for this duration (one per distinct idle timeout): arming it costs no
-  // libevent call.
-  if (cluster_->idle_timeout.count() > 0) {
+  // libevent call. Armed when the connection becomes idle, not again at every upkeep (which
+  // follows any stream's end on any connection) while it stays idle.
+  if (cluster_->idle_timeout.count() > 0 && !client.listTimerEnabled()) {
     dispatcher_.timerList(cluster_->idle_timeout).enable(client);
   }
 }

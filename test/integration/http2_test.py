@@ -440,6 +440,42 @@ class Http2UpstreamTest(harness.unittest.TestCase):
             front.stop()
 
 
+    def test_an_idle_connection_times_out_while_another_carries_streams(self):
+        # One stream per connection, so a slow request holds connection A while a second
+        # request opens B and leaves it idle. Then requests keep A busy: each lands on A (the
+        # first with room) and its end must not restart B's idle timer.
+        c = h2_cluster("h2", self.back.port, max_concurrent_streams=1)
+        c["typed_extension_protocol_options"][
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
+            "common_http_protocol_options"] = {"idle_timeout": "0.5s"}
+        front = Proxy(bootstrap(hcm(catch_all("h2")), [c]))
+        try:
+            base = "http://127.0.0.1:%d" % front.port
+            slow = subprocess.Popen(["curl", "-sS", "-H", "x-test-delay-ms: 300", base + "/slow"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            wait_until(lambda: front.stat("cluster.h2.upstream_rq_active") == 1,
+                       what="the slow request on the first connection")
+            self.assertEqual(curl(base + "/direct").stdout, b"from-h2")  # opens B
+            self.assertEqual(front.stat("cluster.h2.upstream_cx_http2_total"), 2)
+            slow.communicate(timeout=30)
+            self.assertEqual(slow.returncode, 0)
+            sent = 0
+
+            def busy_until_b_times_out():
+                nonlocal sent
+                self.assertEqual(curl(base + "/direct").stdout, b"from-h2")
+                sent += 1
+                return front.stat("cluster.h2.upstream_cx_idle_timeout") == 1
+
+            wait_until(busy_until_b_times_out, timeout=5, what="B's idle timeout")
+            self.assertGreater(sent, 1)
+            # A carried every one of them and is still open.
+            self.assertEqual(front.stat("cluster.h2.upstream_cx_active"), 1)
+            self.assertEqual(front.stat("cluster.h2.upstream_cx_http2_total"), 2)
+        finally:
+            front.stop()
+
+
 GRPC_SERVER = r'''
 import sys, grpc
 from concurrent import futures
