@@ -31,6 +31,14 @@ def h2_cluster(name, port, **h2_options):
             "explicit_http_config": {"http2_protocol_options": h2_options}}})
 
 
+def with_idle_timeout(h2, timeout):
+    """The h2_cluster `h2` with the upstream connections' idle_timeout set."""
+    h2["typed_extension_protocol_options"][
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
+        "common_http_protocol_options"] = {"idle_timeout": timeout}
+    return h2
+
+
 def curl(*args, timeout=60):
     r = subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
     return r
@@ -423,10 +431,7 @@ class Http2UpstreamTest(harness.unittest.TestCase):
         self.assertLessEqual(self.back.stat("http.ingress_http.downstream_cx_http2_total"), 4)
 
     def test_idle_timeout_closes_pooled_http2_connections(self):
-        c = h2_cluster("h2", self.back.port)
-        c["typed_extension_protocol_options"][
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
-            "common_http_protocol_options"] = {"idle_timeout": "0.2s"}
+        c = with_idle_timeout(h2_cluster("h2", self.back.port), "0.2s")
         front = Proxy(bootstrap(hcm(catch_all("h2")), [c]))
         try:
             url = "http://127.0.0.1:%d/direct" % front.port
@@ -444,10 +449,7 @@ class Http2UpstreamTest(harness.unittest.TestCase):
         # One stream per connection, so a slow request holds connection A while a second
         # request opens B and leaves it idle. Then requests keep A busy: each lands on A (the
         # first with room) and its end must not restart B's idle timer.
-        c = h2_cluster("h2", self.back.port, max_concurrent_streams=1)
-        c["typed_extension_protocol_options"][
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
-            "common_http_protocol_options"] = {"idle_timeout": "0.5s"}
+        c = with_idle_timeout(h2_cluster("h2", self.back.port, max_concurrent_streams=1), "0.5s")
         front = Proxy(bootstrap(hcm(catch_all("h2")), [c]))
         try:
             base = "http://127.0.0.1:%d" % front.port
