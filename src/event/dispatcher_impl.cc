@@ -275,8 +275,8 @@ TimerPtr DispatcherImpl::createTimer(TimerCb cb) {
 TimerList& DispatcherImpl::timerList(std::chrono::milliseconds duration) {
   SLUICE_ASSERT(isThreadSafe(), "timerList() off the dispatcher's thread");
   // One list per distinct duration the config names (connection and stream idle timeouts,
-  // route timeouts), kept for the dispatcher's life: each costs a list head and one libevent
-  // timer per worker.
+  // route timeouts), kept for the dispatcher's life: each costs a list head and one timer
+  // per worker.
   auto& list = timer_lists_[duration.count()];
   if (!list) list = std::make_unique<TimerList>(*this, duration);
   return *list;

@@ -4,7 +4,8 @@
 
 namespace sluice::event {
 
-// Wall-clock and steady time from the OS; timers are libevent timers.
+// Wall-clock and steady time from the OS; timers are deadlines in the dispatcher's
+// TimerQueue (timer_queue.h), on the steady clock.
 class RealTimeSystem : public TimeSystem {
  public:
   SystemTime systemTime() override { return std::chrono::system_clock::now(); }

@@ -63,7 +63,7 @@ void TimerList::onTimer() {
   }
   if (head_ != nullptr) {
     // The real timer fired before the head's deadline (it was armed for an earlier entry
-    // since disarmed, or libevent counted from its cached time): wait for the rest.
+    // since disarmed): wait for the rest.
     armed_ = true;
     timer_->enableHRTimer(std::chrono::ceil<std::chrono::microseconds>(
         head_->deadline_ - dispatcher_.timeSource().monotonicTime()));

@@ -3,8 +3,8 @@
 // Many one-shot timers of the same duration on one dispatcher, behind a single Timer.
 //
 // Every connection of a listener has an idle timeout of the same length. A Timer each costs
-// a heap block with a libevent event (about 230 bytes per idle connection) and a libevent
-// heap update every time a request starts or ends. Timers of one duration armed one after
+// a heap block with a libevent event (about 230 bytes per idle connection) and a heap update
+// every time a request starts or ends. Timers of one duration armed one after
 // another fall due in the order they were armed, so a list kept in arming order is also in
 // deadline order: arming appends, disarming unlinks, and only the list's head needs a real
 // timer. A ListTimer is embedded in its owner (no allocation) and costs 40 bytes.

@@ -9,7 +9,12 @@
 // tick early or late. Here the deadlines are on the precise clock (steady_clock, which is
 // CLOCK_MONOTONIC) in a binary heap, and the timerfd is set only when the earliest deadline
 // comes before the one it is set for: arming a later timer, or disarming one, costs no system
-// call. The timerfd is a libevent read event, added while any timer is armed.
+// call. The timerfd is a libevent read event, added while any timer is armed (so the first
+// arming into an empty queue, and the disarm that empties it, are an epoll_ctl() each; in the
+// server the watchdog's and the uptime timers keep the queues from emptying).
+//
+// A deadline that has passed fires when the kernel has made the timerfd readable, a few
+// microseconds after it: a NonBlock run right at the deadline may not see it yet.
 
 #include <cstdint>
 #include <limits>
@@ -17,6 +22,7 @@
 
 #include <event2/event_struct.h>
 
+#include "common/assert.h"
 #include "event/time.h"
 
 namespace sluice::event {
@@ -26,10 +32,14 @@ class TimerQueue {
   // What the queue orders: a deadline and what to do at it.
   class Entry {
    public:
+    Entry() = default;
+    Entry(const Entry&) = delete;
+    Entry& operator=(const Entry&) = delete;
     bool armed() const { return index_ != kNotArmed; }
 
    protected:
-    ~Entry() = default;
+    // Disarm it first: the queue holds a pointer to an armed entry.
+    ~Entry() { SLUICE_ASSERT(!armed(), "a TimerQueue entry destroyed while armed"); }
     // The deadline came; the entry is disarmed already and may be armed again from here.
     virtual void onDeadline() = 0;
 

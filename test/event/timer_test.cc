@@ -285,7 +285,7 @@ TEST(RealTimerTest, TheTimerfdIsSetOnlyForAnEarlierDeadline) {
   EXPECT_EQ(queue.fdSets(), 3u);
   dispatcher.run(Dispatcher::RunType::RunUntilExit);
   EXPECT_TRUE(fired);
-  // Set for d, then (after the stale 5 s setting made nothing fire) for a, the earliest left.
+  // Set for d (replacing the 5 s setting), then, after d fired, for a: the earliest left.
   EXPECT_EQ(queue.fdSets(), 4u);
   EXPECT_TRUE(a->enabled());
   EXPECT_TRUE(b->enabled());
@@ -300,7 +300,6 @@ TEST(TimerQueueTest, EntriesFireInDeadlineOrder) {
   TimerQueue& queue = dispatcher.timerQueue();
   struct Probe : TimerQueue::Entry {
     Probe(std::vector<int>& out, int id) : out(out), id(id) {}
-    ~Probe() = default;
     void onDeadline() override { out.push_back(id); }
     std::vector<int>& out;
     int id;
@@ -334,28 +333,136 @@ TEST(TimerQueueTest, EntriesFireInDeadlineOrder) {
   for (const auto& p : probes) EXPECT_FALSE(p->armed());
 }
 
+// Removing an entry can move the heap's last entry up, not only down: armed in the order
+// 1 10 2 11 12 20 3 (each stays where it lands: 10's children are 11 and 12, 2's are 20 and 3),
+// disarming 11 moves 3 into its place under 10, where it must rise above 10 (left below it,
+// 10 would reach the top before 3 once 1 and 2 are gone).
+TEST(TimerQueueTest, ARemovalThatMovesTheLastEntryUp) {
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  TimerQueue& queue = dispatcher.timerQueue();
+  struct Probe : TimerQueue::Entry {
+    Probe(std::vector<int>& out, int id) : out(out), id(id) {}
+    void onDeadline() override { out.push_back(id); }
+    std::vector<int>& out;
+    int id;
+  };
+  std::vector<int> fired;
+  const auto t0 = std::chrono::steady_clock::now() - milliseconds(10);
+  std::vector<std::unique_ptr<Probe>> probes;
+  for (int id : {1, 10, 2, 11, 12, 20, 3}) {
+    probes.push_back(std::make_unique<Probe>(fired, id));
+    queue.arm(*probes.back(), t0 + microseconds(id));
+  }
+  queue.disarm(*probes[3]);  // 11
+  dispatcher.run(Dispatcher::RunType::Block);
+  EXPECT_EQ(fired, (std::vector<int>{1, 2, 3, 10, 12, 20}));
+}
+
+// The timerfd left set for a deadline disarmed since wakes the loop for nothing once, and is
+// then set for the earliest deadline: both while other timers are armed and when the queue
+// had emptied (its event taken out) and the stale setting expired meanwhile.
+TEST(RealTimerTest, AStaleTimerfdSettingWakesForNothingAndIsSetAgain) {
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  TimerQueue& queue = dispatcher.timerQueue();
+  int fired = 0;
+  std::chrono::steady_clock::time_point armed;
+  std::chrono::steady_clock::duration waited{};
+  auto a = dispatcher.createTimer([] { ADD_FAILURE() << "a was disarmed"; });
+  auto b = dispatcher.createTimer([&] {
+    ++fired;
+    waited = std::chrono::steady_clock::now() - armed;
+    dispatcher.exit();
+  });
+  // Other timers armed: a's setting (1 ms) stays after a is disarmed; b is due at 3 ms.
+  armed = std::chrono::steady_clock::now();
+  a->enableTimer(milliseconds(1));
+  b->enableTimer(milliseconds(3));
+  EXPECT_EQ(queue.fdSets(), 1u);
+  a->disableTimer();
+  dispatcher.run(Dispatcher::RunType::RunUntilExit);
+  EXPECT_EQ(fired, 1);
+  EXPECT_GE(waited, milliseconds(3));
+  EXPECT_EQ(queue.fdSets(), 2u);  // a's, then b's after the wake for nothing
+  // The queue empties with a's setting left; it expires while the event is out.
+  armed = std::chrono::steady_clock::now();
+  a->enableTimer(milliseconds(1));
+  EXPECT_EQ(queue.fdSets(), 3u);
+  a->disableTimer();
+  EXPECT_EQ(queue.size(), 0u);
+  while (std::chrono::steady_clock::now() < armed + milliseconds(2)) {
+  }
+  armed = std::chrono::steady_clock::now();
+  b->enableTimer(milliseconds(3));  // later than the stale setting: not set at arming
+  EXPECT_EQ(queue.fdSets(), 3u);
+  dispatcher.run(Dispatcher::RunType::RunUntilExit);
+  EXPECT_EQ(fired, 2);
+  EXPECT_GE(waited, milliseconds(3));
+  EXPECT_EQ(queue.fdSets(), 4u);
+}
+
+// A zero delay (the next loop pass) and a positive one replace each other.
+TEST(RealTimerTest, ZeroAndPositiveDelaysReplaceEachOther) {
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  int fired = 0;
+  auto t = dispatcher.createTimer([&] { ++fired; });
+  t->enableTimer(milliseconds(0));
+  t->enableTimer(milliseconds(60000));
+  dispatcher.run(Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(fired, 0);
+  EXPECT_TRUE(t->enabled());
+  EXPECT_EQ(dispatcher.timerQueue().size(), 1u);
+  t->enableTimer(milliseconds(0));
+  EXPECT_EQ(dispatcher.timerQueue().size(), 0u);
+  EXPECT_TRUE(t->enabled());
+  dispatcher.run(Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(fired, 1);
+  EXPECT_FALSE(t->enabled());
+}
+
+// Delays past the 64-bit nanosecond clock's end (a client's grpc-timeout of 99999999 hours
+// with no cap) wait forever: they neither overflow into the past nor set the timerfd.
+TEST(RealTimerTest, AnEndlessDelayNeverFires) {
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  int fired = 0;
+  auto hours = dispatcher.createTimer([&] { ++fired; });
+  auto millis = dispatcher.createTimer([&] { ++fired; });
+  auto micros = dispatcher.createTimer([&] { ++fired; });
+  hours->enableTimer(std::chrono::duration_cast<milliseconds>(std::chrono::hours(99999999)));
+  millis->enableTimer(milliseconds::max());
+  micros->enableHRTimer(microseconds::max());
+  for (int i = 0; i < 3; ++i) dispatcher.run(Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(fired, 0);
+  EXPECT_TRUE(hours->enabled());
+  EXPECT_TRUE(millis->enabled());
+  EXPECT_TRUE(micros->enabled());
+  EXPECT_EQ(dispatcher.timerQueue().fdSets(), 0u);
+}
+
 // A timer destroyed while due in the same pass as the one whose callback destroys it does
-// not fire; one armed from a callback with no delay fires in a later pass.
+// not fire; one armed from a callback with no delay fires after it.
 TEST(RealTimerTest, ACallbackMayDestroyOrArmOtherTimers) {
   RealTimeSystem time;
   DispatcherImpl dispatcher("test", time);
-  bool second_fired = false;
-  bool third_fired = false;
-  TimerPtr second = dispatcher.createTimer([&] { second_fired = true; });
-  TimerPtr third = dispatcher.createTimer([&] { third_fired = true; });
+  std::vector<std::string> fired;
+  TimerPtr second = dispatcher.createTimer([&] { fired.push_back("second"); });
+  TimerPtr third = dispatcher.createTimer([&] { fired.push_back("third"); });
   TimerPtr first = dispatcher.createTimer([&] {
+    fired.push_back("first");
     second.reset();
     third->enableTimer(milliseconds(0));
   });
-  const auto armed = std::chrono::steady_clock::now();
   first->enableHRTimer(microseconds(500));
   second->enableHRTimer(microseconds(501));
+  const auto second_armed = std::chrono::steady_clock::now();
   // Both due before the loop first looks (a wait for the clock itself, not a guess).
-  while (std::chrono::steady_clock::now() < armed + milliseconds(1)) {
+  while (std::chrono::steady_clock::now() < second_armed + microseconds(600)) {
   }
   dispatcher.run(Dispatcher::RunType::Block);
-  EXPECT_FALSE(second_fired);
-  EXPECT_TRUE(third_fired);
+  EXPECT_EQ(fired, (std::vector<std::string>{"first", "third"}));
 }
 
 }  // namespace

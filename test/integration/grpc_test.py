@@ -302,6 +302,22 @@ class GrpcProxyTest(harness.unittest.TestCase):
         got = int(self.call("nocap", "Slow", b"600", timeout=5))
         self.assertGreater(got, 4000)  # the whole grpc-timeout: no offset, no cap
 
+    def test_grpc_timeout_past_the_clocks_end_is_no_deadline(self):
+        # 99999999 hours (the most grpc-timeout's 8 digits say) with no cap: a deadline past
+        # the end of the proxy's 64-bit clock waits forever, it does not wrap into the past.
+        before = self.proxy.stat("http.ingress_http.downstream_rq_max_duration_reached") or 0
+        r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-D", "-", "-o", "/dev/null",
+                            "-H", "content-type: application/grpc", "-H", "te: trailers",
+                            "-H", "grpc-timeout: 99999999H", "--data-binary", "@-",
+                            "http://127.0.0.1:%d/nocap/test.T/Slow" % self.proxy.port],
+                           input=b"\x00\x00\x00\x00\x010", capture_output=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        head = r.stdout.decode().lower().replace("\r\n", "\n")  # the headers, then trailers
+        self.assertTrue(head.startswith("http/2 200"), head)
+        self.assertIn("\ngrpc-status: 0\n", head)
+        self.assertEqual(self.proxy.stat("http.ingress_http.downstream_rq_max_duration_reached")
+                         or 0, before)
+
     def test_max_stream_duration_without_grpc_timeout(self):
         self.proxy_deadline("maxdur", timeout=None)
         # The server learns the deadline too (grpc-timeout set by the proxy).
