@@ -292,18 +292,20 @@ TEST(RealTimerTest, TheTimerfdIsSetOnlyForAnEarlierDeadline) {
   EXPECT_EQ(queue.size(), 2u);
 }
 
+// A queue entry that notes its id when its deadline comes.
+struct Probe : TimerQueue::Entry {
+  Probe(std::vector<int>& out, int id) : out(out), id(id) {}
+  void onDeadline() override { out.push_back(id); }
+  std::vector<int>& out;
+  int id;
+};
+
 // Deadlines fire in order whatever order they were armed in, equal ones in arming order; an
 // entry disarmed or re-armed from the middle of the heap leaves the rest in order.
 TEST(TimerQueueTest, EntriesFireInDeadlineOrder) {
   RealTimeSystem time;
   DispatcherImpl dispatcher("test", time);
   TimerQueue& queue = dispatcher.timerQueue();
-  struct Probe : TimerQueue::Entry {
-    Probe(std::vector<int>& out, int id) : out(out), id(id) {}
-    void onDeadline() override { out.push_back(id); }
-    std::vector<int>& out;
-    int id;
-  };
   constexpr int kEntries = 60;
   std::vector<int> fired;
   std::vector<std::unique_ptr<Probe>> probes;
@@ -341,12 +343,6 @@ TEST(TimerQueueTest, ARemovalThatMovesTheLastEntryUp) {
   RealTimeSystem time;
   DispatcherImpl dispatcher("test", time);
   TimerQueue& queue = dispatcher.timerQueue();
-  struct Probe : TimerQueue::Entry {
-    Probe(std::vector<int>& out, int id) : out(out), id(id) {}
-    void onDeadline() override { out.push_back(id); }
-    std::vector<int>& out;
-    int id;
-  };
   std::vector<int> fired;
   const auto t0 = std::chrono::steady_clock::now() - milliseconds(10);
   std::vector<std::unique_ptr<Probe>> probes;
