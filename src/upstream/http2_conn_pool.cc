@@ -117,6 +117,8 @@ struct Http2ConnPool::ActiveClient : public network::ConnectionCallbacks,
       SLUICE_LOG(debug, upstream, "upstream HTTP/2 protocol error from {}: {}",
                  pool.host_->address()->asString(), status.details);
       data.drain(data.length());
+      // No new stream on it while the GOAWAY the codec queued is flushed.
+      state = State::Draining;
       connection->close(network::ConnectionCloseType::FlushWrite);
     }
     return network::FilterStatus::StopIteration;
@@ -315,6 +317,8 @@ void Http2ConnPool::attachPending(ActiveClient& client) {
   }
   if (client.active > 0 || client.state == ActiveClient::State::Closed) return;
   if (draining_ || client.state == ActiveClient::State::Draining) {
+    // Closing for the drain (or GOAWAY), not for idleness: its idle timer must not count it.
+    client.disableListTimer();
     client.connection->close(network::ConnectionCloseType::FlushWrite);
     return;
   }
