@@ -12,6 +12,7 @@
 #include "access_log/formatter.h"
 #include "config/api_descriptors.h"
 #include "config/eds_api.h"
+#include "config/proto_duration.h"
 #include "config/tls_config.h"
 #include "envoy/extensions/access_loggers/file/v3/file.pb.h"
 #include "envoy/extensions/access_loggers/stream/v3/stream.pb.h"
@@ -28,10 +29,6 @@ namespace sluice::config {
 namespace hcm_v3 = envoy::extensions::filters::network::http_connection_manager::v3;
 
 namespace {
-
-std::chrono::milliseconds toMs(const google::protobuf::Duration& d) {
-  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
-}
 
 // One access log line per stream, formatted once per config, written to a shared sink.
 class FileAccessLog : public http::AccessLog {
@@ -190,10 +187,10 @@ bool buildHttp2Settings(const envoy::config::core::v3::Http2ProtocolOptions& pro
   }
   if (proto.has_connection_keepalive()) {
     const auto& k = proto.connection_keepalive();
-    if (k.has_interval()) out.keepalive_interval = toMs(k.interval());
-    out.keepalive_timeout = toMs(k.timeout());  // required (validated)
+    if (k.has_interval()) out.keepalive_interval = toMilliseconds(k.interval());
+    out.keepalive_timeout = toMilliseconds(k.timeout());  // required (validated)
     if (k.has_connection_idle_interval()) {
-      out.keepalive_idle_interval = toMs(k.connection_idle_interval());
+      out.keepalive_idle_interval = toMilliseconds(k.connection_idle_interval());
     }
     if (k.has_interval_jitter()) {
       const double v = k.interval_jitter().value();
@@ -321,16 +318,22 @@ bool buildHcm(const hcm_v3::HttpConnectionManager& proto, const std::string& pat
   }
   if (proto.has_generate_request_id()) cfg->generate_request_id = proto.generate_request_id().value();
   cfg->preserve_external_request_id = proto.preserve_external_request_id();
-  if (proto.has_stream_idle_timeout()) cfg->stream_idle_timeout = toMs(proto.stream_idle_timeout());
-  if (proto.has_request_timeout()) cfg->request_timeout = toMs(proto.request_timeout());
-  if (proto.has_request_headers_timeout()) {
-    cfg->request_headers_timeout = toMs(proto.request_headers_timeout());
+  if (proto.has_stream_idle_timeout()) {
+    cfg->stream_idle_timeout = toMilliseconds(proto.stream_idle_timeout());
   }
-  if (proto.has_delayed_close_timeout()) cfg->delayed_close_timeout = toMs(proto.delayed_close_timeout());
-  if (proto.has_drain_timeout()) cfg->drain_timeout = toMs(proto.drain_timeout());
+  if (proto.has_request_timeout()) cfg->request_timeout = toMilliseconds(proto.request_timeout());
+  if (proto.has_request_headers_timeout()) {
+    cfg->request_headers_timeout = toMilliseconds(proto.request_headers_timeout());
+  }
+  if (proto.has_delayed_close_timeout()) {
+    cfg->delayed_close_timeout = toMilliseconds(proto.delayed_close_timeout());
+  }
+  if (proto.has_drain_timeout()) cfg->drain_timeout = toMilliseconds(proto.drain_timeout());
   const auto& common = proto.common_http_protocol_options();
-  if (common.has_idle_timeout()) cfg->idle_timeout = toMs(common.idle_timeout());
-  if (common.has_max_stream_duration()) cfg->max_stream_duration = toMs(common.max_stream_duration());
+  if (common.has_idle_timeout()) cfg->idle_timeout = toMilliseconds(common.idle_timeout());
+  if (common.has_max_stream_duration()) {
+    cfg->max_stream_duration = toMilliseconds(common.max_stream_duration());
+  }
   if (common.has_max_requests_per_connection()) {
     cfg->max_requests_per_connection = common.max_requests_per_connection().value();
   }
@@ -423,7 +426,7 @@ bool buildTcpProxy(const envoy::extensions::filters::network::tcp_proxy::v3::Tcp
     config->clusters.push_back({proto.cluster(), 1});
     config->total_weight = 1;
   }
-  if (proto.has_idle_timeout()) config->idle_timeout = toMs(proto.idle_timeout());
+  if (proto.has_idle_timeout()) config->idle_timeout = toMilliseconds(proto.idle_timeout());
   if (proto.has_max_connect_attempts()) {
     config->max_connect_attempts = proto.max_connect_attempts().value();
   }
@@ -465,18 +468,22 @@ bool payloadBytes(const envoy::config::core::v3::HealthCheck::Payload& p, const 
 bool buildHealthCheck(const envoy::config::core::v3::HealthCheck& hc, const std::string& path,
                       upstream::HealthCheckConfig& out, std::vector<std::string>& errors) {
   using upstream::HealthCheckConfig;
-  out.timeout = toMs(hc.timeout());
-  out.interval = toMs(hc.interval());
-  if (hc.has_interval_jitter()) out.interval_jitter = toMs(hc.interval_jitter());
+  out.timeout = toMilliseconds(hc.timeout());
+  out.interval = toMilliseconds(hc.interval());
+  if (hc.has_interval_jitter()) out.interval_jitter = toMilliseconds(hc.interval_jitter());
   out.interval_jitter_percent = hc.interval_jitter_percent();
   out.unhealthy_threshold = hc.unhealthy_threshold().value();
   out.healthy_threshold = hc.healthy_threshold().value();
-  if (hc.has_no_traffic_interval()) out.no_traffic_interval = toMs(hc.no_traffic_interval());
-  if (hc.has_unhealthy_interval()) out.unhealthy_interval = toMs(hc.unhealthy_interval());
-  if (hc.has_unhealthy_edge_interval()) {
-    out.unhealthy_edge_interval = toMs(hc.unhealthy_edge_interval());
+  if (hc.has_no_traffic_interval()) {
+    out.no_traffic_interval = toMilliseconds(hc.no_traffic_interval());
   }
-  if (hc.has_healthy_edge_interval()) out.healthy_edge_interval = toMs(hc.healthy_edge_interval());
+  if (hc.has_unhealthy_interval()) out.unhealthy_interval = toMilliseconds(hc.unhealthy_interval());
+  if (hc.has_unhealthy_edge_interval()) {
+    out.unhealthy_edge_interval = toMilliseconds(hc.unhealthy_edge_interval());
+  }
+  if (hc.has_healthy_edge_interval()) {
+    out.healthy_edge_interval = toMilliseconds(hc.healthy_edge_interval());
+  }
   if (hc.has_reuse_connection()) out.reuse_connection = hc.reuse_connection().value();
   out.always_log_health_check_failures = hc.always_log_health_check_failures();
   if (out.timeout.count() == 0) {
@@ -554,7 +561,7 @@ bool buildOutlierDetection(const envoy::config::cluster::v3::OutlierDetection& o
 #define SLUICE_OD_U32(f) \
   if (od.has_##f()) c.f = od.f().value();
 #define SLUICE_OD_MS(f) \
-  if (od.has_##f()) c.f = toMs(od.f());
+  if (od.has_##f()) c.f = toMilliseconds(od.f());
   SLUICE_OD_MS(interval)
   SLUICE_OD_MS(base_ejection_time)
   SLUICE_OD_MS(max_ejection_time)
@@ -703,7 +710,7 @@ bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::s
                                     "cluster." + proto.name() + ".", path + ".transport_socket", errors);
     if (!info->transport_socket_factory) return false;
   }
-  if (proto.has_connect_timeout()) info->connect_timeout = toMs(proto.connect_timeout());
+  if (proto.has_connect_timeout()) info->connect_timeout = toMilliseconds(proto.connect_timeout());
   if (proto.has_per_connection_buffer_limit_bytes()) {
     info->per_connection_buffer_limit_bytes = proto.per_connection_buffer_limit_bytes().value();
   }
@@ -760,7 +767,7 @@ bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::s
       return false;
     }
     const auto& common = http.common_http_protocol_options();
-    if (common.has_idle_timeout()) info->idle_timeout = toMs(common.idle_timeout());
+    if (common.has_idle_timeout()) info->idle_timeout = toMilliseconds(common.idle_timeout());
     if (common.has_max_requests_per_connection()) {
       info->max_requests_per_connection = common.max_requests_per_connection().value();
     }
@@ -824,7 +831,7 @@ bool buildCluster(const envoy::config::cluster::v3::Cluster& proto, const std::s
     case envoy::config::cluster::v3::Cluster::EDS: out.type = upstream::DiscoveryType::Eds; break;
     default: out.type = upstream::DiscoveryType::Static;
   }
-  if (proto.has_dns_refresh_rate()) out.dns_refresh_rate = toMs(proto.dns_refresh_rate());
+  if (proto.has_dns_refresh_rate()) out.dns_refresh_rate = toMilliseconds(proto.dns_refresh_rate());
   for (int i = 0; i < proto.health_checks_size(); ++i) {
     if (!buildHealthCheck(proto.health_checks(i),
                           path + ".health_checks[" + std::to_string(i) + "]",
@@ -1030,7 +1037,7 @@ bool buildListener(const envoy::config::listener::v3::Listener& l, const std::st
     }
   }
   if (l.has_listener_filters_timeout()) {
-    lc.listener_filters_timeout = toMs(l.listener_filters_timeout());
+    lc.listener_filters_timeout = toMilliseconds(l.listener_filters_timeout());
   }
   if (l.has_per_connection_buffer_limit_bytes()) {
     lc.buffer_limit = l.per_connection_buffer_limit_bytes().value();

@@ -2,6 +2,7 @@
 
 #include "config/filesystem_subscription.h"
 #include "config/grpc_mux.h"
+#include "config/proto_duration.h"
 #include "envoy/config/core/v3/config_source.pb.h"
 
 namespace sluice::config {
@@ -20,8 +21,7 @@ void setAdsConfigured(bool configured) { g_ads_configured = configured; }
 bool parseConfigSource(const envoy::config::core::v3::ConfigSource& cs, const std::string& path,
                        SourceSpec& out, std::vector<std::string>& errors) {
   if (cs.has_initial_fetch_timeout()) {
-    const auto& d = cs.initial_fetch_timeout();
-    out.initial_fetch_timeout = std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
+    out.initial_fetch_timeout = toMilliseconds(cs.initial_fetch_timeout());
   }
   if (cs.has_ads()) {
     if (!adsConfigured()) {

@@ -18,14 +18,7 @@ class RealTimer : public Timer, private TimerQueue::Entry {
     event_assign(&ev_, base, -1, 0, &RealTimer::fireNow, this);
   }
   ~RealTimer() override { disableTimer(); }
-  void enableTimer(std::chrono::milliseconds d) override {
-    // Saturating: a delay past what microseconds hold is "never" (a client's grpc-timeout of
-    // 99999999 hours, with no cap configured, reaches here).
-    constexpr auto kMax =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::microseconds::max());
-    enableHRTimer(d >= kMax ? std::chrono::microseconds::max()
-                            : std::chrono::duration_cast<std::chrono::microseconds>(d));
-  }
+  void enableTimer(std::chrono::milliseconds d) override { enableHRTimer(toMicroseconds(d)); }
   void enableHRTimer(std::chrono::microseconds d) override {
     if (d.count() <= 0) {
       queue_.disarm(*this);
@@ -33,12 +26,8 @@ class RealTimer : public Timer, private TimerQueue::Entry {
       return;
     }
     event_del(&ev_);
-    // steady_clock counts nanoseconds since boot in 64 bits: about 292 years, less the uptime.
-    // A deadline past that is the end of time, which the queue never sets the timerfd for.
-    const MonotonicTime now = std::chrono::steady_clock::now();
-    const bool never = d >= std::chrono::duration_cast<std::chrono::microseconds>(
-                                MonotonicTime::max() - now);
-    queue_.arm(*this, never ? MonotonicTime::max() : now + d);
+    // A deadline past the clock's range is max(), which the queue never sets the timerfd for.
+    queue_.arm(*this, deadlineAfter(std::chrono::steady_clock::now(), d));
   }
   void disableTimer() override {
     event_del(&ev_);

@@ -17,9 +17,7 @@ class SimulatedTimer : public Timer {
     // After this no thread can activate the event; freeing it drops a pending activation.
   }
 
-  void enableTimer(std::chrono::milliseconds d) override {
-    enableHRTimer(std::chrono::duration_cast<std::chrono::microseconds>(d));
-  }
+  void enableTimer(std::chrono::milliseconds d) override { enableHRTimer(toMicroseconds(d)); }
   void enableHRTimer(std::chrono::microseconds d) override {
     std::lock_guard lock(ts_.mutex_);
     disarmLocked();
@@ -27,7 +25,7 @@ class SimulatedTimer : public Timer {
       activateLocked();
       return;
     }
-    key_ = {ts_.monotonic_now_ + d, ts_.sequence_++};
+    key_ = {deadlineAfter(ts_.monotonic_now_, d), ts_.sequence_++};
     ts_.armed_.emplace(key_, this);
     armed_ = true;
   }

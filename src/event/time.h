@@ -23,6 +23,25 @@ class TimeSource {
   virtual MonotonicTime monotonicTime() = 0;
 };
 
+// now + d, or MonotonicTime::max() when the sum is past the clock's range: steady_clock counts
+// nanoseconds in 64 bits, about 292 years less the uptime. max() stands for "never", a
+// deadline no timer reaches (a proto Duration may be 10,000 years; a client's grpc-timeout,
+// 99,999,999 hours).
+inline MonotonicTime deadlineAfter(MonotonicTime now, std::chrono::microseconds d) {
+  if (d >= std::chrono::duration_cast<std::chrono::microseconds>(MonotonicTime::max() - now)) {
+    return MonotonicTime::max();
+  }
+  return now + d;
+}
+
+// A delay in milliseconds as microseconds, saturating at microseconds::max().
+inline std::chrono::microseconds toMicroseconds(std::chrono::milliseconds d) {
+  constexpr auto kMax =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::microseconds::max());
+  return d >= kMax ? std::chrono::microseconds::max()
+                   : std::chrono::duration_cast<std::chrono::microseconds>(d);
+}
+
 using TimerCb = std::function<void()>;
 
 // A one-shot timer owned by its creator and bound to one dispatcher: it fires on that

@@ -10,7 +10,7 @@ void ListTimer::disableListTimer() {
 }
 
 TimerList::TimerList(Dispatcher& dispatcher, std::chrono::milliseconds duration)
-    : dispatcher_(dispatcher), duration_(duration),
+    : dispatcher_(dispatcher), duration_(duration), duration_us_(toMicroseconds(duration)),
       timer_(dispatcher.createTimer([this] { onTimer(); })) {}
 
 TimerList::~TimerList() {
@@ -20,7 +20,7 @@ TimerList::~TimerList() {
 void TimerList::enable(ListTimer& timer) {
   SLUICE_ASSERT(dispatcher_.isThreadSafe(), "TimerList::enable() off the dispatcher's thread");
   timer.disableListTimer();
-  timer.deadline_ = dispatcher_.timeSource().monotonicTime() + duration_;
+  timer.deadline_ = deadlineAfter(dispatcher_.timeSource().monotonicTime(), duration_us_);
   timer.list_ = this;
   timer.prev_ = tail_;
   timer.next_ = nullptr;
@@ -33,7 +33,7 @@ void TimerList::enable(ListTimer& timer) {
   if (!armed_) {
     // Every entry's deadline is at or after this one's: it was armed no earlier.
     armed_ = true;
-    timer_->enableTimer(duration_);
+    timer_->enableHRTimer(duration_us_);
   }
 }
 

@@ -63,6 +63,7 @@ class TimerList {
 
   Dispatcher& dispatcher_;
   const std::chrono::milliseconds duration_;
+  const std::chrono::microseconds duration_us_;  // saturated (event/time.h)
   TimerPtr timer_;
   // The real timer is armed for a time at or before the head's deadline whenever the list
   // is not empty. It is left armed when the list empties (it then fires for nothing once),

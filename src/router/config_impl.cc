@@ -5,12 +5,14 @@
 #include <unordered_set>
 #include <utility>
 
+#include "config/proto_duration.h"
 #include "http/utility.h"
 
 namespace sluice::router {
 
 namespace {
 
+using config::toMilliseconds;
 using envoy::config::route::v3::RouteConfiguration;
 
 char lowerChar(char c) {
@@ -78,10 +80,6 @@ bool compileRegexRewrite(const envoy::type::matcher::v3::RegexMatchAndSubstitute
   rewrite.substitution = proto.substitution();
   out = std::move(rewrite);
   return true;
-}
-
-std::chrono::milliseconds durationMs(const google::protobuf::Duration& d) {
-  return std::chrono::milliseconds(d.seconds() * 1000 + d.nanos() / 1000000);
 }
 
 // Where the path of a :path value ends (at '?' or '#').
@@ -532,18 +530,19 @@ std::unique_ptr<const RetryPolicy> compileRetryPolicy(
     return nullptr;
   }
   if (proto.has_num_retries()) p->num_retries = proto.num_retries().value();
-  if (proto.has_per_try_timeout()) p->per_try_timeout = durationMs(proto.per_try_timeout());
+  if (proto.has_per_try_timeout()) p->per_try_timeout = toMilliseconds(proto.per_try_timeout());
   if (proto.has_per_try_idle_timeout()) {
-    p->per_try_idle_timeout = durationMs(proto.per_try_idle_timeout());
+    p->per_try_idle_timeout = toMilliseconds(proto.per_try_idle_timeout());
   }
   if (proto.has_retry_back_off()) {
     const auto& b = proto.retry_back_off();
-    p->base_interval = durationMs(b.base_interval());
+    p->base_interval = toMilliseconds(b.base_interval());
     if (p->base_interval.count() <= 0) {
       *error = path + ".retry_back_off.base_interval: must be at least 1ms";
       return nullptr;
     }
-    p->max_interval = b.has_max_interval() ? durationMs(b.max_interval()) : p->base_interval * 10;
+    p->max_interval =
+        b.has_max_interval() ? toMilliseconds(b.max_interval()) : p->base_interval * 10;
     if (p->max_interval < p->base_interval) {
       *error = path + ".retry_back_off.max_interval: must not be less than base_interval";
       return nullptr;
@@ -774,22 +773,26 @@ bool RouteEntry::initRouteAction(const envoy::config::route::v3::RouteAction& pr
   }
   append_x_forwarded_host_ = proto.append_x_forwarded_host();
 
-  if (proto.has_timeout()) timeout_ = durationMs(proto.timeout());
-  if (proto.has_idle_timeout()) idle_timeout_ = durationMs(proto.idle_timeout());
+  if (proto.has_timeout()) timeout_ = toMilliseconds(proto.timeout());
+  if (proto.has_idle_timeout()) idle_timeout_ = toMilliseconds(proto.idle_timeout());
   if (proto.has_max_stream_duration()) {
     const auto& d = proto.max_stream_duration();
     http::StreamDurationPolicy p;
-    if (d.has_max_stream_duration()) p.max_stream_duration = durationMs(d.max_stream_duration());
+    if (d.has_max_stream_duration()) {
+      p.max_stream_duration = toMilliseconds(d.max_stream_duration());
+    }
     if (d.has_grpc_timeout_header_max()) {
-      p.grpc_timeout_header_max = durationMs(d.grpc_timeout_header_max());
+      p.grpc_timeout_header_max = toMilliseconds(d.grpc_timeout_header_max());
     }
     if (d.has_grpc_timeout_header_offset()) {
-      p.grpc_timeout_header_offset = durationMs(d.grpc_timeout_header_offset());
+      p.grpc_timeout_header_offset = toMilliseconds(d.grpc_timeout_header_offset());
     }
     stream_duration_ = p;
   }
-  if (proto.has_max_grpc_timeout()) max_grpc_timeout_ = durationMs(proto.max_grpc_timeout());
-  if (proto.has_grpc_timeout_offset()) grpc_timeout_offset_ = durationMs(proto.grpc_timeout_offset());
+  if (proto.has_max_grpc_timeout()) max_grpc_timeout_ = toMilliseconds(proto.max_grpc_timeout());
+  if (proto.has_grpc_timeout_offset()) {
+    grpc_timeout_offset_ = toMilliseconds(proto.grpc_timeout_offset());
+  }
   if (proto.has_retry_policy()) {
     retry_policy_ = compileRetryPolicy(proto.retry_policy(), path + ".retry_policy", error);
     if (!retry_policy_) return false;

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "config/api_descriptors.h"
 #include "config/bootstrap_loader.h"
+#include "config/proto_duration.h"
 #include "config/supported_fields.h"
 #include "config/yaml_json.h"
 #include "envoy/config/cluster/v3/cluster.pb.h"
@@ -436,6 +438,25 @@ TEST(SupportedFieldsTest, TheCompatPageListsEveryTableEntry) {
   for (const auto& e : supportedExtensions()) {
     EXPECT_NE(page.str().find("`" + std::string(e.name) + "`"), std::string::npos) << e.name;
   }
+}
+
+// The one conversion of a Duration the translations use: nanoseconds below a millisecond
+// dropped, and seconds past the 10,000 years a Duration may hold clamped (no overflow).
+TEST(ProtoDurationTest, ToMilliseconds) {
+  google::protobuf::Duration d;
+  d.set_seconds(2);
+  d.set_nanos(345999999);
+  EXPECT_EQ(toMilliseconds(d), std::chrono::milliseconds(2345));
+  d.set_seconds(-1);
+  d.set_nanos(-500000000);
+  EXPECT_EQ(toMilliseconds(d), std::chrono::milliseconds(-1500));
+  d.set_seconds(315576000000);
+  d.set_nanos(0);
+  EXPECT_EQ(toMilliseconds(d), std::chrono::milliseconds(315576000000000));
+  d.set_seconds(std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(toMilliseconds(d), std::chrono::milliseconds(315576000000000));
+  d.set_seconds(std::numeric_limits<int64_t>::min());
+  EXPECT_EQ(toMilliseconds(d), std::chrono::milliseconds(-315576000000000));
 }
 
 }  // namespace

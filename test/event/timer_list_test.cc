@@ -132,6 +132,41 @@ TEST_F(TimerListTest, ArmedTimersOutliveTheirDispatcherSafely) {
   a.disableListTimer();  // no list to touch
 }
 
+// A duration past the 64-bit nanosecond clock's end (a proto Duration may be 10,000 years,
+// e.g. an idle timeout meant as "forever") is never: its deadline does not wrap into the past.
+TEST_F(TimerListTest, AnEndlessDurationNeverFires) {
+  TimerList& years = dispatcher_.timerList(std::chrono::seconds(315576000000));
+  TimerList& most = dispatcher_.timerList(milliseconds::max());
+  TimerList& soon = dispatcher_.timerList(milliseconds(100));
+  Probe a(time_), b(time_), c(time_);
+  years.enable(a);
+  most.enable(b);
+  soon.enable(c);
+  advance(std::chrono::hours(24 * 365));
+  EXPECT_EQ(c.fired.size(), 1u);
+  EXPECT_TRUE(a.fired.empty());
+  EXPECT_TRUE(b.fired.empty());
+  EXPECT_TRUE(a.listTimerEnabled());
+  EXPECT_TRUE(b.listTimerEnabled());
+  years.enable(a);  // re-armed: still never
+  advance(std::chrono::hours(24 * 365));
+  EXPECT_TRUE(a.fired.empty());
+}
+
+TEST(TimerListRealTimeTest, AnEndlessDurationNeverFires) {
+  RealTimeSystem time;
+  DispatcherImpl dispatcher("test", time);
+  Probe endless(time), soon(time);
+  soon.on_fire = [&] { dispatcher.exit(); };
+  dispatcher.timerList(std::chrono::seconds(315576000000)).enable(endless);
+  dispatcher.timerList(milliseconds(5)).enable(soon);
+  dispatcher.run(Dispatcher::RunType::RunUntilExit);
+  dispatcher.run(Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(soon.fired.size(), 1u);
+  EXPECT_TRUE(endless.fired.empty());
+  EXPECT_TRUE(endless.listTimerEnabled());
+}
+
 TEST(TimerListRealTimeTest, FiresAfterItsDuration) {
   RealTimeSystem time;
   DispatcherImpl dispatcher("test", time);

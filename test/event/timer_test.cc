@@ -150,6 +150,24 @@ TEST_F(SimulatedTimerTest, SystemTimeMovesWithSimulatedTime) {
   EXPECT_EQ(time_.systemTime() - before, milliseconds(1234));
 }
 
+// The simulated clock saturates as the real one does: a delay past the 64-bit nanosecond
+// clock's end (a proto Duration of 10,000 years, a grpc-timeout of 99999999 hours) is never.
+TEST_F(SimulatedTimerTest, AnEndlessDelayNeverFires) {
+  int endless = 0, soon = 0;
+  std::vector<TimerPtr> timers;
+  for (int i = 0; i < 4; ++i) timers.push_back(dispatcher_.createTimer([&] { ++endless; }));
+  timers[0]->enableTimer(std::chrono::duration_cast<milliseconds>(std::chrono::hours(99999999)));
+  timers[1]->enableTimer(std::chrono::seconds(315576000000));  // Duration's maximum
+  timers[2]->enableTimer(milliseconds::max());
+  timers[3]->enableHRTimer(microseconds::max());
+  auto t = dispatcher_.createTimer([&] { ++soon; });
+  t->enableTimer(milliseconds(1));
+  advance(std::chrono::hours(24 * 365));
+  EXPECT_EQ(soon, 1);
+  EXPECT_EQ(endless, 0);
+  for (auto& timer : timers) EXPECT_TRUE(timer->enabled());
+}
+
 TEST(SimulatedTimerThreadTest, TimersFireOnTheirDispatchersThread) {
   SimulatedTimeSystem time;
   DispatcherImpl worker("worker", time);
@@ -185,7 +203,6 @@ TEST(RealTimerTest, FiresAfterItsDelay) {
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(20));
   EXPECT_FALSE(t->enabled());
 }
-
 
 // libevent's clock here is the coarse one (a tick of a few ms), which can run a libevent
 // timer before its delay has passed. Timers of every delay from 1 to 40 ms, armed at once

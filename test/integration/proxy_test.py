@@ -38,6 +38,8 @@ class ProxyTest(harness.unittest.TestCase):
             route({"prefix": "/weighted"}, route={"weighted_clusters": {"clusters": [
                 {"name": "a", "weight": 75}, {"name": "b", "weight": 25}]}}),
             route({"prefix": "/slow"}, route={"cluster": "a", "timeout": "0.3s"}),
+            # The longest Duration there is: a timeout meant as "never".
+            route({"prefix": "/forever"}, route={"cluster": "a", "timeout": "315576000000s"}),
             route({"prefix": "/dead"}, route={"cluster": "dead"}),
             route({"prefix": "/hdrs"}, route={"cluster": "a"},
                   request_headers_to_add=[{"header": {"key": "x-added", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"}}],
@@ -141,6 +143,11 @@ class ProxyTest(harness.unittest.TestCase):
         r, data = self.get("/slow", {"x-test-delay-ms": "2000"})
         self.assertEqual(r.status, 504)
         self.assertEqual(data, b"upstream request timeout")
+
+    def test_a_timeout_of_ten_thousand_years_waits(self):
+        r, data = self.get("/forever", {"x-test-delay-ms": "200"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(json.loads(data)["path"], "/forever")
 
     def test_connect_failure_is_503_uf(self):
         r, data = self.get("/dead")

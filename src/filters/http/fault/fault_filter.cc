@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "buffer/buffer.h"
+#include "config/proto_duration.h"
 #include "envoy/extensions/filters/http/fault/v3/fault.pb.h"
 #include "event/dispatcher.h"
 #include "http/utility.h"
@@ -76,8 +77,7 @@ std::shared_ptr<const FaultSettings> compile(const google::protobuf::Any& any,
     const auto& d = proto.delay();
     if (d.has_fixed_delay()) {
       s->delay = FaultSettings::Delay::Fixed;
-      s->fixed_delay = std::chrono::milliseconds(d.fixed_delay().seconds() * 1000 +
-                                                 d.fixed_delay().nanos() / 1000000);
+      s->fixed_delay = config::toMilliseconds(d.fixed_delay());
     } else if (d.has_header_delay()) {
       s->delay = FaultSettings::Delay::Header;
     } else {
