@@ -6,19 +6,28 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 
 #include <google/protobuf/duration.pb.h>
 
 namespace sluice::config {
 
 // Whole milliseconds, the rest of the nanoseconds dropped. A Duration spans at most 10,000
-// years either way; seconds beyond that (only fields without validation rules are not
-// range-checked, and an xDS server may send anything) are clamped to it, so the product
-// cannot overflow. A timer armed with such a span waits forever (event/time.h).
+// years either way; seconds beyond that (fields without validation rules are not
+// range-checked) are clamped to it, so the product cannot overflow. A timer armed with more
+// than about 292 years never fires; with a negative span, at once (event/time.h).
 inline std::chrono::milliseconds toMilliseconds(const google::protobuf::Duration& d) {
   constexpr int64_t kMaxSeconds = 315576000000;
   const int64_t seconds = std::clamp<int64_t>(d.seconds(), -kMaxSeconds, kMaxSeconds);
   return std::chrono::milliseconds(seconds * 1000 + d.nanos() / 1000000);
+}
+
+// Nanoseconds, saturating at their range (about 292 years either way).
+inline std::chrono::nanoseconds toNanoseconds(const google::protobuf::Duration& d) {
+  constexpr int64_t kMaxSeconds = std::numeric_limits<int64_t>::max() / 1000000000;
+  if (d.seconds() >= kMaxSeconds) return std::chrono::nanoseconds::max();
+  if (d.seconds() <= -kMaxSeconds) return std::chrono::nanoseconds::min();
+  return std::chrono::seconds(d.seconds()) + std::chrono::nanoseconds(d.nanos());
 }
 
 }  // namespace sluice::config

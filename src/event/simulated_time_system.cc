@@ -104,7 +104,11 @@ TimerPtr SimulatedTimeSystem::createTimer(event_base* base, TimerQueue&, TimerCb
 
 bool SimulatedTimeSystem::fireNext(MonotonicTime limit) {
   std::lock_guard lock(mutex_);
-  if (armed_.empty() || armed_.begin()->first.first > limit) return false;
+  // max() is "never" (deadlineAfter()), even for an advance that saturates to it.
+  if (armed_.empty() || armed_.begin()->first.first > limit ||
+      armed_.begin()->first.first == MonotonicTime::max()) {
+    return false;
+  }
   auto it = armed_.begin();
   SimulatedTimer* timer = it->second;
   if (it->first.first > monotonic_now_) monotonic_now_ = it->first.first;
@@ -118,7 +122,7 @@ void SimulatedTimeSystem::advanceTimeAndRun(std::chrono::nanoseconds d, Dispatch
   MonotonicTime limit;
   {
     std::lock_guard lock(mutex_);
-    limit = monotonic_now_ + std::chrono::duration_cast<MonotonicTime::duration>(d);
+    limit = deadlineAfter(monotonic_now_, d);
   }
   dispatcher.run(type);
   while (fireNext(limit)) {
@@ -135,7 +139,7 @@ void SimulatedTimeSystem::advanceTimeAsync(std::chrono::nanoseconds d) {
   MonotonicTime limit;
   {
     std::lock_guard lock(mutex_);
-    limit = monotonic_now_ + std::chrono::duration_cast<MonotonicTime::duration>(d);
+    limit = deadlineAfter(monotonic_now_, d);
   }
   while (fireNext(limit)) {
   }

@@ -23,23 +23,26 @@ class TimeSource {
   virtual MonotonicTime monotonicTime() = 0;
 };
 
-// now + d, or MonotonicTime::max() when the sum is past the clock's range: steady_clock counts
-// nanoseconds in 64 bits, about 292 years less the uptime. max() stands for "never", a
-// deadline no timer reaches (a proto Duration may be 10,000 years; a client's grpc-timeout,
-// 99,999,999 hours).
-inline MonotonicTime deadlineAfter(MonotonicTime now, std::chrono::microseconds d) {
-  if (d >= std::chrono::duration_cast<std::chrono::microseconds>(MonotonicTime::max() - now)) {
-    return MonotonicTime::max();
-  }
+// now + d, clamped to the clock's range: not before now (a negative delay is due at once),
+// and MonotonicTime::max() when the sum is past the end of steady_clock's 64-bit nanoseconds
+// (about 292 years less the uptime). max() stands for "never", a deadline no timer reaches: a
+// proto Duration may be 10,000 years, a client's grpc-timeout 99,999,999 hours. Computed in
+// d's own unit, so that no conversion to nanoseconds overflows first.
+template <class Rep, class Period>
+MonotonicTime deadlineAfter(MonotonicTime now, std::chrono::duration<Rep, Period> d) {
+  using D = std::chrono::duration<Rep, Period>;
+  if (d <= D::zero()) return now;
+  if (d >= std::chrono::duration_cast<D>(MonotonicTime::max() - now)) return MonotonicTime::max();
   return now + d;
 }
 
-// A delay in milliseconds as microseconds, saturating at microseconds::max().
+// A delay in milliseconds as microseconds, saturating at microseconds' range.
 inline std::chrono::microseconds toMicroseconds(std::chrono::milliseconds d) {
   constexpr auto kMax =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::microseconds::max());
-  return d >= kMax ? std::chrono::microseconds::max()
-                   : std::chrono::duration_cast<std::chrono::microseconds>(d);
+  if (d >= kMax) return std::chrono::microseconds::max();
+  if (d <= -kMax) return std::chrono::microseconds::min();
+  return std::chrono::duration_cast<std::chrono::microseconds>(d);
 }
 
 using TimerCb = std::function<void()>;
@@ -49,7 +52,8 @@ using TimerCb = std::function<void()>;
 class Timer {
  public:
   virtual ~Timer() = default;
-  // Arms (or re-arms) the timer; a zero duration fires on the next loop iteration.
+  // Arms (or re-arms) the timer. A zero or negative delay fires on the next loop iteration; a
+  // delay past the clock's range (deadlineAfter() above) never fires.
   virtual void enableTimer(std::chrono::milliseconds d) = 0;
   virtual void enableHRTimer(std::chrono::microseconds d) = 0;
   virtual void disableTimer() = 0;

@@ -162,10 +162,18 @@ TEST_F(SimulatedTimerTest, AnEndlessDelayNeverFires) {
   timers[3]->enableHRTimer(microseconds::max());
   auto t = dispatcher_.createTimer([&] { ++soon; });
   t->enableTimer(milliseconds(1));
-  advance(std::chrono::hours(24 * 365));
+  advance(std::chrono::hours(24 * 365 * 100));
   EXPECT_EQ(soon, 1);
   EXPECT_EQ(endless, 0);
   for (auto& timer : timers) EXPECT_TRUE(timer->enabled());
+  // An advance past the clock's end saturates at "never", which still fires nothing.
+  time_.advanceTimeAndRun(std::chrono::nanoseconds::max(), dispatcher_);
+  EXPECT_EQ(endless, 0);
+  for (auto& timer : timers) EXPECT_TRUE(timer->enabled());
+  // A negative delay is due at once.
+  t->enableTimer(milliseconds(-5));
+  dispatcher_.run(Dispatcher::RunType::NonBlock);
+  EXPECT_EQ(soon, 2);
 }
 
 TEST(SimulatedTimerThreadTest, TimersFireOnTheirDispatchersThread) {
@@ -388,15 +396,16 @@ TEST(RealTimerTest, AStaleTimerfdSettingWakesForNothingAndIsSetAgain) {
     waited = std::chrono::steady_clock::now() - armed;
     dispatcher.exit();
   });
-  // Other timers armed: a's setting (1 ms) stays after a is disarmed; b is due at 3 ms.
+  // Other timers armed: a's setting (1 ms) stays after a is disarmed; b is due at 50 ms (far
+  // enough that the wake for nothing comes first also on a loaded machine under ASan).
   armed = std::chrono::steady_clock::now();
   a->enableTimer(milliseconds(1));
-  b->enableTimer(milliseconds(3));
+  b->enableTimer(milliseconds(50));
   EXPECT_EQ(queue.fdSets(), 1u);
   a->disableTimer();
   dispatcher.run(Dispatcher::RunType::RunUntilExit);
   EXPECT_EQ(fired, 1);
-  EXPECT_GE(waited, milliseconds(3));
+  EXPECT_GE(waited, milliseconds(50));
   EXPECT_EQ(queue.fdSets(), 2u);  // a's, then b's after the wake for nothing
   // The queue empties with a's setting left; it expires while the event is out.
   armed = std::chrono::steady_clock::now();
@@ -407,11 +416,11 @@ TEST(RealTimerTest, AStaleTimerfdSettingWakesForNothingAndIsSetAgain) {
   while (std::chrono::steady_clock::now() < armed + milliseconds(2)) {
   }
   armed = std::chrono::steady_clock::now();
-  b->enableTimer(milliseconds(3));  // later than the stale setting: not set at arming
+  b->enableTimer(milliseconds(50));  // later than the stale setting: not set at arming
   EXPECT_EQ(queue.fdSets(), 3u);
   dispatcher.run(Dispatcher::RunType::RunUntilExit);
   EXPECT_EQ(fired, 2);
-  EXPECT_GE(waited, milliseconds(3));
+  EXPECT_GE(waited, milliseconds(50));
   EXPECT_EQ(queue.fdSets(), 4u);
 }
 

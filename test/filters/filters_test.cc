@@ -629,6 +629,24 @@ TEST_F(FiltersTest, TokenBucketRefillsByTimeAndAnswers429WhenEmpty) {
   EXPECT_EQ(counter("lrl.http_local_rate_limit.enforced"), 4u);
 }
 
+// A fill interval past nanoseconds' range (about 292 years) is a bucket that never refills:
+// neither refused as shorter than 50ms (it wrapped negative) nor wrapped to a shorter one.
+TEST_F(FiltersTest, AnIntervalOfCenturiesNeverRefills) {
+  for (const char* interval : {"9500000000s", "315576000000s"}) {
+    SCOPED_TRACE(interval);
+    auto cb = factory<RateLimitProto>(
+        std::string("stat_prefix: years\ntoken_bucket: {max_tokens: 1, fill_interval: ") +
+            interval +
+            "}\nfilter_enabled: {runtime_key: a, default_value: {numerator: 100}}\n"
+            "filter_enforced: {runtime_key: b, default_value: {numerator: 100}}\n",
+        "envoy.filters.http.local_ratelimit");
+    EXPECT_EQ(stream(cb)->headers(), http::FilterHeadersStatus::Continue);
+    EXPECT_EQ(stream(cb)->headers(), http::FilterHeadersStatus::StopIteration);
+    advance(std::chrono::hours(24 * 365 * 100));
+    EXPECT_EQ(stream(cb)->headers(), http::FilterHeadersStatus::StopIteration);
+  }
+}
+
 TEST_F(FiltersTest, RateLimitNotEnforcedAddsRequestHeadersAndNotEnabledSkips) {
   auto cb = factory<RateLimitProto>(R"(
 stat_prefix: shadow

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "config/proto_duration.h"
 #include "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.pb.h"
 #include "event/dispatcher.h"
 #include "http/utility.h"
@@ -120,8 +121,8 @@ std::shared_ptr<const RateLimitConfig> compile(const google::protobuf::Any& any,
       *error = tb_path + ".tokens_per_fill: must be greater than 0";
       return nullptr;
     }
-    const auto interval = std::chrono::seconds(tb.fill_interval().seconds()) +
-                          std::chrono::nanoseconds(tb.fill_interval().nanos());
+    // Past about 292 years: nanoseconds::max(), a bucket that never refills.
+    const std::chrono::nanoseconds interval = config::toNanoseconds(tb.fill_interval());
     if (!tb.has_fill_interval() || interval < kMinFillInterval) {
       *error = tb_path + ".fill_interval: must be at least 50ms";
       return nullptr;
