@@ -27,13 +27,18 @@ class TimeSource {
 // and MonotonicTime::max() when the sum is past the end of steady_clock's 64-bit nanoseconds
 // (about 292 years less the uptime). max() stands for "never", a deadline no timer reaches: a
 // proto Duration may be 10,000 years, a client's grpc-timeout 99,999,999 hours. Computed in
-// d's own unit, so that no conversion to nanoseconds overflows first.
+// d's own unit first, so that its conversion to nanoseconds cannot overflow. No division: it
+// runs whenever a request arms a list timer.
 template <class Rep, class Period>
 MonotonicTime deadlineAfter(MonotonicTime now, std::chrono::duration<Rep, Period> d) {
   using D = std::chrono::duration<Rep, Period>;
+  using Ns = MonotonicTime::duration;
   if (d <= D::zero()) return now;
-  if (d >= std::chrono::duration_cast<D>(MonotonicTime::max() - now)) return MonotonicTime::max();
-  return now + d;
+  constexpr D kMax = std::chrono::duration_cast<D>(Ns::max());
+  if (d >= kMax) return MonotonicTime::max();
+  const Ns ns = std::chrono::duration_cast<Ns>(d);
+  if (ns >= MonotonicTime::max() - now) return MonotonicTime::max();
+  return now + ns;
 }
 
 // A delay in milliseconds as microseconds, saturating at microseconds' range.

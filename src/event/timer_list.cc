@@ -10,7 +10,9 @@ void ListTimer::disableListTimer() {
 }
 
 TimerList::TimerList(Dispatcher& dispatcher, std::chrono::milliseconds duration)
-    : dispatcher_(dispatcher), duration_(duration), duration_us_(toMicroseconds(duration)),
+    : dispatcher_(dispatcher), duration_(duration),
+      span_(deadlineAfter(MonotonicTime(), duration) - MonotonicTime()),
+      latest_start_(MonotonicTime::max() - span_),
       timer_(dispatcher.createTimer([this] { onTimer(); })) {}
 
 TimerList::~TimerList() {
@@ -20,7 +22,9 @@ TimerList::~TimerList() {
 void TimerList::enable(ListTimer& timer) {
   SLUICE_ASSERT(dispatcher_.isThreadSafe(), "TimerList::enable() off the dispatcher's thread");
   timer.disableListTimer();
-  timer.deadline_ = deadlineAfter(dispatcher_.timeSource().monotonicTime(), duration_us_);
+  // deadlineAfter(now, duration_) with its bounds worked out once: a compare and an add.
+  const MonotonicTime now = dispatcher_.timeSource().monotonicTime();
+  timer.deadline_ = now <= latest_start_ ? now + span_ : MonotonicTime::max();
   timer.list_ = this;
   timer.prev_ = tail_;
   timer.next_ = nullptr;
@@ -33,7 +37,7 @@ void TimerList::enable(ListTimer& timer) {
   if (!armed_) {
     // Every entry's deadline is at or after this one's: it was armed no earlier.
     armed_ = true;
-    timer_->enableHRTimer(duration_us_);
+    timer_->enableTimer(duration_);  // saturating, as the deadline
   }
 }
 

@@ -63,7 +63,11 @@ class TimerList {
 
   Dispatcher& dispatcher_;
   const std::chrono::milliseconds duration_;
-  const std::chrono::microseconds duration_us_;  // saturated (event/time.h)
+  // duration_ in the clock's unit, negative as zero; past the clock's range, max() (see
+  // deadlineAfter() in event/time.h): a timer armed at latest_start_ or before falls due at
+  // now + span_, one armed later never.
+  const MonotonicTime::duration span_;
+  const MonotonicTime latest_start_;
   TimerPtr timer_;
   // The real timer is armed for a time at or before the head's deadline whenever the list
   // is not empty. It is left armed when the list empties (it then fires for nothing once),
