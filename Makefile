@@ -42,7 +42,9 @@ test-asan: setup
 test-tsan: setup
 	@cmake -S . -B build-tsan $(CMAKE_GEN) $(TSAN_FLAGS) >/dev/null
 	@cmake --build build-tsan -j$(JOBS)
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(CTEST)
+	cd build-tsan && \
+	  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$(CURDIR)/test/tsan.supp \
+	  $(CTEST)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
