@@ -12,13 +12,16 @@
 
 namespace sluice::config {
 
+// The most seconds a google.protobuf.Duration may hold either way: 10,000 years.
+inline constexpr int64_t kMaxDurationSeconds = 315576000000;
+
 // Whole milliseconds, the rest of the nanoseconds dropped. A Duration spans at most 10,000
 // years either way; seconds beyond that (fields without validation rules are not
 // range-checked) are clamped to it, so the product cannot overflow. A timer armed with more
 // than about 292 years never fires; with a negative span, at once (event/time.h).
 inline std::chrono::milliseconds toMilliseconds(const google::protobuf::Duration& d) {
-  constexpr int64_t kMaxSeconds = 315576000000;
-  const int64_t seconds = std::clamp<int64_t>(d.seconds(), -kMaxSeconds, kMaxSeconds);
+  const int64_t seconds =
+      std::clamp<int64_t>(d.seconds(), -kMaxDurationSeconds, kMaxDurationSeconds);
   return std::chrono::milliseconds(seconds * 1000 + d.nanos() / 1000000);
 }
 

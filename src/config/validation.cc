@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "config/api_descriptors.h"
+#include "config/proto_duration.h"
 #include "validate/validate.pb.h"
 
 namespace sluice::config {
@@ -684,9 +685,9 @@ Error checkEnum(int v, const pb::EnumDescriptor* type, const validate::EnumRules
 
 Error checkDuration(const pb::Message& m, const validate::DurationRules& r) {
   const SecondsNanos d = readSecondsNanos(m);
-  constexpr int64_t kMaxSeconds = 315576000000;
-  if (d.seconds > kMaxSeconds || d.seconds < -kMaxSeconds || d.nanos >= 1000000000 ||
-      d.nanos <= -1000000000 || (d.seconds > 0 && d.nanos < 0) || (d.seconds < 0 && d.nanos > 0)) {
+  if (d.seconds > kMaxDurationSeconds || d.seconds < -kMaxDurationSeconds ||
+      d.nanos >= 1000000000 || d.nanos <= -1000000000 || (d.seconds > 0 && d.nanos < 0) ||
+      (d.seconds < 0 && d.nanos > 0)) {
     return "value is not a valid duration";
   }
   if (r.has_const_() && !(d == fromProto(r.const_()))) {

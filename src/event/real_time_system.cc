@@ -18,17 +18,8 @@ class RealTimer : public Timer, private TimerQueue::Entry {
     event_assign(&ev_, base, -1, 0, &RealTimer::fireNow, this);
   }
   ~RealTimer() override { disableTimer(); }
-  void enableTimer(std::chrono::milliseconds d) override { enableHRTimer(toMicroseconds(d)); }
-  void enableHRTimer(std::chrono::microseconds d) override {
-    if (d.count() <= 0) {
-      queue_.disarm(*this);
-      event_active(&ev_, EV_TIMEOUT, 0);
-      return;
-    }
-    event_del(&ev_);
-    // A deadline past the clock's range is max(), which the queue never sets the timerfd for.
-    queue_.arm(*this, deadlineAfter(std::chrono::steady_clock::now(), d));
-  }
+  void enableTimer(std::chrono::milliseconds d) override { arm(d); }
+  void enableHRTimer(std::chrono::microseconds d) override { arm(d); }
   void disableTimer() override {
     event_del(&ev_);
     queue_.disarm(*this);
@@ -38,6 +29,18 @@ class RealTimer : public Timer, private TimerQueue::Entry {
   }
 
  private:
+  // In the delay's own unit: deadlineAfter() saturates it without a conversion first.
+  template <class D>
+  void arm(D d) {
+    if (d <= D::zero()) {
+      queue_.disarm(*this);
+      event_active(&ev_, EV_TIMEOUT, 0);
+      return;
+    }
+    event_del(&ev_);
+    // A deadline past the clock's range is max(), which the queue never sets the timerfd for.
+    queue_.arm(*this, deadlineAfter(std::chrono::steady_clock::now(), d));
+  }
   void onDeadline() override { cb_(); }
   static void fireNow(evutil_socket_t, short, void* arg) { static_cast<RealTimer*>(arg)->cb_(); }
 

@@ -17,18 +17,8 @@ class SimulatedTimer : public Timer {
     // After this no thread can activate the event; freeing it drops a pending activation.
   }
 
-  void enableTimer(std::chrono::milliseconds d) override { enableHRTimer(toMicroseconds(d)); }
-  void enableHRTimer(std::chrono::microseconds d) override {
-    std::lock_guard lock(ts_.mutex_);
-    disarmLocked();
-    if (d.count() <= 0) {
-      activateLocked();
-      return;
-    }
-    key_ = {deadlineAfter(ts_.monotonic_now_, d), ts_.sequence_++};
-    ts_.armed_.emplace(key_, this);
-    armed_ = true;
-  }
+  void enableTimer(std::chrono::milliseconds d) override { arm(d); }
+  void enableHRTimer(std::chrono::microseconds d) override { arm(d); }
   void disableTimer() override {
     std::lock_guard lock(ts_.mutex_);
     disarmLocked();
@@ -36,6 +26,20 @@ class SimulatedTimer : public Timer {
   bool enabled() override {
     std::lock_guard lock(ts_.mutex_);
     return armed_ || activated_;
+  }
+
+  // In the delay's own unit, as the real timer: deadlineAfter() saturates it.
+  template <class D>
+  void arm(D d) {
+    std::lock_guard lock(ts_.mutex_);
+    disarmLocked();
+    if (d <= D::zero()) {
+      activateLocked();
+      return;
+    }
+    key_ = {deadlineAfter(ts_.monotonic_now_, d), ts_.sequence_++};
+    ts_.armed_.emplace(key_, this);
+    armed_ = true;
   }
 
   // With ts_.mutex_ held.

@@ -41,15 +41,6 @@ MonotonicTime deadlineAfter(MonotonicTime now, std::chrono::duration<Rep, Period
   return now + ns;
 }
 
-// A delay in milliseconds as microseconds, saturating at microseconds' range.
-inline std::chrono::microseconds toMicroseconds(std::chrono::milliseconds d) {
-  constexpr auto kMax =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::microseconds::max());
-  if (d >= kMax) return std::chrono::microseconds::max();
-  if (d <= -kMax) return std::chrono::microseconds::min();
-  return std::chrono::duration_cast<std::chrono::microseconds>(d);
-}
-
 using TimerCb = std::function<void()>;
 
 // A one-shot timer owned by its creator and bound to one dispatcher: it fires on that
